@@ -1,0 +1,41 @@
+"""arkouda-k8s: run Arkouda on Kubernetes from a notebook, a terminal or a pipeline.
+
+Imports are lazy so that ``%load_ext arkouda_k8s`` stays fast: the Kubernetes client
+and the Arkouda client load only when a deployment is touched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "ClusterSpec": ("arkouda_k8s.spec", "ClusterSpec"),
+    "ArkoudaCluster": ("arkouda_k8s.cluster", "ArkoudaCluster"),
+    "DeployMode": ("arkouda_k8s.cluster", "DeployMode"),
+    "list_clusters": ("arkouda_k8s.cluster", "list_clusters"),
+    "Tunnel": ("arkouda_k8s.tunnel", "Tunnel"),
+    "Sandbox": ("arkouda_k8s.sandbox", "Sandbox"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'arkouda_k8s' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    from .magics import load_ipython_extension as _load
+
+    _load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from .magics import unload_ipython_extension as _unload
+
+    _unload(ipython)

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install the project with its test dependencies, then run lint, types and the tests.
+# Works on a fresh machine (Python 3.11 + pip); called by .ci/run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+# The only installable arkouda client (2020.7.7), placed without running its build.
+python3 scripts/install_arkouda_client.py
+# kubectl: the machine image normally has it; Debian's client is the fallback.
+if ! command -v kubectl >/dev/null 2>&1; then
+  (apt-get update -qq && apt-get install -y -qq kubernetes-client) >/dev/null 2>&1 \
+    || echo "WARNING: no kubectl could be installed; kubectl tests will be skipped" >&2
+fi
+
+python3 -m ruff check .
+python3 -m ruff format --check .
+python3 -m mypy
+python3 -m pytest "$@"
