@@ -25,12 +25,18 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_cluster_options(p: argparse.ArgumentParser, all_namespaces: bool = False) -> None:
     g = p.add_argument_group("cluster options")
-    g.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
+    g.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)",
+    )
     g.add_argument("--context", metavar="C", help="kubeconfig context (default: the current one)")
     if not any(a.dest == "namespace" for a in p._actions):
         g.add_argument("--namespace", "-n", metavar="N", help="namespace (default: the context's)")
     if all_namespaces:
-        g.add_argument("--all-namespaces", "-A", action="store_true", help="look in every namespace")
+        g.add_argument(
+            "--all-namespaces", "-A", action="store_true", help="look in every namespace"
+        )
 
 
 def _add_spec_options(p: argparse.ArgumentParser) -> None:
@@ -47,15 +53,31 @@ def _add_spec_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pull-policy", help="Always, IfNotPresent or Never")
     g.add_argument("--no-auth", action="store_true", help="turn token authentication off")
     g.add_argument("--metrics", action="store_true", help="run the Prometheus metrics exporter")
-    g.add_argument("-f", "--values", action="append", default=[], metavar="values.yaml",
-                   help="arkouda-contrib Helm values file (server and/or locale chart); repeatable")
+    g.add_argument(
+        "-f",
+        "--values",
+        action="append",
+        default=[],
+        metavar="values.yaml",
+        help="arkouda-contrib Helm values file (server and/or locale chart); repeatable",
+    )
 
 
 def spec_options(args: argparse.Namespace) -> dict[str, Any]:
     """The spec options the user gave, as ClusterSpec keyword arguments."""
     out: dict[str, Any] = {}
-    for key in ("name", "namespace", "mode", "locales", "threads", "cpu", "memory",
-                "release", "image_repository", "pull_policy"):
+    for key in (
+        "name",
+        "namespace",
+        "mode",
+        "locales",
+        "threads",
+        "cpu",
+        "memory",
+        "release",
+        "image_repository",
+        "pull_policy",
+    ):
         value = getattr(args, key, None)
         if value is not None:
             out[key] = value
@@ -71,23 +93,47 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    p = sub.add_parser("sandbox", help="run the simulated Kubernetes cluster (a test world, not Kubernetes)")
-    p.add_argument("--port", type=int, default=0, help="API port on 127.0.0.1 (default: a free one)")
-    p.add_argument("--kubeconfig-out", metavar="FILE", help="where to write the sandbox's kubeconfig")
+    p = sub.add_parser(
+        "sandbox", help="run the simulated Kubernetes cluster (a test world, not Kubernetes)"
+    )
+    p.add_argument(
+        "--port", type=int, default=0, help="API port on 127.0.0.1 (default: a free one)"
+    )
+    p.add_argument(
+        "--kubeconfig-out", metavar="FILE", help="where to write the sandbox's kubeconfig"
+    )
 
-    p = sub.add_parser("render", help="print the Kubernetes objects (or Helm values) of a deployment")
+    p = sub.add_parser(
+        "render", help="print the Kubernetes objects (or Helm values) of a deployment"
+    )
     _add_spec_options(p)
-    p.add_argument("--helm-values", action="store_true", help="print the two charts' values files instead")
-    p.add_argument("--include-secrets", action="store_true", help="show generated secret material (careful)")
+    p.add_argument(
+        "--helm-values", action="store_true", help="print the two charts' values files instead"
+    )
+    p.add_argument(
+        "--include-secrets", action="store_true", help="show generated secret material (careful)"
+    )
 
     p = sub.add_parser("deploy", help="deploy an Arkouda cluster and wait until it answers")
     _add_spec_options(p)
     _add_cluster_options(p)
-    p.add_argument("--wait", dest="wait", action="store_true", default=True, help="wait until ready (default)")
-    p.add_argument("--no-wait", dest="wait", action="store_false", help="return once the objects are created")
-    p.add_argument("--keep-on-failure", action="store_true", help="keep what a failed deploy created, for debugging")
-    p.add_argument("--ttl", metavar="DURATION", help="time to live after the last heartbeat (e.g. 2h)")
-    p.add_argument("--print-rbac", action="store_true", help="print the RBAC the deploy needs and exit")
+    p.add_argument(
+        "--wait", dest="wait", action="store_true", default=True, help="wait until ready (default)"
+    )
+    p.add_argument(
+        "--no-wait", dest="wait", action="store_false", help="return once the objects are created"
+    )
+    p.add_argument(
+        "--keep-on-failure",
+        action="store_true",
+        help="keep what a failed deploy created, for debugging",
+    )
+    p.add_argument(
+        "--ttl", metavar="DURATION", help="time to live after the last heartbeat (e.g. 2h)"
+    )
+    p.add_argument(
+        "--print-rbac", action="store_true", help="print the RBAC the deploy needs and exit"
+    )
 
     p = sub.add_parser("status", help="show a deployment's state")
     p.add_argument("name")
@@ -99,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tail", type=int, metavar="N", help="last N lines")
     _add_cluster_options(p)
 
-    p = sub.add_parser("forward", help="hold a tunnel to a deployment's server and print its address")
+    p = sub.add_parser(
+        "forward", help="hold a tunnel to a deployment's server and print its address"
+    )
     p.add_argument("name")
     p.add_argument("--local-port", type=int, default=0, metavar="P")
     _add_cluster_options(p)
@@ -109,8 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("teardown", help="delete a deployment and everything it created")
     p.add_argument("name", nargs="?")
-    p.add_argument("--all", action="store_true", help="every arkouda-k8s deployment in the namespace")
-    p.add_argument("--expired", action="store_true", help="deployments whose heartbeat and TTL expired")
+    p.add_argument(
+        "--all", action="store_true", help="every arkouda-k8s deployment in the namespace"
+    )
+    p.add_argument(
+        "--expired", action="store_true", help="deployments whose heartbeat and TTL expired"
+    )
     _add_cluster_options(p)
 
     p = sub.add_parser("run", help="run Arkouda code against a server (for pipeline containers)")
@@ -119,7 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", dest="code", metavar="CODE", help="code to run")
     p.add_argument("file", nargs="?", help="file of code to run")
 
-    p = sub.add_parser("quickstart", help="the whole workflow on the embedded sandbox, start to teardown")
+    p = sub.add_parser(
+        "quickstart", help="the whole workflow on the embedded sandbox, start to teardown"
+    )
     p.add_argument("--locales", type=int, default=2, metavar="N")
     return parser
 
@@ -127,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _not_built(name: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         raise ArkoudaK8sError(f"`arkouda-k8s {name}` is not available in this build")
+
     return run
 
 

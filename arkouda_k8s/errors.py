@@ -53,7 +53,11 @@ class KubeError(ArkoudaK8sError):
     """The Kubernetes API refused or failed a request."""
 
     def __init__(
-        self, message: str, hint: str | None = None, *, status: int | None = None,
+        self,
+        message: str,
+        hint: str | None = None,
+        *,
+        status: int | None = None,
         reason: str | None = None,
     ) -> None:
         super().__init__(message, hint)
@@ -64,7 +68,9 @@ class KubeError(ArkoudaK8sError):
 class PreflightError(ArkoudaK8sError):
     """The cluster cannot take this deployment; nothing was created."""
 
-    def __init__(self, message: str, hint: str | None = None, *, problems: list[str] | None = None) -> None:
+    def __init__(
+        self, message: str, hint: str | None = None, *, problems: list[str] | None = None
+    ) -> None:
         super().__init__(message, hint)
         self.problems = list(problems or [])
 
@@ -87,8 +93,14 @@ class DeployError(ArkoudaK8sError):
     """A deployment stage failed; ``stage`` names it, ``reason`` is Kubernetes' reason."""
 
     def __init__(
-        self, message: str, hint: str | None = None, *, stage: str = "", reason: str = "",
-        pod: str | None = None, log_tail: str | None = None,
+        self,
+        message: str,
+        hint: str | None = None,
+        *,
+        stage: str = "",
+        reason: str = "",
+        pod: str | None = None,
+        log_tail: str | None = None,
     ) -> None:
         super().__init__(message, hint)
         self.stage = stage
