@@ -1,0 +1,121 @@
+"""The secrets of one deployment: SSH key pair, TLS client key + CSR, server token.
+
+Everything is generated in memory with ``cryptography`` and handed to the Kubernetes
+API as Secret data; nothing is written to the local disk. ``repr``/``str`` of a
+:class:`Credentials` show only public facts (the user, key types, fingerprints).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+from .errors import SpecError
+
+# The image's sshd and the launch scripts expect id_rsa; 3072 bits is today's minimum
+# for RSA and generates in well under a second.
+SSH_KEY_BITS = 3072
+
+
+def user_for(name: str, namespace: str) -> str:
+    """The Kubernetes user (certificate CN) the server of ``name`` acts as."""
+    return f"arkouda-k8s:{namespace}:{name}"
+
+
+@dataclass(frozen=True, repr=False)
+class Credentials:
+    """Secret material of one deployment; never shown by repr or str.
+
+    >>> creds = Credentials.generate(ClusterSpec(name="demo", namespace="team"))  # doctest: +SKIP
+    >>> creds.user                                                               # doctest: +SKIP
+    'arkouda-k8s:team:demo'
+    """
+
+    user: str
+    ssh_private_key: bytes
+    ssh_public_key: bytes
+    tls_key: bytes
+    csr: bytes
+    token: str
+    certificate: bytes | None = None
+
+    @staticmethod
+    def user_for(spec: Any) -> str:
+        """``arkouda-k8s:<namespace>:<name>``: the certificate's CN for ``spec``."""
+        if not spec.namespace:
+            raise SpecError(
+                "namespace",
+                spec.namespace,
+                "a namespace (the certificate names it): use spec.with_namespace(ns)",
+            )
+        return user_for(spec.name, spec.namespace)
+
+    @classmethod
+    def generate(cls, spec: Any, *, ssh_key_bits: int = SSH_KEY_BITS) -> Credentials:
+        """Fresh SSH key pair, TLS key + CSR for ``spec``'s user, and a server token."""
+        user = cls.user_for(spec)
+        ssh_key = rsa.generate_private_key(public_exponent=65537, key_size=ssh_key_bits)
+        ssh_private = ssh_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+        ssh_public = (
+            ssh_key.public_key().public_bytes(
+                serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+            )
+            + f" arkouda-k8s@{spec.name}\n".encode()
+        )
+        # P-256: accepted by the kube-apiserver-client signer and far quicker than RSA.
+        tls_key = ec.generate_private_key(ec.SECP256R1())
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, user)]))
+            .sign(tls_key, hashes.SHA256())
+        )
+        return cls(
+            user=user,
+            ssh_private_key=ssh_private,
+            ssh_public_key=ssh_public,
+            tls_key=tls_key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+            csr=csr.public_bytes(serialization.Encoding.PEM),
+            token=secrets.token_hex(32),
+        )
+
+    def with_certificate(self, certificate: bytes) -> Credentials:
+        """A copy holding the certificate the CSR was approved with (PEM)."""
+        return dataclasses.replace(self, certificate=certificate)
+
+    @property
+    def csr_base64(self) -> str:
+        """The CSR as the CertificateSigningRequest's ``spec.request`` wants it."""
+        return base64.b64encode(self.csr).decode()
+
+    @property
+    def ssh_fingerprint(self) -> str:
+        """``SHA256:...`` of the SSH public key, as ssh-keygen -l shows it."""
+        blob = base64.b64decode(self.ssh_public_key.split()[1])
+        digest = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+        return f"SHA256:{digest}"
+
+    def __repr__(self) -> str:
+        cert = "approved" if self.certificate else "pending"
+        return (
+            f"Credentials(user={self.user!r}, ssh={self.ssh_fingerprint}, "
+            f"tls=EC P-256 (certificate {cert}), token=<hidden>)"
+        )
+
+    __str__ = __repr__
