@@ -1,0 +1,1 @@
+"""The sandbox: a simulated Kubernetes cluster for tests and tutorials (not Kubernetes)."""
