@@ -1,0 +1,730 @@
+"""The Kubernetes objects of one deployment, as plain dicts: pure functions, no I/O.
+
+``render(spec, credentials)`` returns every object in apply order, ready for
+server-side apply or ``kubectl apply``. Each object is prefixed with the instance name
+(several instances share a namespace) and carries the standard labels. The upstream
+chart traps (DESIGN.md) are fixed here: in-cluster ``K8S_HOST``, a per-instance
+``EXTERNAL_SERVICE_NAME``, namespaced services, a memMax derived below the memory
+limit, the token from a Secret, and locale discovery that waits for the locale pods.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+from .credentials import Credentials, user_for
+from .errors import SpecError
+from .spec import (
+    IN_CLUSTER_K8S_HOST,
+    METRICS_EXPORTER_PORT,
+    METRICS_PORT,
+    ClusterSpec,
+)
+
+PLACEHOLDER = "<generated at deploy>"
+MANAGED_BY = "arkouda-k8s"
+# The spec the objects were made from, so a later session can reattach (from_name).
+SPEC_ANNOTATION = "arkouda-k8s.dev/spec"
+CSR_SIGNER = "kubernetes.io/kube-apiserver-client"
+
+LAUNCH_DIR = "/opt/arkouda"
+SERVER_SCRIPT = "start-arkouda-server.sh"
+LOCALE_SCRIPT = "start-arkouda-locale.sh"
+TLS_DIR = "/etc/ssl/arkouda"
+SSH_KEYS_DIR = "/home/ubuntu/ssh-keys"
+# The cluster CA, published in every namespace as ConfigMap kube-root-ca.crt, lets the
+# launch script verify the API server instead of turning TLS verification off.
+CA_DIR = "/etc/ssl/kubernetes-ca"
+SSH_PORT = 22
+# How long the server's launch script waits for every locale pod to have an IP.
+LOCALE_WAIT_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class Names:
+    """The name of every object of one instance (see docs/internals.md)."""
+
+    instance: str
+    namespace: str
+    ssh_secret: str
+    tls_secret: str
+    token_secret: str
+    role: str
+    role_binding: str
+    server_pod: str
+    ssh_service: str
+    launch_config: str
+    locale_deployment: str
+    headless_service: str
+    self_service: str
+    metrics_service: str
+    metrics_exporter_service: str
+    csr: str
+    user: str
+    locale_app: str
+
+
+def _namespace(spec: ClusterSpec) -> str:
+    if not spec.namespace:
+        raise SpecError(
+            "namespace",
+            spec.namespace,
+            "a namespace to render into: use spec.with_namespace(ns) (the kube context's)",
+        )
+    return spec.namespace
+
+
+def names(spec: ClusterSpec) -> Names:
+    """Every object name of ``spec``'s instance; the spec must have a namespace."""
+    ns = _namespace(spec)
+    n = spec.name
+    return Names(
+        instance=n,
+        namespace=ns,
+        ssh_secret=f"{n}-ssh",
+        tls_secret=f"{n}-tls",
+        token_secret=f"{n}-token",
+        role=f"{n}-server",
+        role_binding=f"{n}-server",
+        server_pod=f"{n}-server",
+        ssh_service=f"{n}-server",
+        launch_config=f"{n}-launch",
+        locale_deployment=f"{n}-locale",
+        headless_service=f"{n}-locale-headless",
+        self_service=f"{n}-arkouda",
+        metrics_service=f"{n}-metrics",
+        metrics_exporter_service=f"{n}-metrics-exporter",
+        csr=f"arkouda-k8s-{ns}-{n}",
+        user=user_for(n, ns),
+        locale_app=f"{n}-locale",
+    )
+
+
+def labels(spec: ClusterSpec, component: str) -> dict[str, str]:
+    """The labels of an object of ``component``: the spec's own, then the standard ones."""
+    return {
+        **spec.labels,
+        "app.kubernetes.io/name": "arkouda",
+        "app.kubernetes.io/instance": spec.name,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+    }
+
+
+def _match_labels(spec: ClusterSpec, component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "arkouda",
+        "app.kubernetes.io/instance": spec.name,
+        "app.kubernetes.io/component": component,
+    }
+
+
+def selector(spec: ClusterSpec, component: str | None = None) -> str:
+    """The label selector of the instance's objects (of one component if given)."""
+    parts = [
+        "app.kubernetes.io/name=arkouda",
+        f"app.kubernetes.io/instance={spec.name}",
+        f"app.kubernetes.io/managed-by={MANAGED_BY}",
+    ]
+    if component:
+        parts.append(f"app.kubernetes.io/component={component}")
+    return ",".join(parts)
+
+
+def _meta(
+    spec: ClusterSpec,
+    name: str,
+    component: str,
+    *,
+    namespaced: bool = True,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if namespaced:
+        meta["namespace"] = _namespace(spec)
+    meta["labels"] = labels(spec, component)
+    merged = {**spec.annotations, **(annotations or {})}
+    if merged:
+        meta["annotations"] = merged
+    return meta
+
+
+def _b64(data: bytes | str) -> str:
+    raw = data.encode() if isinstance(data, str) else data
+    return base64.b64encode(raw).decode()
+
+
+def _secret(
+    spec: ClusterSpec, name: str, values: dict[str, bytes | str | None], type_: str = "Opaque"
+) -> dict[str, Any]:
+    """A Secret; values that are None are shown as a placeholder in stringData."""
+    data = {k: _b64(v) for k, v in values.items() if v is not None}
+    string_data = {k: PLACEHOLDER for k, v in values.items() if v is None}
+    obj: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(spec, name, "credentials"),
+        "type": type_,
+    }
+    if data:
+        obj["data"] = data
+    if string_data:
+        obj["stringData"] = string_data
+    return obj
+
+
+def secrets(spec: ClusterSpec, credentials: Credentials | None) -> list[dict[str, Any]]:
+    """The SSH, TLS and token Secrets (udp) or the token Secret alone (smp)."""
+    n = names(spec)
+    c = credentials
+    out = []
+    if spec.mode == "udp":
+        out.append(
+            _secret(
+                spec,
+                n.ssh_secret,
+                {
+                    "id_rsa": c.ssh_private_key if c else None,
+                    "id_rsa.pub": c.ssh_public_key if c else None,
+                },
+            )
+        )
+        out.append(
+            _secret(
+                spec,
+                n.tls_secret,
+                {
+                    "tls.crt": c.certificate if c and c.certificate else None,
+                    "tls.key": c.tls_key if c else None,
+                },
+                "kubernetes.io/tls",
+            )
+        )
+    out.append(_secret(spec, n.token_secret, {"token": c.token if c else None}))
+    return out
+
+
+def rbac(spec: ClusterSpec) -> list[dict[str, Any]]:
+    """Role + RoleBinding: what the certificate's user needs, in its namespace only.
+
+    Pods are read for locale discovery; services and endpoints are written because the
+    server registers its own selector-less Service (and removes it at shutdown).
+    """
+    n = names(spec)
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _meta(spec, n.role, "rbac"),
+        "rules": [
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+            {
+                "apiGroups": [""],
+                "resources": ["services", "endpoints"],
+                "verbs": ["get", "list", "watch", "create", "delete", "update"],
+            },
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta(spec, n.role_binding, "rbac"),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": n.role},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": n.user}],
+    }
+    return [role, binding]
+
+
+def certificate_signing_request(
+    spec: ClusterSpec, credentials: Credentials | None
+) -> dict[str, Any]:
+    """The cluster-scoped CSR for the server's client certificate (CN = the user)."""
+    n = names(spec)
+    request = credentials.csr if credentials else PLACEHOLDER.encode()
+    return {
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "CertificateSigningRequest",
+        "metadata": _meta(spec, n.csr, "credentials", namespaced=False),
+        "spec": {
+            "request": _b64(request),
+            "signerName": CSR_SIGNER,
+            "usages": ["digital signature", "key encipherment", "client auth"],
+        },
+    }
+
+
+# -- launch scripts ------------------------------------------------------------------------
+#
+# Written for arkouda-k8s (not the upstream scripts). POSIX sh; python3 is in the image.
+
+_INSTALL_KEYS = f"""\
+install_ssh_keys() {{
+  # The Secret's files are read-only and shared; ssh wants private copies.
+  mkdir -p "$HOME/.ssh"
+  chmod 700 "$HOME/.ssh"
+  cp "{SSH_KEYS_DIR}/id_rsa" "$HOME/.ssh/id_rsa"
+  cp "{SSH_KEYS_DIR}/id_rsa.pub" "$HOME/.ssh/id_rsa.pub"
+  cp "{SSH_KEYS_DIR}/id_rsa.pub" "$HOME/.ssh/authorized_keys"
+  chmod 600 "$HOME/.ssh/id_rsa" "$HOME/.ssh/authorized_keys"
+  # Pod IPs change with every start; host keys cannot be known in advance.
+  printf 'Host *\\n  StrictHostKeyChecking no\\n  UserKnownHostsFile /dev/null\\n  LogLevel ERROR\\n' \\
+    > "$HOME/.ssh/config"
+  chmod 600 "$HOME/.ssh/config"
+}}
+
+start_sshd() {{
+  sudo mkdir -p /run/sshd
+  sudo /usr/sbin/sshd || {{ echo "arkouda-k8s: sshd did not start" >&2; exit 1; }}
+}}
+"""
+
+# Lists the Running locale pods' IPs through the API with the instance's client
+# certificate, verifying the API server with the cluster CA when it is mounted.
+_DISCOVER = """\
+import json, os, ssl, sys, urllib.parse, urllib.request
+ca = os.path.join(os.environ["CA_DIR"], "ca.crt")
+ctx = ssl.create_default_context(cafile=ca) if os.path.exists(ca) else ssl._create_unverified_context()
+ctx.load_cert_chain(os.environ["CERT_FILE"], os.environ["KEY_FILE"])
+url = "%s/api/v1/namespaces/%s/pods?labelSelector=%s" % (
+    os.environ["K8S_HOST"].rstrip("/"), os.environ["NAMESPACE"],
+    urllib.parse.quote(os.environ["LOCALE_SELECTOR"]))
+with urllib.request.urlopen(url, context=ctx, timeout=10) as r:
+    pods = json.load(r)["items"]
+ips = sorted(p["status"].get("podIP") for p in pods
+             if p.get("status", {}).get("phase") == "Running" and p["status"].get("podIP")
+             and not p["metadata"].get("deletionTimestamp"))
+print(" ".join(ips))
+"""
+
+# Removes a Service/Endpoints left by an earlier run: the server halts on a 409.
+_REMOVE_STALE = """\
+import os, ssl, urllib.error, urllib.request
+ca = os.path.join(os.environ["CA_DIR"], "ca.crt")
+ctx = ssl.create_default_context(cafile=ca) if os.path.exists(ca) else ssl._create_unverified_context()
+ctx.load_cert_chain(os.environ["CERT_FILE"], os.environ["KEY_FILE"])
+base = "%s/api/v1/namespaces/%s" % (os.environ["K8S_HOST"].rstrip("/"), os.environ["NAMESPACE"])
+for name in os.environ["STALE_SERVICES"].split():
+    for kind in ("services", "endpoints"):
+        req = urllib.request.Request("%s/%s/%s" % (base, kind, name), method="DELETE")
+        try:
+            urllib.request.urlopen(req, context=ctx, timeout=10).close()
+        except urllib.error.HTTPError as e:
+            if e.code != 404:
+                raise
+"""
+
+
+def _server_script_udp() -> str:
+    return f"""#!/bin/sh
+# start-arkouda-server.sh (arkouda-k8s): locale 0 of a GASNet/UDP Arkouda cluster.
+# Starts sshd, installs the instance's SSH keys, waits until every locale pod is
+# Running with an IP, then runs arkouda_server across them with the given flags.
+set -eu
+{_INSTALL_KEYS}
+install_ssh_keys
+start_sshd
+
+want=$((NUMLOCALES - 1))
+deadline=$(( $(date +%s) + {LOCALE_WAIT_SECONDS} ))
+ips=""
+while :; do
+  ips=$(python3 -c {shlex.quote(_DISCOVER)}) || ips=""
+  got=$(echo $ips | wc -w)
+  [ "$got" -ge "$want" ] && break
+  if [ "$(date +%s)" -ge "$deadline" ]; then
+    echo "arkouda-k8s: found $got of $want locale pods ($LOCALE_SELECTOR) after {LOCALE_WAIT_SECONDS}s" >&2
+    exit 1
+  fi
+  sleep 2
+done
+ips=$(echo $ips | tr ' ' '\\n' | head -n "$want" | tr '\\n' ' ')
+
+export STALE_SERVICES="$EXTERNAL_SERVICE_NAME ${{METRICS_SERVICE_NAME:-}}"
+python3 -c {shlex.quote(_REMOVE_STALE)}
+
+export SSH_SERVERS="$MY_IP $ips"
+export GASNET_MASTERIP="$MY_IP"
+echo "arkouda-k8s: starting $NUMLOCALES locale(s) on $SSH_SERVERS"
+exec arkouda_server -nl "$NUMLOCALES" "$@"
+"""
+
+
+_LOCALE_SCRIPT = f"""#!/bin/sh
+# start-arkouda-locale.sh (arkouda-k8s): a GASNet/UDP locale pod. The server starts
+# the Arkouda process here over SSH; this script only runs sshd and waits.
+set -eu
+{_INSTALL_KEYS}
+install_ssh_keys
+start_sshd
+trap 'exit 0' TERM INT
+while :; do
+  sleep 3600 &
+  wait $!
+done
+"""
+
+_SERVER_SCRIPT_SMP = """#!/bin/sh
+# start-arkouda-server.sh (arkouda-k8s): every locale in this one pod (GASNet smp).
+set -eu
+exec arkouda_server -nl "$NUMLOCALES" "$@"
+"""
+
+
+def launch_config(spec: ClusterSpec) -> dict[str, Any]:
+    """The ConfigMap with the launch scripts, mounted at /opt/arkouda."""
+    data = {SERVER_SCRIPT: _server_script_udp() if spec.mode == "udp" else _SERVER_SCRIPT_SMP}
+    if spec.mode == "udp":
+        data[LOCALE_SCRIPT] = _LOCALE_SCRIPT
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(spec, names(spec).launch_config, "config"),
+        "data": data,
+    }
+
+
+# -- pods -----------------------------------------------------------------------------------
+
+
+def server_args(spec: ClusterSpec) -> list[str]:
+    """The arkouda_server flags (the launch script adds ``-nl``)."""
+    args = [
+        f"--ServerPort={spec.server_port}",
+        f"--authenticate={str(spec.authenticate).lower()}",
+        f"--memMax={spec.effective_mem_max}",
+        "--memTrack=true",
+        f"--logLevel=LogLevel.{spec.log_level}",
+    ]
+    daemons = []
+    if spec.mode == "udp":
+        args.append("--ExternalIntegration.systemType=SystemType.KUBERNETES")
+        daemons.append("ServerDaemonType.INTEGRATION")
+    if spec.metrics:
+        if not daemons:
+            daemons.append("ServerDaemonType.DEFAULT")
+        daemons.append("ServerDaemonType.METRICS")
+    if daemons:
+        args.append(f"--ServerDaemon.daemonTypes={','.join(daemons)}")
+    return args
+
+
+def _env(name: str, value: str | int) -> dict[str, Any]:
+    return {"name": name, "value": str(value)}
+
+
+def _field_env(name: str, path: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+
+def _resources(spec: ClusterSpec) -> dict[str, Any]:
+    # Chapel sizes its heap and threads at start: requests equal to limits (Guaranteed).
+    amounts = {"cpu": spec.cpu, "memory": spec.memory}
+    return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def _volumes(spec: ClusterSpec, component: str) -> tuple[list[dict], list[dict]]:
+    n = names(spec)
+    volumes: list[dict[str, Any]] = [
+        {"name": "launch", "configMap": {"name": n.launch_config, "defaultMode": 0o555}}
+    ]
+    mounts: list[dict[str, Any]] = [{"name": "launch", "mountPath": LAUNCH_DIR, "readOnly": True}]
+    if spec.mode == "udp":
+        volumes.append({"name": "ssh-keys", "secret": {"secretName": n.ssh_secret}})
+        mounts.append({"name": "ssh-keys", "mountPath": SSH_KEYS_DIR, "readOnly": True})
+    if spec.mode == "udp" and component == "server":
+        volumes.append({"name": "tls", "secret": {"secretName": n.tls_secret}})
+        mounts.append({"name": "tls", "mountPath": TLS_DIR, "readOnly": True})
+        volumes.append(
+            {
+                "name": "kube-ca",
+                "configMap": {
+                    "name": "kube-root-ca.crt",
+                    "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                    "optional": True,
+                },
+            }
+        )
+        mounts.append({"name": "kube-ca", "mountPath": CA_DIR, "readOnly": True})
+    if spec.persistence is not None:
+        volumes.append(
+            {
+                "name": "arkouda-files",
+                "hostPath": {"path": spec.persistence.host_path, "type": "DirectoryOrCreate"},
+            }
+        )
+        mounts.append({"name": "arkouda-files", "mountPath": spec.persistence.mount_path})
+    return volumes, mounts
+
+
+def _pod_spec(
+    spec: ClusterSpec, containers: list[dict], volumes: list[dict], restart: str
+) -> dict[str, Any]:
+    pod: dict[str, Any] = {
+        "containers": containers,
+        "volumes": volumes,
+        "restartPolicy": restart,
+        # Many instances may share a namespace; their service env vars are noise.
+        "enableServiceLinks": False,
+    }
+    if spec.service_account:
+        pod["serviceAccountName"] = spec.service_account
+    else:
+        # The server talks to the API with its certificate, never a service account token.
+        pod["automountServiceAccountToken"] = False
+    if spec.node_selector:
+        pod["nodeSelector"] = dict(spec.node_selector)
+    if spec.tolerations:
+        pod["tolerations"] = [dict(t) for t in spec.tolerations]
+    if spec.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": s} for s in spec.image_pull_secrets]
+    return pod
+
+
+def _server_container(spec: ClusterSpec) -> dict[str, Any]:
+    n = names(spec)
+    env = [
+        _env("NUMLOCALES", spec.locales),
+        {
+            "name": "ARKOUDA_SERVER_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": n.token_secret, "key": "token"}},
+        },
+        _field_env("MY_IP", "status.podIP"),
+        _field_env("NAMESPACE", "metadata.namespace"),
+        _env("CHPL_RT_NUM_THREADS_PER_LOCALE", spec.effective_threads),
+        _env("ARKOUDA_CLIENT_MODE", "API"),
+        _env("LOG_LEVEL", spec.log_level),
+        _env("MEMTRACK", "true"),
+        _env("AUTHENTICATE", str(spec.authenticate).lower()),
+    ]
+    if spec.mode == "udp":
+        env += [
+            _field_env("GASNET_MASTERIP", "status.podIP"),
+            _env("GASNET_SUPERNODE_MAXSIZE", 1),
+            _env("K8S_HOST", IN_CLUSTER_K8S_HOST),
+            _env("CERT_FILE", f"{TLS_DIR}/tls.crt"),
+            _env("KEY_FILE", f"{TLS_DIR}/tls.key"),
+            _env("CA_DIR", CA_DIR),
+            _env("EXTERNAL_SERVICE_NAME", n.self_service),
+            _env("EXTERNAL_SERVICE_PORT", spec.server_port),
+            _env("EXTERNAL_SERVICE_TARGET_PORT", spec.server_port),
+            _env("APP_NAME", n.locale_app),
+            _env("POD_METHOD", "GET_POD_IPS"),
+            _env("LOCALE_SELECTOR", selector(spec, "locale")),
+        ]
+    env.append(_env("COLLECT_METRICS", str(spec.metrics).lower()))
+    if spec.metrics:
+        env += [
+            _env("METRICS_SERVICE_NAME", n.metrics_service),
+            _env("METRICS_SERVICE_PORT", METRICS_PORT),
+            _env("METRICS_SERVICE_TARGET_PORT", METRICS_PORT),
+        ]
+    ports = [{"name": "arkouda", "containerPort": spec.server_port, "protocol": "TCP"}]
+    if spec.mode == "udp":
+        ports.append({"name": "ssh", "containerPort": SSH_PORT, "protocol": "TCP"})
+    if spec.metrics:
+        ports.append({"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"})
+    _, mounts = _volumes(spec, "server")
+    return {
+        "name": "arkouda-server",
+        "image": spec.server_image,
+        "imagePullPolicy": spec.pull_policy,
+        "command": ["sh", f"{LAUNCH_DIR}/{SERVER_SCRIPT}"],
+        "args": server_args(spec),
+        "env": env,
+        "ports": ports,
+        "resources": _resources(spec),
+        "volumeMounts": mounts,
+        "readinessProbe": {
+            "tcpSocket": {"port": spec.server_port},
+            "periodSeconds": 2,
+            "failureThreshold": 3,
+        },
+    }
+
+
+def _exporter_container(spec: ClusterSpec) -> dict[str, Any]:
+    amounts = {"cpu": "100m", "memory": "128Mi"}
+    return {
+        "name": "prometheus-arkouda-exporter",
+        "image": spec.metrics_exporter_image,
+        "imagePullPolicy": spec.pull_policy,
+        "env": [
+            _env("EXPORT_PORT", METRICS_EXPORTER_PORT),
+            _env("POLLING_INTERVAL_SECONDS", 5),
+            _env("ARKOUDA_SERVER_NAME", spec.name),
+            # Same pod, same network namespace: the server's metrics port is local.
+            _env("ARKOUDA_METRICS_SERVICE_HOST", "localhost"),
+            _env("ARKOUDA_METRICS_SERVICE_PORT", METRICS_PORT),
+        ],
+        "ports": [{"name": "exporter", "containerPort": METRICS_EXPORTER_PORT, "protocol": "TCP"}],
+        "resources": {"requests": dict(amounts), "limits": dict(amounts)},
+    }
+
+
+def _spec_annotation(spec: ClusterSpec) -> dict[str, str]:
+    return {SPEC_ANNOTATION: json.dumps(spec.to_dict(), sort_keys=True, separators=(",", ":"))}
+
+
+def server_pod(spec: ClusterSpec) -> dict[str, Any]:
+    """The server: a bare Pod with restartPolicy Never (a restarted server would need
+    its locales restarted too, so the lifecycle decides, not the kubelet)."""
+    volumes, _ = _volumes(spec, "server")
+    containers = [_server_container(spec)]
+    if spec.metrics:
+        containers.append(_exporter_container(spec))
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": _meta(
+            spec, names(spec).server_pod, "server", annotations=_spec_annotation(spec)
+        ),
+        "spec": _pod_spec(spec, containers, volumes, "Never"),
+    }
+
+
+def locale_deployment(spec: ClusterSpec) -> dict[str, Any]:
+    """The locale pods: a Deployment of locales - 1 replicas (0 for one locale)."""
+    n = names(spec)
+    volumes, mounts = _volumes(spec, "locale")
+    container = {
+        "name": "arkouda-locale",
+        "image": spec.server_image,
+        "imagePullPolicy": spec.pull_policy,
+        "command": ["sh", f"{LAUNCH_DIR}/{LOCALE_SCRIPT}"],
+        "env": [
+            _field_env("MY_IP", "status.podIP"),
+            _env("NUM_LOCALES", spec.locales),
+            _env("MEMTRACK", "true"),
+            _env("CHPL_RT_NUM_THREADS_PER_LOCALE", spec.effective_threads),
+            _env("GASNET_SUPERNODE_MAXSIZE", 1),
+        ],
+        "ports": [{"name": "ssh", "containerPort": SSH_PORT, "protocol": "TCP"}],
+        "resources": _resources(spec),
+        "volumeMounts": mounts,
+        "readinessProbe": {"tcpSocket": {"port": SSH_PORT}, "periodSeconds": 2},
+    }
+    template_meta: dict[str, Any] = {
+        # "app" is the label the image's own discovery helper matches (APP_NAME).
+        "labels": {**labels(spec, "locale"), "app": n.locale_app},
+    }
+    if spec.annotations:
+        template_meta["annotations"] = dict(spec.annotations)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(spec, n.locale_deployment, "locale", annotations=_spec_annotation(spec)),
+        "spec": {
+            "replicas": spec.locale_pods,
+            "selector": {"matchLabels": _match_labels(spec, "locale")},
+            # A locale that comes back has a new IP the server does not know: replace
+            # all at once rather than roll.
+            "strategy": {"type": "Recreate"},
+            "template": {
+                "metadata": template_meta,
+                "spec": _pod_spec(spec, [container], volumes, "Always"),
+            },
+        },
+    }
+
+
+def services(spec: ClusterSpec) -> list[dict[str, Any]]:
+    """The server's ssh Service, the locales' headless Service, the exporter's Service."""
+    n = names(spec)
+    out = []
+    if spec.mode == "udp":
+        out.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": _meta(spec, n.ssh_service, "server"),
+                "spec": {
+                    "selector": _match_labels(spec, "server"),
+                    "ports": [
+                        {"name": "ssh", "port": SSH_PORT, "targetPort": "ssh", "protocol": "TCP"}
+                    ],
+                },
+            }
+        )
+        out.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": _meta(spec, n.headless_service, "locale"),
+                "spec": {
+                    "clusterIP": "None",
+                    "selector": _match_labels(spec, "locale"),
+                    "ports": [
+                        {"name": "ssh", "port": SSH_PORT, "targetPort": "ssh", "protocol": "TCP"}
+                    ],
+                    # GASNet needs every locale's address before the pods are Ready.
+                    "publishNotReadyAddresses": True,
+                },
+            }
+        )
+    if spec.metrics:
+        out.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": _meta(spec, n.metrics_exporter_service, "metrics"),
+                "spec": {
+                    "selector": _match_labels(spec, "server"),
+                    "ports": [
+                        {
+                            "name": "exporter",
+                            "port": METRICS_EXPORTER_PORT,
+                            "targetPort": "exporter",
+                            "protocol": "TCP",
+                        }
+                    ],
+                },
+            }
+        )
+    return out
+
+
+def namespace(spec: ClusterSpec) -> dict[str, Any]:
+    """The Namespace; labelled managed-by only, so deleting an instance by its labels
+    never deletes a namespace other instances live in."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": _namespace(spec),
+            "labels": {"app.kubernetes.io/managed-by": MANAGED_BY},
+        },
+    }
+
+
+def render(
+    spec: ClusterSpec, credentials: Credentials | None = None, *, include_namespace: bool = False
+) -> list[dict[str, Any]]:
+    """Every object of the deployment, in apply order.
+
+    Without ``credentials`` the secret values are the placeholder ``<generated at deploy>``
+    (in ``stringData``) and the CSR request is a placeholder too. udp: Secrets, Role,
+    RoleBinding, CSR, ConfigMap, Services, locale Deployment, server Pod (the locale
+    Deployment is rendered even with 0 replicas). smp: token Secret, ConfigMap, server Pod.
+    """
+    if credentials is not None and credentials.user != user_for(spec.name, _namespace(spec)):
+        raise SpecError(
+            "credentials",
+            credentials.user,
+            f"credentials generated for {user_for(spec.name, _namespace(spec))}",
+        )
+    out: list[dict[str, Any]] = []
+    if include_namespace:
+        out.append(namespace(spec))
+    out += secrets(spec, credentials)
+    if spec.mode == "udp":
+        out += rbac(spec)
+        out.append(certificate_signing_request(spec, credentials))
+    out.append(launch_config(spec))
+    out += services(spec)
+    if spec.mode == "udp":
+        out.append(locale_deployment(spec))
+    out.append(server_pod(spec))
+    return out
