@@ -104,7 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser(
-        "render", help="print the Kubernetes objects (or Helm values) of a deployment"
+        "render",
+        help="print the Kubernetes objects (or Helm values) of a deployment",
+        description="Print every Kubernetes object of a deployment as YAML (secrets as "
+        "placeholders unless --include-secrets), or the arkouda-contrib charts' values. "
+        "Without --namespace the objects go to namespace 'default'; another namespace "
+        "is rendered with its Namespace object. Options override -f values files.",
     )
     _add_spec_options(p)
     p.add_argument(
@@ -176,6 +181,69 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--locales", type=int, default=2, metavar="N")
     return parser
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .credentials import Credentials
+    from .manifests import render
+    from .spec import ClusterSpec, helm_chart_of
+
+    values: dict[str, Any] = {}
+    for path in args.values:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                docs = [d for d in yaml.safe_load_all(fh) if d is not None]
+        except OSError as exc:
+            raise UsageError(f"values file {path}: {exc.strerror or exc}") from None
+        except yaml.YAMLError as exc:
+            where = getattr(exc, "problem_mark", None)
+            at = f" (line {where.line + 1})" if where is not None else ""
+            raise UsageError(f"values file {path}: not valid YAML{at}") from None
+        for doc in docs:
+            if not isinstance(doc, dict):
+                raise UsageError(f"values file {path}: expected a mapping of Helm values")
+            chart = helm_chart_of(doc)
+            if chart in values:
+                raise UsageError(
+                    f"values file {path}: a second arkouda-udp-{chart} values document",
+                    "give one server and at most one locale values file",
+                )
+            values[chart] = doc
+    options = spec_options(args)
+    if values:
+        spec, warnings = ClusterSpec.from_helm_values(
+            server=values.get("server"), locale=values.get("locale"), **options
+        )
+        for warning in warnings:
+            print(f"arkouda-k8s: warning: {warning}", file=sys.stderr)
+    else:
+        spec = ClusterSpec(**options)
+    if spec.namespace is None:
+        spec = spec.with_namespace("default")
+
+    class _Dumper(yaml.SafeDumper):
+        pass
+
+    def _str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+        # Launch scripts read better as literal blocks than as escaped one-liners.
+        style = "|" if "\n" in data else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+    _Dumper.add_representer(str, _str)
+    if args.helm_values:
+        charts = spec.to_helm_values()
+        for i, chart in enumerate(("server", "locale")):
+            if i:
+                sys.stdout.write("---\n")
+            sys.stdout.write(f"# values for the arkouda-udp-{chart} chart (arkouda-k8s render)\n")
+            sys.stdout.write(yaml.dump(charts[chart], Dumper=_Dumper, sort_keys=False))
+        return 0
+    credentials = Credentials.generate(spec) if args.include_secrets else None
+    objects = render(spec, credentials, include_namespace=spec.namespace != "default")
+    sys.stdout.write(yaml.dump_all(objects, Dumper=_Dumper, sort_keys=False))
+    return 0
 
 
 def _not_built(name: str) -> Callable[[argparse.Namespace], int]:

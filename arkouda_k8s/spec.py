@@ -703,11 +703,11 @@ def _spec_kwargs_from_values(
     pods = files.get("locale", {}).get("server.numLocales")
     if total is not None:
         kwargs["locales"] = total
-        if pods is not None and pods != (total - 1 if isinstance(total, int) else None):
+        if isinstance(total, int) and pods is not None and pods != total - 1:
             warnings.append(
                 f"the locale chart starts {pods} locale pod(s) but the server's numLocales "
                 f"(the total, server included) is {total}; using the server's total "
-                f"({total} locale(s): the server pod and {total} - 1 locale pods)"
+                f"of {total} (the server pod and {total - 1} locale pod(s))"
             )
     elif pods is not None:
         kwargs["locales"] = (
