@@ -265,9 +265,10 @@ install_ssh_keys() {{
   # The Secret's files are read-only and shared; ssh wants private copies.
   mkdir -p "$HOME/.ssh"
   chmod 700 "$HOME/.ssh"
-  cp "{SSH_KEYS_DIR}/id_rsa" "$HOME/.ssh/id_rsa"
-  cp "{SSH_KEYS_DIR}/id_rsa.pub" "$HOME/.ssh/id_rsa.pub"
-  cp "{SSH_KEYS_DIR}/id_rsa.pub" "$HOME/.ssh/authorized_keys"
+  keys="${{SSH_KEYS_DIR:-{SSH_KEYS_DIR}}}"
+  cp "$keys/id_rsa" "$HOME/.ssh/id_rsa"
+  cp "$keys/id_rsa.pub" "$HOME/.ssh/id_rsa.pub"
+  cp "$keys/id_rsa.pub" "$HOME/.ssh/authorized_keys"
   chmod 600 "$HOME/.ssh/id_rsa" "$HOME/.ssh/authorized_keys"
   # Pod IPs change with every start; host keys cannot be known in advance.
   printf 'Host *\\n  StrictHostKeyChecking no\\n  UserKnownHostsFile /dev/null\\n  LogLevel ERROR\\n' \\
@@ -330,12 +331,14 @@ start_sshd
 want=$((NUMLOCALES - 1))
 deadline=$(( $(date +%s) + {LOCALE_WAIT_SECONDS} ))
 ips=""
+errors="$HOME/.arkouda-k8s-discovery.err"
 while :; do
-  ips=$(python3 -c {shlex.quote(_DISCOVER)}) || ips=""
+  ips=$(python3 -c {shlex.quote(_DISCOVER)} 2>"$errors") || ips=""
   got=$(echo $ips | wc -w)
   [ "$got" -ge "$want" ] && break
   if [ "$(date +%s)" -ge "$deadline" ]; then
     echo "arkouda-k8s: found $got of $want locale pods ($LOCALE_SELECTOR) after {LOCALE_WAIT_SECONDS}s" >&2
+    tail -n 1 "$errors" >&2
     exit 1
   fi
   sleep 2
@@ -507,6 +510,7 @@ def _server_container(spec: ClusterSpec) -> dict[str, Any]:
             _env("CERT_FILE", f"{TLS_DIR}/tls.crt"),
             _env("KEY_FILE", f"{TLS_DIR}/tls.key"),
             _env("CA_DIR", CA_DIR),
+            _env("SSH_KEYS_DIR", SSH_KEYS_DIR),
             _env("EXTERNAL_SERVICE_NAME", n.self_service),
             _env("EXTERNAL_SERVICE_PORT", spec.server_port),
             _env("EXTERNAL_SERVICE_TARGET_PORT", spec.server_port),
@@ -600,6 +604,7 @@ def locale_deployment(spec: ClusterSpec) -> dict[str, Any]:
             _env("MEMTRACK", "true"),
             _env("CHPL_RT_NUM_THREADS_PER_LOCALE", spec.effective_threads),
             _env("GASNET_SUPERNODE_MAXSIZE", 1),
+            _env("SSH_KEYS_DIR", SSH_KEYS_DIR),
         ],
         "ports": [{"name": "ssh", "containerPort": SSH_PORT, "protocol": "TCP"}],
         "resources": _resources(spec),
