@@ -281,7 +281,8 @@ FIXED_ON_EXPORT = {
         "external.k8sHost": "https://kubernetes.default.svc",
         "external.service.name": "arkouda-arkouda",
     },
-    # The locale chart's threads differ from the server's: the server's value wins.
+    # The seed's locale file disagrees with its server file (threads, persistence, the
+    # locale count); the server's values win for every pod, each announced by a warning.
     "locale": {
         "server.threadsPerLocale": 5,
         "external.persistence.enabled": True,
