@@ -1,18 +1,105 @@
 """Cluster access: the only module that imports the official ``kubernetes`` client.
 
 A small adapter that loads a kubeconfig (path, context, namespace, exec auth) or the
-in-cluster config and speaks plain dicts to the layers above. ``kubernetes`` is
-imported lazily so that importing arkouda_k8s stays fast.
+in-cluster config and speaks plain dicts to the layers above: server-side apply,
+delete by label (and wait until gone), list + watch with one overall deadline, events,
+logs, CertificateSigningRequests and SelfSubjectAccessReviews. Transient API failures
+(429/5xx, dropped connections) are retried with backoff inside the caller's deadline; a
+403 fails at once, naming the verb and resource. ``kubernetes`` is imported lazily so
+that importing arkouda_k8s stays fast.
 """
 
 from __future__ import annotations
 
+import base64
+import builtins
+import contextlib
+import json
 import os
+import random
 import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import KubeError, UsageError
+
+FIELD_MANAGER = "arkouda-k8s"
+# Status codes worth another try: throttling and the API server's own trouble.
+TRANSIENT = frozenset({429, 500, 502, 503, 504})
+# Budget for a single request made without a caller's deadline.
+DEFAULT_REQUEST_WINDOW = 30.0
+CONNECT_TIMEOUT = 5.0
+# A watch is re-opened at least this often, so a silent stream cannot hang a wait.
+WATCH_CHUNK = 60.0
+CSR_SIGNER = "kubernetes.io/kube-apiserver-client"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """Where a kind lives in the API: enough to build its URLs without discovery."""
+
+    kind: str
+    group: str
+    version: str
+    plural: str
+    namespaced: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(self, namespace: str | None = None, name: str | None = None) -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        if name:
+            base += f"/{name}"
+        return base
+
+
+_KINDS = (
+    Kind("Namespace", "", "v1", "namespaces", False),
+    Kind("Node", "", "v1", "nodes", False),
+    Kind("Pod", "", "v1", "pods"),
+    Kind("Service", "", "v1", "services"),
+    Kind("Endpoints", "", "v1", "endpoints"),
+    Kind("ConfigMap", "", "v1", "configmaps"),
+    Kind("Secret", "", "v1", "secrets"),
+    Kind("ServiceAccount", "", "v1", "serviceaccounts"),
+    Kind("Event", "", "v1", "events"),
+    Kind("ResourceQuota", "", "v1", "resourcequotas"),
+    Kind("LimitRange", "", "v1", "limitranges"),
+    Kind("PersistentVolumeClaim", "", "v1", "persistentvolumeclaims"),
+    Kind("Deployment", "apps", "v1", "deployments"),
+    Kind("ReplicaSet", "apps", "v1", "replicasets"),
+    Kind("Role", "rbac.authorization.k8s.io", "v1", "roles"),
+    Kind("RoleBinding", "rbac.authorization.k8s.io", "v1", "rolebindings"),
+    Kind(
+        "CertificateSigningRequest",
+        "certificates.k8s.io",
+        "v1",
+        "certificatesigningrequests",
+        False,
+    ),
+    Kind(
+        "SelfSubjectAccessReview", "authorization.k8s.io", "v1", "selfsubjectaccessreviews", False
+    ),
+)
+KINDS: dict[str, Kind] = {k.kind: k for k in _KINDS}
+
+
+def kind_of(kind: str) -> Kind:
+    try:
+        return KINDS[kind]
+    except KeyError:
+        raise KubeError(f"kind {kind!r} is not known to arkouda-k8s") from None
 
 
 @dataclass
@@ -27,6 +114,24 @@ class ApiEndpoint:
         return f"ApiEndpoint(server={self.server!r})"
 
 
+@dataclass(frozen=True)
+class Access:
+    """One permission: ``verb`` on ``resource[/subresource]`` of ``group``, in a namespace."""
+
+    verb: str
+    resource: str
+    group: str = ""
+    subresource: str = ""
+    namespaced: bool = True
+    name: str = ""
+
+    def __str__(self) -> str:
+        res = self.resource + (f"/{self.subresource}" if self.subresource else "")
+        if self.group:
+            res += f".{self.group}"
+        return f"{self.verb} {res}"
+
+
 def default_kubeconfig() -> str:
     """$KUBECONFIG (first entry), else ~/.kube/config."""
     env = os.environ.get("KUBECONFIG")
@@ -35,11 +140,33 @@ def default_kubeconfig() -> str:
     return os.path.expanduser("~/.kube/config")
 
 
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else deadline - time.monotonic()
+
+
+class WatchDeadline(Exception):
+    """Internal: a wait ran out of time; the caller turns it into its own error."""
+
+
 class Kube:
-    """One cluster connection: an ApiClient plus the context it came from."""
+    """One cluster connection: an ApiClient plus the context it came from.
+
+    >>> kube = Kube.from_kubeconfig(context="sandbox")           # doctest: +SKIP
+    >>> kube.apply({"apiVersion": "v1", "kind": "ConfigMap",       # doctest: +SKIP
+    ...             "metadata": {"name": "x"}, "data": {"a": "1"}})
+    >>> kube.get("ConfigMap", "x")["data"]                          # doctest: +SKIP
+    {'a': '1'}
+    """
 
     def __init__(
-        self, configuration: Any, *, namespace: str, context: str | None, user: str | None
+        self,
+        configuration: Any,
+        *,
+        namespace: str,
+        context: str | None,
+        user: str | None,
+        cluster: str | None = None,
+        source: str | None = None,
     ) -> None:
         from kubernetes import client
 
@@ -48,10 +175,31 @@ class Kube:
         self.namespace = namespace
         self.context = context
         self.user = user
+        self.cluster = cluster
+        # Where the configuration came from (kubeconfig path or "in-cluster"), for messages.
+        self.source = source
+        self.requests = 0  # API requests sent (benchmarks compare this with the server's count)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"Kube(server={self.server!r}, context={self.context!r}, "
+            f"namespace={self.namespace!r}, user={self.user!r})"
+        )
 
     @property
     def server(self) -> str:
         return str(self.configuration.host)
+
+    def describe(self) -> str:
+        """The one line a user sees before anything is created: where we are about to act."""
+        ctx = self.context or "in-cluster"
+        return (
+            f"context {ctx} (cluster {self.cluster or '?'} at {self.server}, "
+            f"user {self.user or '?'}), namespace {self.namespace}"
+        )
+
+    # -- construction ---------------------------------------------------------------
 
     @classmethod
     def from_kubeconfig(
@@ -93,6 +241,8 @@ class Kube:
             namespace=namespace or ctx.get("namespace") or "default",
             context=(active or {}).get("name"),
             user=ctx.get("user"),
+            cluster=ctx.get("cluster"),
+            source=path,
         )
 
     @classmethod
@@ -100,28 +250,50 @@ class Kube:
         from kubernetes import client, config
 
         configuration = client.Configuration()
-        config.load_incluster_config(client_configuration=configuration)
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except Exception as exc:
+            raise UsageError(
+                f"in-cluster config: {exc}", "outside a pod, pass --kubeconfig FILE"
+            ) from None
         ns_file = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
         if namespace is None and os.path.exists(ns_file):
             with open(ns_file) as fh:
                 namespace = fh.read().strip()
-        return cls(configuration, namespace=namespace or "default", context=None, user=None)
+        return cls(
+            configuration,
+            namespace=namespace or "default",
+            context=None,
+            user="serviceaccount",
+            cluster="in-cluster",
+            source="in-cluster",
+        )
+
+    @classmethod
+    def connect(
+        cls, kubeconfig: str | None = None, context: str | None = None, namespace: str | None = None
+    ) -> Kube:
+        """A kubeconfig when one exists (or was named), else the in-cluster config."""
+        path = kubeconfig or default_kubeconfig()
+        if (
+            kubeconfig
+            or context
+            or os.path.exists(path)
+            or "KUBERNETES_SERVICE_HOST" not in os.environ
+        ):
+            return cls.from_kubeconfig(kubeconfig, context, namespace)
+        return cls.in_cluster(namespace)
 
     def endpoint(self) -> ApiEndpoint:
         """The server URL, TLS context and auth headers, for clients other than ``kubernetes``."""
         cfg = self.configuration
-        if cfg.refresh_api_key_hook is not None:
-            cfg.refresh_api_key_hook(cfg)  # exec-auth tokens expire; get a fresh one
         headers: dict[str, str] = {}
-        token = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix(
-            "authorization"
-        )
+        # get_api_key_with_prefix runs the refresh hook, so exec-auth tokens are fresh.
+        token = cfg.get_api_key_with_prefix("BearerToken", alias="authorization")
         if token:
             headers["Authorization"] = token if " " in token else f"Bearer {token}"
         elif cfg.username and cfg.password:
-            headers.update(
-                cfg.get_basic_auth_token() and {"Authorization": cfg.get_basic_auth_token()}
-            )
+            headers["Authorization"] = cfg.get_basic_auth_token()
         ctx: ssl.SSLContext | None = None
         if cfg.host.startswith("https"):
             ctx = (
@@ -134,3 +306,615 @@ class Kube:
             if cfg.tls_server_name:
                 ctx.check_hostname = False  # verified against tls_server_name by SNI below
         return ApiEndpoint(cfg.host, ctx, headers)
+
+    # -- raw requests ---------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Iterable[tuple[str, Any]] = (),
+        body: Any = None,
+        content_type: str | None = None,
+        deadline: float | None = None,
+        read_timeout: float | None = None,
+        stream: bool = False,
+        raw: bool = False,
+    ) -> Any:
+        """One API call, retried on transient failures until ``deadline`` (monotonic).
+
+        Returns the decoded JSON (or text with ``raw``; the open response with ``stream``).
+        Raises KubeError with ``status`` set; 404/409 are left to the caller to interpret.
+        """
+        import urllib3
+        from kubernetes.client.exceptions import ApiException
+
+        if deadline is None:
+            deadline = time.monotonic() + DEFAULT_REQUEST_WINDOW
+        headers = {"Accept": "text/plain" if raw else "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        attempt = 0
+        while True:
+            attempt += 1
+            left = max(0.5, deadline - time.monotonic())
+            timeout = (min(CONNECT_TIMEOUT, left), read_timeout or left)
+            problem: str
+            retry_after = 0.0
+            try:
+                params = self.api_client.param_serialize(
+                    method,
+                    path,
+                    query_params=[(k, v) for k, v in query if v is not None],
+                    header_params=dict(headers),
+                    body=body,
+                    auth_settings=["BearerToken"],
+                )
+                with self._lock:
+                    self.requests += 1
+                resp = self.api_client.call_api(*params, _request_timeout=timeout)
+            except (urllib3.exceptions.HTTPError, ConnectionError, ApiException) as exc:
+                problem = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            else:
+                status = resp.status
+                if 200 <= status < 300:
+                    if stream:
+                        return resp.response
+                    data = resp.read()
+                    if raw:
+                        return data.decode("utf-8", "replace")
+                    return json.loads(data) if data else {}
+                data = resp.read()
+                if status not in TRANSIENT:
+                    raise self._error(method, path, status, data)
+                problem = f"HTTP {status}"
+                try:
+                    retry_after = float(resp.headers.get("Retry-After") or 0)
+                except ValueError:
+                    retry_after = 0.0
+            pause = max(retry_after, min(2.0, 0.05 * 2**attempt)) * (0.8 + 0.4 * random.random())
+            if time.monotonic() + pause >= deadline:
+                raise KubeError(
+                    f"Kubernetes API {self.server} kept failing ({problem}) for "
+                    f"{method} {path}; gave up after {attempt} attempts",
+                    "check that the API server is up and reachable (kubectl get --raw /version)",
+                    status=None if problem.startswith(("HTTPError", "Max", "Protocol")) else 503,
+                    reason="Unavailable",
+                )
+            time.sleep(pause)
+
+    def _error(self, method: str, path: str, status: int, data: bytes) -> KubeError:
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            doc = {}
+        if not isinstance(doc, dict):
+            doc = {}
+        text = str(doc.get("message") or data[:200].decode("utf-8", "replace")).strip()
+        reason = str(doc.get("reason") or "")
+        if status == 403:
+            who = f"user {self.user}" if self.user else "the current user"
+            return KubeError(
+                f"forbidden: {text or f'{method} {path}'}",
+                f"{who} lacks this permission; ask an administrator to grant it "
+                "(`arkouda-k8s deploy --print-rbac` prints every rule the deploy needs)",
+                status=403,
+                reason=reason or "Forbidden",
+            )
+        if status == 401:
+            return KubeError(
+                f"unauthorized at {self.server}: {text}",
+                "the kubeconfig's credentials were refused; log in again or pick another context",
+                status=401,
+                reason=reason or "Unauthorized",
+            )
+        return KubeError(f"{method} {path}: {text} (HTTP {status})", status=status, reason=reason)
+
+    # -- objects --------------------------------------------------------------------
+
+    def _ns(self, kind: Kind, namespace: str | None) -> str | None:
+        return (namespace or self.namespace) if kind.namespaced else None
+
+    def get(
+        self, kind: str, name: str, namespace: str | None = None, *, deadline: float | None = None
+    ) -> dict[str, Any] | None:
+        """The object, or None when it does not exist."""
+        k = kind_of(kind)
+        try:
+            obj: dict[str, Any] = self.request(
+                "GET", k.path(self._ns(k, namespace), name), deadline=deadline
+            )
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return obj
+
+    def list(
+        self,
+        kind: str,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        all_namespaces: bool = False,
+        deadline: float | None = None,
+    ) -> dict[str, Any]:
+        """The List object (``items`` and ``metadata.resourceVersion``)."""
+        k = kind_of(kind)
+        ns = None if all_namespaces else self._ns(k, namespace)
+        out: dict[str, Any] = self.request(
+            "GET",
+            k.path(ns),
+            query=[("labelSelector", label_selector), ("fieldSelector", field_selector)],
+            deadline=deadline,
+        )
+        out.setdefault("items", [])
+        for item in out["items"]:  # list items omit kind/apiVersion
+            item.setdefault("kind", k.kind)
+            item.setdefault("apiVersion", k.api_version)
+        return out
+
+    def apply(
+        self, obj: dict[str, Any], *, deadline: float | None = None, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """Server-side apply with field manager ``arkouda-k8s`` (creates when absent)."""
+        k = kind_of(obj["kind"])
+        meta = obj.get("metadata", {})
+        ns = self._ns(k, meta.get("namespace"))
+        if k.namespaced:
+            obj = {**obj, "metadata": {**meta, "namespace": ns}}
+        out: dict[str, Any] = self.request(
+            "PATCH",
+            k.path(ns, meta["name"]),
+            query=[
+                ("fieldManager", FIELD_MANAGER),
+                ("force", "true"),
+                ("dryRun", "All" if dry_run else None),
+            ],
+            body=obj,
+            content_type="application/apply-patch+yaml",
+            deadline=deadline,
+        )
+        return out
+
+    def create(self, obj: dict[str, Any], *, deadline: float | None = None) -> dict[str, Any]:
+        k = kind_of(obj["kind"])
+        ns = self._ns(k, obj.get("metadata", {}).get("namespace"))
+        out: dict[str, Any] = self.request(
+            "POST",
+            k.path(ns),
+            query=[("fieldManager", FIELD_MANAGER)],
+            body=obj,
+            deadline=deadline,
+        )
+        return out
+
+    def patch(
+        self,
+        kind: str,
+        name: str,
+        patch: dict[str, Any],
+        namespace: str | None = None,
+        *,
+        deadline: float | None = None,
+    ) -> dict[str, Any]:
+        """A JSON merge patch (small changes such as an annotation, without owning fields)."""
+        k = kind_of(kind)
+        out: dict[str, Any] = self.request(
+            "PATCH",
+            k.path(self._ns(k, namespace), name),
+            body=patch,
+            content_type="application/merge-patch+json",
+            deadline=deadline,
+        )
+        return out
+
+    def delete(
+        self,
+        kind: str,
+        name: str,
+        namespace: str | None = None,
+        *,
+        propagation: str = "Background",
+        grace_seconds: int | None = None,
+        deadline: float | None = None,
+    ) -> bool:
+        """Delete one object; False when it was already gone."""
+        k = kind_of(kind)
+        try:
+            self.request(
+                "DELETE",
+                k.path(self._ns(k, namespace), name),
+                query=[
+                    ("propagationPolicy", propagation),
+                    ("gracePeriodSeconds", grace_seconds),
+                ],
+                deadline=deadline,
+            )
+        except KubeError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def delete_by_label(
+        self,
+        kinds: Iterable[str],
+        label_selector: str,
+        namespace: str | None = None,
+        *,
+        wait: bool = True,
+        deadline: float | None = None,
+        grace_seconds: int | None = None,
+    ) -> builtins.list[tuple[str, str]]:
+        """Delete every object of ``kinds`` matching the selector; optionally wait until gone.
+
+        Returns the (kind, name) pairs that were deleted.
+        """
+        deleted: builtins.list[tuple[str, str]] = []
+        for kind in kinds:
+            for item in self.list(
+                kind, namespace, label_selector=label_selector, deadline=deadline
+            )["items"]:
+                name = item["metadata"]["name"]
+                if self.delete(
+                    kind,
+                    name,
+                    item["metadata"].get("namespace") or namespace,
+                    grace_seconds=grace_seconds,
+                    deadline=deadline,
+                ):
+                    deleted.append((kind, name))
+        if wait:
+            for kind in kinds:
+                self.wait_gone(kind, namespace, label_selector=label_selector, deadline=deadline)
+        return deleted
+
+    def wait_gone(
+        self,
+        kind: str,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        deadline: float | None = None,
+    ) -> None:
+        """Block until no object of ``kind`` matches (watching, not polling)."""
+        if deadline is None:
+            deadline = time.monotonic() + DEFAULT_REQUEST_WINDOW
+        try:
+            self.wait_for(
+                kind,
+                lambda objs: True if not objs else None,
+                namespace,
+                label_selector=label_selector,
+                field_selector=field_selector,
+                deadline=deadline,
+            )
+        except WatchDeadline:
+            left = self.list(
+                kind, namespace, label_selector=label_selector, field_selector=field_selector
+            )["items"]
+            names = ", ".join(i["metadata"]["name"] for i in left[:5])
+            raise KubeError(
+                f"{kind} objects still present after the deadline: {names}",
+                "check finalizers and the pods' termination (kubectl describe)",
+                reason="Timeout",
+            ) from None
+
+    # -- watch ----------------------------------------------------------------------
+
+    def watch(
+        self,
+        kind: str,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        resource_version: str | None = None,
+        deadline: float,
+        all_namespaces: bool = False,
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(type, object) events from ``resource_version`` on, until ``deadline``.
+
+        Re-opens the stream when the server ends it; an ``ERROR`` event (410 Gone) is
+        passed on to the caller, who must re-list.
+        """
+        k = kind_of(kind)
+        ns = None if all_namespaces else self._ns(k, namespace)
+        rv = resource_version
+        while True:
+            left = _remaining(deadline)
+            if left is None or left <= 0:
+                return
+            chunk = max(1, int(min(left, WATCH_CHUNK)) + 1)
+            resp = self.request(
+                "GET",
+                k.path(ns),
+                query=[
+                    ("watch", "true"),
+                    ("labelSelector", label_selector),
+                    ("fieldSelector", field_selector),
+                    ("resourceVersion", rv),
+                    ("allowWatchBookmarks", "true"),
+                    ("timeoutSeconds", chunk),
+                ],
+                deadline=deadline,
+                read_timeout=max(0.05, min(left, WATCH_CHUNK + 5)),
+                stream=True,
+            )
+            try:
+                for event in _json_lines(resp):
+                    etype = event.get("type", "")
+                    obj = event.get("object") or {}
+                    if etype == "ERROR":
+                        yield etype, obj
+                        return
+                    new_rv = (obj.get("metadata") or {}).get("resourceVersion")
+                    if new_rv:
+                        rv = new_rv
+                    if etype == "BOOKMARK":
+                        continue
+                    obj.setdefault("kind", k.kind)
+                    obj.setdefault("apiVersion", k.api_version)
+                    yield etype, obj
+            except _StreamBroken:
+                pass  # read timeout at the deadline, or a dropped stream: re-open or stop
+            finally:
+                resp.release_conn()
+
+    def wait_for(
+        self,
+        kind: str,
+        check: Callable[[dict[str, dict[str, Any]]], T | None],
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        deadline: float,
+        all_namespaces: bool = False,
+    ) -> T:
+        """List, then watch, calling ``check(objects by name)`` after every change.
+
+        Returns the first non-None result of ``check``; exceptions from ``check`` (the
+        caller's typed errors) propagate. Raises WatchDeadline at the deadline. The
+        number of requests does not grow with the number of objects.
+        """
+        while True:
+            listed = self.list(
+                kind,
+                namespace,
+                label_selector=label_selector,
+                field_selector=field_selector,
+                all_namespaces=all_namespaces,
+                deadline=deadline,
+            )
+            objs = {_key(o): o for o in listed["items"]}
+            result = check(objs)
+            if result is not None:
+                return result
+            rv = listed.get("metadata", {}).get("resourceVersion")
+            expired = False
+            for etype, obj in self.watch(
+                kind,
+                namespace,
+                label_selector=label_selector,
+                field_selector=field_selector,
+                resource_version=rv,
+                deadline=deadline,
+                all_namespaces=all_namespaces,
+            ):
+                if etype == "ERROR":
+                    expired = True  # 410 Gone: our resourceVersion is too old; re-list
+                    break
+                if etype == "DELETED":
+                    objs.pop(_key(obj), None)
+                else:
+                    objs[_key(obj)] = obj
+                result = check(objs)
+                if result is not None:
+                    return result
+            if not expired:
+                raise WatchDeadline(kind)
+
+    # -- pods -----------------------------------------------------------------------
+
+    def events(
+        self, kind: str, name: str, namespace: str | None = None, *, deadline: float | None = None
+    ) -> builtins.list[dict[str, Any]]:
+        """Events about one object, oldest first."""
+        items = self.list(
+            "Event",
+            namespace,
+            field_selector=f"involvedObject.kind={kind},involvedObject.name={name}",
+            deadline=deadline,
+        )["items"]
+        # Filter again: not every server applies these field selectors.
+        items = [
+            e
+            for e in items
+            if (e.get("involvedObject") or {}).get("name") == name
+            and (e.get("involvedObject") or {}).get("kind", kind) == kind
+        ]
+
+        def when(e: dict[str, Any]) -> str:
+            return str(
+                e.get("lastTimestamp") or e.get("eventTime") or e.get("firstTimestamp") or ""
+            )
+
+        return sorted(items, key=when)
+
+    def logs(
+        self,
+        pod: str,
+        namespace: str | None = None,
+        *,
+        container: str | None = None,
+        tail: int | None = None,
+        previous: bool = False,
+        deadline: float | None = None,
+    ) -> str:
+        text: str = self.request(
+            "GET",
+            KINDS["Pod"].path(namespace or self.namespace, pod) + "/log",
+            query=[
+                ("container", container),
+                ("tailLines", tail),
+                ("previous", "true" if previous else None),
+            ],
+            raw=True,
+            deadline=deadline,
+        )
+        return text
+
+    # -- certificates ---------------------------------------------------------------
+
+    def create_csr(self, obj: dict[str, Any], *, deadline: float | None = None) -> dict[str, Any]:
+        """Create a CertificateSigningRequest, replacing a leftover of the same name."""
+        name = obj["metadata"]["name"]
+        # A CSR's request is immutable: a leftover from an earlier attempt must go first.
+        if self.get("CertificateSigningRequest", name, deadline=deadline) is not None:
+            self.delete("CertificateSigningRequest", name, deadline=deadline)
+            self.wait_gone(
+                "CertificateSigningRequest",
+                field_selector=f"metadata.name={name}",
+                deadline=deadline,
+            )
+        return self.create(obj, deadline=deadline)
+
+    def approve_csr(
+        self,
+        name: str,
+        *,
+        reason: str = "ArkoudaK8sApprove",
+        message: str = "approved by arkouda-k8s for its own Arkouda server",
+        deadline: float | None = None,
+    ) -> dict[str, Any]:
+        k = KINDS["CertificateSigningRequest"]
+        csr = self.request("GET", k.path(None, name), deadline=deadline)
+        conditions = [
+            c
+            for c in (csr.get("status") or {}).get("conditions") or []
+            if c.get("type") != "Approved"
+        ]
+        conditions.append(
+            {
+                "type": "Approved",
+                "status": "True",
+                "reason": reason,
+                "message": message,
+                "lastUpdateTime": _now_rfc3339(),
+            }
+        )
+        csr.setdefault("status", {})["conditions"] = conditions
+        out: dict[str, Any] = self.request(
+            "PUT", k.path(None, name) + "/approval", body=csr, deadline=deadline
+        )
+        return out
+
+    def wait_for_certificate(self, name: str, *, deadline: float) -> bytes:
+        """The signed certificate (PEM) once the CSR is approved and issued.
+
+        Raises KubeError when the CSR is denied or failed, WatchDeadline at the deadline.
+        """
+
+        def issued(objs: dict[str, dict[str, Any]]) -> bytes | None:
+            csr = objs.get(name)
+            if csr is None:
+                return None
+            status = csr.get("status") or {}
+            for cond in status.get("conditions") or []:
+                if (
+                    cond.get("type") in ("Denied", "Failed")
+                    and cond.get("status", "True") == "True"
+                ):
+                    raise KubeError(
+                        f"certificate request {name} was {cond['type'].lower()}: "
+                        f"{cond.get('message') or cond.get('reason') or 'no reason given'}",
+                        "ask an administrator why, then deploy again",
+                        reason=cond["type"],
+                    )
+            cert = status.get("certificate")
+            return base64.b64decode(cert) if cert else None
+
+        return self.wait_for(
+            "CertificateSigningRequest",
+            issued,
+            field_selector=f"metadata.name={name}",
+            deadline=deadline,
+        )
+
+    # -- access reviews ---------------------------------------------------------------
+
+    def can_i(
+        self, access: Access, namespace: str | None = None, *, deadline: float | None = None
+    ) -> bool:
+        """SelfSubjectAccessReview: may the current user do this?"""
+        attrs: dict[str, Any] = {
+            "verb": access.verb,
+            "resource": access.resource,
+            "group": access.group,
+        }
+        if access.subresource:
+            attrs["subresource"] = access.subresource
+        if access.name:
+            attrs["name"] = access.name
+        if access.namespaced:
+            attrs["namespace"] = namespace or self.namespace
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": attrs},
+        }
+        out = self.request(
+            "POST", KINDS["SelfSubjectAccessReview"].path(), body=review, deadline=deadline
+        )
+        return bool((out.get("status") or {}).get("allowed"))
+
+    def missing_access(
+        self,
+        needs: Iterable[Access],
+        namespace: str | None = None,
+        *,
+        deadline: float | None = None,
+    ) -> builtins.list[Access]:
+        """The subset of ``needs`` the current user lacks (reviews sent concurrently)."""
+        needs = list(needs)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            allowed = list(pool.map(lambda a: self.can_i(a, namespace, deadline=deadline), needs))
+        return [a for a, ok in zip(needs, allowed, strict=True) if not ok]
+
+
+class _StreamBroken(Exception):
+    pass
+
+
+def _json_lines(resp: Any) -> Iterator[dict[str, Any]]:
+    """JSON objects, one per line, from a streaming urllib3 response."""
+    import urllib3
+
+    buf = b""
+    try:
+        for chunk in resp.stream(65536, decode_content=True):
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                if line.strip():
+                    yield json.loads(line)
+    except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+        raise _StreamBroken(str(exc)) from None
+    if buf.strip():
+        with contextlib.suppress(ValueError):
+            yield json.loads(buf)
+
+
+def _key(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    ns = meta.get("namespace")
+    return f"{ns}/{meta.get('name')}" if ns else str(meta.get("name"))
+
+
+def _now_rfc3339() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -1,0 +1,1757 @@
+"""ArkoudaCluster: the one lifecycle every front end (magics, widgets, CLI) uses.
+
+It owns the life of a deployment: preflight (where we are about to act, permissions,
+Pod Security, quota and node capacity), the ordered start (credentials -> CSR ->
+RBAC -> locale pods Running -> stale self-registered Service removed -> server pod
+Ready -> Arkouda handshake through the tunnel), readiness that explains itself
+(progress callbacks, typed errors with the Kubernetes reason), the tunnel and session,
+status, logs, a heartbeat with an optional time-to-live, teardown, rollback of a failed
+deploy, reattach by name and the list of deployments. Everything goes through
+``kube.py``; objects come from ``manifests.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from . import manifests
+from .credentials import Credentials
+from .errors import (
+    ArkoudaK8sError,
+    ClusterNotFound,
+    CrashError,
+    DeployError,
+    ImagePullError,
+    KubeError,
+    PermissionsMissing,
+    PreflightError,
+    ServerNotAnswering,
+    StageTimeout,
+    TunnelError,
+    UnschedulableError,
+    UsageError,
+)
+from .kube import Access, Kube, WatchDeadline
+from .spec import ClusterSpec, format_bytes, parse_quantity
+
+log = logging.getLogger(__name__)
+
+ANNOTATION_PREFIX = "arkouda-k8s.dev/"
+HEARTBEAT_ANNOTATION = "arkouda-k8s.dev/heartbeat"
+TTL_ANNOTATION = "arkouda-k8s.dev/ttl-seconds"
+SPEC_ANNOTATION = manifests.SPEC_ANNOTATION
+MANAGED_SELECTOR = "app.kubernetes.io/managed-by=arkouda-k8s"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+# Kinds an instance may own, deleted (and waited for) on teardown; the ReplicaSets
+# carry the locale template's labels, so they count as labelled objects too.
+OWNED_KINDS = (
+    "Pod",
+    "Deployment",
+    "ReplicaSet",
+    "Service",
+    "Endpoints",
+    "ConfigMap",
+    "Secret",
+    "RoleBinding",
+    "Role",
+)
+IMAGE_PULL_REASONS = {"ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
+CONFIG_REASONS = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
+LOG_TAIL_LINES = 20
+
+
+class DeployMode(enum.Enum):
+    """What ``deploy()`` does when a deployment of that name exists (or does not)."""
+
+    CREATE = "create"  # fail if it exists
+    CREATE_OR_CONNECT = "create-or-connect"  # create, or attach to the same spec
+    CONNECT_ONLY = "connect-only"  # attach; fail if it does not exist
+
+    @classmethod
+    def of(cls, value: DeployMode | str) -> DeployMode:
+        if isinstance(value, DeployMode):
+            return value
+        try:
+            return cls(str(value).replace("_", "-").lower())
+        except ValueError:
+            raise UsageError(
+                f"mode: {value!r} is not a deploy mode",
+                "use create, create-or-connect or connect-only",
+            ) from None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One step of a deploy or teardown, for progress bars and status lines."""
+
+    stage: str
+    done: int
+    total: int
+    message: str
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Deadline of each stage, in seconds; no wait in the lifecycle is unbounded."""
+
+    preflight: float = 60.0
+    # Includes waiting for an administrator to approve the CSR.
+    credentials: float = 300.0
+    locales: float = 600.0
+    server: float = 300.0
+    handshake: float = 120.0
+    teardown: float = 180.0
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    """What a user wants to know about a deployment; never holds secret material."""
+
+    name: str
+    namespace: str
+    context: str | None
+    stage: str  # Pending | Locales | Server | Ready | Failed | Gone
+    locales_ready: int
+    locales_total: int
+    server_phase: str | None
+    server_ready: bool
+    address: tuple[str, int] | None
+    tunnel_state: str | None
+    memory_used: int | None
+    memory_max: int | None
+    arkouda_version: str | None
+    age: float | None  # seconds since the deployment was created
+    expires_at: datetime | None
+    message: str = ""
+    heartbeat_expired: bool = False
+
+    # Names the notebook front end reads (docs/internals.md).
+    @property
+    def tunnel(self) -> str | None:
+        return self.tunnel_state
+
+    @property
+    def mem_max(self) -> int | None:
+        return self.memory_max
+
+    @property
+    def server_version(self) -> str | None:
+        return self.arkouda_version
+
+    def to_text(self) -> str:
+        """A few aligned lines, as `arkouda-k8s status` prints them."""
+        rows = [
+            ("name", f"{self.name} (namespace {self.namespace}, context {self.context or '-'})"),
+            ("stage", self.stage + (f": {self.message}" if self.message else "")),
+            ("locales", f"{self.locales_ready}/{self.locales_total} running"),
+            (
+                "server",
+                f"{self.server_phase or 'absent'}, {'ready' if self.server_ready else 'not ready'}",
+            ),
+            ("version", self.arkouda_version or "-"),
+            ("memory", _memory_text(self.memory_used, self.memory_max)),
+            (
+                "tunnel",
+                f"{self.tunnel_state} at {self.address[0]}:{self.address[1]}"
+                if self.address and self.tunnel_state
+                else (self.tunnel_state or "none"),
+            ),
+            ("age", _duration(self.age) if self.age is not None else "-"),
+            (
+                "expires",
+                (self.expires_at.strftime("%Y-%m-%d %H:%M:%S UTC") if self.expires_at else "never")
+                + (" (expired)" if self.heartbeat_expired else ""),
+            ),
+        ]
+        return "\n".join(f"{k:<8} {v}" for k, v in rows)
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """One deployment in ``list_clusters()``."""
+
+    name: str
+    namespace: str
+    stage: str
+    locales_ready: int
+    locales_total: int
+    mode: str | None
+    release: str | None
+    age: float | None
+    heartbeat: datetime | None
+    expires_at: datetime | None
+    heartbeat_expired: bool
+    context: str | None = None
+
+    def to_row(self) -> list[str]:
+        return [
+            self.namespace,
+            self.name,
+            self.stage,
+            f"{self.locales_ready}/{self.locales_total}",
+            self.mode or "-",
+            self.release or "-",
+            _duration(self.age) if self.age is not None else "-",
+            "expired"
+            if self.heartbeat_expired
+            else (self.expires_at.strftime("%H:%M:%S") if self.expires_at else "-"),
+        ]
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+# -- the lifecycle -------------------------------------------------------------------------
+
+
+class ArkoudaCluster:
+    """One Arkouda deployment on Kubernetes: deploy, wait, tunnel, connect, teardown.
+
+    >>> spec = ClusterSpec(name="demo", locales=4, memory="4Gi")        # doctest: +SKIP
+    >>> with ArkoudaCluster(spec) as cluster:                             # doctest: +SKIP
+    ...     ak = cluster.connect()
+    ...     print(cluster.status().to_text())
+    >>> cluster = ArkoudaCluster.from_name("demo")  # after a kernel restart  # doctest: +SKIP
+    >>> cluster.teardown()                                                # doctest: +SKIP
+
+    ``with`` deploys on entry and closes (tunnel, heartbeat, session) on exit; the
+    deployment keeps running unless ``teardown_on_exit=True``.
+    """
+
+    def __init__(
+        self,
+        spec: ClusterSpec,
+        *,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        mode: DeployMode | str = DeployMode.CREATE_OR_CONNECT,
+        on_progress: ProgressCallback | None = None,
+        keep_on_failure: bool = False,
+        timeouts: Timeouts | None = None,
+        kube: Kube | None = None,
+        heartbeat_interval: float | None = None,
+        on_tunnel_state: Callable[[str], None] | None = None,
+        teardown_on_exit: bool = False,
+    ) -> None:
+        self.kube = kube or Kube.connect(kubeconfig, context, spec.namespace)
+        self.spec = spec if spec.namespace else spec.with_namespace(self.kube.namespace)
+        if self.kube.namespace != self.spec.namespace:
+            self.kube.namespace = self.spec.namespace or self.kube.namespace
+        self.mode = DeployMode.of(mode)
+        self.keep_on_failure = keep_on_failure
+        self.timeouts = timeouts or Timeouts()
+        self.names = manifests.names(self.spec)
+        self.on_tunnel_state: list[Callable[[str], None]] = []
+        if on_tunnel_state is not None:
+            self.on_tunnel_state.append(on_tunnel_state)
+        self._progress_listeners: list[ProgressCallback] = [on_progress] if on_progress else []
+        self.heartbeat_interval = heartbeat_interval or _default_heartbeat(self.spec)
+        self.teardown_on_exit = teardown_on_exit
+        self.tunnel: Any = None
+        self.session: Any = None
+        self.config: dict[str, Any] | None = None  # the server's getconfig answer
+        self.created = False  # this object created the deployment (rollback owns it)
+        self.csr_pending_admin = False
+        self._token: str | None = None
+        self._heartbeat: _Heartbeat | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return (
+            f"ArkoudaCluster(name={self.name!r}, namespace={self.namespace!r}, "
+            f"mode={self.spec.mode!r}, locales={self.spec.locales}, "
+            f"address={self.address!r})"
+        )
+
+    # -- names the front ends use -----------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def namespace(self) -> str:
+        return self.spec.namespace or self.kube.namespace
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """(host, port) on 127.0.0.1 where the tunnel listens, once it runs."""
+        if self.tunnel is None:
+            return None
+        try:
+            return tuple(self.tunnel.local_address)  # type: ignore[return-value]
+        except Exception:
+            return None
+
+    @property
+    def selector(self) -> str:
+        return manifests.selector(self.spec)
+
+    def add_progress_listener(self, cb: ProgressCallback) -> None:
+        self._progress_listeners.append(cb)
+
+    def add_tunnel_listener(self, cb: Callable[[str], None]) -> None:
+        self.on_tunnel_state.append(cb)
+
+    def _progress(self, stage: str, done: int, total: int, message: str) -> None:
+        event = Progress(stage, done, total, message)
+        log.debug("%s %d/%d %s", stage, done, total, message)
+        for cb in list(self._progress_listeners):
+            try:
+                cb(event)
+            except Exception:  # a broken progress bar must not break the deploy
+                log.exception("progress callback failed")
+
+    # -- deploy ---------------------------------------------------------------------------
+
+    def __enter__(self) -> ArkoudaCluster:
+        if self.tunnel is None:
+            self.deploy()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.teardown_on_exit:
+            self.teardown()
+        else:
+            self.close()
+
+    def deploy(self, wait: bool = True) -> ArkoudaCluster:
+        """Create (or attach to) the deployment; with ``wait``, until Arkouda answers.
+
+        ``wait=False`` returns once the server pod is created (the locale pods must be
+        Running before it is, so that part is still awaited).
+        """
+        self._closed = False
+        self._progress("preflight", 0, 1, f"using {self.kube.describe()}")
+        existing = self._existing_spec()
+        if existing is not None or self._instance_exists():
+            if self.mode is DeployMode.CREATE:
+                raise ArkoudaK8sError(
+                    f"deployment {self.name!r} already exists in namespace {self.namespace}",
+                    f"connect to it (mode create-or-connect), or remove it with "
+                    f"`arkouda-k8s teardown {self.name} -n {self.namespace}`",
+                )
+            if existing is not None and self.mode is DeployMode.CREATE_OR_CONNECT:
+                _check_same_spec(existing, self.spec)
+            if existing is not None:
+                self.spec = existing
+            return self._attach(wait)
+        if self.mode is DeployMode.CONNECT_ONLY:
+            raise ClusterNotFound(
+                f"no arkouda-k8s deployment {self.name!r} in namespace {self.namespace} "
+                f"({self.kube.describe()})",
+                "deploy it first, or check the name with `arkouda-k8s list -A`",
+            )
+        self.preflight()
+        self.created = True
+        try:
+            self._create(wait)
+        except BaseException as exc:
+            self._stop_tunnel()
+            if self.keep_on_failure:
+                if isinstance(exc, ArkoudaK8sError):
+                    exc.hint = _join(
+                        exc.hint,
+                        f"kept for debugging: inspect with `kubectl get all -n {self.namespace} "
+                        f"-l {INSTANCE_LABEL}={self.name}`, remove with "
+                        f"`arkouda-k8s teardown {self.name} -n {self.namespace}`",
+                    )
+            else:
+                try:
+                    self._progress("rollback", 0, 1, "removing what the failed deploy created")
+                    self._delete_all(deadline=time.monotonic() + self.timeouts.teardown)
+                    self._progress("rollback", 1, 1, "rolled back")
+                    if isinstance(exc, ArkoudaK8sError):
+                        exc.hint = _join(exc.hint, "everything the deploy created was removed")
+                except Exception as rollback_exc:
+                    if isinstance(exc, ArkoudaK8sError):
+                        exc.hint = _join(
+                            exc.hint,
+                            f"rollback failed too ({_one_line(rollback_exc)}); remove the rest "
+                            f"with `arkouda-k8s teardown {self.name} -n {self.namespace}`",
+                        )
+            raise
+        return self
+
+    def _create(self, wait: bool) -> None:
+        t = self.timeouts
+        spec = self.spec
+        creds = Credentials.generate(spec)
+        self._token = creds.token
+        objects = manifests.render(spec, creds)
+
+        # 1. State + Secrets (not the TLS one: its certificate does not exist yet).
+        deadline = time.monotonic() + t.credentials
+        self._progress("credentials", 0, 2, "creating secrets")
+        self.kube.apply(self._state_object(), deadline=deadline)
+        for obj in objects:
+            if obj["kind"] == "Secret" and obj["metadata"]["name"] != self.names.tls_secret:
+                self.kube.apply(obj, deadline=deadline)
+
+        # 2. The server's client certificate: CSR, approval, certificate into the Secret.
+        csr_obj = next((o for o in objects if o["kind"] == "CertificateSigningRequest"), None)
+        if csr_obj is not None:
+            cert = self._certificate(csr_obj, deadline)
+            creds = creds.with_certificate(cert)
+            tls = next(
+                o
+                for o in manifests.render(spec, creds)
+                if o["kind"] == "Secret" and o["metadata"]["name"] == self.names.tls_secret
+            )
+            self.kube.apply(tls, deadline=deadline)
+            self.kube.delete("CertificateSigningRequest", self.names.csr, deadline=deadline)
+        self._progress("credentials", 2, 2, "credentials stored")
+
+        # 3. RBAC for the certificate's user.
+        rbac = [o for o in objects if o["kind"] in ("Role", "RoleBinding", "ServiceAccount")]
+        if rbac:
+            deadline = time.monotonic() + t.preflight
+            for obj in rbac:
+                self.kube.apply(obj, deadline=deadline)
+            self._progress("rbac", len(rbac), len(rbac), "role and binding created")
+
+        # 4. Locale pods, Running with IPs, before the server (upstream trap 1).
+        deadline = time.monotonic() + t.locales
+        rest = [
+            o
+            for o in objects
+            if o["kind"] not in ("Secret", "Role", "RoleBinding", "ServiceAccount", "Pod")
+            and o["kind"] != "CertificateSigningRequest"
+        ]
+        for obj in rest:
+            self.kube.apply(obj, deadline=deadline)
+        self.wait_locales(deadline)
+
+        # 5. A Service the server registered in an earlier life makes it halt (trap 2).
+        deadline = time.monotonic() + t.server
+        self._remove_stale_service(deadline)
+
+        # 6. The server pod.
+        for obj in objects:
+            if obj["kind"] == "Pod":
+                self.kube.apply(obj, deadline=deadline)
+        self._progress("server", 0, 1, "server pod created")
+        if not wait:
+            self._start_heartbeat()
+            return
+        self.wait_server(deadline)
+        self.handshake()
+        self._start_heartbeat()
+
+    def _attach(self, wait: bool) -> ArkoudaCluster:
+        """Connect to an existing deployment: no object is written."""
+        self._progress("preflight", 1, 1, f"found deployment {self.name}")
+        if wait:
+            self.wait_server(time.monotonic() + self.timeouts.server)
+            self.handshake()
+        self._start_heartbeat()
+        return self
+
+    # -- preflight ---------------------------------------------------------------------------
+
+    def required_access(self) -> list[Access]:
+        """Every permission the deploy, status, tunnel and teardown need."""
+        return required_access(self.spec)
+
+    def rbac_yaml(self, missing: Iterable[Access] | None = None) -> str:
+        """The RBAC an administrator must apply for the current user."""
+        return rbac_yaml(
+            self.spec,
+            list(missing) if missing is not None else self.required_access(),
+            self.kube.user,
+        )
+
+    def preflight(self) -> None:
+        """Check, before anything is created, that this deployment can work here.
+
+        Raises PermissionsMissing (every missing permission at once, with the RBAC to
+        grant) or PreflightError (Pod Security, quota, capacity). Creates nothing.
+        """
+        deadline = time.monotonic() + self.timeouts.preflight
+        total = 4
+        self._progress("preflight", 0, total, f"checking permissions ({self.kube.describe()})")
+        needs = self.required_access()
+        missing = self.kube.missing_access(needs, self.namespace, deadline=deadline)
+        approval = [a for a in missing if a.subresource == "approval" or a.resource == "signers"]
+        missing = [a for a in missing if a not in approval]
+        self.csr_pending_admin = bool(approval) and self.spec.mode == "udp"
+        problems: list[str] = []
+        self._progress("preflight", 1, total, "checking the namespace")
+        problems += self._check_namespace(deadline)
+        self._progress("preflight", 2, total, "checking quota")
+        problems += self._check_quota(deadline)
+        self._progress("preflight", 3, total, "checking node capacity")
+        problems += self._check_capacity(deadline)
+        if missing:
+            exc = PermissionsMissing(
+                [str(a) for a in missing], self.rbac_yaml(missing), user=self.kube.user
+            )
+            exc.message += f" in namespace {self.namespace} ({self.kube.describe()})"
+            exc.problems += problems
+            raise exc
+        if problems:
+            raise PreflightError(
+                f"deployment {self.name!r} cannot run in namespace {self.namespace}: "
+                + "; ".join(problems),
+                "nothing was created; fix the problems above and deploy again",
+                problems=problems,
+            )
+        note = (
+            "; the CSR must be approved by an administrator (you may not approve it)"
+            if self.csr_pending_admin
+            else ""
+        )
+        self._progress("preflight", total, total, f"preflight passed{note}")
+
+    def _check_namespace(self, deadline: float) -> list[str]:
+        try:
+            ns = self.kube.get("Namespace", self.namespace, deadline=deadline)
+        except KubeError as exc:
+            if exc.status == 403:
+                return []  # most users may not read namespaces; the deploy will tell
+            raise
+        if ns is None:
+            return [
+                f"namespace {self.namespace} does not exist "
+                f"(create it: kubectl create namespace {self.namespace})"
+            ]
+        labels = (ns.get("metadata") or {}).get("labels") or {}
+        if labels.get("pod-security.kubernetes.io/enforce") == "restricted":
+            return [
+                f"namespace {self.namespace} enforces the 'restricted' Pod Security level, "
+                "which rejects the Arkouda images (they run sudo and sshd); use a namespace "
+                "at 'baseline' or 'privileged', or ask an administrator to relabel it"
+            ]
+        return []
+
+    def _needs(self) -> tuple[int, Decimal, Decimal, Decimal, Decimal]:
+        """(pods, cpu requests, memory requests, cpu limits, memory limits) of the spec."""
+        pods = 1 + self.spec.locale_pods
+        per = _pod_resources(manifests.server_pod(self.spec)["spec"])
+        return (pods, per[0] * pods, per[1] * pods, per[2] * pods, per[3] * pods)
+
+    def _check_quota(self, deadline: float) -> list[str]:
+        try:
+            quotas = self.kube.list("ResourceQuota", self.namespace, deadline=deadline)["items"]
+        except KubeError as exc:
+            if exc.status == 403:
+                return []
+            raise
+        pods, cpu_req, mem_req, cpu_lim, mem_lim = self._needs()
+        need = {
+            "pods": Decimal(pods),
+            "count/pods": Decimal(pods),
+            "requests.cpu": cpu_req,
+            "cpu": cpu_req,
+            "requests.memory": mem_req,
+            "memory": mem_req,
+            "limits.cpu": cpu_lim,
+            "limits.memory": mem_lim,
+        }
+        problems = []
+        for q in quotas:
+            hard = (q.get("status") or {}).get("hard") or (q.get("spec") or {}).get("hard") or {}
+            used = (q.get("status") or {}).get("used") or {}
+            for key, amount in need.items():
+                if key not in hard:
+                    continue
+                try:
+                    free = parse_quantity(hard[key]) - parse_quantity(used.get(key, "0"))
+                except ValueError:
+                    continue
+                if amount > free:
+                    problems.append(
+                        f"ResourceQuota {q['metadata']['name']} leaves {_qty(key, free)} of "
+                        f"{key}, the deployment needs {_qty(key, amount)} "
+                        f"({pods} pods); use fewer locales or less cpu/memory, or ask for "
+                        "a larger quota"
+                    )
+        return problems
+
+    def _check_capacity(self, deadline: float) -> list[str]:
+        try:
+            nodes = self.kube.list("Node", deadline=deadline)["items"]
+        except KubeError as exc:
+            if exc.status == 403:
+                return []  # nodes are cluster-scoped; many users cannot list them
+            raise
+        if not nodes:
+            return []
+        pods, cpu_req, mem_req, _, _ = self._needs()
+        per_cpu, per_mem = cpu_req / pods, mem_req / pods
+        fits = 0
+        largest = (Decimal(0), Decimal(0))
+        for node in nodes:
+            if (node.get("spec") or {}).get("unschedulable"):
+                continue
+            alloc = (node.get("status") or {}).get("allocatable") or {}
+            try:
+                cpu = parse_quantity(alloc.get("cpu", "0"))
+                mem = parse_quantity(alloc.get("memory", "0"))
+                max_pods = int(parse_quantity(alloc.get("pods", "110")))
+            except ValueError:
+                continue
+            largest = max(largest, (cpu, mem))
+            n = max_pods
+            if per_cpu > 0:
+                n = min(n, int(cpu / per_cpu))
+            if per_mem > 0:
+                n = min(n, int(mem / per_mem))
+            fits += n
+        if fits >= pods:
+            return []
+        return [
+            f"the nodes' allocatable capacity fits {fits} of the {pods} pods "
+            f"({self.spec.cpu} cpu, {self.spec.memory} memory each; the largest node has "
+            f"{largest[0]} cpu, {format_bytes(int(largest[1]))}); use fewer locales or "
+            "smaller pods"
+        ]
+
+    # -- credentials --------------------------------------------------------------------
+
+    def _certificate(self, csr_obj: dict[str, Any], deadline: float) -> bytes:
+        name = csr_obj["metadata"]["name"]
+        self.kube.create_csr(csr_obj, deadline=deadline)
+        self._progress("credentials", 1, 2, f"certificate request {name} created")
+        may_approve = not self.csr_pending_admin and self.kube.can_i(
+            Access(
+                "update", "certificatesigningrequests", "certificates.k8s.io", "approval", False
+            ),
+            deadline=deadline,
+        )
+        if may_approve:
+            self.kube.approve_csr(name, deadline=deadline)
+        else:
+            self._progress(
+                "credentials",
+                1,
+                2,
+                f"waiting for an administrator to run `kubectl certificate approve {name}`",
+            )
+        try:
+            return self.kube.wait_for_certificate(name, deadline=deadline)
+        except WatchDeadline:
+            raise StageTimeout(
+                f"certificate request {name} was not "
+                + ("signed" if may_approve else "approved by an administrator")
+                + f" within {self.timeouts.credentials:.0f}s",
+                f"an administrator must run `kubectl certificate approve {name}`"
+                if not may_approve
+                else "check that the cluster's kube-apiserver-client signer is enabled",
+                stage="credentials",
+                reason="CertificatePending",
+            ) from None
+
+    # -- waiting -----------------------------------------------------------------------------
+
+    def wait_locales(self, deadline: float) -> list[dict[str, Any]]:
+        """Block until every locale pod is Running with an IP (watching, not polling)."""
+        total = self.spec.locale_pods
+        if total == 0:
+            self._progress("locales", 0, 0, "no locale pods (single-pod deployment)")
+            return []
+        last = {"n": -1, "pods": {}}
+
+        def check(pods: dict[str, dict[str, Any]]) -> list[dict[str, Any]] | None:
+            live = [p for p in pods.values() if not p["metadata"].get("deletionTimestamp")]
+            for p in live:
+                self._raise_if_stuck(p, "locales")
+            running = [
+                p
+                for p in live
+                if (p.get("status") or {}).get("phase") == "Running"
+                and (p.get("status") or {}).get("podIP")
+            ]
+            last["pods"] = pods
+            if len(running) != last["n"]:
+                last["n"] = len(running)
+                self._progress(
+                    "locales", len(running), total, f"locales {len(running)}/{total} running"
+                )
+            return running if len(running) >= total else None
+
+        try:
+            return self.kube.wait_for(
+                "Pod",
+                check,
+                self.namespace,
+                label_selector=manifests.selector(self.spec, "locale"),
+                deadline=deadline,
+            )
+        except WatchDeadline:
+            pods = list(last["pods"].values())  # type: ignore[attr-defined]
+            raise StageTimeout(
+                f"locales {last['n']}/{total} running after {self.timeouts.locales:.0f}s"
+                + _pending_summary(pods),
+                f"see `kubectl describe pods -n {self.namespace} -l "
+                f"{manifests.selector(self.spec, 'locale')}`",
+                stage="locales",
+                reason="Timeout",
+            ) from None
+
+    def wait_server(self, deadline: float) -> dict[str, Any]:
+        """Block until the server pod is Ready; typed errors explain a stuck pod."""
+        last: dict[str, Any] = {"pod": None, "phase": None}
+        name = self.names.server_pod
+
+        def check(pods: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+            pod = next((p for p in pods.values() if p["metadata"]["name"] == name), None)
+            last["pod"] = pod
+            if pod is None:
+                return None
+            self._raise_if_stuck(pod, "server")
+            status = pod.get("status") or {}
+            phase = status.get("phase")
+            if phase == "Succeeded":
+                raise CrashError(
+                    f"server pod {name} exited (phase Succeeded) before it was ready",
+                    "see `arkouda-k8s logs " + self.name + "`",
+                    stage="server",
+                    reason="Completed",
+                    pod=name,
+                    log_tail=self._log_tail(name, "arkouda-server"),
+                )
+            if phase != last["phase"]:
+                last["phase"] = phase
+                self._progress("server", 0, 1, f"server pod {phase or 'pending'}")
+            if _ready(pod):
+                self._progress("server", 1, 1, "server pod ready")
+                return pod
+            return None
+
+        try:
+            return self.kube.wait_for(
+                "Pod",
+                check,
+                self.namespace,
+                field_selector=f"metadata.name={name}",
+                deadline=deadline,
+            )
+        except WatchDeadline:
+            pod = last["pod"]
+            if pod is None:
+                raise StageTimeout(
+                    f"server pod {name} does not exist",
+                    f"deploy again, or remove the remains with `arkouda-k8s teardown {self.name}`",
+                    stage="server",
+                    reason="Missing",
+                    pod=name,
+                ) from None
+            phase = (pod.get("status") or {}).get("phase") or "Pending"
+            why = self._events_text(name)
+            tail = self._log_tail(name, "arkouda-server") if phase == "Running" else None
+            raise StageTimeout(
+                f"server pod {name} is {phase} but not Ready after "
+                f"{self.timeouts.server:.0f}s" + (f": {why}" if why else ""),
+                f"see `arkouda-k8s logs {self.name}` and `kubectl describe pod {name} -n "
+                f"{self.namespace}`",
+                stage="server",
+                reason="NotReady",
+                pod=name,
+                log_tail=tail,
+            ) from None
+
+    def _raise_if_stuck(self, pod: dict[str, Any], stage: str) -> None:
+        """Turn a pod that cannot progress into its typed error (Kubernetes' reason)."""
+        name = pod["metadata"]["name"]
+        status = pod.get("status") or {}
+        for cond in status.get("conditions") or []:
+            if (
+                cond.get("type") == "PodScheduled"
+                and cond.get("status") == "False"
+                and cond.get("reason") == "Unschedulable"
+            ):
+                msg = cond.get("message") or self._events_text(name, "FailedScheduling")
+                raise UnschedulableError(
+                    f"pod {name} cannot be scheduled: {msg or 'no node fits'}",
+                    f"use fewer locales or less cpu/memory (each pod asks {self.spec.cpu} cpu, "
+                    f"{self.spec.memory}), or add nodes",
+                    stage=stage,
+                    reason="Unschedulable",
+                    pod=name,
+                )
+        statuses = (status.get("initContainerStatuses") or []) + (
+            status.get("containerStatuses") or []
+        )
+        for cs in statuses:
+            state = cs.get("state") or {}
+            waiting = state.get("waiting") or {}
+            terminated = state.get("terminated") or {}
+            last_term = (cs.get("lastState") or {}).get("terminated") or {}
+            reason = waiting.get("reason") or ""
+            image = cs.get("image") or "?"
+            if reason in IMAGE_PULL_REASONS:
+                raise ImagePullError(
+                    f"pod {name} cannot pull image {image}: {reason}"
+                    + (f": {waiting['message']}" if waiting.get("message") else ""),
+                    "check --release / --image-repository and the image pull secrets "
+                    "(imagePullSecrets) of the namespace",
+                    stage=stage,
+                    reason=reason,
+                    pod=name,
+                )
+            oom = "OOMKilled" in (terminated.get("reason"), last_term.get("reason"))
+            crashed = reason == "CrashLoopBackOff" or (
+                terminated and status.get("phase") == "Failed"
+            )
+            if oom or crashed:
+                why = "OOMKilled" if oom else (reason or terminated.get("reason") or "Error")
+                code = terminated.get("exitCode", last_term.get("exitCode"))
+                tail = self._log_tail(name, cs.get("name"))
+                hint = (
+                    f"the container used more than its memory limit {self.spec.memory}; give "
+                    "it more memory (--memory) or lower mem_max"
+                    if oom
+                    else f"see `arkouda-k8s logs {self.name}`"
+                )
+                raise CrashError(
+                    f"pod {name} container {cs.get('name')} {why}"
+                    + (f" (exit code {code})" if code is not None else "")
+                    + (f"; last log lines: {_last_lines(tail, 3)}" if tail else ""),
+                    hint,
+                    stage=stage,
+                    reason=why,
+                    pod=name,
+                    log_tail=tail,
+                )
+            if reason in CONFIG_REASONS:
+                raise DeployError(
+                    f"pod {name} container {cs.get('name')} cannot start: {reason}: "
+                    f"{waiting.get('message', '')}",
+                    f"see `kubectl describe pod {name} -n {self.namespace}`",
+                    stage=stage,
+                    reason=reason,
+                    pod=name,
+                )
+        if status.get("phase") == "Failed":
+            raise CrashError(
+                f"pod {name} failed: {status.get('reason') or ''} {status.get('message') or ''}".strip(),
+                f"see `kubectl describe pod {name} -n {self.namespace}`",
+                stage=stage,
+                reason=status.get("reason") or "Failed",
+                pod=name,
+                log_tail=self._log_tail(name, None),
+            )
+
+    def _log_tail(self, pod: str, container: str | None) -> str | None:
+        for previous in (True, False):
+            try:
+                text = self.kube.logs(
+                    pod, self.namespace, container=container, tail=LOG_TAIL_LINES, previous=previous
+                )
+            except KubeError:
+                continue
+            if text.strip():
+                return self._mask(text)
+        return None
+
+    def _events_text(self, obj_name: str, reason: str | None = None) -> str:
+        try:
+            events = self.kube.events("Pod", obj_name, self.namespace)
+        except KubeError:
+            return ""
+        if reason:
+            events = [e for e in events if e.get("reason") == reason]
+        warn = [e for e in events if e.get("type") == "Warning"] or events
+        if not warn:
+            return ""
+        e = warn[-1]
+        return f"{e.get('reason', '')}: {e.get('message', '')}".strip(": ")
+
+    # -- tunnel, handshake, session ----------------------------------------------------------
+
+    def token(self) -> str | None:
+        """The server token, read from its Secret (None when authentication is off).
+
+        Held in memory only; the front ends pass it to ak.connect and never print it.
+        """
+        if not self.spec.authenticate:
+            return None
+        if self._token is None:
+            secret = self.kube.get("Secret", self.names.token_secret, self.namespace)
+            if secret is None or "token" not in (secret.get("data") or {}):
+                raise ClusterNotFound(
+                    f"secret {self.names.token_secret} with the server token is missing",
+                    f"the deployment is damaged: `arkouda-k8s teardown {self.name}` and deploy again",
+                )
+            import base64
+
+            self._token = base64.b64decode(secret["data"]["token"]).decode()
+        return self._token
+
+    def _resolve_server_pod(self) -> str:
+        """The current server pod (the tunnel's target: trap 3, never the Service)."""
+        pods = self.kube.list(
+            "Pod", self.namespace, label_selector=manifests.selector(self.spec, "server")
+        )["items"]
+        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+        running = [p for p in live if (p.get("status") or {}).get("phase") == "Running"]
+        pick = running or live
+        if not pick:
+            raise TunnelError(
+                f"no server pod of {self.name} in namespace {self.namespace}",
+                f"check `arkouda-k8s status {self.name}`",
+            )
+        return str(pick[0]["metadata"]["name"])
+
+    def _tunnel_state(self, state: Any) -> None:
+        text = str(getattr(state, "value", state))
+        for cb in list(self.on_tunnel_state):
+            try:
+                cb(text)
+            except Exception:
+                log.exception("tunnel state callback failed")
+
+    def start_tunnel(self) -> tuple[str, int]:
+        """Start (or restart) the port-forward to the server pod; returns its address."""
+        from .tunnel import Tunnel
+
+        if self.tunnel is not None:
+            state = str(getattr(self.tunnel.state, "value", self.tunnel.state))
+            if state.lower() not in ("closed", "stopped", "failed"):
+                addr = self.address
+                if addr:
+                    return addr
+            self._stop_tunnel()
+        self.tunnel = Tunnel(
+            self.kube.endpoint(),
+            self.namespace,
+            self._resolve_server_pod,
+            self.spec.server_port,
+            on_state=self._tunnel_state,
+        )
+        self.tunnel.start()
+        addr = self.address
+        if addr is None:
+            raise TunnelError(f"the tunnel to {self.name} did not start")
+        return addr
+
+    def _stop_tunnel(self) -> None:
+        tunnel, self.tunnel = self.tunnel, None
+        if tunnel is not None:
+            with contextlib.suppress(Exception):
+                tunnel.stop()
+
+    def handshake(self, deadline: float | None = None) -> dict[str, Any]:
+        """Arkouda's connect + getconfig answered through the tunnel (readiness proof)."""
+        from .protocol import ArkoudaProbe
+
+        if deadline is None:
+            deadline = time.monotonic() + self.timeouts.handshake
+        self._progress("handshake", 0, 1, "connecting to Arkouda through the tunnel")
+        token = self.token()
+        last: Exception | None = None
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                host, port = self.start_tunnel()
+                probe = ArkoudaProbe(host, port, token=token, timeout=max(0.5, min(5.0, left)))
+                self.config = probe.handshake()
+                version = self.config.get("arkoudaVersion", "?")
+                self._progress("handshake", 1, 1, f"Arkouda {version} answered")
+                self._progress("ready", 1, 1, f"{self.name} ready at {host}:{port}")
+                return self.config
+            except (ServerNotAnswering, TunnelError, KubeError) as exc:
+                last = exc
+            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+        raise StageTimeout(
+            f"the Arkouda server of {self.name} did not answer through the tunnel within "
+            f"{self.timeouts.handshake:.0f}s: {_one_line(last) if last else 'no attempt'}",
+            f"see `arkouda-k8s logs {self.name}` (a leftover Service {self.names.self_service} "
+            "or missing RBAC halts the server after it opens its port)",
+            stage="handshake",
+            reason="NotAnswering",
+            pod=self.names.server_pod,
+            log_tail=self._log_tail(self.names.server_pod, "arkouda-server"),
+        )
+
+    def connect(self, timeout: float = 10.0) -> Any:
+        """The user's ``arkouda`` module, connected through the tunnel (again, after a drop)."""
+        from .session import Session
+
+        host, port = self.start_tunnel()
+        if self.session is not None:
+            with contextlib.suppress(Exception):
+                self.session.close()
+        self.session = Session.bind(host, port, token=self.token(), timeout=timeout)
+        return self.session.ak
+
+    def memory_used(self) -> int | None:
+        """Bytes the server reports in use (getmemused), through our own probe socket."""
+        from .protocol import ArkoudaProbe
+
+        if self.address is None:
+            return None
+        host, port = self.address
+        return int(ArkoudaProbe(host, port, token=self.token(), timeout=5.0).getmemused())
+
+    # -- status and logs ----------------------------------------------------------------------
+
+    def status(self, probe: bool = True) -> ClusterStatus:
+        """Pods, tunnel and (when the tunnel is up and ``probe``) the server's own numbers."""
+        pods = self.kube.list("Pod", self.namespace, label_selector=self.selector)["items"]
+        state = self._state_configmap()
+        info = _summarize(self.name, self.namespace, pods, state, self.spec)
+        memory_used = None
+        version = (self.config or {}).get("arkoudaVersion")
+        if probe and self.address is not None and info.stage == "Ready":
+            with contextlib.suppress(Exception):
+                memory_used = self.memory_used()
+            if version is None:
+                from .protocol import ArkoudaProbe
+
+                with contextlib.suppress(Exception):
+                    host, port = self.address
+                    self.config = ArkoudaProbe(host, port, token=self.token()).handshake()
+                    version = self.config.get("arkoudaVersion")
+        server = next(
+            (
+                p
+                for p in pods
+                if (p["metadata"].get("labels") or {}).get(COMPONENT_LABEL) == "server"
+            ),
+            None,
+        )
+        tunnel_state = (
+            str(getattr(self.tunnel.state, "value", self.tunnel.state)) if self.tunnel else None
+        )
+        return ClusterStatus(
+            name=self.name,
+            namespace=self.namespace,
+            context=self.kube.context,
+            stage=info.stage,
+            locales_ready=info.locales_ready,
+            locales_total=info.locales_total,
+            server_phase=((server or {}).get("status") or {}).get("phase"),
+            server_ready=bool(server and _ready(server)),
+            address=self.address,
+            tunnel_state=tunnel_state,
+            memory_used=memory_used,
+            memory_max=self.spec.effective_mem_max * self.spec.locales,
+            arkouda_version=version,
+            age=info.age,
+            expires_at=info.expires_at,
+            message=_status_message(pods),
+            heartbeat_expired=info.heartbeat_expired,
+        )
+
+    def logs(self, component: str = "server", tail: int | None = None) -> str:
+        """Logs of the server (or every locale pod, each headed by its name); token masked."""
+        if component not in ("server", "locale"):
+            raise UsageError(f"component: {component!r}", "use server or locale")
+        pods = self.kube.list(
+            "Pod", self.namespace, label_selector=manifests.selector(self.spec, component)
+        )["items"]
+        if not pods:
+            raise ClusterNotFound(
+                f"no {component} pod of {self.name} in namespace {self.namespace}",
+                f"check `arkouda-k8s status {self.name}`",
+            )
+        container = "arkouda-server" if component == "server" else "arkouda-locale"
+        parts = []
+        for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+            text = self.kube.logs(
+                pod["metadata"]["name"], self.namespace, container=container, tail=tail
+            )
+            parts.append(text if len(pods) == 1 else f"==> {pod['metadata']['name']} <==\n{text}")
+        return self._mask("\n".join(parts))
+
+    def _mask(self, text: str) -> str:
+        text = re.sub(r"(token=)[^\s&\"']+", r"\1***", text)
+        if self._token:
+            text = text.replace(self._token, "***")
+        return text
+
+    # -- heartbeat ------------------------------------------------------------------------
+
+    def _state_name(self) -> str:
+        return f"{self.name}-state"
+
+    def _state_object(self) -> dict[str, Any]:
+        """A small ConfigMap that marks the instance: spec, time-to-live, heartbeat."""
+        annotations = {
+            SPEC_ANNOTATION: json.dumps(self.spec.to_dict(), sort_keys=True, separators=(",", ":")),
+            HEARTBEAT_ANNOTATION: _now_text(),
+        }
+        if self.spec.ttl_seconds:
+            annotations[TTL_ANNOTATION] = str(self.spec.ttl_seconds)
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": self._state_name(),
+                "namespace": self.namespace,
+                "labels": manifests.labels(self.spec, "config"),
+                "annotations": annotations,
+            },
+            "data": {"context": self.kube.context or "", "created-by": "arkouda-k8s"},
+        }
+
+    def _state_configmap(self) -> dict[str, Any] | None:
+        return self.kube.get("ConfigMap", self._state_name(), self.namespace)
+
+    def heartbeat(self) -> None:
+        """Renew the heartbeat annotation now (the daemon thread calls this)."""
+        self.kube.patch(
+            "ConfigMap",
+            self._state_name(),
+            {"metadata": {"annotations": {HEARTBEAT_ANNOTATION: _now_text()}}},
+            self.namespace,
+        )
+
+    def _start_heartbeat(self) -> None:
+        if self._heartbeat is None or not self._heartbeat.is_alive():
+            with contextlib.suppress(KubeError):
+                self.heartbeat()
+            self._heartbeat = _Heartbeat(self, self.heartbeat_interval)
+            self._heartbeat.start()
+
+    def _stop_heartbeat(self) -> None:
+        hb, self._heartbeat = self._heartbeat, None
+        if hb is not None:
+            hb.stop()
+
+    # -- reattach and discovery ------------------------------------------------------------
+
+    def _existing_spec(self) -> ClusterSpec | None:
+        """The spec this instance was deployed with, if it exists."""
+        for obj in (
+            self._state_configmap(),
+            self.kube.get("Pod", self.names.server_pod, self.namespace),
+        ):
+            text = ((obj or {}).get("metadata", {}).get("annotations") or {}).get(SPEC_ANNOTATION)
+            if text:
+                try:
+                    return ClusterSpec.from_dict(json.loads(text))
+                except (ValueError, ArkoudaK8sError):
+                    continue
+        return None
+
+    def _instance_exists(self) -> bool:
+        return bool(self.kube.list("Pod", self.namespace, label_selector=self.selector)["items"])
+
+    @classmethod
+    def from_name(
+        cls,
+        name: str,
+        namespace: str | None = None,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        *,
+        wait: bool = True,
+        kube: Kube | None = None,
+        **kwargs: Any,
+    ) -> ArkoudaCluster:
+        """Reattach to a running deployment (after a kernel restart): tunnel + handshake.
+
+        The spec comes from the deployment's annotation, the token from its Secret.
+        """
+        kube = kube or Kube.connect(kubeconfig, context, namespace)
+        probe = cls(ClusterSpec(name=name, namespace=namespace or kube.namespace), kube=kube)
+        spec = probe._existing_spec()
+        if spec is None:
+            raise ClusterNotFound(
+                f"no arkouda-k8s deployment {name!r} in namespace {probe.namespace} "
+                f"({kube.describe()})",
+                "see `arkouda-k8s list -A` for the deployments you can see",
+            )
+        cluster = cls(spec, kube=kube, mode=DeployMode.CONNECT_ONLY, **kwargs)
+        return cluster.deploy(wait=wait)
+
+    # -- close and teardown ------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the session, the tunnel and the heartbeat; the deployment keeps running."""
+        if self.session is not None:
+            with contextlib.suppress(Exception):
+                self.session.close()
+            self.session = None
+        self._stop_tunnel()
+        self._stop_heartbeat()
+        self._closed = True
+
+    def teardown(self, wait: bool = True) -> list[tuple[str, str]]:
+        """Delete every object of the deployment and (with ``wait``) wait until gone."""
+        self.close()
+        deadline = time.monotonic() + self.timeouts.teardown
+        self._progress("teardown", 0, 1, f"deleting {self.name}")
+        deleted = self._delete_all(deadline=deadline, wait=wait)
+        self._progress("teardown", 1, 1, f"{self.name}: {len(deleted)} objects deleted")
+        return deleted
+
+    def _delete_all(self, *, deadline: float, wait: bool = True) -> list[tuple[str, str]]:
+        deleted = []
+        # The server pod first, so it stops using what goes next.
+        if self.kube.delete("Pod", self.names.server_pod, self.namespace, deadline=deadline):
+            deleted.append(("Pod", self.names.server_pod))
+        for kind in ("Service", "Endpoints"):  # self-registered: no labels of ours
+            if self.kube.delete(kind, self.names.self_service, self.namespace, deadline=deadline):
+                deleted.append((kind, self.names.self_service))
+        deleted += self.kube.delete_by_label(
+            OWNED_KINDS, self.selector, self.namespace, wait=False, deadline=deadline
+        )
+        if self.spec.mode == "udp":
+            with contextlib.suppress(KubeError):
+                if self.kube.delete("CertificateSigningRequest", self.names.csr, deadline=deadline):
+                    deleted.append(("CertificateSigningRequest", self.names.csr))
+        if wait:
+            for kind in OWNED_KINDS:
+                self.kube.wait_gone(
+                    kind, self.namespace, label_selector=self.selector, deadline=deadline
+                )
+        return deleted
+
+    def _remove_stale_service(self, deadline: float) -> None:
+        for kind in ("Service", "Endpoints"):
+            if self.kube.delete(kind, self.names.self_service, self.namespace, deadline=deadline):
+                self._progress("server", 0, 1, f"removed stale {kind} {self.names.self_service}")
+                self.kube.wait_gone(
+                    kind,
+                    self.namespace,
+                    field_selector=f"metadata.name={self.names.self_service}",
+                    deadline=deadline,
+                )
+
+
+class _Heartbeat(threading.Thread):
+    """Renews the heartbeat annotation while the cluster object is open."""
+
+    def __init__(self, cluster: ArkoudaCluster, interval: float) -> None:
+        super().__init__(name=f"arkouda-k8s-heartbeat-{cluster.name}", daemon=True)
+        self.cluster = cluster
+        self.interval = interval
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            try:
+                self.cluster.heartbeat()
+            except Exception as exc:  # keep beating; the next renewal may work
+                log.debug("heartbeat of %s failed: %s", self.cluster.name, _one_line(exc))
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        if self is not threading.current_thread():
+            self.join(timeout=5)
+
+
+# -- listing and expiry ----------------------------------------------------------------------
+
+
+def list_clusters(
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    namespace: str | None = None,
+    all_namespaces: bool = False,
+    *,
+    kube: Kube | None = None,
+) -> list[ClusterInfo]:
+    """Every arkouda-k8s deployment visible to the user (two list requests)."""
+    kube = kube or Kube.connect(kubeconfig, context, namespace)
+    ns = None if all_namespaces else (namespace or kube.namespace)
+    pods = kube.list("Pod", ns, label_selector=MANAGED_SELECTOR, all_namespaces=all_namespaces)[
+        "items"
+    ]
+    states = kube.list(
+        "ConfigMap", ns, label_selector=MANAGED_SELECTOR, all_namespaces=all_namespaces
+    )["items"]
+    by_instance: dict[tuple[str, str], dict[str, Any]] = {}
+    for cm in states:
+        meta = cm["metadata"]
+        inst = (meta.get("labels") or {}).get(INSTANCE_LABEL)
+        if inst and SPEC_ANNOTATION in (meta.get("annotations") or {}):
+            by_instance.setdefault((meta.get("namespace", ""), inst), {"pods": [], "state": None})[
+                "state"
+            ] = cm
+    for pod in pods:
+        meta = pod["metadata"]
+        inst = (meta.get("labels") or {}).get(INSTANCE_LABEL)
+        if inst:
+            by_instance.setdefault((meta.get("namespace", ""), inst), {"pods": [], "state": None})[
+                "pods"
+            ].append(pod)
+    out = []
+    for (ns_name, inst), parts in sorted(by_instance.items()):
+        spec = _spec_of(parts["state"]) or _spec_of(
+            next(
+                (
+                    p
+                    for p in parts["pods"]
+                    if SPEC_ANNOTATION in (p["metadata"].get("annotations") or {})
+                ),
+                None,
+            )
+        )
+        info = _summarize(inst, ns_name, parts["pods"], parts["state"], spec)
+        out.append(
+            ClusterInfo(
+                name=inst,
+                namespace=ns_name,
+                stage=info.stage,
+                locales_ready=info.locales_ready,
+                locales_total=info.locales_total,
+                mode=spec.mode if spec else None,
+                release=spec.release if spec else None,
+                age=info.age,
+                heartbeat=info.heartbeat,
+                expires_at=info.expires_at,
+                heartbeat_expired=info.heartbeat_expired,
+                context=kube.context,
+            )
+        )
+    return out
+
+
+def teardown_expired(
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    namespace: str | None = None,
+    all_namespaces: bool = False,
+    *,
+    kube: Kube | None = None,
+    on_progress: ProgressCallback | None = None,
+    timeouts: Timeouts | None = None,
+) -> list[str]:
+    """Tear down every deployment whose heartbeat is older than its time-to-live.
+
+    Returns ``namespace/name`` of each one removed. Deployments without a TTL never expire.
+    """
+    kube = kube or Kube.connect(kubeconfig, context, namespace)
+    removed = []
+    for info in list_clusters(namespace=namespace, all_namespaces=all_namespaces, kube=kube):
+        if not info.heartbeat_expired:
+            continue
+        cluster = ArkoudaCluster(
+            ClusterSpec(name=info.name, namespace=info.namespace),
+            kube=_kube_in(kube, info.namespace),
+            on_progress=on_progress,
+            timeouts=timeouts,
+        )
+        cluster.teardown()
+        removed.append(f"{info.namespace}/{info.name}")
+    return removed
+
+
+def teardown_all(
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    namespace: str | None = None,
+    *,
+    kube: Kube | None = None,
+    on_progress: ProgressCallback | None = None,
+    timeouts: Timeouts | None = None,
+) -> list[str]:
+    """Tear down every arkouda-k8s deployment in the namespace."""
+    kube = kube or Kube.connect(kubeconfig, context, namespace)
+    removed = []
+    for info in list_clusters(namespace=namespace, kube=kube):
+        ArkoudaCluster(
+            ClusterSpec(name=info.name, namespace=info.namespace),
+            kube=_kube_in(kube, info.namespace),
+            on_progress=on_progress,
+            timeouts=timeouts,
+        ).teardown()
+        removed.append(f"{info.namespace}/{info.name}")
+    return removed
+
+
+def _kube_in(kube: Kube, namespace: str) -> Kube:
+    if kube.namespace == namespace:
+        return kube
+    other = Kube(
+        kube.configuration,
+        namespace=namespace,
+        context=kube.context,
+        user=kube.user,
+        cluster=kube.cluster,
+        source=kube.source,
+    )
+    return other
+
+
+# -- permissions ------------------------------------------------------------------------------
+
+_OBJECT_VERBS = ("get", "list", "watch", "create", "patch", "delete")
+
+
+def required_access(spec: ClusterSpec) -> list[Access]:
+    """Every permission a deploy of ``spec`` (and its status, tunnel, teardown) needs."""
+    out: list[Access] = []
+    for resource in ("pods", "services", "configmaps", "secrets"):
+        out += [Access(v, resource) for v in _OBJECT_VERBS]
+    out += [Access("get", "pods", subresource="log")]
+    out += [
+        Access("create", "pods", subresource="portforward"),
+        Access("get", "pods", subresource="portforward"),
+    ]
+    out += [Access("list", "events")]
+    out += [Access(v, "replicasets", "apps") for v in ("list", "watch")]
+    if spec.mode == "udp":
+        out += [Access(v, "deployments", "apps") for v in _OBJECT_VERBS]
+        out += [Access(v, "endpoints") for v in ("get", "list", "watch", "delete")]
+        for resource in ("roles", "rolebindings"):
+            out += [
+                Access(v, resource, "rbac.authorization.k8s.io")
+                for v in ("get", "list", "watch", "create", "patch", "delete")
+            ]
+        out += [
+            Access(v, "certificatesigningrequests", "certificates.k8s.io", namespaced=False)
+            for v in ("get", "list", "watch", "create", "delete")
+        ]
+        out += [
+            Access(
+                "update",
+                "certificatesigningrequests",
+                "certificates.k8s.io",
+                "approval",
+                namespaced=False,
+            ),
+            Access(
+                "approve",
+                "signers",
+                "certificates.k8s.io",
+                namespaced=False,
+                name=manifests.CSR_SIGNER,
+            ),
+        ]
+    return out
+
+
+def rbac_yaml(spec: ClusterSpec, missing: list[Access], user: str | None) -> str:
+    """Role/ClusterRole + bindings granting ``missing`` to ``user``, as YAML."""
+    import yaml
+
+    subject = {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "User",
+        "name": user or "<your user>",
+    }
+    ns_rules = _rules([a for a in missing if a.namespaced])
+    cluster_rules = _rules([a for a in missing if not a.namespaced])
+    docs: list[dict[str, Any]] = []
+    base = f"arkouda-k8s-deployer-{spec.name}"
+    if ns_rules:
+        docs.append(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "Role",
+                "metadata": {"name": base, "namespace": spec.namespace},
+                "rules": ns_rules,
+            }
+        )
+        docs.append(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": base, "namespace": spec.namespace},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": base},
+                "subjects": [subject],
+            }
+        )
+    if cluster_rules:
+        docs.append(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "metadata": {"name": base},
+                "rules": cluster_rules,
+            }
+        )
+        docs.append(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": base},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": base,
+                },
+                "subjects": [subject],
+            }
+        )
+    return yaml.safe_dump_all(docs, sort_keys=False)
+
+
+def _rules(accesses: list[Access]) -> list[dict[str, Any]]:
+    grouped: dict[tuple[str, str, str], list[str]] = {}
+    for a in accesses:
+        res = a.resource + (f"/{a.subresource}" if a.subresource else "")
+        verbs = grouped.setdefault((a.group, res, a.name), [])
+        if a.verb not in verbs:
+            verbs.append(a.verb)
+    rules = []
+    for (group, res, name), verbs in grouped.items():
+        rule: dict[str, Any] = {"apiGroups": [group], "resources": [res], "verbs": verbs}
+        if name:
+            rule["resourceNames"] = [name]
+        rules.append(rule)
+    return rules
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Summary:
+    stage: str
+    locales_ready: int
+    locales_total: int
+    age: float | None
+    heartbeat: datetime | None
+    expires_at: datetime | None
+    heartbeat_expired: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _summarize(
+    name: str,
+    namespace: str,
+    pods: list[dict[str, Any]],
+    state: dict[str, Any] | None,
+    spec: ClusterSpec | None,
+) -> _Summary:
+    servers = [
+        p for p in pods if (p["metadata"].get("labels") or {}).get(COMPONENT_LABEL) == "server"
+    ]
+    locales = [
+        p for p in pods if (p["metadata"].get("labels") or {}).get(COMPONENT_LABEL) == "locale"
+    ]
+    running = [
+        p
+        for p in locales
+        if (p.get("status") or {}).get("phase") == "Running"
+        and (p.get("status") or {}).get("podIP")
+    ]
+    total = spec.locale_pods if spec else len(locales)
+    server = servers[0] if servers else None
+    failed = any((p.get("status") or {}).get("phase") == "Failed" for p in pods) or any(
+        ((cs.get("state") or {}).get("waiting") or {}).get("reason")
+        in IMAGE_PULL_REASONS | {"CrashLoopBackOff"}
+        for p in pods
+        for cs in (p.get("status") or {}).get("containerStatuses") or []
+    )
+    if not pods and state is None:
+        stage = "Gone"
+    elif failed:
+        stage = "Failed"
+    elif server is not None and _ready(server):
+        stage = "Ready"
+    elif server is not None:
+        stage = "Server"
+    elif locales or total:
+        stage = "Locales"
+    else:
+        stage = "Pending"
+    created = _parse_time(
+        ((state or server or (pods[0] if pods else {})).get("metadata") or {}).get(
+            "creationTimestamp"
+        )
+    )
+    annotations = ((state or {}).get("metadata") or {}).get("annotations") or {}
+    heartbeat = _parse_time(annotations.get(HEARTBEAT_ANNOTATION)) or created
+    ttl = annotations.get(TTL_ANNOTATION) or (
+        str(spec.ttl_seconds) if spec and spec.ttl_seconds else None
+    )
+    expires_at = None
+    if ttl and heartbeat:
+        with contextlib.suppress(ValueError):
+            expires_at = datetime.fromtimestamp(heartbeat.timestamp() + float(ttl), UTC)
+    now = datetime.now(UTC)
+    return _Summary(
+        stage=stage,
+        locales_ready=len(running),
+        locales_total=total,
+        age=(now - created).total_seconds() if created else None,
+        heartbeat=heartbeat,
+        expires_at=expires_at,
+        heartbeat_expired=bool(expires_at and expires_at <= now),
+    )
+
+
+def _spec_of(obj: dict[str, Any] | None) -> ClusterSpec | None:
+    text = ((obj or {}).get("metadata", {}).get("annotations") or {}).get(SPEC_ANNOTATION)
+    if not text:
+        return None
+    try:
+        return ClusterSpec.from_dict(json.loads(text))
+    except (ValueError, ArkoudaK8sError):
+        return None
+
+
+# Which objects a changed setting forces to be recreated.
+_RECREATE = {
+    "locales": "the locale Deployment and the server pod",
+    "mode": "every object",
+    "threads": "every pod",
+    "cpu": "every pod",
+    "memory": "every pod",
+    "mem_max": "the server pod",
+    "release": "every pod",
+    "image_repository": "every pod",
+    "pull_policy": "every pod",
+    "authenticate": "the server pod",
+    "metrics": "the server pod and its Services",
+    "log_level": "the server pod",
+    "persistence": "every pod",
+    "node_selector": "every pod",
+    "tolerations": "every pod",
+    "image_pull_secrets": "every pod",
+    "service_account": "every pod",
+    "server_port": "the server pod",
+    "annotations": "every pod",
+    "labels": "every object",
+}
+
+
+def spec_changes(old: ClusterSpec, new: ClusterSpec) -> dict[str, tuple[Any, Any]]:
+    """Settings that differ (ttl_seconds ignored: it changes nothing running)."""
+    a, b = old.to_dict(), new.to_dict()
+    return {
+        k: (a.get(k), b.get(k))
+        for k in sorted(set(a) | set(b))
+        if a.get(k) != b.get(k) and k not in ("ttl_seconds", "namespace")
+    }
+
+
+def _check_same_spec(existing: ClusterSpec, wanted: ClusterSpec) -> None:
+    changes = spec_changes(existing, wanted)
+    if not changes:
+        return
+    what = "; ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items())
+    recreate = sorted({_RECREATE.get(k, "every object") for k in changes})
+    raise UsageError(
+        f"deployment {existing.name!r} exists with different settings ({what}); "
+        f"applying them means recreating {', '.join(recreate)}",
+        f"tear it down first (`arkouda-k8s teardown {existing.name}`) and deploy again, "
+        "or deploy with the same settings to connect to it",
+    )
+
+
+def _pod_resources(pod_spec: dict[str, Any]) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+    cpu_r = mem_r = cpu_l = mem_l = Decimal(0)
+    for c in pod_spec.get("containers") or []:
+        res = c.get("resources") or {}
+        req, lim = res.get("requests") or {}, res.get("limits") or {}
+        cpu_r += parse_quantity(req.get("cpu", lim.get("cpu", "0")))
+        mem_r += parse_quantity(req.get("memory", lim.get("memory", "0")))
+        cpu_l += parse_quantity(lim.get("cpu", "0"))
+        mem_l += parse_quantity(lim.get("memory", "0"))
+    return cpu_r, mem_r, cpu_l, mem_l
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    status = pod.get("status") or {}
+    return status.get("phase") == "Running" and any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+
+
+def _pending_summary(pods: list[dict[str, Any]]) -> str:
+    waiting: dict[str, int] = {}
+    for p in pods:
+        status = p.get("status") or {}
+        if status.get("phase") == "Running":
+            continue
+        reason = status.get("phase") or "Pending"
+        for cs in status.get("containerStatuses") or []:
+            r = ((cs.get("state") or {}).get("waiting") or {}).get("reason")
+            if r:
+                reason = r
+        waiting[reason] = waiting.get(reason, 0) + 1
+    if not waiting:
+        return ""
+    return " (" + ", ".join(f"{n} {r}" for r, n in sorted(waiting.items())) + ")"
+
+
+def _status_message(pods: list[dict[str, Any]]) -> str:
+    for p in pods:
+        status = p.get("status") or {}
+        for cond in status.get("conditions") or []:
+            if cond.get("reason") == "Unschedulable":
+                return f"{p['metadata']['name']}: Unschedulable: {cond.get('message', '')}"
+        for cs in status.get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") and waiting["reason"] != "ContainerCreating":
+                return f"{p['metadata']['name']}: {waiting['reason']}"
+            if (cs.get("lastState") or {}).get("terminated", {}).get("reason") == "OOMKilled":
+                return f"{p['metadata']['name']}: OOMKilled"
+    return ""
+
+
+def _default_heartbeat(spec: ClusterSpec) -> float:
+    if spec.ttl_seconds:
+        return max(5.0, min(60.0, spec.ttl_seconds / 4))
+    return 60.0
+
+
+def _now_text() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(text: Any) -> datetime | None:
+    if not text or not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _duration(seconds: float) -> str:
+    s = int(max(0, seconds))
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    if s < 172800:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d"
+
+
+def _memory_text(used: int | None, cap: int | None) -> str:
+    if used is None and cap is None:
+        return "-"
+    u = format_bytes(used) if used is not None else "?"
+    c = format_bytes(cap) if cap is not None else "?"
+    return f"{u} used of {c} (memMax x locales)"
+
+
+def _qty(key: str, value: Decimal) -> str:
+    if "memory" in key:
+        return format_bytes(int(value))
+    return f"{value.normalize():f}"
+
+
+def _join(a: str | None, b: str) -> str:
+    return f"{a}; {b}" if a else b
+
+
+def _one_line(exc: BaseException | None) -> str:
+    if exc is None:
+        return ""
+    if isinstance(exc, ArkoudaK8sError):
+        return exc.one_line()
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
+def _last_lines(text: str | None, n: int) -> str:
+    if not text:
+        return ""
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return " | ".join(lines[-n:])
