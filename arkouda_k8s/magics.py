@@ -1,0 +1,773 @@
+"""The IPython extension: ``%load_ext arkouda_k8s`` makes Arkouda on Kubernetes a notebook citizen.
+
+A thin skin over :class:`~arkouda_k8s.cluster.ArkoudaCluster` (no Kubernetes logic here).
+
+``%arkouda_deploy [spec options] [--context C] [--kubeconfig F] [--sandbox] [--dry-run]``
+    Preflight, deploy with live progress, open the tunnel, bind the session, place ``ak``
+    in the user namespace and show a status card. The spec options are the CLI's
+    (``--name --namespace --mode --locales --threads --cpu --memory --release
+    --image-repository --pull-policy --no-auth --metrics -f values.yaml``). ``--dry-run``
+    shows the Kubernetes objects, secrets as placeholders. With no options in a notebook
+    it shows the deploy form. ``--sandbox`` deploys on this kernel's sandbox.
+``%%arkouda [--cluster NAME] [--timeit]``
+    Runs the cell with ``ak`` bound to the cluster (the current one by default), then
+    reports time and the server's memory change; an Arkouda server error becomes one
+    readable line. ``--timeit`` times the cell with IPython's ``%%timeit``.
+``%arkouda_status [NAME]``, ``%arkouda_logs [NAME] [--component C] [--tail N]``
+    A status card; the server's (or the locales') log, secrets masked.
+``%arkouda_connect NAME``
+    Reattach to a running deployment (after a kernel restart): tunnel, session, ``ak``.
+``%arkouda_list [--all-namespaces]``, ``%arkouda_teardown [NAME | --all | --expired]``
+    The arkouda-k8s deployments visible; delete one (default: the current) or several.
+``%arkouda_sandbox``
+    Start the simulated Kubernetes cluster for this kernel's life (a test world, not
+    Kubernetes) and point the magics at it.
+
+Settings: ``%config ArkoudaMagics.<setting> = value`` for ``namespace``, ``context``,
+``kubeconfig``, ``release``, ``locales``, ``short_errors``, ``widgets``; they are also
+read from ``ARKOUDA_K8S_<SETTING>`` in the environment, then ``[tool.arkouda-k8s]`` in
+the nearest ``pyproject.toml``, then ``$ARKOUDA_K8S_CONFIG`` or
+``~/.config/arkouda-k8s/config.toml`` (``%config`` and ipython_config win over all).
+
+Errors: bad arguments are one-line ``UsageError``s. Other failures show one line with
+the reason and the hint and fail the cell, in an interactive front end; batch runs
+(papermill, nbval and other clients that offer no stdin, plain test shells) and
+``short_errors = False`` get the exception itself, traceback and all.
+"""
+
+from __future__ import annotations
+
+import ast
+import atexit
+import functools
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from IPython.core import magic_arguments
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument
+from traitlets import Bool, Int, Unicode
+from traitlets.config import Config, Configurable
+
+from . import cli
+from .errors import ArkoudaK8sError, SpecError
+from .errors import UsageError as ArkoudaUsageError
+
+if TYPE_CHECKING:  # heavy modules load only when a magic runs
+    from .cluster import ArkoudaCluster
+    from .spec import ClusterSpec
+
+SETTINGS = ("namespace", "context", "kubeconfig", "release", "locales", "short_errors", "widgets")
+USER_CONFIG = "~/.config/arkouda-k8s/config.toml"
+
+# Masks for text that comes from the cluster (logs): the stand-in and real servers print
+# their connect URL with the token, and a PEM block must never reach an output.
+_TOKEN_RE = re.compile(r"(?i)(token\"?\s*[=:]\s*\"?)([A-Za-z0-9_~+/.-]{8,}=*)")
+_PEM_RE = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----", re.S)
+MASK = "********"
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """``text`` with tokens, PEM blocks and the given secret strings masked."""
+    for secret in secrets:
+        if secret and len(secret) >= 6:
+            text = text.replace(secret, MASK)
+    text = _PEM_RE.sub(lambda m: f"-----BEGIN {m.group(1)}----- {MASK}", text)
+    return _TOKEN_RE.sub(lambda m: m.group(1) + MASK, text)
+
+
+class ArkoudaError(Exception):
+    """A failure shown as one line (reason and hint) instead of a traceback.
+
+    IPython prints what ``_render_traceback_`` returns in place of the traceback, and
+    the cell still fails (Jupyter stops "run all"). The original exception is
+    ``__cause__``, for ``%tb``-less debugging with ``short_errors = False``.
+    """
+
+    def __init__(self, message: str, kind: str = "ArkoudaError") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{self.kind}: {self}"]
+
+
+# Spec fields that are command-line options, for error messages in the user's words.
+_OPTION_OF_FIELD = {
+    "name": "--name",
+    "namespace": "--namespace",
+    "mode": "--mode",
+    "locales": "--locales",
+    "threads": "--threads",
+    "cpu": "--cpu",
+    "memory": "--memory",
+    "release": "--release",
+    "image_repository": "--image-repository",
+    "pull_policy": "--pull-policy",
+    "authenticate": "--no-auth",
+    "metrics": "--metrics",
+}
+
+
+def _usage(magic: str, message: str) -> UsageError:
+    return UsageError(f"%{magic}: {message} (hint: see `%{magic}?`)")
+
+
+def _spec_error_line(exc: SpecError) -> str:
+    option = _OPTION_OF_FIELD.get(exc.field, exc.field)
+    return exc.one_line().replace(f"{exc.field}:", f"{option}:", 1)
+
+
+def _front_end(magic: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Run a magic under the error policy of the module docstring."""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def run(self: ArkoudaMagics, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(self, *args, **kwargs)
+            except UsageError as exc:
+                message = str(exc)
+                if message.startswith(f"%{magic}:"):
+                    raise
+                raise _usage(magic, message) from None
+            except SpecError as exc:
+                raise _usage(magic, _spec_error_line(exc)) from None
+            except ArkoudaUsageError as exc:
+                raise UsageError(f"%{magic}: {exc.one_line()}") from None
+            except ArkoudaK8sError as exc:
+                if self.short_errors_now():
+                    raise ArkoudaError(exc.one_line(), type(exc).__name__) from exc
+                raise
+
+        return run
+
+    return wrap
+
+
+class _SpecOptions(magic_arguments.ArgDecorator):
+    """The CLI's spec options, added by the CLI's own function so the two never drift."""
+
+    def add_to_parser(self, parser: Any, group: Any) -> None:
+        cli._add_spec_options(parser)
+
+
+class _ClusterOptions(magic_arguments.ArgDecorator):
+    def __init__(self, all_namespaces: bool = False) -> None:
+        self.all_namespaces = all_namespaces
+
+    def add_to_parser(self, parser: Any, group: Any) -> None:
+        cli._add_cluster_options(parser, all_namespaces=self.all_namespaces)
+
+
+def _settings_from_files(cwd: Path) -> dict[str, Any]:
+    """Settings from env, the nearest pyproject.toml and the user config file (that order)."""
+    import tomllib
+
+    found: dict[str, Any] = {}
+
+    def take(source: dict[str, Any]) -> None:
+        for key, value in source.items():
+            key = key.replace("-", "_")
+            if key in SETTINGS and key not in found:
+                found[key] = value
+
+    for key in SETTINGS:
+        env = os.environ.get(f"ARKOUDA_K8S_{key.upper()}")
+        if env is not None and env != "":
+            found[key] = env
+    for folder in (cwd, *cwd.parents):
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file():
+            try:
+                data = tomllib.loads(pyproject.read_text())
+            except (OSError, tomllib.TOMLDecodeError):
+                data = {}
+            take(data.get("tool", {}).get("arkouda-k8s", {}))
+            break
+    user = Path(os.path.expanduser(os.environ.get("ARKOUDA_K8S_CONFIG") or USER_CONFIG))
+    if user.is_file():
+        try:
+            take(tomllib.loads(user.read_text()))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ArkoudaUsageError(
+                f"config file {user}: cannot read it: {exc}", "fix or remove the file"
+            ) from None
+    return found
+
+
+@magics_class
+class ArkoudaMagics(Magics, Configurable):
+    """The ``%arkouda_*`` magics and the state of this kernel's deployments."""
+
+    shell: Any  # always set: the extension is loaded into a shell
+
+    namespace = Unicode(
+        None, allow_none=True, help="namespace for deployments (default: the context's)"
+    ).tag(config=True)
+    context = Unicode(None, allow_none=True, help="kubeconfig context (default: current)").tag(
+        config=True
+    )
+    kubeconfig = Unicode(
+        None, allow_none=True, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)"
+    ).tag(config=True)
+    release = Unicode(
+        None, allow_none=True, help="default Arkouda release (image tag) for deployments"
+    ).tag(config=True)
+    locales = Int(None, allow_none=True, help="default number of locales").tag(config=True)
+    short_errors = Bool(
+        None,
+        allow_none=True,
+        help="show failures as one line (True), raise them (False); None: one line only "
+        "in an interactive front end",
+    ).tag(config=True)
+    widgets = Bool(
+        None, allow_none=True, help="use ipywidgets displays; None: when in a Jupyter kernel"
+    ).tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self.clusters: dict[str, ArkoudaCluster] = {}
+        self.current: str | None = None
+        self.sandbox: Any = None
+        self.panels: list[Any] = []
+        self._expired_check: threading.Thread | None = None
+        self._expired_notice: str | None = None
+        self._closed = False
+
+    # -- policy ------------------------------------------------------------------------
+
+    def short_errors_now(self) -> bool:
+        if self.short_errors is not None:
+            return bool(self.short_errors)
+        kernel = getattr(self.shell, "kernel", None)
+        if kernel is not None:
+            # Jupyter front ends offer stdin with every execute request; batch clients
+            # built on nbclient (papermill, nbconvert --execute, nbval) do not.
+            return bool(getattr(kernel, "_allow_stdin", True))
+        return type(self.shell).__name__ == "TerminalInteractiveShell" and sys.stdin.isatty()
+
+    def use_widgets(self) -> bool:
+        if self.widgets is not None:
+            return bool(self.widgets)
+        return getattr(self.shell, "kernel", None) is not None
+
+    def _display(self, obj: Any) -> None:
+        from IPython.display import display
+
+        display(obj)
+
+    # -- state -------------------------------------------------------------------------
+
+    def cluster_options(self, args: Any = None) -> dict[str, Any]:
+        """kubeconfig and context: the magic's options, else the settings, else the sandbox."""
+        kubeconfig = getattr(args, "kubeconfig", None) or self.kubeconfig
+        context = getattr(args, "context", None) or self.context
+        if getattr(args, "sandbox", False):
+            self._ensure_sandbox()
+            kubeconfig, context = self.kubeconfig, self.context
+        return {"kubeconfig": kubeconfig, "context": context}
+
+    def _ensure_sandbox(self) -> Any:
+        if self.sandbox is None:
+            from .sandbox import Sandbox  # type: ignore[attr-defined,unused-ignore]
+
+            sandbox = Sandbox()
+            sandbox.__enter__()
+            self.sandbox = sandbox
+        self.kubeconfig = str(self.sandbox.kubeconfig_path)
+        self.context = "sandbox"
+        return self.sandbox
+
+    def spec_from_args(self, args: Any) -> ClusterSpec:
+        """The ClusterSpec of the options, the settings' defaults below them."""
+        from .spec import ClusterSpec, helm_chart_of
+
+        given = cli.spec_options(args)
+        for key in ("namespace", "release", "locales"):
+            if key not in given and getattr(self, key) is not None:
+                given[key] = getattr(self, key)
+        if not getattr(args, "values", None):
+            return ClusterSpec(**given)
+        import yaml
+
+        charts: dict[str, Any] = {}
+        for path in args.values:
+            try:
+                with open(path) as fh:
+                    values = yaml.safe_load(fh) or {}
+            except (OSError, yaml.YAMLError) as exc:
+                raise ArkoudaUsageError(f"-f {path}: cannot read it: {exc}") from None
+            charts[helm_chart_of(values)] = values
+        spec, warnings = ClusterSpec.from_helm_values(
+            server=charts.get("server"), locale=charts.get("locale"), **given
+        )
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        return spec
+
+    def cluster(self, name: str | None = None, args: Any = None) -> ArkoudaCluster:
+        """A cluster of this kernel by name (default: the current), else reattach by name."""
+        name = name or self.current
+        if name is None:
+            raise ArkoudaUsageError(
+                "no current Arkouda cluster in this kernel",
+                "deploy one with %arkouda_deploy or reattach with %arkouda_connect NAME",
+            )
+        if name in self.clusters:
+            return self.clusters[name]
+        from .cluster import ArkoudaCluster
+
+        cluster = ArkoudaCluster.from_name(
+            name,
+            namespace=getattr(args, "namespace", None) or self.namespace,
+            **self.cluster_options(args),
+        )
+        self.clusters[name] = cluster
+        return cluster
+
+    def bind(self, cluster: ArkoudaCluster) -> Any:
+        """Tunnel + session for ``cluster``; ``ak`` in the user namespace; it becomes current."""
+        ak = cluster.connect()
+        self.shell.user_ns["ak"] = ak
+        self.current = cluster.spec.name
+        return ak
+
+    # -- display helpers ---------------------------------------------------------------
+
+    def progress(self) -> Any:
+        from . import widgets
+
+        return widgets.DeployProgress() if self.use_widgets() else widgets.TextProgress()
+
+    def show_status(self, cluster: ArkoudaCluster) -> Any:
+        from . import widgets
+
+        if self.use_widgets():
+            panel = widgets.ClusterPanel(cluster, on_reconnect=self.bind, on_teardown=self._forget)
+            self.panels.append(panel)
+            panel.start()
+            self._display(panel)
+            return panel
+        card = widgets.StatusCard(cluster.status())
+        self._display(card)
+        return card
+
+    def _forget(self, cluster: ArkoudaCluster) -> None:
+        name = cluster.spec.name
+        self.clusters.pop(name, None)
+        if self.current == name:
+            self.current = None
+            if self.shell.user_ns.get("ak") is not None:
+                self.shell.user_ns.pop("ak", None)
+
+    # -- %arkouda_deploy ---------------------------------------------------------------
+
+    @line_magic
+    @_front_end("arkouda_deploy")
+    @magic_arguments.magic_arguments()
+    @argument("--dry-run", action="store_true", help="show the objects, deploy nothing")
+    @argument("--sandbox", action="store_true", help="deploy on this kernel's sandbox")
+    @_SpecOptions()
+    @_ClusterOptions()
+    def arkouda_deploy(self, line: str = "") -> Any:
+        """Deploy an Arkouda cluster, connect to it and bind ``ak``."""
+        args = magic_arguments.parse_argstring(self.arkouda_deploy, line)
+        if not line.strip() and self.use_widgets():
+            return self.show_form()
+        spec = self.spec_from_args(args)
+        if args.dry_run:
+            return self.dry_run(spec)
+        return self.deploy(spec, **self.cluster_options(args))
+
+    def dry_run(self, spec: ClusterSpec) -> Any:
+        import yaml
+
+        from . import manifests, widgets
+
+        # Rendered without credentials: every secret value is a placeholder.
+        namespace = spec.namespace or "default"
+        objects = manifests.render(spec.with_namespace(namespace))
+        text = yaml.safe_dump_all(objects, sort_keys=False)
+        where = "" if spec.namespace else " (or the context's namespace)"
+        title = f"{spec.name}: the {len(objects)} objects a deploy creates in {namespace}{where}"
+        card = widgets.TextCard(title, redact(text))
+        self._display(card)
+        return None
+
+    def deploy(
+        self,
+        spec: ClusterSpec,
+        *,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        progress: Any = None,
+    ) -> Any:
+        from .cluster import ArkoudaCluster
+
+        progress = progress or self.progress()
+        if progress is not None and getattr(progress, "displayable", False):
+            self._display(progress)
+        cluster = ArkoudaCluster(
+            spec, kubeconfig=kubeconfig, context=context, on_progress=progress.update
+        )
+        try:
+            cluster.deploy(wait=True)
+        except BaseException as exc:
+            progress.finish(False, exc.one_line() if isinstance(exc, ArkoudaK8sError) else "")
+            raise
+        progress.finish(True, f"{spec.name} is ready")
+        self.clusters[spec.name] = cluster
+        self.bind(cluster)
+        self.show_status(cluster)
+        return None
+
+    def show_form(self) -> Any:
+        from . import widgets
+
+        form = widgets.DeployForm(
+            defaults=self._form_defaults(),
+            contexts=self.kube_contexts(),
+            on_deploy=self._deploy_from_form,
+        )
+        self._display(form)
+        return None
+
+    def _form_defaults(self) -> dict[str, Any]:
+        return {
+            k: getattr(self, k)
+            for k in ("namespace", "release", "locales", "context")
+            if getattr(self, k) is not None
+        }
+
+    def _deploy_from_form(self, form: Any, spec: ClusterSpec, context: str | None) -> None:
+        self.deploy(
+            spec,
+            kubeconfig=self.kubeconfig,
+            context=context or self.context,
+            progress=form.progress,
+        )
+
+    def kube_contexts(self) -> tuple[list[tuple[str, str]], str | None]:
+        """(context name, its namespace) pairs of the kubeconfig, and the current context."""
+        from . import cluster
+
+        lister = getattr(cluster, "list_contexts", None)
+        if lister is not None:
+            return lister(kubeconfig=self.kubeconfig)  # type: ignore[no-any-return]
+        return _kubeconfig_contexts(self.kubeconfig)
+
+    # -- %%arkouda ---------------------------------------------------------------------
+
+    @cell_magic
+    @_front_end("arkouda")
+    @magic_arguments.magic_arguments()
+    @argument("--cluster", metavar="NAME", help="the cluster to run on (default: the current)")
+    @argument("--timeit", action="store_true", help="time the cell with IPython's %%timeit")
+    def arkouda(self, line: str, cell: str) -> Any:
+        """Run the cell with ``ak`` bound to a cluster; report time and memory change."""
+        args = magic_arguments.parse_argstring(self.arkouda, line)
+        cluster = self.cluster(args.cluster)
+        previous = self.clusters.get(self.current) if self.current else None
+        self.bind(cluster)
+        memory_before = _memory_used(cluster)
+        started = time.perf_counter()
+        try:
+            if args.timeit:
+                result = self.shell.run_cell_magic("timeit", "", cell)
+            else:
+                with self._server_errors():
+                    result = self._run(cell)
+        finally:
+            elapsed = time.perf_counter() - started
+            memory_after = _memory_used(cluster)
+            if previous is not None and previous is not cluster:
+                self.bind(previous)  # the user's `ak` stays on their current cluster
+        print(_cell_report(cluster.spec.name, elapsed, memory_before, memory_after))
+        return result
+
+    @contextmanager
+    def _server_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except RuntimeError as exc:
+            if not _from_arkouda_client(exc) or not self.short_errors_now():
+                raise
+            reason = " ".join(str(exc).split()).removeprefix("Error: ")
+            raise ArkoudaError(redact(reason), "ArkoudaServerError") from exc
+
+    def _run(self, cell: str) -> Any:
+        """Run code in the user namespace; the last expression's value is the result."""
+        code = self.shell.transform_cell(cell)
+        filename = self.shell.compile.cache(code, self.shell.execution_count)
+        tree = ast.parse(code, filename=filename)
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = ast.Expression(tree.body.pop().value)
+        ns = self.shell.user_ns
+        exec(compile(tree, filename, "exec"), ns)  # noqa: S102 - running the user's cell
+        if last is not None:
+            return eval(compile(last, filename, "eval"), ns)  # noqa: S307
+        return None
+
+    # -- status, logs, connect, list, teardown, sandbox --------------------------------
+
+    @line_magic
+    @_front_end("arkouda_status")
+    @magic_arguments.magic_arguments()
+    @argument("name", nargs="?", help="the cluster (default: the current)")
+    @_ClusterOptions()
+    def arkouda_status(self, line: str = "") -> Any:
+        """Show a cluster's status card (stage, locales, tunnel, memory)."""
+        args = magic_arguments.parse_argstring(self.arkouda_status, line)
+        self.show_status(self.cluster(args.name, args))
+
+    @line_magic
+    @_front_end("arkouda_logs")
+    @magic_arguments.magic_arguments()
+    @argument("name", nargs="?", help="the cluster (default: the current)")
+    @argument("--component", choices=["server", "locale"], default="server")
+    @argument("--tail", type=int, metavar="N", help="the last N lines")
+    @_ClusterOptions()
+    def arkouda_logs(self, line: str = "") -> Any:
+        """Print a cluster's server (or locale) log; secrets are masked."""
+        args = magic_arguments.parse_argstring(self.arkouda_logs, line)
+        if args.tail is not None and args.tail < 1:
+            raise UsageError(f"argument --tail: {args.tail} is not a positive number of lines")
+        cluster = self.cluster(args.name, args)
+        print(redact(cluster.logs(args.component, args.tail)))
+
+    @line_magic
+    @_front_end("arkouda_connect")
+    @magic_arguments.magic_arguments()
+    @argument("name", help="the deployment's name")
+    @_ClusterOptions()
+    def arkouda_connect(self, line: str = "") -> Any:
+        """Reattach to a running deployment: tunnel, session, ``ak``, status card."""
+        args = magic_arguments.parse_argstring(self.arkouda_connect, line)
+        cluster = self.cluster(args.name, args)
+        self.bind(cluster)
+        self.show_status(cluster)
+
+    @line_magic
+    @_front_end("arkouda_list")
+    @magic_arguments.magic_arguments()
+    @_ClusterOptions(all_namespaces=True)
+    def arkouda_list(self, line: str = "") -> Any:
+        """List the arkouda-k8s deployments visible."""
+        from . import widgets
+        from .cluster import list_clusters
+
+        args = magic_arguments.parse_argstring(self.arkouda_list, line)
+        items = list_clusters(
+            namespace=args.namespace or self.namespace,
+            all_namespaces=args.all_namespaces,
+            **self.cluster_options(args),
+        )
+        self._display(widgets.ClusterTable(items, current=self.current))
+
+    @line_magic
+    @_front_end("arkouda_teardown")
+    @magic_arguments.magic_arguments()
+    @argument("name", nargs="?", help="the cluster (default: the current)")
+    @argument("--all", action="store_true", help="every arkouda-k8s deployment in the namespace")
+    @argument("--expired", action="store_true", help="deployments whose heartbeat expired")
+    @_ClusterOptions()
+    def arkouda_teardown(self, line: str = "") -> Any:
+        """Delete a deployment and everything it created (the tunnel and session too)."""
+        args = magic_arguments.parse_argstring(self.arkouda_teardown, line)
+        if args.name and (args.all or args.expired):
+            raise UsageError("give a NAME or --all/--expired, not both")
+        if args.all or args.expired:
+            from .cluster import list_clusters
+
+            items = list_clusters(
+                namespace=args.namespace or self.namespace, **self.cluster_options(args)
+            )
+            names = [i.name for i in items if args.all or _expired(i)]
+        else:
+            names = [self.cluster(args.name, args).spec.name]
+        for name in names:
+            cluster = self.cluster(name, args)
+            cluster.teardown()
+            self._forget(cluster)
+            print(f"{name}: deleted")
+        if not names:
+            print("nothing to delete")
+
+    @line_magic
+    @_front_end("arkouda_sandbox")
+    def arkouda_sandbox(self, line: str = "") -> Any:
+        """Start the simulated Kubernetes cluster for this kernel and use it."""
+        if line.strip():
+            raise UsageError(f"takes no arguments, got {line.strip()!r}")
+        sandbox = self._ensure_sandbox()
+        print(
+            f"sandbox (simulated Kubernetes, not a real cluster) at {sandbox.url}; "
+            f"the magics now use it (context {self.context})"
+        )
+
+    # -- life of the extension ---------------------------------------------------------
+
+    def start(self) -> None:
+        atexit.register(self.close)
+        self.shell.events.register("post_run_cell", self._post_run_cell)
+        self._expired_check = threading.Thread(
+            target=self._check_expired, name="arkouda-k8s-expired-check", daemon=True
+        )
+        self._expired_check.start()
+
+    def _check_expired(self) -> None:
+        """Look for deployments whose heartbeat expired (a kernel died without teardown)."""
+        if not (self.kubeconfig or os.environ.get("KUBECONFIG")) and not os.path.exists(
+            os.path.expanduser("~/.kube/config")
+        ):
+            return
+        try:
+            from .cluster import list_clusters
+
+            items = list_clusters(namespace=self.namespace, **self.cluster_options())
+        except Exception:  # informational only: an unreachable cluster says so on use
+            return
+        expired = [i for i in items if _expired(i)]
+        if expired:
+            names = ", ".join(sorted(i.name for i in expired))
+            self._expired_notice = (
+                f"arkouda-k8s: {len(expired)} deployment(s) with an expired heartbeat: "
+                f"{names}; remove them with `%arkouda_teardown --expired`"
+            )
+
+    def _post_run_cell(self, result: Any = None) -> None:
+        check = self._expired_check
+        if check is None or check.is_alive():
+            return
+        self._expired_check = None
+        if self._expired_notice:
+            print(self._expired_notice)
+
+    def close(self) -> None:
+        """Kernel shutdown: stop live panels, close tunnels and heartbeats, stop the sandbox."""
+        if self._closed:
+            return
+        self._closed = True
+        for panel in self.panels:
+            panel.stop()
+        for cluster in list(self.clusters.values()):
+            try:
+                cluster.close()
+            except Exception as exc:  # keep closing the others
+                print(f"arkouda-k8s: closing {cluster.spec.name}: {exc}", file=sys.stderr)
+        self.clusters.clear()
+        if self.sandbox is not None:
+            self.sandbox.__exit__(None, None, None)
+            self.sandbox = None
+
+
+# -- helpers --------------------------------------------------------------------------
+
+
+def _expired(item: Any) -> bool:
+    return bool(getattr(item, "heartbeat_expired", getattr(item, "expired", False)))
+
+
+def _memory_used(cluster: Any) -> int | None:
+    probe = getattr(cluster, "memory_used", None)
+    try:
+        if callable(probe):
+            return int(probe())
+        value = getattr(cluster.status(), "memory_used", None)
+        return None if value is None else int(value)
+    except ArkoudaK8sError:
+        return None
+
+
+def _cell_report(name: str, elapsed: float, before: int | None, after: int | None) -> str:
+    from .spec import format_bytes
+
+    text = f"[arkouda {name}] {elapsed:.3f} s"
+    if before is not None and after is not None:
+        delta = after - before
+        sign = "+" if delta >= 0 else "-"
+        text += f", server memory {sign}{format_bytes(abs(delta))} (now {format_bytes(after)})"
+    return text
+
+
+def _from_arkouda_client(exc: BaseException) -> bool:
+    """Whether the exception was raised inside the ``arkouda`` client (a server reply)."""
+    tb = exc.__traceback__
+    while tb is not None:
+        module = tb.tb_frame.f_globals.get("__name__", "")
+        if module == "arkouda" or module.startswith("arkouda."):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _kubeconfig_contexts(path: str | None) -> tuple[list[tuple[str, str]], str | None]:
+    """Context names and namespaces read from a kubeconfig file; empty when unreadable."""
+    import yaml
+
+    path = path or (os.environ.get("KUBECONFIG") or "").split(os.pathsep)[0] or None
+    path = path or os.path.expanduser("~/.kube/config")
+    try:
+        with open(path) as fh:
+            data = yaml.safe_load(fh) or {}
+    except (OSError, yaml.YAMLError):
+        return [], None
+    pairs = [
+        (c.get("name", ""), (c.get("context") or {}).get("namespace") or "default")
+        for c in data.get("contexts") or []
+        if isinstance(c, dict)
+    ]
+    return pairs, data.get("current-context")
+
+
+_LOADED: dict[int, ArkoudaMagics] = {}
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register the magics (``%load_ext arkouda_k8s``); loading twice is a no-op."""
+    if id(ipython) in _LOADED:
+        return
+    found = _settings_from_files(Path.cwd())
+    config = Config()
+    for key, value in found.items():
+        trait = ArkoudaMagics.class_traits()[key]
+        if isinstance(value, str) and not isinstance(trait, Unicode):
+            try:
+                value = trait.from_string(value)
+            except Exception:
+                raise ArkoudaUsageError(
+                    f"setting {key}: invalid value {value!r}", "see `%config ArkoudaMagics`"
+                ) from None
+        config.ArkoudaMagics[key] = value
+    config.merge(ipython.config)  # %config and ipython_config.py win
+    magics = ArkoudaMagics(shell=ipython, config=config)
+    ipython.register_magics(magics)
+    _LOADED[id(ipython)] = magics
+    magics.start()
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Unregister the magics and close what they opened (``%unload_ext arkouda_k8s``)."""
+    magics = _LOADED.pop(id(ipython), None)
+    if magics is None:
+        return
+    manager = ipython.magics_manager
+    for kind, table in magics.magics.items():
+        for name in table:
+            manager.magics[kind].pop(name, None)
+    manager.registry.pop(type(magics).__name__, None)
+    if magics in ipython.configurables:
+        ipython.configurables.remove(magics)
+    ipython.events.unregister("post_run_cell", magics._post_run_cell)
+    atexit.unregister(magics.close)
+    magics.close()

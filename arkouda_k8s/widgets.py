@@ -1,0 +1,619 @@
+"""Notebook displays: the deploy form, the live cluster panel, progress and text cards.
+
+Every display has a text/plain and a text/html representation built from the same
+state, so a front end without widget support (nbviewer, a terminal, GitHub) shows a
+readable card instead of ``VBox(children=...)``. Nothing here talks to Kubernetes: the
+panel reads ``ArkoudaCluster.status()``, the form builds a ``ClusterSpec`` and hands it
+to a callback. No secret is ever part of a display (the status carries none; logs go
+through ``magics.redact``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import ipywidgets as w
+
+from .errors import ArkoudaK8sError, SpecError
+from .magics import redact
+from .spec import LOG_LEVELS, MODES, PULL_POLICIES, ClusterSpec, format_bytes
+
+# -- cards: the same rows as text and as HTML ------------------------------------------
+
+
+def _text(title: str, rows: Iterable[tuple[str, str]], note: str = "") -> str:
+    rows = list(rows)
+    width = max((len(k) for k, _ in rows), default=0)
+    lines = [title] + [f"  {k.ljust(width)}  {v}" for k, v in rows]
+    if note:
+        lines.append(f"  {note}")
+    return "\n".join(lines)
+
+
+def _html(title: str, rows: Iterable[tuple[str, str]], note: str = "") -> str:
+    body = "".join(
+        f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
+        f"<td style='text-align:left'>{html.escape(v)}</td></tr>"
+        for k, v in rows
+    )
+    extra = f"<div>{html.escape(note)}</div>" if note else ""
+    return (
+        f"<div class='arkouda-k8s-card'><b>{html.escape(title)}</b>"
+        f"<table>{body}</table>{extra}</div>"
+    )
+
+
+def status_rows(status: Any) -> list[tuple[str, str]]:
+    """The rows of a status card, from a ClusterStatus (missing facts are left out)."""
+
+    def get(name: str) -> Any:
+        return getattr(status, name, None)
+
+    rows = [("stage", str(get("stage") or "unknown"))]
+    ready, total = get("locales_ready"), get("locales_total")
+    if total is not None:
+        rows.append(("locales", f"{ready if ready is not None else '?'}/{total} ready"))
+    tunnel, address = get("tunnel"), get("address")
+    if tunnel is not None or address is not None:
+        where = f" {address[0]}:{address[1]}" if address else ""
+        rows.append(("tunnel", f"{tunnel or 'none'}{where}"))
+    used, limit = get("memory_used"), get("mem_max")
+    if used is not None:
+        of = f" of {format_bytes(int(limit))}" if limit else ""
+        rows.append(("memory", f"{format_bytes(int(used))} used{of}"))
+    if get("server_version"):
+        rows.append(("server", str(get("server_version"))))
+    if get("heartbeat_expired"):
+        rows.append(("heartbeat", "expired"))
+    return rows
+
+
+def status_title(status: Any) -> str:
+    ns = getattr(status, "namespace", None)
+    return f"Arkouda cluster {getattr(status, 'name', '?')}" + (f" (namespace {ns})" if ns else "")
+
+
+class _Card:
+    """text/plain and text/html from ``card()``; widgets keep their widget view too."""
+
+    def card(self) -> tuple[str, list[tuple[str, str]], str]:
+        raise NotImplementedError
+
+    def text(self) -> str:
+        return redact(_text(*self.card()))
+
+    def html(self) -> str:
+        return redact(_html(*self.card()))
+
+    def __repr__(self) -> str:
+        return self.text()
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(self.text())
+
+    def _repr_html_(self) -> str:
+        return self.html()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        if isinstance(self, w.Widget):
+            data.update(w.Widget._repr_mimebundle_(self, **kwargs) or {})
+        data["text/plain"] = self.text()
+        data["text/html"] = self.html()
+        return data
+
+
+class StatusCard(_Card):
+    """A cluster's status as a static card (terminals, front ends without widgets)."""
+
+    def __init__(self, status: Any) -> None:
+        self.status = status
+
+    def card(self) -> tuple[str, list[tuple[str, str]], str]:
+        return status_title(self.status), status_rows(self.status), _message(self.status)
+
+
+class TextCard(_Card):
+    """A titled block of text (the dry-run's YAML)."""
+
+    def __init__(self, title: str, body: str) -> None:
+        self.title, self.body = title, body
+
+    def text(self) -> str:
+        return redact(f"{self.title}\n{self.body}")
+
+    def html(self) -> str:
+        return redact(f"<b>{html.escape(self.title)}</b><pre>{html.escape(self.body)}</pre>")
+
+    def card(self) -> tuple[str, list[tuple[str, str]], str]:  # pragma: no cover - unused
+        return self.title, [], self.body
+
+
+class ClusterTable(_Card):
+    """The deployments ``list_clusters`` returned, one row each."""
+
+    def __init__(self, items: Iterable[Any], current: str | None = None) -> None:
+        self.items, self.current = list(items), current
+
+    def card(self) -> tuple[str, list[tuple[str, str]], str]:
+        rows = []
+        for item in self.items:
+            mark = " (current)" if item.name == self.current else ""
+            facts = [str(getattr(item, "stage", "") or "")]
+            if getattr(item, "locales_total", None) is not None:
+                facts.append(f"{item.locales_total} locales")
+            if getattr(item, "heartbeat_expired", False):
+                facts.append("heartbeat expired")
+            rows.append((f"{item.namespace}/{item.name}{mark}", ", ".join(f for f in facts if f)))
+        note = "" if rows else "no arkouda-k8s deployments"
+        return "Arkouda deployments", rows, note
+
+
+def _say(output: w.Output, text: str) -> None:
+    """A message in an Output area, also outside a kernel (where `with output` captures nothing)."""
+    output.append_stdout(redact(text) + "\n")
+
+
+def _message(status: Any) -> str:
+    message = getattr(status, "message", "") or ""
+    return str(message)
+
+
+# -- progress -------------------------------------------------------------------------
+
+
+class TextProgress:
+    """Deploy progress as lines of text: one per stage or message change."""
+
+    displayable = False
+
+    def __init__(self, write: Callable[[str], Any] = print) -> None:
+        self.write = write
+        self.last: tuple[str, str] | None = None
+
+    def update(self, progress: Any) -> None:
+        key = (progress.stage, progress.message)
+        if key != self.last:
+            self.last = key
+            count = f" ({progress.done}/{progress.total})" if progress.total else ""
+            self.write(f"  {progress.stage}{count}: {redact(progress.message)}")
+
+    def finish(self, ok: bool, message: str = "") -> None:
+        if message:
+            self.write(f"  {'done' if ok else 'failed'}: {redact(message)}")
+
+
+class DeployProgress(_Card, w.VBox):
+    """Deploy progress as a bar and a stage line, updated from ``on_progress``."""
+
+    displayable = True
+
+    def __init__(self) -> None:
+        self.bar = w.IntProgress(value=0, min=0, max=1, description="deploy")
+        self.label = w.HTML("waiting")
+        self.stage, self.message, self.state = "", "", "waiting"
+        super().__init__(children=[self.bar, self.label])
+
+    def update(self, progress: Any) -> None:
+        self.stage, self.message, self.state = progress.stage, redact(progress.message), "running"
+        self.bar.max = max(int(progress.total), 1)
+        self.bar.value = min(int(progress.done), self.bar.max)
+        self.label.value = f"<b>{html.escape(self.stage)}</b> {html.escape(self.message)}"
+
+    def finish(self, ok: bool, message: str = "") -> None:
+        self.state = "ready" if ok else "failed"
+        self.message = redact(message)
+        self.bar.bar_style = "success" if ok else "danger"
+        if ok:
+            self.bar.value = self.bar.max
+        self.label.value = f"<b>{self.state}</b> {html.escape(self.message)}"
+
+    def card(self) -> tuple[str, list[tuple[str, str]], str]:
+        return (
+            "Arkouda deploy",
+            [
+                ("state", self.state),
+                ("stage", self.stage or "-"),
+                ("progress", f"{self.bar.value}/{self.bar.max}"),
+            ],
+            self.message,
+        )
+
+
+# -- the live cluster panel -----------------------------------------------------------
+
+
+class ClusterPanel(_Card, w.VBox):
+    """A cluster's stage, locales, tunnel and memory, refreshed live, with actions.
+
+    >>> panel = ClusterPanel(cluster)   # doctest: +SKIP
+    >>> panel.start()                   # poll every 2 s until stop() or teardown
+    """
+
+    def __init__(
+        self,
+        cluster: Any,
+        *,
+        on_reconnect: Callable[[Any], Any] | None = None,
+        on_teardown: Callable[[Any], Any] | None = None,
+        interval: float = 2.0,
+    ) -> None:
+        self.cluster = cluster
+        self.on_reconnect, self.on_teardown = on_reconnect, on_teardown
+        self.interval = interval
+        self.status: Any = None
+        self.tunnel_state: str | None = None
+        self.error = ""
+        self.view = w.HTML()
+        self.logs_button = w.Button(description="Logs", icon="file-text")
+        self.reconnect_button = w.Button(description="Reconnect", icon="refresh")
+        self.teardown_button = w.Button(description="Teardown", icon="trash", button_style="danger")
+        self.output = w.Output()
+        self.logs_button.on_click(lambda _: self.show_logs())
+        self.reconnect_button.on_click(lambda _: self.reconnect())
+        self.teardown_button.on_click(lambda _: self.teardown())
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        super().__init__(
+            children=[
+                self.view,
+                w.HBox([self.logs_button, self.reconnect_button, self.teardown_button]),
+                self.output,
+            ]
+        )
+        self.refresh()
+
+    # state -> view
+    def card(self) -> tuple[str, list[tuple[str, str]], str]:
+        status = self.status
+        title = status_title(status) if status is not None else f"Arkouda cluster {self._name()}"
+        rows = status_rows(status) if status is not None else [("stage", "unknown")]
+        if self.tunnel_state is not None:
+            rows = [r for r in rows if r[0] != "tunnel"]
+            address = getattr(status, "address", None)
+            where = f" {address[0]}:{address[1]}" if address else ""
+            rows.append(("tunnel", f"{self.tunnel_state}{where}"))
+        return title, rows, self.error or (_message(status) if status is not None else "")
+
+    def _name(self) -> str:
+        spec = getattr(self.cluster, "spec", None)
+        return str(getattr(spec, "name", "?"))
+
+    def _render(self) -> None:
+        self.view.value = self.html()
+
+    def refresh(self) -> None:
+        """Read the cluster's status now and show it."""
+        try:
+            status = self.cluster.status()
+        except ArkoudaK8sError as exc:
+            self.error = exc.one_line()
+        else:
+            with self._lock:
+                self.status, self.error = status, ""
+                # a fresh status carries the tunnel state; drop an older pushed one
+                if getattr(status, "tunnel", None) is not None:
+                    self.tunnel_state = None
+        self._render()
+
+    def set_tunnel_state(self, state: str) -> None:
+        """Tunnel state pushed by the tunnel (faster than the next poll)."""
+        with self._lock:
+            self.tunnel_state = str(state)
+        self._render()
+
+    # live updates
+    def start(self) -> None:
+        listeners = getattr(self.cluster, "on_tunnel_state", None)
+        if isinstance(listeners, list):
+            listeners.append(self.set_tunnel_state)
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._poll, name=f"arkouda-panel-{self._name()}", daemon=True
+            )
+            self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.refresh()
+
+    def stop(self) -> None:
+        self._stop.set()
+        listeners = getattr(self.cluster, "on_tunnel_state", None)
+        if isinstance(listeners, list) and self.set_tunnel_state in listeners:
+            listeners.remove(self.set_tunnel_state)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=self.interval + 5)
+        self._thread = None
+
+    # actions
+    def _act(self, what: str, fn: Callable[[], Any]) -> None:
+        self.output.clear_output()
+        with self.output:
+            try:
+                fn()
+            except ArkoudaK8sError as exc:
+                _say(self.output, f"{what} failed: {exc.one_line()}")
+
+    def show_logs(self, tail: int = 50) -> None:
+        self._act("logs", lambda: _say(self.output, redact(self.cluster.logs("server", tail))))
+
+    def reconnect(self) -> None:
+        def run() -> None:
+            (self.on_reconnect or (lambda c: c.connect()))(self.cluster)
+            _say(self.output, "reconnected; `ak` is bound to this cluster")
+
+        self._act("reconnect", run)
+        self.refresh()
+
+    def teardown(self) -> None:
+        def run() -> None:
+            self.stop()
+            self.cluster.teardown()
+            if self.on_teardown is not None:
+                self.on_teardown(self.cluster)
+            _say(self.output, f"{self._name()}: deleted")
+
+        self._act("teardown", run)
+        if self._stop.is_set():
+            self.refresh()
+            for button in (self.logs_button, self.reconnect_button, self.teardown_button):
+                button.disabled = True
+
+
+# -- the deploy form ------------------------------------------------------------------
+
+# How each ClusterSpec field is edited: (kind, label, help).
+_FIELDS: dict[str, tuple[str, str, str]] = {
+    "name": ("text", "name", "instance name, prefix of every object"),
+    "namespace": ("namespace", "namespace", "blank: the context's"),
+    "mode": ("choice", "mode", "udp: server + locale pods; smp: one pod"),
+    "locales": ("int", "locales", "total number of Arkouda locales"),
+    "threads": ("optional_int", "threads", "per locale; blank: the CPU count"),
+    "cpu": ("text", "CPU", "per pod, e.g. 2 or 500m"),
+    "memory": ("text", "memory", "per pod, e.g. 4Gi"),
+    "mem_max": ("optional_text", "memMax", "bytes or 3Gi; blank: derived"),
+    "release": ("text", "release", "image tag"),
+    "image_repository": ("text", "repository", "image repository"),
+    "pull_policy": ("choice", "pull policy", ""),
+    "authenticate": ("bool", "token auth", ""),
+    "metrics": ("bool", "metrics", "Prometheus exporter"),
+    "log_level": ("choice", "log level", ""),
+    "persistence": ("path", "host path", "mounted at /arkouda-files; blank: none"),
+    "labels": ("mapping", "labels", "key=value per line"),
+    "annotations": ("mapping", "annotations", "key=value per line"),
+    "node_selector": ("mapping", "node selector", "key=value per line"),
+    "tolerations": ("yaml", "tolerations", "a YAML list"),
+    "image_pull_secrets": ("list", "pull secrets", "comma-separated names"),
+    "service_account": ("optional_text", "service account", "blank: default"),
+    "server_port": ("int", "server port", ""),
+    "ttl_seconds": ("optional_int", "TTL seconds", "after the last heartbeat; blank: none"),
+}
+_CHOICES = {"mode": MODES, "pull_policy": PULL_POLICIES, "log_level": LOG_LEVELS}
+
+
+class DeployForm(_Card, w.VBox):
+    """Every ClusterSpec field, validated as you type; Deploy calls ``on_deploy``.
+
+    ``on_deploy(form, spec, context)`` runs the deployment (the magics bind ``ak`` and
+    show the panel); its messages go to ``form.output``, its progress to
+    ``form.progress``. Deploy is disabled while a field is invalid, and
+    ``form.error`` says why.
+    """
+
+    def __init__(
+        self,
+        *,
+        defaults: Mapping[str, Any] | None = None,
+        contexts: tuple[list[tuple[str, str]], str | None] = ([], None),
+        on_deploy: Callable[[DeployForm, ClusterSpec, str | None], Any] | None = None,
+    ) -> None:
+        defaults = dict(defaults or {})
+        self.on_deploy = on_deploy
+        self.context_namespaces = dict(contexts[0])
+        base = ClusterSpec()
+        self.fields: dict[str, w.Widget] = {}
+        for spec_field in dataclasses.fields(ClusterSpec):
+            value = defaults.get(spec_field.name, getattr(base, spec_field.name))
+            self.fields[spec_field.name] = self._editor(spec_field.name, value)
+        names = [c for c, _ in contexts[0]]
+        current = defaults.get("context") or contexts[1]
+        self.context = w.Dropdown(
+            options=names or [current or "(current)"],
+            value=current if current in names else (names[0] if names else current or "(current)"),
+            description="context",
+        )
+        self.context.observe(self._context_changed, names="value")
+        self._context_changed()
+        self.error_label = w.HTML()
+        self.summary = w.HTML()
+        self.deploy_button = w.Button(description="Deploy", button_style="primary", icon="rocket")
+        self.deploy_button.on_click(lambda _: self.deploy())
+        self.progress = DeployProgress()
+        self.output = w.Output()
+        self.spec: ClusterSpec | None = None
+        self.error = ""
+        self.state = "editing"
+        for editor in self.fields.values():
+            editor.observe(lambda _: self.validate(), names="value")
+        basic = [self.context] + [
+            self.fields[k] for k in ("name", "namespace", "mode", "locales", "cpu", "memory")
+        ]
+        advanced = [
+            e
+            for k, e in self.fields.items()
+            if k not in ("name", "namespace", "mode", "locales", "cpu", "memory")
+        ]
+        more = w.Accordion(children=[w.VBox(advanced)], titles=("more settings",))
+        more.selected_index = None
+        super().__init__(
+            children=[
+                w.HTML("<b>Deploy Arkouda</b>"),
+                *basic,
+                more,
+                self.error_label,
+                self.summary,
+                self.deploy_button,
+                self.progress,
+                self.output,
+            ]
+        )
+        self.validate()
+
+    def _editor(self, name: str, value: Any) -> w.Widget:
+        kind, label, hint = _FIELDS.get(name, ("text", name, ""))
+        style = {"description_width": "8em"}
+        common: dict[str, Any] = {"description": label, "style": style, "tooltip": hint}
+        if kind == "choice":
+            return w.Dropdown(options=list(_CHOICES[name]), value=value, **common)
+        if kind == "bool":
+            return w.Checkbox(value=bool(value), indent=False, **common)
+        if kind == "int":
+            return w.IntText(value=int(value), **common)
+        if kind == "namespace":
+            return w.Combobox(value=value or "", placeholder=hint, ensure_option=False, **common)
+        if kind in ("mapping", "yaml"):
+            text = _mapping_text(value) if kind == "mapping" else _yaml_text(value)
+            return w.Textarea(value=text, placeholder=hint, **common)
+        if kind == "list":
+            return w.Text(value=", ".join(value or ()), placeholder=hint, **common)
+        if kind == "path":
+            return w.Text(value=getattr(value, "host_path", "") or "", placeholder=hint, **common)
+        text = "" if value is None else str(value)
+        return w.Text(value=text, placeholder=hint, continuous_update=True, **common)
+
+    def _context_changed(self, change: Any = None) -> None:
+        namespaces = sorted(set(self.context_namespaces.values()) | {"default"})
+        ns_box = self.fields["namespace"]
+        ns_box.options = namespaces
+        ns_box.placeholder = (
+            f"blank: {self.context_namespaces.get(self.context.value, 'default')} (the context's)"
+        )
+
+    def values(self) -> dict[str, Any]:
+        """The fields as ClusterSpec keyword arguments (raises SpecError for bad text)."""
+        out: dict[str, Any] = {}
+        for name, editor in self.fields.items():
+            kind = _FIELDS.get(name, ("text",))[0]
+            raw = editor.value
+            if kind in ("optional_text", "namespace"):
+                out[name] = raw.strip() or None
+            elif kind == "optional_int":
+                text = raw.strip()
+                if not text:
+                    out[name] = None
+                elif text.lstrip("-").isdigit():
+                    out[name] = int(text)
+                else:
+                    raise SpecError(name, raw, "a whole number, or blank")
+            elif kind == "mapping":
+                out[name] = _parse_mapping(name, raw)
+            elif kind == "yaml":
+                out[name] = _parse_yaml_list(name, raw)
+            elif kind == "list":
+                out[name] = tuple(p.strip() for p in raw.split(",") if p.strip())
+            elif kind == "path":
+                out[name] = {"host_path": raw.strip()} if raw.strip() else None
+            else:
+                out[name] = raw
+        return out
+
+    def validate(self) -> ClusterSpec | None:
+        """Build the spec from the fields; show why not and disable Deploy if invalid."""
+        try:
+            spec = ClusterSpec(**self.values())
+        except SpecError as exc:
+            self.spec, self.error = None, exc.one_line()
+            self.error_label.value = f"<span style='color:#b00'>{html.escape(self.error)}</span>"
+            self.summary.value = ""
+            for name, editor in self.fields.items():
+                if exc.field.split("[")[0].split(".")[0] == name:
+                    editor.add_class("arkouda-invalid")
+                else:
+                    editor.remove_class("arkouda-invalid")
+        else:
+            self.spec, self.error = spec, ""
+            self.error_label.value = ""
+            for editor in self.fields.values():
+                editor.remove_class("arkouda-invalid")
+            self.summary.value = html.escape(_spec_summary(spec))
+        self.deploy_button.disabled = self.spec is None or self.state == "deploying"
+        return self.spec
+
+    def deploy(self) -> None:
+        """What the Deploy button does: validate, then run ``on_deploy`` (messages in Output)."""
+        spec = self.validate()
+        if spec is None or self.on_deploy is None or self.state == "deploying":
+            return
+        self.state = "deploying"
+        self.deploy_button.disabled = True
+        context = self.context.value if self.context.value in self.context_namespaces else None
+        self.output.clear_output()
+        with self.output:
+            try:
+                self.on_deploy(self, spec, context)
+            except ArkoudaK8sError as exc:
+                self.state = "failed"
+                _say(self.output, f"{type(exc).__name__}: {exc.one_line()}")
+            else:
+                self.state = "deployed"
+                _say(self.output, f"{spec.name}: ready; `ak` is bound to it")
+        self.validate()
+
+    def card(self) -> tuple[str, list[tuple[str, str]], str]:
+        rows = [("context", str(self.context.value)), ("state", self.state)]
+        if self.spec is not None:
+            rows.append(("spec", _spec_summary(self.spec)))
+        return "Arkouda deploy form", rows, self.error
+
+
+def _spec_summary(spec: ClusterSpec) -> str:
+    pods = "1 pod" if spec.mode == "smp" else f"1 server pod + {spec.locale_pods} locale pods"
+    auth = "token auth" if spec.authenticate else "no auth"
+    return (
+        f"{spec.name}: {spec.locales} locales ({spec.mode}, {pods}), {spec.cpu} CPU and "
+        f"{spec.memory} per pod, {spec.server_image}, {auth}"
+    )
+
+
+def _mapping_text(value: Any) -> str:
+    return "\n".join(f"{k}={v}" for k, v in dict(value or {}).items())
+
+
+def _yaml_text(value: Any) -> str:
+    if not value:
+        return ""
+    import yaml
+
+    return str(yaml.safe_dump([dict(v) for v in value], sort_keys=False))
+
+
+def _parse_mapping(name: str, text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise SpecError(name, line.strip(), "one key=value per line")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _parse_yaml_list(name: str, text: str) -> tuple[Any, ...]:
+    if not text.strip():
+        return ()
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise SpecError(name, text.strip(), "a YAML list of mappings") from None
+    if not isinstance(data, list):
+        raise SpecError(name, text.strip(), "a YAML list of mappings")
+    return tuple(data)

@@ -1,0 +1,335 @@
+"""The notebook displays: deploy form validation, the live panel, progress and text cards.
+
+No cluster here: the panel is driven by a fake cluster whose status the test changes,
+the form's Deploy hands its spec to a recording callback (the end-to-end deploy through
+the form against the sandbox is in test_magics.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from arkouda_k8s.errors import DeployError, TunnelError
+from arkouda_k8s.magics import MASK, _kubeconfig_contexts
+from arkouda_k8s.spec import ClusterSpec
+from arkouda_k8s.widgets import (
+    ClusterPanel,
+    ClusterTable,
+    DeployForm,
+    DeployProgress,
+    StatusCard,
+    TextProgress,
+)
+
+TOKEN = "f00dfeedc0ffee1234567890abcdef00"
+
+
+@dataclass
+class FakeStatus:
+    name: str = "demo"
+    namespace: str = "team"
+    stage: str = "Ready"
+    locales_ready: int = 2
+    locales_total: int = 2
+    tunnel: str | None = "up"
+    address: tuple[str, int] | None = ("127.0.0.1", 40123)
+    memory_used: int | None = 3 * 2**20
+    mem_max: int | None = 2**30
+    server_version: str | None = "v2023.05.05"
+    message: str = ""
+    heartbeat_expired: bool = False
+
+
+@dataclass
+class FakeProgress:
+    stage: str
+    done: int
+    total: int
+    message: str
+
+
+@dataclass
+class FakeCluster:
+    status_now: FakeStatus = field(default_factory=FakeStatus)
+    spec: ClusterSpec = field(default_factory=lambda: ClusterSpec(name="demo"))
+    torn_down: bool = False
+    connects: int = 0
+    on_tunnel_state: list[Any] = field(default_factory=list)
+    fail_status: Exception | None = None
+
+    def status(self) -> FakeStatus:
+        if self.fail_status is not None:
+            raise self.fail_status
+        return self.status_now
+
+    def logs(self, component: str, tail: int | None) -> str:
+        return f"arkouda server listening on tcp://10.0.0.5:5555?token={TOKEN}\nready"
+
+    def connect(self) -> object:
+        self.connects += 1
+        return object()
+
+    def teardown(self) -> None:
+        self.torn_down = True
+
+
+def _output_text(out: Any) -> str:
+    return "".join(o.get("text", "") for o in out.outputs)
+
+
+# -- the deploy form -------------------------------------------------------------------
+
+
+def test_form_defaults_are_a_valid_spec_and_deploy_is_enabled() -> None:
+    form = DeployForm()
+    assert form.spec == ClusterSpec()
+    assert not form.deploy_button.disabled
+    assert form.error == ""
+    assert "2 locales" in form.summary.value
+
+
+@pytest.mark.parametrize(
+    ("field_name", "bad", "needle"),
+    [
+        ("locales", 0, "locales"),
+        ("memory", "lots", "memory"),
+        ("cpu", "-1", "cpu"),
+        ("name", "Bad_Name", "name"),
+        ("threads", "many", "threads"),
+        ("labels", "no equals sign", "labels"),
+        ("tolerations", "key: [unclosed", "tolerations"),
+        ("mem_max", "4Gi", "mem_max"),  # above the 2Gi memory limit: OOM
+    ],
+)
+def test_invalid_value_disables_deploy_and_says_why(field_name: str, bad: Any, needle: str) -> None:
+    form = DeployForm()
+    form.fields[field_name].value = bad
+    assert form.deploy_button.disabled
+    assert form.spec is None
+    assert form.error.startswith(needle)
+    assert needle in form.error_label.value
+    assert "arkouda-invalid" in form.fields[field_name]._dom_classes
+    # typing a good value again re-enables Deploy
+    good = ClusterSpec()
+    form.fields[field_name].value = {
+        "locales": 2,
+        "memory": "2Gi",
+        "cpu": "1",
+        "name": "good-name",
+        "threads": "",
+        "labels": "team=data",
+        "tolerations": "",
+        "mem_max": "",
+    }[field_name]
+    assert not form.deploy_button.disabled, form.error
+    assert form.spec is not None and form.spec.locales == good.locales
+    assert "arkouda-invalid" not in form.fields[field_name]._dom_classes
+
+
+def test_clicking_deploy_hands_the_typed_spec_and_context_to_the_callback() -> None:
+    calls: list[tuple[ClusterSpec, str | None]] = []
+
+    def on_deploy(form: DeployForm, spec: ClusterSpec, context: str | None) -> None:
+        calls.append((spec, context))
+        form.progress.update(FakeProgress("server", 3, 4, "server pod starting"))
+
+    form = DeployForm(
+        contexts=([("prod", "analytics"), ("sandbox", "default")], "sandbox"),
+        on_deploy=on_deploy,
+    )
+    form.context.value = "prod"
+    form.fields["name"].value = "demo"
+    form.fields["locales"].value = 4
+    form.fields["memory"].value = "4Gi"
+    form.fields["authenticate"].value = False
+    form.fields["labels"].value = "team=data\ncost-center=42"
+    form.fields["image_pull_secrets"].value = "regcred, other"
+    form.fields["persistence"].value = "/mnt/arkouda"
+    form.fields["ttl_seconds"].value = "7200"
+    form.deploy_button.click()
+    assert len(calls) == 1
+    spec, context = calls[0]
+    assert context == "prod"
+    assert (spec.name, spec.locales, spec.memory, spec.authenticate) == ("demo", 4, "4Gi", False)
+    assert dict(spec.labels) == {"team": "data", "cost-center": "42"}
+    assert spec.image_pull_secrets == ("regcred", "other")
+    assert spec.persistence is not None and spec.persistence.host_path == "/mnt/arkouda"
+    assert spec.ttl_seconds == 7200
+    assert form.state == "deployed"
+    assert "demo: ready" in _output_text(form.output)
+    assert form.progress.bar.value == 3 and form.progress.bar.max == 4
+
+
+def test_clicking_deploy_while_invalid_does_nothing() -> None:
+    calls: list[Any] = []
+    form = DeployForm(on_deploy=lambda *a: calls.append(a))
+    form.fields["locales"].value = -3
+    form.deploy_button.click()
+    assert calls == []
+
+
+def test_a_failed_deploy_shows_one_line_in_the_output_area() -> None:
+    def on_deploy(form: DeployForm, spec: ClusterSpec, context: str | None) -> None:
+        raise DeployError("locale pods unschedulable", "lower --memory", stage="locales")
+
+    form = DeployForm(on_deploy=on_deploy)
+    form.deploy_button.click()
+    text = _output_text(form.output)
+    assert "DeployError: locale pods unschedulable (hint: lower --memory)" in text
+    assert "Traceback" not in text
+    assert form.state == "failed"
+    assert not form.deploy_button.disabled  # the user can fix and try again
+
+
+def test_context_picker_and_namespace_choices_come_from_the_kubeconfig(tmp_path: Any) -> None:
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: dev\n"
+        "contexts:\n"
+        "- name: dev\n  context: {cluster: c1, user: u1, namespace: analytics}\n"
+        "- name: prod\n  context: {cluster: c2, user: u2}\n"
+    )
+    contexts = _kubeconfig_contexts(str(kubeconfig))
+    assert contexts == ([("dev", "analytics"), ("prod", "default")], "dev")
+    form = DeployForm(contexts=contexts)
+    assert list(form.context.options) == ["dev", "prod"]
+    assert form.context.value == "dev"
+    assert set(form.fields["namespace"].options) == {"analytics", "default"}
+    assert "analytics" in form.fields["namespace"].placeholder
+    form.context.value = "prod"
+    assert "blank: default" in form.fields["namespace"].placeholder
+
+
+def test_form_reprs_are_readable_cards() -> None:
+    form = DeployForm()
+    form.fields["name"].value = "demo"
+    bundle = form._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert "Arkouda deploy form" in bundle["text/plain"] and "demo" in bundle["text/plain"]
+    assert "<table>" in bundle["text/html"] and "demo" in bundle["text/html"]
+    assert not repr(form).startswith("DeployForm(") and "VBox" not in repr(form)
+
+
+# -- the cluster panel -----------------------------------------------------------------
+
+
+def test_panel_shows_the_status_and_follows_stage_changes() -> None:
+    cluster = FakeCluster(FakeStatus(stage="Locales", locales_ready=1, tunnel=None, address=None))
+    panel = ClusterPanel(cluster)
+    assert "Locales" in panel.text() and "1/2 ready" in panel.text()
+    cluster.status_now = FakeStatus(stage="Ready", locales_ready=2)
+    panel.refresh()
+    text = panel.text()
+    assert "Ready" in text and "2/2 ready" in text
+    assert "up 127.0.0.1:40123" in text
+    assert "3.0 MiB used of 1.0 GiB" in text
+    assert "Ready" in panel.view.value  # the widget view shows the same card
+
+
+def test_panel_reflects_a_tunnel_drop_pushed_by_the_tunnel() -> None:
+    cluster = FakeCluster()
+    panel = ClusterPanel(cluster, interval=60)
+    panel.start()
+    try:
+        assert cluster.on_tunnel_state == [panel.set_tunnel_state]
+        for cb in cluster.on_tunnel_state:
+            cb("reconnecting")
+        assert "tunnel" in panel.text() and "reconnecting" in panel.text()
+        assert "reconnecting" in panel._repr_mimebundle_()["text/html"]
+        # the next status poll carries the tunnel's own state again
+        cluster.status_now = FakeStatus(tunnel="up")
+        panel.refresh()
+        assert "reconnecting" not in panel.text()
+    finally:
+        panel.stop()
+    assert cluster.on_tunnel_state == []
+
+
+def test_panel_polls_in_the_background_until_stopped() -> None:
+    cluster = FakeCluster(FakeStatus(stage="Server"))
+    panel = ClusterPanel(cluster, interval=0.05)
+    panel.start()
+    try:
+        cluster.status_now = FakeStatus(stage="Ready")
+        import time
+
+        deadline = time.monotonic() + 5
+        while "Ready" not in panel.view.value and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "Ready" in panel.view.value
+    finally:
+        panel.stop()
+    assert panel._thread is None
+
+
+def test_panel_status_failure_is_one_line_on_the_card() -> None:
+    cluster = FakeCluster(fail_status=TunnelError("tunnel closed", "run %arkouda_connect demo"))
+    panel = ClusterPanel(cluster)
+    assert "tunnel closed (hint: run %arkouda_connect demo)" in panel.text()
+
+
+def test_panel_buttons_logs_reconnect_teardown() -> None:
+    cluster = FakeCluster()
+    torn: list[Any] = []
+    reconnected: list[Any] = []
+    panel = ClusterPanel(cluster, on_reconnect=reconnected.append, on_teardown=torn.append)
+    panel.logs_button.click()
+    logs = _output_text(panel.output)
+    assert "listening on" in logs and TOKEN not in logs and MASK in logs
+    panel.reconnect_button.click()
+    assert reconnected == [cluster]
+    panel.teardown_button.click()
+    assert cluster.torn_down and torn == [cluster]
+    assert panel.teardown_button.disabled and panel.reconnect_button.disabled
+
+
+def test_panel_and_card_reprs_carry_the_state_and_no_secret() -> None:
+    status = FakeStatus(message=f"connect with tcp://127.0.0.1:1?token={TOKEN}")
+    for display in (StatusCard(status), ClusterPanel(FakeCluster(status))):
+        bundle = display._repr_mimebundle_()
+        for mime in ("text/plain", "text/html"):
+            assert "Ready" in bundle[mime] and "demo" in bundle[mime]
+            assert TOKEN not in bundle[mime]
+        assert "VBox" not in repr(display)
+
+
+def test_cluster_table_lists_deployments() -> None:
+    items = [FakeStatus(name="a"), FakeStatus(name="b", stage="Failed", heartbeat_expired=True)]
+    table = ClusterTable(items, current="a")
+    text = table.text()
+    assert "team/a (current)" in text
+    assert "team/b" in text and "heartbeat expired" in text
+    assert "no arkouda-k8s deployments" in ClusterTable([]).text()
+
+
+# -- progress --------------------------------------------------------------------------
+
+
+def test_text_progress_prints_one_line_per_change() -> None:
+    lines: list[str] = []
+    progress = TextProgress(lines.append)
+    for p in [
+        FakeProgress("preflight", 0, 4, "checking permissions"),
+        FakeProgress("preflight", 0, 4, "checking permissions"),
+        FakeProgress("locales", 1, 4, "1/1 locale pods running"),
+    ]:
+        progress.update(p)
+    progress.finish(True, "demo is ready")
+    assert lines == [
+        "  preflight (0/4): checking permissions",
+        "  locales (1/4): 1/1 locale pods running",
+        "  done: demo is ready",
+    ]
+
+
+def test_widget_progress_bar_and_failure() -> None:
+    progress = DeployProgress()
+    progress.update(FakeProgress("locales", 2, 5, "waiting for locale pods"))
+    assert (progress.bar.value, progress.bar.max) == (2, 5)
+    assert "waiting for locale pods" in progress.label.value
+    progress.finish(False, "image pull failed")
+    assert progress.bar.bar_style == "danger"
+    assert "failed" in progress.text() and "image pull failed" in progress._repr_html_()
