@@ -139,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--print-rbac", action="store_true", help="print the RBAC the deploy needs and exit"
     )
+    p.add_argument(
+        "--create-only",
+        action="store_true",
+        help="fail if the deployment exists (default: connect to it when the spec is the same)",
+    )
 
     p = sub.add_parser("status", help="show a deployment's state")
     p.add_argument("name")
@@ -243,6 +248,236 @@ def _cmd_render(args: argparse.Namespace) -> int:
     credentials = Credentials.generate(spec) if args.include_secrets else None
     objects = render(spec, credentials, include_namespace=spec.namespace != "default")
     sys.stdout.write(yaml.dump_all(objects, Dumper=_Dumper, sort_keys=False))
+    return 0
+
+
+# -- deployment lifecycle: deploy, status, logs, list, teardown, forward -------------------
+
+
+def _parse_duration(text: str) -> int:
+    """'90', '90s', '30m', '2h', '1d' -> seconds."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", text or "")
+    if not m:
+        raise UsageError(f"--ttl: {text!r} is not a duration", "use e.g. 90s, 30m, 2h or 1d")
+    return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def _lifecycle_spec(args: argparse.Namespace) -> Any:
+    """The ClusterSpec of `deploy`: spec options over the -f values files."""
+    import yaml
+
+    from .spec import ClusterSpec, helm_chart_of
+
+    options = spec_options(args)
+    if getattr(args, "ttl", None):
+        options["ttl_seconds"] = _parse_duration(args.ttl)
+    values: dict[str, Any] = {}
+    for path in getattr(args, "values", []) or []:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                docs = [d for d in yaml.safe_load_all(fh) if d is not None]
+        except OSError as exc:
+            raise UsageError(f"values file {path}: {exc.strerror or exc}") from None
+        except yaml.YAMLError:
+            raise UsageError(f"values file {path}: not valid YAML") from None
+        for doc in docs:
+            if not isinstance(doc, dict):
+                raise UsageError(f"values file {path}: expected a mapping of Helm values")
+            values[helm_chart_of(doc)] = doc
+    if values:
+        spec, warnings = ClusterSpec.from_helm_values(
+            server=values.get("server"), locale=values.get("locale"), **options
+        )
+        for warning in warnings:
+            print(f"arkouda-k8s: warning: {warning}", file=sys.stderr)
+        return spec
+    return ClusterSpec(**options)
+
+
+class _TerminalProgress:
+    """Progress of a deploy/teardown on stderr: a tqdm bar per counted stage on a
+    terminal, plain lines otherwise (CI logs)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.bar: Any = None
+        self.stage = ""
+        self.last = ""
+
+    def __call__(self, event: Any) -> None:
+        from tqdm import tqdm
+
+        if event.stage != self.stage:
+            self.close()
+            self.stage = event.stage
+            if self.tty and event.total > 1:
+                self.bar = tqdm(
+                    total=event.total, desc=event.stage, file=sys.stderr, leave=True, unit="pod"
+                )
+        if self.bar is not None:
+            self.bar.n = event.done
+            self.bar.set_postfix_str(event.message, refresh=True)
+            return
+        if event.message == self.last:
+            return
+        step = max(1, event.total // 10)
+        if event.total > 1 and event.done not in (0, event.total) and event.done % step:
+            return  # a line per tenth of the pods is enough in a log
+        self.last = event.message
+        print(f"{event.stage}: {event.message}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _kube(args: argparse.Namespace) -> Any:
+    from .kube import Kube
+
+    return Kube.connect(args.kubeconfig, args.context, getattr(args, "namespace", None))
+
+
+def _cmd_deploy(args: argparse.Namespace) -> int:
+    from .cluster import ArkoudaCluster, DeployMode, rbac_yaml, required_access
+
+    spec = _lifecycle_spec(args)
+    kube = _kube(args)
+    if spec.namespace is None:
+        spec = spec.with_namespace(kube.namespace)
+    if args.print_rbac:
+        sys.stdout.write(rbac_yaml(spec, required_access(spec), kube.user))
+        return 0
+    progress = _TerminalProgress()
+    cluster = ArkoudaCluster(
+        spec,
+        kube=kube,
+        mode=DeployMode.CREATE if args.create_only else DeployMode.CREATE_OR_CONNECT,
+        on_progress=progress,
+        keep_on_failure=args.keep_on_failure,
+    )
+    try:
+        cluster.deploy(wait=args.wait)
+    finally:
+        progress.close()
+    try:
+        print(cluster.status().to_text())
+    finally:
+        cluster.close()
+    return 0
+
+
+def _found(args: argparse.Namespace) -> Any:
+    from .cluster import ArkoudaCluster
+
+    return ArkoudaCluster.from_name(args.name, args.namespace, kube=_kube(args), connect=False)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    import time
+
+    cluster = _found(args)
+    try:
+        if cluster.status(probe=False).server_ready:
+            # Memory and version come from the server itself, through a short-lived tunnel.
+            try:
+                cluster.handshake(deadline=time.monotonic() + 15)
+            except ArkoudaK8sError as exc:
+                print(f"arkouda-k8s: warning: {exc.one_line()}", file=sys.stderr)
+        print(cluster.status().to_text())
+    finally:
+        cluster.close()
+    return 0
+
+
+def _cmd_logs(args: argparse.Namespace) -> int:
+    text = _found(args).logs(args.component, args.tail)
+    sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from .cluster import list_clusters
+
+    items = list_clusters(
+        namespace=args.namespace, all_namespaces=args.all_namespaces, kube=_kube(args)
+    )
+    if not items:
+        print("no arkouda-k8s deployments", file=sys.stderr)
+        return 0
+    header = ["NAMESPACE", "NAME", "STAGE", "LOCALES", "MODE", "RELEASE", "AGE", "EXPIRES"]
+    rows = [header] + [i.to_row() for i in items]
+    widths = [max(len(r[c]) for r in rows) for c in range(len(header))]
+    for r in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def _cmd_teardown(args: argparse.Namespace) -> int:
+    from .cluster import ArkoudaCluster, teardown_all, teardown_expired
+
+    if sum(bool(x) for x in (args.name, args.all, args.expired)) != 1:
+        raise UsageError(
+            "teardown: give exactly one of NAME, --all or --expired",
+            "see `arkouda-k8s teardown --help`",
+        )
+    progress = _TerminalProgress()
+    kube = _kube(args)
+    try:
+        if args.expired:
+            removed = teardown_expired(namespace=args.namespace, kube=kube, on_progress=progress)
+        elif args.all:
+            removed = teardown_all(namespace=args.namespace, kube=kube, on_progress=progress)
+        else:
+            cluster = ArkoudaCluster.from_name(
+                args.name, args.namespace, kube=kube, connect=False, on_progress=progress
+            )
+            cluster.teardown()
+            removed = [f"{cluster.namespace}/{cluster.name}"]
+    finally:
+        progress.close()
+    for item in removed:
+        print(f"deleted {item}")
+    if not removed:
+        print("nothing to delete", file=sys.stderr)
+    return 0
+
+
+def _cmd_forward(args: argparse.Namespace) -> int:
+    import threading
+
+    from .cluster import ArkoudaCluster
+
+    cluster = ArkoudaCluster.from_name(
+        args.name, args.namespace, kube=_kube(args), connect=False, local_port=args.local_port
+    )
+    try:
+        cluster.deploy()
+        host, port = cluster.start_tunnel()  # the running tunnel's address
+        print(
+            f"forwarding {host}:{port} -> pod {cluster.names.server_pod} port "
+            f"{cluster.spec.server_port} (Ctrl-C stops)"
+        )
+        if cluster.spec.authenticate:
+            secret = (
+                f"kubectl get secret {cluster.names.token_secret} -n {cluster.namespace} "
+                "-o jsonpath='{.data.token}' | base64 -d"
+            )
+            print(f'export ARKOUDA_TOKEN="$({secret})"')
+            print(
+                f'python -c \'import os, arkouda as ak; ak.connect("{host}", {port}, '
+                'access_token=os.environ["ARKOUDA_TOKEN"])\''
+            )
+        else:
+            print(f"python -c 'import arkouda as ak; ak.connect(\"{host}\", {port})'")
+        sys.stdout.flush()
+        threading.Event().wait()  # hold the tunnel until interrupted
+    except KeyboardInterrupt:
+        pass
+    finally:
+        cluster.close()
     return 0
 
 

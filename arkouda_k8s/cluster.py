@@ -244,6 +244,7 @@ class ArkoudaCluster:
         heartbeat_interval: float | None = None,
         on_tunnel_state: Callable[[str], None] | None = None,
         teardown_on_exit: bool = False,
+        local_port: int = 0,
     ) -> None:
         self.kube = kube or Kube.connect(kubeconfig, context, spec.namespace)
         self.spec = spec if spec.namespace else spec.with_namespace(self.kube.namespace)
@@ -259,6 +260,7 @@ class ArkoudaCluster:
         self._progress_listeners: list[ProgressCallback] = [on_progress] if on_progress else []
         self.heartbeat_interval = heartbeat_interval or _default_heartbeat(self.spec)
         self.teardown_on_exit = teardown_on_exit
+        self.local_port = local_port
         self.tunnel: Any = None
         self.session: Any = None
         self.config: dict[str, Any] | None = None  # the server's getconfig answer
@@ -930,6 +932,7 @@ class ArkoudaCluster:
             self.namespace,
             self._resolve_server_pod,
             self.spec.server_port,
+            local_port=self.local_port,
             on_state=self._tunnel_state,
         )
         self.tunnel.start()
@@ -1152,6 +1155,7 @@ class ArkoudaCluster:
         kubeconfig: str | None = None,
         context: str | None = None,
         *,
+        connect: bool = True,
         wait: bool = True,
         kube: Kube | None = None,
         **kwargs: Any,
@@ -1159,6 +1163,8 @@ class ArkoudaCluster:
         """Reattach to a running deployment (after a kernel restart): tunnel + handshake.
 
         The spec comes from the deployment's annotation, the token from its Secret.
+        ``connect=False`` only finds it (for status, logs, teardown): no tunnel, no
+        heartbeat.
         """
         kube = kube or Kube.connect(kubeconfig, context, namespace)
         probe = cls(ClusterSpec(name=name, namespace=namespace or kube.namespace), kube=kube)
@@ -1170,7 +1176,7 @@ class ArkoudaCluster:
                 "see `arkouda-k8s list -A` for the deployments you can see",
             )
         cluster = cls(spec, kube=kube, mode=DeployMode.CONNECT_ONLY, **kwargs)
-        return cluster.deploy(wait=wait)
+        return cluster.deploy(wait=wait) if connect else cluster
 
     # -- close and teardown ------------------------------------------------------------------
 
