@@ -1,0 +1,327 @@
+"""The stand-in Arkouda server: the real 2020 client, v2023 messages, memMax, auth.
+
+The 2020.7.7 client (placed by scripts/install_arkouda_client.py) runs unmodified
+against the stand-in; its answers must equal NumPy's. v2023 conversations are built
+by hand over pyzmq. Self-registration runs the stand-in as the server pod of a sandbox.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import zmq
+
+from arkouda_k8s.sandbox.arkouda_server import StandInProcess
+
+ak = pytest.importorskip("arkouda", reason="run scripts/install_arkouda_client.py")
+
+TOKEN = "s3cret-token-for-tests"
+
+
+@pytest.fixture(scope="module")
+def server():
+    with StandInProcess("-nl", "2", "--authenticate=false") as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def auth_server():
+    import os
+
+    env = dict(os.environ, ARKOUDA_SERVER_TOKEN=TOKEN)
+    with StandInProcess("-nl", "3", "--authenticate=true", env=env) as srv:
+        yield srv
+
+
+@pytest.fixture
+def client(server):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # 2020 client vs v2023.05.05 server
+        ak.connect(server.host, server.port, timeout=30)
+    yield ak
+    ak.disconnect()
+
+
+# ---------------------------------------------------------------- the 2020 client
+
+
+def test_banner_and_config_say_stand_in(server, client):
+    assert "stand-in" in server.output
+    assert f"server listening on tcp://127.0.0.1:{server.port}" in server.output
+    conf = ak.get_config()
+    assert conf["standIn"] is True
+    assert conf["numLocales"] == 2
+    assert conf["arkoudaVersion"] == "v2023.05.05"
+
+
+@pytest.mark.parametrize("size", [1, 10**6])
+@pytest.mark.parametrize("dtype", ["int64", "float64", "bool"])
+def test_upload_download_round_trip(client, dtype, size):
+    rng = np.random.default_rng(size)
+    if dtype == "int64":
+        data = rng.integers(-(2**62), 2**62, size, dtype=np.int64)
+    elif dtype == "float64":
+        data = rng.normal(size=size)
+    else:
+        data = rng.integers(0, 2, size).astype(bool)
+    pda = ak.array(data)
+    assert pda.size == size and pda.dtype == np.dtype(dtype)
+    back = pda.to_ndarray()
+    assert back.dtype == data.dtype
+    np.testing.assert_array_equal(back, data)
+    if dtype != "bool":
+        assert pda.sum() == data.sum()
+        assert pda.min() == data.min()
+        assert pda.max() == data.max()
+
+
+def test_tutorial_sequence_matches_numpy(client):
+    a = ak.arange(0, 1000, 3)
+    na = np.arange(0, 1000, 3)
+    np.testing.assert_array_equal(a.to_ndarray(), na)
+    assert str(a) == "[0 3 6 ... 993 996 999]"  # ak.pdarrayIterThresh = 100 elements
+    assert str(ak.arange(0, 5, 1)) == "[0 1 2 3 4]"
+
+    r = ak.randint(0, 10, 1000)
+    nr = r.to_ndarray()
+    assert nr.min() >= 0 and nr.max() < 10 and len(np.unique(nr)) == 10
+
+    f = ak.array(np.linspace(-1.0, 1.0, 1000))
+    nf = np.linspace(-1.0, 1.0, 1000)
+    for got, want in [
+        (r + r, nr + nr),
+        (r * 3, nr * 3),
+        (r > 4, nr > 4),
+        (f * 2.5, nf * 2.5),
+        (f + r, nf + nr),
+        (f > r, nf > nr),
+        (5 - r, 5 - nr),
+        (r * f, nr * nf),
+    ]:
+        out = got.to_ndarray()
+        assert out.dtype == want.dtype
+        np.testing.assert_array_equal(out, want)
+    assert (r > 4).sum() == (nr > 4).sum()
+    assert f.sum() == nf.sum() and f.min() == nf.min() and f.max() == nf.max()
+
+    perm = ak.argsort(r)
+    np.testing.assert_array_equal(perm.to_ndarray(), np.argsort(nr, kind="stable"))
+    np.testing.assert_array_equal(ak.sort(r).to_ndarray(), np.sort(nr))
+    np.testing.assert_array_equal(r[perm].to_ndarray(), nr[np.argsort(nr, kind="stable")])
+
+    values, counts = ak.unique(r, return_counts=True)
+    nvalues, ncounts = np.unique(nr, return_counts=True)
+    np.testing.assert_array_equal(values.to_ndarray(), nvalues)
+    np.testing.assert_array_equal(counts.to_ndarray(), ncounts)
+
+    g = ak.GroupBy(r)
+    keys, cnt = g.count()
+    np.testing.assert_array_equal(keys.to_ndarray(), nvalues)
+    np.testing.assert_array_equal(cnt.to_ndarray(), ncounts)
+    vals = ak.arange(0, 1000, 1)
+    keys, sums = g.sum(vals)
+    want = np.array([np.arange(1000)[nr == k].sum() for k in nvalues])
+    np.testing.assert_array_equal(sums.to_ndarray(), want)
+
+    info = ak.info(r)
+    assert 'dtype:"int64"' in info and "size:1000" in info
+    used = ak.get_mem_used()
+    assert used >= r.size * 8 + f.size * 8
+
+
+def test_unknown_command_gets_the_real_error_form(client):
+    with pytest.raises(RuntimeError, match=r"^Error: unrecognized command: frobnicate 1 2$"):
+        ak.client.generic_msg("frobnicate 1 2")
+
+
+# ------------------------------------------------------------------ v2023 messages
+
+
+def _request(sock, cmd, args=None, token=None, payload=None, user="tester"):
+    items = [
+        json.dumps({"key": k, "objType": o, "dtype": d, "val": v})
+        for k, (o, d, v) in (args or {}).items()
+    ]
+    msg = {
+        "user": user,
+        "token": token or "",
+        "cmd": cmd,
+        "format": "BINARY" if payload is not None else "STRING",
+        "args": json.dumps(items) if items else "",
+        "size": len(items) if items else -1,
+    }
+    if payload is not None:
+        sock.send(json.dumps(msg).encode() + b"BINARY_PAYLOAD", flags=zmq.SNDMORE)
+        sock.send(payload)
+    else:
+        sock.send_string(json.dumps(msg))
+
+
+def _reply(sock):
+    return json.loads(sock.recv_string())
+
+
+@pytest.fixture
+def zsock():
+    ctx = zmq.Context()
+    socks = []
+
+    def connect(srv):
+        s = ctx.socket(zmq.REQ)
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.RCVTIMEO, 20000)
+        s.connect(f"tcp://{srv.host}:{srv.port}")
+        socks.append(s)
+        return s
+
+    yield connect
+    for s in socks:
+        s.close(0)
+    ctx.term()
+
+
+def test_v2023_conversation(auth_server, zsock):
+    sock = zsock(auth_server)
+    _request(sock, "connect", token=TOKEN)
+    rep = _reply(sock)
+    assert rep["msgType"] == "NORMAL" and rep["msg"].startswith("connected to arkouda server")
+    assert TOKEN not in rep["msg"]
+
+    _request(sock, "getconfig", token=TOKEN)
+    conf = json.loads(_reply(sock)["msg"])
+    assert conf["numLocales"] == 3 and conf["authenticate"] is True and conf["standIn"] is True
+
+    data = np.arange(-5, 995, dtype=np.int64) * 3
+    _request(
+        sock,
+        "array",
+        {
+            "dtype": ("VALUE", "str", "int64"),
+            "size": ("VALUE", "int", str(data.size)),
+            "seg_string": ("VALUE", "bool", "False"),
+        },
+        token=TOKEN,
+        payload=data.tobytes(),
+    )
+    rep = _reply(sock)
+    assert rep["msgType"] == "NORMAL", rep
+    fields = rep["msg"].split()
+    assert fields[0] == "created" and fields[2:5] == ["int64", "1000", "1"]
+    name = fields[1]
+
+    _request(sock, "tondarray", {"array": ("PDARRAY", "int64", name)}, token=TOKEN)
+    raw = sock.recv()
+    np.testing.assert_array_equal(np.frombuffer(raw, dtype=np.int64), data)
+
+    _request(
+        sock,
+        "reduction",
+        {"op": ("VALUE", "str", "sum"), "array": ("PDARRAY", "int64", name)},
+        token=TOKEN,
+    )
+    assert _reply(sock)["msg"] == f"int64 {data.sum()}"
+
+    _request(
+        sock,
+        "binopvs",
+        {
+            "op": ("VALUE", "str", ">"),
+            "a": ("PDARRAY", "int64", name),
+            "dtype": ("VALUE", "str", "int64"),
+            "value": ("VALUE", "int", "100"),
+        },
+        token=TOKEN,
+    )
+    mask = _reply(sock)["msg"].split()[1]
+    _request(
+        sock,
+        "createGroupBy",
+        {
+            "assumeSortedStr": ("VALUE", "bool", "False"),
+            "nkeys": ("VALUE", "int", "1"),
+            "keynames": ("LIST", "str", json.dumps([mask])),
+            "keytypes": ("LIST", "str", json.dumps(["pdarray"])),
+        },
+        token=TOKEN,
+    )
+    gb = json.loads(_reply(sock)["msg"])
+    assert gb["groupby"].split()[2:] == ["1000", "2"]
+    seg = gb["segments"].split()[1]
+    _request(
+        sock,
+        "countReduction",
+        {"segments": ("PDARRAY", "int64", seg), "size": ("VALUE", "int", "1000")},
+        token=TOKEN,
+    )
+    counts = _reply(sock)["msg"].split()[1]
+    _request(sock, "tondarray", {"array": ("PDARRAY", "int64", counts)}, token=TOKEN)
+    got = np.frombuffer(sock.recv(), dtype=np.int64)
+    np.testing.assert_array_equal(got, [np.sum(data <= 100), np.sum(data > 100)])
+
+    _request(sock, "getmemused", {"factor": ("VALUE", "int", "1")}, token=TOKEN)
+    assert int(_reply(sock)["msg"]) >= data.nbytes
+
+    _request(sock, "nosuchcommand", token=TOKEN)
+    rep = _reply(sock)
+    assert rep == {
+        "msg": "Unrecognized command: nosuchcommand",
+        "msgType": "ERROR",
+        "user": "tester",
+    }
+
+
+@pytest.mark.parametrize("token", [None, "wrong-token"])
+def test_v2023_refuses_missing_or_wrong_token(auth_server, zsock, token):
+    sock = zsock(auth_server)
+    _request(sock, "connect", token=token)
+    rep = _reply(sock)
+    assert rep["msgType"] == "ERROR"
+    assert "token" in rep["msg"] and rep["msg"].startswith("Error:")
+    _request(sock, "getconfig", token=token)
+    assert _reply(sock)["msgType"] == "ERROR"
+    assert TOKEN not in auth_server.output
+
+
+def test_2020_text_refused_when_authentication_is_on(auth_server, zsock):
+    sock = zsock(auth_server)
+    sock.send_string("getconfig")
+    assert sock.recv_string() == "Error: access to arkouda requires a token"
+    assert "?token=<ARKOUDA_SERVER_TOKEN>" in auth_server.output
+
+
+# -------------------------------------------------------------------------- memMax
+
+
+def test_mem_max_refuses_and_keeps_serving():
+    # 2 locales, 1 MB each: a 1.6 MB array fits (0.8 MB per locale), the next does not.
+    with StandInProcess("-nl", "2", "--memMax=1000000", "--authenticate=false") as srv:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ak.connect(srv.host, srv.port, timeout=30)
+        try:
+            first = ak.arange(0, 200_000, 1)
+            with pytest.raises(RuntimeError) as err:
+                ak.array(np.zeros(200_000))
+            assert str(err.value) == (
+                "Error: Operation would exceed memory limit (1600000,1000000)"
+            )
+            assert "Operation would exceed memory limit" in srv.output
+            # Still serving, and the refused array left no trace.
+            assert first.sum() == np.arange(200_000).sum()
+            assert ak.get_mem_used() == 1_600_000
+            small = ak.arange(0, 10, 1)
+            assert small.to_ndarray().tolist() == list(range(10))
+        finally:
+            ak.disconnect()
+
+
+def test_shutdown_stops_the_server():
+    with StandInProcess("--authenticate=false") as srv:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ak.connect(srv.host, srv.port, timeout=30)
+        ak.shutdown()
+        assert srv.wait(20) == 0
