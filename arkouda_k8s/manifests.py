@@ -329,7 +329,8 @@ install_ssh_keys
 start_sshd
 
 want=$((NUMLOCALES - 1))
-deadline=$(( $(date +%s) + {LOCALE_WAIT_SECONDS} ))
+wait_seconds="${{LOCALE_WAIT_SECONDS:-{LOCALE_WAIT_SECONDS}}}"
+deadline=$(( $(date +%s) + wait_seconds ))
 ips=""
 errors="$HOME/.arkouda-k8s-discovery.err"
 while :; do
@@ -337,7 +338,7 @@ while :; do
   got=$(echo $ips | wc -w)
   [ "$got" -ge "$want" ] && break
   if [ "$(date +%s)" -ge "$deadline" ]; then
-    echo "arkouda-k8s: found $got of $want locale pods ($LOCALE_SELECTOR) after {LOCALE_WAIT_SECONDS}s" >&2
+    echo "arkouda-k8s: found $got of $want locale pods ($LOCALE_SELECTOR) after ${{wait_seconds}}s" >&2
     tail -n 1 "$errors" >&2
     exit 1
   fi
@@ -362,10 +363,13 @@ set -eu
 {_INSTALL_KEYS}
 install_ssh_keys
 start_sshd
-trap 'exit 0' TERM INT
+sleeper=""
+# Stop at once on SIGTERM (no 30 s grace wait), taking the sleep along.
+trap '[ -n "$sleeper" ] && kill "$sleeper" 2>/dev/null; exit 0' TERM INT
 while :; do
   sleep 3600 &
-  wait $!
+  sleeper=$!
+  wait "$sleeper" || true
 done
 """
 
