@@ -314,8 +314,14 @@ class ArkoudaMagics(Magics, Configurable):
             print(f"warning: {warning}", file=sys.stderr)
         return spec
 
-    def cluster(self, name: str | None = None, args: Any = None) -> ArkoudaCluster:
-        """A cluster of this kernel by name (default: the current), else reattach by name."""
+    def cluster(
+        self, name: str | None = None, args: Any = None, *, connect: bool = False
+    ) -> ArkoudaCluster:
+        """A cluster of this kernel by name (default: the current), else found by name.
+
+        ``connect``: a cluster found by name gets its tunnel and heartbeat (reattach);
+        without it, it is only found (status, logs, teardown).
+        """
         name = name or self.current
         if name is None:
             raise ArkoudaUsageError(
@@ -329,16 +335,19 @@ class ArkoudaMagics(Magics, Configurable):
         cluster = ArkoudaCluster.from_name(
             name,
             namespace=getattr(args, "namespace", None) or self.namespace,
+            connect=connect,
             **self.cluster_options(args),
         )
-        self.clusters[name] = cluster
+        if connect:
+            self.clusters[name] = cluster
         return cluster
 
     def bind(self, cluster: ArkoudaCluster) -> Any:
         """Tunnel + session for ``cluster``; ``ak`` in the user namespace; it becomes current."""
         ak = cluster.connect()
         self.shell.user_ns["ak"] = ak
-        self.current = cluster.spec.name
+        self.clusters[cluster.name] = cluster
+        self.current = cluster.name
         return ak
 
     # -- display helpers ---------------------------------------------------------------
@@ -362,7 +371,10 @@ class ArkoudaMagics(Magics, Configurable):
         return card
 
     def _forget(self, cluster: ArkoudaCluster) -> None:
-        name = cluster.spec.name
+        name = cluster.name
+        for panel in [p for p in self.panels if p.cluster is cluster]:
+            panel.stop()
+            self.panels.remove(panel)
         self.clusters.pop(name, None)
         if self.current == name:
             self.current = None
@@ -475,7 +487,7 @@ class ArkoudaMagics(Magics, Configurable):
     def arkouda(self, line: str, cell: str) -> Any:
         """Run the cell with ``ak`` bound to a cluster; report time and memory change."""
         args = magic_arguments.parse_argstring(self.arkouda, line)
-        cluster = self.cluster(args.cluster)
+        cluster = self.cluster(args.cluster, connect=True)
         previous = self.clusters.get(self.current) if self.current else None
         self.bind(cluster)
         memory_before = _memory_used(cluster)
@@ -491,7 +503,7 @@ class ArkoudaMagics(Magics, Configurable):
             memory_after = _memory_used(cluster)
             if previous is not None and previous is not cluster:
                 self.bind(previous)  # the user's `ak` stays on their current cluster
-        print(_cell_report(cluster.spec.name, elapsed, memory_before, memory_after))
+        print(_cell_report(cluster.name, elapsed, memory_before, memory_after))
         return result
 
     @contextmanager
@@ -553,7 +565,7 @@ class ArkoudaMagics(Magics, Configurable):
     def arkouda_connect(self, line: str = "") -> Any:
         """Reattach to a running deployment: tunnel, session, ``ak``, status card."""
         args = magic_arguments.parse_argstring(self.arkouda_connect, line)
-        cluster = self.cluster(args.name, args)
+        cluster = self.cluster(args.name, args, connect=True)
         self.bind(cluster)
         self.show_status(cluster)
 
@@ -594,7 +606,7 @@ class ArkoudaMagics(Magics, Configurable):
             )
             names = [i.name for i in items if args.all or _expired(i)]
         else:
-            names = [self.cluster(args.name, args).spec.name]
+            names = [self.cluster(args.name, args).name]
         for name in names:
             cluster = self.cluster(name, args)
             cluster.teardown()
@@ -627,10 +639,12 @@ class ArkoudaMagics(Magics, Configurable):
 
     def _check_expired(self) -> None:
         """Look for deployments whose heartbeat expired (a kernel died without teardown)."""
-        if not (self.kubeconfig or os.environ.get("KUBECONFIG")) and not os.path.exists(
-            os.path.expanduser("~/.kube/config")
+        if (
+            not (self.kubeconfig or os.environ.get("KUBECONFIG"))
+            and not os.path.exists(os.path.expanduser("~/.kube/config"))
+            and "KUBERNETES_SERVICE_HOST" not in os.environ
         ):
-            return
+            return  # nowhere to look: stay silent and cheap
         try:
             from .cluster import list_clusters
 
@@ -664,7 +678,7 @@ class ArkoudaMagics(Magics, Configurable):
             try:
                 cluster.close()
             except Exception as exc:  # keep closing the others
-                print(f"arkouda-k8s: closing {cluster.spec.name}: {exc}", file=sys.stderr)
+                print(f"arkouda-k8s: closing {cluster.name}: {exc}", file=sys.stderr)
         self.clusters.clear()
         if self.sandbox is not None:
             self.sandbox.__exit__(None, None, None)

@@ -1,0 +1,375 @@
+"""The IPython extension, driven through a real ``InteractiveShell``.
+
+The first part needs no cluster (argument errors, settings, the error policy, the
+``%%arkouda`` cell runner with a stand-in cluster object); the second runs every magic
+end to end against the sandbox with the installable 2020.7.7 ``arkouda`` client.
+"""
+
+from __future__ import annotations
+
+import textwrap
+import types
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import CapturedIO, capture_output
+
+from arkouda_k8s import magics as magics_module
+from arkouda_k8s.errors import DeployError
+from arkouda_k8s.magics import MASK, ArkoudaError, ArkoudaMagics, redact
+from arkouda_k8s.spec import ClusterSpec
+
+
+def run(ip: InteractiveShell, code: str) -> tuple[Any, CapturedIO]:
+    """Run a cell; returns (the exception it failed with or None, what it showed)."""
+    with capture_output() as out:
+        result = ip.run_cell(code)
+    out.result = result.result  # type: ignore[attr-defined]  # the cell's value
+    return result.error_in_exec or result.error_before_exec, out
+
+
+def run_ok(ip: InteractiveShell, code: str) -> CapturedIO:
+    """Run a cell that must succeed; a failure is re-raised (jupysql's testing shell idea)."""
+    error, out = run(ip, code)
+    if error is not None:
+        raise error
+    return out
+
+
+def shown(out: CapturedIO) -> str:
+    """Everything a front end would show: streams and every mime type of every display."""
+    parts = [out.stdout, out.stderr]
+    for o in out.outputs:
+        parts += [v if isinstance(v, str) else repr(v) for v in o.data.values()]
+    return "\n".join(parts)
+
+
+@pytest.fixture
+def ip(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[InteractiveShell]:
+    for key in magics_module.SETTINGS:
+        monkeypatch.delenv(f"ARKOUDA_K8S_{key.upper()}", raising=False)
+    monkeypatch.setenv("ARKOUDA_K8S_CONFIG", str(tmp_path / "absent.toml"))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    monkeypatch.chdir(tmp_path)
+    shell = fresh_shell()
+    shell.run_line_magic("load_ext", "arkouda_k8s")
+    yield shell
+    shell.run_line_magic("unload_ext", "arkouda_k8s")
+    shell.user_ns.pop("ak", None)
+
+
+def fresh_shell() -> InteractiveShell:
+    """The test process's shell, without settings an earlier test made with %config."""
+    shell = InteractiveShell.instance()
+    shell.config.pop("ArkoudaMagics", None)  # %config persists in the shell's config
+    return shell
+
+
+def the_magics(ip: InteractiveShell) -> ArkoudaMagics:
+    return magics_module._LOADED[id(ip)]
+
+
+# -- loading, settings -------------------------------------------------------------------
+
+
+def test_load_registers_magics_and_config_and_unload_removes_them(ip: InteractiveShell) -> None:
+    names = {
+        "arkouda_deploy",
+        "arkouda_status",
+        "arkouda_logs",
+        "arkouda_connect",
+        "arkouda_list",
+        "arkouda_teardown",
+        "arkouda_sandbox",
+    }
+    assert names <= set(ip.magics_manager.magics["line"])
+    assert "arkouda" in ip.magics_manager.magics["cell"]
+    run_ok(ip, "%config ArkoudaMagics.namespace = 'analytics'")
+    assert the_magics(ip).namespace == "analytics"
+    out = run_ok(ip, "%config ArkoudaMagics")
+    assert "ArkoudaMagics.short_errors" in out.stdout and "'analytics'" in out.stdout
+    ip.run_line_magic("load_ext", "arkouda_k8s")  # twice: still one set of magics
+    assert sum(isinstance(c, ArkoudaMagics) for c in ip.configurables) == 1
+    ip.run_line_magic("unload_ext", "arkouda_k8s")
+    assert not names & set(ip.magics_manager.magics["line"])
+    assert not any(isinstance(c, ArkoudaMagics) for c in ip.configurables)
+    error, _ = run(ip, "%arkouda_status")
+    assert isinstance(error, UsageError) and "not found" in str(error)
+    ip.run_line_magic("load_ext", "arkouda_k8s")  # the fixture unloads it again
+
+
+def test_settings_come_from_env_then_pyproject_then_config_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    project = tmp_path / "project"
+    (project / "notebooks").mkdir(parents=True)
+    (project / "pyproject.toml").write_text(
+        '[tool.arkouda-k8s]\nnamespace = "from-pyproject"\nrelease = "v2024.01.01"\n'
+    )
+    user = tmp_path / "user.toml"
+    user.write_text('namespace = "from-user"\ncontext = "user-context"\nlocales = 6\n')
+    monkeypatch.setenv("ARKOUDA_K8S_CONFIG", str(user))
+    monkeypatch.setenv("ARKOUDA_K8S_RELEASE", "v2099.09.09")
+    monkeypatch.setenv("ARKOUDA_K8S_SHORT_ERRORS", "false")
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    monkeypatch.chdir(project / "notebooks")  # pyproject.toml is found in a parent
+    ip = fresh_shell()
+    ip.run_line_magic("load_ext", "arkouda_k8s")
+    try:
+        m = the_magics(ip)
+        assert m.release == "v2099.09.09"  # env
+        assert m.namespace == "from-pyproject"  # pyproject over the user file
+        assert m.context == "user-context" and m.locales == 6  # user file
+        assert m.short_errors is False
+        run_ok(ip, "%config ArkoudaMagics.locales = 3")  # %config wins
+        assert m.locales == 3
+        # the settings are the defaults of a deploy
+        spec = m.spec_from_args(types.SimpleNamespace(values=[]))
+        assert (spec.namespace, spec.release, spec.locales) == (
+            "from-pyproject",
+            "v2099.09.09",
+            3,
+        )
+    finally:
+        ip.run_line_magic("unload_ext", "arkouda_k8s")
+
+
+def test_a_bad_setting_in_the_environment_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ARKOUDA_K8S_LOCALES", "lots")
+    ip = fresh_shell()
+    with pytest.raises(Exception, match=r"setting locales: invalid value 'lots'"):
+        magics_module.load_ipython_extension(ip)
+    assert id(ip) not in magics_module._LOADED
+
+
+# -- bad arguments ------------------------------------------------------------------------
+
+
+class _Recorder:
+    created: list[Any] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _Recorder.created.append((args, kwargs))
+
+
+@pytest.mark.parametrize(
+    ("line", "option"),
+    [
+        ("--locales 0", "--locales"),
+        ("--locales two", "--locales"),
+        ("--memory lots", "--memory"),
+        ("--cpu 0", "--cpu"),
+        ("--mode mpi", "--mode"),
+        ("--name Bad_Name", "--name"),
+        ("--pull-policy Sometimes", "--pull-policy"),
+        ("--release 'v 1'", "--release"),
+        ("--bogus", "--bogus"),
+        ("--threads", "--threads"),
+    ],
+)
+def test_bad_deploy_arguments_are_a_one_line_usage_error_and_deploy_nothing(
+    ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch, line: str, option: str
+) -> None:
+    import arkouda_k8s.cluster
+
+    _Recorder.created = []
+    monkeypatch.setattr(arkouda_k8s.cluster, "ArkoudaCluster", _Recorder)
+    error, out = run(ip, f"%arkouda_deploy {line}")
+    assert type(error) is UsageError  # IPython shows it as one line, no traceback
+    message = str(error)
+    assert "\n" not in message and option in message and message.startswith("%arkouda_deploy:")
+    assert "Traceback" not in shown(out)
+    assert _Recorder.created == []
+
+
+@pytest.mark.parametrize(
+    ("cell", "needle"),
+    [
+        ("%arkouda_logs --tail 0", "--tail"),
+        ("%arkouda_logs --component gpu", "--component"),
+        ("%arkouda_teardown demo --all", "--all"),
+        ("%arkouda_sandbox now", "no arguments"),
+        ("%%arkouda --cluster\n1", "--cluster"),
+        ("%arkouda_status", "%arkouda_connect NAME"),  # nothing current yet: says what to do
+    ],
+)
+def test_bad_arguments_of_other_magics(ip: InteractiveShell, cell: str, needle: str) -> None:
+    error, _ = run(ip, cell)
+    assert type(error) is UsageError
+    assert needle in str(error) and "\n" not in str(error)
+
+
+def test_dry_run_shows_the_objects_with_placeholders(ip: InteractiveShell) -> None:
+    out = run_ok(ip, "%arkouda_deploy --dry-run --name demo --locales 3")
+    text = shown(out)
+    assert "kind: Pod" in text and "name: demo-server" in text and "kind: Deployment" in text
+    assert "replicas: 2" in text  # 3 locales = the server + 2 locale pods
+    assert "<generated at deploy>" in text
+    assert "PRIVATE KEY" not in text
+    assert any("text/html" in o.data for o in out.outputs)
+
+
+# -- the error policy -----------------------------------------------------------------------
+
+
+@dataclass
+class StubCluster:
+    """Stands in for ArkoudaCluster where the test is about the front end only."""
+
+    name: str = "demo"
+    spec: ClusterSpec = field(default_factory=lambda: ClusterSpec(name="demo"))
+    fail_logs: Exception | None = None
+    ak: Any = None
+    memory: list[int] = field(default_factory=lambda: [1000, 5000])
+
+    def logs(self, component: str, tail: int | None) -> str:
+        if self.fail_logs is not None:
+            raise self.fail_logs
+        return f"listening on tcp://10.0.0.5:5555?token=0123456789abcdef ({component}, {tail})"
+
+    def connect(self) -> Any:
+        return self.ak
+
+    def memory_used(self) -> int:
+        return self.memory.pop(0) if len(self.memory) > 1 else self.memory[0]
+
+    def close(self) -> None:
+        pass
+
+
+FAILURE = DeployError(
+    "server pod demo-server: CrashLoopBackOff", "see %arkouda_logs demo", stage="server"
+)
+
+
+def test_interactive_failure_is_one_line_with_hint_and_fails_the_cell(
+    ip: InteractiveShell,
+) -> None:
+    the_magics(ip).clusters["demo"] = StubCluster(fail_logs=FAILURE)  # type: ignore[assignment]
+    run_ok(ip, "%config ArkoudaMagics.short_errors = True")
+    error, out = run(ip, "%arkouda_logs demo")
+    assert isinstance(error, ArkoudaError)
+    assert isinstance(error.__cause__, DeployError)
+    assert error._render_traceback_() == [
+        "DeployError: server pod demo-server: CrashLoopBackOff (hint: see %arkouda_logs demo)"
+    ]
+    text = shown(out)
+    assert "DeployError: server pod demo-server: CrashLoopBackOff (hint: see" in text
+    assert "Traceback" not in text and "magics.py" not in text
+
+
+def test_batch_runs_and_short_errors_false_raise_the_exception(ip: InteractiveShell) -> None:
+    m = the_magics(ip)
+    m.clusters["demo"] = StubCluster(fail_logs=FAILURE)  # type: ignore[assignment]
+    # a plain shell (tests, scripts) is not interactive: the exception itself
+    error, _ = run(ip, "%arkouda_logs demo")
+    assert error is FAILURE
+    # a kernel whose client offers no stdin (papermill, nbval, nbconvert) is a batch run
+    kernel = types.SimpleNamespace(_allow_stdin=False)
+    ip.kernel = kernel  # type: ignore[attr-defined]
+    try:
+        assert not m.short_errors_now()
+        kernel._allow_stdin = True  # a notebook front end
+        assert m.short_errors_now()
+        error, _ = run(ip, "%arkouda_logs demo")
+        assert isinstance(error, ArkoudaError)
+        run_ok(ip, "%config ArkoudaMagics.short_errors = False")
+        error, _ = run(ip, "%arkouda_logs demo")
+        assert error is FAILURE
+    finally:
+        del ip.kernel  # type: ignore[attr-defined]
+
+
+def test_logs_are_masked(ip: InteractiveShell) -> None:
+    the_magics(ip).clusters["demo"] = StubCluster()  # type: ignore[assignment]
+    out = run_ok(ip, "%arkouda_logs demo --component locale --tail 5")
+    assert "0123456789abcdef" not in out.stdout
+    assert f"token={MASK}" in out.stdout and "(locale, 5)" in out.stdout
+
+
+def test_redact_masks_tokens_pem_blocks_and_known_secrets() -> None:
+    pem = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----"
+    text = redact(f"a {pem} b token=abcdefgh12345678 c s3cr3t-value", ("s3cr3t-value",))
+    assert "MIIE" not in text and "abcdefgh12345678" not in text and "s3cr3t-value" not in text
+    assert text.count(MASK) == 3
+    assert redact("token: <generated at deploy>") == "token: <generated at deploy>"
+
+
+# -- %%arkouda with a stand-in client ----------------------------------------------------------
+
+
+def _fake_arkouda_client() -> types.ModuleType:
+    """A module that raises like the arkouda client does when the server replies Error:."""
+    module = types.ModuleType("arkouda.fake_client")
+    exec(
+        textwrap.dedent(
+            """
+            def arange(n):
+                return list(range(n))
+
+            def fail(what):
+                raise RuntimeError("Error: " + what)
+            """
+        ),
+        module.__dict__,
+    )
+    return module
+
+
+def test_arkouda_cell_binds_ak_returns_the_last_value_and_reports(ip: InteractiveShell) -> None:
+    ak = _fake_arkouda_client()
+    m = the_magics(ip)
+    m.clusters["demo"] = StubCluster(ak=ak)  # type: ignore[assignment]
+    m.current = "demo"
+    error, out = run(ip, "%%arkouda\nx = ak.arange(5)\nsum(x)")
+    assert error is None, error
+    assert ip.user_ns["ak"] is ak and ip.user_ns["x"] == [0, 1, 2, 3, 4]
+    assert out.result == 10  # type: ignore[attr-defined]
+    assert "[arkouda demo]" in out.stdout
+    assert "server memory +3.9 KiB" in out.stdout  # 1000 -> 5000 bytes
+
+
+def test_arkouda_server_error_becomes_one_readable_line(ip: InteractiveShell) -> None:
+    m = the_magics(ip)
+    m.clusters["demo"] = StubCluster(ak=_fake_arkouda_client())  # type: ignore[assignment]
+    m.current = "demo"
+    run_ok(ip, "%config ArkoudaMagics.short_errors = True")
+    error, out = run(ip, "%%arkouda\nak.fail('array index out of bounds: 10 >= 5')")
+    assert isinstance(error, ArkoudaError)
+    assert error._render_traceback_() == ["ArkoudaServerError: array index out of bounds: 10 >= 5"]
+    assert "Traceback" not in shown(out)
+    # a user's own mistake keeps its traceback (it is not the server's)
+    error, _ = run(ip, "%%arkouda\n1 / 0")
+    assert isinstance(error, ZeroDivisionError)
+
+
+def test_expired_deployments_are_announced_once_after_load(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    import arkouda_k8s.cluster
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.setenv("ARKOUDA_K8S_CONFIG", str(tmp_path / "absent.toml"))
+    monkeypatch.chdir(tmp_path)
+    items = [
+        types.SimpleNamespace(name="old", namespace="default", heartbeat_expired=True),
+        types.SimpleNamespace(name="live", namespace="default", heartbeat_expired=False),
+    ]
+    monkeypatch.setattr(arkouda_k8s.cluster, "list_clusters", lambda **kw: items)
+    ip = fresh_shell()
+    ip.run_line_magic("load_ext", "arkouda_k8s")
+    try:
+        the_magics(ip)._expired_check.join(10)  # type: ignore[union-attr]
+        first = run_ok(ip, "1")
+        second = run_ok(ip, "2")
+    finally:
+        ip.run_line_magic("unload_ext", "arkouda_k8s")
+    assert "1 deployment(s) with an expired heartbeat: old" in first.stdout
+    assert "%arkouda_teardown --expired" in first.stdout
+    assert "expired" not in second.stdout
