@@ -1,0 +1,706 @@
+"""The sandbox API server's pod port-forward: every wire form real clients use.
+
+``handle_portforward`` serves ``GET``/``POST .../pods/{name}/portforward`` once the API
+server has authenticated the request and checked that the pod is Running. It speaks:
+
+- websocket ``v4.channel.k8s.io`` (the official Python client): a channel byte per
+  message, initial port frames, error-channel text when the pod port cannot be reached;
+- websocket ``SPDY/3.1+portforward.k8s.io`` (kubectl 1.32's first choice): SPDY frames
+  carried as a byte stream inside binary websocket messages;
+- raw ``Upgrade: SPDY/3.1`` with ``X-Stream-Protocol-Version: portforward.k8s.io``
+  (kubectl's fallback, and the tunnel's fast path): after the 101 the connection's
+  transport is taken over from aiohttp and carries SPDY directly.
+
+In the SPDY forms a client opens an error stream and a data stream per forwarded
+connection, paired by the ``requestid`` header. ``PortForwardRegistry`` tracks every
+open forward so that a fault can drop them all at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Awaitable, Callable
+
+from aiohttp import WSMsgType, web
+
+from .. import spdy
+
+log = logging.getLogger(__name__)
+
+Connect = Callable[[int], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
+
+WS_V4 = "v4.channel.k8s.io"
+WS_SPDY = "SPDY/3.1+portforward.k8s.io"
+SPDY_UPGRADE = "SPDY/3.1"
+PORTFORWARD_PROTOCOL = "portforward.k8s.io"
+
+# Large reads keep Python work per byte negligible; the pod socket is loopback TCP.
+READ_SIZE = 256 * 1024
+# Pause the client side while a pod socket holds more than this unsent.
+POD_WRITE_LIMIT = 1024 * 1024
+CONNECT_TIMEOUT = 10.0
+PAIR_TIMEOUT = 30.0
+
+
+class _Forward:
+    """One upgraded client connection (any protocol); what the registry can drop."""
+
+    def __init__(self, registry: PortForwardRegistry) -> None:
+        self.registry = registry
+        self.done = asyncio.get_running_loop().create_future()
+        self.pod_writers: set[asyncio.StreamWriter] = set()
+        registry._add(self)
+
+    def streams(self) -> int:
+        return len(self.pod_writers)
+
+    def abort(self) -> None:
+        """Drop the connection like a reset in the network: no goodbye to either side."""
+        for writer in list(self.pod_writers):
+            writer.transport.abort()
+        self.pod_writers.clear()
+        self._abort_client()
+
+    def _abort_client(self) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        for writer in list(self.pod_writers):
+            writer.transport.abort()
+        self.pod_writers.clear()
+        self.registry._discard(self)
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+class PortForwardRegistry:
+    """Every open port-forward of one API server, for shutdown and fault injection.
+
+    ``drop_all()`` may be called from any thread (the sandbox's fault API runs in the
+    caller's thread while the server runs its own loop).
+    """
+
+    def __init__(self) -> None:
+        self._forwards: set[_Forward] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self.dropped = 0
+
+    def _add(self, forward: _Forward) -> None:
+        self._loop = asyncio.get_running_loop()
+        if self._closed:
+            forward.abort()
+            return
+        self._forwards.add(forward)
+
+    def _discard(self, forward: _Forward) -> None:
+        self._forwards.discard(forward)
+
+    @property
+    def open_forwards(self) -> int:
+        """Upgraded client connections currently open."""
+        return len(self._forwards)
+
+    @property
+    def open_streams(self) -> int:
+        """Forwarded pod connections currently open, across all client connections."""
+        return sum(f.streams() for f in list(self._forwards))
+
+    def _drop_here(self) -> int:
+        forwards, self._forwards = list(self._forwards), set()
+        count = sum(f.streams() for f in forwards)
+        for forward in forwards:
+            forward.abort()
+            forward.finish()
+        self.dropped += count
+        return count
+
+    def drop_all(self) -> int:
+        """Close every open forward stream now; returns how many pod streams were open."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return 0
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            return self._drop_here()
+        if threading.current_thread() is threading.main_thread() and not loop.is_running():
+            return 0
+        future = asyncio.run_coroutine_threadsafe(self._drop_async(), loop)
+        return future.result(timeout=10)
+
+    async def _drop_async(self) -> int:
+        return self._drop_here()
+
+    async def close(self) -> None:
+        """At server shutdown: drop everything and refuse new forwards."""
+        self._closed = True
+        forwards = list(self._forwards)
+        self._drop_here()
+        if forwards:
+            await asyncio.wait([f.done for f in forwards], timeout=5)
+
+
+def _pod_label(request: web.Request) -> str:
+    info = request.match_info
+    return f"{info.get('namespace', '?')}/{info.get('name', '?')}"
+
+
+def _connect_error(port: int, request: web.Request, exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        reason = f"timed out after {CONNECT_TIMEOUT:.0f}s"
+    elif isinstance(exc, OSError) and exc.errno:
+        reason = os.strerror(exc.errno).lower()
+    else:
+        reason = str(exc) or type(exc).__name__
+    return (
+        f"error forwarding port {port} to pod {_pod_label(request)}: "
+        f"dial tcp :{port}: connect: {reason}"
+    )
+
+
+async def handle_portforward(
+    request: web.Request, connect: Connect, registry: PortForwardRegistry
+) -> web.StreamResponse:
+    """Serve one port-forward request in whichever protocol the client asked for."""
+    upgrade = request.headers.get("Upgrade", "").lower()
+    if upgrade == "websocket":
+        offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
+        if WS_SPDY in offered:
+            return await _serve_ws_spdy(request, connect, registry)
+        if WS_V4 in offered:
+            return await _serve_ws_v4(request, connect, registry)
+        return _status(
+            request,
+            400,
+            f"unsupported websocket subprotocols {offered}; "
+            f"this server speaks {WS_V4} and {WS_SPDY}",
+        )
+    if upgrade == SPDY_UPGRADE.lower():
+        versions = request.headers.getall("X-Stream-Protocol-Version", [])
+        if PORTFORWARD_PROTOCOL not in ",".join(versions):
+            return _status(
+                request,
+                403,
+                f"X-Stream-Protocol-Version must include {PORTFORWARD_PROTOCOL}",
+            )
+        return await _serve_raw_spdy(request, connect, registry)
+    return _status(request, 400, "Upgrade request required")
+
+
+def _status(request: web.Request, code: int, message: str) -> web.Response:
+    reason = {400: "BadRequest", 403: "Forbidden"}.get(code, "BadRequest")
+    return web.json_response(
+        {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": message,
+            "reason": reason,
+            "code": code,
+        },
+        status=code,
+    )
+
+
+# --- websocket v4.channel.k8s.io --------------------------------------------------------
+
+
+class _WsForward(_Forward):
+    def __init__(self, registry: PortForwardRegistry, request: web.Request) -> None:
+        super().__init__(registry)
+        self.request = request
+
+    def _abort_client(self) -> None:
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
+
+
+def _ports_of(request: web.Request) -> list[int]:
+    ports: list[int] = []
+    for raw in request.query.getall("ports", []):
+        for item in raw.split(","):
+            if item.strip():
+                ports.append(int(item))
+    return ports
+
+
+async def _serve_ws_v4(
+    request: web.Request, connect: Connect, registry: PortForwardRegistry
+) -> web.StreamResponse:
+    try:
+        ports = _ports_of(request)
+        if not ports or not all(0 < p < 65536 for p in ports):
+            raise ValueError
+    except ValueError:
+        return _status(request, 400, "query parameter ports: give one or more ports 1-65535")
+    ws = web.WebSocketResponse(protocols=(WS_V4,), max_msg_size=0, compress=False)
+    await ws.prepare(request)
+    forward = _WsForward(registry, request)
+    writers: list[asyncio.StreamWriter | None] = [None] * len(ports)
+    pending: list[list[bytes]] = [[] for _ in ports]
+    finished = [False] * len(ports)
+
+    async def pump(index: int, port: int) -> None:
+        channel = bytes((2 * index,))
+        try:
+            reader, writer = await asyncio.wait_for(connect(port), CONNECT_TIMEOUT)
+        except Exception as exc:
+            message = _connect_error(port, request, exc)
+            with contextlib.suppress(ConnectionError):
+                await ws.send_bytes(bytes((2 * index + 1,)) + message.encode())
+            finished[index] = True
+            return
+        forward.pod_writers.add(writer)
+        writers[index] = writer
+        for chunk in pending[index]:
+            writer.write(chunk)
+        pending[index].clear()
+        try:
+            while chunk := await reader.read(READ_SIZE):
+                await ws.send_bytes(channel + chunk)
+        except (ConnectionError, RuntimeError):
+            pass
+        finally:
+            finished[index] = True
+
+    try:
+        for index, port in enumerate(ports):
+            head = port.to_bytes(2, "little")
+            await ws.send_bytes(bytes((2 * index,)) + head)
+            await ws.send_bytes(bytes((2 * index + 1,)) + head)
+        tasks = [asyncio.create_task(pump(i, p)) for i, p in enumerate(ports)]
+
+        async def close_when_pumps_end() -> None:
+            # every pod connection ended or failed: the websocket has nothing left to carry
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await ws.close()
+
+        closer = asyncio.create_task(close_when_pumps_end())
+        async for msg in ws:
+            if msg.type != WSMsgType.BINARY or not msg.data:
+                continue
+            data = msg.data
+            channel = data[0]
+            if channel % 2 or channel // 2 >= len(ports):
+                continue  # clients never write error channels; ignore like the kubelet
+            index = channel // 2
+            payload = memoryview(data)[1:]
+            writer = writers[index]
+            if writer is None:
+                if not finished[index]:
+                    pending[index].append(bytes(payload))
+                continue
+            if writer.transport.is_closing():
+                continue
+            writer.write(payload)
+            if writer.transport.get_write_buffer_size() > POD_WRITE_LIMIT:
+                with contextlib.suppress(ConnectionError):
+                    await writer.drain()
+        for task in tasks:
+            task.cancel()
+        closer.cancel()
+        await asyncio.gather(closer, *tasks, return_exceptions=True)
+    finally:
+        forward.finish()
+        with contextlib.suppress(Exception):
+            await ws.close()
+    return ws
+
+
+# --- SPDY sessions (raw and inside websocket) --------------------------------------------
+
+
+class _Pair:
+    """The data + error streams of one forwarded connection, keyed by ``requestid``."""
+
+    def __init__(self, request_id: str, port: int) -> None:
+        self.request_id = request_id
+        self.port = port
+        self.data_id = 0
+        self.error_id = 0
+        self.writer: asyncio.StreamWriter | None = None
+        self.pending: list[bytes] = []
+        self.client_fin = False
+        self.closed = False
+        self.task: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class _SpdyForward(_Forward):
+    """One SPDY session. Output goes through ``write`` (ordered, never blocks) + ``drain``."""
+
+    def __init__(self, registry: PortForwardRegistry, request: web.Request, connect: Connect):
+        super().__init__(registry)
+        self.request = request
+        self.connect = connect
+        self.codec = spdy.HeaderCodec()
+        self.parser = spdy.FrameParser(self._on_control, self._on_data)
+        self.pairs: dict[str, _Pair] = {}
+        self.by_stream: dict[int, _Pair] = {}
+        self.blocked: set[asyncio.StreamWriter] = set()
+        self.going_away = False
+
+    # output, provided by the transport-specific subclass
+    def write(self, data: bytes | memoryview) -> None:
+        raise NotImplementedError
+
+    async def drain(self) -> None:
+        raise NotImplementedError
+
+    def pause_reading(self) -> None:
+        raise NotImplementedError
+
+    def resume_reading(self) -> None:
+        raise NotImplementedError
+
+    def streams(self) -> int:
+        return sum(1 for p in self.pairs.values() if p.writer is not None and not p.closed)
+
+    # input
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        try:
+            self.parser.feed(data)
+        except spdy.SpdyProtocolError as exc:
+            log.info("port-forward: closing SPDY session: %s", exc)
+            self.write(spdy.goaway(0, spdy.PROTOCOL_ERROR))
+            self.abort()
+
+    def _on_control(self, kind: int, flags: int, payload: bytes) -> None:
+        if kind == spdy.SYN_STREAM:
+            self._syn_stream(flags, payload)
+        elif kind == spdy.PING:
+            self.write(spdy.control_frame(spdy.PING, 0, payload[:4]))
+        elif kind == spdy.RST_STREAM:
+            stream_id, _status = spdy.parse_u32_pair(payload)
+            pair = self.by_stream.get(stream_id)
+            if pair is not None:
+                self._close_pair(pair, reset=False)
+        elif kind == spdy.GOAWAY:
+            self.going_away = True
+        # SETTINGS, WINDOW_UPDATE, HEADERS: nothing to do (no flow control enforced)
+
+    def _syn_stream(self, flags: int, payload: bytes) -> None:
+        stream_id, block = spdy.parse_syn_stream(payload)
+        headers = self.codec.decode(block)
+        self.write(spdy.syn_reply(stream_id, self.codec.encode({})))
+        kind = headers.get("streamtype", "")
+        request_id = headers.get("requestid") or str(
+            stream_id if kind == "error" else stream_id - 2
+        )
+        try:
+            port = int(headers.get("port", ""))
+            if not 0 < port < 65536:
+                raise ValueError
+        except ValueError:
+            self._stream_error(
+                stream_id,
+                f'"port" header is required and must be 1-65535, got {headers.get("port")!r}',
+            )
+            return
+        if kind not in ("error", "data"):
+            self._stream_error(stream_id, f"invalid stream type {kind!r}")
+            return
+        pair = self.pairs.get(request_id)
+        if pair is None:
+            pair = self.pairs[request_id] = _Pair(request_id, port)
+            pair.timer = asyncio.get_running_loop().call_later(
+                PAIR_TIMEOUT, self._pair_timeout, pair
+            )
+        if kind == "error":
+            pair.error_id = stream_id
+        else:
+            pair.data_id = stream_id
+            if flags & spdy.FLAG_FIN:
+                pair.client_fin = True
+        self.by_stream[stream_id] = pair
+        if pair.data_id and pair.error_id and pair.task is None:
+            if pair.timer is not None:
+                pair.timer.cancel()
+            pair.task = asyncio.create_task(self._forward(pair))
+
+    def _stream_error(self, stream_id: int, message: str) -> None:
+        body = message.encode()
+        self.write(spdy.data_header(stream_id, len(body), fin=True))
+        self.write(body)
+
+    def _pair_timeout(self, pair: _Pair) -> None:
+        if pair.task is None and not pair.closed:
+            stream = pair.error_id or pair.data_id
+            self._stream_error(
+                stream, f"timed out waiting for streams of request {pair.request_id}"
+            )
+            self._close_pair(pair, reset=True)
+
+    def _on_data(self, stream_id: int, payload: memoryview, fin: bool) -> None:
+        pair = self.by_stream.get(stream_id)
+        if pair is None or stream_id != pair.data_id or pair.closed:
+            return  # the error stream carries nothing from clients
+        if payload:
+            writer = pair.writer
+            if writer is None:
+                pair.pending.append(bytes(payload))
+            elif not writer.transport.is_closing():
+                writer.write(payload)
+                if (
+                    writer not in self.blocked
+                    and writer.transport.get_write_buffer_size() > POD_WRITE_LIMIT
+                ):
+                    self.blocked.add(writer)
+                    if len(self.blocked) == 1:
+                        self.pause_reading()
+                    asyncio.create_task(self._unblock(writer))
+        if fin:
+            pair.client_fin = True
+            if pair.writer is not None and pair.writer.can_write_eof():
+                with contextlib.suppress(OSError):
+                    pair.writer.write_eof()
+
+    async def _unblock(self, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        self.blocked.discard(writer)
+        if not self.blocked:
+            self.resume_reading()
+
+    async def _forward(self, pair: _Pair) -> None:
+        try:
+            reader, writer = await asyncio.wait_for(self.connect(pair.port), CONNECT_TIMEOUT)
+        except Exception as exc:
+            self._stream_error(pair.error_id, _connect_error(pair.port, self.request, exc))
+            self.write(spdy.data_header(pair.data_id, 0, fin=True))
+            self._close_pair(pair, reset=False)
+            with contextlib.suppress(ConnectionError):
+                await self.drain()
+            return
+        if pair.closed:
+            writer.transport.abort()
+            return
+        pair.writer = writer
+        self.pod_writers.add(writer)
+        for chunk in pair.pending:
+            writer.write(chunk)
+        pair.pending.clear()
+        if pair.client_fin and writer.can_write_eof():
+            writer.write_eof()
+        data_id = pair.data_id
+        try:
+            while chunk := await reader.read(READ_SIZE):
+                if pair.closed:
+                    return
+                self.write(spdy.data_header(data_id, len(chunk)))
+                self.write(chunk)
+                await self.drain()
+        except (ConnectionError, RuntimeError):
+            if pair.closed:
+                return
+            # the pod connection broke: tell the client like the kubelet, by closing
+        if not pair.closed:
+            self.write(spdy.data_header(data_id, 0, fin=True))
+            self.write(spdy.data_header(pair.error_id, 0, fin=True))
+            with contextlib.suppress(ConnectionError):
+                await self.drain()
+            self._close_pair(pair, reset=False)
+
+    def _close_pair(self, pair: _Pair, *, reset: bool) -> None:
+        if pair.closed:
+            return
+        pair.closed = True
+        if pair.timer is not None:
+            pair.timer.cancel()
+        if reset:
+            for stream_id in (pair.data_id, pair.error_id):
+                if stream_id:
+                    self.write(spdy.rst_stream(stream_id, spdy.CANCEL))
+        if pair.writer is not None:
+            self.pod_writers.discard(pair.writer)
+            self.blocked.discard(pair.writer)
+            pair.writer.close()
+        self.pairs.pop(pair.request_id, None)
+        for stream_id in (pair.data_id, pair.error_id):
+            self.by_stream.pop(stream_id, None)
+        if not self.blocked:
+            self.resume_reading()
+
+    def session_ended(self) -> None:
+        for pair in list(self.pairs.values()):
+            pair.closed = True
+            if pair.timer is not None:
+                pair.timer.cancel()
+            if pair.task is not None and not pair.task.done():
+                pair.task.cancel()
+        self.pairs.clear()
+        self.by_stream.clear()
+        self.finish()
+
+
+class _WsSpdyForward(_SpdyForward):
+    """SPDY inside binary websocket messages (kubectl 1.32's first choice)."""
+
+    def __init__(
+        self,
+        registry: PortForwardRegistry,
+        request: web.Request,
+        connect: Connect,
+        ws: web.WebSocketResponse,
+    ) -> None:
+        super().__init__(registry, request, connect)
+        self.ws = ws
+        self.out: list[bytes | memoryview] = []
+        self.readable = asyncio.Event()
+        self.readable.set()
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.out.append(data)
+
+    async def drain(self) -> None:
+        if self.out:
+            # join+send happen without a suspension point between them, so frames
+            # written by concurrent tasks keep their order on the wire
+            data = b"".join(self.out)
+            self.out.clear()
+            await self.ws.send_bytes(data)
+
+    def pause_reading(self) -> None:
+        self.readable.clear()
+
+    def resume_reading(self) -> None:
+        self.readable.set()
+
+    def _abort_client(self) -> None:
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
+
+
+async def _serve_ws_spdy(
+    request: web.Request, connect: Connect, registry: PortForwardRegistry
+) -> web.StreamResponse:
+    ws = web.WebSocketResponse(protocols=(WS_SPDY,), max_msg_size=0, compress=False)
+    await ws.prepare(request)
+    session = _WsSpdyForward(registry, request, connect, ws)
+    try:
+        async for msg in ws:
+            if msg.type == WSMsgType.BINARY:
+                session.feed(msg.data)
+                await session.drain()
+                if not session.readable.is_set():
+                    await session.readable.wait()
+            if session.done.done():
+                break
+    except (ConnectionError, RuntimeError):
+        pass
+    finally:
+        session.session_ended()
+        with contextlib.suppress(Exception):
+            await ws.close()
+    return ws
+
+
+class _RawSpdyForward(_SpdyForward, asyncio.Protocol):
+    """SPDY directly on the upgraded connection; the transport is taken from aiohttp."""
+
+    def __init__(
+        self,
+        registry: PortForwardRegistry,
+        request: web.Request,
+        connect: Connect,
+        transport: asyncio.Transport,
+    ) -> None:
+        super().__init__(registry, request, connect)
+        self.transport = transport
+        self.previous = transport.get_protocol()
+        self.write_paused = False
+        self.write_waiters: list[asyncio.Future[None]] = []
+        self.read_paused = False
+
+    def write(self, data: bytes | memoryview) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self.transport.is_closing():
+            raise ConnectionResetError("port-forward connection closed")
+        if self.write_paused:
+            waiter = asyncio.get_running_loop().create_future()
+            self.write_waiters.append(waiter)
+            await waiter
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._wake_writers(None)
+
+    def _wake_writers(self, exc: BaseException | None) -> None:
+        waiters, self.write_waiters = self.write_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                if exc is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(exc)
+
+    def pause_reading(self) -> None:
+        if not self.read_paused and not self.transport.is_closing():
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.read_paused and not self.transport.is_closing():
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        self.feed(data)
+
+    def eof_received(self) -> bool | None:
+        return False  # close: a client that half-closes the session is leaving
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._wake_writers(ConnectionResetError("port-forward connection closed"))
+        self.session_ended()
+        # aiohttp's request handler still owns the request object; let it clean up
+        with contextlib.suppress(Exception):
+            self.previous.connection_lost(exc)
+
+    def _abort_client(self) -> None:
+        self.transport.abort()
+
+
+async def _serve_raw_spdy(
+    request: web.Request, connect: Connect, registry: PortForwardRegistry
+) -> web.StreamResponse:
+    transport = request.transport
+    if transport is None:
+        raise web.HTTPBadRequest(text="connection already closed")
+    response = web.StreamResponse(
+        status=101,
+        reason="Switching Protocols",
+        headers={
+            "Connection": "Upgrade",
+            "Upgrade": SPDY_UPGRADE,
+            "X-Stream-Protocol-Version": PORTFORWARD_PROTOCOL,
+        },
+    )
+    # Take the transport before the 101 leaves: the client may answer at once, and those
+    # bytes must reach the SPDY session, not aiohttp's HTTP parser.
+    session = _RawSpdyForward(registry, request, connect, transport)
+    transport.set_protocol(session)
+    try:
+        await response.prepare(request)
+    except ConnectionError:
+        session.session_ended()
+        return response
+    await asyncio.shield(session.done)
+    transport.close()
+    return response

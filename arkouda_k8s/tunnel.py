@@ -1,0 +1,1053 @@
+"""The supervised port-forward tunnel to the Arkouda server pod.
+
+``Tunnel`` listens on 127.0.0.1 and carries each accepted connection over its own
+port-forward stream through the Kubernetes API server. It speaks raw SPDY/3.1 (the
+fastest form for a client: no websocket masking, half-close supported) and falls back
+to the websocket ``v4.channel.k8s.io`` form when a server refuses the SPDY upgrade.
+Bytes are moved by asyncio protocol callbacks in large chunks, handed on as slices of
+the received buffers: no per-byte Python work.
+
+It runs its own event loop in a daemon thread (a sync facade over an async core),
+follows the server pod when it is replaced (``pod`` may be a resolver), reports its
+state (starting, ready, reconnecting, failed, closed) and runs an optional health
+check. Only ``kube.py`` imports ``kubernetes``; the tunnel talks HTTP itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import socket
+import struct
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+
+from . import spdy
+from .errors import TunnelError
+from .kube import ApiEndpoint
+
+log = logging.getLogger(__name__)
+
+STARTING = "starting"
+READY = "ready"
+RECONNECTING = "reconnecting"
+FAILED = "failed"
+CLOSED = "closed"
+
+PROTOCOLS = ("auto", "spdy", "websocket")
+WS_V4 = "v4.channel.k8s.io"
+
+# One forwarded connection uses SPDY stream 1 for errors and 3 for data, like kubectl's
+# first request (the server pairs them by the requestid header).
+_ERROR_STREAM = 1
+_DATA_STREAM = 3
+# Joining a small payload with its 8-byte frame head costs less than a second TLS record.
+_JOIN_BELOW = 16 * 1024
+# Pause the reading side when the other side holds this much unsent.
+_BUFFER_LIMIT = 4 * 1024 * 1024
+_LINGER_RESET = struct.pack("ii", 1, 0)
+
+StateCallback = Callable[[str, "BaseException | None"], None]
+HealthCheck = Callable[[str, int], Any]
+
+
+class _Refused(Exception):
+    """The API server answered the port-forward request with an HTTP error."""
+
+    def __init__(self, status: int, message: str, protocol: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+        self.protocol = protocol
+
+    @property
+    def pod_problem(self) -> bool:
+        """The pod is missing or not running (wait/re-resolve), not a protocol refusal."""
+        text = self.message.lower()
+        return (
+            self.status == 404 or "not found" in text or "not running" in text or self.status >= 500
+        )
+
+    @property
+    def permission_problem(self) -> bool:
+        return self.status in (401, 403)
+
+
+def _status_message(body: bytes, fallback: str) -> str:
+    try:
+        doc = json.loads(body)
+        if isinstance(doc, dict) and doc.get("message"):
+            return str(doc["message"])
+    except ValueError:
+        pass
+    text = body.decode(errors="replace").strip()
+    return " ".join(text.split())[:300] or fallback
+
+
+def _reset(transport: asyncio.Transport | None) -> None:
+    """Close a local socket so the peer sees a reset (an error), never a clean end."""
+    if transport is None or transport.is_closing():
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+    transport.abort()
+
+
+class _Local(asyncio.Protocol):
+    """One accepted client connection on the loopback listener."""
+
+    def __init__(self, core: _Core) -> None:
+        self.core = core
+        self.transport: asyncio.Transport | None = None
+        self.upstream: _Upstream | None = None
+        self.early: list[bytes] = []
+        self.early_size = 0
+        self.local_eof = False
+        self.remote_eof = False
+        self.closed = False
+        self.task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=_BUFFER_LIMIT)
+        self.core.locals.add(self)
+        self.task = asyncio.get_running_loop().create_task(self.core.attach(self))
+
+    def data_received(self, data: bytes) -> None:
+        if self.upstream is not None:
+            self.upstream.send(data)
+            return
+        self.early.append(data)
+        self.early_size += len(data)
+        if self.early_size > _BUFFER_LIMIT and self.transport is not None:
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        self.local_eof = True
+        if self.upstream is not None:
+            self.upstream.send_eof()
+            if self.remote_eof:
+                self.finish()
+        return True  # keep our write side open: the answer may still be coming
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.closed = True
+        self.core.locals.discard(self)
+        if self.upstream is not None:
+            self.upstream.close()
+        elif self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    def pause_writing(self) -> None:
+        if self.upstream is not None:
+            self.upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.upstream is not None:
+            self.upstream.resume_reading()
+
+    # called by the upstream
+    def attached(self, upstream: _Upstream) -> None:
+        self.upstream = upstream
+        for chunk in self.early:
+            upstream.send(chunk)
+        self.early.clear()
+        if self.local_eof:
+            upstream.send_eof()
+        elif self.transport is not None:
+            self.transport.resume_reading()
+
+    def deliver(self, data: bytes | memoryview) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def end_of_remote(self) -> None:
+        self.remote_eof = True
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self.local_eof:
+            self.finish()
+        elif self.transport.can_write_eof():
+            self.transport.write_eof()
+
+    def finish(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+        if self.upstream is not None:
+            self.upstream.close()
+
+    def fail(self) -> None:
+        _reset(self.transport)
+        if self.upstream is not None:
+            self.upstream.close()
+
+
+class _Upstream:
+    """One port-forward stream carrying one local connection."""
+
+    protocol = ""
+
+    def send(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def send_eof(self) -> None:
+        raise NotImplementedError
+
+    def pause_reading(self) -> None:
+        raise NotImplementedError
+
+    def resume_reading(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class _SpdyUpstream(_Upstream, asyncio.Protocol):
+    """Raw SPDY/3.1 after ``POST .../portforward`` with ``Upgrade: SPDY/3.1``."""
+
+    protocol = "spdy"
+
+    def __init__(
+        self, core: _Core, local: _Local, request: bytes, remote_port: int, probe: bool = False
+    ) -> None:
+        self.core = core
+        self.probe = probe
+        self.local = local
+        self.request = request
+        self.remote_port = remote_port
+        self.transport: asyncio.Transport | None = None
+        self.upgraded = asyncio.get_running_loop().create_future()
+        self.head = bytearray()
+        self.status = 0
+        self.body_left = -1
+        self.body = bytearray()
+        self.codec = spdy.HeaderCodec()
+        self.parser = spdy.FrameParser(self._on_control, self._on_data)
+        self.error_text = bytearray()
+        self.done = False
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=_BUFFER_LIMIT)
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        if self.upgraded.done():
+            try:
+                self.parser.feed(data)
+            except spdy.SpdyProtocolError as exc:
+                self.core.stream_failed(f"port-forward stream broke: {exc}")
+                self._broken()
+            return
+        if self.status:
+            self._read_body(data)
+            return
+        self.head += data
+        end = self.head.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.head) > 65536:
+                self._refuse(502, "the API server sent an oversized response head")
+            return
+        head, rest = bytes(self.head[:end]), bytes(self.head[end + 4 :])
+        self.head.clear()
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ", 2)
+        try:
+            self.status = int(parts[1])
+        except (IndexError, ValueError):
+            self._refuse(502, f"the API server sent no HTTP status line: {lines[0][:80]!r}")
+            return
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if self.status == 101:
+            if headers.get("upgrade", "").lower() != "spdy/3.1":
+                self._refuse(502, f"upgrade answered with {headers.get('upgrade')!r}")
+                return
+            self._start_streams()
+            if rest:
+                self.data_received(rest)
+            return
+        length = headers.get("content-length")
+        self.body_left = int(length) if length and length.isdigit() else -1
+        self._read_body(rest)
+
+    def _read_body(self, data: bytes) -> None:
+        self.body += data
+        if 0 <= self.body_left <= len(self.body) or len(self.body) > 65536:
+            self._refuse(self.status, _status_message(bytes(self.body), f"HTTP {self.status}"))
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if not self.upgraded.done():
+            if self.status and self.status != 101:
+                message = _status_message(bytes(self.body), f"HTTP {self.status}")
+                self.upgraded.set_exception(_Refused(self.status, message, self.protocol))
+            else:
+                self.upgraded.set_exception(
+                    ConnectionResetError(f"the API server closed the connection: {exc or 'EOF'}")
+                )
+            return
+        if not self.done:
+            # dropped under a live stream: the local client must see an error, not an end
+            self.core.stream_failed("the port-forward stream was dropped by the API server")
+            self._broken()
+
+    def pause_writing(self) -> None:
+        if self.local.transport is not None:
+            self.local.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.local.transport is not None and not self.local.closed:
+            self.local.transport.resume_reading()
+
+    def _refuse(self, status: int, message: str) -> None:
+        if not self.upgraded.done():
+            self.upgraded.set_exception(_Refused(status, message, self.protocol))
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _start_streams(self) -> None:
+        assert self.transport is not None
+        if self.probe:
+            self.upgraded.set_result(None)
+            return
+        port = str(self.remote_port)
+        error = self.codec.encode({"streamtype": "error", "port": port, "requestid": "0"})
+        data = self.codec.encode({"streamtype": "data", "port": port, "requestid": "0"})
+        # we never write on the error stream: open it half-closed, like kubectl
+        self.transport.write(
+            spdy.syn_stream(_ERROR_STREAM, error, fin=True) + spdy.syn_stream(_DATA_STREAM, data)
+        )
+        self.upgraded.set_result(None)
+
+    # SPDY input
+    def _on_control(self, kind: int, flags: int, payload: bytes) -> None:
+        if kind == spdy.PING and self.transport is not None:
+            self.transport.write(spdy.control_frame(spdy.PING, 0, payload[:4]))
+        elif kind == spdy.RST_STREAM:
+            stream_id, status = spdy.parse_u32_pair(payload)
+            if stream_id in (_DATA_STREAM, _ERROR_STREAM) and not self.done:
+                self.core.stream_failed(f"the API server reset the stream (status {status})")
+                self._broken()
+        elif kind == spdy.GOAWAY and not self.local.remote_eof:
+            # no new streams will be accepted; ours may still complete
+            pass
+
+    def _on_data(self, stream_id: int, payload: memoryview, fin: bool) -> None:
+        if stream_id == _DATA_STREAM:
+            if payload:
+                self.local.deliver(payload)
+            if fin and not self.error_text:
+                self.local.end_of_remote()
+        elif stream_id == _ERROR_STREAM:
+            if payload:
+                self.error_text += payload
+            if fin and self.error_text:
+                self.core.stream_failed(self.error_text.decode(errors="replace"))
+                self._broken()
+
+    def _broken(self) -> None:
+        self.done = True
+        self.local.fail()
+        if self.transport is not None:
+            self.transport.abort()
+
+    # _Upstream
+    def send(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if len(data) < _JOIN_BELOW:
+            transport.write(spdy.data_header(_DATA_STREAM, len(data)) + data)
+        else:
+            view = memoryview(data)
+            for start in range(0, len(data), spdy.MAX_DATA_FRAME):
+                piece = view[start : start + spdy.MAX_DATA_FRAME]
+                transport.write(spdy.data_header(_DATA_STREAM, len(piece)))
+                transport.write(piece)
+
+    def send_eof(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(spdy.data_header(_DATA_STREAM, 0, fin=True))
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        self.done = True
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+
+class _WsUpstream(_Upstream):
+    """Websocket ``v4.channel.k8s.io``: channel 0 data, channel 1 errors, no half-close."""
+
+    protocol = "websocket"
+
+    def __init__(self, core: _Core, local: _Local, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.core = core
+        self.local = local
+        self.ws = ws
+        self.pending: list[bytes] = [b"\x00"]
+        self.pending_size = 0
+        self.wake = asyncio.Event()
+        self.readable = asyncio.Event()
+        self.readable.set()
+        self.done = False
+        loop = asyncio.get_running_loop()
+        self.sender = loop.create_task(self._send_loop())
+        self.receiver = loop.create_task(self._receive_loop())
+
+    def send(self, data: bytes) -> None:
+        self.pending.append(data)
+        self.pending_size += len(data)
+        self.wake.set()
+        if self.pending_size > _BUFFER_LIMIT and self.local.transport is not None:
+            self.local.transport.pause_reading()
+
+    def send_eof(self) -> None:
+        # v4 cannot half-close; the pod keeps its side until the local client closes
+        pass
+
+    async def _send_loop(self) -> None:
+        try:
+            while True:
+                await self.wake.wait()
+                self.wake.clear()
+                if len(self.pending) == 1:
+                    continue
+                message = b"".join(self.pending)
+                self.pending = [b"\x00"]
+                self.pending_size = 0
+                if self.local.transport is not None and not self.local.closed:
+                    self.local.transport.resume_reading()
+                await self.ws.send_bytes(message)
+        except (ConnectionError, RuntimeError):
+            pass
+
+    async def _receive_loop(self) -> None:
+        seen = [False, False]
+        error = bytearray()
+        try:
+            async for msg in self.ws:
+                if msg.type != aiohttp.WSMsgType.BINARY or not msg.data:
+                    continue
+                data = msg.data
+                channel = data[0]
+                if channel > 1:
+                    continue
+                if not seen[channel]:  # the initial frame on each channel names the port
+                    seen[channel] = True
+                    continue
+                if channel == 0:
+                    self.local.deliver(memoryview(data)[1:])
+                    if not self.readable.is_set():
+                        await self.readable.wait()
+                else:
+                    error += data[1:]
+        except (TimeoutError, ConnectionError, RuntimeError):
+            pass
+        if self.done:
+            return
+        self.done = True
+        if error:
+            self.core.stream_failed(error.decode(errors="replace"))
+            self.local.fail()
+        elif self.ws.close_code not in (None, aiohttp.WSCloseCode.OK) or self.ws.exception():
+            self.core.stream_failed("the port-forward stream was dropped by the API server")
+            self.local.fail()
+        else:
+            self.local.end_of_remote()
+            self.local.finish()
+        self.sender.cancel()
+
+    def pause_reading(self) -> None:
+        self.readable.clear()
+
+    def resume_reading(self) -> None:
+        self.readable.set()
+
+    def close(self) -> None:
+        if not self.done:
+            self.done = True
+            self.sender.cancel()
+            self.core._spawn(self.ws.close())
+
+
+class _Core:
+    """The async half of a Tunnel; lives on the tunnel's own event loop."""
+
+    def __init__(self, tunnel: Tunnel) -> None:
+        self.t = tunnel
+        self.loop = asyncio.get_running_loop()
+        self.locals: set[_Local] = set()
+        self.server: asyncio.AbstractServer | None = None
+        self.session: aiohttp.ClientSession | None = None
+        self.pod: str | None = None
+        self.resolving: asyncio.Task[str] | None = None
+        self.recovering: asyncio.Task[None] | None = None
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.protocol = "spdy" if tunnel.protocol in ("auto", "spdy") else "websocket"
+        self.stopping = asyncio.Event()
+        url = urlsplit(tunnel.endpoint.server)
+        self.tls = url.scheme == "https"
+        self.host = url.hostname or "127.0.0.1"
+        self.port = url.port or (443 if self.tls else 80)
+        self.base_path = url.path.rstrip("/")
+        self.host_header = url.netloc
+
+    # lifecycle
+    async def serve(self, started: threading.Event) -> None:
+        t = self.t
+        try:
+            self.server = await self.loop.create_server(
+                lambda: _Local(self), "127.0.0.1", t.local_port, reuse_address=True
+            )
+        except OSError as exc:
+            t._set_state(
+                FAILED,
+                TunnelError(
+                    f"local_port: cannot listen on 127.0.0.1:{t.local_port}: {exc.strerror}",
+                    "choose another local port, or 0 for any free port",
+                ),
+            )
+            started.set()
+            await self.shutdown()
+            return
+        t._address = self.server.sockets[0].getsockname()[:2]
+        started.set()
+        # the first pod resolution + probe: ready when the API accepts a forward to the pod
+        self.recover()
+        await self.stopping.wait()
+        await self.shutdown()
+
+    async def shutdown(self) -> None:
+        self.stopping.set()
+        if self.server is not None:
+            self.server.close()
+        for local in list(self.locals):
+            if local.upstream is not None:
+                local.upstream.close()
+            _reset(local.transport)
+        tasks = list(self.tasks)
+        if self.recovering is not None:
+            tasks.append(self.recovering)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.session is not None:
+            await self.session.close()
+        await asyncio.sleep(0)
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = self.loop.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    # the server pod
+    async def resolve(self) -> str:
+        """The current server pod name (asks the resolver when none is cached)."""
+        if self.pod is not None:
+            return self.pod
+        task = self.resolving
+        if task is None:
+            task = self.resolving = self.loop.create_task(self._resolve_once())
+        try:
+            return await asyncio.shield(task)
+        finally:
+            if task.done() and self.resolving is task:
+                self.resolving = None
+
+    async def _resolve_once(self) -> str:
+        pod = self.t._pod
+        name = await asyncio.to_thread(pod) if callable(pod) else pod
+        if not isinstance(name, str) or not name:
+            raise TunnelError(
+                f"pod resolver returned {name!r}",
+                "the resolver must return the name of a pod, or raise",
+            )
+        self.pod = name
+        return name
+
+    def forget_pod(self) -> None:
+        """The cached pod looks gone: ask the resolver again next time (if there is one)."""
+        if self.t._resolver is not None:
+            self.pod = None
+
+    # one accepted connection
+    async def attach(self, local: _Local) -> None:
+        t = self.t
+        deadline = self.loop.time() + t.connect_timeout
+        delay = 0.05
+        last: BaseException | None = None
+        while not local.closed:
+            try:
+                pod = await self.resolve()
+                upstream = await self.dial(pod, local)
+            except _Refused as exc:
+                last = exc
+                if exc.permission_problem:
+                    t._set_state(FAILED, _as_tunnel_error(exc, f"port-forward to pod {self.pod}"))
+                    break
+                if exc.pod_problem:
+                    self.forget_pod()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                last = exc
+            else:
+                if local.closed:
+                    upstream.close()
+                    return
+                local.attached(upstream)
+                if t.state == RECONNECTING and t.health_check is None:
+                    t._set_state(READY, None)
+                return
+            if self.loop.time() + delay > deadline:
+                break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        if local.closed:
+            return
+        error = _as_tunnel_error(last, f"port-forward to pod {self.pod}")
+        if t.state != FAILED:
+            t._set_state(RECONNECTING, error)
+            self.recover()
+        else:
+            t.last_error = error
+        local.fail()
+
+    async def dial(self, pod: str, local: _Local, probe: bool = False) -> _Upstream:
+        if self.protocol == "spdy":
+            try:
+                return await self.dial_spdy(pod, local, probe)
+            except _Refused as exc:
+                if self.t.protocol != "auto" or exc.pod_problem or exc.permission_problem:
+                    raise
+                log.info("SPDY port-forward refused (%s); trying websocket", exc)
+                upstream = await self.dial_ws(pod, local)
+                self.protocol = "websocket"
+                return upstream
+        return await self.dial_ws(pod, local)
+
+    def _path(self, pod: str) -> str:
+        ns = quote(self.t.namespace, safe="")
+        return f"{self.base_path}/api/v1/namespaces/{ns}/pods/{quote(pod, safe='')}/portforward"
+
+    async def dial_spdy(self, pod: str, local: _Local, probe: bool = False) -> _Upstream:
+        lines = [
+            f"POST {self._path(pod)} HTTP/1.1",
+            f"Host: {self.host_header}",
+            "User-Agent: arkouda-k8s-tunnel",
+            "Connection: Upgrade",
+            "Upgrade: SPDY/3.1",
+            "X-Stream-Protocol-Version: portforward.k8s.io",
+            "Content-Length: 0",
+        ]
+        lines += [f"{k}: {v}" for k, v in self.t.endpoint.headers.items()]
+        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        upstream = _SpdyUpstream(self, local, request, self.t.remote_port, probe)
+        try:
+            await asyncio.wait_for(
+                self.loop.create_connection(
+                    lambda: upstream,
+                    self.host,
+                    self.port,
+                    ssl=self.t.endpoint.ssl_context if self.tls else None,
+                    server_hostname=self.host if self.tls else None,
+                ),
+                self.t.connect_timeout,
+            )
+            await asyncio.wait_for(asyncio.shield(upstream.upgraded), self.t.connect_timeout)
+        except BaseException:
+            if upstream.transport is not None:
+                upstream.transport.abort()
+            raise
+        return upstream
+
+    async def dial_ws(self, pod: str, local: _Local) -> _Upstream:
+        if self.session is None:
+            scheme = "https" if self.tls else "http"
+            context = self.t.endpoint.ssl_context
+            connector = aiohttp.TCPConnector(
+                ssl=context if (self.tls and context is not None) else self.tls,
+                force_close=True,
+            )
+            self.session = aiohttp.ClientSession(
+                f"{scheme}://{self.host_header}", connector=connector
+            )
+        try:
+            ws = await self.session.ws_connect(
+                self._path(pod),
+                params={"ports": str(self.t.remote_port)},
+                protocols=(WS_V4,),
+                headers=self.t.endpoint.headers,
+                max_msg_size=0,
+                compress=0,
+                timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            raise _Refused(exc.status, exc.message or f"HTTP {exc.status}", "websocket") from None
+        if ws.protocol != WS_V4:
+            await ws.close()
+            raise _Refused(
+                502, f"websocket subprotocol {ws.protocol!r} is not {WS_V4}", "websocket"
+            )
+        return _WsUpstream(self, local, ws)
+
+    # supervision
+    def stream_failed(self, message: str) -> None:
+        """A live stream failed: its own connection is reset; the tunnel stays up."""
+        self.t.last_error = TunnelError(message)
+        log.info("tunnel: %s", message)
+
+    def recover(self) -> None:
+        if self.recovering is None or self.recovering.done():
+            self.recovering = self.loop.create_task(self.recover_loop())
+
+    async def recover_loop(self) -> None:
+        """Resolve the pod and probe it until it answers, then report ready."""
+        t = self.t
+        delay = 0.2
+        started = self.loop.time()
+        while not self.stopping.is_set():
+            try:
+                pod = await self.resolve()
+                if t.health_check is not None:
+                    await self.run_health_check()
+                else:
+                    await self.probe(pod)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                error = _as_tunnel_error(exc, f"port-forward to pod {self.pod or '?'}")
+                if isinstance(exc, _Refused) and exc.permission_problem:
+                    t._set_state(FAILED, error)
+                    return
+                if t.reconnect_timeout is not None and (
+                    self.loop.time() - started > t.reconnect_timeout
+                ):
+                    t._set_state(FAILED, error)
+                    return
+                if t.state == READY:
+                    t._set_state(RECONNECTING, error)
+                else:
+                    t.last_error = error
+                self.forget_pod()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            t._set_state(READY, None)
+            if t.health_check is not None and not any(
+                getattr(task.get_coro(), "__name__", "") == "health_loop" for task in self.tasks
+            ):
+                self._spawn(self.health_loop())
+            return
+
+    async def probe(self, pod: str) -> None:
+        """Does the API server accept a port-forward to the pod? Opens no stream."""
+        local = _Local(self)
+        upstream = await self.dial(pod, local, probe=True)
+        upstream.close()
+
+    async def run_health_check(self) -> None:
+        assert self.t.health_check is not None and self.t._address is not None
+        host, port = self.t._address
+        await asyncio.wait_for(
+            asyncio.to_thread(self.t.health_check, host, port), self.t.health_timeout
+        )
+
+    async def health_loop(self) -> None:
+        t = self.t
+        while not self.stopping.is_set():
+            try:
+                await self.run_health_check()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                error = _as_tunnel_error(exc, "health check")
+                if t.state == READY:
+                    t._set_state(RECONNECTING, error)
+                else:
+                    t.last_error = error
+                self.forget_pod()
+            else:
+                if t.state != READY:
+                    t._set_state(READY, None)
+            interval = t.health_interval if t.state == READY else min(t.health_interval, 1.0)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), interval)
+
+
+def _as_tunnel_error(exc: BaseException | None, what: str) -> TunnelError:
+    if isinstance(exc, TunnelError):
+        return exc
+    if isinstance(exc, _Refused):
+        hint = None
+        if exc.permission_problem:
+            hint = "the user needs 'create' on pods/portforward in this namespace"
+        elif exc.pod_problem:
+            hint = "check that the server pod exists and is Running"
+        return TunnelError(f"{what}: the API server refused: {exc.message}", hint)
+    if isinstance(exc, asyncio.TimeoutError):
+        return TunnelError(f"{what}: timed out", "check that the API server is reachable")
+    if exc is None:
+        return TunnelError(f"{what}: failed")
+    return TunnelError(f"{what}: {exc}")
+
+
+class Tunnel:
+    """A local port on 127.0.0.1 forwarded to a port of a pod, kept alive.
+
+    The listener binds the loopback interface only: nothing on the network can use it.
+    Each accepted connection gets its own port-forward stream; a dropped stream resets
+    only its own connection and the next connection opens a fresh one.
+
+    As a context manager::
+
+        with Tunnel(kube.endpoint(), "arkouda", "arkouda-server") as tunnel:
+            host, port = tunnel.local_address      # ("127.0.0.1", <free port>)
+
+    Started and stopped explicitly::
+
+        tunnel = Tunnel(endpoint, "arkouda", "arkouda-server", remote_port=5555)
+        tunnel.start()
+        ...
+        tunnel.stop()
+
+    With options: a resolver that finds the current server pod (called in a worker
+    thread, so it may block), a fixed local port, a state callback and a health check
+    run every ``health_interval`` seconds against the local address::
+
+        tunnel = Tunnel(
+            endpoint, "arkouda", lambda: find_server_pod(),
+            local_port=5555,
+            on_state=lambda state, error: print(state, error),
+            health_check=lambda host, port: ArkoudaProbe(host, port).handshake(),
+            health_interval=10.0,
+        )
+
+    States: ``starting``, ``ready``, ``reconnecting`` (a connection or a health check
+    failed; the pod is being re-resolved), ``failed`` (a permission error, or
+    ``reconnect_timeout`` passed; new connections still try), ``closed``.
+    ``protocol`` is ``"auto"`` (raw SPDY, websocket if refused), ``"spdy"`` or
+    ``"websocket"``.
+    """
+
+    def __init__(
+        self,
+        endpoint: ApiEndpoint,
+        namespace: str,
+        pod: str | Callable[[], str],
+        remote_port: int = 5555,
+        local_port: int = 0,
+        *,
+        on_state: StateCallback | None = None,
+        health_check: HealthCheck | None = None,
+        health_interval: float = 10.0,
+        health_timeout: float = 10.0,
+        connect_timeout: float = 10.0,
+        reconnect_timeout: float | None = None,
+        protocol: str = "auto",
+    ) -> None:
+        if protocol not in PROTOCOLS:
+            raise TunnelError(f"protocol: {protocol!r} is not one of {', '.join(PROTOCOLS)}")
+        if not 0 < remote_port < 65536:
+            raise TunnelError(f"remote_port: {remote_port} is not a port number (1-65535)")
+        if not 0 <= local_port < 65536:
+            raise TunnelError(f"local_port: {local_port} is not a port number (0-65535)")
+        self.endpoint = endpoint
+        self.namespace = namespace
+        self._pod = pod
+        self._resolver = pod if callable(pod) else None
+        self.remote_port = remote_port
+        self.local_port = local_port
+        self.on_state = on_state
+        self.health_check = health_check
+        self.health_interval = health_interval
+        self.health_timeout = health_timeout
+        self.connect_timeout = connect_timeout
+        self.reconnect_timeout = reconnect_timeout
+        self.protocol = protocol
+        self.state = CLOSED
+        self.last_error: TunnelError | None = None
+        self._address: tuple[str, int] | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._core: _Core | None = None
+        self._ready = threading.Event()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        where = f"{self._address[0]}:{self._address[1]}" if self._address else "-"
+        return (
+            f"Tunnel({where} -> {self.namespace}/{self.pod_name or '?'}:{self.remote_port}, "
+            f"state={self.state})"
+        )
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        """(host, port) of the loopback listener."""
+        if self._address is None:
+            raise TunnelError("the tunnel is not started", "call start() or use it in a with block")
+        return (str(self._address[0]), int(self._address[1]))
+
+    @property
+    def pod_name(self) -> str | None:
+        """The pod the tunnel currently forwards to."""
+        core = self._core
+        if core is not None and core.pod:
+            return core.pod
+        return self._pod if isinstance(self._pod, str) else None
+
+    @property
+    def wire_protocol(self) -> str | None:
+        """``spdy`` or ``websocket``: what the tunnel speaks to the API server now."""
+        return self._core.protocol if self._core is not None else None
+
+    def _set_state(self, state: str, error: BaseException | None) -> None:
+        with self._lock:
+            if self.state == CLOSED and state != STARTING:
+                return
+            changed = state != self.state
+            self.state = state
+            if error is not None:
+                self.last_error = (
+                    error if isinstance(error, TunnelError) else TunnelError(str(error))
+                )
+            if state in (READY, FAILED):
+                self._ready.set()
+        if changed and self.on_state is not None:
+            try:
+                self.on_state(state, error)
+            except Exception:  # a broken callback must not break the tunnel
+                log.exception("tunnel on_state callback failed")
+
+    def start(self, timeout: float = 30.0) -> Tunnel:
+        """Bind the listener and wait until the tunnel is ready (or raise TunnelError)."""
+        if self._thread is not None:
+            raise TunnelError("the tunnel is already started")
+        self._ready.clear()
+        self.last_error = None
+        self._set_state(STARTING, None)
+        started = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(started,), name="arkouda-k8s-tunnel", daemon=True
+        )
+        self._thread.start()
+        if not self._ready.wait(timeout) or self.state == FAILED:
+            error = self.last_error or TunnelError(
+                f"tunnel: not ready within {timeout:.0f}s", "check the pod and the health check"
+            )
+            self.stop()
+            raise error
+        return self
+
+    def _run(self, started: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._main(started))
+        finally:
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def _main(self, started: threading.Event) -> None:
+        self._core = _Core(self)
+        await self._core.serve(started)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Close the listener and every forwarded connection; idempotent."""
+        thread, loop, core = self._thread, self._loop, self._core
+        if thread is None:
+            return
+        if loop is not None and core is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(core.stopping.set)
+        if thread is not threading.current_thread():
+            thread.join(timeout)
+        self._thread = None
+        self._loop = None
+        self._set_state(CLOSED, None)
+        self._address = None
+
+    def __enter__(self) -> Tunnel:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m arkouda_k8s.tunnel``: forward a pod port until interrupted."""
+    parser = argparse.ArgumentParser(
+        prog="python -m arkouda_k8s.tunnel",
+        description="Forward 127.0.0.1:LOCAL to a pod port through the Kubernetes API.",
+    )
+    parser.add_argument("pod")
+    parser.add_argument("remote_port", type=int)
+    parser.add_argument("--local-port", type=int, default=0)
+    parser.add_argument("--namespace", "-n")
+    parser.add_argument("--kubeconfig")
+    parser.add_argument("--context")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="auto")
+    args = parser.parse_args(argv)
+    from .errors import ArkoudaK8sError
+    from .kube import Kube
+
+    try:
+        kube = Kube.from_kubeconfig(args.kubeconfig, args.context, args.namespace)
+        tunnel = Tunnel(
+            kube.endpoint(),
+            kube.namespace,
+            args.pod,
+            args.remote_port,
+            args.local_port,
+            protocol=args.protocol,
+        )
+        tunnel.start()
+    except ArkoudaK8sError as exc:
+        print(f"error: {exc.one_line()}", file=sys.stderr)
+        return getattr(exc, "exit_code", 1)
+    host, port = tunnel.local_address
+    print(f"Forwarding from {host}:{port} -> {args.remote_port}", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        tunnel.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
