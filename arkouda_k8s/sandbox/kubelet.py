@@ -1,0 +1,1491 @@
+"""The sandbox's simulated kubelet: the containers of bound pods run as local processes.
+
+It owns everything between "the scheduler set ``spec.nodeName``" and "the pod object is
+gone": a loopback pod IP (127.x.y.z, where the pod's processes bind), a private pod
+directory on tmpfs holding mounted Secrets/ConfigMaps, the container processes (own
+process group, output captured into per-container log rings), probes, restarts with
+back-off, pod status and events, fault injection through pod annotations, and graceful
+deletion. Idle containers (Arkouda locale images, images without a command) are not
+processes at all: their declared TCP ports are asyncio listeners inside the kubelet, so
+a few hundred locale pods cost almost nothing (numbers in docs/internals.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import copy
+import hashlib
+import ipaddress
+import logging
+import os
+import random
+import re
+import shlex
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .controllers import EventRecorder, parse_quantity
+from .store import ApiError
+
+log = logging.getLogger(__name__)
+
+FAULT_PREFIX = "sandbox.arkouda-k8s.dev/"
+FAULTS = ("ImagePullBackOff", "Unschedulable", "OOMKilled", "CrashLoopBackOff", "NeverReady")
+
+# Sandbox-short versions of the kubelet's timings (real: back-off 10 s doubling to 5 min).
+BACKOFF_START = 1.0
+BACKOFF_CAP = 10.0
+BACKOFF_RESET_AFTER = 20.0  # a run this long forgets earlier crashes
+GRACE_CAP = 5.0  # terminationGracePeriodSeconds is honoured up to this
+OOM_AFTER = 1.0  # how long an OOMKilled-fault container lives
+MOUNT_RETRY = 1.0
+NEVER_READY_PERIOD = 2.0
+LOG_RING_BYTES = 1 << 20
+SA_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+_SERVER_IMAGE = re.compile(r"(^|/)arkouda-(udp|smp)-server(:|@|$)")
+_PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
+
+# Pod IPs come from 127.<base>.0.0 upward; the base is random per process so that two
+# test processes on one machine rarely hand out the same address.
+_ip_lock = threading.Lock()
+_ips_in_use: set[str] = set()
+_ip_next = int(ipaddress.IPv4Address(f"127.{random.randint(10, 200)}.0.1"))
+
+
+def _allocate_ip(ports: list[int]) -> str:
+    """A loopback address no other pod uses, with every declared port free on it."""
+    global _ip_next
+    with _ip_lock:
+        for _ in range(1 << 16):
+            addr = ipaddress.IPv4Address(_ip_next)
+            _ip_next += 1
+            if _ip_next >= int(ipaddress.IPv4Address("127.255.255.254")):
+                _ip_next = int(ipaddress.IPv4Address("127.10.0.1"))
+            ip = str(addr)
+            if ip.endswith((".0", ".255")) or ip in _ips_in_use:
+                continue
+            if all(_port_free(ip, p) for p in ports):
+                _ips_in_use.add(ip)
+                return ip
+    raise RuntimeError("no free loopback pod IP left")
+
+
+def _release_ip(ip: str) -> None:
+    with _ip_lock:
+        _ips_in_use.discard(ip)
+
+
+def _port_free(ip: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((ip, port))
+        except OSError:
+            return False
+    return True
+
+
+def rfc3339(t: float | None = None) -> str:
+    return datetime.fromtimestamp(time.time() if t is None else t, UTC).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
+
+
+def rfc3339_nano(t: float) -> str:
+    d = datetime.fromtimestamp(t, UTC)
+    return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond:06d}000Z"
+
+
+def normalise_image(image: str) -> str:
+    """The fully qualified reference containerd reports: docker.io/library/x:latest."""
+    name, sep, digest = image.partition("@")
+    first = name.split("/", 1)[0]
+    if "/" not in name:
+        name = "docker.io/library/" + name
+    elif "." not in first and ":" not in first and first != "localhost":
+        name = "docker.io/" + name
+    if not sep and ":" not in name.rsplit("/", 1)[-1]:
+        name += ":latest"
+    return name + (sep + digest if sep else "")
+
+
+def image_id(image: str) -> str:
+    full = normalise_image(image)
+    repo = full.split("@")[0].rsplit(":", 1)[0]
+    return f"{repo}@sha256:{hashlib.sha256(full.encode()).hexdigest()}"
+
+
+def log_unavailable(message: str) -> ApiError:
+    """A log read the real API answers with 400 Bad Request (the message says why)."""
+    return ApiError(400, "BadRequest", message)
+
+
+# ---------------------------------------------------------------------------------------
+# Logs
+
+
+class LogBuffer:
+    """The output of one container run: timestamped pieces in a byte-bounded ring.
+
+    A piece is a whole line or, when a process has written no newline yet, the partial
+    tail (shown at once, as the CRI log format does); a timestamp starts each line.
+    """
+
+    def __init__(self, max_bytes: int = LOG_RING_BYTES) -> None:
+        self._pieces: deque[tuple[float, bytes]] = deque()
+        self._size = 0
+        self._max = max_bytes
+        self._seq = 0  # pieces ever appended
+        self.closed = False
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def write(self, data: bytes) -> None:
+        now = time.time()
+        for piece in data.splitlines(keepends=True):
+            self._pieces.append((now, piece))
+            self._size += len(piece)
+            self._seq += 1
+        while self._size > self._max and self._pieces:
+            self._size -= len(self._pieces.popleft()[1])
+        self._wake()
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        for w in self._waiters:
+            if not w.done():
+                w.set_result(None)
+        self._waiters.clear()
+
+    def _select(self, tail_lines: int | None, since: float | None) -> list[tuple[float, bytes]]:
+        pieces = list(self._pieces)
+        if since is not None:
+            pieces = [x for x in pieces if x[0] >= since]
+        if tail_lines is not None:
+            if tail_lines <= 0:
+                return []
+            ends = 0
+            for i in range(len(pieces) - 1, -1, -1):
+                if pieces[i][1].endswith(b"\n") and i != len(pieces) - 1:
+                    ends += 1
+                    if ends == tail_lines:
+                        return pieces[i + 1 :]
+        return pieces
+
+    @staticmethod
+    def _render(
+        pieces: list[tuple[float, bytes]], timestamps: bool, at_start: bool = True
+    ) -> bytes:
+        if not timestamps:
+            return b"".join(p for _, p in pieces)
+        out = []
+        for t, p in pieces:
+            if at_start:
+                out.append(rfc3339_nano(t).encode() + b" ")
+            out.append(p)
+            at_start = p.endswith(b"\n")
+        return b"".join(out)
+
+    def read(
+        self,
+        tail_lines: int | None = None,
+        timestamps: bool = False,
+        since: float | None = None,
+        limit_bytes: int | None = None,
+    ) -> bytes:
+        out = self._render(self._select(tail_lines, since), timestamps)
+        return out[:limit_bytes] if limit_bytes is not None else out
+
+    async def follow(
+        self, tail_lines: int | None = None, timestamps: bool = False, since: float | None = None
+    ) -> AsyncIterator[bytes]:
+        pieces = self._select(tail_lines, since)
+        seen = self._seq
+        at_start = True
+        if pieces:
+            yield self._render(pieces, timestamps)
+            at_start = pieces[-1][1].endswith(b"\n")
+        while True:
+            if self._seq > seen:
+                fresh = min(self._seq - seen, len(self._pieces))
+                chunk = list(self._pieces)[-fresh:] if fresh else []
+                seen = self._seq
+                if chunk:
+                    yield self._render(chunk, timestamps, at_start)
+                    at_start = chunk[-1][1].endswith(b"\n")
+                continue
+            if self.closed:
+                return
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(fut)
+            await fut
+
+
+# ---------------------------------------------------------------------------------------
+# What a container runs
+
+
+@dataclass
+class Plan:
+    """How the kubelet runs one container: ``argv`` for a process, None for idle."""
+
+    argv: list[str] | None
+    why: str
+
+
+def plan_container(container: dict[str, Any], env: dict[str, str]) -> Plan:
+    """The image table (docs/internals.md): stand-in server, idle, or the given command."""
+    image = container.get("image") or ""
+    command = [str(x) for x in container.get("command") or []]
+    args = [str(x) for x in container.get("args") or []]
+    words = command + args
+    if _SERVER_IMAGE.search(image):
+        if any("start-arkouda-server.sh" in w for w in words):
+            nl = env.get("NUMLOCALES") or "1"
+            return Plan(
+                [sys.executable, "-m", "arkouda_k8s.sandbox.arkouda_server", "-nl", nl, *args],
+                "stand-in Arkouda server",
+            )
+        if any("start-arkouda-locale.sh" in w for w in words) or not command:
+            return Plan(None, "Arkouda locale (idle)")
+    if not command:
+        return Plan(None, "image without a command (idle)")
+    return Plan(words, "command")
+
+
+_VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+
+
+def expand_vars(value: str, env: dict[str, str]) -> str:
+    """Kubernetes' ``$(VAR)`` expansion: known names expand, ``$$`` escapes, others stay."""
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name = m.group(1)
+        return env[name] if name in env else m.group(0)
+
+    return _VAR_REF.sub(sub, value)
+
+
+class ConfigError(Exception):
+    """A container cannot be configured yet (CreateContainerConfigError / FailedMount)."""
+
+
+# ---------------------------------------------------------------------------------------
+# Runtimes: a real process, or an idle container made of asyncio listeners
+
+
+class ProcessRuntime:
+    """One container process in its own process group, output into a LogBuffer."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, logbuf: LogBuffer) -> None:
+        self.proc = proc
+        self.pid: int | None = proc.pid
+        self._reader = asyncio.ensure_future(self._pump(logbuf))
+
+    @classmethod
+    async def start(
+        cls, argv: list[str], env: dict[str, str], cwd: str, logbuf: LogBuffer
+    ) -> ProcessRuntime:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            env=env,
+            cwd=cwd,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return cls(proc, logbuf)
+
+    async def _pump(self, logbuf: LogBuffer) -> None:
+        assert self.proc.stdout is not None
+        while chunk := await self.proc.stdout.read(65536):
+            logbuf.write(chunk)
+
+    def signal(self, sig: int) -> None:
+        if self.pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, sig)
+
+    async def wait(self) -> int:
+        code = await self.proc.wait()
+        # Whatever the leader left behind in its group goes with it, like a container.
+        self.signal(signal.SIGKILL)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._reader), 2.0)
+        self._reader.cancel()
+        return 128 - code if code < 0 else code
+
+
+class IdleRuntime:
+    """An idle container: TCP listeners on its declared ports at the pod IP, no process."""
+
+    pid = None
+
+    def __init__(self) -> None:
+        self._servers: list[asyncio.Server] = []
+        self._done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    @classmethod
+    async def start(
+        cls, ip: str, ports: list[int], logbuf: LogBuffer, banner: bytes
+    ) -> IdleRuntime:
+        self = cls()
+
+        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                if banner:
+                    writer.write(banner)
+                await reader.read()  # until the peer closes
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                writer.close()
+
+        for port in ports:
+            self._servers.append(await asyncio.start_server(on_connect, ip, port))
+        where = ", ".join(f"{ip}:{p}" for p in ports) or "no ports"
+        logbuf.write(f"sandbox: idle container started (listening on {where})\n".encode())
+        return self
+
+    def signal(self, sig: int) -> None:
+        if not self._done.done():
+            for s in self._servers:
+                s.close()
+            self._done.set_result(128 + sig)
+
+    async def wait(self) -> int:
+        code = await self._done
+        for s in self._servers:
+            s.close()
+        return code
+
+
+Runtime = ProcessRuntime | IdleRuntime
+
+
+# ---------------------------------------------------------------------------------------
+# Containers and pods
+
+
+@dataclass
+class Container:
+    spec: dict[str, Any]
+    name: str
+    image: str
+    restart_count: int = 0
+    state: dict[str, Any] = field(
+        default_factory=lambda: {"waiting": {"reason": "ContainerCreating"}}
+    )
+    last_state: dict[str, Any] = field(default_factory=dict)
+    ready: bool = False
+    started: bool = False
+    container_id: str | None = None
+    log: LogBuffer | None = None
+    previous_log: LogBuffer | None = None
+    runtime: Runtime | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    oom: bool = False
+    killed_for_liveness: bool = False
+
+    def ports(self) -> list[int]:
+        return [
+            int(p["containerPort"])
+            for p in self.spec.get("ports") or []
+            if p.get("containerPort") and (p.get("protocol") or "TCP") == "TCP"
+        ]
+
+    def resolve_port(self, port: Any) -> int:
+        if isinstance(port, int) or (isinstance(port, str) and port.isdigit()):
+            return int(port)
+        for p in self.spec.get("ports") or []:
+            if p.get("name") == port:
+                return int(p["containerPort"])
+        raise ValueError(f"port {port!r} is not a declared container port")
+
+
+class PodWorker:
+    """Runs one pod from bound to gone; all its state lives here, on the loop."""
+
+    def __init__(self, kubelet: Kubelet, pod: dict[str, Any]) -> None:
+        self.kubelet = kubelet
+        self.pod = pod
+        md = pod["metadata"]
+        self.uid: str = md["uid"]
+        self.namespace: str = md.get("namespace") or "default"
+        self.name: str = md["name"]
+        self.node: str = pod["spec"]["nodeName"]
+        ann = md.get("annotations") or {}
+        self.fault = ann.get(FAULT_PREFIX + "fault") or ""
+        self.start_delay = _float(ann.get(FAULT_PREFIX + "start-delay-seconds"))
+        self.kill_after = _float(ann.get(FAULT_PREFIX + "kill-after-seconds"))
+        self.containers = {
+            c["name"]: Container(c, c["name"], c.get("image") or "")
+            for c in pod["spec"].get("containers") or []
+        }
+        ports = [p for c in self.containers.values() for p in c.ports()]
+        self.ip = _allocate_ip(ports)
+        self.dir = kubelet.root / self.uid
+        self.mounts: list[tuple[str, Path]] = []  # (mount path, host path), longest first
+        self.start_time = rfc3339()
+        self.phase = "Pending"
+        self.sandbox_ready = False
+        self.stopping = False
+        self.gone = False
+        self._conditions: dict[str, dict[str, Any]] = {}
+        self._dirty = False
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._main = asyncio.ensure_future(self._run())
+
+    # -- status ------------------------------------------------------------------------
+
+    def mark_dirty(self) -> None:
+        """Coalesce status writes: one store update per loop turn per pod."""
+        if not self._dirty and not self.gone:
+            self._dirty = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._dirty = False
+        if self.gone:
+            return
+        store = self.kubelet.store
+        cur = store.get("pods", self.namespace, self.name)
+        if cur is None or cur["metadata"]["uid"] != self.uid:
+            return
+        cur["status"] = self._status(cur.get("status") or {})
+        cur["metadata"].pop("resourceVersion", None)
+        try:
+            store.update("pods", cur, subresource="status")
+        except Exception as exc:  # the pod may be gone between get and update
+            log.debug("status update of %s/%s failed: %s", self.namespace, self.name, exc)
+
+    def _compute_phase(self) -> str:
+        policy = self.pod["spec"].get("restartPolicy") or "Always"
+        waiting = running = stopped = succeeded = 0
+        for c in self.containers.values():
+            if "running" in c.state:
+                running += 1
+            elif "terminated" in c.state:
+                stopped += 1
+                succeeded += c.state["terminated"]["exitCode"] == 0
+            elif "terminated" in c.last_state:
+                stopped += 1
+            else:
+                waiting += 1
+        if waiting:
+            return "Pending"
+        if running:
+            return "Running"
+        if stopped:
+            if policy == "Always":
+                return "Running"
+            if stopped == succeeded:
+                return "Succeeded"
+            return "Failed" if policy == "Never" else "Running"
+        return "Pending"
+
+    def _condition(
+        self, ctype: str, ok: bool, reason: str | None = None, message: str | None = None
+    ) -> dict[str, Any]:
+        status = "True" if ok else "False"
+        prev = self._conditions.get(ctype)
+        cond: dict[str, Any] = {"type": ctype, "status": status, "lastProbeTime": None}
+        cond["lastTransitionTime"] = (
+            prev["lastTransitionTime"] if prev and prev["status"] == status else rfc3339()
+        )
+        if reason:
+            cond["reason"] = reason
+        if message:
+            cond["message"] = message
+        self._conditions[ctype] = cond
+        return cond
+
+    def _status(self, old: dict[str, Any]) -> dict[str, Any]:
+        phase = self.phase = self._compute_phase()
+        unready = [c.name for c in self.containers.values() if not c.ready]
+        if phase == "Succeeded":
+            ready_args: tuple[bool, str | None, str | None] = (False, "PodCompleted", None)
+        elif unready:
+            ready_args = (
+                False,
+                "ContainersNotReady",
+                f"containers with unready status: [{' '.join(unready)}]",
+            )
+        else:
+            ready_args = (True, None, None)
+        scheduled = [c for c in old.get("conditions") or [] if c.get("type") == "PodScheduled"]
+        conditions = [
+            self._condition("PodReadyToStartContainers", self.sandbox_ready),
+            self._condition("Initialized", True),
+            self._condition("Ready", *ready_args),
+            self._condition("ContainersReady", *ready_args),
+            *scheduled,
+        ]
+        statuses = []
+        for c in self.containers.values():
+            cs: dict[str, Any] = {
+                "name": c.name,
+                "image": normalise_image(c.image),
+                "imageID": image_id(c.image) if c.container_id else "",
+                "ready": c.ready,
+                "started": c.started,
+                "restartCount": c.restart_count,
+                "state": copy.deepcopy(c.state),
+                "lastState": copy.deepcopy(c.last_state),
+            }
+            if c.container_id:
+                cs["containerID"] = c.container_id
+            statuses.append(cs)
+        status: dict[str, Any] = {
+            "phase": phase,
+            "conditions": conditions,
+            "hostIP": self.kubelet.host_ip,
+            "hostIPs": [{"ip": self.kubelet.host_ip}],
+            "startTime": self.start_time,
+            "containerStatuses": statuses,
+            "qosClass": old.get("qosClass") or qos_class(self.pod),
+        }
+        if self.sandbox_ready:
+            status["podIP"] = self.ip
+            status["podIPs"] = [{"ip": self.ip}]
+        return status
+
+    def event(
+        self, reason: str, message: str, *, warning: bool = False, container: str | None = None
+    ) -> None:
+        self.kubelet.events.record(
+            self.pod,
+            reason,
+            message,
+            warning=warning,
+            field_path=f"spec.containers{{{container}}}" if container else None,
+            component="kubelet",
+            host=self.node,
+        )
+
+    # -- the pod's life ------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            await self._prepare()
+            self.sandbox_ready = True
+            self.mark_dirty()
+            for c in self.containers.values():
+                self._tasks.append(asyncio.ensure_future(self._container_loop(c)))
+            await asyncio.gather(*self._tasks)
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("pod %s/%s: kubelet worker failed", self.namespace, self.name)
+
+    async def _prepare(self) -> None:
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (self.dir / "tmp").mkdir(exist_ok=True)
+        self.mark_dirty()
+        while True:
+            try:
+                self._mount_volumes()
+                return
+            except ConfigError as exc:
+                self.event("FailedMount", str(exc), warning=True)
+                await asyncio.sleep(MOUNT_RETRY)
+
+    def _mount_volumes(self) -> None:
+        """Write every volume into the pod dir and map mount paths onto it."""
+        store = self.kubelet.store
+        vols: dict[str, Path] = {}
+        for vol in self.pod["spec"].get("volumes") or []:
+            name = vol["name"]
+            where = self.dir / "volumes" / name
+            if where.exists():
+                shutil.rmtree(where)
+            where.mkdir(parents=True, mode=0o700)
+            vols[name] = where
+            for kind, resource, key in (
+                ("secret", "secrets", "secretName"),
+                ("configMap", "configmaps", "name"),
+            ):
+                if kind in vol:
+                    self._write_source(vol[kind], resource, key, where, name, store)
+            if "projected" in vol and name.startswith("kube-api-access"):
+                self._write_service_account(where)
+            elif "projected" in vol:
+                for src in vol["projected"].get("sources") or []:
+                    for kind, resource in (("secret", "secrets"), ("configMap", "configmaps")):
+                        if kind in src:
+                            self._write_source(src[kind], resource, "name", where, name, store)
+            if "downwardAPI" in vol:
+                for item in vol["downwardAPI"].get("items") or []:
+                    value = self._field_ref(item.get("fieldRef") or {})
+                    _write_file(where / item["path"], value.encode(), 0o644)
+        mounts: list[tuple[str, Path]] = []
+        injected = any(n.startswith("kube-api-access") for n in vols)
+        if not injected and self.pod["spec"].get("automountServiceAccountToken") is not False:
+            sa_dir = self.dir / SA_PATH.lstrip("/")
+            self._write_service_account(sa_dir)
+            mounts.append((SA_PATH, sa_dir))
+        for c in self.containers.values():
+            for vm in c.spec.get("volumeMounts") or []:
+                src = vols.get(vm.get("name", ""))
+                if src is None:
+                    continue  # e.g. the service-account token volume: nothing to offer
+                if vm.get("subPath"):
+                    src = src / vm["subPath"]
+                mount_path = "/" + vm["mountPath"].strip("/")
+                target = self.dir / mount_path.lstrip("/")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if target.is_symlink() or target.is_file():
+                    target.unlink()
+                elif target.is_dir():
+                    shutil.rmtree(target)
+                target.symlink_to(src)
+                mounts.append((mount_path, target))
+        self.mounts = sorted(set(mounts), key=lambda m: -len(m[0]))
+
+    def _write_service_account(self, where: Path) -> None:
+        """The token, CA and namespace files a real pod finds under SA_PATH."""
+        where.mkdir(parents=True, exist_ok=True, mode=0o700)
+        sa = self.pod["spec"].get("serviceAccountName") or "default"
+        token_for = getattr(self.kubelet.sandbox, "service_account_token", None)
+        if token_for is not None:
+            _write_file(where / "token", token_for(self.namespace, sa).encode(), 0o600)
+        ca = getattr(self.kubelet.sandbox, "ca_pem", None)
+        if ca:
+            _write_file(where / "ca.crt", ca if isinstance(ca, bytes) else str(ca).encode(), 0o644)
+        _write_file(where / "namespace", self.namespace.encode(), 0o644)
+
+    def _write_source(
+        self, src: dict[str, Any], resource: str, key: str, where: Path, vol: str, store: Any
+    ) -> None:
+        obj_name = src.get(key) or ""
+        obj = store.get(resource, self.namespace, obj_name)
+        kind = "secret" if resource == "secrets" else "configmap"
+        if obj is None:
+            if src.get("optional"):
+                return
+            raise ConfigError(
+                f'MountVolume.SetUp failed for volume "{vol}" : {kind} "{obj_name}" not found'
+            )
+        data = _object_data(obj)
+        mode = int(src.get("defaultMode", 0o644))
+        items = src.get("items")
+        if items:
+            for item in items:
+                if item["key"] not in data:
+                    if src.get("optional"):
+                        continue
+                    raise ConfigError(
+                        f'MountVolume.SetUp failed for volume "{vol}" : {kind} references '
+                        f"non-existent config key: {item['key']}"
+                    )
+                _write_file(where / item["path"], data[item["key"]], int(item.get("mode", mode)))
+        else:
+            for k, v in data.items():
+                _write_file(where / k, v, mode)
+
+    def map_path(self, value: str) -> str:
+        """A container path under a mount, rewritten into the pod dir."""
+        for mount, target in self.mounts:
+            if value == mount or value.startswith(mount + "/"):
+                return str(target) + value[len(mount) :]
+        return value
+
+    def map_words(self, value: str) -> str:
+        """Every mount path inside a command word (``sh -c 'cat /etc/x/y'``) rewritten."""
+        if not self.mounts:
+            return value
+        alternatives = "|".join(re.escape(m) for m, _ in self.mounts)
+        targets = dict((m, str(t)) for m, t in self.mounts)
+        pattern = re.compile(rf"(?<![\w./-])({alternatives})(?=/|$|[^\w.-])")
+        return pattern.sub(lambda m: targets[m.group(1)], value)
+
+    def _field_ref(self, ref: dict[str, Any]) -> str:
+        path = ref.get("fieldPath") or ""
+        md = self.pod["metadata"]
+        simple = {
+            "metadata.name": self.name,
+            "metadata.namespace": self.namespace,
+            "metadata.uid": self.uid,
+            "spec.nodeName": self.node,
+            "spec.serviceAccountName": self.pod["spec"].get("serviceAccountName") or "default",
+            "status.podIP": self.ip,
+            "status.podIPs": self.ip,
+            "status.hostIP": self.kubelet.host_ip,
+            "status.hostIPs": self.kubelet.host_ip,
+        }
+        if path in simple:
+            return simple[path]
+        m = re.fullmatch(r"metadata\.(labels|annotations)\['([^']*)'\]", path)
+        if m:
+            return str((md.get(m.group(1)) or {}).get(m.group(2), ""))
+        if path in ("metadata.labels", "metadata.annotations"):
+            return "\n".join(f'{k}="{v}"' for k, v in sorted((md.get(path[9:]) or {}).items()))
+        raise ConfigError(f"unsupported fieldRef fieldPath {path!r}")
+
+    def _resource_ref(self, c: Container, ref: dict[str, Any]) -> str:
+        res = ref.get("resource") or ""
+        target = self.containers.get(ref.get("containerName") or c.name, c)
+        kind, _, what = res.partition(".")
+        value = ((target.spec.get("resources") or {}).get(kind) or {}).get(what)
+        if value is None:
+            # Unset limits read as the node's allocatable, like the real downward API.
+            value = self.kubelet.node_allocatable(self.node).get(what, "0")
+        divisor = parse_quantity(str(ref.get("divisor") or "1"))
+        q = parse_quantity(str(value)) / (divisor or 1)
+        return str(int(-(-q // 1)))  # ceiling, as the real one does
+
+    def _build_env(self, c: Container) -> dict[str, str]:
+        store = self.kubelet.store
+        env: dict[str, str] = {}
+        for src in c.spec.get("envFrom") or []:
+            prefix = src.get("prefix") or ""
+            for kind, resource in (("configMapRef", "configmaps"), ("secretRef", "secrets")):
+                if kind not in src:
+                    continue
+                ref = src[kind]
+                obj = store.get(resource, self.namespace, ref.get("name") or "")
+                if obj is None:
+                    if ref.get("optional"):
+                        continue
+                    what = "configmap" if resource == "configmaps" else "secret"
+                    raise ConfigError(f'{what} "{ref.get("name")}" not found')
+                for k, v in _object_data(obj).items():
+                    env[prefix + k] = v.decode(errors="replace")
+        for item in c.spec.get("env") or []:
+            name = item["name"]
+            if "value" in item or "valueFrom" not in item:
+                env[name] = expand_vars(str(item.get("value") or ""), env)
+                continue
+            vf = item["valueFrom"]
+            if "fieldRef" in vf:
+                env[name] = self._field_ref(vf["fieldRef"])
+            elif "resourceFieldRef" in vf:
+                env[name] = self._resource_ref(c, vf["resourceFieldRef"])
+            else:
+                for kind, resource, what in (
+                    ("secretKeyRef", "secrets", "secret"),
+                    ("configMapKeyRef", "configmaps", "configmap"),
+                ):
+                    if kind not in vf:
+                        continue
+                    ref = vf[kind]
+                    obj = store.get(resource, self.namespace, ref.get("name") or "")
+                    data = _object_data(obj) if obj is not None else None
+                    if data is None or ref.get("key") not in data:
+                        if ref.get("optional"):
+                            break
+                        if data is None:
+                            raise ConfigError(f'{what} "{ref.get("name")}" not found')
+                        raise ConfigError(
+                            f"couldn't find key {ref.get('key')} in {what.capitalize()} "
+                            f"{self.namespace}/{ref.get('name')}"
+                        )
+                    env[name] = data[ref["key"]].decode(errors="replace")
+        env = {k: self.map_path(v) for k, v in env.items()}
+        return env
+
+    def _process_env(self, c: Container) -> dict[str, str]:
+        """The container's environment plus what a process needs on this machine."""
+        base = {
+            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            "HOME": str(self.dir),
+            "TMPDIR": str(self.dir / "tmp"),
+            "HOSTNAME": self.name,
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+            "PYTHONUNBUFFERED": "1",
+            "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+            "KUBERNETES_SERVICE_PORT": str(self.kubelet.api_port),
+            "KUBERNETES_SERVICE_PORT_HTTPS": str(self.kubelet.api_port),
+        }
+        base.update(c.env)
+        pp = [_PROJECT_ROOT, *filter(None, [os.environ.get("PYTHONPATH")])]
+        base["PYTHONPATH"] = os.pathsep.join(
+            pp + ([c.env["PYTHONPATH"]] if "PYTHONPATH" in c.env else [])
+        )
+        base["SANDBOX_POD_IP"] = self.ip
+        base["SANDBOX_ROOT"] = str(self.dir)
+        base["SANDBOX_HOST_ALIASES"] = (
+            f"kubernetes.default.svc:443=127.0.0.1:{self.kubelet.api_port},"
+            f"kubernetes.default.svc.cluster.local:443=127.0.0.1:{self.kubelet.api_port},"
+            f"kubernetes.default:443=127.0.0.1:{self.kubelet.api_port}"
+        )
+        return base
+
+    async def _pull(self, c: Container) -> None:
+        """Image pull events; the ImagePullBackOff fault loops here until deletion."""
+        image = c.image
+        policy = c.spec.get("imagePullPolicy") or (
+            "Always"
+            if image.endswith(":latest") or ":" not in image.rsplit("/", 1)[-1]
+            else "IfNotPresent"
+        )
+        if self.fault == "ImagePullBackOff":
+            full = normalise_image(image)
+            err = (
+                f'rpc error: code = NotFound desc = failed to pull and unpack image "{full}": '
+                f'failed to resolve reference "{full}": {full}: not found'
+            )
+            attempt = 0
+            while True:
+                self.event("Pulling", f'Pulling image "{image}"', container=c.name)
+                await asyncio.sleep(0.2 + self.start_delay)
+                c.state = {"waiting": {"reason": "ErrImagePull", "message": err}}
+                self.mark_dirty()
+                self.event(
+                    "Failed",
+                    f'Failed to pull image "{image}": {err}',
+                    warning=True,
+                    container=c.name,
+                )
+                self.event("Failed", "Error: ErrImagePull", warning=True, container=c.name)
+                await asyncio.sleep(BACKOFF_START)
+                msg = f'Back-off pulling image "{image}"'
+                c.state = {"waiting": {"reason": "ImagePullBackOff", "message": msg}}
+                self.mark_dirty()
+                self.event("BackOff", msg, container=c.name)
+                self.event("Failed", "Error: ImagePullBackOff", warning=True, container=c.name)
+                await asyncio.sleep(min(BACKOFF_CAP, BACKOFF_START * 2**attempt))
+                attempt += 1
+        present = image in self.kubelet.images and policy != "Always"
+        if present and not self.start_delay:
+            self.event(
+                "Pulled", f'Container image "{image}" already present on machine', container=c.name
+            )
+            return
+        self.event("Pulling", f'Pulling image "{image}"', container=c.name)
+        t0 = time.monotonic()
+        await asyncio.sleep(self.start_delay or 0.05)
+        took = time.monotonic() - t0
+        size = 2_000_000 + int(hashlib.sha256(image.encode()).hexdigest()[:6], 16) * 8
+        self.event(
+            "Pulled",
+            f'Successfully pulled image "{image}" in {took:.3f}s ({took:.3f}s including waiting). '
+            f"Image size: {size} bytes.",
+            container=c.name,
+        )
+        self.kubelet.images.add(image)
+
+    async def _container_loop(self, c: Container) -> None:
+        policy = self.pod["spec"].get("restartPolicy") or "Always"
+        crashes = 0
+        pulled = False
+        while not self.stopping:
+            # Configuration errors (a missing Secret behind an env var) block the start.
+            try:
+                c.env = self._build_env(c)
+            except ConfigError as exc:
+                c.state = {"waiting": {"reason": "CreateContainerConfigError", "message": str(exc)}}
+                self.mark_dirty()
+                self.event("Failed", f"Error: {exc}", warning=True, container=c.name)
+                await asyncio.sleep(MOUNT_RETRY)
+                continue
+            if not pulled:
+                await self._pull(c)
+                pulled = True
+            if self.stopping:
+                return
+            started_at = time.time()
+            code, reason, message = await self._run_once(c)
+            finished = {
+                "exitCode": code,
+                "reason": reason,
+                "startedAt": rfc3339(started_at),
+                "finishedAt": rfc3339(),
+            }
+            if message:
+                finished["message"] = message
+            if c.container_id:
+                finished["containerID"] = c.container_id
+            c.state = {"terminated": finished}
+            c.ready = False
+            c.started = False
+            if c.log is not None:
+                c.log.close()
+            self.mark_dirty()
+            if self.stopping:
+                return
+            if policy == "Never" or (policy == "OnFailure" and code == 0):
+                return
+            if time.time() - started_at > BACKOFF_RESET_AFTER:
+                crashes = 0
+            crashes += 1
+            if crashes > 1:
+                delay = min(BACKOFF_CAP, BACKOFF_START * 2 ** (crashes - 2))
+                pretty = f"{delay:g}s"
+                c.last_state = {"terminated": finished}
+                c.state = {
+                    "waiting": {
+                        "reason": "CrashLoopBackOff",
+                        "message": f"back-off {pretty} restarting failed container={c.name} "
+                        f"pod={self.name}_{self.namespace}({self.uid})",
+                    }
+                }
+                self.mark_dirty()
+                self.event(
+                    "BackOff",
+                    f"Back-off restarting failed container {c.name} in pod "
+                    f"{self.name}_{self.namespace}({self.uid})",
+                    warning=True,
+                    container=c.name,
+                )
+                await asyncio.sleep(delay)
+            c.last_state = {"terminated": finished}
+            c.restart_count += 1
+            c.previous_log = c.log
+
+    async def _run_once(self, c: Container) -> tuple[int, str, str | None]:
+        """Start the container, probe it, and wait for it to end: (exitCode, reason, message)."""
+        plan = plan_container(c.spec, c.env)
+        if self.fault == "CrashLoopBackOff":
+            plan = Plan(
+                [
+                    "sh",
+                    "-c",
+                    'echo "sandbox fault CrashLoopBackOff: the container exits with code 1"; exit 1',
+                ],
+                "fault",
+            )
+        argv = [self.map_words(expand_vars(a, c.env)) for a in plan.argv] if plan.argv else None
+        c.container_id = (
+            "containerd://"
+            + hashlib.sha256(
+                f"{self.uid}/{c.name}/{c.restart_count}/{time.time()}".encode()
+            ).hexdigest()
+        )
+        c.log = LogBuffer()
+        c.oom = c.killed_for_liveness = False
+        self.event("Created", f"Created container: {c.name}", container=c.name)
+        try:
+            if argv is None:
+                banner = b"SSH-2.0-sandbox-idle-locale\r\n" if 22 in c.ports() else b""
+                c.runtime = await IdleRuntime.start(self.ip, c.ports(), c.log, banner)
+            else:
+                if not shutil.which(argv[0], path=c.env.get("PATH") or os.environ.get("PATH")):
+                    raise FileNotFoundError(argv[0])
+                cwd = self.dir / (c.spec.get("workingDir") or "").lstrip("/")
+                cwd.mkdir(parents=True, exist_ok=True)
+                c.runtime = await ProcessRuntime.start(argv, self._process_env(c), str(cwd), c.log)
+                self.kubelet.pids.add(c.runtime.pid or 0)
+        except (FileNotFoundError, PermissionError, OSError) as exc:
+            what = argv[0] if argv else "listener"
+            msg = (
+                "failed to create containerd task: failed to create shim task: OCI runtime "
+                f'create failed: runc create failed: unable to start container process: exec: "{what}": '
+                f"executable file not found in $PATH: unknown"
+                if isinstance(exc, FileNotFoundError)
+                else f"failed to start container: {exc}"
+            )
+            self.event("Failed", f"Error: {msg}", warning=True, container=c.name)
+            return 128, "StartError", msg
+        runtime = c.runtime
+        self.event("Started", f"Started container {c.name}", container=c.name)
+        c.state = {"running": {"startedAt": rfc3339()}}
+        c.started = True
+        self.mark_dirty()
+        helpers = [asyncio.ensure_future(self._probe_loops(c))]
+        if self.fault == "OOMKilled":
+            helpers.append(asyncio.ensure_future(self._oom_after(c, self.kill_after or OOM_AFTER)))
+        elif self.kill_after:
+            helpers.append(asyncio.ensure_future(self._kill_after(c, self.kill_after)))
+        try:
+            code = await runtime.wait()
+        finally:
+            for h in helpers:
+                h.cancel()
+            if runtime.pid:
+                self.kubelet.pids.discard(runtime.pid)
+            c.runtime = None
+        if c.oom:
+            return 137, "OOMKilled", None
+        return code, ("Completed" if code == 0 else "Error"), None
+
+    async def _oom_after(self, c: Container, after: float) -> None:
+        await asyncio.sleep(after)
+        if c.runtime is None:
+            return
+        c.oom = True
+        pid = c.runtime.pid or random.randint(1000, 60000)
+        comm = (c.spec.get("command") or ["sleep"])[0].rsplit("/", 1)[-1]
+        self.kubelet.events.record(
+            self.kubelet.node_object(self.node),
+            "OOMKilling",
+            f"Memory cgroup out of memory: Killed process {pid} ({comm}) total-vm:1048576kB, "
+            f"anon-rss:{1 << 20}kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:2048kB oom_score_adj:984",
+            warning=True,
+            component="kernel-monitor",
+            host=self.node,
+        )
+        c.runtime.signal(signal.SIGKILL)
+
+    async def _kill_after(self, c: Container, after: float) -> None:
+        await asyncio.sleep(after)
+        if c.runtime is not None:
+            c.runtime.signal(signal.SIGKILL)
+
+    # -- probes --------------------------------------------------------------------------
+
+    async def _probe_loops(self, c: Container) -> None:
+        readiness = c.spec.get("readinessProbe")
+        liveness = c.spec.get("livenessProbe")
+        loops = []
+        if self.fault == "NeverReady":
+            loops.append(self._never_ready(c, readiness))
+        elif readiness:
+            loops.append(self._probe_loop(c, readiness, "Readiness"))
+        else:
+            c.ready = True
+            self.mark_dirty()
+        if liveness and self.fault != "NeverReady":
+            loops.append(self._probe_loop(c, liveness, "Liveness"))
+        if loops:
+            await asyncio.gather(*loops)
+
+    async def _never_ready(self, c: Container, probe: dict[str, Any] | None) -> None:
+        period = min(
+            float((probe or {}).get("periodSeconds") or NEVER_READY_PERIOD), NEVER_READY_PERIOD
+        )
+        await asyncio.sleep(float((probe or {}).get("initialDelaySeconds") or 0))
+        while True:
+            if probe and "tcpSocket" in probe:
+                port = c.resolve_port(probe["tcpSocket"].get("port"))
+                detail = f"dial tcp {self.ip}:{port}: connect: connection refused"
+            elif probe and "httpGet" in probe:
+                hg = probe["httpGet"]
+                port = c.resolve_port(hg.get("port"))
+                detail = (
+                    f'Get "http://{self.ip}:{port}{hg.get("path") or "/"}": dial tcp '
+                    f"{self.ip}:{port}: connect: connection refused"
+                )
+            else:
+                detail = "sandbox fault NeverReady: the container never reports ready"
+            self.event(
+                "Unhealthy", f"Readiness probe failed: {detail}", warning=True, container=c.name
+            )
+            await asyncio.sleep(period)
+
+    async def _probe_loop(self, c: Container, probe: dict[str, Any], kind: str) -> None:
+        initial = float(probe.get("initialDelaySeconds") or 0)
+        period = float(probe.get("periodSeconds") or 10)
+        timeout = float(probe.get("timeoutSeconds") or 1)
+        need_ok = int(probe.get("successThreshold") or 1)
+        need_fail = int(probe.get("failureThreshold") or 3)
+        oks = fails = 0
+        await asyncio.sleep(initial)
+        while c.runtime is not None:
+            ok, detail = await self._probe_once(c, probe, timeout)
+            if ok:
+                oks, fails = oks + 1, 0
+                if kind == "Readiness" and oks >= need_ok and not c.ready:
+                    c.ready = True
+                    self.mark_dirty()
+            else:
+                oks, fails = 0, fails + 1
+                self.event(
+                    "Unhealthy", f"{kind} probe failed: {detail}", warning=True, container=c.name
+                )
+                if kind == "Readiness" and fails >= need_fail and c.ready:
+                    c.ready = False
+                    self.mark_dirty()
+                if kind == "Liveness" and fails >= need_fail and c.runtime is not None:
+                    self.event(
+                        "Killing",
+                        f"Container {c.name} failed liveness probe, will be restarted",
+                        container=c.name,
+                    )
+                    c.killed_for_liveness = True
+                    await self._stop_runtime(c.runtime, self._grace())
+                    return
+            # Until first ready, poll faster so readiness follows a listener promptly.
+            await asyncio.sleep(
+                min(period, 0.5) if kind == "Readiness" and not c.ready and ok is False else period
+            )
+
+    async def _probe_once(
+        self, c: Container, probe: dict[str, Any], timeout: float
+    ) -> tuple[bool, str]:
+        try:
+            if "tcpSocket" in probe:
+                ts = probe["tcpSocket"]
+                port = c.resolve_port(ts.get("port"))
+                host = ts.get("host") or self.ip
+                try:
+                    _, w = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+                except TimeoutError:
+                    return False, f"dial tcp {host}:{port}: i/o timeout"
+                except OSError:
+                    return False, f"dial tcp {host}:{port}: connect: connection refused"
+                w.close()
+                return True, ""
+            if "httpGet" in probe:
+                import aiohttp
+
+                hg = probe["httpGet"]
+                port = c.resolve_port(hg.get("port"))
+                host = hg.get("host") or self.ip
+                scheme = (hg.get("scheme") or "HTTP").lower()
+                url = f"{scheme}://{host}:{port}{hg.get('path') or '/'}"
+                headers = {h["name"]: h["value"] for h in hg.get("httpHeaders") or []}
+                try:
+                    async with (
+                        aiohttp.ClientSession() as session,
+                        session.get(
+                            url,
+                            headers=headers,
+                            ssl=False,
+                            timeout=aiohttp.ClientTimeout(total=timeout),
+                        ) as resp,
+                    ):
+                        if 200 <= resp.status < 400:
+                            return True, ""
+                        return False, f"HTTP probe failed with statuscode: {resp.status}"
+                except TimeoutError:
+                    return False, f'Get "{url}": context deadline exceeded'
+                except aiohttp.ClientError:
+                    return (
+                        False,
+                        f'Get "{url}": dial tcp {host}:{port}: connect: connection refused',
+                    )
+            if "exec" in probe:
+                cmd = [self.map_words(str(x)) for x in probe["exec"].get("command") or []]
+                proc = await asyncio.create_subprocess_exec(
+                    *cmd,
+                    env=self._process_env(c),
+                    cwd=str(self.dir),
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,
+                )
+                try:
+                    out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+                except TimeoutError:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    await proc.wait()
+                    return False, f"command {shlex.join(cmd)!r} timed out"
+                if proc.returncode == 0:
+                    return True, ""
+                return False, out.decode(errors="replace").strip() or (
+                    f"command {shlex.join(cmd)!r} exited with {proc.returncode}"
+                )
+        except (ValueError, FileNotFoundError) as exc:
+            return False, str(exc)
+        return True, ""  # grpc and unknown handlers: not simulated, treated as passing
+
+    # -- stopping ------------------------------------------------------------------------
+
+    def _grace(self) -> float:
+        md = self.pod["metadata"]
+        grace = md.get("deletionGracePeriodSeconds")
+        if grace is None:
+            grace = self.pod["spec"].get("terminationGracePeriodSeconds", 30)
+        return max(0.0, min(float(grace), GRACE_CAP))
+
+    @staticmethod
+    async def _stop_runtime(runtime: Runtime, grace: float) -> None:
+        runtime.signal(signal.SIGTERM)
+        waiter = asyncio.ensure_future(runtime.wait())
+        done, _ = await asyncio.wait({waiter}, timeout=grace)
+        if not done:
+            runtime.signal(signal.SIGKILL)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(waiter, 5.0)
+        waiter.cancel()
+
+    async def stop(self, grace: float | None, *, remove_object: bool) -> None:
+        """Kill the containers (SIGTERM, grace, SIGKILL), clean up, maybe delete the pod."""
+        if self.stopping:
+            return
+        self.stopping = True
+        grace = self._grace() if grace is None else grace
+        running = [c for c in self.containers.values() if c.runtime is not None]
+        for c in running:
+            if remove_object:
+                self.event("Killing", f"Stopping container {c.name}", container=c.name)
+        await asyncio.gather(
+            *(self._stop_runtime(c.runtime, grace) for c in running if c.runtime is not None)
+        )
+        self._main.cancel()
+        for t in self._tasks:
+            t.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(
+                asyncio.gather(self._main, *self._tasks, return_exceptions=True), 5.0
+            )
+        for c in self.containers.values():
+            if c.log is not None:
+                c.log.close()
+        if remove_object:
+            self._flush()
+            with contextlib.suppress(Exception):
+                cur = self.kubelet.store.get("pods", self.namespace, self.name)
+                if cur is not None and cur["metadata"]["uid"] == self.uid:
+                    self.kubelet.store.delete("pods", self.namespace, self.name)
+        self.gone = True
+        shutil.rmtree(self.dir, ignore_errors=True)
+        _release_ip(self.ip)
+
+    def processes(self) -> list[int]:
+        return [c.runtime.pid for c in self.containers.values() if c.runtime and c.runtime.pid]
+
+
+def _float(value: Any) -> float:
+    try:
+        return max(0.0, float(value))
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _object_data(obj: dict[str, Any]) -> dict[str, bytes]:
+    """The decoded key -> bytes of a Secret (base64 ``data``) or ConfigMap (text ``data``)."""
+    if obj.get("kind") == "ConfigMap":
+        out = {k: str(v).encode() for k, v in (obj.get("data") or {}).items()}
+        out.update({k: base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()})
+        return out
+    out = {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
+    for k, v in (obj.get("stringData") or {}).items():
+        out[k] = str(v).encode()
+    return out
+
+
+def _write_file(path: Path, data: bytes, mode: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(path, mode & 0o777)
+
+
+def qos_class(pod: dict[str, Any]) -> str:
+    reqs = [(c.get("resources") or {}) for c in pod["spec"].get("containers") or []]
+    if not any(r.get("requests") or r.get("limits") for r in reqs):
+        return "BestEffort"
+    for r in reqs:
+        lim = r.get("limits") or {}
+        req = r.get("requests") or lim
+        for k in ("cpu", "memory"):
+            if k not in lim or parse_quantity(str(req.get(k, lim[k]))) != parse_quantity(
+                str(lim[k])
+            ):
+                return "Burstable"
+    return "Guaranteed"
+
+
+# ---------------------------------------------------------------------------------------
+# The kubelet
+
+
+class Kubelet:
+    """Runs the pods bound to the sandbox's node(s) (see the module docstring)."""
+
+    def __init__(self, sandbox: Any) -> None:
+        self.sandbox = sandbox
+        self.store = sandbox.store
+        self.host_ip = "127.0.0.1"
+        self.events = EventRecorder(self.store)
+        self.images: set[str] = set()
+        self.pids: set[int] = set()
+        self.workers: dict[str, PodWorker] = {}
+        self._finished: set[str] = set()  # pod uids whose worker ended (never restarted)
+        self._unsubscribe: Callable[[], None] | None = None
+        self.root = Path(tempfile.mkdtemp(prefix="arkouda-k8s-sandbox-", dir=_tmpfs()))
+        os.chmod(self.root, 0o700)
+        self._stop_tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def api_port(self) -> int:
+        port = getattr(self.sandbox, "port", None)
+        if port:
+            return int(port)
+        url = getattr(self.sandbox, "url", "") or ""
+        m = re.search(r":(\d+)/?$", url)
+        return int(m.group(1)) if m else 443
+
+    def _serves(self, node: str | None) -> bool:
+        if not node:
+            return False
+        names = getattr(self.sandbox, "node_names", None)
+        return node in names if names else self.store.get("nodes", None, node) is not None
+
+    def node_object(self, node: str) -> dict[str, Any]:
+        obj = self.store.get("nodes", None, node)
+        return obj or {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node, "uid": node}}
+
+    def node_allocatable(self, node: str) -> dict[str, str]:
+        obj = self.store.get("nodes", None, node) or {}
+        return dict((obj.get("status") or {}).get("allocatable") or {})
+
+    async def start(self) -> None:
+        self._unsubscribe = self.store.subscribe(self._on_change)
+        pods, _ = self.store.list("pods")
+        for pod in pods:
+            self._sync(pod)
+
+    async def stop(self) -> None:
+        if self._unsubscribe:
+            self._unsubscribe()
+            self._unsubscribe = None
+        await self.shutdown()
+
+    async def shutdown(self) -> None:
+        """Stop every container now (short grace), remove every pod dir; objects stay."""
+        workers = list(self.workers.values())
+        self.workers.clear()
+        await asyncio.gather(*(w.stop(1.0, remove_object=False) for w in workers))
+        if self._stop_tasks:
+            await asyncio.gather(*self._stop_tasks, return_exceptions=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _on_change(self, kind: str, resource: str, obj: dict[str, Any]) -> None:
+        if resource != "pods":
+            return
+        # The store calls back inside its write: act on the next loop turn.
+        asyncio.get_running_loop().call_soon(self._sync, obj, kind == "DELETED")
+
+    def _sync(self, pod: dict[str, Any], deleted: bool = False) -> None:
+        md = pod["metadata"]
+        uid = md["uid"]
+        worker = self.workers.get(uid)
+        if worker is None:
+            if deleted or uid in self._finished or not self._serves(pod["spec"].get("nodeName")):
+                return
+            if md.get("deletionTimestamp"):
+                self._spawn(self._delete_unstarted(pod))
+                return
+            if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                return
+            self.workers[uid] = PodWorker(self, pod)
+            return
+        worker.pod = pod
+        if deleted:
+            # Removed at once (the store has no graceful pod deletion): the processes
+            # still get their grace period, as a real kubelet gives them on force delete.
+            self._stop(worker, None, remove=False)
+            return
+        if md.get("deletionTimestamp") and not worker.stopping:
+            grace = md.get("deletionGracePeriodSeconds")
+            self._stop(worker, None if grace is None else min(float(grace), GRACE_CAP), remove=True)
+
+    def _stop(self, worker: PodWorker, grace: float | None, remove: bool) -> None:
+        self.workers.pop(worker.uid, None)
+        self._finished.add(worker.uid)
+        self._spawn(worker.stop(grace, remove_object=remove))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._stop_tasks.add(task)
+        task.add_done_callback(self._stop_tasks.discard)
+
+    async def _delete_unstarted(self, pod: dict[str, Any]) -> None:
+        md = pod["metadata"]
+        with contextlib.suppress(Exception):
+            cur = self.store.get("pods", md.get("namespace"), md["name"])
+            if cur is not None and cur["metadata"]["uid"] == md["uid"]:
+                self.store.delete("pods", md.get("namespace"), md["name"])
+
+    # -- what the API server asks ---------------------------------------------------------
+
+    def _worker(self, namespace: str, name: str) -> PodWorker | None:
+        for w in self.workers.values():
+            if w.namespace == namespace and w.name == name:
+                return w
+        return None
+
+    def pod_ip(self, namespace: str, name: str) -> str | None:
+        w = self._worker(namespace, name)
+        return w.ip if w is not None and w.sandbox_ready else None
+
+    def processes(self) -> list[int]:
+        return sorted(self.pids)
+
+    pod_processes = processes
+
+    def _log_for(
+        self, namespace: str, name: str, container: str | None, previous: bool
+    ) -> LogBuffer:
+        w = self._worker(namespace, name)
+        if w is None:
+            raise log_unavailable(f'pod "{name}" is not running on this node')
+        if container is None:
+            if len(w.containers) != 1:
+                names = " ".join(w.containers)
+                raise log_unavailable(
+                    f"a container name must be specified for pod {name}, choose one of: [{names}]"
+                )
+            container = next(iter(w.containers))
+        c = w.containers.get(container)
+        if c is None:
+            raise log_unavailable(f"container {container} is not valid for pod {name}")
+        if previous:
+            if c.previous_log is None:
+                raise log_unavailable(
+                    f'previous terminated container "{container}" in pod "{name}" not found'
+                )
+            return c.previous_log
+        if c.log is None:
+            reason = (c.state.get("waiting") or {}).get("reason", "ContainerCreating")
+            raise log_unavailable(
+                f'container "{container}" in pod "{name}" is waiting to start: {reason}'
+            )
+        return c.log
+
+    def read_log(
+        self,
+        namespace: str,
+        name: str,
+        container: str | None = None,
+        tail_lines: int | None = None,
+        previous: bool = False,
+        timestamps: bool = False,
+        since_seconds: float | None = None,
+        limit_bytes: int | None = None,
+    ) -> bytes:
+        buf = self._log_for(namespace, name, container, previous)
+        since = time.time() - since_seconds if since_seconds is not None else None
+        return buf.read(tail_lines, timestamps, since, limit_bytes)
+
+    async def follow_log(
+        self,
+        namespace: str,
+        name: str,
+        container: str | None = None,
+        tail_lines: int | None = None,
+        previous: bool = False,
+        timestamps: bool = False,
+        since_seconds: float | None = None,
+        limit_bytes: int | None = None,
+    ) -> AsyncIterator[bytes]:
+        buf = self._log_for(namespace, name, container, previous)
+        since = time.time() - since_seconds if since_seconds is not None else None
+        sent = 0
+        async for chunk in buf.follow(tail_lines, timestamps, since):
+            if limit_bytes is not None:
+                chunk = chunk[: max(0, limit_bytes - sent)]
+            sent += len(chunk)
+            if chunk:
+                yield chunk
+            if limit_bytes is not None and sent >= limit_bytes:
+                return
+
+
+def _tmpfs() -> str | None:
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None

@@ -1,0 +1,466 @@
+"""The simulated kubelet: pods as processes, IPs, env, mounts, probes, logs, restarts."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import stat
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from kubelet_world import World, alive, condition, container_status, descendants, is_ready
+
+from arkouda_k8s.sandbox.kubelet import expand_vars, normalise_image, plan_container
+
+PY = sys.executable
+
+
+@pytest.fixture(scope="module")
+def world():
+    w = World()
+    yield w
+    w.close()
+
+
+def _pod(name: str, command: list[str] | None, **spec) -> dict:
+    container = {
+        "name": spec.pop("container_name", "main"),
+        "image": spec.pop("image", "busybox:1.36"),
+    }
+    if command is not None:
+        container["command"] = command
+    for key in (
+        "env",
+        "envFrom",
+        "ports",
+        "readinessProbe",
+        "livenessProbe",
+        "volumeMounts",
+        "resources",
+    ):
+        if key in spec:
+            container[key] = spec.pop(key)
+    meta = {
+        "name": name,
+        "labels": spec.pop("labels", {}),
+        "annotations": spec.pop("annotations", {}),
+    }
+    return {"metadata": meta, "spec": {"containers": [container], **spec}}
+
+
+def _listener(delay: float, port: int = 8080) -> list[str]:
+    code = (
+        "import os, socket, time\n"
+        f"time.sleep({delay})\n"
+        "s = socket.socket(); s.bind((os.environ['SANDBOX_POD_IP'], %d)); s.listen()\n"
+        "print('listening', flush=True)\n"
+        "while True:\n    c, _ = s.accept(); c.close()\n" % port
+    )
+    return [PY, "-c", code]
+
+
+def test_deployment_pods_are_processes_with_unique_ips_and_tcp_readiness(world):
+    world.create(
+        "deployments.apps",
+        {
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 3,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "web",
+                                "image": "example/web:1",
+                                "command": _listener(1.5),
+                                "ports": [{"containerPort": 8080}],
+                                "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1},
+                            }
+                        ]
+                    },
+                },
+            },
+        },
+    )
+    pods = world.wait(
+        "3 running web pods",
+        lambda: (
+            [
+                p
+                for p in world.store.list("pods", "default", label_selector="app=web")[0]
+                if container_status(p).get("state", {}).get("running")
+            ]
+            if len(world.store.list("pods", "default", label_selector="app=web")[0]) == 3
+            else None
+        ),
+    )
+    # Running but not listening yet: the TCP probe must keep them unready.
+    early = [world.pod(p["metadata"]["name"]) for p in pods]
+    assert not any(
+        is_ready(p)
+        for p in early
+        if "listening" not in world.kubelet.read_log("default", p["metadata"]["name"]).decode()
+    )
+    ready = world.wait(
+        "3 ready web pods",
+        lambda: (lambda ps: ps if len(ps) == 3 and all(is_ready(p) for p in ps) else None)(
+            world.store.list("pods", "default", label_selector="app=web")[0]
+        ),
+    )
+    ips = [p["status"]["podIP"] for p in ready]
+    assert len(set(ips)) == 3
+    for p in ready:
+        assert ipaddress.ip_address(p["status"]["podIP"]) in ipaddress.ip_network("127.0.0.0/8")
+        assert p["status"]["hostIP"] == "127.0.0.1"
+        assert p["spec"]["nodeName"] == "sandbox-node"
+        assert b"listening" in world.log(p["metadata"]["name"])
+        # The readiness reflects a real listener on the pod IP.
+        with socket.create_connection((p["status"]["podIP"], 8080), timeout=2):
+            pass
+        cs = container_status(p)
+        assert cs["ready"] and cs["started"] and cs["restartCount"] == 0
+        assert cs["containerID"].startswith("containerd://")
+        assert cs["image"] == "docker.io/example/web:1"
+        assert cs["imageID"].startswith("docker.io/example/web@sha256:")
+    pids = world.call(world.kubelet.processes)
+    assert len(pids) == 3 and all(alive(pid) for pid in pids)
+    world.delete("deployments.apps", "web")
+    world.wait(
+        "web pods gone",
+        lambda: not world.store.list("pods", "default", label_selector="app=web")[0],
+    )
+    world.wait("web processes gone", lambda: not any(alive(pid) for pid in pids), timeout=10)
+
+
+def test_env_and_mounted_secret_reach_the_process_and_the_pod_dir_goes_with_the_pod(world):
+    world.create(
+        "secrets",
+        {"metadata": {"name": "creds"}, "stringData": {"user": "test-user", "pw": "test-pw-1"}},
+    )
+    world.create(
+        "configmaps",
+        {"metadata": {"name": "conf"}, "data": {"mode": "fast", "script.sh": "echo from-script"}},
+    )
+    script = (
+        'echo "name=$MY_NAME ns=$MY_NS ip=$MY_IP node=$MY_NODE app=$MY_APP host=$MY_HOST"; '
+        'echo "user=$USER_NAME mode=$MODE cfg_mode=$CFG_mode"; '
+        'echo "file=$(cat /etc/creds/pw)"; echo "via_env=$(cat $PW_FILE)"; '
+        "sh /opt/tools/run.sh; "
+        'echo "root=$SANDBOX_ROOT cwd=$(pwd)"; echo "aliases=$SANDBOX_HOST_ALIASES"; '
+        "python3 -c 'import arkouda_k8s; print(\"imports\", arkouda_k8s.__name__)'; sleep 60"
+    )
+    world.create(
+        "pods",
+        _pod(
+            "envpod",
+            ["sh", "-c", script],
+            labels={"app": "envtest"},
+            env=[
+                {"name": "MY_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "MY_NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                {"name": "MY_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                {"name": "MY_NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                {"name": "MY_HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+                {
+                    "name": "MY_APP",
+                    "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}},
+                },
+                {
+                    "name": "USER_NAME",
+                    "valueFrom": {"secretKeyRef": {"name": "creds", "key": "user"}},
+                },
+                {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "conf", "key": "mode"}}},
+                {"name": "PW_FILE", "value": "/etc/creds/pw"},
+            ],
+            envFrom=[{"configMapRef": {"name": "conf"}, "prefix": "CFG_"}],
+            volumeMounts=[
+                {"name": "creds", "mountPath": "/etc/creds", "readOnly": True},
+                {"name": "conf", "mountPath": "/opt/tools/run.sh", "subPath": "run.sh"},
+            ],
+            volumes=[
+                {"name": "creds", "secret": {"secretName": "creds", "defaultMode": 0o400}},
+                {
+                    "name": "conf",
+                    "configMap": {
+                        "name": "conf",
+                        "items": [{"key": "script.sh", "path": "run.sh", "mode": 0o755}],
+                    },
+                },
+            ],
+        ),
+    )
+    world.wait_pod("envpod", lambda p: b"imports" in world.log("envpod"), "output")
+    pod = world.pod("envpod")
+    out = world.call(world.kubelet.read_log, "default", "envpod").decode()
+    ip = pod["status"]["podIP"]
+    assert f"name=envpod ns=default ip={ip} node=sandbox-node app=envtest host=127.0.0.1" in out
+    assert "user=test-user mode=fast cfg_mode=fast" in out
+    assert "file=test-pw-1" in out and "via_env=test-pw-1" in out
+    assert "from-script" in out
+    assert "imports arkouda_k8s" in out
+    root = out.split("root=", 1)[1].split()[0]
+    assert root.startswith("/dev/shm/arkouda-k8s-sandbox-") and root.endswith(
+        pod["metadata"]["uid"]
+    )
+    assert out.split("cwd=", 1)[1].split()[0].startswith(root)
+    assert "kubernetes.default.svc:443=127.0.0.1:9" in out
+    assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(Path(root, "etc/creds/pw")).st_mode) == 0o400
+    assert stat.S_IMODE(os.stat(Path(root, "opt/tools/run.sh")).st_mode) == 0o755
+    world.delete("pods", "envpod")
+    world.wait("pod dir removed", lambda: not os.path.exists(root), timeout=10)
+
+
+def test_missing_secret_keeps_pod_creating_with_failed_mount_until_it_exists(world):
+    world.create(
+        "pods",
+        _pod(
+            "mountwait",
+            ["sh", "-c", "cat /s/k; sleep 60"],
+            volumeMounts=[{"name": "s", "mountPath": "/s"}],
+            volumes=[{"name": "s", "secret": {"secretName": "later"}}],
+        ),
+    )
+    world.wait(
+        "FailedMount event",
+        lambda: [
+            e
+            for e in world.store.list("events", "default")[0]
+            if e["involvedObject"]["name"] == "mountwait" and e["reason"] == "FailedMount"
+        ],
+    )
+    pod = world.pod("mountwait")
+    assert pod["status"]["phase"] == "Pending"
+    assert container_status(pod)["state"] == {"waiting": {"reason": "ContainerCreating"}}
+    ev = [e for e in world.events("mountwait") if e["reason"] == "FailedMount"][0]
+    assert ev["type"] == "Warning"
+    assert ev["message"] == 'MountVolume.SetUp failed for volume "s" : secret "later" not found'
+    world.create("secrets", {"metadata": {"name": "later"}, "stringData": {"k": "arrived"}})
+    world.wait_pod(
+        "mountwait",
+        lambda p: b"arrived" in world.log("mountwait"),
+        "secret content",
+    )
+    world.delete("pods", "mountwait")
+
+
+def test_missing_env_secret_is_create_container_config_error(world):
+    world.create(
+        "pods",
+        _pod(
+            "cfgerr",
+            ["sleep", "30"],
+            env=[{"name": "X", "valueFrom": {"secretKeyRef": {"name": "nope", "key": "k"}}}],
+        ),
+    )
+    pod = world.wait_pod(
+        "cfgerr",
+        lambda p: (
+            container_status(p).get("state", {}).get("waiting", {}).get("reason")
+            == "CreateContainerConfigError"
+        ),
+        "config error",
+    )
+    assert container_status(pod)["state"]["waiting"]["message"] == 'secret "nope" not found'
+    world.delete("pods", "cfgerr")
+
+
+def test_logs_timestamps_tail_follow_and_previous(world):
+    world.create(
+        "pods",
+        _pod("logger", ["sh", "-c", "for i in 1 2 3 4 5; do echo line$i; done; sleep 0.3; exit 2"]),
+    )
+    world.wait_pod("logger", lambda p: container_status(p).get("restartCount", 0) >= 1, "a restart")
+    previous = world.call(world.kubelet.read_log, "default", "logger", None, None, True).decode()
+    assert previous == "line1\nline2\nline3\nline4\nline5\n"
+    tail = world.call(
+        lambda: world.kubelet.read_log("default", "logger", tail_lines=2, previous=True)
+    )
+    assert tail == b"line4\nline5\n"
+    stamped = world.call(
+        lambda: world.kubelet.read_log("default", "logger", previous=True, timestamps=True)
+    )
+    first = stamped.decode().splitlines()[0]
+    stamp, text = first.split(" ", 1)
+    assert (
+        text == "line1"
+        and stamp.endswith("Z")
+        and len(stamp) == len("2026-01-01T00:00:00.000000000Z")
+    )
+    pod = world.pod("logger")
+    last = container_status(pod)["lastState"]["terminated"]
+    assert last["exitCode"] == 2 and last["reason"] == "Error"
+    world.delete("pods", "logger")
+
+    world.create(
+        "pods",
+        _pod(
+            "follower",
+            ["sh", "-c", "echo a; sleep 0.5; echo b; sleep 0.5; echo c"],
+            restartPolicy="Never",
+        ),
+    )
+    world.wait_pod(
+        "follower",
+        lambda p: (
+            container_status(p).get("state", {}).get("running")
+            or container_status(p).get("state", {}).get("terminated")
+        ),
+        "start",
+    )
+
+    async def follow() -> bytes:
+        chunks = []
+        async for chunk in world.kubelet.follow_log("default", "follower"):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    assert world.call(follow, timeout=10) == b"a\nb\nc\n"
+    world.delete("pods", "follower")
+
+
+def test_log_errors_match_the_real_messages(world):
+    from arkouda_k8s.sandbox.store import ApiError
+
+    world.create("pods", _pod("quiet", ["sleep", "30"]))
+    world.wait_pod(
+        "quiet", lambda p: container_status(p).get("state", {}).get("running"), "running"
+    )
+    with pytest.raises(
+        ApiError, match='previous terminated container "main" in pod "quiet" not found'
+    ):
+        world.call(lambda: world.kubelet.read_log("default", "quiet", previous=True))
+    world.delete("pods", "quiet")
+
+
+def test_restart_policies_and_exit_states(world):
+    world.create("pods", _pod("ok", ["sh", "-c", "exit 0"], restartPolicy="Never"))
+    world.create("pods", _pod("bad", ["sh", "-c", "exit 3"], restartPolicy="Never"))
+    world.create("pods", _pod("onfail", ["sh", "-c", "exit 0"], restartPolicy="OnFailure"))
+    ok = world.wait_pod("ok", lambda p: p["status"].get("phase") == "Succeeded", "Succeeded")
+    term = container_status(ok)["state"]["terminated"]
+    assert term["exitCode"] == 0 and term["reason"] == "Completed"
+    assert condition(ok, "Ready")["reason"] == "PodCompleted"
+    bad = world.wait_pod("bad", lambda p: p["status"].get("phase") == "Failed", "Failed")
+    term = container_status(bad)["state"]["terminated"]
+    assert term["exitCode"] == 3 and term["reason"] == "Error"
+    assert container_status(bad)["restartCount"] == 0
+    world.wait_pod("onfail", lambda p: p["status"].get("phase") == "Succeeded", "Succeeded")
+    for name in ("ok", "bad", "onfail"):
+        world.delete("pods", name)
+
+
+def test_liveness_failure_kills_and_restarts(world):
+    world.create(
+        "pods",
+        _pod(
+            "unlive",
+            ["sleep", "60"],
+            ports=[{"containerPort": 7000, "name": "svc"}],
+            livenessProbe={"tcpSocket": {"port": "svc"}, "periodSeconds": 1, "failureThreshold": 2},
+        ),
+    )
+    pod = world.wait_pod(
+        "unlive", lambda p: container_status(p).get("restartCount", 0) >= 1, "a liveness restart"
+    )
+    reasons = {(e["reason"], e["message"]) for e in world.events("unlive")}
+    assert ("Killing", "Container main failed liveness probe, will be restarted") in reasons
+    ip = pod["status"]["podIP"]
+    assert (
+        "Unhealthy",
+        f"Liveness probe failed: dial tcp {ip}:7000: connect: connection refused",
+    ) in reasons
+    world.delete("pods", "unlive")
+
+
+def test_delete_sends_sigterm_then_sigkill_after_the_grace_period(world):
+    world.create(
+        "pods",
+        _pod(
+            "stubborn",
+            ["sh", "-c", "trap '' TERM; echo trapped; while true; do sleep 0.1; done"],
+            terminationGracePeriodSeconds=1,
+        ),
+    )
+    before = set(world.call(world.kubelet.processes))
+    world.wait_pod(
+        "stubborn",
+        lambda p: b"trapped" in world.log("stubborn"),
+        "trap set",
+    )
+    (pid,) = set(world.call(world.kubelet.processes)) - before
+    t0 = time.monotonic()
+    world.delete("pods", "stubborn")
+    world.wait("stubborn process killed", lambda: not alive(pid), timeout=10)
+    took = time.monotonic() - t0
+    assert 0.8 <= took < 5, took  # it ignored SIGTERM, so only the SIGKILL after 1 s ended it
+    assert not [p for p in descendants() if _pgid(p) == pid]  # its sleep children went too
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+def test_idle_locale_pods_are_listeners_not_processes(world):
+    before = set(world.call(world.kubelet.processes))
+    world.create(
+        "pods",
+        _pod(
+            "locale",
+            ["sh", "/opt/arkouda/start-arkouda-locale.sh"],
+            image="bearsrus/arkouda-udp-server:v2023.05.05",
+            ports=[{"containerPort": 22}],
+            readinessProbe={"tcpSocket": {"port": 22}, "periodSeconds": 1},
+        ),
+    )
+    pod = world.wait_pod("locale", is_ready, "Ready")
+    assert set(world.call(world.kubelet.processes)) == before
+    with socket.create_connection((pod["status"]["podIP"], 22), timeout=2) as s:
+        assert s.recv(64).startswith(b"SSH-2.0-")
+    world.delete("pods", "locale")
+    world.wait("listener closed", lambda: world.pod("locale") is None)
+    with pytest.raises(OSError):
+        socket.create_connection((pod["status"]["podIP"], 22), timeout=1).close()
+
+
+def test_image_table_and_helpers():
+    server = plan_container(
+        {
+            "image": "bearsrus/arkouda-udp-server:v2023.05.05",
+            "command": ["sh", "/opt/arkouda/start-arkouda-server.sh"],
+            "args": ["--ServerPort=5555"],
+        },
+        {"NUMLOCALES": "3"},
+    )
+    assert server.argv == [
+        sys.executable,
+        "-m",
+        "arkouda_k8s.sandbox.arkouda_server",
+        "-nl",
+        "3",
+        "--ServerPort=5555",
+    ]
+    locale = plan_container(
+        {
+            "image": "reg.example/x/arkouda-smp-server:v1",
+            "command": ["sh", "/opt/arkouda/start-arkouda-locale.sh"],
+        },
+        {},
+    )
+    assert locale.argv is None
+    assert plan_container({"image": "busybox"}, {}).argv is None
+    assert plan_container({"image": "busybox", "command": ["echo"], "args": ["hi"]}, {}).argv == [
+        "echo",
+        "hi",
+    ]
+    assert expand_vars("$(A)-$(B)-$$(A)", {"A": "1"}) == "1-$(B)-$(A)"
+    assert normalise_image("busybox") == "docker.io/library/busybox:latest"
+    assert normalise_image("quay.io/a/b:1") == "quay.io/a/b:1"
