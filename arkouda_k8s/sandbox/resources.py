@@ -232,3 +232,68 @@ def api_resource_list(group: str, version: str) -> dict[str, Any] | None:
         "groupVersion": gv,
         "resources": resources,
     }
+
+
+def openapi_v3_root() -> dict[str, Any]:
+    """The ``/openapi/v3`` index: one document per group version we serve."""
+    paths = {}
+    for r in RESOURCES:
+        prefix = f"apis/{r.group}/{r.version}" if r.group else "api/v1"
+        paths[prefix] = {"serverRelativeURL": f"/openapi/v3/{prefix}?hash=sandbox1"}
+    return {"paths": paths}
+
+
+# kubectl falls back to its compiled-in patch metadata when the document does not offer
+# strategic merge patch, which is what the sandbox wants (it carries no full schemas).
+_PATCH_TYPES = (
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/apply-patch+yaml",
+)
+
+
+def openapi_v3_document(prefix: str) -> dict[str, Any] | None:
+    """A minimal per-group-version OpenAPI v3 document.
+
+    It holds only what kubectl reads from it: the PATCH operation of every resource
+    with its ``x-kubernetes-group-version-kind`` and the ``fieldValidation`` and
+    ``dryRun`` query parameters, so that ``kubectl apply``/``create`` leave field
+    validation to the server (``fieldValidation=Strict``) instead of downloading schemas.
+    """
+    rows = [
+        r for r in RESOURCES if (f"apis/{r.group}/{r.version}" if r.group else "api/v1") == prefix
+    ]
+    if not rows:
+        return None
+    params = [
+        {"name": n, "in": "query", "schema": {"type": "string", "uniqueItems": True}}
+        for n in ("dryRun", "fieldManager", "fieldValidation", "force", "pretty")
+    ]
+    paths: dict[str, Any] = {}
+    for r in rows:
+        if "patch" not in r.verbs:
+            continue
+        base = f"/{prefix}" + ("/namespaces/{namespace}" if r.namespaced else "")
+        paths[f"{base}/{r.plural}/{{name}}"] = {
+            "patch": {
+                "operationId": f"patch{r.kind}",
+                "parameters": params,
+                "requestBody": {
+                    "content": {t: {"schema": {"type": "object"}} for t in _PATCH_TYPES},
+                    "required": True,
+                },
+                "responses": {"200": {"description": "OK"}},
+                "x-kubernetes-action": "patch",
+                "x-kubernetes-group-version-kind": {
+                    "group": r.group,
+                    "version": r.version,
+                    "kind": r.kind,
+                },
+            }
+        }
+    return {
+        "openapi": "3.0.0",
+        "info": {"title": "arkouda-k8s sandbox (simulated Kubernetes API)", "version": "v1.32.0"},
+        "paths": paths,
+        "components": {"schemas": {}},
+    }

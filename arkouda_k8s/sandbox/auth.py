@@ -1,0 +1,545 @@
+"""Identity for the sandbox API server: its CA, who is calling, and what they may do.
+
+- ``CertificateAuthority``: the sandbox's own CA (EC P-256, in memory), the server's
+  TLS certificate (SANs 127.0.0.1, localhost, kubernetes.default.svc) and the
+  ``kubernetes.io/kube-apiserver-client`` signer behind approved CSRs.
+- ``UserInfo`` and ``Authenticator``: bearer tokens and client certificates (CN = user,
+  O = groups), like kube-apiserver's x509 and static-token authenticators.
+- ``authorize``: RBAC over the stored Roles/RoleBindings/ClusterRoles/
+  ClusterRoleBindings, with the real ``... is forbidden: User "x" cannot ...`` wording.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import secrets
+import ssl
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+ADMIN_USER = "sandbox-admin"
+MASTERS = "system:masters"
+AUTHENTICATED = "system:authenticated"
+UNAUTHENTICATED = "system:unauthenticated"
+ANONYMOUS = "system:anonymous"
+CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client"
+SERVER_NAMES = ("localhost", "kubernetes.default.svc", "kubernetes.default", "kubernetes")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class CertificateAuthority:
+    """The sandbox CA; the private keys never leave memory unencrypted."""
+
+    def __init__(self, name: str = "arkouda-k8s-sandbox-ca") -> None:
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        self.cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(self._key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(_now() - dt.timedelta(minutes=5))
+            .not_valid_after(_now() + dt.timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(self._key.public_key()), critical=False
+            )
+            .sign(self._key, hashes.SHA256())
+        )
+        self.ca_pem: bytes = self.cert.public_bytes(serialization.Encoding.PEM)
+
+    def __repr__(self) -> str:
+        return "CertificateAuthority(<in memory>)"
+
+    def _issue(
+        self,
+        subject: x509.Name,
+        public_key: Any,
+        *,
+        usage: x509.ObjectIdentifier,
+        sans: list[x509.GeneralName] | None = None,
+        lifetime: dt.timedelta = dt.timedelta(days=365),
+    ) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(self.cert.subject)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(_now() - dt.timedelta(minutes=5))
+            .not_valid_after(_now() + lifetime)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=True,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),
+                critical=False,
+            )
+        )
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        return builder.sign(self._key, hashes.SHA256())
+
+    def server_context(self) -> ssl.SSLContext:
+        """A TLS server context: our certificate, client certificates optional but verified."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        sans: list[x509.GeneralName] = [x509.DNSName(n) for n in SERVER_NAMES]
+        sans.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+        cert = self._issue(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]),
+            key.public_key(),
+            usage=ExtendedKeyUsageOID.SERVER_AUTH,
+            sans=sans,
+        )
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        # ssl loads keys only from files: write the key encrypted with a one-time
+        # password into a private directory on tmpfs, load it, remove it at once.
+        password = secrets.token_bytes(32)
+        base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+        with tempfile.TemporaryDirectory(prefix="sandbox-tls-", dir=base) as tmp:
+            os.chmod(tmp, 0o700)
+            cert_path = os.path.join(tmp, "tls.crt")
+            key_path = os.path.join(tmp, "tls.key")
+            with open(cert_path, "wb") as f:
+                f.write(cert.public_bytes(serialization.Encoding.PEM))
+            fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(
+                    key.private_bytes(
+                        serialization.Encoding.PEM,
+                        serialization.PrivateFormat.PKCS8,
+                        serialization.BestAvailableEncryption(password),
+                    )
+                )
+            ctx.load_cert_chain(cert_path, key_path, password=password)
+        ctx.load_verify_locations(cadata=self.ca_pem.decode())
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        return ctx
+
+    def sign_client_csr(self, csr_pem: bytes, expiration_seconds: int | None = None) -> bytes:
+        """Sign a PKCS#10 request for TLS client auth; subject (CN, O) taken from it.
+
+        Raises ValueError with the reason when the request is unusable.
+        """
+        try:
+            csr = x509.load_pem_x509_csr(csr_pem)
+        except ValueError as exc:
+            raise ValueError(f"spec.request is not a PEM certificate request: {exc}") from None
+        if not csr.is_signature_valid:
+            raise ValueError("spec.request: the request's signature does not verify")
+        if not csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
+            raise ValueError("spec.request: subject common name (the user name) is empty")
+        lifetime = dt.timedelta(days=365)
+        if expiration_seconds:
+            lifetime = dt.timedelta(seconds=max(600, int(expiration_seconds)))
+        cert = self._issue(
+            csr.subject,
+            csr.public_key(),
+            usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+            lifetime=lifetime,
+        )
+        return cert.public_bytes(serialization.Encoding.PEM)
+
+    def issue_client(self, user: str, groups: Iterable[str] = ()) -> tuple[bytes, bytes]:
+        """A client certificate + unencrypted key PEM (in memory) for ``user``/``groups``."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        names = [x509.NameAttribute(NameOID.COMMON_NAME, user)]
+        names += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in groups]
+        cert = self._issue(
+            x509.Name(names), key.public_key(), usage=ExtendedKeyUsageOID.CLIENT_AUTH
+        )
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+# ---------------------------------------------------------------------------------------
+# Authentication
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    name: str
+    groups: tuple[str, ...] = ()
+    uid: str = ""
+
+    @property
+    def is_admin(self) -> bool:
+        return MASTERS in self.groups
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"username": self.name, "uid": self.uid, "groups": list(self.groups)}
+
+
+ANONYMOUS_USER = UserInfo(ANONYMOUS, (UNAUTHENTICATED,))
+
+
+@dataclass
+class Authenticator:
+    """Bearer tokens -> users; client certificates are read from the TLS peer."""
+
+    tokens: dict[str, UserInfo] = field(default_factory=dict, repr=False)
+
+    def __repr__(self) -> str:
+        return f"Authenticator(<{len(self.tokens)} tokens>)"
+
+    def add_token_user(self, name: str, groups: Iterable[str] = ()) -> str:
+        token = secrets.token_urlsafe(32)
+        all_groups = tuple(dict.fromkeys([*groups, AUTHENTICATED]))
+        self.tokens[token] = UserInfo(name, all_groups, uid=secrets.token_hex(8))
+        return token
+
+    def from_token(self, token: str) -> UserInfo | None:
+        # constant-time comparison per token; the table is tiny
+        found = None
+        for known, user in self.tokens.items():
+            if secrets.compare_digest(known.encode(), token.encode()):
+                found = user
+        return found
+
+    @staticmethod
+    def from_peercert(peercert: dict[str, Any] | None) -> UserInfo | None:
+        """The user of a verified client certificate (ssl's peercert dict), if any."""
+        if not peercert:
+            return None
+        cn = ""
+        groups: list[str] = []
+        for rdn in peercert.get("subject", ()):
+            for key, value in rdn:
+                if key == "commonName":
+                    cn = value
+                elif key == "organizationName":
+                    groups.append(value)
+        if not cn:
+            return None
+        return UserInfo(cn, tuple(dict.fromkeys([*groups, AUTHENTICATED])))
+
+
+# ---------------------------------------------------------------------------------------
+# Authorization (RBAC)
+
+RBAC = "rbac.authorization.k8s.io"
+
+
+@dataclass(frozen=True)
+class Attributes:
+    """What a request wants to do, as RBAC sees it."""
+
+    verb: str
+    resource: str = ""  # plural, e.g. "pods"; empty for non-resource requests
+    group: str = ""
+    subresource: str = ""
+    namespace: str = ""
+    name: str = ""
+    path: str = ""  # non-resource requests only
+
+    @property
+    def is_resource(self) -> bool:
+        return bool(self.resource)
+
+
+def _subject_matches(subject: dict[str, Any], user: UserInfo, binding_ns: str) -> bool:
+    kind = subject.get("kind")
+    name = subject.get("name")
+    if kind == "User":
+        return name == user.name
+    if kind == "Group":
+        return name in user.groups
+    if kind == "ServiceAccount":
+        ns = subject.get("namespace") or binding_ns
+        return user.name == f"system:serviceaccount:{ns}:{name}"
+    return False
+
+
+def _rule_matches(rule: dict[str, Any], attrs: Attributes) -> bool:
+    verbs = rule.get("verbs") or []
+    if "*" not in verbs and attrs.verb not in verbs:
+        return False
+    if not attrs.is_resource:
+        for url in rule.get("nonResourceURLs") or []:
+            if url == "*" or url == attrs.path:
+                return True
+            if url.endswith("*") and attrs.path.startswith(url[:-1]):
+                return True
+        return False
+    groups = rule.get("apiGroups")
+    if groups is None or ("*" not in groups and attrs.group not in groups):
+        return False
+    wanted = f"{attrs.resource}/{attrs.subresource}" if attrs.subresource else attrs.resource
+    accepted = {"*", wanted}
+    if attrs.subresource:
+        accepted |= {f"*/{attrs.subresource}", f"{attrs.resource}/*"}
+    if not accepted.intersection(rule.get("resources") or []):
+        return False
+    names = rule.get("resourceNames") or []
+    return not names or attrs.name in names
+
+
+def _role_rules(store: Any, kind: str, name: str, namespace: str) -> list[dict[str, Any]]:
+    if kind == "ClusterRole":
+        role = store.get(f"clusterroles.{RBAC}", None, name)
+    elif kind == "Role":
+        role = store.get(f"roles.{RBAC}", namespace, name)
+    else:
+        role = None
+    return list((role or {}).get("rules") or [])
+
+
+def applicable_rules(store: Any, user: UserInfo, namespace: str) -> list[dict[str, Any]]:
+    """Every RBAC rule that applies to ``user`` in ``namespace`` ("" = cluster-wide only)."""
+    rules: list[dict[str, Any]] = []
+    for crb in store.iter_raw(f"clusterrolebindings.{RBAC}"):
+        if any(_subject_matches(s, user, "") for s in crb.get("subjects") or []):
+            ref = crb.get("roleRef") or {}
+            rules += _role_rules(store, ref.get("kind", ""), ref.get("name", ""), "")
+    if namespace:
+        for rb in store.iter_raw(f"rolebindings.{RBAC}"):
+            if rb["metadata"].get("namespace") != namespace:
+                continue
+            if any(_subject_matches(s, user, namespace) for s in rb.get("subjects") or []):
+                ref = rb.get("roleRef") or {}
+                rules += _role_rules(store, ref.get("kind", ""), ref.get("name", ""), namespace)
+    return rules
+
+
+def authorize(store: Any, user: UserInfo, attrs: Attributes) -> bool:
+    """RBAC: whether ``user`` may do ``attrs``; system:masters may do everything."""
+    if user.is_admin:
+        return True
+    return any(_rule_matches(r, attrs) for r in applicable_rules(store, user, attrs.namespace))
+
+
+def forbidden_message(user: UserInfo, attrs: Attributes) -> str:
+    """The real API server's wording of a 403."""
+    if not attrs.is_resource:
+        return f'forbidden: User "{user.name}" cannot {attrs.verb} path "{attrs.path}"'
+    what = f"{attrs.resource}.{attrs.group}" if attrs.group else attrs.resource
+    shown = f"{attrs.resource}/{attrs.subresource}" if attrs.subresource else attrs.resource
+    head = f'{what} "{attrs.name}"' if attrs.name else what
+    where = f'in the namespace "{attrs.namespace}"' if attrs.namespace else "at the cluster scope"
+    return (
+        f'{head} is forbidden: User "{user.name}" cannot {attrs.verb} resource "{shown}" '
+        f'in API group "{attrs.group}" {where}'
+    )
+
+
+def default_rbac() -> list[tuple[str, dict[str, Any]]]:
+    """The bootstrap roles a fresh cluster has, as (store key, object)."""
+
+    def cr(name: str, rules: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+        return (
+            f"clusterroles.{RBAC}",
+            {
+                "metadata": {
+                    "name": name,
+                    "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
+                },
+                "rules": rules,
+            },
+        )
+
+    def crb(name: str, role: str, groups: list[str]) -> tuple[str, dict[str, Any]]:
+        return (
+            f"clusterrolebindings.{RBAC}",
+            {
+                "metadata": {
+                    "name": name,
+                    "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
+                },
+                "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": role},
+                "subjects": [{"apiGroup": RBAC, "kind": "Group", "name": g} for g in groups],
+            },
+        )
+
+    read = ["get", "list", "watch"]
+    write = ["create", "delete", "deletecollection", "patch", "update"]
+    workload = [
+        {
+            "apiGroups": [""],
+            "resources": [
+                "pods",
+                "pods/log",
+                "pods/status",
+                "services",
+                "endpoints",
+                "configmaps",
+                "secrets",
+                "serviceaccounts",
+                "persistentvolumeclaims",
+                "events",
+                "resourcequotas",
+                "limitranges",
+            ],
+            "verbs": read,
+        },
+        {"apiGroups": ["apps"], "resources": ["deployments", "replicasets"], "verbs": read},
+    ]
+    edit = [
+        {
+            "apiGroups": [""],
+            "resources": [
+                "pods",
+                "pods/portforward",
+                "services",
+                "endpoints",
+                "configmaps",
+                "secrets",
+                "serviceaccounts",
+                "persistentvolumeclaims",
+            ],
+            "verbs": write,
+        },
+        {
+            "apiGroups": ["apps"],
+            "resources": ["deployments", "deployments/scale", "replicasets"],
+            "verbs": write,
+        },
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": read + write},
+    ]
+    return [
+        cr(
+            "cluster-admin",
+            [
+                {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+                {"nonResourceURLs": ["*"], "verbs": ["*"]},
+            ],
+        ),
+        cr("view", workload),
+        cr("edit", workload + edit),
+        cr(
+            "admin",
+            workload
+            + edit
+            + [
+                {
+                    "apiGroups": [RBAC],
+                    "resources": ["roles", "rolebindings"],
+                    "verbs": read + write,
+                }
+            ],
+        ),
+        cr(
+            "system:basic-user",
+            [
+                {
+                    "apiGroups": ["authorization.k8s.io"],
+                    "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+                    "verbs": ["create"],
+                }
+            ],
+        ),
+        cr(
+            "system:discovery",
+            [
+                {
+                    "nonResourceURLs": [
+                        "/api",
+                        "/api/*",
+                        "/apis",
+                        "/apis/*",
+                        "/openapi",
+                        "/openapi/*",
+                        "/version",
+                        "/version/",
+                        "/healthz",
+                        "/livez",
+                        "/readyz",
+                    ],
+                    "verbs": ["get"],
+                }
+            ],
+        ),
+        cr(
+            "system:public-info-viewer",
+            [
+                {
+                    "nonResourceURLs": ["/healthz", "/livez", "/readyz", "/version", "/version/"],
+                    "verbs": ["get"],
+                }
+            ],
+        ),
+        crb("cluster-admin", "cluster-admin", [MASTERS]),
+        crb("system:basic-user", "system:basic-user", [AUTHENTICATED]),
+        crb("system:discovery", "system:discovery", [AUTHENTICATED]),
+        crb(
+            "system:public-info-viewer",
+            "system:public-info-viewer",
+            [AUTHENTICATED, UNAUTHENTICATED],
+        ),
+    ]
+
+
+def rules_review(store: Any, user: UserInfo, namespace: str) -> dict[str, Any]:
+    """A SelfSubjectRulesReview status for ``user`` in ``namespace``."""
+    if user.is_admin:
+        rules = [
+            {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+            {"nonResourceURLs": ["*"], "verbs": ["*"]},
+        ]
+    else:
+        rules = applicable_rules(store, user, namespace)
+    resource_rules = []
+    non_resource_rules = []
+    for r in rules:
+        if r.get("nonResourceURLs"):
+            non_resource_rules.append(
+                {"verbs": list(r.get("verbs") or []), "nonResourceURLs": list(r["nonResourceURLs"])}
+            )
+        else:
+            entry = {
+                "verbs": list(r.get("verbs") or []),
+                "apiGroups": list(r.get("apiGroups") or []),
+                "resources": list(r.get("resources") or []),
+            }
+            if r.get("resourceNames"):
+                entry["resourceNames"] = list(r["resourceNames"])
+            resource_rules.append(entry)
+    return {
+        "resourceRules": resource_rules,
+        "nonResourceRules": non_resource_rules,
+        "incomplete": False,
+    }

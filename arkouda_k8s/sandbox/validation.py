@@ -1,0 +1,570 @@
+"""What the sandbox API server checks and fills in on incoming objects.
+
+Schema validation uses the official schemas ``kubernetes-validate`` carries (the
+newest version, strict variant: unknown fields are found in the same pass), compiled
+once per kind and cached. On top of the schema: the name, label and field rules the
+real registry enforces for the kinds we use (422 Invalid), and the defaults the real
+API server fills in (Pod, Deployment, Service), so controllers and clients see the
+objects they would see from a real cluster.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import importlib.resources
+import ipaddress
+import json
+import re
+from functools import cache
+from typing import Any
+
+import jsonschema
+from referencing import Registry
+from referencing import Resource as RefResource
+
+from .resources import Resource
+from .store import ApiError, bad_request, invalid
+
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+
+# Kinds whose names are DNS-1123 labels rather than subdomains.
+_LABEL_NAMED = frozenset({"namespaces", "services"})
+# RBAC and CSR names may hold colons (path segment names).
+_PATH_NAMED = frozenset(
+    {"roles", "rolebindings", "clusterroles", "clusterrolebindings", "certificatesigningrequests"}
+)
+
+
+# ---------------------------------------------------------------------------------------
+# Schema
+
+
+def _schema_dir() -> Any:
+    from kubernetes_validate import utils
+
+    version = utils.latest_version()
+    return (
+        importlib.resources.files("kubernetes_validate")
+        / "kubernetes-json-schema"
+        / f"v{version}-local-strict"
+    )
+
+
+@cache
+def _registry() -> Registry:
+    defs = json.loads((_schema_dir() / "_definitions.json").read_text())
+    return RefResource.from_contents(defs) @ Registry()  # type: ignore[no-any-return]
+
+
+@cache
+def _validator(kind: str, api_version: str) -> jsonschema.protocols.Validator | None:
+    short = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    path = _schema_dir() / f"{kind.lower()}-{short}.json"
+    try:
+        schema = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    registry = RefResource.from_contents(schema) @ _registry()
+    return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
+def warm_up(resources: list[Resource]) -> None:
+    """Compile the validators now (about 10 ms each) rather than on first use."""
+    for r in resources:
+        _validator(r.kind, r.api_version)
+
+
+def _path(parts: Any) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+_GO_TYPES = {
+    "integer": "int64",
+    "string": "string",
+    "boolean": "bool",
+    "object": "map",
+    "array": "slice",
+}
+
+
+def _type_names(schema_type: Any) -> list[str]:
+    types = schema_type if isinstance(schema_type, list) else [schema_type]
+    return [t for t in types if t != "null"]
+
+
+def schema_check(res: Resource, obj: dict[str, Any]) -> tuple[list[tuple[str, str]], list[str]]:
+    """Validate against the official schema: (invalid (field, message), unknown fields).
+
+    Type mismatches raise a 400 BadRequest at once, as the real decoder does.
+    """
+    validator = _validator(res.kind, res.api_version)
+    if validator is None:
+        return [], []
+    causes: list[tuple[str, str]] = []
+    unknown: list[str] = []
+    for err in validator.iter_errors(obj):
+        where = _path(err.absolute_path)
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            known = set((err.schema or {}).get("properties", {}))
+            for key in err.instance:
+                if key not in known:
+                    unknown.append(f"{where}.{key}" if where else key)
+        elif err.validator == "required":
+            missing = err.message.split("'")[1] if "'" in err.message else err.message
+            causes.append((f"{where}.{missing}" if where else missing, "Required value"))
+        elif err.validator == "type":
+            want = _type_names(err.validator_value)
+            go = _GO_TYPES.get(want[0], want[0]) if want else "value"
+            got = type(err.instance).__name__
+            got = {
+                "str": "string",
+                "int": "number",
+                "float": "number",
+                "dict": "object",
+                "list": "array",
+                "bool": "bool",
+            }.get(got, got)
+            raise bad_request(
+                f'{res.kind} in version "{res.version}" cannot be handled as a {res.kind}: '
+                f"json: cannot unmarshal {got} into Go struct field {where} of type {go}"
+            )
+        elif err.validator == "enum" and where in ("apiVersion", "kind"):
+            continue  # routed by the URL; checked by the caller with a better message
+        elif err.validator == "enum":
+            allowed = ", ".join(f'"{v}"' for v in err.validator_value if v is not None)
+            causes.append(
+                (
+                    where,
+                    f"Unsupported value: {json.dumps(err.instance)}: supported values: {allowed}",
+                )
+            )
+        else:
+            causes.append(
+                (where, f"Invalid value: {json.dumps(err.instance)[:80]}: {err.message[:120]}")
+            )
+    return causes, unknown
+
+
+def prune(obj: dict[str, Any], fields: list[str]) -> None:
+    """Drop unknown fields (dotted paths with [i] indexes), as the real decoder does."""
+    for f in fields:
+        parts = re.findall(r"[^.\[\]]+|\[\d+\]", f)
+        node: Any = obj
+        for p in parts[:-1]:
+            node = node[int(p[1:-1])] if p.startswith("[") else node.get(p)
+            if node is None:
+                break
+        else:
+            last = parts[-1]
+            if isinstance(node, dict):
+                node.pop(last, None)
+
+
+# ---------------------------------------------------------------------------------------
+# Registry rules beyond the schema
+
+
+def _name_rule(res: Resource, name: str) -> str | None:
+    if res.plural in _PATH_NAMED:
+        if name in (".", "..") or "/" in name or "%" in name:
+            return f"Invalid value: \"{name}\": may not contain '/' or '%'"
+        return None
+    if res.plural in _LABEL_NAMED:
+        if len(name) > 63 or not _DNS1123_LABEL.match(name):
+            return (
+                f'Invalid value: "{name}": a lowercase RFC 1123 label must consist of lower case '
+                "alphanumeric characters or '-', and must start and end with an alphanumeric "
+                "character (e.g. 'my-name',  or '123-abc', regex used for validation is "
+                "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+            )
+        return None
+    if len(name) > 253 or not _DNS1123_SUBDOMAIN.match(name):
+        return (
+            f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower case '
+            "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric "
+            "character (e.g. 'example.com', regex used for validation is "
+            "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+        )
+    return None
+
+
+def _label_rules(where: str, labels: Any, causes: list[tuple[str, str]]) -> None:
+    if not isinstance(labels, dict):
+        return
+    for key, value in labels.items():
+        name = key.split("/", 1)[-1]
+        prefix = key.split("/", 1)[0] if "/" in key else ""
+        if (
+            not name
+            or len(name) > 63
+            or not _QUALIFIED_NAME.match(name)
+            or (prefix and not _DNS1123_SUBDOMAIN.match(prefix))
+        ):
+            causes.append(
+                (
+                    where,
+                    f'Invalid value: "{key}": name part must consist of alphanumeric characters, '
+                    "'-', '_' or '.', and must start and end with an alphanumeric character",
+                )
+            )
+        if isinstance(value, str) and (len(value) > 63 or not _LABEL_VALUE.match(value)):
+            causes.append(
+                (
+                    f"{where}",
+                    f'Invalid value: "{value}": a valid label must be an empty string or consist '
+                    "of alphanumeric characters, '-', '_' or '.', and must start and end with an "
+                    "alphanumeric character",
+                )
+            )
+
+
+def _pod_spec_rules(where: str, spec: Any, causes: list[tuple[str, str]]) -> None:
+    if not isinstance(spec, dict):
+        return
+    containers = spec.get("containers")
+    if not containers:
+        causes.append((f"{where}.containers", "Required value"))
+        return
+    seen: set[str] = set()
+    for group in ("initContainers", "containers"):
+        for i, c in enumerate(spec.get(group) or []):
+            if not isinstance(c, dict):
+                continue
+            at = f"{where}.{group}[{i}]"
+            name = c.get("name") or ""
+            if name and (len(name) > 63 or not _DNS1123_LABEL.match(name)):
+                causes.append(
+                    (
+                        f"{at}.name",
+                        f"Invalid value: \"{name}\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-'",
+                    )
+                )
+            if name in seen:
+                causes.append((f"{at}.name", f'Duplicate value: "{name}"'))
+            seen.add(name)
+            if not c.get("image"):
+                causes.append((f"{at}.image", "Required value"))
+            for j, p in enumerate(c.get("ports") or []):
+                port = p.get("containerPort") if isinstance(p, dict) else None
+                if isinstance(port, int) and not 0 < port < 65536:
+                    causes.append(
+                        (
+                            f"{at}.ports[{j}].containerPort",
+                            f"Invalid value: {port}: must be between 1 and 65535, inclusive",
+                        )
+                    )
+
+
+def _label_selector_matches(selector: dict[str, Any], labels: dict[str, Any]) -> bool:
+    from .store import match_label_selector_obj
+
+    return match_label_selector_obj(selector, labels)
+
+
+def semantic_check(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+    """The registry's rules for the kinds we serve; raises 422 Invalid (or 400)."""
+    md = obj.get("metadata") or {}
+    name = md.get("name") or ""
+    causes: list[tuple[str, str]] = []
+    if name and (problem := _name_rule(res, name)):
+        causes.append(("metadata.name", problem))
+    _label_rules("metadata.labels", md.get("labels"), causes)
+    raw_spec = obj.get("spec")
+    spec: dict[str, Any] = raw_spec if isinstance(raw_spec, dict) else {}
+    key = res.key
+    if key == "pods":
+        _pod_spec_rules("spec", spec, causes)
+        if old is not None and _pod_spec_core(old.get("spec")) != _pod_spec_core(spec):
+            causes.append(
+                (
+                    "spec",
+                    "Forbidden: pod updates may not change fields other than `spec.containers[*]"
+                    ".image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,"
+                    "`spec.tolerations` (only additions to existing tolerations),"
+                    "`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was "
+                    "previously negative)",
+                )
+            )
+    elif key in ("deployments.apps", "replicasets.apps"):
+        tmpl = spec.get("template") or {}
+        _pod_spec_rules("spec.template.spec", tmpl.get("spec"), causes)
+        _label_rules(
+            "spec.template.metadata.labels", (tmpl.get("metadata") or {}).get("labels"), causes
+        )
+        selector = spec.get("selector") or {}
+        labels = (tmpl.get("metadata") or {}).get("labels") or {}
+        if not selector.get("matchLabels") and not selector.get("matchExpressions"):
+            causes.append(
+                ("spec.selector", "Invalid value: empty selector is invalid for deployment")
+            )
+        elif not _label_selector_matches(selector, labels):
+            causes.append(
+                (
+                    "spec.template.metadata.labels",
+                    f"Invalid value: {json.dumps(labels)}: `selector` does not match template "
+                    "`labels`",
+                )
+            )
+        replicas = spec.get("replicas")
+        if isinstance(replicas, int) and replicas < 0:
+            causes.append(
+                ("spec.replicas", f"Invalid value: {replicas}: must be greater than or equal to 0")
+            )
+        if old is not None and (old.get("spec") or {}).get("selector") != spec.get("selector"):
+            causes.append(
+                ("spec.selector", f"Invalid value: {json.dumps(selector)}: field is immutable")
+            )
+    elif key == "services":
+        headless = spec.get("clusterIP") == "None"
+        ports = spec.get("ports") or []
+        if not ports and not headless and spec.get("type") != "ExternalName":
+            causes.append(("spec.ports", "Required value"))
+        for i, p in enumerate(ports):
+            port = p.get("port") if isinstance(p, dict) else None
+            if isinstance(port, int) and not 0 < port < 65536:
+                causes.append(
+                    (
+                        f"spec.ports[{i}].port",
+                        f"Invalid value: {port}: must be between 1 and 65535, inclusive",
+                    )
+                )
+        if len(ports) > 1 and any(isinstance(p, dict) and not p.get("name") for p in ports):
+            causes.append(("spec.ports[0].name", "Required value"))
+        if old is not None:
+            old_ip = (old.get("spec") or {}).get("clusterIP")
+            new_ip = spec.get("clusterIP")
+            if old_ip and new_ip and old_ip != new_ip:
+                causes.append(("spec.clusterIP", f'Invalid value: "{new_ip}": field is immutable'))
+    elif key in ("configmaps", "secrets"):
+        for field in ("data", "binaryData", "stringData"):
+            for k in obj.get(field) or {}:
+                if not _CONFIG_KEY.match(k) or len(k) > 253:
+                    causes.append(
+                        (
+                            f"{field}[{k}]",
+                            f'Invalid value: "{k}": a valid config key must consist of '
+                            "alphanumeric characters, '-', '_' or '.'",
+                        )
+                    )
+        if (
+            old is not None
+            and old.get("immutable")
+            and any(obj.get(f) != old.get(f) for f in ("data", "binaryData"))
+        ):
+            causes.append(("data", "Forbidden: field is immutable when `immutable` is set"))
+        if key == "secrets":
+            for k, v in (obj.get("data") or {}).items():
+                try:
+                    base64.b64decode(v, validate=True)
+                except (binascii.Error, TypeError, ValueError):
+                    raise bad_request(
+                        f'Secret in version "v1" cannot be handled as a Secret: illegal base64 '
+                        f"data in data[{k}]"
+                    ) from None
+    elif key == "certificatesigningrequests.certificates.k8s.io":
+        if not spec.get("signerName"):
+            causes.append(("spec.signerName", "Required value"))
+        request = spec.get("request")
+        if request:
+            try:
+                pem = base64.b64decode(request, validate=True)
+            except (binascii.Error, TypeError, ValueError):
+                raise bad_request(
+                    'CertificateSigningRequest in version "v1" cannot be handled as a '
+                    "CertificateSigningRequest: illegal base64 data in spec.request"
+                ) from None
+            if b"CERTIFICATE REQUEST" not in pem:
+                causes.append(
+                    (
+                        "spec.request",
+                        "Invalid value: []byte{...}: PEM block type must be CERTIFICATE REQUEST",
+                    )
+                )
+        if old is not None and (old.get("spec") or {}).get("request") != request:
+            causes.append(("spec.request", "Invalid value: field is immutable"))
+    elif key in (
+        "rolebindings.rbac.authorization.k8s.io",
+        "clusterrolebindings.rbac.authorization.k8s.io",
+    ):
+        if old is not None and old.get("roleRef") != obj.get("roleRef"):
+            causes.append(("roleRef", "Invalid value: cannot change roleRef"))
+    elif key == "endpoints":
+        for i, subset in enumerate(obj.get("subsets") or []):
+            for j, addr in enumerate(subset.get("addresses") or []):
+                ip = addr.get("ip", "") if isinstance(addr, dict) else ""
+                try:
+                    ipaddress.ip_address(ip)
+                except ValueError:
+                    causes.append(
+                        (
+                            f"subsets[{i}].addresses[{j}].ip",
+                            f'Invalid value: "{ip}": must be a valid IP address',
+                        )
+                    )
+    if causes:
+        raise invalid(res, name, causes)
+
+
+def _pod_spec_core(spec: Any) -> Any:
+    """A pod spec without the fields an update may change."""
+    if not isinstance(spec, dict):
+        return spec
+    out = json.loads(json.dumps(spec))
+    for group in ("containers", "initContainers"):
+        for c in out.get(group) or []:
+            if isinstance(c, dict):
+                c.pop("image", None)
+    for f in ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds", "nodeName"):
+        out.pop(f, None)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Defaults
+
+
+def _default_container(c: dict[str, Any]) -> None:
+    image = str(c.get("image") or "")
+    tag = image.rsplit("/", 1)[-1]
+    if "imagePullPolicy" not in c:
+        latest = "@" not in image and (":" not in tag or tag.endswith(":latest"))
+        c["imagePullPolicy"] = "Always" if latest else "IfNotPresent"
+    c.setdefault("terminationMessagePath", "/dev/termination-log")
+    c.setdefault("terminationMessagePolicy", "File")
+    resources = c.setdefault("resources", {})
+    if isinstance(resources, dict) and isinstance(resources.get("limits"), dict):
+        requests = resources.setdefault("requests", {})
+        for k, v in resources["limits"].items():
+            requests.setdefault(k, v)  # requests default to limits
+    for p in c.get("ports") or []:
+        if isinstance(p, dict):
+            p.setdefault("protocol", "TCP")
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        pr = c.get(probe)
+        if isinstance(pr, dict):
+            pr.setdefault("timeoutSeconds", 1)
+            pr.setdefault("periodSeconds", 10)
+            pr.setdefault("successThreshold", 1)
+            pr.setdefault("failureThreshold", 3)
+
+
+def default_pod_spec(spec: Any) -> None:
+    if not isinstance(spec, dict):
+        return
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("securityContext", {})
+    spec.setdefault("schedulerName", "default-scheduler")
+    spec.setdefault("enableServiceLinks", True)
+    for group in ("initContainers", "containers"):
+        for c in spec.get(group) or []:
+            if isinstance(c, dict):
+                _default_container(c)
+    for v in spec.get("volumes") or []:
+        if not isinstance(v, dict):
+            continue
+        for src in ("secret", "configMap"):
+            if isinstance(v.get(src), dict):
+                v[src].setdefault("defaultMode", 420)
+
+
+def apply_defaults(res: Resource, obj: dict[str, Any]) -> None:
+    """Fill in what the real API server defaults for the kinds we serve."""
+    key = res.key
+    spec = obj.get("spec")
+    if key == "pods" and isinstance(spec, dict):
+        default_pod_spec(spec)
+        spec.setdefault("serviceAccountName", "default")
+        spec.setdefault("serviceAccount", spec["serviceAccountName"])
+        spec.setdefault("priority", 0)
+        spec.setdefault(
+            "tolerations",
+            [
+                {
+                    "key": "node.kubernetes.io/not-ready",
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": 300,
+                },
+                {
+                    "key": "node.kubernetes.io/unreachable",
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": 300,
+                },
+            ],
+        )
+    elif key in ("deployments.apps", "replicasets.apps") and isinstance(spec, dict):
+        spec.setdefault("replicas", 1)
+        spec.setdefault("revisionHistoryLimit", 10)
+        if key == "deployments.apps":
+            spec.setdefault("progressDeadlineSeconds", 600)
+            strategy = spec.setdefault("strategy", {"type": "RollingUpdate"})
+            if (
+                isinstance(strategy, dict)
+                and strategy.get("type", "RollingUpdate") == "RollingUpdate"
+            ):
+                strategy.setdefault("type", "RollingUpdate")
+                ru = strategy.setdefault("rollingUpdate", {})
+                if isinstance(ru, dict):
+                    ru.setdefault("maxSurge", "25%")
+                    ru.setdefault("maxUnavailable", "25%")
+        tmpl = spec.get("template")
+        if isinstance(tmpl, dict):
+            tmpl.setdefault("metadata", {})
+            default_pod_spec(tmpl.get("spec"))
+    elif key == "services" and isinstance(spec, dict):
+        spec.setdefault("type", "ClusterIP")
+        spec.setdefault("sessionAffinity", "None")
+        if spec["type"] != "ExternalName":
+            spec.setdefault("internalTrafficPolicy", "Cluster")
+            spec.setdefault("ipFamilies", ["IPv4"])
+            spec.setdefault("ipFamilyPolicy", "SingleStack")
+        for p in spec.get("ports") or []:
+            if isinstance(p, dict):
+                p.setdefault("protocol", "TCP")
+                if "port" in p:
+                    p.setdefault("targetPort", p["port"])
+    elif key == "secrets":
+        obj.setdefault("type", "Opaque")
+    elif key == "certificatesigningrequests.certificates.k8s.io" and isinstance(spec, dict):
+        spec.setdefault("usages", ["digital signature", "key encipherment"])
+
+
+def check_kind(res: Resource, obj: dict[str, Any]) -> None:
+    """The body's apiVersion/kind must match the URL (400 like the real decoder)."""
+    kind = obj.get("kind")
+    api_version = obj.get("apiVersion")
+    if kind is None and api_version is None:
+        return
+    if api_version is not None and api_version != res.api_version:
+        raise bad_request(
+            f"the API version in the data ({api_version}) does not match the expected API "
+            f"version ({res.api_version})"
+        )
+    if kind is not None and kind != res.kind:
+        raise bad_request(
+            f"the kind in the data ({kind}) does not match the expected kind ({res.kind})"
+        )
+
+
+__all__ = [
+    "ApiError",
+    "apply_defaults",
+    "check_kind",
+    "prune",
+    "schema_check",
+    "semantic_check",
+    "warm_up",
+]
