@@ -36,7 +36,6 @@ from .errors import (
     KubeError,
     PermissionsMissing,
     PreflightError,
-    ServerNotAnswering,
     StageTimeout,
     TunnelError,
     UnschedulableError,
@@ -908,15 +907,17 @@ class ArkoudaCluster:
             )
         return str(pick[0]["metadata"]["name"])
 
-    def _tunnel_state(self, state: Any) -> None:
+    def _tunnel_state(self, state: Any, error: BaseException | None = None) -> None:
         text = str(getattr(state, "value", state))
+        if error is not None:
+            log.debug("tunnel of %s: %s (%s)", self.name, text, _one_line(error))
         for cb in list(self.on_tunnel_state):
             try:
                 cb(text)
             except Exception:
                 log.exception("tunnel state callback failed")
 
-    def start_tunnel(self) -> tuple[str, int]:
+    def start_tunnel(self, timeout: float = 30.0) -> tuple[str, int]:
         """Start (or restart) the port-forward to the server pod; returns its address."""
         from .tunnel import Tunnel
 
@@ -935,7 +936,7 @@ class ArkoudaCluster:
             local_port=self.local_port,
             on_state=self._tunnel_state,
         )
-        self.tunnel.start()
+        self.tunnel.start(timeout=timeout)
         addr = self.address
         if addr is None:
             raise TunnelError(f"the tunnel to {self.name} did not start")
@@ -961,14 +962,14 @@ class ArkoudaCluster:
             if left <= 0:
                 break
             try:
-                host, port = self.start_tunnel()
-                probe = ArkoudaProbe(host, port, token=token, timeout=max(0.5, min(5.0, left)))
-                self.config = probe.handshake()
+                host, port = self.start_tunnel(timeout=max(1.0, left))
+                with ArkoudaProbe(host, port, token=token, timeout=max(0.5, min(5.0, left))) as p:
+                    self.config = p.handshake()
                 version = self.config.get("arkoudaVersion", "?")
                 self._progress("handshake", 1, 1, f"Arkouda {version} answered")
                 self._progress("ready", 1, 1, f"{self.name} ready at {host}:{port}")
                 return self.config
-            except (ServerNotAnswering, TunnelError, KubeError) as exc:
+            except ArkoudaK8sError as exc:  # not answering yet, tunnel trouble, API trouble
                 last = exc
             time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
         raise StageTimeout(
@@ -1000,7 +1001,8 @@ class ArkoudaCluster:
         if self.address is None:
             return None
         host, port = self.address
-        return int(ArkoudaProbe(host, port, token=self.token(), timeout=5.0).getmemused())
+        with ArkoudaProbe(host, port, token=self.token(), timeout=5.0) as probe:
+            return int(probe.getmemused())
 
     # -- status and logs ----------------------------------------------------------------------
 
@@ -1017,9 +1019,11 @@ class ArkoudaCluster:
             if version is None:
                 from .protocol import ArkoudaProbe
 
-                with contextlib.suppress(Exception):
-                    host, port = self.address
-                    self.config = ArkoudaProbe(host, port, token=self.token()).handshake()
+                with (
+                    contextlib.suppress(Exception),
+                    ArkoudaProbe(*self.address, token=self.token()) as p,
+                ):
+                    self.config = p.handshake()
                     version = self.config.get("arkoudaVersion")
         server = next(
             (
@@ -1399,6 +1403,11 @@ def required_access(spec: ClusterSpec) -> list[Access]:
     out: list[Access] = []
     for resource in ("pods", "services", "configmaps", "secrets"):
         out += [Access(v, resource) for v in _OBJECT_VERBS]
+    if spec.mode == "udp":
+        # The Role we create grants these to the server; Kubernetes only lets a user
+        # grant what they hold themselves.
+        out += [Access("update", "services")]
+        out += [Access(v, "endpoints") for v in ("create", "update")]
     out += [Access("get", "pods", subresource="log")]
     out += [
         Access("create", "pods", subresource="portforward"),

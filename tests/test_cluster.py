@@ -1,0 +1,305 @@
+"""The deployment lifecycle against the sandbox, through a kubeconfig: deploy to Ready
+with the handshake answered, status, idempotence, reattach from another process, the
+upstream traps of DESIGN.md, heartbeat/TTL expiry, and teardown to zero objects."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from lifecycle_support import FAST, Recorder, admin, cluster, labelled, spec, wait_no_processes
+
+from arkouda_k8s import manifests
+from arkouda_k8s.cluster import (
+    HEARTBEAT_ANNOTATION,
+    ArkoudaCluster,
+    DeployMode,
+    list_clusters,
+    teardown_expired,
+)
+from arkouda_k8s.errors import ArkoudaK8sError, ClusterNotFound, UsageError
+
+
+@pytest.fixture(scope="module")
+def sb(lifecycle_sandbox):
+    return lifecycle_sandbox
+
+
+@pytest.fixture(scope="module")
+def kube(sb):
+    return admin(sb)
+
+
+@pytest.mark.parametrize(
+    ("mode", "locales"), [("udp", 1), ("udp", 4), ("udp", 16), ("smp", 4)], ids=str
+)
+def test_deploy_ready_status_and_teardown(sb, kube, mode, locales):
+    name = f"c-{mode}-{locales}"
+    rec = Recorder()
+    c = cluster(sb, spec(name, mode=mode, locales=locales), on_progress=rec)
+    try:
+        c.deploy()
+        # The handshake went through the tunnel to the server itself.
+        assert c.config is not None and c.config["numLocales"] == locales
+        st = c.status()
+        assert st.stage == "Ready" and st.server_ready
+        assert st.locales_total == (locales - 1 if mode == "udp" else 0)
+        assert st.locales_ready == st.locales_total
+        assert st.arkouda_version == "v2023.05.05"
+        assert st.memory_used is not None and st.memory_used >= 0
+        assert st.memory_max == c.spec.effective_mem_max * locales
+        text = st.to_text()
+        assert f"{st.locales_ready}/{st.locales_total} running" in text
+        assert "v2023.05.05" in text and "used of" in text
+        assert c.token() not in repr(st) + text + repr(c)
+        if mode == "udp" and locales > 1:
+            assert f"locales {locales - 1}/{locales - 1} running" in rec.messages()[-1] or any(
+                f"locales {locales - 1}/{locales - 1} running" in m for m in rec.messages()
+            )
+    finally:
+        c.teardown()
+    assert labelled(kube, name) == []
+    assert wait_no_processes(sb) == []
+
+
+def test_progress_stages_come_in_order(sb, kube):
+    rec = Recorder()
+    c = cluster(sb, spec("c-order", locales=3), on_progress=rec)
+    try:
+        c.deploy()
+    finally:
+        c.teardown()
+    stages = []
+    for e in rec.events:
+        if not stages or stages[-1] != e.stage:
+            stages.append(e.stage)
+    want = ["preflight", "credentials", "rbac", "locales", "server", "handshake", "ready"]
+    assert [s for s in stages if s in want] == want
+    assert rec.events[0].message.startswith("using context sandbox")
+    assert any(m == "locales: locales 2/2 running" for m in rec.messages())
+
+
+def test_redeploy_of_the_same_spec_changes_nothing(sb, kube):
+    s = spec("c-idem", locales=3)
+    first = cluster(sb, s)
+    first.deploy()
+    try:
+        before = {
+            (o["kind"], o["metadata"]["name"]): o["metadata"]["resourceVersion"]
+            for kind in ("Pod", "Deployment", "Secret", "Service", "Role", "RoleBinding")
+            for o in kube.list(kind, label_selector=manifests.selector(s))["items"]
+        }
+        second = cluster(sb, s)
+        second.deploy()
+        assert second.config is not None and not second.created
+        after = {
+            (o["kind"], o["metadata"]["name"]): o["metadata"]["resourceVersion"]
+            for kind in ("Pod", "Deployment", "Secret", "Service", "Role", "RoleBinding")
+            for o in kube.list(kind, label_selector=manifests.selector(s))["items"]
+        }
+        assert after == before
+        second.close()
+
+        with pytest.raises(UsageError) as err:
+            cluster(sb, s.replace(locales=5, memory="512Mi")).deploy()
+        msg = err.value.one_line()
+        assert "locales 3 -> 5" in msg and "memory '256Mi' -> '512Mi'" in msg
+        assert "recreating" in msg and "teardown c-idem" in msg
+        with pytest.raises(ArkoudaK8sError, match="already exists"):
+            cluster(sb, s, mode=DeployMode.CREATE).deploy()
+    finally:
+        first.teardown()
+    assert labelled(kube, "c-idem") == []
+
+
+def test_connect_only_fails_for_an_unknown_name(sb):
+    with pytest.raises(ClusterNotFound, match="c-nothing"):
+        cluster(sb, spec("c-nothing"), mode="connect-only").deploy()
+    with pytest.raises(ClusterNotFound, match="arkouda-k8s list"):
+        ArkoudaCluster.from_name("c-nothing", kubeconfig=sb.kubeconfig_path)
+
+
+def test_reattach_from_another_process(sb, kube):
+    c = cluster(sb, spec("c-reattach", locales=2))
+    c.deploy()
+    c.close()  # like a kernel that died: the deployment keeps running
+    code = (
+        "import json, sys\n"
+        "from arkouda_k8s.cluster import ArkoudaCluster\n"
+        "c = ArkoudaCluster.from_name('c-reattach', kubeconfig=sys.argv[1])\n"
+        "st = c.status()\n"
+        "print(json.dumps({'version': c.config['arkoudaVersion'], 'stage': st.stage,"
+        " 'address': list(c.address), 'locales': c.config['numLocales']}))\n"
+        "c.close()\n"
+    )
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", code, sb.kubeconfig_path],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONPATH": os.getcwd()},
+        )
+        assert out.returncode == 0, out.stderr
+        got = json.loads(out.stdout.strip().splitlines()[-1])
+        assert got["stage"] == "Ready" and got["version"] == "v2023.05.05"
+        assert got["locales"] == 2 and got["address"][0] == "127.0.0.1"
+        assert c.token() not in out.stdout + out.stderr
+    finally:
+        c.teardown()
+
+
+class PodRecorder:
+    """Watches the instance's pods from another thread and keeps the events in order."""
+
+    def __init__(self, kube, name):
+        self.events = []
+        self.stop = threading.Event()
+        self.kube = kube
+        self.selector = f"app.kubernetes.io/instance={name}"
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop.is_set():
+            for etype, pod in self.kube.watch(
+                "Pod", label_selector=self.selector, deadline=time.monotonic() + 1
+            ):
+                st = pod.get("status") or {}
+                self.events.append(
+                    (etype, pod["metadata"]["name"], st.get("phase"), st.get("podIP"))
+                )
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(5)
+
+
+def test_trap_locales_run_before_the_server_starts(sb, kube):
+    rec = PodRecorder(kube, "c-trap1")
+    time.sleep(0.2)
+    c = cluster(sb, spec("c-trap1", locales=4))
+    try:
+        c.deploy()
+    finally:
+        rec.close()
+        c.teardown()
+    first_server = next(i for i, e in enumerate(rec.events) if e[1] == "c-trap1-server")
+    running_before = {
+        e[1]
+        for e in rec.events[:first_server]
+        if e[2] == "Running" and e[3] and e[1] != "c-trap1-server"
+    }
+    assert len(running_before) == 3, rec.events[: first_server + 1]
+
+
+def test_trap_stale_self_registered_service_is_removed(sb, kube):
+    stale = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "c-trap2-arkouda"},
+        "spec": {"ports": [{"port": 5555, "protocol": "TCP", "targetPort": 5555}]},
+    }
+    old_uid = kube.create(stale)["metadata"]["uid"]
+    c = cluster(sb, spec("c-trap2", locales=2))
+    try:
+        c.deploy()  # the stand-in server halts on a leftover Service, like the real one
+        svc = kube.get("Service", "c-trap2-arkouda")
+        assert svc is not None and svc["metadata"]["uid"] != old_uid
+        assert c.config is not None
+    finally:
+        c.teardown()
+    assert kube.get("Service", "c-trap2-arkouda") is None
+
+
+def test_trap_tunnel_targets_the_server_pod(sb, kube):
+    c = cluster(sb, spec("c-trap3", locales=2))
+    try:
+        c.deploy()
+        svc = kube.get("Service", "c-trap3-arkouda")
+        assert svc is not None and not svc["spec"].get("selector")  # cannot be forwarded
+        assert c._resolve_server_pod() == "c-trap3-server"
+        pod_ip = kube.get("Pod", "c-trap3-server")["status"]["podIP"]
+        assert c.address[0] == "127.0.0.1" and c.address[0] != pod_ip
+    finally:
+        c.teardown()
+
+
+def test_trap_mem_max_sits_below_the_limit(sb, kube):
+    c = cluster(sb, spec("c-trap5", locales=2, memory="300Mi"))
+    try:
+        c.deploy()
+        pod = kube.get("Pod", "c-trap5-server")
+        ctr = pod["spec"]["containers"][0]
+        mem_max = int(next(a for a in ctr["args"] if a.startswith("--memMax=")).split("=")[1])
+        assert 0 < mem_max < 300 * 2**20
+        assert c.status().memory_max == mem_max * 2
+    finally:
+        c.teardown()
+
+
+def test_heartbeat_ttl_and_expired_teardown(sb, kube):
+    live = cluster(sb, spec("c-live", locales=1, ttl_seconds=60), heartbeat_interval=0.3)
+    dead = cluster(sb, spec("c-dead", locales=1, ttl_seconds=60))
+    live.deploy()
+    dead.deploy()
+    try:
+        first = kube.get("ConfigMap", "c-live-state")["metadata"]["annotations"][
+            HEARTBEAT_ANNOTATION
+        ]
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            now = kube.get("ConfigMap", "c-live-state")["metadata"]["annotations"][
+                HEARTBEAT_ANNOTATION
+            ]
+            if now != first:
+                break
+            time.sleep(0.2)
+        assert now != first  # renewed while the cluster object is open
+        dead.close()
+        # The notebook holding "c-dead" died two minutes ago.
+        kube.patch(
+            "ConfigMap",
+            "c-dead-state",
+            {"metadata": {"annotations": {HEARTBEAT_ANNOTATION: "2020-01-01T00:00:00Z"}}},
+        )
+        infos = {i.name: i for i in list_clusters(kubeconfig=sb.kubeconfig_path)}
+        assert infos["c-dead"].heartbeat_expired and not infos["c-live"].heartbeat_expired
+        assert infos["c-live"].expires_at is not None and infos["c-live"].stage == "Ready"
+        removed = teardown_expired(kubeconfig=sb.kubeconfig_path)
+        assert removed == ["default/c-dead"]
+        assert labelled(kube, "c-dead") == []
+        assert kube.get("Pod", "c-live-server") is not None
+    finally:
+        live.teardown()
+        dead.teardown()
+
+
+def test_list_clusters_across_namespaces(sb, kube):
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-b"}})
+    a = cluster(sb, spec("c-list-a", locales=1))
+    b = ArkoudaCluster(
+        spec("c-list-b", mode="smp", locales=2, namespace="team-b"),
+        kubeconfig=sb.kubeconfig_path,
+        timeouts=FAST,
+    )
+    a.deploy(wait=False)
+    b.deploy(wait=False)
+    try:
+        here = {(i.namespace, i.name) for i in list_clusters(kubeconfig=sb.kubeconfig_path)}
+        assert ("default", "c-list-a") in here and ("team-b", "c-list-b") not in here
+        every = {
+            (i.namespace, i.name): i
+            for i in list_clusters(kubeconfig=sb.kubeconfig_path, all_namespaces=True)
+        }
+        assert ("team-b", "c-list-b") in every
+        assert every[("team-b", "c-list-b")].mode == "smp"
+    finally:
+        a.teardown()
+        b.teardown()
+    assert labelled(kube, "c-list-b", "team-b") == []

@@ -1,0 +1,205 @@
+"""kube.py against the sandbox, through a kubeconfig: apply, list/watch with a deadline,
+delete by label, retries, 403s, events, logs, CSRs and access reviews."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from cryptography import x509
+from lifecycle_support import admin
+
+from arkouda_k8s.credentials import Credentials
+from arkouda_k8s.errors import KubeError, UsageError
+from arkouda_k8s.kube import Access, Kube, WatchDeadline
+from arkouda_k8s.manifests import certificate_signing_request
+from arkouda_k8s.spec import ClusterSpec
+
+
+@pytest.fixture(scope="module")
+def sb(lifecycle_sandbox):
+    return lifecycle_sandbox
+
+
+@pytest.fixture(scope="module")
+def kube(sb):
+    return admin(sb)
+
+
+def cm(name: str, labels: dict | None = None, **data: str) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "labels": labels or {"test": "kube"}},
+        "data": data,
+    }
+
+
+def test_kubeconfig_context_and_namespace(sb):
+    k = Kube.from_kubeconfig(sb.kubeconfig_path)
+    assert k.context == "sandbox" and k.namespace == "default"
+    assert k.server.startswith("https://127.0.0.1:")
+    assert "namespace default" in k.describe() and "sandbox" in k.describe()
+    other = Kube.from_kubeconfig(sb.kubeconfig_path, namespace="kube-public")
+    assert other.namespace == "kube-public"
+    with pytest.raises(UsageError, match="choose one of: sandbox"):
+        Kube.from_kubeconfig(sb.kubeconfig_path, context="nope")
+    with pytest.raises(UsageError, match="does not exist"):
+        Kube.from_kubeconfig("/nonexistent/kubeconfig")
+
+
+def test_endpoint_carries_auth_but_never_shows_it(kube):
+    ep = kube.endpoint()
+    assert ep.headers["Authorization"].startswith("Bearer ")
+    token = ep.headers["Authorization"].split()[1]
+    assert token not in repr(ep) and token not in repr(kube)
+
+
+def test_server_side_apply_is_idempotent_and_owned(kube):
+    first = kube.apply(cm("kube-apply", a="1"))
+    again = kube.apply(cm("kube-apply", a="1"))
+    assert again["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+    managers = {m.get("manager") for m in again["metadata"].get("managedFields") or []}
+    assert "arkouda-k8s" in managers
+    changed = kube.apply(cm("kube-apply", a="2"))
+    assert changed["data"] == {"a": "2"}
+    assert kube.get("ConfigMap", "kube-apply")["data"] == {"a": "2"}
+    assert kube.delete("ConfigMap", "kube-apply") is True
+    assert kube.delete("ConfigMap", "kube-apply") is False
+    assert kube.get("ConfigMap", "kube-apply") is None
+
+
+def test_wait_for_sees_a_change_made_later(kube):
+    def later():
+        time.sleep(0.3)
+        kube.apply(cm("kube-later", labels={"test": "later"}, x="y"))
+
+    t = threading.Thread(target=later)
+    t.start()
+    start = time.monotonic()
+    found = kube.wait_for(
+        "ConfigMap",
+        lambda objs: next(iter(objs.values())) if objs else None,
+        label_selector="test=later",
+        deadline=time.monotonic() + 10,
+    )
+    t.join()
+    assert found["data"] == {"x": "y"}
+    assert time.monotonic() - start < 5
+    kube.delete("ConfigMap", "kube-later")
+
+
+def test_wait_for_honours_its_deadline(kube):
+    start = time.monotonic()
+    with pytest.raises(WatchDeadline):
+        kube.wait_for(
+            "ConfigMap",
+            lambda objs: None,
+            label_selector="test=never",
+            deadline=time.monotonic() + 1.5,
+        )
+    assert 1.4 < time.monotonic() - start < 4
+
+
+def test_delete_by_label_waits_until_gone(kube, sb):
+    for i in range(5):
+        kube.apply(cm(f"kube-del-{i}", labels={"test": "del"}))
+    kube.apply(cm("kube-keep", labels={"test": "keep"}))
+    deleted = kube.delete_by_label(["ConfigMap"], "test=del", deadline=time.monotonic() + 10)
+    assert sorted(n for _, n in deleted) == [f"kube-del-{i}" for i in range(5)]
+    assert kube.list("ConfigMap", label_selector="test=del")["items"] == []
+    assert kube.get("ConfigMap", "kube-keep") is not None
+    kube.delete("ConfigMap", "kube-keep")
+
+
+def test_transient_errors_are_retried(kube, sb):
+    kube.apply(cm("kube-retry"))
+    sb.faults.fail_requests(3, status=503)
+    assert kube.get("ConfigMap", "kube-retry") is not None
+    sb.faults.fail_requests(2, status=500)
+    kube.apply(cm("kube-retry", a="b"))
+    assert kube.get("ConfigMap", "kube-retry")["data"] == {"a": "b"}
+    kube.delete("ConfigMap", "kube-retry")
+
+
+def test_lasting_failure_gives_up_at_the_deadline(kube, sb):
+    sb.faults.fail_requests(10_000, status=500)
+    try:
+        start = time.monotonic()
+        with pytest.raises(KubeError, match="kept failing"):
+            kube.get("ConfigMap", "x", deadline=time.monotonic() + 1.5)
+        assert time.monotonic() - start < 3.5
+    finally:
+        sb.faults.fail_requests(0)
+
+
+def test_forbidden_fails_fast_and_names_the_verb(sb):
+    alice = Kube.from_kubeconfig(sb.kubeconfig_for_user("kube-alice"))
+    start = time.monotonic()
+    with pytest.raises(KubeError) as err:
+        alice.apply(cm("kube-forbidden"))
+    assert err.value.status == 403
+    assert time.monotonic() - start < 2
+    assert "configmaps" in err.value.message and "patch" in err.value.message.lower()
+
+
+def test_access_reviews(sb, kube):
+    assert kube.can_i(Access("create", "pods")) is True
+    alice = Kube.from_kubeconfig(sb.kubeconfig_for_user("kube-bob"))
+    needs = [Access("create", "pods"), Access("get", "pods", subresource="log")]
+    assert alice.missing_access(needs) == needs
+    assert kube.missing_access(needs) == []
+
+
+def test_csr_create_approve_and_certificate(kube):
+    s = ClusterSpec(name="kubecsr", namespace="default")
+    creds = Credentials.generate(s)
+    obj = certificate_signing_request(s, creds)
+    kube.create_csr(obj, deadline=time.monotonic() + 10)
+    kube.create_csr(obj, deadline=time.monotonic() + 10)  # a leftover is replaced
+    kube.approve_csr(obj["metadata"]["name"])
+    pem = kube.wait_for_certificate(obj["metadata"]["name"], deadline=time.monotonic() + 10)
+    cert = x509.load_pem_x509_certificate(pem)
+    assert cert.subject.rfc4514_string() == f"CN={creds.user}"
+    kube.delete("CertificateSigningRequest", obj["metadata"]["name"])
+
+
+def test_logs_and_events_of_a_pod(kube):
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "kube-logs", "labels": {"test": "logs"}},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": "c",
+                    "image": "busybox",
+                    "command": ["sh", "-c", "echo hello-from-pod; sleep 30"],
+                }
+            ],
+        },
+    }
+    kube.apply(pod)
+    try:
+        kube.wait_for(
+            "Pod",
+            lambda objs: (
+                True
+                if any((p.get("status") or {}).get("phase") == "Running" for p in objs.values())
+                else None
+            ),
+            label_selector="test=logs",
+            deadline=time.monotonic() + 10,
+        )
+        deadline = time.monotonic() + 5
+        text = ""
+        while "hello-from-pod" not in text and time.monotonic() < deadline:
+            text = kube.logs("kube-logs", container="c", tail=5)
+            time.sleep(0.1)
+        assert "hello-from-pod" in text
+        reasons = {e.get("reason") for e in kube.events("Pod", "kube-logs")}
+        assert reasons & {"Scheduled", "Started", "Pulled", "Created"}
+    finally:
+        kube.delete_by_label(["Pod"], "test=logs", deadline=time.monotonic() + 10)
