@@ -67,6 +67,7 @@ if TYPE_CHECKING:  # heavy modules load only when a magic runs
 
 SETTINGS = ("namespace", "context", "kubeconfig", "release", "locales", "short_errors", "widgets")
 USER_CONFIG = "~/.config/arkouda-k8s/config.toml"
+EXIT_WAIT = 3.0  # seconds the kernel's exit waits for the load-time check
 
 # Masks for text that comes from the cluster (logs): the stand-in and real servers print
 # their connect URL with the token, and a PEM block must never reach an output.
@@ -639,11 +640,9 @@ class ArkoudaMagics(Magics, Configurable):
 
     def _check_expired(self) -> None:
         """Look for deployments whose heartbeat expired (a kernel died without teardown)."""
-        if (
-            not (self.kubeconfig or os.environ.get("KUBECONFIG"))
-            and not os.path.exists(os.path.expanduser("~/.kube/config"))
-            and "KUBERNETES_SERVICE_HOST" not in os.environ
-        ):
+        path = self.kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+        path = path or os.path.expanduser("~/.kube/config")
+        if not os.path.exists(path) and "KUBERNETES_SERVICE_HOST" not in os.environ:
             return  # nowhere to look: stay silent and cheap
         try:
             from .cluster import list_clusters
@@ -672,6 +671,11 @@ class ArkoudaMagics(Magics, Configurable):
         if self._closed:
             return
         self._closed = True
+        check = self._expired_check
+        if check is not None and check.is_alive():
+            # Let it finish its imports: a daemon thread frozen inside an extension
+            # module's initialisation at interpreter exit aborts the process.
+            check.join(timeout=EXIT_WAIT)
         for panel in self.panels:
             panel.stop()
         for cluster in list(self.clusters.values()):
