@@ -1,0 +1,77 @@
+"""kubectl against the sandbox's workloads: wait for Ready, logs, delete with GC."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+from kubelet_world import alive
+
+pytestmark = pytest.mark.kubectl
+
+DEPLOYMENT = """
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: ticker-{u}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {{app: ticker-{u}}}
+  template:
+    metadata:
+      labels: {{app: ticker-{u}}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: tick
+        image: busybox:1.36
+        command: ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done"]
+"""
+
+
+def _run(kubectl: str, env: dict[str, str], *args: str, stdin: str | None = None) -> str:
+    proc = subprocess.run(
+        [kubectl, *args], env=env, input=stdin, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}"
+    return proc.stdout
+
+
+def test_wait_logs_and_delete_with_garbage_collection(sandbox, kubectl, kubectl_env, unique):
+    k = lambda *a, **kw: _run(kubectl, kubectl_env, *a, **kw)  # noqa: E731
+    k("apply", "-f", "-", stdin=DEPLOYMENT.format(u=unique))
+    selector = f"app=ticker-{unique}"
+    # kubectl wait needs the pods to exist first; then it watches their Ready condition.
+    deadline = time.monotonic() + 20
+    while len(k("get", "pods", "-l", selector, "-o", "name").split()) < 2:
+        assert time.monotonic() < deadline, "the Deployment's pods were not created"
+        time.sleep(0.1)
+    out = k("wait", "--for=condition=Ready", "pod", "-l", selector, "--timeout=30s")
+    assert out.count("condition met") == 2
+    pods = k("get", "pods", "-l", selector, "-o", "jsonpath={.items[*].metadata.name}").split()
+    assert len(pods) == 2
+    ips = k("get", "pods", "-l", selector, "-o", "jsonpath={.items[*].status.podIP}").split()
+    assert len(set(ips)) == 2 and all(ip.startswith("127.") for ip in ips)
+
+    time.sleep(0.5)  # let a few ticks accumulate
+    logs = k("logs", pods[0]).splitlines()
+    assert len(logs) >= 3 and logs[0] == "tick 0" and logs[1] == "tick 1"
+    tail = k("logs", "--tail=2", pods[0]).splitlines()
+    assert len(tail) == 2 and all(line.startswith("tick ") for line in tail)
+    assert int(tail[1].split()[1]) == int(tail[0].split()[1]) + 1
+    via_deployment = k("logs", f"deployment/ticker-{unique}", "--tail=1")
+    assert via_deployment.startswith("tick ")
+
+    pids = sandbox.pod_processes()
+    assert len(pids) >= 2 and all(alive(p) for p in pids)
+    k("delete", "deployment", f"ticker-{unique}")
+    deadline = time.monotonic() + 20
+    while k("get", "pods,replicasets", "-l", selector, "-o", "name").strip():
+        assert time.monotonic() < deadline, "the Deployment's pods were not garbage-collected"
+        time.sleep(0.1)
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in pids):
+        assert time.monotonic() < deadline, "pod processes outlived their pods"
+        time.sleep(0.1)
