@@ -8,6 +8,7 @@ Each ``_cmd_*`` function holds the glue for one subcommand and nothing else.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -186,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--locales", type=int, default=2, metavar="N")
     return parser
+
+
+def _cmd_sandbox(args: argparse.Namespace) -> int:
+    from .sandbox.__main__ import run_foreground
+
+    return run_foreground(args.port, args.kubeconfig_out)
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
@@ -481,6 +488,75 @@ def _cmd_forward(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .runner import parse_address, read_code, run_code
+
+    parse_address(args.server)  # bad input first (exit 2), before touching anything
+    code, filename = read_code(args.code, args.file)
+    token = args.token or os.environ.get("ARKOUDA_SERVER_TOKEN") or None
+    run_code(code, server=args.server, token=token, filename=filename)
+    return 0
+
+
+def _cmd_quickstart(args: argparse.Namespace) -> int:
+    """The main job on the embedded sandbox: start it, deploy, tunnel, bind the session,
+    compute a small example, show status, tear down."""
+    import numpy as np
+
+    from .cluster import ArkoudaCluster, DeployMode
+    from .sandbox import Sandbox
+    from .session import client_sends_token
+    from .spec import ClusterSpec
+
+    if args.locales < 1:
+        raise UsageError("--locales: must be at least 1", "e.g. --locales 2")
+    # The only client installable from PyPI (2020.7.7) cannot send a token: in that case
+    # the sandbox deployment runs without authentication, and we say so.
+    auth = client_sends_token()
+    say = functools.partial(print, flush=True)
+    say("arkouda-k8s quickstart: starting the sandbox (a simulated Kubernetes cluster with")
+    say("a stand-in Arkouda server, for trying the workflow; not Kubernetes, not Arkouda)")
+    if not auth:
+        say("note: the installed arkouda client cannot send a token; deploying with --no-auth")
+    with Sandbox() as sandbox:
+        say(f"sandbox API at {sandbox.url}")
+        spec = ClusterSpec(
+            name="quickstart", namespace="default", locales=args.locales, cpu="500m",
+            memory="1Gi", authenticate=auth,
+        )
+        progress = _TerminalProgress()
+        cluster = ArkoudaCluster(
+            spec, kubeconfig=sandbox.kubeconfig_path, mode=DeployMode.CREATE,
+            on_progress=progress,
+        )
+        try:
+            try:
+                cluster.deploy()
+            finally:
+                progress.close()
+            host, port = cluster.address or ("?", 0)
+            say(f"deployed {spec.locales} locale(s); tunnel at {host}:{port}")
+            ak = cluster.connect()
+            a = ak.arange(0, 1000, 1)
+            b = ak.randint(0, 10, 1000)
+            local_a, local_b = np.arange(0, 1000), b.to_ndarray()
+            checks = {
+                "sum(arange(1000))": (int(a.sum()), int(local_a.sum())),
+                "max(a * b)": (int((a * b).max()), int((local_a * local_b).max())),
+                "count(b > 4)": (int((b > 4).sum()), int((local_b > 4).sum())),
+            }
+            for label, (got, want) in checks.items():
+                say(f"  {label} = {got}" + ("" if got == want else f"  (numpy says {want})"))
+            say(cluster.status().to_text())
+            if any(got != want for got, want in checks.values()):
+                raise ArkoudaK8sError("the server's answers differ from NumPy's")
+        finally:
+            removed = cluster.teardown()
+            say(f"torn down: {len(removed)} object(s) removed")
+    say("quickstart finished: the sandbox is stopped and nothing is left behind")
+    return 0
+
+
 def _not_built(name: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         raise ArkoudaK8sError(f"`arkouda-k8s {name}` is not available in this build")
@@ -505,6 +581,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("arkouda-k8s: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `arkouda-k8s render | head`: the reader left; say nothing more.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

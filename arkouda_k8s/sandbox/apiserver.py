@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from aiohttp import web
 
-from . import merge, tables, validation
+from . import merge, protobuf, tables, validation
 from .auth import (
     ANONYMOUS_USER,
     CLIENT_SIGNER,
@@ -586,13 +586,17 @@ class ApiServer:
                 413, "RequestEntityTooLarge", f"Request entity too large: limit is {MAX_BODY}"
             )
         ctype = (request.content_type or "application/json").lower()
-        if "protobuf" in ctype:
-            raise ApiError(
-                415,
-                "UnsupportedMediaType",
-                f"the body of the request was in an unknown format: the sandbox does not decode "
-                f'"{ctype}"; send JSON (kubectl create -f / apply -f do, the Python client does)',
-            )
+        if "protobuf" in ctype and not patch:
+            try:
+                return protobuf.decode(raw)
+            except protobuf.ProtobufError as exc:
+                raise ApiError(
+                    415,
+                    "UnsupportedMediaType",
+                    "the body of the request was in an unknown format: the sandbox decodes "
+                    "protobuf only for access reviews, CSRs, namespaces, configmaps and secrets, "
+                    f"not {exc}; send JSON (kubectl create -f / apply -f and the Python client do)",
+                ) from None
         yaml_ok = ctype in ("application/yaml", "application/apply-patch+yaml")
         allowed = {"application/json", "application/yaml", "application/octet-stream", "text/plain"}
         if patch:

@@ -138,8 +138,8 @@ def _list_item_id(field: str, item: Any, index: int) -> str | None:
         return "v:" + json.dumps(item)
     if isinstance(item, dict) and field in MERGE_KEYS:
         keys = {k: item[k] for k in MERGE_KEYS[field] if k in item}
-        if field == "ports" and "protocol" in item:
-            keys["protocol"] = item["protocol"]
+        if field == "ports" and keys:
+            keys["protocol"] = item.get("protocol", "TCP")  # the key defaults like the field
         if keys:
             return "k:" + json.dumps(keys, sort_keys=True, separators=(",", ":"))
     return None

@@ -1,0 +1,75 @@
+"""``python -m arkouda_k8s.sandbox``: run the simulated cluster in the foreground.
+
+Same as ``arkouda-k8s sandbox [--port P] [--kubeconfig-out FILE]``: prints the API URL
+and the ``export KUBECONFIG=...`` line, then serves until Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+
+def run_foreground(
+    port: int = 0, kubeconfig_out: str | None = None, out: TextIO | None = None
+) -> int:
+    """Start a Sandbox, say how to use it, serve until Ctrl-C/SIGTERM; exit code."""
+    from . import Sandbox
+
+    out = out or sys.stdout
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    written: str | None = None
+    try:
+        with Sandbox(port=port) as sb:
+            path = sb.kubeconfig_path
+            if kubeconfig_out:
+                written = os.path.abspath(kubeconfig_out)
+                fd = os.open(written, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as f, open(sb.kubeconfig_path) as src:
+                    f.write(src.read())
+                path = written
+            print(
+                "arkouda-k8s sandbox: a SIMULATED Kubernetes API for testing (not a real "
+                "cluster; pods run as local processes)",
+                file=out,
+            )
+            print(f"API server: {sb.url}", file=out)
+            print(f"export KUBECONFIG={path}", file=out)
+            print("Press Ctrl-C to stop (the kubeconfig stops working then).", file=out)
+            out.flush()
+            try:
+                while not stop.wait(0.5):
+                    pass
+            except KeyboardInterrupt:
+                pass
+            print("arkouda-k8s sandbox: stopping", file=out)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if written and os.path.exists(written):
+            os.unlink(written)  # holds a token that died with the sandbox
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m arkouda_k8s.sandbox",
+        description="Run the arkouda-k8s sandbox: a simulated Kubernetes cluster (not Kubernetes).",
+    )
+    parser.add_argument("--port", type=int, default=0, help="API port on 127.0.0.1")
+    parser.add_argument("--kubeconfig-out", metavar="FILE", help="also write the kubeconfig here")
+    args = parser.parse_args(argv)
+    return run_foreground(args.port, args.kubeconfig_out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
