@@ -1198,9 +1198,10 @@ class StandInProcess:
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        line = self.wait_for("socket bound to tcp://", self.startup_timeout)
+        self.port = int(line.split("tcp://", 1)[1].split()[0].rsplit(":", 1)[1])
         if self.wait_banner:
-            line = self.wait_for("server listening on tcp://", self.startup_timeout)
-            self.port = int(line.split("tcp://", 1)[1].split("?")[0].split()[0].rsplit(":", 1)[1])
+            self.wait_for("server listening on tcp://", self.startup_timeout)
         return self
 
     def _read(self) -> None:
@@ -1338,6 +1339,8 @@ def main(argv: list[str] | None = None) -> int:
     except zmq.ZMQError as exc:
         log.error("cannot bind tcp://%s:%s: %s", opts.host, opts.port, exc)
         return 1
+    # Logged whatever the level: the port is bound from here on, answered or not.
+    print(f"socket bound to tcp://{opts.host}:{opts.port}", flush=True)
     registration: KubernetesRegistration | None = None
     try:
         if env.get("K8S_HOST"):

@@ -1,0 +1,147 @@
+"""Session.bind: the installed 2020.7.7 client bound to the stand-in server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+from arkouda_k8s.errors import ClientMissing, ServerNotAnswering, SessionError
+from arkouda_k8s.protocol import TokenRefused
+from arkouda_k8s.sandbox.arkouda_server import StandInProcess
+from arkouda_k8s.session import Session, client_sends_token, version_key
+
+ak = pytest.importorskip("arkouda", reason="run scripts/install_arkouda_client.py")
+
+TOKEN = "session-token-abcdef"
+
+
+@pytest.fixture(scope="module")
+def server():
+    with StandInProcess("-nl", "2", "--authenticate=false", "--arkoudaVersion=2020.07.07") as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def v2023_server():
+    with StandInProcess("--authenticate=false") as s:  # reports v2023.05.05
+        yield s
+
+
+def test_bind_computes_and_restores_blocking_receives(server):
+    import zmq
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matching versions: no warning at all
+        session = Session.bind(server.host, server.port, timeout=3)
+    try:
+        assert session.ak is ak
+        assert session.config["numLocales"] == 2
+        sock = sys.modules["arkouda.client"].socket
+        assert sock.getsockopt(zmq.RCVTIMEO) == -1
+        assert sock.getsockopt(zmq.SNDTIMEO) == -1
+        data = np.arange(1000)
+        assert session.ak.array(data).sum() == data.sum()
+    finally:
+        session.close()
+    assert sys.modules["arkouda.client"].connected is False
+    session.close()  # idempotent
+
+
+def test_version_mismatch_warns_naming_both(v2023_server):
+    with pytest.warns(RuntimeWarning) as record:
+        session = Session.bind(v2023_server.host, v2023_server.port, timeout=3)
+    session.close()
+    texts = [str(w.message) for w in record]
+    ours = [t for t in texts if "2020.07.07" in t and "v2023.05.05" in t]
+    assert len(ours) == 1, texts
+    assert not any("Version mismatch" in t for t in texts)  # the client's own is replaced
+
+
+def test_server_version_given_by_caller_is_checked(server):
+    with pytest.warns(RuntimeWarning, match="v2023.05.05"):
+        session = Session.bind(server.host, server.port, server_version="v2023.05.05")
+    session.close()
+
+
+def test_client_without_token_support_refuses_auth_server():
+    env = dict(os.environ, ARKOUDA_SERVER_TOKEN=TOKEN)
+    with StandInProcess("--authenticate=true", env=env) as srv:
+        with pytest.raises(SessionError) as err:
+            Session.bind(srv.host, srv.port, token=TOKEN, timeout=3)
+        text = err.value.one_line()
+        assert "cannot send a token" in text and "--no-auth" in text
+        assert TOKEN not in text
+        with pytest.raises(TokenRefused):
+            Session.bind(srv.host, srv.port, token="wrong", timeout=3)
+
+
+def test_halted_server_gives_an_error_not_a_hang():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    env = dict(os.environ, K8S_HOST=f"https://127.0.0.1:{dead}", CERT_FILE="/x", KEY_FILE="/y")
+    with StandInProcess("--authenticate=false", env=env, wait_banner=False) as srv:
+        srv.wait_for("halted")
+        t0 = time.monotonic()
+        with pytest.raises(ServerNotAnswering):
+            Session.bind(srv.host, srv.port, timeout=1)
+        assert time.monotonic() - t0 < 5
+        assert sys.modules["arkouda.client"].connected is False
+
+
+def test_missing_client_says_how_to_install(monkeypatch):
+    for mod in [m for m in sys.modules if m.startswith("arkouda.")]:
+        monkeypatch.delitem(sys.modules, mod)
+    monkeypatch.setitem(sys.modules, "arkouda", None)  # `import arkouda` now fails
+    with pytest.raises(ClientMissing) as err:
+        Session.bind("127.0.0.1", 1)
+    assert "install_arkouda_client.py" in err.value.one_line()
+
+
+def test_version_key():
+    assert version_key("v2023.05.05") == version_key("2023.5.5")
+    assert version_key("2020.07.07") != version_key("v2023.05.05")
+
+
+def test_token_goes_to_a_client_that_accepts_it(monkeypatch):
+    """A v2023-style client (``access_token``) gets the token; its token file goes to tmpfs."""
+    import types
+
+    calls = []
+    fake = types.ModuleType("arkouda")
+    fake.__version__ = "v2023.05.05"
+
+    def connect(server="localhost", port=5555, timeout=0, access_token=None, connect_url=None):
+        calls.append({"server": server, "port": port, "timeout": timeout, "token": access_token})
+
+    fake.connect = connect
+    fake_client = types.ModuleType("arkouda.client")
+    fake_client.socket = None
+    fake.client = fake_client
+    for mod in [m for m in sys.modules if m.startswith("arkouda.")]:
+        monkeypatch.delitem(sys.modules, mod)
+    monkeypatch.setitem(sys.modules, "arkouda", fake)
+    monkeypatch.setitem(sys.modules, "arkouda.client", fake_client)
+    monkeypatch.delenv("ARKOUDA_CLIENT_DIRECTORY", raising=False)
+    assert client_sends_token() is True
+
+    env = dict(os.environ, ARKOUDA_SERVER_TOKEN=TOKEN)
+    with StandInProcess("--authenticate=true", env=env) as srv, warnings.catch_warnings():
+        warnings.simplefilter("error")
+        session = Session.bind(srv.host, srv.port, token=TOKEN, timeout=2.5)
+    assert calls == [{"server": srv.host, "port": srv.port, "timeout": 3, "token": TOKEN}]
+    assert session.ak is fake and TOKEN not in repr(session)
+    client_dir = os.environ["ARKOUDA_CLIENT_DIRECTORY"]
+    assert client_dir.startswith("/dev/shm/") and oct(os.stat(client_dir).st_mode)[-3:] == "700"
+    session.close()
+    assert not os.path.exists(client_dir) and "ARKOUDA_CLIENT_DIRECTORY" not in os.environ
+
+
+def test_client_sends_token_reports_the_installed_client():
+    assert client_sends_token() is False  # the installed 2020.7.7 client has no access_token
