@@ -325,3 +325,272 @@ def test_shutdown_stops_the_server():
             ak.connect(srv.host, srv.port, timeout=30)
         ak.shutdown()
         assert srv.wait(20) == 0
+
+
+# --------------------------------------------------------------- self-registration
+#
+# The stand-in runs as the server pod of a sandbox, with the container contract of
+# docs/internals.md: a TLS client certificate from a CSR the sandbox signs, mounted from
+# a Secret, a namespaced Role + RoleBinding for the certificate's user.
+
+
+def _key_and_csr(user: str) -> tuple[bytes, bytes]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, user)]))
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return key_pem, csr.public_bytes(serialization.Encoding.PEM)
+
+
+def _wait(what, fn, timeout=30.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def _tls_secret_for(admin_api, namespace: str, user: str, secret: str) -> None:
+    """Key + CSR in memory, CSR approved and signed by the sandbox, kept in a Secret."""
+    import base64
+
+    from kubernetes import client
+
+    certs = client.CertificatesV1Api(admin_api)
+    core = client.CoreV1Api(admin_api)
+    key_pem, csr_pem = _key_and_csr(user)
+    name = f"{namespace}-{secret}"
+    certs.create_certificate_signing_request(
+        {
+            "apiVersion": "certificates.k8s.io/v1",
+            "kind": "CertificateSigningRequest",
+            "metadata": {"name": name},
+            "spec": {
+                "request": base64.b64encode(csr_pem).decode(),
+                "signerName": "kubernetes.io/kube-apiserver-client",
+                "usages": ["client auth"],
+            },
+        }
+    )
+    csr = certs.read_certificate_signing_request(name)
+    csr.status.conditions = [
+        client.V1CertificateSigningRequestCondition(
+            type="Approved", status="True", reason="Test", message="approved by the test"
+        )
+    ]
+    certs.replace_certificate_signing_request_approval(name, csr)
+    cert_b64 = _wait(
+        "the signed certificate",
+        lambda: certs.read_certificate_signing_request(name).status.certificate,
+    )
+    core.create_namespaced_secret(
+        namespace,
+        {
+            "metadata": {"name": secret},
+            "type": "kubernetes.io/tls",
+            "data": {"tls.crt": cert_b64, "tls.key": base64.b64encode(key_pem).decode()},
+        },
+    )
+    certs.delete_certificate_signing_request(name)
+
+
+@pytest.fixture(scope="module")
+def registration_ns(sandbox, admin_api):
+    import uuid
+
+    from kubernetes import client
+
+    core = client.CoreV1Api(admin_api)
+    rbac = client.RbacAuthorizationV1Api(admin_api)
+    ns = f"akreg-{uuid.uuid4().hex[:6]}"
+    core.create_namespace({"metadata": {"name": ns}})
+    user = f"arkouda-server:{ns}"
+    _tls_secret_for(admin_api, ns, user, "server-tls")
+    _tls_secret_for(admin_api, ns, f"nobody:{ns}", "norbac-tls")  # no RoleBinding
+    rbac.create_namespaced_role(
+        ns,
+        {
+            "metadata": {"name": "arkouda-server"},
+            "rules": [
+                {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+                {
+                    "apiGroups": [""],
+                    "resources": ["services", "endpoints"],
+                    "verbs": ["get", "list", "watch", "create", "delete", "update"],
+                },
+            ],
+        },
+    )
+    rbac.create_namespaced_role_binding(
+        ns,
+        {
+            "metadata": {"name": "arkouda-server"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "arkouda-server",
+            },
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+        },
+    )
+    yield ns
+    core.delete_namespace(ns)
+
+
+def _start_server_pod(admin_api, ns: str, pod: str, service: str, secret: str) -> str:
+    """The server pod per the container contract; its pod IP once Running."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(admin_api)
+
+    def field(path):
+        return {"valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+    env = [
+        {"name": "NUMLOCALES", "value": "2"},
+        {"name": "MY_IP", **field("status.podIP")},
+        {"name": "NAMESPACE", **field("metadata.namespace")},
+        {"name": "K8S_HOST", "value": "https://kubernetes.default.svc"},
+        {"name": "CERT_FILE", "value": "/etc/ssl/arkouda/tls.crt"},
+        {"name": "KEY_FILE", "value": "/etc/ssl/arkouda/tls.key"},
+        {"name": "EXTERNAL_SERVICE_NAME", "value": service},
+        {"name": "EXTERNAL_SERVICE_PORT", "value": "5555"},
+        {"name": "EXTERNAL_SERVICE_TARGET_PORT", "value": "5555"},
+    ]
+    core.create_namespaced_pod(
+        ns,
+        {
+            "metadata": {"name": pod, "labels": {"app": pod}},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [
+                    {
+                        "name": "arkouda-server",
+                        "image": "bearsrus/arkouda-udp-server:v2023.05.05",
+                        "command": ["sh", "/opt/arkouda/start-arkouda-server.sh"],
+                        "args": [
+                            "--ServerPort=5555",
+                            "--authenticate=false",
+                            "--memTrack=true",
+                            "--logLevel=LogLevel.INFO",
+                            "--ExternalIntegration.systemType=SystemType.KUBERNETES",
+                            "--ServerDaemon.daemonTypes=ServerDaemonType.INTEGRATION",
+                        ],
+                        "env": env,
+                        "ports": [{"containerPort": 5555, "name": "arkouda"}],
+                        "volumeMounts": [{"name": "tls", "mountPath": "/etc/ssl/arkouda"}],
+                    }
+                ],
+                "volumes": [{"name": "tls", "secret": {"secretName": secret}}],
+            },
+        },
+    )
+
+    def running_ip():
+        p = core.read_namespaced_pod(pod, ns)
+        return p.status.pod_ip if p.status.phase == "Running" else None
+
+    return _wait(f"pod {pod} Running", running_ip)
+
+
+def _exists(fn, *args) -> bool:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        fn(*args)
+        return True
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+
+
+def test_registers_service_and_endpoints_and_removes_them_on_shutdown(admin_api, registration_ns):
+    from kubernetes import client
+
+    from arkouda_k8s.protocol import ArkoudaProbe
+
+    core = client.CoreV1Api(admin_api)
+    ns = registration_ns
+    ip = _start_server_pod(admin_api, ns, "ak-server", "ak-arkouda", "server-tls")
+
+    _wait("the Endpoints", lambda: _exists(core.read_namespaced_endpoints, "ak-arkouda", ns))
+    svc = core.read_namespaced_service("ak-arkouda", ns)
+    assert not svc.spec.selector  # selector-less, as the real server registers it
+    assert [(p.port, p.target_port) for p in svc.spec.ports] == [(5555, 5555)]
+    eps = core.read_namespaced_endpoints("ak-arkouda", ns)
+    assert [a.ip for a in eps.subsets[0].addresses] == [ip]
+    assert [p.port for p in eps.subsets[0].ports] == [5555]
+
+    with ArkoudaProbe(ip, 5555, timeout=10) as probe:
+        assert probe.handshake()["numLocales"] == 2
+        probe.shutdown()
+    _wait(
+        "the Service to be removed",
+        lambda: not _exists(core.read_namespaced_service, "ak-arkouda", ns),
+    )
+    _wait(
+        "the Endpoints to be removed",
+        lambda: not _exists(core.read_namespaced_endpoints, "ak-arkouda", ns),
+    )
+    _wait(
+        "the pod to succeed",
+        lambda: core.read_namespaced_pod("ak-server", ns).status.phase == "Succeeded",
+    )
+
+
+@pytest.mark.parametrize(
+    "case, secret, status",
+    [("leftover", "server-tls", "409"), ("norbac", "norbac-tls", "403")],
+)
+def test_registration_failure_halts_with_port_bound(
+    admin_api, registration_ns, case, secret, status
+):
+    from kubernetes import client
+
+    from arkouda_k8s.errors import ServerNotAnswering
+    from arkouda_k8s.protocol import ArkoudaProbe
+
+    core = client.CoreV1Api(admin_api)
+    ns = registration_ns
+    service = f"{case}-arkouda"
+    if case == "leftover":
+        core.create_namespaced_service(
+            ns, {"metadata": {"name": service}, "spec": {"ports": [{"port": 5555}]}}
+        )
+    pod = f"{case}-server"
+    ip = _start_server_pod(admin_api, ns, pod, service, secret)
+
+    log = _wait(
+        "the halt in the server's log",
+        lambda: (
+            (text := core.read_namespaced_pod_log(pod, ns, container="arkouda-server"))
+            and "halted" in text
+            and text
+        ),
+    )
+    assert f"HTTP {status}" in log and "ExternalSystemError" in log
+    assert "server listening on" not in log
+    with ArkoudaProbe(ip, 5555, timeout=1.0) as probe, pytest.raises(ServerNotAnswering) as err:
+        probe.handshake()
+    assert err.value.reason == "silent"  # port open, nothing answers
+    assert core.read_namespaced_pod(pod, ns).status.phase == "Running"
+    assert not _exists(core.read_namespaced_endpoints, service, ns)
+    core.delete_namespaced_pod(pod, ns)
