@@ -429,10 +429,16 @@ class Sandbox:
                     {"type": "Hostname", "address": name},
                 ],
                 "nodeInfo": {
-                    "kubeletVersion": "v1.32.0-sandbox",
-                    "operatingSystem": "linux",
                     "architecture": "amd64",
+                    "bootID": f"sandbox-{name}",
                     "containerRuntimeVersion": "sandbox://local-processes",
+                    "kernelVersion": os.uname().release,
+                    "kubeProxyVersion": "",
+                    "kubeletVersion": "v1.32.0-sandbox",
+                    "machineID": f"sandbox-{name}",
+                    "operatingSystem": "linux",
+                    "osImage": "arkouda-k8s sandbox (simulated node)",
+                    "systemUUID": f"sandbox-{name}",
                 },
             }
             s.update("nodes", node, subresource="status")
@@ -489,9 +495,7 @@ class Sandbox:
         runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         self._runner = runner
-        site = web.TCPSite(
-            runner, "127.0.0.1", self.requested_port, ssl_context=ssl_ctx, shutdown_timeout=1.0
-        )
+        site = web.TCPSite(runner, "127.0.0.1", self.requested_port, ssl_context=ssl_ctx)
         await site.start()
         server = site._server
         sockets = getattr(server, "sockets", None) or []

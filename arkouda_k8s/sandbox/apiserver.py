@@ -1041,7 +1041,7 @@ class ApiServer:
         }
         if route.res.group:
             details["group"] = route.res.group
-        if route.res.plural in ("pods",):
+        if route.res.key in _RETURN_DELETED:
             return _json(out)
         return _json(
             {
@@ -1471,6 +1471,12 @@ class ApiServer:
                         "data": {"ca.crt": self.sb.ca_pem},
                     },
                 )
+
+
+# Registries that answer a DELETE with the deleted object rather than a Status.
+_RETURN_DELETED = frozenset(
+    {"pods", "services", "serviceaccounts", "resourcequotas", "persistentvolumeclaims"}
+)
 
 
 def _int_param(q: Any, name: str, default: int) -> int:

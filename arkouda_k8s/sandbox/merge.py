@@ -278,7 +278,8 @@ def server_side_apply(
                 if e is not mine and e.get("operation") == "Apply":
                     others |= from_fields_v1(e.get("fieldsV1") or {})
             gone = from_fields_v1(mine.get("fieldsV1") or {}) - new_set - others
-            for path in sorted(gone, key=len, reverse=True):
+            # shortest first: a removed list item takes its fields with it
+            for path in sorted(gone, key=len):
                 if not any(p[: len(path)] == path for p in new_set):
                     _remove_path(result, path)
         result = _apply_merge(result, applied)
