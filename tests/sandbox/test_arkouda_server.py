@@ -126,10 +126,28 @@ def test_tutorial_sequence_matches_numpy(client):
     want = np.array([np.arange(1000)[nr == k].sum() for k in nvalues])
     np.testing.assert_array_equal(sums.to_ndarray(), want)
 
+    for op in ("min", "max", "mean"):
+        keys, agg = g.aggregate(ak.array(np.arange(1000) * 1.5), op)
+        want = [getattr(np.arange(1000)[nr == k] * 1.5, op)() for k in nvalues]
+        np.testing.assert_array_equal(agg.to_ndarray(), want)
+
+    small = ak.array(np.array([3, 1, 2]))
+    assert small.prod() == 6
+    assert (small > 2).any() and not (small > 2).all()
+    assert repr(a) == "array([0, 3, 6, ..., 993, 996, 999])"
+
     info = ak.info(r)
     assert 'dtype:"int64"' in info and "size:1000" in info
     used = ak.get_mem_used()
     assert used >= r.size * 8 + f.size * 8
+
+
+def test_delete_frees_server_memory(client):
+    before = ak.get_mem_used()
+    big = ak.arange(0, 100_000, 1)
+    assert ak.get_mem_used() == before + 800_000
+    del big  # the client sends `delete`
+    assert ak.get_mem_used() == before
 
 
 def test_unknown_command_gets_the_real_error_form(client):
@@ -260,6 +278,24 @@ def test_v2023_conversation(auth_server, zsock):
     _request(sock, "tondarray", {"array": ("PDARRAY", "int64", counts)}, token=TOKEN)
     got = np.frombuffer(sock.recv(), dtype=np.int64)
     np.testing.assert_array_equal(got, [np.sum(data <= 100), np.sum(data > 100)])
+
+    def randint(seed):
+        args = {
+            "size": ("VALUE", "int", "50"),
+            "dtype": ("VALUE", "str", "int64"),
+            "low": ("VALUE", "int", "0"),
+            "high": ("VALUE", "int", "1000000"),
+            "seed": ("VALUE", "int", str(seed)),
+        }
+        _request(sock, "randint", args, token=TOKEN)
+        name = _reply(sock)["msg"].split()[1]
+        _request(sock, "tondarray", {"array": ("PDARRAY", "int64", name)}, token=TOKEN)
+        return np.frombuffer(sock.recv(), dtype=np.int64)
+
+    first, again, other = randint(7), randint(7), randint(8)
+    np.testing.assert_array_equal(first, again)  # seeded: reproducible
+    assert not np.array_equal(first, other)
+    assert first.min() >= 0 and first.max() < 1_000_000
 
     _request(sock, "getmemused", {"factor": ("VALUE", "int", "1")}, token=TOKEN)
     assert int(_reply(sock)["msg"]) >= data.nbytes
