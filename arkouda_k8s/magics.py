@@ -240,6 +240,7 @@ class ArkoudaMagics(Magics, Configurable):
         self.current: str | None = None
         self.sandbox: Any = None
         self.panels: list[Any] = []
+        self.form: Any = None  # the last deploy form shown
         self._expired_check: threading.Thread | None = None
         self._expired_notice: str | None = None
         self._closed = False
@@ -426,9 +427,10 @@ class ArkoudaMagics(Magics, Configurable):
     ) -> Any:
         from .cluster import ArkoudaCluster
 
-        progress = progress or self.progress()
-        if progress is not None and getattr(progress, "displayable", False):
-            self._display(progress)
+        if progress is None:  # a form brings its own, already on screen
+            progress = self.progress()
+            if getattr(progress, "displayable", False):
+                self._display(progress)
         cluster = ArkoudaCluster(
             spec, kubeconfig=kubeconfig, context=context, on_progress=progress.update
         )
@@ -446,12 +448,12 @@ class ArkoudaMagics(Magics, Configurable):
     def show_form(self) -> Any:
         from . import widgets
 
-        form = widgets.DeployForm(
+        self.form = widgets.DeployForm(
             defaults=self._form_defaults(),
             contexts=self.kube_contexts(),
             on_deploy=self._deploy_from_form,
         )
-        self._display(form)
+        self._display(self.form)
         return None
 
     def _form_defaults(self) -> dict[str, Any]:
@@ -490,7 +492,11 @@ class ArkoudaMagics(Magics, Configurable):
         args = magic_arguments.parse_argstring(self.arkouda, line)
         cluster = self.cluster(args.cluster, connect=True)
         previous = self.clusters.get(self.current) if self.current else None
-        self.bind(cluster)
+        session = getattr(cluster, "session", None)
+        if previous is cluster and session is not None and not getattr(session, "closed", False):
+            self.shell.user_ns["ak"] = session.ak  # already bound: no reconnect per cell
+        else:
+            self.bind(cluster)
         memory_before = _memory_used(cluster)
         started = time.perf_counter()
         try:

@@ -56,7 +56,7 @@ def status_rows(status: Any) -> list[tuple[str, str]]:
     rows = [("stage", str(get("stage") or "unknown"))]
     ready, total = get("locales_ready"), get("locales_total")
     if total is not None:
-        rows.append(("locales", f"{ready if ready is not None else '?'}/{total} ready"))
+        rows.append(("locale pods", f"{ready if ready is not None else '?'}/{total} running"))
     tunnel, address = get("tunnel"), get("address")
     if tunnel is not None or address is not None:
         where = f" {address[0]}:{address[1]}" if address else ""
@@ -145,7 +145,7 @@ class ClusterTable(_Card):
             mark = " (current)" if item.name == self.current else ""
             facts = [str(getattr(item, "stage", "") or "")]
             if getattr(item, "locales_total", None) is not None:
-                facts.append(f"{item.locales_total} locales")
+                facts.append(f"{item.locales_total} locale pods")
             if getattr(item, "heartbeat_expired", False):
                 facts.append("heartbeat expired")
             rows.append((f"{item.namespace}/{item.name}{mark}", ", ".join(f for f in facts if f)))

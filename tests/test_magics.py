@@ -7,7 +7,9 @@ end to end against the sandbox with the installable 2020.7.7 ``arkouda`` client.
 
 from __future__ import annotations
 
+import os
 import textwrap
+import time
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -373,3 +375,267 @@ def test_expired_deployments_are_announced_once_after_load(
     assert "1 deployment(s) with an expired heartbeat: old" in first.stdout
     assert "%arkouda_teardown --expired" in first.stdout
     assert "expired" not in second.stdout
+
+
+# == end to end against the sandbox, with the 2020.7.7 arkouda client ====================
+
+E2E_SIZE = "--cpu 100m --memory 256Mi"
+
+
+def secret_material(sb: Any, name: str, namespace: str = "default") -> list[str]:
+    """Every piece of secret material of a deployment, as it could leak into an output."""
+    import base64
+
+    from lifecycle_support import admin
+
+    kube = admin(sb, namespace)
+    pieces: list[str] = []
+    for suffix in ("ssh", "tls", "token"):
+        secret = kube.get("Secret", f"{name}-{suffix}", namespace)
+        for encoded in ((secret or {}).get("data") or {}).values():
+            value = base64.b64decode(encoded).decode()
+            pieces.append(encoded)
+            if "-----BEGIN" in value:  # any line of a PEM body, and the public key blob
+                pieces += [line for line in value.splitlines() if len(line) >= 24]
+                pieces += [p for p in value.split() if len(p) >= 40]
+            else:
+                pieces.append(value)
+    assert pieces, f"no secrets found for {name}"
+    return pieces
+
+
+def assert_no_secrets(outputs: list[CapturedIO], secrets: list[str]) -> None:
+    text = "\n".join(shown(out) for out in outputs)
+    leaked = [s[:12] + "..." for s in secrets if s in text]
+    assert not leaked, f"secret material shown: {leaked}"
+
+
+@pytest.fixture
+def sandbox_ip(
+    lifecycle_sandbox: Any, ip: InteractiveShell
+) -> Iterator[tuple[InteractiveShell, Any]]:
+    pytest.importorskip("arkouda", reason="run scripts/install_arkouda_client.py")
+    run_ok(ip, f"%config ArkoudaMagics.kubeconfig = {lifecycle_sandbox.kubeconfig_path!r}")
+    run_ok(ip, "%config ArkoudaMagics.namespace = 'default'")
+    yield ip, lifecycle_sandbox
+
+
+def instance_objects(sb: Any, name: str) -> list[str]:
+    from lifecycle_support import admin, labelled
+
+    return labelled(admin(sb), name)
+
+
+def test_magics_end_to_end_deploy_compute_status_logs_teardown(
+    sandbox_ip: tuple[InteractiveShell, Any],
+) -> None:
+    ip, sb = sandbox_ip
+    outputs: list[CapturedIO] = []
+
+    def step(code: str) -> CapturedIO:
+        out = run_ok(ip, code)
+        outputs.append(out)
+        return out
+
+    # bad arguments: one line, and nothing reaches the cluster
+    error, out = run(ip, "%arkouda_deploy --name e2e --locales 0")
+    assert type(error) is UsageError and "--locales" in str(error)
+    assert instance_objects(sb, "e2e") == []
+
+    out = step(f"%arkouda_deploy --name e2e --no-auth --locales 3 {E2E_SIZE}")
+    stages = [line.split()[0] for line in out.stdout.splitlines() if line.startswith("  ")]
+    for stage in ("preflight", "credentials", "locales", "server", "handshake", "ready"):
+        assert stage in stages, out.stdout
+    card = shown(out)
+    assert "Arkouda cluster e2e" in card and "Ready" in card and "2/2 running" in card
+    assert ip.user_ns["ak"].__name__ == "arkouda"
+
+    out = step(
+        "%%arkouda\n"
+        "a = ak.arange(0, 10, 1)\n"
+        "b = ak.randint(0, 100, 1000)\n"
+        "int((a * 2).sum()), b.size, int(b.max()) < 100"
+    )
+    assert out.result == (90, 1000, True)  # type: ignore[attr-defined]
+    (report,) = [line for line in out.stdout.splitlines() if line.startswith("[arkouda e2e]")]
+    assert "server memory +" in report
+    assert ip.user_ns["a"].size == 10  # the cell's names stay in the user namespace
+
+    out = step("%arkouda_status")
+    card = shown(out)
+    assert "Ready" in card and "tunnel" in card and "ready 127.0.0.1:" in card
+    assert "memory" in card
+
+    out = step("%arkouda_logs --tail 20")
+    assert "getmemused" in out.stdout or "arange" in out.stdout
+    assert len(out.stdout.strip().splitlines()) <= 20
+
+    out = step("%arkouda_logs e2e --component locale --tail 3")
+    assert "==> e2e-locale-" in out.stdout  # two locale pods, each headed by its name
+
+    out = step("%arkouda_list")
+    assert "default/e2e (current)" in shown(out)
+
+    assert_no_secrets(outputs, secret_material(sb, "e2e"))
+
+    out = step("%arkouda_teardown")
+    assert "e2e: deleted" in out.stdout
+    assert instance_objects(sb, "e2e") == []
+    assert "ak" not in ip.user_ns
+    error, _ = run(ip, "%arkouda_status")
+    assert type(error) is UsageError  # nothing current any more
+
+
+def test_connect_from_a_fresh_shell_reattaches(sandbox_ip: tuple[InteractiveShell, Any]) -> None:
+    import subprocess
+    import sys
+
+    ip, sb = sandbox_ip
+    run_ok(ip, f"%arkouda_deploy --name reattach --no-auth --locales 2 {E2E_SIZE}")
+    try:
+        run_ok(ip, "%%arkouda\nkept = ak.arange(0, 5, 1)")
+        # a new interpreter stands for the restarted kernel
+        child = textwrap.dedent(
+            f"""
+            from IPython.core.interactiveshell import InteractiveShell
+            ip = InteractiveShell.instance()
+            ip.run_line_magic("load_ext", "arkouda_k8s")
+            for cell in [
+                "%config ArkoudaMagics.kubeconfig = {sb.kubeconfig_path!r}",
+                "%arkouda_connect reattach",
+                "%%arkouda\\nresult = int(ak.arange(0, 100, 1).sum())",
+            ]:
+                r = ip.run_cell(cell)
+                if not r.success:
+                    raise SystemExit(f"failed: {{cell!r}}: {{r.error_in_exec!r}}")
+            print("RESULT", ip.user_ns["result"])
+            ip.run_line_magic("unload_ext", "arkouda_k8s")
+            """
+        )
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [os.path.dirname(os.path.dirname(magics_module.__file__)), env.get("PYTHONPATH", "")]
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", child], capture_output=True, text=True, timeout=120, env=env
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "RESULT 4950" in proc.stdout
+        assert "Arkouda cluster reattach" in proc.stdout and "Ready" in proc.stdout
+        # the first kernel's session still works
+        out = run_ok(ip, "%%arkouda\nint(kept.sum())")
+        assert out.result == 10  # type: ignore[attr-defined]
+    finally:
+        run_ok(ip, "%arkouda_teardown reattach")
+    assert instance_objects(sb, "reattach") == []
+
+
+def test_token_auth_with_the_2020_client_is_one_line(
+    sandbox_ip: tuple[InteractiveShell, Any],
+) -> None:
+    ip, sb = sandbox_ip
+    run_ok(ip, "%config ArkoudaMagics.short_errors = True")
+    try:
+        error, out = run(ip, f"%arkouda_deploy --name authed --locales 1 {E2E_SIZE}")
+        assert isinstance(error, ArkoudaError), error
+        (line,) = error._render_traceback_()
+        assert line.startswith("SessionError: the installed arkouda client 2020.07.07 cannot send")
+        assert "--no-auth" in line
+        assert "Traceback" not in shown(out)
+        assert_no_secrets([out], secret_material(sb, "authed"))
+    finally:
+        run_ok(ip, "%arkouda_teardown authed")
+    assert instance_objects(sb, "authed") == []
+
+
+def test_deploy_form_and_live_panel(sandbox_ip: tuple[InteractiveShell, Any]) -> None:
+    ip, sb = sandbox_ip
+    m = the_magics(ip)
+    run_ok(ip, "%config ArkoudaMagics.widgets = True")
+    run_ok(ip, "%config ArkoudaMagics.context = 'sandbox'")
+    out = run_ok(ip, "%arkouda_deploy")  # no options in a widget front end: the form
+    form = m.form
+    assert form is not None and "Arkouda deploy form" in shown(out)
+    assert "sandbox" in form.context.options
+    form.fields["name"].value = "formed"
+    form.fields["authenticate"].value = False
+    form.fields["cpu"].value = "100m"
+    form.fields["memory"].value = "64Ki"  # too small: Deploy is disabled and says why
+    assert form.deploy_button.disabled and form.error.startswith("memory")
+    form.fields["memory"].value = "256Mi"
+    assert not form.deploy_button.disabled
+    outputs = [out]
+    try:
+        with capture_output() as shown_by_deploy:
+            form.deploy_button.click()
+        outputs.append(shown_by_deploy)
+        assert form.state == "deployed", form.output.outputs
+        assert form.progress.state == "ready" and form.progress.bar.bar_style == "success"
+        assert ip.user_ns["ak"].__name__ == "arkouda"
+        panel = m.panels[-1]
+        assert panel.cluster.name == "formed"
+        assert "Ready" in panel.text() and "Ready" in panel._repr_mimebundle_()["text/html"]
+
+        # the tunnel drops and cannot come back (port-forward refused): the panel says so
+        seen: list[str] = []
+        panel.cluster.on_tunnel_state.append(seen.append)
+        sb.faults.deny("*", "pods/portforward", user="*")
+        try:
+            assert sb.faults.drop_portforward_streams() >= 1
+            deadline = time.monotonic() + 20
+            while "failed" not in panel.text() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert "failed" in seen
+            assert "tunnel       failed" in panel.text()
+            assert "failed" in panel._repr_mimebundle_()["text/html"]
+        finally:
+            sb.faults.clear()
+        panel.reconnect_button.click()  # a new tunnel, a new session, `ak` rebound
+        assert seen[-1] == "ready" and "tunnel       ready" in panel.text()
+        out = run_ok(ip, "%%arkouda\nint(ak.arange(0, 4, 1).sum())")
+        outputs.append(out)
+        assert out.result == 6  # type: ignore[attr-defined]
+        outputs.append(run_ok(ip, "%arkouda_status formed"))
+        assert_no_secrets(outputs, secret_material(sb, "formed"))
+
+        panel.teardown_button.click()
+        assert "formed: deleted" in "".join(o.get("text", "") for o in panel.output.outputs)
+        assert panel.teardown_button.disabled
+        assert "formed" not in m.clusters and "ak" not in ip.user_ns
+    finally:
+        if "formed" in m.clusters:
+            run_ok(ip, "%arkouda_teardown formed")
+    assert instance_objects(sb, "formed") == []
+
+
+def test_arkouda_sandbox_magic_runs_a_sandbox_for_the_kernel(ip: InteractiveShell) -> None:
+    pytest.importorskip("arkouda", reason="run scripts/install_arkouda_client.py")
+    out = run_ok(ip, "%arkouda_sandbox")
+    m = the_magics(ip)
+    sb = m.sandbox
+    assert sb is not None and "simulated Kubernetes" in out.stdout
+    assert m.kubeconfig == str(sb.kubeconfig_path) and m.context == "sandbox"
+    run_ok(ip, f"%arkouda_deploy --sandbox --name kernelbox --no-auth --locales 1 {E2E_SIZE}")
+    out = run_ok(ip, "%%arkouda\nint(ak.arange(0, 3, 1).sum())")
+    assert out.result == 3  # type: ignore[attr-defined]
+    pids = sb.pod_processes()
+    assert pids
+    # kernel shutdown (here: unloading the extension) closes the tunnel and the sandbox
+    ip.run_line_magic("unload_ext", "arkouda_k8s")
+    assert m.sandbox is None and m.clusters == {}
+    deadline = time.monotonic() + 10
+    while alive(pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert alive(pids) == []
+    ip.run_line_magic("load_ext", "arkouda_k8s")  # the fixture unloads it
+
+
+def alive(pids: list[int]) -> list[int]:
+    out = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        out.append(pid)
+    return out

@@ -219,11 +219,11 @@ def test_form_reprs_are_readable_cards() -> None:
 def test_panel_shows_the_status_and_follows_stage_changes() -> None:
     cluster = FakeCluster(FakeStatus(stage="Locales", locales_ready=1, tunnel=None, address=None))
     panel = ClusterPanel(cluster)
-    assert "Locales" in panel.text() and "1/2 ready" in panel.text()
+    assert "Locales" in panel.text() and "1/2 running" in panel.text()
     cluster.status_now = FakeStatus(stage="Ready", locales_ready=2)
     panel.refresh()
     text = panel.text()
-    assert "Ready" in text and "2/2 ready" in text
+    assert "Ready" in text and "2/2 running" in text
     assert "up 127.0.0.1:40123" in text
     assert "3.0 MiB used of 1.0 GiB" in text
     assert "Ready" in panel.view.value  # the widget view shows the same card
