@@ -779,7 +779,8 @@ class ApiServer:
     def _respond(obj: dict[str, Any], status: int, warnings: list[str]) -> web.Response:
         resp = _json(obj, status=status)
         for w in warnings:
-            resp.headers.add("Warning", f'299 - "{w}"'.replace("\\", "\\\\"))
+            escaped = w.replace("\\", "\\\\").replace('"', '\\"')
+            resp.headers.add("Warning", f'299 - "{escaped}"')
         return resp
 
     # -- writing -----------------------------------------------------------------------

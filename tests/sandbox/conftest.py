@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from api_support import api_client_for
 
 from arkouda_k8s.sandbox import Sandbox
 
@@ -29,15 +30,6 @@ def sandbox() -> Iterator[Sandbox]:
 def fresh_sandbox() -> Iterator[Sandbox]:
     with Sandbox() as sb:
         yield sb
-
-
-def api_client_for(kubeconfig_path: str) -> Any:
-    """An official-client ApiClient from a kubeconfig file."""
-    from kubernetes import client, config
-
-    cfg = client.Configuration()
-    config.load_kube_config(config_file=kubeconfig_path, client_configuration=cfg)
-    return client.ApiClient(cfg)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,232 @@
+"""Bad requests get the Kubernetes-style 4xx Status, never a 500 or a hang."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import urllib3
+
+from arkouda_k8s.sandbox import Sandbox
+
+POD = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {"name": "ok"},
+    "spec": {"containers": [{"name": "c", "image": "busybox:1"}]},
+}
+
+
+class Raw:
+    """Plain HTTPS requests as the admin, with a deadline on every request."""
+
+    def __init__(self, sb: Sandbox, ca_file: str) -> None:
+        self.sb = sb
+        self.http = urllib3.PoolManager(ca_certs=ca_file, cert_reqs="CERT_REQUIRED")
+
+    def __call__(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str = "application/json",
+        raw: bytes | None = None,
+    ) -> tuple[int, dict[str, Any], Any]:
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        resp = self.http.request(
+            method,
+            self.sb.url + path,
+            body=data,
+            headers={
+                "Authorization": f"Bearer {self.sb.admin_token}",
+                "Content-Type": content_type,
+            },
+            timeout=urllib3.Timeout(total=15),
+            retries=False,
+        )
+        try:
+            doc = json.loads(resp.data)
+        except ValueError:
+            doc = resp.data
+        return resp.status, dict(resp.headers), doc
+
+
+@pytest.fixture(scope="module")
+def raw(sandbox: Sandbox) -> Iterator[Raw]:
+    with tempfile.NamedTemporaryFile("w", suffix=".crt", delete=False) as f:
+        f.write(sandbox.ca_pem)  # the CA certificate is public
+    try:
+        yield Raw(sandbox, f.name)
+    finally:
+        os.unlink(f.name)
+
+
+def assert_status(result: tuple[int, dict[str, Any], Any], code: int, reason: str) -> str:
+    status, _, doc = result
+    assert status == code, doc
+    assert isinstance(doc, dict) and doc["kind"] == "Status" and doc["status"] == "Failure"
+    assert doc["code"] == code and doc["reason"] == reason
+    return str(doc["message"])
+
+
+PODS = "/api/v1/namespaces/default/pods"
+
+
+def test_malformed_json_is_400(raw: Raw) -> None:
+    msg = assert_status(raw("POST", PODS, raw=b'{"metadata": {'), 400, "BadRequest")
+    assert "not valid JSON" in msg
+    assert_status(raw("POST", PODS, raw=b""), 400, "BadRequest")
+    assert_status(raw("POST", PODS, body=[1, 2]), 400, "BadRequest")
+    assert_status(raw("POST", PODS, raw=b"\xff\xfe\x00"), 400, "BadRequest")
+
+
+def test_unknown_resources_and_groups_are_404(raw: Raw) -> None:
+    assert_status(raw("GET", "/api/v1/namespaces/default/widgets"), 404, "NotFound")
+    assert_status(raw("GET", "/apis/example.com/v1/things"), 404, "NotFound")
+    assert_status(raw("GET", "/api/v2/pods"), 404, "NotFound")
+    assert_status(raw("GET", "/apis/apps/v1beta1/deployments"), 404, "NotFound")
+    assert_status(raw("GET", "/api/v1/namespaces/default/pods/a/b/c"), 404, "NotFound")
+    assert_status(raw("GET", "/api/v1/namespaces/default/pods/a/nosuchsub"), 404, "NotFound")
+    assert_status(raw("GET", "/nowhere"), 404, "NotFound")
+    msg = assert_status(raw("GET", PODS + "/missing"), 404, "NotFound")
+    assert msg == 'pods "missing" not found'
+
+
+def test_wrong_kind_or_api_version_in_the_body_is_400(raw: Raw) -> None:
+    msg = assert_status(raw("POST", PODS, {**POD, "apiVersion": "apps/v1"}), 400, "BadRequest")
+    assert "apps/v1" in msg
+    msg = assert_status(raw("POST", PODS, {**POD, "kind": "Service"}), 400, "BadRequest")
+    assert "Service" in msg
+    other_ns = {**POD, "metadata": {"name": "x", "namespace": "kube-system"}}
+    assert_status(raw("POST", PODS, other_ns), 400, "BadRequest")
+
+
+def test_invalid_objects_are_422_with_field_causes(raw: Raw) -> None:
+    no_image = {**POD, "spec": {"containers": [{"name": "c"}]}}
+    status, _, doc = raw("POST", PODS, no_image)
+    assert status == 422 and doc["reason"] == "Invalid"
+    assert doc["details"]["causes"][0]["field"] == "spec.containers[0].image"
+    bad_name = {**POD, "metadata": {"name": "Not_A_Name"}}
+    msg = assert_status(raw("POST", PODS, bad_name), 422, "Invalid")
+    assert msg.startswith('Pod "Not_A_Name" is invalid: metadata.name: Invalid value')
+    selector_mismatch = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "d"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "a"}},
+            "template": {
+                "metadata": {"labels": {"app": "b"}},
+                "spec": {"containers": [{"name": "c", "image": "i"}]},
+            },
+        },
+    }
+    msg = assert_status(
+        raw("POST", "/apis/apps/v1/namespaces/default/deployments", selector_mismatch),
+        422,
+        "Invalid",
+    )
+    assert "`selector` does not match template `labels`" in msg
+    missing_ns = {**POD, "metadata": {"name": "x"}}
+    assert_status(raw("POST", "/api/v1/namespaces/nope/pods", missing_ns), 404, "NotFound")
+
+
+def test_wrong_types_and_unknown_fields(raw: Raw) -> None:
+    typed = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "typed"},
+        "spec": {"replicas": "two"},
+    }
+    msg = assert_status(
+        raw("POST", "/apis/apps/v1/namespaces/default/deployments", typed), 400, "BadRequest"
+    )
+    assert "spec.replicas" in msg
+    extra = {**POD, "metadata": {"name": "extra"}, "spek": {}}
+    msg = assert_status(raw("POST", PODS + "?fieldValidation=Strict", extra), 400, "BadRequest")
+    assert msg == 'strict decoding error: unknown field "spek"'
+    status, headers, doc = raw("POST", PODS, extra)  # default: Warn
+    assert status == 201 and "spek" not in doc
+    assert headers.get("Warning") == '299 - "unknown field \\"spek\\""'
+    raw("DELETE", PODS + "/extra")
+    assert_status(raw("POST", PODS + "?fieldValidation=Loud", POD), 400, "BadRequest")
+
+
+def test_wrong_methods_and_media_types(raw: Raw) -> None:
+    assert_status(raw("POST", PODS + "/ok", POD), 405, "MethodNotAllowed")
+    assert_status(
+        raw("PUT", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", {}),
+        405,
+        "MethodNotAllowed",
+    )
+    msg = assert_status(
+        raw(
+            "POST", PODS, raw=b"k8s\x00\x0a\x00", content_type="application/vnd.kubernetes.protobuf"
+        ),
+        415,
+        "UnsupportedMediaType",
+    )
+    assert "send JSON" in msg
+    assert_status(raw("POST", PODS, POD, content_type="text/x-weird"), 415, "UnsupportedMediaType")
+    assert_status(
+        raw("PATCH", PODS + "/missing", {}, content_type="application/json"),
+        415,
+        "UnsupportedMediaType",
+    )
+
+
+def test_body_too_large_is_413(raw: Raw) -> None:
+    huge = {**POD, "metadata": {"name": "huge", "annotations": {"a": "x" * (4 * 1024 * 1024)}}}
+    assert_status(raw("POST", PODS, huge), 413, "RequestEntityTooLarge")
+
+
+def test_bad_selectors_patches_and_apply_bodies(raw: Raw) -> None:
+    assert_status(raw("GET", PODS + "?labelSelector=a%20in%20(b"), 400, "BadRequest")
+    msg = assert_status(raw("GET", PODS + "?fieldSelector=spec.foo%3D1"), 400, "BadRequest")
+    assert "field label not supported" in msg
+    assert_status(raw("GET", PODS + "?limit=many"), 400, "BadRequest")
+    assert_status(raw("GET", PODS + "?watch=true&resourceVersion=abc"), 400, "BadRequest")
+    raw("POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "patchme"}})
+    cm = "/api/v1/namespaces/default/configmaps/patchme"
+    assert_status(
+        raw(
+            "PATCH",
+            cm,
+            [{"op": "replace", "path": "/nope/deeper", "value": 1}],
+            content_type="application/json-patch+json",
+        ),
+        422,
+        "Invalid",
+    )
+    assert_status(
+        raw("PATCH", cm, {"op": "add"}, content_type="application/json-patch+json"),
+        400,
+        "BadRequest",
+    )
+    assert_status(
+        raw(
+            "PATCH",
+            cm + "?fieldManager=t",
+            raw=b"a: [b",
+            content_type="application/apply-patch+yaml",
+        ),
+        400,
+        "BadRequest",
+    )
+    assert_status(
+        raw("PATCH", cm, raw=b"kind: ConfigMap", content_type="application/apply-patch+yaml"),
+        400,
+        "BadRequest",
+    )  # no fieldManager
+    assert_status(raw("DELETE", cm + "?propagationPolicy=Sometimes"), 400, "BadRequest")
+    status, _, _ = raw("DELETE", cm)
+    assert status == 200
+
+
+def test_the_server_still_answers_after_all_that(raw: Raw, sandbox: Sandbox) -> None:
+    status, _, doc = raw("GET", "/api/v1/namespaces")
+    assert status == 200 and doc["kind"] == "NamespaceList"
