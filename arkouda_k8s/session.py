@@ -70,6 +70,11 @@ def version_key(version: str) -> tuple[Any, ...]:
     return tuple(parts)
 
 
+def _speaks_2020_text(client_version: str) -> bool:
+    first = version_key(client_version)[:1]
+    return bool(first) and isinstance(first[0], int) and first[0] <= 2020
+
+
 def _client_socket(client_module: ModuleType) -> Any:
     """The client's ZeroMQ socket: a module global (2020-2023), or on its channel (later)."""
     sock = getattr(client_module, "socket", None)
@@ -152,6 +157,14 @@ class Session:
             config = probe.handshake()
         served = str(server_version or config.get("arkoudaVersion") or "unknown")
 
+        if _speaks_2020_text(client_version) and not config.get("standIn"):
+            # Servers since 2021 only read JSON request messages; the 2020 client's text
+            # messages would get replies it cannot parse.
+            raise SessionError(
+                f"the installed arkouda client {client_version} speaks the 2020 text "
+                f"protocol, which the Arkouda server at {host}:{port} ({served}) does not",
+                f"install the arkouda client of release {served}",
+            )
         accepts_token = client_sends_token()
         if config.get("authenticate") and not accepts_token:
             raise SessionError(

@@ -145,3 +145,22 @@ def test_token_goes_to_a_client_that_accepts_it(monkeypatch):
 
 def test_client_sends_token_reports_the_installed_client():
     assert client_sends_token() is False  # the installed 2020.7.7 client has no access_token
+
+
+def test_2020_client_refused_for_a_real_v2023_server(server, monkeypatch):
+    """A real (not stand-in) server of 2021+ reads only JSON: the 2020 client cannot talk."""
+    from arkouda_k8s import protocol
+
+    real_handshake = protocol.ArkoudaProbe.handshake
+
+    def real_server_config(self):
+        config = real_handshake(self)
+        config.pop("standIn")
+        config["arkoudaVersion"] = "v2023.05.05"
+        return config
+
+    monkeypatch.setattr(protocol.ArkoudaProbe, "handshake", real_server_config)
+    with pytest.raises(SessionError) as err:
+        Session.bind(server.host, server.port, timeout=3)
+    assert "2020 text protocol" in str(err.value) and "v2023.05.05" in str(err.value)
+    assert sys.modules["arkouda.client"].connected is False
