@@ -1,22 +1,12 @@
 """Stand-in Arkouda server for the sandbox: NumPy arrays behind Arkouda's wire protocol.
 
-It is not Arkouda. It honours the start contract of ``arkouda_server`` as far as the
-sandbox needs (``--ServerPort``, ``-nl``, ``--authenticate`` with the token from
-``ARKOUDA_SERVER_TOKEN``, ``--memMax``/``--memTrack``, ``--logLevel``, the start banner,
-self-registration of a Service + Endpoints through the Kubernetes API when ``K8S_HOST``
-is set) and answers both wire formats over one command set on one ZeroMQ REP socket:
-the v2023 JSON request messages and the 2020 text messages (see
-../shared/notes/arkouda-wire-protocol.md). Its banner and ``getconfig`` say it is a
-stand-in (``"standIn": true``).
-
-Run standalone::
+Not Arkouda. It honours ``arkouda_server``'s start contract as far as the sandbox needs
+(flags, token, memMax, banner, self-registration of a Service + Endpoints when
+``K8S_HOST`` is set) and answers the v2023 JSON and the 2020 text messages over one
+command set on one ZeroMQ REP socket; its banner and ``getconfig`` say it is a stand-in.
+Details: docs/internals.md, "Stand-in Arkouda server". Standalone::
 
     python -m arkouda_k8s.sandbox.arkouda_server --ServerPort=5555 -nl 2 --authenticate=false
-
-In a sandbox pod the kubelet runs it with the pod's environment: it binds to
-``SANDBOX_POD_IP`` and resolves ``K8S_HOST`` through ``SANDBOX_HOST_ALIASES``.
-The release it reports comes from ``--arkoudaVersion=`` or ``ARKOUDA_RELEASE`` or the
-tag of ``SANDBOX_IMAGE`` (default v2023.05.05).
 """
 
 from __future__ import annotations
