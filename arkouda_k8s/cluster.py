@@ -66,9 +66,14 @@ OWNED_KINDS = (
     "RoleBinding",
     "Role",
 )
+# The ReplicaSets go with their Deployment (garbage collector): not deleted directly, so
+# the deployer needs no delete right on them, but waited for.
+DELETED_KINDS = tuple(k for k in OWNED_KINDS if k != "ReplicaSet")
 IMAGE_PULL_REASONS = {"ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 CONFIG_REASONS = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
 LOG_TAIL_LINES = 20
+# Fetching a log tail or events to explain a failure must not hold up the error long.
+DIAGNOSTIC_WINDOW = 5.0
 
 
 class DeployMode(enum.Enum):
@@ -336,8 +341,16 @@ class ArkoudaCluster:
         """
         self._closed = False
         self._progress("preflight", 0, 1, f"using {self.kube.describe()}")
-        existing = self._existing_spec()
-        if existing is not None or self._instance_exists():
+        deadline = time.monotonic() + self.timeouts.preflight
+        try:
+            existing = self._existing_spec(deadline)
+            exists = existing is not None or self._instance_exists(deadline)
+        except KubeError as exc:
+            if exc.status != 403:
+                raise
+            self.preflight()  # names every missing permission at once, not just this one
+            raise
+        if exists:
             if self.mode is DeployMode.CREATE:
                 raise ArkoudaK8sError(
                     f"deployment {self.name!r} already exists in namespace {self.namespace}",
@@ -669,12 +682,7 @@ class ArkoudaCluster:
             live = [p for p in pods.values() if not p["metadata"].get("deletionTimestamp")]
             for p in live:
                 self._raise_if_stuck(p, "locales")
-            running = [
-                p
-                for p in live
-                if (p.get("status") or {}).get("phase") == "Running"
-                and (p.get("status") or {}).get("podIP")
-            ]
+            running = [p for p in live if _running_with_ip(p)]
             last["pods"] = pods
             if len(running) != last["n"]:
                 last["n"] = len(running)
@@ -850,7 +858,12 @@ class ArkoudaCluster:
         for previous in (True, False):
             try:
                 text = self.kube.logs(
-                    pod, self.namespace, container=container, tail=LOG_TAIL_LINES, previous=previous
+                    pod,
+                    self.namespace,
+                    container=container,
+                    tail=LOG_TAIL_LINES,
+                    previous=previous,
+                    deadline=time.monotonic() + DIAGNOSTIC_WINDOW,
                 )
             except KubeError:
                 continue
@@ -860,7 +873,9 @@ class ArkoudaCluster:
 
     def _events_text(self, obj_name: str, reason: str | None = None) -> str:
         try:
-            events = self.kube.events("Pod", obj_name, self.namespace)
+            events = self.kube.events(
+                "Pod", obj_name, self.namespace, deadline=time.monotonic() + DIAGNOSTIC_WINDOW
+            )
         except KubeError:
             return ""
         if reason:
@@ -1108,8 +1123,8 @@ class ArkoudaCluster:
             "data": {"context": self.kube.context or "", "created-by": "arkouda-k8s"},
         }
 
-    def _state_configmap(self) -> dict[str, Any] | None:
-        return self.kube.get("ConfigMap", self._state_name(), self.namespace)
+    def _state_configmap(self, deadline: float | None = None) -> dict[str, Any] | None:
+        return self.kube.get("ConfigMap", self._state_name(), self.namespace, deadline=deadline)
 
     def heartbeat(self) -> None:
         """Renew the heartbeat annotation now (the daemon thread calls this)."""
@@ -1134,11 +1149,11 @@ class ArkoudaCluster:
 
     # -- reattach and discovery ------------------------------------------------------------
 
-    def _existing_spec(self) -> ClusterSpec | None:
+    def _existing_spec(self, deadline: float | None = None) -> ClusterSpec | None:
         """The spec this instance was deployed with, if it exists."""
         for obj in (
-            self._state_configmap(),
-            self.kube.get("Pod", self.names.server_pod, self.namespace),
+            self._state_configmap(deadline),
+            self.kube.get("Pod", self.names.server_pod, self.namespace, deadline=deadline),
         ):
             text = ((obj or {}).get("metadata", {}).get("annotations") or {}).get(SPEC_ANNOTATION)
             if text:
@@ -1148,8 +1163,11 @@ class ArkoudaCluster:
                     continue
         return None
 
-    def _instance_exists(self) -> bool:
-        return bool(self.kube.list("Pod", self.namespace, label_selector=self.selector)["items"])
+    def _instance_exists(self, deadline: float | None = None) -> bool:
+        pods = self.kube.list(
+            "Pod", self.namespace, label_selector=self.selector, deadline=deadline
+        )
+        return bool(pods["items"])
 
     @classmethod
     def from_name(
@@ -1198,30 +1216,57 @@ class ArkoudaCluster:
         """Delete every object of the deployment and (with ``wait``) wait until gone."""
         self.close()
         deadline = time.monotonic() + self.timeouts.teardown
+        existing = self._existing_spec(deadline)
+        if existing is not None:  # a bare name (teardown --all/--expired): learn the mode
+            self.spec = existing
         self._progress("teardown", 0, 1, f"deleting {self.name}")
         deleted = self._delete_all(deadline=deadline, wait=wait)
         self._progress("teardown", 1, 1, f"{self.name}: {len(deleted)} objects deleted")
         return deleted
 
     def _delete_all(self, *, deadline: float, wait: bool = True) -> list[tuple[str, str]]:
-        deleted = []
+        deleted: list[tuple[str, str]] = []
+        # Kinds an smp deployment never has: a user allowed only what smp needs may lack
+        # the right to even list them.
+        unused = (
+            set()
+            if self.spec.mode == "udp"
+            else {"Deployment", "ReplicaSet", "Role", "RoleBinding"}
+        )
+
+        def guarded(kind: str, fn: Callable[[], Any]) -> Any:
+            try:
+                return fn()
+            except KubeError as exc:
+                if exc.status == 403 and kind in unused:
+                    return None
+                raise
+
         # The server pod first, so it stops using what goes next.
         if self.kube.delete("Pod", self.names.server_pod, self.namespace, deadline=deadline):
             deleted.append(("Pod", self.names.server_pod))
         for kind in ("Service", "Endpoints"):  # self-registered: no labels of ours
             if self.kube.delete(kind, self.names.self_service, self.namespace, deadline=deadline):
                 deleted.append((kind, self.names.self_service))
-        deleted += self.kube.delete_by_label(
-            OWNED_KINDS, self.selector, self.namespace, wait=False, deadline=deadline
-        )
+        for kind in DELETED_KINDS:
+            found = guarded(
+                kind,
+                lambda kind=kind: self.kube.delete_by_label(
+                    [kind], self.selector, self.namespace, wait=False, deadline=deadline
+                ),
+            )
+            deleted += found or []
         if self.spec.mode == "udp":
             with contextlib.suppress(KubeError):
                 if self.kube.delete("CertificateSigningRequest", self.names.csr, deadline=deadline):
                     deleted.append(("CertificateSigningRequest", self.names.csr))
         if wait:
             for kind in OWNED_KINDS:
-                self.kube.wait_gone(
-                    kind, self.namespace, label_selector=self.selector, deadline=deadline
+                guarded(
+                    kind,
+                    lambda kind=kind: self.kube.wait_gone(
+                        kind, self.namespace, label_selector=self.selector, deadline=deadline
+                    ),
                 )
         return deleted
 
@@ -1414,10 +1459,11 @@ def required_access(spec: ClusterSpec) -> list[Access]:
         Access("get", "pods", subresource="portforward"),
     ]
     out += [Access("list", "events")]
+    # Leftovers of a self-registered Service are removed before a start and at teardown.
+    out += [Access(v, "endpoints") for v in ("get", "list", "watch", "delete")]
     out += [Access(v, "replicasets", "apps") for v in ("list", "watch")]
     if spec.mode == "udp":
         out += [Access(v, "deployments", "apps") for v in _OBJECT_VERBS]
-        out += [Access(v, "endpoints") for v in ("get", "list", "watch", "delete")]
         for resource in ("roles", "rolebindings"):
             out += [
                 Access(v, resource, "rbac.authorization.k8s.io")
@@ -1546,12 +1592,7 @@ def _summarize(
     locales = [
         p for p in pods if (p["metadata"].get("labels") or {}).get(COMPONENT_LABEL) == "locale"
     ]
-    running = [
-        p
-        for p in locales
-        if (p.get("status") or {}).get("phase") == "Running"
-        and (p.get("status") or {}).get("podIP")
-    ]
+    running = [p for p in locales if _running_with_ip(p)]
     total = spec.locale_pods if spec else len(locales)
     server = servers[0] if servers else None
     failed = any((p.get("status") or {}).get("phase") == "Failed" for p in pods) or any(
@@ -1667,6 +1708,18 @@ def _pod_resources(pod_spec: dict[str, Any]) -> tuple[Decimal, Decimal, Decimal,
         cpu_l += parse_quantity(lim.get("cpu", "0"))
         mem_l += parse_quantity(lim.get("memory", "0"))
     return cpu_r, mem_r, cpu_l, mem_l
+
+
+def _running_with_ip(pod: dict[str, Any]) -> bool:
+    """Running, with an IP, and every container up (not between two crashes)."""
+    status = pod.get("status") or {}
+    return (
+        status.get("phase") == "Running"
+        and bool(status.get("podIP"))
+        and all(
+            "running" in (cs.get("state") or {}) for cs in status.get("containerStatuses") or []
+        )
+    )
 
 
 def _ready(pod: dict[str, Any]) -> bool:

@@ -81,6 +81,8 @@ _KINDS = (
     Kind("ReplicaSet", "apps", "v1", "replicasets"),
     Kind("Role", "rbac.authorization.k8s.io", "v1", "roles"),
     Kind("RoleBinding", "rbac.authorization.k8s.io", "v1", "rolebindings"),
+    Kind("ClusterRole", "rbac.authorization.k8s.io", "v1", "clusterroles", False),
+    Kind("ClusterRoleBinding", "rbac.authorization.k8s.io", "v1", "clusterrolebindings", False),
     Kind(
         "CertificateSigningRequest",
         "certificates.k8s.io",

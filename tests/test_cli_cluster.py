@@ -1,0 +1,209 @@
+"""The CLI's cluster commands against the sandbox: deploy, status, logs, list, forward,
+teardown (NAME, --all, --expired), exit codes, and no secret on the terminal."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from lifecycle_support import admin, labelled
+
+from arkouda_k8s.cli import main
+from arkouda_k8s.cluster import HEARTBEAT_ANNOTATION
+
+
+@pytest.fixture(scope="module")
+def sb(lifecycle_sandbox):
+    return lifecycle_sandbox
+
+
+@pytest.fixture(scope="module")
+def kube(sb):
+    return admin(sb)
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def token_of(kube, name):
+    import base64
+
+    return base64.b64decode(kube.get("Secret", f"{name}-token")["data"]["token"]).decode()
+
+
+@pytest.fixture(scope="module")
+def deployed(sb, kube):
+    """One deployment made with `arkouda-k8s deploy`, shared by the read-only commands."""
+    code = main(
+        [
+            "deploy",
+            "--name",
+            "cli-a",
+            "--locales",
+            "3",
+            "--cpu",
+            "100m",
+            "--memory",
+            "256Mi",
+            "--kubeconfig",
+            sb.kubeconfig_path,
+            "--ttl",
+            "10m",
+        ]
+    )
+    assert code == 0
+    yield "cli-a"
+    main(["teardown", "cli-a", "--kubeconfig", sb.kubeconfig_path])
+
+
+def test_deploy_prints_progress_and_status(sb, kube, capsys):
+    code, out, err = run(
+        capsys,
+        "deploy",
+        "--name",
+        "cli-d",
+        "--locales",
+        "2",
+        "--mode",
+        "smp",
+        "--cpu",
+        "100m",
+        "--memory",
+        "256Mi",
+        "--kubeconfig",
+        sb.kubeconfig_path,
+    )
+    try:
+        assert code == 0, err
+        assert "preflight: using context sandbox" in err
+        assert "handshake: Arkouda v2023.05.05 answered" in err
+        assert "stage    Ready" in out and "version  v2023.05.05" in out
+        assert token_of(kube, "cli-d") not in out + err
+    finally:
+        code, out, err = run(capsys, "teardown", "cli-d", "--kubeconfig", sb.kubeconfig_path)
+    assert code == 0 and "deleted default/cli-d" in out
+    assert labelled(kube, "cli-d") == []
+
+
+def test_status_shows_locales_memory_version(sb, kube, deployed, capsys):
+    code, out, err = run(capsys, "status", deployed, "--kubeconfig", sb.kubeconfig_path)
+    assert code == 0, err
+    assert "locales  2/2 running" in out
+    assert "version  v2023.05.05" in out
+    assert "used of" in out and "memMax" in out
+    assert "expires" in out and "never" not in out.split("expires")[1]
+    assert token_of(kube, deployed) not in out + err
+
+
+def test_logs_mask_the_token(sb, kube, deployed, capsys):
+    code, out, err = run(capsys, "logs", deployed, "--kubeconfig", sb.kubeconfig_path)
+    assert code == 0, err
+    assert "server listening on" in out
+    assert token_of(kube, deployed) not in out
+    code, out, err = run(
+        capsys,
+        "logs",
+        deployed,
+        "--component",
+        "locale",
+        "--tail",
+        "5",
+        "--kubeconfig",
+        sb.kubeconfig_path,
+    )
+    assert code == 0 and "==> cli-a-locale-" in out
+
+
+def test_list_shows_the_deployment(sb, deployed, capsys):
+    code, out, err = run(capsys, "list", "--kubeconfig", sb.kubeconfig_path)
+    assert code == 0
+    header, *rows = out.strip().splitlines()
+    assert header.split()[:4] == ["NAMESPACE", "NAME", "STAGE", "LOCALES"]
+    row = next(r.split() for r in rows if r.split()[1] == deployed)
+    assert row[0] == "default" and row[2] == "Ready" and row[3] == "2/2" and row[4] == "udp"
+
+
+def test_unknown_name_exits_1_and_bad_input_exits_2(sb, capsys):
+    code, out, err = run(capsys, "status", "nope", "--kubeconfig", sb.kubeconfig_path)
+    assert code == 1 and "no arkouda-k8s deployment 'nope'" in err
+    code, out, err = run(capsys, "teardown", "--kubeconfig", sb.kubeconfig_path)
+    assert code == 2 and "exactly one of NAME, --all or --expired" in err
+    code, out, err = run(capsys, "deploy", "--ttl", "soon", "--kubeconfig", sb.kubeconfig_path)
+    assert code == 2 and "--ttl" in err
+
+
+def test_print_rbac(sb, capsys):
+    code, out, err = run(
+        capsys, "deploy", "--name", "x", "--print-rbac", "--kubeconfig", sb.kubeconfig_path
+    )
+    assert code == 0
+    assert "kind: Role" in out and "pods/portforward" in out and "certificatesigningrequests" in out
+
+
+def test_forward_holds_a_tunnel_and_prints_a_connect_line(sb, kube, deployed):
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "arkouda_k8s.cli",
+            "forward",
+            deployed,
+            "--kubeconfig",
+            sb.kubeconfig_path,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    try:
+        first = proc.stdout.readline()
+        lines = [first, proc.stdout.readline(), proc.stdout.readline()]
+        assert first.startswith("forwarding 127.0.0.1:"), (
+            proc.stderr.read() if proc.poll() else first
+        )
+        port = int(first.split()[1].split(":")[1])
+        assert "kubectl get secret cli-a-token" in lines[1]
+        assert f'ak.connect("127.0.0.1", {port}' in lines[2]
+        token = token_of(kube, deployed)
+        assert token not in "".join(lines)
+        # The address answers Arkouda's protocol, with the token from the Secret.
+        from arkouda_k8s.protocol import ArkoudaProbe
+
+        assert ArkoudaProbe("127.0.0.1", port, token=token).handshake()["numLocales"] == 3
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0
+
+
+def test_teardown_expired_and_all(sb, kube, capsys):
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "cli-ns"}})
+    where = ["--kubeconfig", sb.kubeconfig_path, "-n", "cli-ns"]
+    for name in ("cli-old", "cli-new"):
+        args = ["deploy", "--name", name, "--locales", "1", "--cpu", "100m", "--memory", "256Mi"]
+        assert main([*args, "--ttl", "1h", "--no-wait", *where]) == 0
+    capsys.readouterr()
+    kube.patch(
+        "ConfigMap",
+        "cli-old-state",
+        {"metadata": {"annotations": {HEARTBEAT_ANNOTATION: "2020-01-01T00:00:00Z"}}},
+        "cli-ns",
+    )
+    code, out, err = run(capsys, "teardown", "--expired", *where)
+    assert code == 0 and out.strip() == "deleted cli-ns/cli-old"
+    assert labelled(kube, "cli-old", "cli-ns") == []
+    assert labelled(kube, "cli-new", "cli-ns") != []
+    code, out, err = run(capsys, "teardown", "--all", *where)
+    assert code == 0 and out.strip() == "deleted cli-ns/cli-new"
+    assert labelled(kube, "cli-new", "cli-ns") == []

@@ -1,0 +1,147 @@
+"""Injected faults end in their specific typed error, with Kubernetes' reason, within the
+stage deadline, and the failed deploy is rolled back (or kept, when asked)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from lifecycle_support import FAULT, admin, cluster, labelled, spec, wait_no_processes
+
+from arkouda_k8s.cluster import ArkoudaCluster, rbac_yaml, required_access
+from arkouda_k8s.errors import (
+    CrashError,
+    ImagePullError,
+    KubeError,
+    PermissionsMissing,
+    StageTimeout,
+    UnschedulableError,
+)
+
+FAULT_KEY = "sandbox.arkouda-k8s.dev/fault"
+
+
+@pytest.fixture(scope="module")
+def sb(lifecycle_sandbox):
+    return lifecycle_sandbox
+
+
+@pytest.fixture(scope="module")
+def kube(sb):
+    return admin(sb)
+
+
+def faulty(name: str, fault: str, **kw):
+    return spec(name, locales=2, annotations={FAULT_KEY: fault, **kw.pop("annotations", {})}, **kw)
+
+
+@pytest.mark.parametrize(
+    ("fault", "error", "reason", "text"),
+    [
+        ("Unschedulable", UnschedulableError, "Unschedulable", "cannot be scheduled"),
+        ("ImagePullBackOff", ImagePullError, "ImagePullBackOff", "bearsrus/arkouda-udp-server"),
+        ("OOMKilled", CrashError, "OOMKilled", "OOMKilled"),
+        # The locale pods restart into CrashLoopBackOff; the server pod (restartPolicy
+        # Never) fails with Error: whichever Kubernetes reports first is the reason.
+        ("CrashLoopBackOff", CrashError, "CrashLoopBackOff|Error", "exits with code 1"),
+        ("NeverReady", StageTimeout, "NotReady", "Readiness probe failed"),
+    ],
+)
+def test_fault_gives_typed_error_and_rolls_back(sb, kube, fault, error, reason, text):
+    name = f"f-{fault.lower()}"
+    # OOMKilled: killed 0.1 s after start, before the stand-in server can open its port.
+    extra = {"sandbox.arkouda-k8s.dev/kill-after-seconds": "0.1"} if fault == "OOMKilled" else {}
+    c = cluster(sb, faulty(name, fault, annotations=extra), timeouts=FAULT)
+    start = time.monotonic()
+    with pytest.raises(error) as err:
+        c.deploy()
+    took = time.monotonic() - start
+    exc = err.value
+    assert exc.reason in reason.split("|")
+    assert text in exc.one_line()
+    assert exc.pod and exc.pod.startswith(name)
+    # Each stage has 12 s; a fault that Kubernetes reports is raised well before.
+    limit = 2 * FAULT.locales + FAULT.credentials if fault == "NeverReady" else FAULT.locales
+    assert took < limit
+    assert "removed" in exc.hint
+    assert labelled(kube, name) == []
+    assert wait_no_processes(sb) == []
+
+
+def test_crash_error_carries_the_log_tail(sb, kube):
+    c = cluster(sb, faulty("f-crashlog", "CrashLoopBackOff"), timeouts=FAULT)
+    with pytest.raises(CrashError) as err:
+        c.deploy()
+    assert "sandbox fault CrashLoopBackOff" in (err.value.log_tail or "")
+
+
+def test_keep_on_failure_keeps_the_objects(sb, kube):
+    c = cluster(sb, faulty("f-keep", "ImagePullBackOff"), timeouts=FAULT, keep_on_failure=True)
+    with pytest.raises(ImagePullError) as err:
+        c.deploy()
+    assert "kept for debugging" in err.value.hint and "teardown f-keep" in err.value.hint
+    left = labelled(kube, "f-keep")
+    assert "Deployment/f-keep-locale" in left and "Secret/f-keep-token" in left
+    c.teardown()
+    assert labelled(kube, "f-keep") == []
+
+
+def test_api_errors_for_a_while_are_ridden_out(sb, kube):
+    c = cluster(sb, spec("f-flaky", locales=2), timeouts=FAULT)
+    sb.faults.fail_requests(6, status=500)
+    try:
+        c.deploy()
+        assert c.status().stage == "Ready"
+    finally:
+        sb.faults.fail_requests(0)
+        c.teardown()
+    assert labelled(kube, "f-flaky") == []
+
+
+def test_api_down_longer_than_the_stage_fails_within_its_deadline(sb, kube):
+    from lifecycle_support import Timeouts
+
+    short = Timeouts(preflight=3, credentials=3, locales=3, server=3, handshake=3, teardown=10)
+    c = cluster(sb, spec("f-down", locales=2), timeouts=short)
+    sb.faults.fail_requests(100_000, status=503)
+    start = time.monotonic()
+    try:
+        with pytest.raises(KubeError, match="kept failing") as err:
+            c.deploy()
+        assert time.monotonic() - start < 3 + 3 + 2
+        assert err.value.status == 503
+    finally:
+        sb.faults.fail_requests(0)
+    c.teardown()
+    assert labelled(kube, "f-down") == []
+
+
+def test_permission_denied_on_one_verb(sb, kube):
+    """A user granted exactly the printed RBAC, then denied one verb: preflight names
+    that verb alone, fast, and nothing is created."""
+    import yaml
+
+    user = "f-deployer"
+    s = spec("f-denied", locales=2)
+    path = sb.kubeconfig_for_user(user)
+    for doc in yaml.safe_load_all(rbac_yaml(s, required_access(s), user)):
+        kube.apply(doc)
+    sb.faults.deny(verb="create", resource="pods/portforward", user=user)
+    c = ArkoudaCluster(s, kubeconfig=path, timeouts=FAULT)
+    start = time.monotonic()
+    try:
+        with pytest.raises(PermissionsMissing) as err:
+            c.deploy()
+    finally:
+        sb.faults.clear()
+    assert time.monotonic() - start < 5
+    assert err.value.missing == ["create pods/portforward"]
+    assert "resources:\n  - pods/portforward" in err.value.rbac
+    assert labelled(kube, "f-denied") == []
+    # Without the fault the same user deploys (the CSR approval is in the RBAC too).
+    try:
+        c.deploy()
+        assert c.status().stage == "Ready"
+    finally:
+        c.teardown()
+    assert labelled(kube, "f-denied") == []
