@@ -95,7 +95,7 @@ def _release_from_env(env: dict[str, str]) -> str:
     if env.get("ARKOUDA_RELEASE"):
         return env["ARKOUDA_RELEASE"]
     image = env.get("SANDBOX_IMAGE", "")
-    tail = image.rsplit("/", 1)[-1]
+    tail = image.rsplit("/", 1)[-1].split("@", 1)[0]  # a digest names no release
     if ":" in tail:
         return tail.split(":", 1)[1]
     return DEFAULT_RELEASE
@@ -1175,7 +1175,12 @@ class StandInProcess:
             return "".join(self._lines)
 
     def start(self) -> StandInProcess:
-        env = dict(os.environ if self.env is None else self.env)
+        if self.env is None:
+            # The parent's own pod settings (in-cluster runs) must not leak in.
+            skip = ("K8S_HOST", "SANDBOX_IMAGE", "ARKOUDA_RELEASE", "SANDBOX_POD_IP")
+            env = {k: v for k, v in os.environ.items() if k not in skip}
+        else:
+            env = dict(self.env)
         env.setdefault("SANDBOX_POD_IP", self.host)
         env["PYTHONUNBUFFERED"] = "1"
         cmd = [sys.executable, "-m", "arkouda_k8s.sandbox.arkouda_server", "--ServerPort=0"]

@@ -630,3 +630,42 @@ def test_registration_failure_halts_with_port_bound(
     assert core.read_namespaced_pod(pod, ns).status.phase == "Running"
     assert not _exists(core.read_namespaced_endpoints, service, ns)
     core.delete_namespaced_pod(pod, ns)
+
+
+def test_start_flags_and_release():
+    from arkouda_k8s.sandbox.arkouda_server import parse_options
+
+    opts = parse_options(
+        [
+            "-nl",
+            "3",
+            "--ServerPort=6000",
+            "--authenticate",
+            "--memMax=1048576",
+            "--logLevel=LogLevel.DEBUG",
+            "--ServerDaemon.daemonTypes=ServerDaemonType.INTEGRATION",
+        ],
+        {"SANDBOX_IMAGE": "bearsrus/arkouda-udp-server:v2023.10.06", "SANDBOX_POD_IP": "127.9.0.1"},
+    )
+    assert (opts.num_locales, opts.port, opts.authenticate, opts.mem_max) == (
+        3,
+        6000,
+        True,
+        1048576,
+    )
+    assert (opts.log_level, opts.release, opts.host) == ("DEBUG", "v2023.10.06", "127.9.0.1")
+    assert opts.ignored == ["--ServerDaemon.daemonTypes=ServerDaemonType.INTEGRATION"]
+    assert parse_options([], {"NUMLOCALES": "4"}).num_locales == 4
+    with pytest.raises(SystemExit, match="--logLevel"):
+        parse_options(["--logLevel=LogLevel.LOUD"], {})
+
+
+def test_release_reported_from_the_image_tag(zsock):
+    import os
+
+    env = dict(os.environ, SANDBOX_IMAGE="bearsrus/arkouda-smp-server:v2023.06.16")
+    with StandInProcess("--authenticate=false", env=env) as srv:
+        sock = zsock(srv)
+        _request(sock, "getconfig")
+        assert json.loads(_reply(sock)["msg"])["arkoudaVersion"] == "v2023.06.16"
+        assert "arkouda server version = v2023.06.16" in srv.output
