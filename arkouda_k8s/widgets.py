@@ -174,8 +174,11 @@ class TextProgress:
     def __init__(self, write: Callable[[str], Any] = print) -> None:
         self.write = write
         self.last: tuple[str, str] | None = None
+        self.finished = False
 
     def update(self, progress: Any) -> None:
+        if self.finished:  # the cluster keeps reporting (teardown); this was the deploy's
+            return
         key = (progress.stage, progress.message)
         if key != self.last:
             self.last = key
@@ -183,6 +186,7 @@ class TextProgress:
             self.write(f"  {progress.stage}{count}: {redact(progress.message)}")
 
     def finish(self, ok: bool, message: str = "") -> None:
+        self.finished = True
         if message:
             self.write(f"  {'done' if ok else 'failed'}: {redact(message)}")
 
@@ -199,6 +203,8 @@ class DeployProgress(_Card, w.VBox):
         super().__init__(children=[self.bar, self.label])
 
     def update(self, progress: Any) -> None:
+        if self.state in ("ready", "failed"):  # later events (teardown) are not the deploy's
+            return
         self.stage, self.message, self.state = progress.stage, redact(progress.message), "running"
         self.bar.max = max(int(progress.total), 1)
         self.bar.value = min(int(progress.done), self.bar.max)

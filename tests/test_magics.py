@@ -461,6 +461,18 @@ def test_magics_end_to_end_deploy_compute_status_logs_teardown(
     assert "server memory +" in report
     assert ip.user_ns["a"].size == 10  # the cell's names stay in the user namespace
 
+    # a server error: one readable line in a notebook, the exception itself otherwise
+    run_ok(ip, "%config ArkoudaMagics.short_errors = True")
+    error, out = run(ip, "%%arkouda\nak.zeros(10**12)")
+    outputs.append(out)
+    assert isinstance(error, ArkoudaError), error
+    (line,) = error._render_traceback_()
+    assert line.startswith("ArkoudaServerError: Operation would exceed memory limit")
+    assert "Traceback" not in shown(out)
+    run_ok(ip, "%config ArkoudaMagics.short_errors = False")
+    error, _ = run(ip, "%%arkouda\nak.zeros(10**12)")
+    assert type(error) is RuntimeError and "exceed memory limit" in str(error)
+
     out = step("%arkouda_status")
     card = shown(out)
     assert "Ready" in card and "tunnel" in card and "ready 127.0.0.1:" in card

@@ -318,6 +318,7 @@ def test_text_progress_prints_one_line_per_change() -> None:
     ]:
         progress.update(p)
     progress.finish(True, "demo is ready")
+    progress.update(FakeProgress("teardown", 0, 1, "deleting demo"))  # not the deploy's
     assert lines == [
         "  preflight (0/4): checking permissions",
         "  locales (1/4): 1/1 locale pods running",
@@ -331,5 +332,6 @@ def test_widget_progress_bar_and_failure() -> None:
     assert (progress.bar.value, progress.bar.max) == (2, 5)
     assert "waiting for locale pods" in progress.label.value
     progress.finish(False, "image pull failed")
-    assert progress.bar.bar_style == "danger"
+    progress.update(FakeProgress("teardown", 1, 1, "demo: 13 objects deleted"))
+    assert progress.bar.bar_style == "danger" and "teardown" not in progress.text()
     assert "failed" in progress.text() and "image pull failed" in progress._repr_html_()
