@@ -651,3 +651,24 @@ def alive(pids: list[int]) -> list[int]:
             continue
         out.append(pid)
     return out
+
+
+def test_quickstart_notebook_runs_and_has_no_outputs(ip: InteractiveShell) -> None:
+    import json
+    from pathlib import Path
+
+    pytest.importorskip("arkouda", reason="run scripts/install_arkouda_client.py")
+    path = Path(magics_module.__file__).resolve().parent.parent / "notebooks" / "quickstart.ipynb"
+    notebook = json.loads(path.read_text())
+    code = [c for c in notebook["cells"] if c["cell_type"] == "code"]
+    assert all(c["outputs"] == [] and c["execution_count"] is None for c in code)
+    shown_text = []
+    for cell in code:
+        source = "".join(cell["source"])
+        if source.strip() == "%load_ext arkouda_k8s":
+            continue  # the fixture loaded it
+        shown_text.append(shown(run_ok(ip, source)))
+    text = "\n".join(shown_text)
+    assert "simulated Kubernetes" in text and "Arkouda cluster quickstart" in text
+    assert "[arkouda quickstart]" in text and "quickstart: deleted" in text
+    assert the_magics(ip).clusters == {}
