@@ -464,3 +464,76 @@ def test_image_table_and_helpers():
     assert expand_vars("$(A)-$(B)-$$(A)", {"A": "1"}) == "1-$(B)-$(A)"
     assert normalise_image("busybox") == "docker.io/library/busybox:latest"
     assert normalise_image("quay.io/a/b:1") == "quay.io/a/b:1"
+
+
+def test_server_image_runs_the_stand_in_server_with_numlocales(world):
+    before = set(world.call(world.kubelet.processes))
+    world.create(
+        "pods",
+        _pod(
+            "ak-server",
+            ["sh", "/opt/arkouda/start-arkouda-server.sh"],
+            image="bearsrus/arkouda-smp-server:v2023.05.05",
+            env=[{"name": "NUMLOCALES", "value": "2"}],
+            ports=[{"containerPort": 5555, "name": "arkouda"}],
+            readinessProbe={"tcpSocket": {"port": "arkouda"}, "periodSeconds": 1},
+        ),
+    )
+    pod = world.wait_pod("ak-server", is_ready, "the stand-in server listening", timeout=30)
+    (pid,) = set(world.call(world.kubelet.processes)) - before
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        argv = f.read().split(b"\0")
+    assert b"arkouda_k8s.sandbox.arkouda_server" in argv
+    assert argv[argv.index(b"-nl") + 1] == b"2"
+    with socket.create_connection((pod["status"]["podIP"], 5555), timeout=2):
+        pass
+    world.delete("pods", "ak-server")
+    world.wait("server process gone", lambda: not alive(pid), timeout=10)
+
+
+def test_exec_and_http_probes(world):
+    http = (
+        "import http.server, os\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        ok = os.path.exists('ready')\n"
+        "        self.send_response(200 if ok else 503); self.end_headers()\n"
+        "    def log_message(self, *a): pass\n"
+        "http.server.HTTPServer((os.environ['SANDBOX_POD_IP'], 8081), H).serve_forever()\n"
+    )
+    world.create(
+        "pods",
+        _pod(
+            "httpprobe",
+            [PY, "-c", http],
+            ports=[{"containerPort": 8081}],
+            readinessProbe={"httpGet": {"path": "/healthz", "port": 8081}, "periodSeconds": 1},
+        ),
+    )
+    world.create(
+        "pods",
+        _pod(
+            "execprobe",
+            ["sleep", "60"],
+            readinessProbe={"exec": {"command": ["test", "-e", "flag"]}, "periodSeconds": 1},
+        ),
+    )
+    pod = world.wait_pod(
+        "httpprobe",
+        lambda p: any(
+            e["reason"] == "Unhealthy"
+            for e in world.store.list("events", "default")[0]
+            if e["involvedObject"]["name"] == "httpprobe"
+        ),
+        "a failed HTTP probe",
+    )
+    assert not is_ready(pod)
+    msgs = {e["message"] for e in world.events("httpprobe") if e["reason"] == "Unhealthy"}
+    assert "Readiness probe failed: HTTP probe failed with statuscode: 503" in msgs
+    for name, flag in (("httpprobe", "ready"), ("execprobe", "flag")):
+        root = Path(world.kubelet.root, world.pod(name)["metadata"]["uid"])
+        assert not is_ready(world.pod(name))
+        (root / flag).touch()
+        world.wait_pod(name, is_ready, "ready once the probe passes")
+    world.delete("pods", "httpprobe")
+    world.delete("pods", "execprobe")
