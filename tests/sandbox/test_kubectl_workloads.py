@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 
@@ -75,3 +76,82 @@ def test_wait_logs_and_delete_with_garbage_collection(sandbox, kubectl, kubectl_
     while any(alive(p) for p in pids):
         assert time.monotonic() < deadline, "pod processes outlived their pods"
         time.sleep(0.1)
+
+
+CRASHER = """
+apiVersion: v1
+kind: Pod
+metadata:
+  name: crasher-{u}
+spec:
+  containers:
+  - name: c
+    image: busybox:1.36
+    command: ["sh", "-c", "echo run-started; sleep 0.3; exit 3"]
+"""
+
+
+def test_logs_previous_and_timestamps(kubectl, kubectl_env, unique):
+    k = lambda *a, **kw: _run(kubectl, kubectl_env, *a, **kw)  # noqa: E731
+    k("apply", "-f", "-", stdin=CRASHER.format(u=unique))
+    name = f"crasher-{unique}"
+    deadline = time.monotonic() + 20
+    while (
+        int(
+            k("get", "pod", name, "-o", "jsonpath={.status.containerStatuses[0].restartCount}") or 0
+        )
+        < 1
+    ):
+        assert time.monotonic() < deadline, "the crashing container was not restarted"
+        time.sleep(0.1)
+    assert k("logs", name, "--previous") == "run-started\n"
+    stamped = k("logs", name, "--previous", "--timestamps").splitlines()
+    assert len(stamped) == 1
+    stamp, text = stamped[0].split(" ", 1)
+    assert text == "run-started"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z", stamp)
+    exit_code = k(
+        "get",
+        "pod",
+        name,
+        "-o",
+        "jsonpath={.status.containerStatuses[0].lastState.terminated.exitCode}",
+    )
+    assert exit_code == "3"
+    k("delete", "pod", name, "--wait=true")
+
+
+def test_foreground_cascade_holds_the_deployment_until_its_pods_are_gone(
+    kubectl, kubectl_env, unique
+):
+    k = lambda *a, **kw: _run(kubectl, kubectl_env, *a, **kw)  # noqa: E731
+    k("apply", "-f", "-", stdin=DEPLOYMENT.format(u=unique))
+    selector = f"app=ticker-{unique}"
+    deadline = time.monotonic() + 20
+    while len(pods := k("get", "pods", "-l", selector, "-o", "name").split()) < 2:
+        assert time.monotonic() < deadline, "the Deployment's pods were not created"
+        time.sleep(0.1)
+    # A finalizer on one pod keeps it (deletionTimestamp set) until it is removed.
+    held = pods[0]
+    k("patch", held, "--type=merge", "-p", '{"metadata":{"finalizers":["example.com/hold"]}}')
+    deployment = f"deployment/ticker-{unique}"
+    k("delete", deployment, "--cascade=foreground", "--wait=false")
+    deadline = time.monotonic() + 20
+    while k("get", "pods", "-l", selector, "-o", "name").split() != [held]:
+        assert time.monotonic() < deadline, "the unheld pod was not deleted"
+        time.sleep(0.1)
+    time.sleep(0.5)
+    # Foreground: the Deployment waits, marked for deletion, for its last pod.
+    finalizers = k("get", deployment, "-o", "jsonpath={.metadata.finalizers}")
+    assert "foregroundDeletion" in finalizers
+    assert k("get", deployment, "-o", "jsonpath={.metadata.deletionTimestamp}")
+    assert k("get", held, "-o", "jsonpath={.metadata.deletionTimestamp}")
+    k("patch", held, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
+    deadline = time.monotonic() + 20
+    while k("get", "deployments,replicasets,pods", "-l", selector, "-o", "name").strip():
+        assert time.monotonic() < deadline, "the Deployment was not deleted after its pods"
+        time.sleep(0.1)
+    proc = subprocess.run(
+        [kubectl, "get", deployment], env=kubectl_env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode != 0 and "NotFound" in proc.stderr
