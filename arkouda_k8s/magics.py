@@ -603,22 +603,29 @@ class ArkoudaMagics(Magics, Configurable):
     def arkouda_teardown(self, line: str = "") -> Any:
         """Delete a deployment and everything it created (the tunnel and session too)."""
         args = magic_arguments.parse_argstring(self.arkouda_teardown, line)
-        if args.name and (args.all or args.expired):
-            raise UsageError("give a NAME or --all/--expired, not both")
+        if sum(bool(x) for x in (args.name, args.all, args.expired)) > 1:
+            raise UsageError("give one of NAME, --all or --expired")
         if args.all or args.expired:
-            from .cluster import list_clusters
+            from .cluster import teardown_all, teardown_expired
 
-            items = list_clusters(
-                namespace=args.namespace or self.namespace, **self.cluster_options(args)
-            )
-            names = [i.name for i in items if args.all or _expired(i)]
+            namespace = args.namespace or self.namespace
+            if args.all:  # ours first: their tunnels and heartbeats stop before deletion
+                for cluster in list(self.clusters.values()):
+                    if namespace in (None, cluster.namespace):
+                        cluster.close()
+            remove = teardown_all if args.all else teardown_expired
+            names = remove(namespace=namespace, **self.cluster_options(args))
+            for item in names:
+                cached = self.clusters.get(item.rpartition("/")[2])
+                if cached is not None and cached.namespace == item.rpartition("/")[0]:
+                    self._forget(cached)
+                print(f"{item}: deleted")
         else:
-            names = [self.cluster(args.name, args).name]
-        for name in names:
-            cluster = self.cluster(name, args)
+            cluster = self.cluster(args.name, args)
             cluster.teardown()
             self._forget(cluster)
-            print(f"{name}: deleted")
+            names = [cluster.name]
+            print(f"{cluster.name}: deleted")
         if not names:
             print("nothing to delete")
 

@@ -193,7 +193,7 @@ def test_bad_deploy_arguments_are_a_one_line_usage_error_and_deploy_nothing(
     [
         ("%arkouda_logs --tail 0", "--tail"),
         ("%arkouda_logs --component gpu", "--component"),
-        ("%arkouda_teardown demo --all", "--all"),
+        ("%arkouda_teardown demo --all", "one of NAME, --all or --expired"),
         ("%arkouda_sandbox now", "no arguments"),
         ("%%arkouda --cluster\n1", "--cluster"),
         ("%arkouda_status", "%arkouda_connect NAME"),  # nothing current yet: says what to do
@@ -627,6 +627,12 @@ def test_arkouda_sandbox_magic_runs_a_sandbox_for_the_kernel(ip: InteractiveShel
     sb = m.sandbox
     assert sb is not None and "simulated Kubernetes" in out.stdout
     assert m.kubeconfig == str(sb.kubeconfig_path) and m.context == "sandbox"
+    for name in ("box-a", "box-b"):
+        run_ok(ip, f"%arkouda_deploy --sandbox --name {name} --no-auth --locales 1 {E2E_SIZE}")
+    out = run_ok(ip, "%arkouda_teardown --all")
+    assert "default/box-a: deleted" in out.stdout and "default/box-b: deleted" in out.stdout
+    assert m.clusters == {} and "ak" not in ip.user_ns
+    assert "no arkouda-k8s deployments" in shown(run_ok(ip, "%arkouda_list"))
     run_ok(ip, f"%arkouda_deploy --sandbox --name kernelbox --no-auth --locales 1 {E2E_SIZE}")
     out = run_ok(ip, "%%arkouda\nint(ak.arange(0, 3, 1).sum())")
     assert out.result == 3  # type: ignore[attr-defined]
@@ -672,3 +678,40 @@ def test_quickstart_notebook_runs_and_has_no_outputs(ip: InteractiveShell) -> No
     assert "simulated Kubernetes" in text and "Arkouda cluster quickstart" in text
     assert "[arkouda quickstart]" in text and "quickstart: deleted" in text
     assert the_magics(ip).clusters == {}
+
+
+def test_expired_deployments_are_announced_at_load_and_removed(
+    lifecycle_sandbox: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from lifecycle_support import admin, cluster, spec
+
+    from arkouda_k8s.cluster import HEARTBEAT_ANNOTATION
+
+    sb = lifecycle_sandbox
+    stale = cluster(sb, spec("stale", locales=1, ttl_seconds=60, authenticate=False))
+    stale.deploy()
+    stale.close()  # the kernel that held it died...
+    admin(sb).patch(  # ...long ago
+        "ConfigMap",
+        "stale-state",
+        {"metadata": {"annotations": {HEARTBEAT_ANNOTATION: "2020-01-01T00:00:00Z"}}},
+    )
+    try:
+        monkeypatch.setenv("KUBECONFIG", sb.kubeconfig_path)
+        monkeypatch.setenv("ARKOUDA_K8S_CONFIG", str(tmp_path / "absent.toml"))
+        monkeypatch.chdir(tmp_path)
+        ip = fresh_shell()
+        ip.run_line_magic("load_ext", "arkouda_k8s")
+        try:
+            the_magics(ip)._expired_check.join(30)  # type: ignore[union-attr]
+            first, second = run_ok(ip, "1"), run_ok(ip, "2")
+            assert "1 deployment(s) with an expired heartbeat: stale" in first.stdout
+            assert "`%arkouda_teardown --expired`" in first.stdout
+            assert "expired" not in second.stdout  # said once
+            out = run_ok(ip, "%arkouda_teardown --expired")
+            assert out.stdout.strip().endswith("default/stale: deleted")
+        finally:
+            ip.run_line_magic("unload_ext", "arkouda_k8s")
+        assert instance_objects(sb, "stale") == []
+    finally:
+        stale.teardown()  # when the magic failed to
