@@ -20,6 +20,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -1013,9 +1014,40 @@ class ApiServer:
             return obj, True
         if opts.get("propagationPolicy") == "Orphan":
             self._orphan(md.get("uid", ""), md.get("namespace"))
-        out = self.store.delete(res.key, md.get("namespace"), md["name"])
+        elif opts.get("propagationPolicy") == "Foreground" and not md.get("deletionTimestamp"):
+            # the GC deletes the dependents, then removes the finalizer (as real)
+            finalizers = list(md.get("finalizers") or [])
+            if "foregroundDeletion" not in finalizers:
+                marked = json.loads(json.dumps(obj))
+                marked["metadata"]["finalizers"] = [*finalizers, "foregroundDeletion"]
+                self.store.update(res.key, marked)
+        out = self.store.delete(
+            res.key, md.get("namespace"), md["name"], grace_period_seconds=self._grace(obj, opts)
+        )
         gone = self.store.get(res.key, md.get("namespace"), md["name"]) is None
         return out, gone
+
+    def _grace(self, obj: dict[str, Any], opts: dict[str, Any]) -> int | None:
+        """The grace period of a pod deletion; None = remove at once.
+
+        Like the real registry: a pod bound to a node and not finished is deleted
+        gracefully (its kubelet stops the processes, then removes it); others at once.
+        """
+        if obj.get("kind") != "Pod" or self.sb.kubelet is None:
+            return None
+        spec = obj.get("spec") or {}
+        if not spec.get("nodeName") or (obj.get("status") or {}).get("phase") in (
+            "Succeeded",
+            "Failed",
+        ):
+            return None
+        grace = opts.get("gracePeriodSeconds")
+        if grace is None:
+            grace = spec.get("terminationGracePeriodSeconds", 30)
+        try:
+            return max(0, int(grace))
+        except (TypeError, ValueError):
+            raise bad_request(f'gracePeriodSeconds: invalid value "{grace}"') from None
 
     def _orphan(self, uid: str, namespace: str | None) -> None:
         for key in BY_KEY:
@@ -1034,7 +1066,7 @@ class ApiServer:
         obj = self._must_get(route)
         out, gone = self._delete_one(route.res, obj, opts)
         if not gone:
-            return _json(out, status=202 if not opts.get("dryRun") else 200)
+            return _json(out)  # marked, not yet gone: the real one answers 200 too
         details: dict[str, Any] = {
             "name": route.name,
             "kind": route.res.plural,
@@ -1231,11 +1263,29 @@ class ApiServer:
                 "the sandbox's kubelet is not running; pod logs are unavailable",
                 "ServiceUnavailable",
             )
+        extra: dict[str, Any] = {"previous": previous}
+        if q.get("timestamps") in ("true", "1"):
+            extra["timestamps"] = True
+        since = _int_param(q, "sinceSeconds", 0)
+        if since < 0:
+            raise bad_request("sinceSeconds: must be greater than 0")
+        if since:
+            extra["since_seconds"] = float(since)
+        elif q.get("sinceTime"):
+            try:
+                when = datetime.strptime(q["sinceTime"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+            except ValueError:
+                raise bad_request(
+                    f'sinceTime: invalid value "{q["sinceTime"]}": must be RFC 3339'
+                ) from None
+            extra["since_seconds"] = max(0.0, (datetime.now(UTC) - when).total_seconds())
+        limit = _int_param(q, "limitBytes", 0)
+        if limit > 0:
+            extra["limit_bytes"] = limit
         if not follow:
-            data = kubelet.read_log(route.namespace, route.name, container, tail_lines, previous)
+            data = kubelet.read_log(route.namespace, route.name, container, tail_lines, **extra)
             if inspect.isawaitable(data):
                 data = await data
-            limit = _int_param(q, "limitBytes", 0)
             if limit > 0:
                 data = data[:limit]
             return web.Response(body=data, content_type="text/plain")
@@ -1243,7 +1293,7 @@ class ApiServer:
             raise status_error(
                 503, "the sandbox's kubelet cannot follow logs", "ServiceUnavailable"
             )
-        stream = kubelet.follow_log(route.namespace, route.name, container, tail_lines)
+        stream = kubelet.follow_log(route.namespace, route.name, container, tail_lines, **extra)
         if inspect.isawaitable(stream):
             stream = await stream
         resp = web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})

@@ -507,9 +507,18 @@ class Store:
             return self._remove(res, key, new)
         return self._commit("MODIFIED", res, key, new, old)
 
-    def delete(self, resource: str, namespace: str | None, name: str) -> dict[str, Any]:
+    def delete(
+        self,
+        resource: str,
+        namespace: str | None,
+        name: str,
+        *,
+        grace_period_seconds: int | None = None,
+    ) -> dict[str, Any]:
         """Delete, or mark for deletion (deletionTimestamp) while finalizers remain.
 
+        ``grace_period_seconds > 0`` also only marks the object (graceful pod deletion:
+        the kubelet stops the processes, then deletes again without a grace period).
         Returns the deleted object, or the marked one.
         """
         res = _row(resource)
@@ -517,12 +526,14 @@ class Store:
         old = self._objects[resource].get(key)
         if old is None:
             raise not_found(res, name)
-        if self._finalizers(res, old):
+        finalizers = self._finalizers(res, old)
+        graceful = grace_period_seconds is not None and grace_period_seconds > 0
+        if finalizers or graceful:
             if old["metadata"].get("deletionTimestamp"):
                 return copy.deepcopy(old)
             new = copy.deepcopy(old)
             new["metadata"]["deletionTimestamp"] = now_rfc3339()
-            new["metadata"]["deletionGracePeriodSeconds"] = 0
+            new["metadata"]["deletionGracePeriodSeconds"] = grace_period_seconds if graceful else 0
             if res.plural == "namespaces":
                 new.setdefault("status", {})["phase"] = "Terminating"
             return self._commit("MODIFIED", res, key, new, old)
