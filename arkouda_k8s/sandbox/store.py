@@ -544,9 +544,10 @@ class Store:
     def subscribe(self, callback: Callback) -> Callable[[], None]:
         """Call ``callback(type, resource, obj)`` after each change; returns unsubscribe.
 
-        ``obj`` is a copy the callback may keep. Callbacks run synchronously on the loop
-        thread inside the write, so they must be quick and must not write to the store
-        themselves (schedule a task instead).
+        ``obj`` is shared with the store's history and the other subscribers: read it,
+        keep it, never mutate it (``copy.deepcopy`` first). Callbacks run synchronously
+        on the loop thread inside the write, so they must be quick and must not write to
+        the store themselves (schedule a task instead).
         """
 
         def full(kind: str, resource: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
@@ -658,7 +659,9 @@ class Store:
     def _publish(
         self, kind: str, res: Resource, obj: dict[str, Any], old: dict[str, Any] | None
     ) -> None:
+        # One snapshot shared by the history and every subscriber: callbacks must treat
+        # it as read-only (copying per subscriber dominated a 256-pod deploy's CPU).
         snapshot = copy.deepcopy(obj)
         self._history.append((self._rv, kind, res.key, snapshot, old))
         for callback in list(self._subscribers):
-            callback(kind, res.key, copy.deepcopy(snapshot), copy.deepcopy(old) if old else None)
+            callback(kind, res.key, snapshot, old)
