@@ -514,7 +514,6 @@ class ApiServer:
             async def send(kind: str, obj: dict[str, Any]) -> None:
                 if as_table and kind in ("ADDED", "MODIFIED", "DELETED"):
                     obj = tables.table(res.key, [obj], obj["metadata"].get("resourceVersion", ""))
-                    obj["rows"][0]["object"] = obj["rows"][0]["object"]
                 await resp.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
 
             if error is not None:

@@ -236,7 +236,8 @@ class Authenticator:
     def from_token(self, token: str) -> UserInfo | None:
         # constant-time comparison per token; the table is tiny
         found = None
-        for known, user in self.tokens.items():
+        # a snapshot: other threads add users (kubeconfig_for_user) while we serve
+        for known, user in list(self.tokens.items()):
             if secrets.compare_digest(known.encode(), token.encode()):
                 found = user
         return found

@@ -1,0 +1,54 @@
+"""`arkouda-k8s sandbox` runs the simulated cluster in the foreground until SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from api_support import api_client_for
+from kubernetes import client
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_sandbox_command_serves_until_sigterm(tmp_path: Path) -> None:
+    out_file = tmp_path / "kubeconfig"
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "arkouda_k8s.cli", "sandbox", "--kubeconfig-out", str(out_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        lines: list[str] = []
+        deadline = time.monotonic() + 30
+        assert proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("export KUBECONFIG="):
+                break
+        text = "".join(lines)
+        assert "SIMULATED Kubernetes API" in text and "not a real cluster" in text
+        assert f"export KUBECONFIG={out_file}" in text
+        assert "API server: https://127.0.0.1:" in text
+        assert (out_file.stat().st_mode & 0o777) == 0o600
+        with api_client_for(str(out_file)) as api:
+            names = {n.metadata.name for n in client.CoreV1Api(api).list_namespace().items}
+        assert "default" in names
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert not out_file.exists()  # the token in it died with the sandbox
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
