@@ -174,6 +174,30 @@ def test_crud_of_every_kind_our_manifests_use(admin_api: Any, ns: str) -> None:
     assert core.list_namespaced_secret(ns, label_selector=sel).items == []
 
 
+def test_namespace_delete_terminates_and_removes_its_content(admin_api: Any) -> None:
+    core = client.CoreV1Api(admin_api)
+    core.create_namespace({"metadata": {"name": "short-lived", "labels": {"x": "y"}}})
+    core.create_namespaced_config_map("short-lived", {"metadata": {"name": "c"}})
+    assert core.read_namespace("short-lived").status.phase == "Active"
+    core.delete_namespace("short-lived")
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            ns = core.read_namespace("short-lived")
+        except ApiException as exc:
+            assert exc.status == 404
+            break
+        assert ns.status.phase == "Terminating" and ns.metadata.deletion_timestamp
+        time.sleep(0.05)
+    else:
+        pytest.fail("the namespace was not removed within 15 s")
+    assert [
+        c
+        for c in core.list_config_map_for_all_namespaces().items
+        if c.metadata.namespace == "short-lived"
+    ] == []
+
+
 def test_server_side_apply_creates_then_updates_and_drops_removed_fields(
     admin_api: Any, ns: str
 ) -> None:

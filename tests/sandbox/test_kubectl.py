@@ -348,3 +348,100 @@ def test_wait_uses_a_field_selector_watch(
             proc.wait()
     assert proc.returncode == 0, err
     assert "condition met" in out
+
+
+def test_certificate_approve_and_a_kubeconfig_with_the_issued_certificate(
+    kubectl: str, kubectl_env: dict[str, str], sandbox: Any, tmp_path: Path
+) -> None:
+    import base64
+    import json
+    import time
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    user = "arkouda-k8s:default:kubectl-csr"
+    key = ec.generate_private_key(ec.SECP256R1())
+    request = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, user)]))
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+    )
+    csr = {
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "CertificateSigningRequest",
+        "metadata": {"name": "kubectl-csr"},
+        "spec": {
+            "request": base64.b64encode(request).decode(),
+            "signerName": "kubernetes.io/kube-apiserver-client",
+            "usages": ["client auth"],
+        },
+    }
+    manifest = tmp_path / "csr.json"
+    manifest.write_text(json.dumps(csr))  # a request is public material
+    run(kubectl, kubectl_env, "create", "-f", str(manifest))
+    pending = run(kubectl, kubectl_env, "get", "csr", "kubectl-csr").stdout
+    assert "Pending" in pending
+    approved = run(kubectl, kubectl_env, "certificate", "approve", "kubectl-csr")
+    assert "approved" in approved.stdout
+    cert_b64 = ""
+    deadline = time.monotonic() + 10
+    while not cert_b64 and time.monotonic() < deadline:
+        cert_b64 = run(
+            kubectl,
+            kubectl_env,
+            "get",
+            "csr",
+            "kubectl-csr",
+            "-o",
+            "jsonpath={.status.certificate}",
+        ).stdout
+    assert cert_b64, "no certificate was issued within 10 s of approval"
+    assert "Approved,Issued" in run(kubectl, kubectl_env, "get", "csr", "kubectl-csr").stdout
+
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "csr-user", "namespace": "default"},
+        "rules": [{"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list"]}],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "csr-user", "namespace": "default"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "csr-user"},
+        "subjects": [{"kind": "User", "name": user}],
+    }
+    proc = subprocess.run(
+        [kubectl, "apply", "--server-side", "-f", "-"],
+        input=yaml.safe_dump_all([role, binding]),
+        env=kubectl_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    # the kubeconfig holds the key: the sandbox writes it to its private tmpfs directory
+    path = sandbox.write_kubeconfig(
+        sandbox.kubeconfig_dict(
+            user=user, client_certificate=base64.b64decode(cert_b64), client_key=key_pem
+        ),
+        "kubeconfig-csr-user",
+    )
+    as_user = dict(kubectl_env, KUBECONFIG=path)
+    assert "kubernetes" in run(kubectl, as_user, "get", "svc", "-o", "name").stdout
+    denied = run(kubectl, as_user, "get", "pods", ok=False)
+    assert f'User "{user}" cannot list resource "pods"' in denied.stderr
+    assert run(kubectl, as_user, "auth", "can-i", "list", "services").stdout.strip() == "yes"
+    assert (
+        run(
+            kubectl, as_user, "auth", "can-i", "list", "services", "-n", "kube-system", ok=False
+        ).stdout.strip()
+        == "no"
+    )
