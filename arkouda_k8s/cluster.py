@@ -19,7 +19,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -68,7 +68,11 @@ OWNED_KINDS = (
 )
 # The ReplicaSets go with their Deployment (garbage collector): not deleted directly, so
 # the deployer needs no delete right on them, but waited for.
-DELETED_KINDS = tuple(k for k in OWNED_KINDS if k != "ReplicaSet")
+# The Deployment goes first: deleting its pods first would only make its ReplicaSet
+# create new ones.
+DELETED_KINDS = ("Deployment",) + tuple(
+    k for k in OWNED_KINDS if k not in ("ReplicaSet", "Deployment")
+)
 IMAGE_PULL_REASONS = {"ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 CONFIG_REASONS = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
 LOG_TAIL_LINES = 20
@@ -676,13 +680,20 @@ class ArkoudaCluster:
         if total == 0:
             self._progress("locales", 0, 0, "no locale pods (single-pod deployment)")
             return []
-        last = {"n": -1, "pods": {}}
+        last: dict[str, Any] = {"n": -1, "pods": {}}
+        # Every event re-checks the set; a pod is examined again only when it changed
+        # (its resourceVersion), so 256 locales cost O(events), not O(events x pods).
+        seen: dict[tuple[str, str], bool] = {}
+
+        def examined(p: dict[str, Any]) -> bool:
+            key = (p["metadata"]["name"], str(p["metadata"].get("resourceVersion")))
+            if key not in seen:
+                self._raise_if_stuck(p, "locales")
+                seen[key] = not p["metadata"].get("deletionTimestamp") and _running_with_ip(p)
+            return seen[key]
 
         def check(pods: dict[str, dict[str, Any]]) -> list[dict[str, Any]] | None:
-            live = [p for p in pods.values() if not p["metadata"].get("deletionTimestamp")]
-            for p in live:
-                self._raise_if_stuck(p, "locales")
-            running = [p for p in live if _running_with_ip(p)]
+            running = [p for p in pods.values() if examined(p)]
             last["pods"] = pods
             if len(running) != last["n"]:
                 last["n"] = len(running)
@@ -700,7 +711,7 @@ class ArkoudaCluster:
                 deadline=deadline,
             )
         except WatchDeadline:
-            pods = list(last["pods"].values())  # type: ignore[attr-defined]
+            pods = list(last["pods"].values())
             raise StageTimeout(
                 f"locales {last['n']}/{total} running after {self.timeouts.locales:.0f}s"
                 + _pending_summary(pods),
@@ -1234,14 +1245,6 @@ class ArkoudaCluster:
             else {"Deployment", "ReplicaSet", "Role", "RoleBinding"}
         )
 
-        def guarded(kind: str, fn: Callable[[], Any]) -> Any:
-            try:
-                return fn()
-            except KubeError as exc:
-                if exc.status == 403 and kind in unused:
-                    return None
-                raise
-
         # The server pod first, so it stops using what goes next.
         if self.kube.delete("Pod", self.names.server_pod, self.namespace, deadline=deadline):
             deleted.append(("Pod", self.names.server_pod))
@@ -1249,25 +1252,29 @@ class ArkoudaCluster:
             if self.kube.delete(kind, self.names.self_service, self.namespace, deadline=deadline):
                 deleted.append((kind, self.names.self_service))
         for kind in DELETED_KINDS:
-            found = guarded(
-                kind,
-                lambda kind=kind: self.kube.delete_by_label(
+            with _unless_forbidden(kind in unused):
+                deleted += self.kube.delete_by_label(
                     [kind], self.selector, self.namespace, wait=False, deadline=deadline
-                ),
-            )
-            deleted += found or []
+                )
+            if kind == "Deployment":
+                with _unless_forbidden("ReplicaSet" in unused):
+                    # The garbage collector removes the ReplicaSets, then their pods.
+                    self.kube.wait_gone(
+                        "ReplicaSet",
+                        self.namespace,
+                        label_selector=self.selector,
+                        deadline=deadline,
+                    )
         if self.spec.mode == "udp":
             with contextlib.suppress(KubeError):
                 if self.kube.delete("CertificateSigningRequest", self.names.csr, deadline=deadline):
                     deleted.append(("CertificateSigningRequest", self.names.csr))
         if wait:
             for kind in OWNED_KINDS:
-                guarded(
-                    kind,
-                    lambda kind=kind: self.kube.wait_gone(
+                with _unless_forbidden(kind in unused):
+                    self.kube.wait_gone(
                         kind, self.namespace, label_selector=self.selector, deadline=deadline
-                    ),
-                )
+                    )
         return deleted
 
     def _remove_stale_service(self, deadline: float) -> None:
@@ -1708,6 +1715,16 @@ def _pod_resources(pod_spec: dict[str, Any]) -> tuple[Decimal, Decimal, Decimal,
         cpu_l += parse_quantity(lim.get("cpu", "0"))
         mem_l += parse_quantity(lim.get("memory", "0"))
     return cpu_r, mem_r, cpu_l, mem_l
+
+
+@contextlib.contextmanager
+def _unless_forbidden(allowed: bool) -> Iterator[None]:
+    """Swallow a 403 when ``allowed`` (a kind the deployment cannot have)."""
+    try:
+        yield
+    except KubeError as exc:
+        if not (allowed and exc.status == 403):
+            raise
 
 
 def _running_with_ip(pod: dict[str, Any]) -> bool:
