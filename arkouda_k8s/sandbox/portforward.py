@@ -23,7 +23,8 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import cast
 
 from aiohttp import WSMsgType, web
 
@@ -52,26 +53,27 @@ class _Forward:
     def __init__(self, registry: PortForwardRegistry) -> None:
         self.registry = registry
         self.done = asyncio.get_running_loop().create_future()
-        self.pod_writers: set[asyncio.StreamWriter] = set()
+        self.pod_transports: set[asyncio.BaseTransport] = set()
         registry._add(self)
 
     def streams(self) -> int:
-        return len(self.pod_writers)
+        return len(self.pod_transports)
 
     def abort(self) -> None:
         """Drop the connection like a reset in the network: no goodbye to either side."""
-        for writer in list(self.pod_writers):
-            writer.transport.abort()
-        self.pod_writers.clear()
+        self._abort_pods()
         self._abort_client()
+
+    def _abort_pods(self) -> None:
+        for transport in list(self.pod_transports):
+            cast(asyncio.Transport, transport).abort()
+        self.pod_transports.clear()
 
     def _abort_client(self) -> None:
         raise NotImplementedError
 
     def finish(self) -> None:
-        for writer in list(self.pod_writers):
-            writer.transport.abort()
-        self.pod_writers.clear()
+        self._abort_pods()
         self.registry._discard(self)
         if not self.done.done():
             self.done.set_result(None)
@@ -259,7 +261,7 @@ async def _serve_ws_v4(
                 await ws.send_bytes(bytes((2 * index + 1,)) + message.encode())
             finished[index] = True
             return
-        forward.pod_writers.add(writer)
+        forward.pod_transports.add(writer.transport)
         writers[index] = writer
         for chunk in pending[index]:
             writer.write(chunk)
@@ -327,7 +329,7 @@ class _Pair:
         self.port = port
         self.data_id = 0
         self.error_id = 0
-        self.writer: asyncio.StreamWriter | None = None
+        self.link: _PodLink | None = None
         self.pending: list[bytes] = []
         self.client_fin = False
         self.closed = False
@@ -335,8 +337,70 @@ class _Pair:
         self.timer: asyncio.TimerHandle | None = None
 
 
+class _PodLink(asyncio.Protocol):
+    """The pod side of one forwarded connection: callbacks, no task per chunk.
+
+    Installed on the connection ``connect()`` opened, in place of its StreamReader, so
+    each chunk the pod sends becomes one DATA frame at once.
+    """
+
+    def __init__(self, session: _SpdyForward, pair: _Pair) -> None:
+        self.session = session
+        self.pair = pair
+        self.transport: asyncio.Transport | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.write_blocked = False
+        self.read_paused = False
+
+    async def take_over(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[bytes, bool]:
+        """Become the connection's protocol; returns what the reader had buffered and
+        whether the pod had already closed its side."""
+        transport = cast(asyncio.Transport, writer.transport)
+        # StreamReader has no public "EOF seen" flag; _eof has been stable since 3.4
+        eof = bool(getattr(reader, "_eof", False))
+        transport.set_protocol(self)
+        self.transport = transport
+        # a StreamWriter closes its transport when collected: keep it for our lifetime
+        self.writer = writer
+        reader.feed_eof()
+        # read() on a reader at EOF returns its buffer without suspending, so no pod
+        # bytes can reach this protocol before the buffered ones are handed on
+        buffered = await reader.read()
+        return buffered, eof
+
+    def data_received(self, data: bytes) -> None:
+        self.session.pod_data(self, data)
+
+    def eof_received(self) -> bool:
+        self.session.pod_closed(self.pair)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.session.pod_closed(self.pair)
+
+    def pause_writing(self) -> None:
+        self.write_blocked = True
+        self.session.block(self)
+
+    def resume_writing(self) -> None:
+        self.write_blocked = False
+        self.session.unblock(self)
+
+    def pause_reading(self) -> None:
+        if not self.read_paused and self.transport is not None and not self.transport.is_closing():
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.read_paused and self.transport is not None and not self.transport.is_closing():
+            self.read_paused = False
+            self.transport.resume_reading()
+
+
 class _SpdyForward(_Forward):
-    """One SPDY session. Output goes through ``write`` (ordered, never blocks) + ``drain``."""
+    """One SPDY session; subclasses provide ordered, non-blocking output."""
 
     def __init__(self, registry: PortForwardRegistry, request: web.Request, connect: Connect):
         super().__init__(registry)
@@ -346,14 +410,16 @@ class _SpdyForward(_Forward):
         self.parser = spdy.FrameParser(self._on_control, self._on_data)
         self.pairs: dict[str, _Pair] = {}
         self.by_stream: dict[int, _Pair] = {}
-        self.blocked: set[asyncio.StreamWriter] = set()
+        self.blocked: set[_PodLink] = set()  # pods that cannot take more client bytes
+        self.paused_links: set[_PodLink] = set()  # pods we stopped reading (output full)
         self.going_away = False
 
     # output, provided by the transport-specific subclass
-    def write(self, data: bytes | memoryview) -> None:
+    def writelines(self, parts: Iterable[bytes | memoryview]) -> None:
         raise NotImplementedError
 
-    async def drain(self) -> None:
+    @property
+    def output_blocked(self) -> bool:
         raise NotImplementedError
 
     def pause_reading(self) -> None:
@@ -362,10 +428,19 @@ class _SpdyForward(_Forward):
     def resume_reading(self) -> None:
         raise NotImplementedError
 
-    def streams(self) -> int:
-        return sum(1 for p in self.pairs.values() if p.writer is not None and not p.closed)
+    def write(self, data: bytes | memoryview) -> None:
+        self.writelines((data,))
 
-    # input
+    def output_ready(self) -> None:
+        """The client can take more: read from the pods again."""
+        links, self.paused_links = self.paused_links, set()
+        for link in links:
+            link.resume_reading()
+
+    def streams(self) -> int:
+        return sum(1 for p in self.pairs.values() if p.link is not None and not p.closed)
+
+    # client -> pod
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         try:
             self.parser.feed(data)
@@ -393,6 +468,7 @@ class _SpdyForward(_Forward):
         headers = self.codec.decode(block)
         self.write(spdy.syn_reply(stream_id, self.codec.encode({})))
         kind = headers.get("streamtype", "")
+        # clients older than requestid pair streams by id (the kubelet does the same)
         request_id = headers.get("requestid") or str(
             stream_id if kind == "error" else stream_id - 2
         )
@@ -429,8 +505,7 @@ class _SpdyForward(_Forward):
 
     def _stream_error(self, stream_id: int, message: str) -> None:
         body = message.encode()
-        self.write(spdy.data_header(stream_id, len(body), fin=True))
-        self.write(body)
+        self.writelines((spdy.data_header(stream_id, len(body), fin=True), body))
 
     def _pair_timeout(self, pair: _Pair) -> None:
         if pair.task is None and not pair.closed:
@@ -444,71 +519,84 @@ class _SpdyForward(_Forward):
         pair = self.by_stream.get(stream_id)
         if pair is None or stream_id != pair.data_id or pair.closed:
             return  # the error stream carries nothing from clients
+        link = pair.link
         if payload:
-            writer = pair.writer
-            if writer is None:
+            if link is None:
                 pair.pending.append(bytes(payload))
-            elif not writer.transport.is_closing():
-                writer.write(payload)
-                if (
-                    writer not in self.blocked
-                    and writer.transport.get_write_buffer_size() > POD_WRITE_LIMIT
-                ):
-                    self.blocked.add(writer)
-                    if len(self.blocked) == 1:
-                        self.pause_reading()
-                    asyncio.create_task(self._unblock(writer))
+            elif link.transport is not None and not link.transport.is_closing():
+                link.transport.write(payload)  # pause_writing fires from here when full
         if fin:
             pair.client_fin = True
-            if pair.writer is not None and pair.writer.can_write_eof():
-                with contextlib.suppress(OSError):
-                    pair.writer.write_eof()
+            if link is not None and link.transport is not None:
+                with contextlib.suppress(OSError, RuntimeError):
+                    if link.transport.can_write_eof() and not link.transport.is_closing():
+                        link.transport.write_eof()
 
-    async def _unblock(self, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError):
-            await writer.drain()
-        self.blocked.discard(writer)
+    def block(self, link: _PodLink) -> None:
+        self.blocked.add(link)
+        if len(self.blocked) == 1:
+            self.pause_reading()
+
+    def unblock(self, link: _PodLink) -> None:
+        self.blocked.discard(link)
         if not self.blocked:
             self.resume_reading()
+
+    # pod -> client
+    def pod_data(self, link: _PodLink, data: bytes) -> None:
+        pair = link.pair
+        if pair.closed:
+            return
+        if len(data) <= spdy.MAX_DATA_FRAME:
+            self.writelines((spdy.data_header(pair.data_id, len(data)), data))
+        else:
+            view = memoryview(data)
+            for start in range(0, len(data), spdy.MAX_DATA_FRAME):
+                piece = view[start : start + spdy.MAX_DATA_FRAME]
+                self.writelines((spdy.data_header(pair.data_id, len(piece)), piece))
+        if self.output_blocked:
+            link.pause_reading()
+            self.paused_links.add(link)
+
+    def pod_closed(self, pair: _Pair) -> None:
+        """The pod ended the connection: end both streams, as the kubelet does."""
+        if pair.closed:
+            return
+        self.writelines(
+            (
+                spdy.data_header(pair.data_id, 0, fin=True),
+                spdy.data_header(pair.error_id, 0, fin=True),
+            )
+        )
+        self._close_pair(pair, reset=False)
 
     async def _forward(self, pair: _Pair) -> None:
         try:
             reader, writer = await asyncio.wait_for(self.connect(pair.port), CONNECT_TIMEOUT)
         except Exception as exc:
-            self._stream_error(pair.error_id, _connect_error(pair.port, self.request, exc))
-            self.write(spdy.data_header(pair.data_id, 0, fin=True))
-            self._close_pair(pair, reset=False)
-            with contextlib.suppress(ConnectionError):
-                await self.drain()
+            if not pair.closed:
+                self._stream_error(pair.error_id, _connect_error(pair.port, self.request, exc))
+                self.write(spdy.data_header(pair.data_id, 0, fin=True))
+                self._close_pair(pair, reset=False)
             return
         if pair.closed:
             writer.transport.abort()
             return
-        pair.writer = writer
-        self.pod_writers.add(writer)
+        link = _PodLink(self, pair)
+        buffered, eof = await link.take_over(reader, writer)
+        pair.link = link
+        self.pod_transports.add(writer.transport)
+        transport = link.transport
+        assert transport is not None
         for chunk in pair.pending:
-            writer.write(chunk)
+            transport.write(chunk)
         pair.pending.clear()
-        if pair.client_fin and writer.can_write_eof():
-            writer.write_eof()
-        data_id = pair.data_id
-        try:
-            while chunk := await reader.read(READ_SIZE):
-                if pair.closed:
-                    return
-                self.write(spdy.data_header(data_id, len(chunk)))
-                self.write(chunk)
-                await self.drain()
-        except (ConnectionError, RuntimeError):
-            if pair.closed:
-                return
-            # the pod connection broke: tell the client like the kubelet, by closing
-        if not pair.closed:
-            self.write(spdy.data_header(data_id, 0, fin=True))
-            self.write(spdy.data_header(pair.error_id, 0, fin=True))
-            with contextlib.suppress(ConnectionError):
-                await self.drain()
-            self._close_pair(pair, reset=False)
+        if pair.client_fin and transport.can_write_eof():
+            transport.write_eof()
+        if buffered:
+            self.pod_data(link, buffered)
+        if eof:
+            self.pod_closed(pair)
 
     def _close_pair(self, pair: _Pair, *, reset: bool) -> None:
         if pair.closed:
@@ -520,15 +608,16 @@ class _SpdyForward(_Forward):
             for stream_id in (pair.data_id, pair.error_id):
                 if stream_id:
                     self.write(spdy.rst_stream(stream_id, spdy.CANCEL))
-        if pair.writer is not None:
-            self.pod_writers.discard(pair.writer)
-            self.blocked.discard(pair.writer)
-            pair.writer.close()
+        link = pair.link
+        if link is not None and link.transport is not None:
+            self.pod_transports.discard(link.transport)
+            self.paused_links.discard(link)
+            link.transport.close()
+            if link in self.blocked:
+                self.unblock(link)
         self.pairs.pop(pair.request_id, None)
         for stream_id in (pair.data_id, pair.error_id):
             self.by_stream.pop(stream_id, None)
-        if not self.blocked:
-            self.resume_reading()
 
     def session_ended(self) -> None:
         for pair in list(self.pairs.values()):
@@ -555,19 +644,38 @@ class _WsSpdyForward(_SpdyForward):
         super().__init__(registry, request, connect)
         self.ws = ws
         self.out: list[bytes | memoryview] = []
+        self.out_size = 0
+        self.sending = False
+        self.wake = asyncio.Event()
         self.readable = asyncio.Event()
         self.readable.set()
+        self.flusher = asyncio.create_task(self._flush_loop())
 
-    def write(self, data: bytes | memoryview) -> None:
-        self.out.append(data)
+    def writelines(self, parts: Iterable[bytes | memoryview]) -> None:
+        for part in parts:
+            self.out.append(part)
+            self.out_size += len(part)
+        self.wake.set()
 
-    async def drain(self) -> None:
-        if self.out:
-            # join+send happen without a suspension point between them, so frames
-            # written by concurrent tasks keep their order on the wire
-            data = b"".join(self.out)
-            self.out.clear()
-            await self.ws.send_bytes(data)
+    @property
+    def output_blocked(self) -> bool:
+        return self.sending or self.out_size > POD_WRITE_LIMIT
+
+    async def _flush_loop(self) -> None:
+        try:
+            while True:
+                await self.wake.wait()
+                self.wake.clear()
+                while self.out:
+                    data = b"".join(self.out)
+                    self.out.clear()
+                    self.out_size = 0
+                    self.sending = True
+                    await self.ws.send_bytes(data)
+                    self.sending = False
+                self.output_ready()
+        except (ConnectionError, RuntimeError):
+            self.abort()
 
     def pause_reading(self) -> None:
         self.readable.clear()
@@ -580,6 +688,10 @@ class _WsSpdyForward(_SpdyForward):
         if transport is not None:
             transport.abort()
 
+    def session_ended(self) -> None:
+        self.flusher.cancel()
+        super().session_ended()
+
 
 async def _serve_ws_spdy(
     request: web.Request, connect: Connect, registry: PortForwardRegistry
@@ -591,7 +703,6 @@ async def _serve_ws_spdy(
         async for msg in ws:
             if msg.type == WSMsgType.BINARY:
                 session.feed(msg.data)
-                await session.drain()
                 if not session.readable.is_set():
                     await session.readable.wait()
             if session.done.done():
@@ -619,36 +730,23 @@ class _RawSpdyForward(_SpdyForward, asyncio.Protocol):
         self.transport = transport
         self.previous = transport.get_protocol()
         self.write_paused = False
-        self.write_waiters: list[asyncio.Future[None]] = []
         self.read_paused = False
 
-    def write(self, data: bytes | memoryview) -> None:
+    def writelines(self, parts: Iterable[bytes | memoryview]) -> None:
+        # one TLS write (one record batch, one send) for a frame head and its payload
         if not self.transport.is_closing():
-            self.transport.write(data)
+            self.transport.writelines(parts)
 
-    async def drain(self) -> None:
-        if self.transport.is_closing():
-            raise ConnectionResetError("port-forward connection closed")
-        if self.write_paused:
-            waiter = asyncio.get_running_loop().create_future()
-            self.write_waiters.append(waiter)
-            await waiter
+    @property
+    def output_blocked(self) -> bool:
+        return self.write_paused
 
     def pause_writing(self) -> None:
         self.write_paused = True
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        self._wake_writers(None)
-
-    def _wake_writers(self, exc: BaseException | None) -> None:
-        waiters, self.write_waiters = self.write_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                if exc is None:
-                    waiter.set_result(None)
-                else:
-                    waiter.set_exception(exc)
+        self.output_ready()
 
     def pause_reading(self) -> None:
         if not self.read_paused and not self.transport.is_closing():
@@ -667,7 +765,6 @@ class _RawSpdyForward(_SpdyForward, asyncio.Protocol):
         return False  # close: a client that half-closes the session is leaving
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._wake_writers(ConnectionResetError("port-forward connection closed"))
         self.session_ended()
         # aiohttp's request handler still owns the request object; let it clean up
         with contextlib.suppress(Exception):
@@ -694,7 +791,7 @@ async def _serve_raw_spdy(
     )
     # Take the transport before the 101 leaves: the client may answer at once, and those
     # bytes must reach the SPDY session, not aiohttp's HTTP parser.
-    session = _RawSpdyForward(registry, request, connect, transport)
+    session = _RawSpdyForward(registry, request, connect, cast(asyncio.Transport, transport))
     transport.set_protocol(session)
     try:
         await response.prepare(request)
