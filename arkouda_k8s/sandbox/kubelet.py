@@ -408,6 +408,7 @@ class Container:
     env: dict[str, str] = field(default_factory=dict)
     oom: bool = False
     killed_for_liveness: bool = False
+    init: bool = False
 
     def ports(self) -> list[int]:
         return [
@@ -440,10 +441,18 @@ class PodWorker:
         self.fault = ann.get(FAULT_PREFIX + "fault") or ""
         self.start_delay = _float(ann.get(FAULT_PREFIX + "start-delay-seconds"))
         self.kill_after = _float(ann.get(FAULT_PREFIX + "kill-after-seconds"))
+        self.init_containers = {
+            c["name"]: Container(c, c["name"], c.get("image") or "", init=True)
+            for c in pod["spec"].get("initContainers") or []
+        }
         self.containers = {
             c["name"]: Container(c, c["name"], c.get("image") or "")
             for c in pod["spec"].get("containers") or []
         }
+        if self.init_containers:
+            for c in self.containers.values():
+                c.state = {"waiting": {"reason": "PodInitializing"}}
+        self.init_failed = False
         ports = [p for c in self.containers.values() for p in c.ports()]
         self.ip = _allocate_ip(ports)
         self.dir = kubelet.root / self.uid
@@ -483,6 +492,10 @@ class PodWorker:
 
     def _compute_phase(self) -> str:
         policy = self.pod["spec"].get("restartPolicy") or "Always"
+        if self.init_failed:
+            return "Failed"
+        if any(not c.ready for c in self.init_containers.values()):
+            return "Pending"
         waiting = running = stopped = succeeded = 0
         for c in self.containers.values():
             if "running" in c.state:
@@ -536,15 +549,43 @@ class PodWorker:
         else:
             ready_args = (True, None, None)
         scheduled = [c for c in old.get("conditions") or [] if c.get("type") == "PodScheduled"]
+        uninit = [c.name for c in self.init_containers.values() if not c.ready]
         conditions = [
             self._condition("PodReadyToStartContainers", self.sandbox_ready),
-            self._condition("Initialized", True),
+            self._condition("Initialized", not uninit, *self._init_reason(uninit)),
             self._condition("Ready", *ready_args),
             self._condition("ContainersReady", *ready_args),
             *scheduled,
         ]
+        status: dict[str, Any] = {
+            "phase": phase,
+            "conditions": conditions,
+            "hostIP": self.kubelet.host_ip,
+            "hostIPs": [{"ip": self.kubelet.host_ip}],
+            "startTime": self.start_time,
+            "containerStatuses": self._container_statuses(self.containers),
+            "qosClass": old.get("qosClass") or qos_class(self.pod),
+        }
+        if self.init_containers:
+            status["initContainerStatuses"] = self._container_statuses(self.init_containers)
+        if self.sandbox_ready:
+            status["podIP"] = self.ip
+            status["podIPs"] = [{"ip": self.ip}]
+        return status
+
+    @staticmethod
+    def _init_reason(uninit: list[str]) -> tuple[str | None, str | None]:
+        if not uninit:
+            return None, None
+        return (
+            "ContainersNotInitialized",
+            f"containers with incomplete status: [{' '.join(uninit)}]",
+        )
+
+    @staticmethod
+    def _container_statuses(containers: dict[str, Container]) -> list[dict[str, Any]]:
         statuses = []
-        for c in self.containers.values():
+        for c in containers.values():
             cs: dict[str, Any] = {
                 "name": c.name,
                 "image": normalise_image(c.image),
@@ -558,19 +599,7 @@ class PodWorker:
             if c.container_id:
                 cs["containerID"] = c.container_id
             statuses.append(cs)
-        status: dict[str, Any] = {
-            "phase": phase,
-            "conditions": conditions,
-            "hostIP": self.kubelet.host_ip,
-            "hostIPs": [{"ip": self.kubelet.host_ip}],
-            "startTime": self.start_time,
-            "containerStatuses": statuses,
-            "qosClass": old.get("qosClass") or qos_class(self.pod),
-        }
-        if self.sandbox_ready:
-            status["podIP"] = self.ip
-            status["podIPs"] = [{"ip": self.ip}]
-        return status
+        return statuses
 
     def event(
         self, reason: str, message: str, *, warning: bool = False, container: str | None = None
@@ -580,7 +609,12 @@ class PodWorker:
             reason,
             message,
             warning=warning,
-            field_path=f"spec.containers{{{container}}}" if container else None,
+            field_path=(
+                f"spec.{'initContainers' if container in self.init_containers else 'containers'}"
+                f"{{{container}}}"
+                if container
+                else None
+            ),
             component="kubelet",
             host=self.node,
         )
@@ -592,6 +626,15 @@ class PodWorker:
             await self._prepare()
             self.sandbox_ready = True
             self.mark_dirty()
+            for c in self.init_containers.values():
+                # One at a time, each to success, before any app container starts.
+                await self._container_loop(c)
+                if not c.ready:
+                    self.init_failed = True
+                    for main in self.containers.values():
+                        main.state = {"waiting": {"reason": "PodInitializing"}}
+                    self.mark_dirty()
+                    return
             for c in self.containers.values():
                 self._tasks.append(asyncio.ensure_future(self._container_loop(c)))
             await asyncio.gather(*self._tasks)
@@ -890,6 +933,8 @@ class PodWorker:
 
     async def _container_loop(self, c: Container) -> None:
         policy = self.pod["spec"].get("restartPolicy") or "Always"
+        if c.init:  # init containers run to success: Always means OnFailure for them
+            policy = "Never" if policy == "Never" else "OnFailure"
         crashes = 0
         pulled = False
         while not self.stopping:
@@ -927,6 +972,9 @@ class PodWorker:
             self.mark_dirty()
             if self.stopping:
                 return
+            if c.init and code == 0:
+                c.ready = True
+                self.mark_dirty()
             if policy == "Never" or (policy == "OnFailure" and code == 0):
                 return
             if time.time() - started_at > BACKOFF_RESET_AFTER:
@@ -1005,7 +1053,7 @@ class PodWorker:
         c.state = {"running": {"startedAt": rfc3339()}}
         c.started = True
         self.mark_dirty()
-        helpers = [asyncio.ensure_future(self._probe_loops(c))]
+        helpers = [] if c.init else [asyncio.ensure_future(self._probe_loops(c))]
         if self.fault == "OOMKilled":
             helpers.append(asyncio.ensure_future(self._oom_after(c, self.kill_after or OOM_AFTER)))
         elif self.kill_after:
@@ -1226,7 +1274,7 @@ class PodWorker:
             return
         self.stopping = True
         grace = self._grace() if grace is None else grace
-        running = [c for c in self.containers.values() if c.runtime is not None]
+        running = [c for c in self.all_containers() if c.runtime is not None]
         for c in running:
             if remove_object:
                 self.event("Killing", f"Stopping container {c.name}", container=c.name)
@@ -1240,7 +1288,7 @@ class PodWorker:
             await asyncio.wait_for(
                 asyncio.gather(self._main, *self._tasks, return_exceptions=True), 5.0
             )
-        for c in self.containers.values():
+        for c in self.all_containers():
             if c.log is not None:
                 c.log.close()
         if remove_object:
@@ -1254,7 +1302,10 @@ class PodWorker:
         _release_ip(self.ip)
 
     def processes(self) -> list[int]:
-        return [c.runtime.pid for c in self.containers.values() if c.runtime and c.runtime.pid]
+        return [c.runtime.pid for c in self.all_containers() if c.runtime and c.runtime.pid]
+
+    def all_containers(self) -> list[Container]:
+        return [*self.init_containers.values(), *self.containers.values()]
 
 
 def _float(value: Any) -> float:
@@ -1441,7 +1492,7 @@ class Kubelet:
                     f"a container name must be specified for pod {name}, choose one of: [{names}]"
                 )
             container = next(iter(w.containers))
-        c = w.containers.get(container)
+        c = w.containers.get(container) or w.init_containers.get(container)
         if c is None:
             raise log_unavailable(f"container {container} is not valid for pod {name}")
         if previous:

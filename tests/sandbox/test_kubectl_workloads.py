@@ -137,19 +137,19 @@ def test_foreground_cascade_holds_the_deployment_until_its_pods_are_gone(
     deployment = f"deployment/ticker-{unique}"
     k("delete", deployment, "--cascade=foreground", "--wait=false")
     deadline = time.monotonic() + 20
-    while k("get", "pods", "-l", selector, "-o", "name").split() != [held]:
-        assert time.monotonic() < deadline, "the unheld pod was not deleted"
+    while (left := k("get", "pods", "-l", selector, "-o", "name").split()) != [held]:
+        assert time.monotonic() < deadline, f"the unheld pod was not deleted: {left}"
         time.sleep(0.1)
     time.sleep(0.5)
     # Foreground: the Deployment waits, marked for deletion, for its last pod.
     finalizers = k("get", deployment, "-o", "jsonpath={.metadata.finalizers}")
-    assert "foregroundDeletion" in finalizers
+    assert "foregroundDeletion" in finalizers, k("get", deployment, "-o", "yaml")
     assert k("get", deployment, "-o", "jsonpath={.metadata.deletionTimestamp}")
     assert k("get", held, "-o", "jsonpath={.metadata.deletionTimestamp}")
     k("patch", held, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
     deadline = time.monotonic() + 20
-    while k("get", "deployments,replicasets,pods", "-l", selector, "-o", "name").strip():
-        assert time.monotonic() < deadline, "the Deployment was not deleted after its pods"
+    while left := k("get", "deployments,replicasets,pods", "-l", selector, "-o", "name").strip():
+        assert time.monotonic() < deadline, f"not deleted after the pods: {left}"
         time.sleep(0.1)
     proc = subprocess.run(
         [kubectl, "get", deployment], env=kubectl_env, capture_output=True, text=True, timeout=60

@@ -537,3 +537,39 @@ def test_exec_and_http_probes(world):
         world.wait_pod(name, is_ready, "ready once the probe passes")
     world.delete("pods", "httpprobe")
     world.delete("pods", "execprobe")
+
+
+def test_init_containers_run_first_and_in_order(world):
+    pod = _pod("withinit", ["sh", "-c", "cat order; sleep 60"], restartPolicy="Always")
+    pod["spec"]["initContainers"] = [
+        {
+            "name": "first",
+            "image": "busybox",
+            "command": ["sh", "-c", "sleep 0.5; echo first >> order"],
+        },
+        {"name": "second", "image": "busybox", "command": ["sh", "-c", "echo second >> order"]},
+    ]
+    world.create("pods", pod)
+    early = world.wait_pod(
+        "withinit", lambda p: (p.get("status") or {}).get("initContainerStatuses"), "init statuses"
+    )
+    assert early["status"]["phase"] == "Pending"
+    init = condition(early, "Initialized")
+    assert init["status"] == "False" and init["reason"] == "ContainersNotInitialized"
+    assert container_status(early)["state"] == {"waiting": {"reason": "PodInitializing"}}
+    done = world.wait_pod("withinit", lambda p: b"second" in world.log("withinit"), "main ran")
+    assert world.log("withinit") == b"first\nsecond\n"
+    assert condition(done, "Initialized")["status"] == "True"
+    firsts = done["status"]["initContainerStatuses"]
+    assert [s["state"]["terminated"]["reason"] for s in firsts] == ["Completed", "Completed"]
+    world.delete("pods", "withinit")
+
+    failing = _pod("initfail", ["sleep", "60"], restartPolicy="Never")
+    failing["spec"]["initContainers"] = [
+        {"name": "boom", "image": "busybox", "command": ["sh", "-c", "exit 4"]}
+    ]
+    world.create("pods", failing)
+    bad = world.wait_pod("initfail", lambda p: p["status"].get("phase") == "Failed", "Failed")
+    assert bad["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 4
+    assert container_status(bad)["state"] == {"waiting": {"reason": "PodInitializing"}}
+    world.delete("pods", "initfail")
