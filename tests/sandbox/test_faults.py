@@ -240,7 +240,10 @@ def test_sandbox_stop_leaves_no_process_behind():
         assert len(pids) == 3 and all(alive(p) for p in pids)
         started = set(descendants()) - before
         assert len(started) >= 9  # three shells with two sleeps each
+        root = sandbox.kubelet.root
+        assert root.is_dir() and any(root.iterdir())  # the pods' private dirs on tmpfs
         client.close()
+    assert not root.exists()
     left = [p for p in set(descendants()) - before if alive(p)]
     assert left == []
     assert not any(alive(p) for p in started)
