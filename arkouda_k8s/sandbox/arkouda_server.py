@@ -856,7 +856,8 @@ class StandInServer:
             self.socket.send(reply)
 
     def close(self) -> None:
-        self.socket.close(0)
+        # Linger so that the reply to `shutdown` still reaches the client.
+        self.socket.close(linger=2000)
         self.context.term()
 
     def handle(self, frames: list[bytes]) -> bytes:

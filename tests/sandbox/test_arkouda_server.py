@@ -390,7 +390,7 @@ def _key_and_csr(user: str) -> tuple[bytes, bytes]:
     return key_pem, csr.public_bytes(serialization.Encoding.PEM)
 
 
-def _wait(what, fn, timeout=30.0):
+def _wait(what, fn, timeout=60.0):
     import time
 
     deadline = time.monotonic() + timeout
