@@ -997,6 +997,7 @@ class ArkoudaCluster:
                 return self.config
             except ArkoudaK8sError as exc:  # not answering yet, tunnel trouble, API trouble
                 last = exc
+                self._raise_if_halted(token)
             time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
         raise StageTimeout(
             f"the Arkouda server of {self.name} did not answer through the tunnel within "
@@ -1009,6 +1010,22 @@ class ArkoudaCluster:
             log_tail=self._log_tail(self.names.server_pod, "arkouda-server"),
         )
 
+    def _raise_if_halted(self, token: str | None) -> None:
+        """A server that failed its self-registration keeps its port but never answers:
+        say why at once (its log says) instead of waiting out the deadline."""
+        tail = self._log_tail(self.names.server_pod, "arkouda-server")
+        lines = [ln for ln in (tail or "").splitlines() if "ExternalSystemError" in ln]
+        if lines:
+            raise DeployError(
+                f"the Arkouda server of {self.name} halted at start: {lines[-1].strip()}",
+                f"a Service {self.names.self_service} left from an earlier run, or RBAC "
+                f"missing for {self.names.user}; teardown and deploy again",
+                stage="handshake",
+                reason="ExternalSystemError",
+                pod=self.names.server_pod,
+                log_tail=tail,
+            )
+
     def connect(self, timeout: float = 10.0) -> Any:
         """The user's ``arkouda`` module, connected through the tunnel (again, after a drop)."""
         from .session import Session
@@ -1017,7 +1034,9 @@ class ArkoudaCluster:
         if self.session is not None:
             with contextlib.suppress(Exception):
                 self.session.close()
-        self.session = Session.bind(host, port, token=self.token(), timeout=timeout)
+        self.session = Session.bind(
+            host, port, token=self.token(), timeout=timeout, server_version=self.spec.release
+        )
         return self.session.ak
 
     def memory_used(self) -> int | None:

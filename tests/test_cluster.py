@@ -303,3 +303,24 @@ def test_list_clusters_across_namespaces(sb, kube):
         a.teardown()
         b.teardown()
     assert labelled(kube, "c-list-b", "team-b") == []
+
+
+def test_connect_binds_the_client_and_recovers_after_a_tunnel_drop(sb, kube):
+    states = []
+    c = cluster(sb, spec("c-connect", locales=2, authenticate=False))
+    c.add_tunnel_listener(states.append)
+    try:
+        c.deploy()
+        ak = c.connect()
+        assert int(ak.arange(0, 10, 1).sum()) == 45
+        assert "ready" in states
+        sb.faults.drop_portforward_streams()
+        ak = c.connect()  # what the panel's Reconnect does
+        assert int(ak.arange(0, 5, 1).sum()) == 10
+        assert c.memory_used() is not None
+    finally:
+        c.close()
+        c.close()  # idempotent
+        assert states[-1] == "closed"
+        c.teardown()
+    assert labelled(kube, "c-connect") == []

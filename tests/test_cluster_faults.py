@@ -11,6 +11,7 @@ from lifecycle_support import FAULT, admin, cluster, labelled, spec, wait_no_pro
 from arkouda_k8s.cluster import ArkoudaCluster, rbac_yaml, required_access
 from arkouda_k8s.errors import (
     CrashError,
+    DeployError,
     ImagePullError,
     KubeError,
     PermissionsMissing,
@@ -145,3 +146,21 @@ def test_permission_denied_on_one_verb(sb, kube):
     finally:
         c.teardown()
     assert labelled(kube, "f-denied") == []
+
+
+def test_halted_server_is_explained_before_the_deadline(sb, kube):
+    """The server halts when its self-registration is refused (here: RBAC denied for its
+    certificate's user); its log says so and the deploy says it at once."""
+    s = spec("f-halt", locales=2)
+    sb.faults.deny(verb="create", resource="services", user="arkouda-k8s:default:f-halt")
+    c = cluster(sb, s, timeouts=FAULT)
+    start = time.monotonic()
+    try:
+        with pytest.raises(DeployError) as err:
+            c.deploy()
+    finally:
+        sb.faults.clear()
+    assert err.value.reason == "ExternalSystemError"
+    assert "halted at start" in err.value.message and "403" in err.value.message
+    assert time.monotonic() - start < FAULT.handshake + FAULT.server
+    assert labelled(kube, "f-halt") == []
