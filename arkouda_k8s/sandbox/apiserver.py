@@ -66,6 +66,8 @@ MAX_BODY = 3 * 1024 * 1024
 # Real watches end after 30-60 minutes; clients re-establish them.
 DEFAULT_WATCH_SECONDS = 1800
 BOOKMARK_EVERY = 10.0
+# A client that announces a body and stalls is cut off (the real server's request timeout).
+BODY_TIMEOUT = 30.0
 KUBE_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0+arkouda-k8s-sandbox"}
 
 _STATUS_REASONS = {
@@ -576,7 +578,7 @@ class ApiServer:
 
     async def _body(self, request: web.Request, *, patch: bool = False) -> Any:
         try:
-            raw = await request.read()
+            raw = await _read_body(request)
         except web.HTTPRequestEntityTooLarge:
             raise ApiError(
                 413, "RequestEntityTooLarge", f"Request entity too large: limit is {MAX_BODY}"
@@ -967,7 +969,7 @@ class ApiServer:
     async def _delete_options(self, request: web.Request) -> dict[str, Any]:
         opts: dict[str, Any] = {}
         if request.can_read_body:
-            raw = await request.read()
+            raw = await _read_body(request)
             if raw.strip():
                 try:
                     opts = json.loads(raw)
@@ -1056,7 +1058,11 @@ class ApiServer:
                 refs = o["metadata"].get("ownerReferences") or []
                 if any(r.get("uid") == uid for r in refs):
                     copy_ = json.loads(json.dumps(o))
-                    copy_["metadata"]["ownerReferences"] = [r for r in refs if r.get("uid") != uid]
+                    kept = [r for r in refs if r.get("uid") != uid]
+                    if kept:
+                        copy_["metadata"]["ownerReferences"] = kept
+                    else:
+                        del copy_["metadata"]["ownerReferences"]
                     with contextlib.suppress(ApiError):
                         self.store.update(key, copy_)
 
@@ -1369,6 +1375,16 @@ class ApiServer:
             raise bad_request(
                 "strict decoding error: " + ", ".join(f'unknown field "{f}"' for f in unknown)
             )
+        if res.plural == "selfsubjectreviews":
+            return _json(
+                {
+                    "kind": res.kind,
+                    "apiVersion": res.api_version,
+                    "metadata": {"creationTimestamp": None},
+                    "status": {"userInfo": user.to_dict()},
+                },
+                status=201,
+            )
         spec = body.get("spec")
         if not isinstance(spec, dict):
             from .store import invalid
@@ -1527,6 +1543,18 @@ class ApiServer:
 _RETURN_DELETED = frozenset(
     {"pods", "services", "serviceaccounts", "resourcequotas", "persistentvolumeclaims"}
 )
+
+
+async def _read_body(request: web.Request) -> bytes:
+    """The request body, or a Status when it does not arrive in time (a stalled client)."""
+    try:
+        return await asyncio.wait_for(request.read(), BODY_TIMEOUT)
+    except TimeoutError:
+        raise ApiError(
+            408,
+            "Timeout",
+            f"the request body did not arrive within {BODY_TIMEOUT:.0f} s",
+        ) from None
 
 
 def _int_param(q: Any, name: str, default: int) -> int:

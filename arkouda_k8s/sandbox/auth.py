@@ -470,7 +470,12 @@ def default_rbac() -> list[tuple[str, dict[str, Any]]]:
                     "apiGroups": ["authorization.k8s.io"],
                     "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
                     "verbs": ["create"],
-                }
+                },
+                {
+                    "apiGroups": ["authentication.k8s.io"],
+                    "resources": ["selfsubjectreviews"],
+                    "verbs": ["create"],
+                },
             ],
         ),
         cr(

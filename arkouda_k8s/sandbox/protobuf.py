@@ -90,6 +90,9 @@ MESSAGES: dict[tuple[str, str], Schema] = {
             },
         ),
     },
+    ("authentication.k8s.io/v1", "SelfSubjectReview"): {
+        1: ("metadata", "msg", False, OBJECT_META),
+    },
     ("authorization.k8s.io/v1", "SelfSubjectRulesReview"): {
         1: ("metadata", "msg", False, OBJECT_META),
         2: ("spec", "msg", False, {1: ("namespace", "string", False, None)}),

@@ -153,6 +153,13 @@ RESOURCES: tuple[Resource, ...] = (
         group="authorization.k8s.io",
         verbs=("create",),
     ),
+    Resource(
+        "selfsubjectreviews",
+        "SelfSubjectReview",
+        group="authentication.k8s.io",
+        namespaced=False,
+        verbs=("create",),
+    ),
     Resource("leases", "Lease", group="coordination.k8s.io"),
     Resource(
         "endpointslices",
@@ -162,7 +169,9 @@ RESOURCES: tuple[Resource, ...] = (
 )
 
 # Review kinds are answered, never stored.
-VIRTUAL = frozenset(r.key for r in RESOURCES if r.group == "authorization.k8s.io")
+VIRTUAL = frozenset(
+    r.key for r in RESOURCES if r.group in ("authorization.k8s.io", "authentication.k8s.io")
+)
 
 BY_KEY: dict[str, Resource] = {r.key: r for r in RESOURCES}
 BY_GVR: dict[tuple[str, str, str], Resource] = {

@@ -198,6 +198,42 @@ def test_namespace_delete_terminates_and_removes_its_content(admin_api: Any) -> 
     ] == []
 
 
+def test_delete_propagation_orphan_keeps_dependents_background_removes_them(
+    admin_api: Any, ns: str
+) -> None:
+    core = client.CoreV1Api(admin_api)
+
+    def owner_and_dependent(tag: str) -> None:
+        owner = core.create_namespaced_config_map(ns, {"metadata": {"name": f"owner-{tag}"}})
+        ref = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "name": owner.metadata.name,
+            "uid": owner.metadata.uid,
+        }
+        core.create_namespaced_config_map(
+            ns, {"metadata": {"name": f"dependent-{tag}", "ownerReferences": [ref]}}
+        )
+
+    owner_and_dependent("o")
+    core.delete_namespaced_config_map("owner-o", ns, propagation_policy="Orphan")
+    kept = core.read_namespaced_config_map("dependent-o", ns)
+    assert kept.metadata.owner_references is None
+
+    owner_and_dependent("b")
+    core.delete_namespaced_config_map("owner-b", ns, propagation_policy="Background")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            core.read_namespaced_config_map("dependent-b", ns)
+        except ApiException as exc:
+            assert exc.status == 404
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the garbage collector left the dependent of a deleted owner")
+
+
 def test_server_side_apply_creates_then_updates_and_drops_removed_fields(
     admin_api: Any, ns: str
 ) -> None:

@@ -278,6 +278,8 @@ def test_imperative_create_and_label(kubectl: str, kubectl_env: dict[str, str]) 
 def test_auth_can_i_follows_rbac(kubectl: str, kubectl_env: dict[str, str], sandbox: Any) -> None:
     assert run(kubectl, kubectl_env, "auth", "can-i", "create", "pods").stdout.strip() == "yes"
     bob = dict(kubectl_env, KUBECONFIG=sandbox.kubeconfig_for_user("bob", ["team"]))
+    whoami = run(kubectl, bob, "auth", "whoami").stdout
+    assert "bob" in whoami and "team" in whoami
     no = run(kubectl, bob, "auth", "can-i", "list", "pods", "-n", "default", ok=False)
     assert no.stdout.strip() == "no" and no.returncode == 1
     run(
