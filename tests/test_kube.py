@@ -203,3 +203,55 @@ def test_logs_and_events_of_a_pod(kube):
         assert reasons & {"Scheduled", "Started", "Pulled", "Created"}
     finally:
         kube.delete_by_label(["Pod"], "test=logs", deadline=time.monotonic() + 10)
+
+
+def test_exec_auth_kubeconfig(sb, tmp_path):
+    """A kubeconfig whose user runs an exec credential plugin (as cloud CLIs do)."""
+    import sys
+
+    import yaml
+
+    with open(sb.kubeconfig_path) as fh:
+        admin_cfg = yaml.safe_load(fh)
+    plugin = (
+        "import json, sys, yaml\n"
+        "cfg = yaml.safe_load(open(sys.argv[1]))  # noqa\n"
+        "token = cfg['users'][0]['user']['token']\n"
+        "print(json.dumps({'apiVersion': 'client.authentication.k8s.io/v1',"
+        " 'kind': 'ExecCredential', 'status': {'token': token}}))\n"
+    )
+    cfg = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": admin_cfg["clusters"],
+        "contexts": [
+            {
+                "name": "via-exec",
+                "context": {
+                    "cluster": admin_cfg["clusters"][0]["name"],
+                    "user": "exec-user",
+                    "namespace": "kube-public",
+                },
+            }
+        ],
+        "current-context": "via-exec",
+        "users": [
+            {
+                "name": "exec-user",
+                "user": {
+                    "exec": {
+                        "apiVersion": "client.authentication.k8s.io/v1",
+                        "command": sys.executable,
+                        "args": ["-c", plugin, sb.kubeconfig_path],
+                        "interactiveMode": "Never",
+                    }
+                },
+            }
+        ],
+    }
+    path = tmp_path / "exec.kubeconfig"
+    path.write_text(yaml.safe_dump(cfg))
+    k = Kube.from_kubeconfig(str(path))
+    assert k.context == "via-exec" and k.namespace == "kube-public" and k.user == "exec-user"
+    assert k.list("ConfigMap")["kind"] == "ConfigMapList"
+    assert k.endpoint().headers["Authorization"].startswith("Bearer ")
