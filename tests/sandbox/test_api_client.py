@@ -529,7 +529,21 @@ def test_stop_within_five_seconds_leaves_no_thread_or_socket() -> None:
     port = sb.port
     kubeconfig = sb.kubeconfig_path
     api = client.ApiClient(_config(sb))
-    client.CoreV1Api(api).list_namespace()
+    core = client.CoreV1Api(api)
+    core.create_namespaced_pod(
+        "default",
+        {
+            "metadata": {"name": "sleeper"},
+            "spec": {
+                "containers": [{"name": "c", "image": "busybox:1", "command": ["sleep", "600"]}]
+            },
+        },
+    )
+    deadline = time.monotonic() + 20
+    while not sb.pod_processes() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pids = sb.pod_processes()
+    assert pids, "the pod's process did not start within 20 s"
     # leave a watch open: stop must end it
     w = watch.Watch()
     stream = w.stream(client.CoreV1Api(api).list_namespace, timeout_seconds=60)
@@ -551,6 +565,13 @@ def test_stop_within_five_seconds_leaves_no_thread_or_socket() -> None:
         time.sleep(0.05)
     assert not extra
     assert not os.path.exists(kubeconfig)
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        with open(f"/proc/{pid}/stat") as f:  # a zombie awaiting its reaper is gone too
+            assert f.read().split(")")[-1].split()[0] == "Z", f"pod process {pid} survived stop"
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0, "the API port still accepts connections"
 
