@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from typing import cast
@@ -149,9 +150,13 @@ class PortForwardRegistry:
             await asyncio.wait([f.done for f in forwards], timeout=5)
 
 
+_POD_PATH = re.compile(r"/namespaces/([^/]+)/pods/([^/]+)/portforward")
+
+
 def _pod_label(request: web.Request) -> str:
-    info = request.match_info
-    return f"{info.get('namespace', '?')}/{info.get('name', '?')}"
+    """``namespace/name`` of the pod, from the request path (whatever the routing)."""
+    match = _POD_PATH.search(request.path)
+    return f"{match.group(1)}/{match.group(2)}" if match else "?"
 
 
 def _connect_error(port: int, request: web.Request, exc: BaseException) -> str:

@@ -1,0 +1,340 @@
+"""The sandbox's pod port-forward, driven by the clients users have: the official Python
+client (websocket v4), kubectl over websocket-SPDY, and kubectl's raw SPDY fallback."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from arkouda_k8s.sandbox import Sandbox
+
+kubernetes = pytest.importorskip("kubernetes")
+from kubernetes.stream import portforward  # noqa: E402
+
+ECHO_PORT = 7000
+CLOSED_PORT = 7999  # nothing listens here in the echo pod
+
+# An echo server that answers every connection in its own thread and half-closes after
+# the client's EOF, so a transfer can be checked end to end.
+ECHO = f"""
+import os, socket, socketserver
+class Echo(socketserver.BaseRequestHandler):
+    def handle(self):
+        buf = bytearray(1 << 18)
+        view = memoryview(buf)
+        try:
+            while n := self.request.recv_into(buf):
+                self.request.sendall(view[:n])
+            self.request.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+socketserver.ThreadingTCPServer.allow_reuse_address = True
+socketserver.ThreadingTCPServer.daemon_threads = True
+server = socketserver.ThreadingTCPServer((os.environ["SANDBOX_POD_IP"], {ECHO_PORT}), Echo)
+print("listening", flush=True)
+server.serve_forever()
+"""
+
+
+@pytest.fixture(scope="module")
+def core(sandbox: Sandbox) -> Iterator[Any]:
+    api = kubernetes.config.new_client_from_config(config_file=sandbox.kubeconfig_path)
+    yield kubernetes.client.CoreV1Api(api)
+    api.close()
+
+
+@pytest.fixture(scope="module")
+def echo_pod(core: Any) -> str:
+    name = "pf-echo"
+    core.create_namespaced_pod(
+        "default",
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "labels": {"app": "pf-echo"}},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "echo",
+                        "image": "example/echo:1",
+                        "command": [sys.executable, "-c", ECHO],
+                        "ports": [{"containerPort": ECHO_PORT}],
+                        "readinessProbe": {
+                            "tcpSocket": {"port": ECHO_PORT},
+                            "periodSeconds": 1,
+                        },
+                    }
+                ]
+            },
+        },
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        pod = core.read_namespaced_pod(name, "default")
+        conditions = {c.type: c.status for c in pod.status.conditions or []}
+        if pod.status.phase == "Running" and conditions.get("Ready") == "True":
+            return name
+        time.sleep(0.2)
+    raise AssertionError(f"echo pod not ready: phase {pod.status.phase}")
+
+
+def _echo_through(sock: socket.socket, payload: bytes, half_close: bool = True) -> bytes:
+    """Send payload while reading the echo in a thread; returns what came back."""
+    got = bytearray()
+
+    def read() -> None:
+        while len(got) < len(payload):
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                return
+            got.extend(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    sock.sendall(payload)
+    if half_close:
+        sock.shutdown(socket.SHUT_WR)
+    reader.join(30)
+    assert not reader.is_alive(), f"echo stalled at {len(got)} of {len(payload)} bytes"
+    return bytes(got)
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# --- the official Python client: websocket v4.channel.k8s.io ----------------------------
+
+
+def test_python_client_portforward_moves_bytes_both_ways(core: Any, echo_pod: str) -> None:
+    pf = portforward(
+        core.connect_get_namespaced_pod_portforward, echo_pod, "default", ports=str(ECHO_PORT)
+    )
+    sock = pf.socket(ECHO_PORT)
+    sock.setblocking(True)
+    sock.settimeout(30)
+    payload = os.urandom(3 * 1024 * 1024 + 17)
+    back = _echo_through(sock, payload, half_close=False)  # v4 has no half-close
+    assert _digest(back) == _digest(payload)
+    assert pf.error(ECHO_PORT) is None
+    sock.close()
+
+
+def test_python_client_forward_to_closed_port_reports_error_channel(
+    core: Any, echo_pod: str
+) -> None:
+    pf = portforward(
+        core.connect_get_namespaced_pod_portforward, echo_pod, "default", ports=str(CLOSED_PORT)
+    )
+    sock = pf.socket(CLOSED_PORT)
+    sock.settimeout(10)
+    started = time.monotonic()
+    assert sock.recv(10) == b""  # closed, not hanging
+    assert time.monotonic() - started < 10
+    error = pf.error(CLOSED_PORT)
+    assert error is not None
+    assert f"port {CLOSED_PORT}" in error and "connection refused" in error
+    assert f"default/{echo_pod}" in error
+
+
+def test_python_client_two_ports_in_one_websocket(core: Any, echo_pod: str) -> None:
+    pf = portforward(
+        core.connect_get_namespaced_pod_portforward,
+        echo_pod,
+        "default",
+        ports=f"{ECHO_PORT},{CLOSED_PORT}",
+    )
+    sock = pf.socket(ECHO_PORT)
+    sock.settimeout(10)
+    payload = os.urandom(100_000)
+    assert _echo_through(sock, payload, half_close=False) == payload
+    closed = pf.socket(CLOSED_PORT)
+    closed.settimeout(10)
+    assert closed.recv(10) == b""
+    assert "connection refused" in (pf.error(CLOSED_PORT) or "")
+    sock.close()
+
+
+# --- kubectl: websocket-SPDY first, raw SPDY as the fallback ----------------------------
+
+
+class KubectlForward:
+    """``kubectl port-forward pod/NAME :PORT`` as a child process, stopped on exit."""
+
+    def __init__(self, env: dict[str, str], pod: str, port: int, websockets: bool) -> None:
+        env = dict(env)
+        if not websockets:
+            env["KUBECTL_PORT_FORWARD_WEBSOCKETS"] = "false"
+        self.proc = subprocess.Popen(
+            ["kubectl", "port-forward", f"pod/{pod}", f":{port}", "-v=6"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.stderr: list[str] = []
+        threading.Thread(target=self._drain_stderr, daemon=True).start()
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()  # "Forwarding from 127.0.0.1:NNNN -> PORT"
+        match = re.search(r"127\.0\.0\.1:(\d+)", line)
+        if match is None:
+            self.stop()
+            raise AssertionError(f"kubectl did not start forwarding: {line!r} {self.stderr}")
+        self.port = int(match.group(1))
+
+    def _drain_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr.append(line)
+
+    def connect(self) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+        return sock
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+@pytest.mark.kubectl
+@pytest.mark.parametrize("websockets", [True, False], ids=["websocket-spdy", "raw-spdy"])
+def test_kubectl_port_forward_moves_bytes_both_ways(
+    kubectl: str, kubectl_env: dict[str, str], echo_pod: str, websockets: bool
+) -> None:
+    forward = KubectlForward(kubectl_env, echo_pod, ECHO_PORT, websockets)
+    try:
+        for size in (1, 70_000, 8 * 1024 * 1024 + 5):
+            payload = os.urandom(size)
+            with forward.connect() as sock:
+                assert _digest(_echo_through(sock, payload)) == _digest(payload)
+        log = "".join(forward.stderr)
+        # kubectl logs its websocket dial at -v=6; the fallback must not have used it
+        assert ("WebSocket" in log) is websockets, log[-2000:]
+        assert "101 Switching Protocols" in log
+    finally:
+        forward.stop()
+
+
+@pytest.mark.kubectl
+@pytest.mark.parametrize("websockets", [True, False], ids=["websocket-spdy", "raw-spdy"])
+def test_kubectl_forward_to_closed_port_shows_error_not_hang(
+    kubectl: str, kubectl_env: dict[str, str], echo_pod: str, websockets: bool
+) -> None:
+    forward = KubectlForward(kubectl_env, echo_pod, CLOSED_PORT, websockets)
+    try:
+        with forward.connect() as sock:
+            sock.settimeout(10)
+            assert sock.recv(10) == b""  # kubectl closes the connection: no hang
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "connection refused" not in "".join(forward.stderr):
+            time.sleep(0.05)
+        log = "".join(forward.stderr)
+        assert f"error forwarding port {CLOSED_PORT}" in log and "connection refused" in log
+    finally:
+        forward.stop()
+
+
+# --- faults and protocol edges -------------------------------------------------------------
+
+
+def test_drop_all_closes_every_open_forward(
+    sandbox: Sandbox, core: Any, kubectl: str, kubectl_env: dict[str, str], echo_pod: str
+) -> None:
+    # one forward of each kind, each with a connection that has moved bytes
+    pf = portforward(
+        core.connect_get_namespaced_pod_portforward, echo_pod, "default", ports=str(ECHO_PORT)
+    )
+    py_sock = pf.socket(ECHO_PORT)
+    py_sock.settimeout(10)
+    ws_forward = KubectlForward(kubectl_env, echo_pod, ECHO_PORT, websockets=True)
+    raw_forward = KubectlForward(kubectl_env, echo_pod, ECHO_PORT, websockets=False)
+    try:
+        socks = [py_sock, ws_forward.connect(), raw_forward.connect()]
+        for sock in socks:
+            sock.settimeout(10)
+            sock.sendall(b"ping")
+            assert sock.recv(4) == b"ping"
+        registry = sandbox.portforward_registry
+        assert registry.open_streams >= 3
+        dropped = sandbox.faults.drop_portforward_streams()
+        assert dropped >= 3
+        started = time.monotonic()
+        for sock in socks:
+            try:
+                data = sock.recv(10)
+            except OSError:
+                data = b""
+            assert data == b""
+        assert time.monotonic() - started < 5
+        assert registry.open_streams == 0
+        # kubectl exits once its connection to the API server is lost
+        for forward in (ws_forward, raw_forward):
+            forward.proc.wait(10)
+            assert "lost connection to pod" in "".join(forward.stderr)
+        for sock in socks:
+            sock.close()
+    finally:
+        ws_forward.stop()
+        raw_forward.stop()
+
+
+def _raw_request(sandbox: Sandbox, head: str) -> tuple[int, str]:
+    context = ssl.create_default_context(cadata=sandbox.ca_pem)
+    with (
+        socket.create_connection(("127.0.0.1", sandbox.port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        tls.sendall(head.encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = tls.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        status = int(data.split(b" ", 2)[1])
+        return status, data.decode(errors="replace")
+
+
+def test_portforward_without_upgrade_is_a_clear_400(sandbox: Sandbox, echo_pod: str) -> None:
+    status, text = _raw_request(
+        sandbox,
+        f"GET /api/v1/namespaces/default/pods/{echo_pod}/portforward?ports={ECHO_PORT} "
+        f"HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {sandbox.admin_token}\r\n"
+        "Connection: close\r\n\r\n",
+    )
+    assert status == 400
+
+
+def test_raw_spdy_upgrade_answers_101_with_protocol_headers(
+    sandbox: Sandbox, echo_pod: str
+) -> None:
+    status, text = _raw_request(
+        sandbox,
+        f"POST /api/v1/namespaces/default/pods/{echo_pod}/portforward HTTP/1.1\r\n"
+        f"Host: x\r\nAuthorization: Bearer {sandbox.admin_token}\r\n"
+        "Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
+        "X-Stream-Protocol-Version: portforward.k8s.io\r\nContent-Length: 0\r\n\r\n",
+    )
+    assert status == 101
+    assert "X-Stream-Protocol-Version: portforward.k8s.io" in text
+    assert "Upgrade: SPDY/3.1" in text
+    assert "Transfer-Encoding" not in text
