@@ -35,12 +35,17 @@ def ns(admin_api: Any) -> Iterator[str]:
     yield name
 
 
-def _ssa(api: Any, path: str, body: dict[str, Any], manager: str = "tests") -> dict[str, Any]:
+def _ssa(
+    api: Any, path: str, body: dict[str, Any], manager: str = "tests", dry_run: bool = False
+) -> dict[str, Any]:
     """Server-side apply through the raw ApiClient (what kube.py does)."""
+    query = [("fieldManager", manager), ("fieldValidation", "Strict"), ("force", "true")]
+    if dry_run:
+        query.append(("dryRun", "All"))
     params = api.param_serialize(
         "PATCH",
         path,
-        query_params=[("fieldManager", manager), ("fieldValidation", "Strict")],
+        query_params=query,
         header_params={
             "Content-Type": "application/apply-patch+yaml",
             "Accept": "application/json",
@@ -244,6 +249,11 @@ def test_server_side_apply_creates_then_updates_and_drops_removed_fields(
         "metadata": {"name": "applied", "namespace": ns, "labels": {"a": "1"}},
         "data": {"x": "1", "y": "2"},
     }
+    dry = _ssa(admin_api, path, cfg, dry_run=True)
+    assert dry["data"] == {"x": "1", "y": "2"}
+    with pytest.raises(ApiException) as err:
+        client.CoreV1Api(admin_api).read_namespaced_config_map("applied", ns)
+    assert err.value.status == 404  # a dry run stores nothing
     first = _ssa(admin_api, path, cfg)
     assert first["data"] == {"x": "1", "y": "2"}
     # someone else adds a key; our re-apply without "y" removes only our field
