@@ -271,8 +271,11 @@ def _parse_duration(text: str) -> int:
     return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
-def _lifecycle_spec(args: argparse.Namespace) -> Any:
-    """The ClusterSpec of `deploy`: spec options over the -f values files."""
+def spec_from_args(args: argparse.Namespace) -> tuple[Any, list[str]]:
+    """(ClusterSpec, warnings) from spec options over the -f values files (and --ttl).
+
+    Shared by the commands and magics that build a spec from command-line options.
+    """
     import yaml
 
     from .spec import ClusterSpec, helm_chart_of
@@ -287,20 +290,26 @@ def _lifecycle_spec(args: argparse.Namespace) -> Any:
                 docs = [d for d in yaml.safe_load_all(fh) if d is not None]
         except OSError as exc:
             raise UsageError(f"values file {path}: {exc.strerror or exc}") from None
-        except yaml.YAMLError:
-            raise UsageError(f"values file {path}: not valid YAML") from None
+        except yaml.YAMLError as exc:
+            where = getattr(exc, "problem_mark", None)
+            at = f" (line {where.line + 1})" if where is not None else ""
+            raise UsageError(f"values file {path}: not valid YAML{at}") from None
         for doc in docs:
             if not isinstance(doc, dict):
                 raise UsageError(f"values file {path}: expected a mapping of Helm values")
-            values[helm_chart_of(doc)] = doc
+            chart = helm_chart_of(doc)
+            if chart in values:
+                raise UsageError(
+                    f"values file {path}: a second arkouda-udp-{chart} values document",
+                    "give one server and at most one locale values file",
+                )
+            values[chart] = doc
     if values:
         spec, warnings = ClusterSpec.from_helm_values(
             server=values.get("server"), locale=values.get("locale"), **options
         )
-        for warning in warnings:
-            print(f"arkouda-k8s: warning: {warning}", file=sys.stderr)
-        return spec
-    return ClusterSpec(**options)
+        return spec, list(warnings)
+    return ClusterSpec(**options), []
 
 
 class _TerminalProgress:
@@ -350,7 +359,9 @@ def _kube(args: argparse.Namespace) -> Any:
 def _cmd_deploy(args: argparse.Namespace) -> int:
     from .cluster import ArkoudaCluster, DeployMode, rbac_yaml, required_access
 
-    spec = _lifecycle_spec(args)
+    spec, warnings = spec_from_args(args)
+    for warning in warnings:
+        print(f"arkouda-k8s: warning: {warning}", file=sys.stderr)
     kube = _kube(args)
     if spec.namespace is None:
         spec = spec.with_namespace(kube.namespace)

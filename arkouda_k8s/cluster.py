@@ -41,7 +41,7 @@ from .errors import (
     UnschedulableError,
     UsageError,
 )
-from .kube import Access, Kube, WatchDeadline
+from .kube import Access, Kube, WatchDeadline, list_contexts  # noqa: F401 (re-export)
 from .spec import ClusterSpec, format_bytes, parse_quantity
 
 log = logging.getLogger(__name__)
@@ -1340,15 +1340,24 @@ def list_clusters(
     all_namespaces: bool = False,
     *,
     kube: Kube | None = None,
+    timeout: float | None = None,
 ) -> list[ClusterInfo]:
-    """Every arkouda-k8s deployment visible to the user (two list requests)."""
+    """Every arkouda-k8s deployment visible to the user (two list requests).
+
+    ``timeout`` bounds the whole call (retries included; default 30 s per request).
+    """
+    deadline = time.monotonic() + timeout if timeout is not None else None
     kube = kube or Kube.connect(kubeconfig, context, namespace)
     ns = None if all_namespaces else (namespace or kube.namespace)
-    pods = kube.list("Pod", ns, label_selector=MANAGED_SELECTOR, all_namespaces=all_namespaces)[
-        "items"
-    ]
+    pods = kube.list(
+        "Pod", ns, label_selector=MANAGED_SELECTOR, all_namespaces=all_namespaces, deadline=deadline
+    )["items"]
     states = kube.list(
-        "ConfigMap", ns, label_selector=MANAGED_SELECTOR, all_namespaces=all_namespaces
+        "ConfigMap",
+        ns,
+        label_selector=MANAGED_SELECTOR,
+        all_namespaces=all_namespaces,
+        deadline=deadline,
     )["items"]
     by_instance: dict[tuple[str, str], dict[str, Any]] = {}
     for cm in states:

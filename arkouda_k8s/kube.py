@@ -142,6 +142,27 @@ def default_kubeconfig() -> str:
     return os.path.expanduser("~/.kube/config")
 
 
+def list_contexts(path: str | None = None) -> tuple[list[tuple[str, str]], str | None]:
+    """([(context, namespace)], current context) of a kubeconfig, for pickers.
+
+    Reads the file only (no API call); an absent file gives ([], None).
+    """
+    from kubernetes import config
+
+    path = path or default_kubeconfig()
+    if not os.path.exists(path):
+        return [], None
+    try:
+        contexts, current = config.list_kube_config_contexts(config_file=path)
+    except Exception as exc:  # the loader raises plain exceptions for bad files
+        raise UsageError(f"kubeconfig: cannot read {path}: {exc}") from None
+    out = [
+        (str(c["name"]), str((c.get("context") or {}).get("namespace") or "default"))
+        for c in contexts
+    ]
+    return out, (current or {}).get("name")
+
+
 def _remaining(deadline: float | None) -> float | None:
     return None if deadline is None else deadline - time.monotonic()
 
