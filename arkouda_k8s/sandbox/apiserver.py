@@ -705,6 +705,31 @@ class ApiServer:
         if "managedFields" not in md and "managedFields" in old.get("metadata", {}):
             md["managedFields"] = old["metadata"]["managedFields"]
 
+    def _pod_security(self, res: Resource, obj: dict[str, Any], warnings: list[str]) -> None:
+        """Pod Security admission: enforce on pods, warn on pods and workload templates."""
+        if res.key not in ("pods", "deployments.apps", "replicasets.apps"):
+            return
+        ns = self.store.get("namespaces", None, obj["metadata"].get("namespace", ""))
+        if res.key == "pods":
+            spec = obj.get("spec")
+            enforced = validation.pod_security(ns, spec, "enforce")
+            if enforced:
+                name = obj["metadata"].get("name") or obj["metadata"].get("generateName", "")
+                raise ApiError(
+                    403,
+                    "Forbidden",
+                    f'pods "{name}" is forbidden: violates {enforced}',
+                    {"name": name, "kind": "pods"},
+                )
+            modes: tuple[str, ...] = ("warn",)
+        else:
+            spec = ((obj.get("spec") or {}).get("template") or {}).get("spec")
+            modes = ("enforce", "warn")
+        for mode in modes:
+            found = validation.pod_security(ns, spec, mode)
+            if found and f"would violate {found}" not in warnings:
+                warnings.append(f"would violate {found}")
+
     def _on_create(self, res: Resource, obj: dict[str, Any], user: UserInfo) -> None:
         """What registries fill in on create: pod phase, service IPs, CSR requester."""
         key = res.key
@@ -805,6 +830,7 @@ class ApiServer:
     ) -> web.Response:
         res = route.res
         obj["metadata"].pop("resourceVersion", None)
+        self._pod_security(res, obj, warnings)
         self._on_create(res, obj, user)
         manager = request.query.get("fieldManager")
         if manager and request.method == "POST":
@@ -871,6 +897,8 @@ class ApiServer:
         warnings: list[str],
         subresource: str | None,
     ) -> web.Response:
+        if subresource is None and route.res.key != "pods":
+            self._pod_security(route.res, obj, warnings)  # pod specs cannot change
         if self._dry_run(request):
             return self._respond(obj, 200, warnings)
         updated = self.store.update(route.res.key, obj, subresource=subresource)

@@ -568,3 +568,114 @@ __all__ = [
     "semantic_check",
     "warm_up",
 ]
+
+
+# ---------------------------------------------------------------------------------------
+# Pod Security admission (the namespace labels pod-security.kubernetes.io/<mode>)
+
+PSA_PREFIX = "pod-security.kubernetes.io/"
+
+
+def _containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for group in ("initContainers", "containers", "ephemeralContainers"):
+        out += [c for c in spec.get(group) or [] if isinstance(c, dict)]
+    return out
+
+
+def _names(cs: list[dict[str, Any]]) -> str:
+    quoted = ", ".join(f'"{c.get("name", "")}"' for c in cs)
+    return f"container {quoted}" if len(cs) == 1 else f"containers {quoted}"
+
+
+def pod_security_violations(level: str, spec: dict[str, Any]) -> list[str]:
+    """The checks a pod spec fails at ``baseline`` or ``restricted``, in the real wording."""
+    if level not in ("baseline", "restricted") or not isinstance(spec, dict):
+        return []
+    out: list[str] = []
+    cs = _containers(spec)
+    pod_sc = spec.get("securityContext") or {}
+
+    def sc(c: dict[str, Any]) -> dict[str, Any]:
+        return c.get("securityContext") or {}
+
+    privileged = [c for c in cs if sc(c).get("privileged")]
+    if privileged:
+        out.append(
+            f"privileged ({_names(privileged)} must not set securityContext.privileged=true)"
+        )
+    host = [f for f in ("hostNetwork", "hostPID", "hostIPC") if spec.get(f)]
+    if host:
+        out.append(f"host namespaces ({', '.join(f'{h}=true' for h in host)})")
+    host_path = [v.get("name", "") for v in spec.get("volumes") or [] if "hostPath" in (v or {})]
+    if host_path:
+        out.append(
+            f'hostPath volumes (volume{"s" if len(host_path) > 1 else ""} "{", ".join(host_path)}")'
+        )
+    host_ports = [c for c in cs if any((p or {}).get("hostPort") for p in c.get("ports") or [])]
+    if host_ports:
+        out.append(f"hostPort ({_names(host_ports)} uses hostPort)")
+    allowed_caps = {
+        "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+        "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+    }  # fmt: skip
+    added = [
+        c for c in cs if set((sc(c).get("capabilities") or {}).get("add") or []) - allowed_caps
+    ]
+    if added:
+        out.append(
+            f"capabilities ({_names(added)} must not include capabilities beyond the baseline set)"
+        )
+    if level == "baseline":
+        return out
+    escalation = [c for c in cs if sc(c).get("allowPrivilegeEscalation") is not False]
+    if escalation:
+        out.append(
+            f"allowPrivilegeEscalation != false ({_names(escalation)} must set "
+            "securityContext.allowPrivilegeEscalation=false)"
+        )
+    caps = [
+        c
+        for c in cs
+        if "ALL" not in ((sc(c).get("capabilities") or {}).get("drop") or [])
+        or set((sc(c).get("capabilities") or {}).get("add") or []) - {"NET_BIND_SERVICE"}
+    ]
+    if caps:
+        out.append(
+            f"unrestricted capabilities ({_names(caps)} must set "
+            'securityContext.capabilities.drop=["ALL"])'
+        )
+    if pod_sc.get("runAsNonRoot") is not True:
+        root = [c for c in cs if sc(c).get("runAsNonRoot") is not True]
+        if root:
+            out.append(
+                f"runAsNonRoot != true (pod or {_names(root)} must set "
+                "securityContext.runAsNonRoot=true)"
+            )
+    if (pod_sc.get("seccompProfile") or {}).get("type") not in ("RuntimeDefault", "Localhost"):
+        seccomp = [
+            c
+            for c in cs
+            if (sc(c).get("seccompProfile") or {}).get("type")
+            not in ("RuntimeDefault", "Localhost")
+        ]
+        if seccomp:
+            out.append(
+                f"seccompProfile (pod or {_names(seccomp)} must set "
+                'securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost")'
+            )
+    return out
+
+
+def pod_security(namespace: dict[str, Any] | None, spec: Any, mode: str) -> str | None:
+    """``violates PodSecurity "<level>:<version>": ...`` for the namespace's ``mode`` label
+    (enforce, warn or audit), or None when the pod spec passes."""
+    labels = ((namespace or {}).get("metadata") or {}).get("labels") or {}
+    level = labels.get(PSA_PREFIX + mode)
+    if not level or not isinstance(spec, dict):
+        return None
+    found = pod_security_violations(level, spec)
+    if not found:
+        return None
+    version = labels.get(f"{PSA_PREFIX}{mode}-version", "latest")
+    return f'PodSecurity "{level}:{version}": ' + ", ".join(found)

@@ -230,3 +230,56 @@ def test_bad_selectors_patches_and_apply_bodies(raw: Raw) -> None:
 def test_the_server_still_answers_after_all_that(raw: Raw, sandbox: Sandbox) -> None:
     status, _, doc = raw("GET", "/api/v1/namespaces")
     assert status == 200 and doc["kind"] == "NamespaceList"
+
+
+def test_pod_security_restricted_namespace_rejects_root_pods(raw: Raw) -> None:
+    status, _, _ = raw(
+        "POST",
+        "/api/v1/namespaces",
+        {
+            "metadata": {
+                "name": "psa-restricted",
+                "labels": {"pod-security.kubernetes.io/enforce": "restricted"},
+            }
+        },
+    )
+    assert status == 201
+    pods = "/api/v1/namespaces/psa-restricted/pods"
+    msg = assert_status(raw("POST", pods, POD), 403, "Forbidden")
+    assert msg.startswith('pods "ok" is forbidden: violates PodSecurity "restricted:latest": ')
+    assert 'allowPrivilegeEscalation != false (container "c" must set' in msg
+    assert "runAsNonRoot != true" in msg and "seccompProfile" in msg
+    hardened = {
+        **POD,
+        "spec": {
+            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [
+                {
+                    "name": "c",
+                    "image": "busybox:1",
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                }
+            ],
+        },
+    }
+    status, _, doc = raw("POST", pods + "?dryRun=All", hardened)
+    assert status == 201, doc
+    # a Deployment is admitted with a warning; its pods would be refused
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "d"},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": "d"}},
+            "template": {"metadata": {"labels": {"app": "d"}}, "spec": POD["spec"]},
+        },
+    }
+    status, headers, _ = raw(
+        "POST", "/apis/apps/v1/namespaces/psa-restricted/deployments", deployment
+    )
+    assert status == 201
+    assert 'would violate PodSecurity \\"restricted:latest\\"' in headers.get("Warning", "")
