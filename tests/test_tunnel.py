@@ -1,0 +1,500 @@
+"""The tunnel through the sandbox: exact bytes, concurrency, drops, pod replacement,
+health checks, permissions, protocol fallback, loopback-only listening."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from arkouda_k8s.errors import TunnelError
+from arkouda_k8s.kube import ApiEndpoint, Kube
+from arkouda_k8s.sandbox import Sandbox
+from arkouda_k8s.sandbox.portforward import PortForwardRegistry, handle_portforward
+from arkouda_k8s.tunnel import Tunnel
+
+kubernetes = pytest.importorskip("kubernetes")
+
+ECHO_PORT = 7000
+CLOSED_PORT = 7999
+
+ECHO = f"""
+import os, socket, socketserver
+class Echo(socketserver.BaseRequestHandler):
+    def handle(self):
+        buf = bytearray(1 << 18)
+        view = memoryview(buf)
+        try:
+            while n := self.request.recv_into(buf):
+                self.request.sendall(view[:n])
+            self.request.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+socketserver.ThreadingTCPServer.allow_reuse_address = True
+socketserver.ThreadingTCPServer.daemon_threads = True
+server = socketserver.ThreadingTCPServer((os.environ["SANDBOX_POD_IP"], {ECHO_PORT}), Echo)
+server.serve_forever()
+"""
+
+
+class World:
+    """One sandbox, its admin endpoint and a CoreV1Api for making echo pods."""
+
+    def __init__(self) -> None:
+        self.sb = Sandbox().start()
+        self.kube = Kube.from_kubeconfig(self.sb.kubeconfig_path)
+        self.api_client = kubernetes.config.new_client_from_config(
+            config_file=self.sb.kubeconfig_path
+        )
+        self.core = kubernetes.client.CoreV1Api(self.api_client)
+
+    def endpoint(self) -> ApiEndpoint:
+        return self.kube.endpoint()
+
+    def echo_pod(self, name: str, labels: dict[str, str] | None = None) -> str:
+        self.core.create_namespaced_pod(
+            "default",
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": name, "labels": labels or {"app": name}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "echo",
+                            "image": "example/echo:1",
+                            "command": [sys.executable, "-c", ECHO],
+                            "readinessProbe": {
+                                "tcpSocket": {"port": ECHO_PORT},
+                                "periodSeconds": 1,
+                            },
+                        }
+                    ]
+                },
+            },
+        )
+        self.wait_ready(name)
+        return name
+
+    def wait_ready(self, name: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pod = self.core.read_namespaced_pod(name, "default")
+            ready = {c.type: c.status for c in pod.status.conditions or []}.get("Ready")
+            if pod.status.phase == "Running" and ready == "True":
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"pod {name} not ready within {timeout}s")
+
+    def running_pod(self, selector: str) -> str:
+        """A resolver: the Running, not-terminating pod with these labels."""
+        pods = self.core.list_namespaced_pod("default", label_selector=selector).items
+        live = [
+            p for p in pods if p.status.phase == "Running" and p.metadata.deletion_timestamp is None
+        ]
+        if not live:
+            raise TunnelError(f"no running pod with {selector}")
+        return str(live[0].metadata.name)
+
+    def close(self) -> None:
+        self.api_client.close()
+        self.sb.stop()
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[World]:
+    w = World()
+    try:
+        yield w
+    finally:
+        w.close()
+
+
+@pytest.fixture(scope="module")
+def echo(world: World) -> str:
+    return world.echo_pod("tunnel-echo")
+
+
+@pytest.fixture(scope="module")
+def tunnel(world: World, echo: str) -> Iterator[Tunnel]:
+    with Tunnel(world.endpoint(), "default", echo, ECHO_PORT) as t:
+        yield t
+
+
+def echo_through(
+    address: tuple[str, int], payload: bytes, *, half_close: bool = True, timeout: float = 60
+) -> bytes:
+    """Send payload through the tunnel while reading the echo in a thread."""
+    got = bytearray()
+    failure: list[BaseException] = []
+    with socket.create_connection(address, timeout=timeout) as sock:
+
+        def read() -> None:
+            try:
+                while len(got) < len(payload):
+                    chunk = sock.recv(1 << 20)
+                    if not chunk:
+                        return
+                    got.extend(chunk)
+            except OSError as exc:
+                failure.append(exc)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            sock.sendall(payload)
+            if half_close:
+                sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            failure.append(exc)
+        reader.join(timeout)
+        assert not reader.is_alive(), f"transfer hung at {len(got)} of {len(payload)} bytes"
+    if failure:
+        raise failure[0]
+    return bytes(got)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def until(what: str, check: Callable[[], Any], timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except (OSError, AssertionError) as exc:
+            last = exc
+        time.sleep(0.05)
+    raise AssertionError(f"{what} not within {timeout}s (last error: {last!r})")
+
+
+# --- bytes ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "size",
+    [1, 2, 1000, 65_536 + 7, 1024 * 1024 + 3, 16 * 1024 * 1024 + 1, 64 * 1024 * 1024],
+    ids=lambda n: f"{n}B",
+)
+def test_bytes_round_trip_exactly(tunnel: Tunnel, size: int) -> None:
+    payload = os.urandom(size)
+    assert sha(echo_through(tunnel.local_address, payload)) == sha(payload)
+
+
+def test_the_tunnel_speaks_raw_spdy_by_default(tunnel: Tunnel) -> None:
+    assert tunnel.wire_protocol == "spdy"
+    assert tunnel.state == "ready"
+
+
+def test_websocket_protocol_round_trips_too(world: World, echo: str) -> None:
+    with Tunnel(world.endpoint(), "default", echo, ECHO_PORT, protocol="websocket") as t:
+        assert t.wire_protocol == "websocket"
+        for size in (1, 300_000, 8 * 1024 * 1024 + 9):
+            payload = os.urandom(size)
+            # v4 cannot half-close: read exactly what was sent
+            back = echo_through(t.local_address, payload, half_close=False)
+            assert sha(back) == sha(payload)
+
+
+def test_32_concurrent_connections(tunnel: Tunnel) -> None:
+    payloads = [os.urandom(256 * 1024 + i) for i in range(32)]
+    results: list[bytes | BaseException | None] = [None] * 32
+
+    def run(i: int) -> None:
+        try:
+            results[i] = echo_through(tunnel.local_address, payloads[i])
+        except BaseException as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(90)
+    for i, result in enumerate(results):
+        assert isinstance(result, bytes), f"connection {i}: {result!r}"
+        assert sha(result) == sha(payloads[i]), f"connection {i} corrupted"
+
+
+def test_listener_is_loopback_only(tunnel: Tunnel) -> None:
+    host, port = tunnel.local_address
+    assert host == "127.0.0.1"
+    # bound to 127.0.0.1 itself, not to every address: another loopback IP is refused
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.2", port), timeout=2)
+    assert echo_through((host, port), b"x") == b"x"
+
+
+# --- failures -----------------------------------------------------------------------------
+
+
+def test_dropped_streams_fail_their_requests_and_the_next_succeeds(
+    world: World, tunnel: Tunnel
+) -> None:
+    size = 256 * 1024 * 1024  # long enough to be mid-transfer when the drop comes
+    progress = threading.Event()
+    outcome: list[Any] = []
+
+    def transfer() -> None:
+        got = 0
+        try:
+            with socket.create_connection(tunnel.local_address, timeout=30) as sock:
+                sender = threading.Thread(target=lambda: _send_quietly(sock, size), daemon=True)
+                sender.start()
+                while got < size:
+                    chunk = sock.recv(1 << 20)
+                    if not chunk:
+                        break
+                    got += len(chunk)
+                    if got > 4 * 1024 * 1024:
+                        progress.set()
+            outcome.append(got)
+        except OSError as exc:
+            outcome.append(exc)
+
+    runners = [threading.Thread(target=transfer, daemon=True) for _ in range(2)]
+    for runner in runners:
+        runner.start()
+    assert progress.wait(30), "transfer did not start"
+    dropped = world.sb.faults.drop_portforward_streams()
+    dropped_at = time.monotonic()
+    assert dropped >= 1
+    for runner in runners:
+        runner.join(20)
+        assert not runner.is_alive(), "a request hung after its stream was dropped"
+    for result in outcome:
+        # an error, never a short transfer that looks complete
+        assert isinstance(result, OSError) or result < size, result
+    assert any(isinstance(r, ConnectionResetError) for r in outcome), outcome
+    assert tunnel.last_error is not None and "dropped" in tunnel.last_error.message
+    payload = os.urandom(100_000)
+    until(
+        "an echo after the drop", lambda: echo_through(tunnel.local_address, payload) == payload, 2
+    )
+    assert time.monotonic() - dropped_at < 2.5
+    assert tunnel.state == "ready"
+
+
+def _send_quietly(sock: socket.socket, size: int) -> None:
+    block = os.urandom(1 << 20)
+    sent = 0
+    try:
+        while sent < size:
+            sock.sendall(block)
+            sent += len(block)
+    except OSError:
+        pass
+
+
+def test_nothing_listening_resets_the_connection_with_the_reason(world: World, echo: str) -> None:
+    with Tunnel(world.endpoint(), "default", echo, CLOSED_PORT) as t:
+        with socket.create_connection(t.local_address, timeout=10) as sock:
+            sock.sendall(b"hello")
+            with pytest.raises(ConnectionResetError):
+                while sock.recv(10):
+                    pass
+        until("the error recorded", lambda: t.last_error is not None, 5)
+        assert "connection refused" in str(t.last_error)
+        assert f"port {CLOSED_PORT}" in str(t.last_error)
+
+
+def test_follows_the_server_pod_when_it_is_replaced(world: World) -> None:
+    label = f"tunnel-follow-{uuid.uuid4().hex[:6]}"
+    world.echo_pod(f"{label}-a", labels={"app": label})
+    states: list[tuple[str, Any]] = []
+    resolver_threads: list[str] = []
+
+    def resolve() -> str:
+        resolver_threads.append(threading.current_thread().name)
+        return world.running_pod(f"app={label}")
+
+    with Tunnel(
+        world.endpoint(),
+        "default",
+        resolve,
+        ECHO_PORT,
+        on_state=lambda state, error: states.append((state, error)),
+    ) as t:
+        assert t.pod_name == f"{label}-a"
+        payload = os.urandom(50_000)
+        assert echo_through(t.local_address, payload) == payload
+        world.core.delete_namespaced_pod(f"{label}-a", "default", grace_period_seconds=0)
+        world.echo_pod(f"{label}-b", labels={"app": label})
+        until(
+            "an echo through the new pod",
+            lambda: echo_through(t.local_address, payload, timeout=15) == payload,
+            30,
+        )
+        assert t.pod_name == f"{label}-b"
+        assert t.state == "ready"
+    # the blocking resolver never ran on the caller's thread
+    assert resolver_threads and threading.main_thread().name not in resolver_threads
+    assert states[0][0] == "starting" and states[-1][0] == "closed"
+
+
+def test_health_check_moves_state_to_reconnecting_and_back(world: World, echo: str) -> None:
+    healthy = threading.Event()
+    healthy.set()
+    states: list[tuple[str, Any]] = []
+    checked: list[tuple[str, int]] = []
+
+    def check(host: str, port: int) -> None:
+        checked.append((host, port))
+        if not healthy.is_set():
+            raise ConnectionError("server did not answer the handshake")
+        assert echo_through((host, port), b"ping") == b"ping"
+
+    with Tunnel(
+        world.endpoint(),
+        "default",
+        echo,
+        ECHO_PORT,
+        health_check=check,
+        health_interval=0.2,
+        on_state=lambda state, error: states.append((state, error)),
+    ) as t:
+        assert t.state == "ready"
+        assert checked[0] == t.local_address
+        healthy.clear()
+        until("reconnecting", lambda: t.state == "reconnecting", 5)
+        assert "handshake" in str(t.last_error)
+        assert any(s == "reconnecting" and e is not None for s, e in states)
+        healthy.set()
+        until("ready again", lambda: t.state == "ready", 5)
+    names = [s for s, _ in states]
+    assert names[:2] == ["starting", "ready"]
+    assert "reconnecting" in names and names[-1] == "closed"
+
+
+def test_start_fails_clearly_without_permission(world: World, echo: str) -> None:
+    path = world.sb.kubeconfig_for_user(f"nobody-{uuid.uuid4().hex[:6]}")
+    endpoint = Kube.from_kubeconfig(path).endpoint()
+    tunnel = Tunnel(endpoint, "default", echo, ECHO_PORT)
+    with pytest.raises(TunnelError) as info:
+        tunnel.start(timeout=10)
+    message = info.value.one_line()
+    assert "forbidden" in message.lower() and "pods/portforward" in message
+    assert tunnel.state == "closed"
+
+
+def test_missing_pod_times_out_with_the_api_reason(world: World) -> None:
+    tunnel = Tunnel(world.endpoint(), "default", "no-such-pod", ECHO_PORT)
+    started = time.monotonic()
+    with pytest.raises(TunnelError) as info:
+        tunnel.start(timeout=2)
+    assert time.monotonic() - started < 5
+    assert "not found" in info.value.one_line()
+
+
+def test_stop_closes_the_listener(world: World, echo: str) -> None:
+    t = Tunnel(world.endpoint(), "default", echo, ECHO_PORT).start()
+    address = t.local_address
+    assert echo_through(address, b"abc") == b"abc"
+    t.stop()
+    assert t.state == "closed"
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(address, timeout=2)
+    t.stop()  # idempotent
+
+
+def test_fixed_local_port(world: World, echo: str) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with Tunnel(world.endpoint(), "default", echo, ECHO_PORT, local_port=port) as t:
+        assert t.local_address == ("127.0.0.1", port)
+        assert echo_through(t.local_address, b"fixed") == b"fixed"
+
+
+def test_bad_arguments_are_named() -> None:
+    endpoint = ApiEndpoint("https://127.0.0.1:1", None, {})
+    with pytest.raises(TunnelError, match="remote_port"):
+        Tunnel(endpoint, "default", "pod", remote_port=0)
+    with pytest.raises(TunnelError, match="protocol"):
+        Tunnel(endpoint, "default", "pod", protocol="carrier-pigeon")
+
+
+# --- protocol fallback, against a server that refuses SPDY --------------------------------
+
+
+@pytest.fixture
+def websocket_only_server() -> Iterator[str]:
+    """An API stand-in that refuses the SPDY upgrade but serves websocket port-forwards
+    (to a local echo server), as a proxy that only passes websockets would."""
+    ready = threading.Event()
+    box: dict[str, Any] = {}
+
+    async def main() -> None:
+        async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+
+        echo_server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        echo_port = echo_server.sockets[0].getsockname()[1]
+        registry = PortForwardRegistry()
+
+        async def connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+            return await asyncio.open_connection("127.0.0.1", echo_port)
+
+        async def route(request: web.Request) -> web.StreamResponse:
+            if request.headers.get("Upgrade", "").lower() != "websocket":
+                return web.json_response(
+                    {"kind": "Status", "message": "upgrade to SPDY/3.1 is not supported"},
+                    status=400,
+                )
+            return await handle_portforward(request, connect, registry)
+
+        app = web.Application()
+        app.router.add_route("*", "/api/v1/namespaces/{namespace}/pods/{name}/portforward", route)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        box["url"] = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        box["stop"] = asyncio.Event()
+        ready.set()
+        await box["stop"].wait()
+        await registry.close()
+        await runner.cleanup()
+        echo_server.close()
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        yield box["url"]
+    finally:
+        loop.call_soon_threadsafe(box["stop"].set)
+        thread.join(10)
+        loop.close()
+
+
+def test_falls_back_to_websocket_when_spdy_is_refused(websocket_only_server: str) -> None:
+    endpoint = ApiEndpoint(websocket_only_server, None, {})
+    with Tunnel(endpoint, "default", "echo", 5555) as t:
+        assert t.wire_protocol == "websocket"
+        payload = os.urandom(200_000)
+        assert echo_through(t.local_address, payload, half_close=False) == payload
+
+
+def test_spdy_only_reports_the_refusal(websocket_only_server: str) -> None:
+    endpoint = ApiEndpoint(websocket_only_server, None, {})
+    with pytest.raises(TunnelError, match="not supported"):
+        Tunnel(endpoint, "default", "echo", 5555, protocol="spdy").start(timeout=2)
