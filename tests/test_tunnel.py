@@ -200,6 +200,18 @@ def test_the_tunnel_speaks_raw_spdy_by_default(tunnel: Tunnel) -> None:
     assert tunnel.state == "ready"
 
 
+def test_stdlib_event_loop_round_trips_too(
+    world: World, echo: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # uvloop is used when installed; the stdlib loop copies differently and must work too
+    monkeypatch.setenv("ARKOUDA_K8S_TUNNEL_LOOP", "asyncio")
+    with Tunnel(world.endpoint(), "default", echo, ECHO_PORT) as t:
+        assert type(t._loop).__module__.startswith("asyncio")
+        for size in (5, 33 * 1024 * 1024 + 3):
+            payload = os.urandom(size)
+            assert sha(echo_through(t.local_address, payload)) == sha(payload)
+
+
 def test_websocket_protocol_round_trips_too(world: World, echo: str) -> None:
     with Tunnel(world.endpoint(), "default", echo, ECHO_PORT, protocol="websocket") as t:
         assert t.wire_protocol == "websocket"
