@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from aiohttp import web
 
-from . import merge, protobuf, tables, validation
+from . import merge, protobuf, quota, tables, validation
 from .auth import (
     ANONYMOUS_USER,
     CLIENT_SIGNER,
@@ -137,6 +137,7 @@ class ApiServer:
         self._log_streams: set[web.StreamResponse] = set()
         self._stopping = False
         self._cluster_ip = 10
+        self._quota_dirty: set[str] = set()
         self._node_port = 30000
 
     # -- application -------------------------------------------------------------------
@@ -831,6 +832,16 @@ class ApiServer:
         res = route.res
         obj["metadata"].pop("resourceVersion", None)
         self._pod_security(res, obj, warnings)
+        if res.namespaced:
+            refused = quota.check(self.store, obj["metadata"]["namespace"], res.key, obj)
+            if refused:
+                name = obj["metadata"].get("name") or obj["metadata"].get("generateName", "")
+                raise ApiError(
+                    403,
+                    "Forbidden",
+                    f'{res.key} "{name}" is forbidden: {refused}',
+                    {"name": name, "kind": res.plural},
+                )
         self._on_create(res, obj, user)
         manager = request.query.get("fieldManager")
         if manager and request.method == "POST":
@@ -1493,8 +1504,8 @@ class ApiServer:
     def on_change(
         self, kind: str, resource: str, obj: dict[str, Any], old: dict[str, Any] | None
     ) -> None:
-        """Store hook: the CSR signer and per-namespace bootstrap objects."""
-        if kind == "DELETED":
+        """Store hook: the CSR signer, per-namespace bootstrap objects, quota usage."""
+        if kind == "DELETED" and resource not in _QUOTA_TRIGGERS:
             return
         loop = self.sb.loop
         if loop is None:
@@ -1511,6 +1522,33 @@ class ApiServer:
                 loop.call_soon_threadsafe(self._sign, obj["metadata"]["name"])
         elif resource == "namespaces" and kind == "ADDED":
             loop.call_soon_threadsafe(self._bootstrap_namespace, obj["metadata"]["name"])
+        if resource in _QUOTA_TRIGGERS:
+            if (
+                resource == "resourcequotas"
+                and old is not None
+                and old.get("spec") == obj.get("spec")
+            ):
+                return  # our own status write
+            ns = obj["metadata"].get("namespace") or ""
+            if ns and ns not in self._quota_dirty:
+                self._quota_dirty.add(ns)
+                loop.call_soon_threadsafe(self._refresh_quotas, ns)
+
+    def _refresh_quotas(self, namespace: str) -> None:
+        """Write each quota's status (hard, used) like the quota controller."""
+        self._quota_dirty.discard(namespace)
+        for q in self.store.iter_raw("resourcequotas"):
+            if q["metadata"].get("namespace") != namespace:
+                continue
+            hard = dict((q.get("spec") or {}).get("hard") or {})
+            status = {"hard": hard, "used": quota.usage(self.store, namespace, hard)}
+            if q.get("status") == status:
+                continue
+            updated = json.loads(json.dumps(q))
+            updated["status"] = status
+            updated["metadata"].pop("resourceVersion", None)
+            with contextlib.suppress(ApiError):
+                self.store.update("resourcequotas", updated, subresource="status")
 
     def _sign(self, name: str) -> None:
         key = "certificatesigningrequests.certificates.k8s.io"
@@ -1566,6 +1604,11 @@ class ApiServer:
                     },
                 )
 
+
+# Changes that move a namespace's quota usage.
+_QUOTA_TRIGGERS = frozenset(
+    {"pods", "services", "configmaps", "secrets", "persistentvolumeclaims", "resourcequotas"}
+)
 
 # Registries that answer a DELETE with the deleted object rather than a Status.
 _RETURN_DELETED = frozenset(

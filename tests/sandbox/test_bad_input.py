@@ -283,3 +283,52 @@ def test_pod_security_restricted_namespace_rejects_root_pods(raw: Raw) -> None:
     )
     assert status == 201
     assert 'would violate PodSecurity \\"restricted:latest\\"' in headers.get("Warning", "")
+
+
+def test_resource_quota_admission_and_usage(raw: Raw, sandbox: Sandbox) -> None:
+    import time
+
+    raw("POST", "/api/v1/namespaces", {"metadata": {"name": "quota-tests"}})
+    base = "/api/v1/namespaces/quota-tests"
+    status, _, _ = raw(
+        "POST",
+        base + "/resourcequotas",
+        {"metadata": {"name": "small"}, "spec": {"hard": {"pods": "2", "requests.memory": "1Gi"}}},
+    )
+    assert status == 201
+
+    def pod(name: str, memory: str | None) -> dict[str, Any]:
+        c: dict[str, Any] = {"name": "c", "image": "busybox:1"}
+        if memory:
+            c["resources"] = {"requests": {"memory": memory}}
+        return {"metadata": {"name": name}, "spec": {"containers": [c]}}
+
+    msg = assert_status(raw("POST", base + "/pods", pod("bare", None)), 403, "Forbidden")
+    assert (
+        msg == 'pods "bare" is forbidden: failed quota: small: must specify requests.memory for: c'
+    )
+    for name in ("a", "b"):
+        status, _, doc = raw("POST", base + "/pods", pod(name, "512Mi"))
+        assert status == 201, doc
+    msg = assert_status(raw("POST", base + "/pods", pod("c", "512Mi")), 403, "Forbidden")
+    assert msg == (
+        'pods "c" is forbidden: exceeded quota: small, requested: pods=1,requests.memory=512Mi, '
+        "used: pods=2,requests.memory=1Gi, limited: pods=2,requests.memory=1Gi"
+    )
+    deadline = time.monotonic() + 10
+    used: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        _, _, q = raw("GET", base + "/resourcequotas/small")
+        used = (q.get("status") or {}).get("used") or {}
+        if used == {"pods": "2", "requests.memory": "1Gi"}:
+            break
+        time.sleep(0.05)
+    assert used == {"pods": "2", "requests.memory": "1Gi"}
+    raw("DELETE", base + "/pods/a?gracePeriodSeconds=0")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        status, _, doc = raw("POST", base + "/pods", pod("c", "512Mi"))
+        if status == 201:
+            break
+        time.sleep(0.1)
+    assert status == 201, doc
