@@ -155,3 +155,28 @@ def test_foreground_cascade_holds_the_deployment_until_its_pods_are_gone(
         [kubectl, "get", deployment], env=kubectl_env, capture_output=True, text=True, timeout=60
     )
     assert proc.returncode != 0 and "NotFound" in proc.stderr
+
+
+def test_logs_follow_streams_until_the_container_ends(kubectl, kubectl_env, unique):
+    k = lambda *a, **kw: _run(kubectl, kubectl_env, *a, **kw)  # noqa: E731
+    name = f"counter-{unique}"
+    k(
+        "run",
+        name,
+        "--image=busybox:1.36",
+        "--restart=Never",
+        "--command",
+        "--",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo n$i; sleep 0.4; done",
+    )
+    deadline = time.monotonic() + 20
+    while k("get", "pod", name, "-o", "jsonpath={.status.phase}") == "Pending":
+        assert time.monotonic() < deadline, "the pod did not start"
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    out = k("logs", "-f", name)
+    assert out == "n1\nn2\nn3\n"
+    assert time.monotonic() - t0 < 10  # it ended with the container, not on a timeout
+    k("delete", "pod", name)
