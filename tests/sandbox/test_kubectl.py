@@ -313,6 +313,10 @@ def test_auth_can_i_follows_rbac(kubectl: str, kubectl_env: dict[str, str], sand
     yes = run(kubectl, bob, "auth", "can-i", "list", "pods", "-n", "default")
     assert yes.stdout.strip() == "yes"
     assert run(kubectl, bob, "get", "pods", "-n", "default").returncode == 0
+    as_bob = run(kubectl, kubectl_env, "auth", "can-i", "list", "pods", "-n", "default", "--as=bob")
+    assert as_bob.stdout.strip() == "yes"  # the admin impersonates bob
+    not_admin = run(kubectl, bob, "get", "pods", "--as=sandbox-admin", ok=False)
+    assert 'cannot impersonate resource "users"' in not_admin.stderr
     denied = run(kubectl, bob, "get", "pods", "-n", "kube-system", ok=False)
     assert (
         'pods is forbidden: User "bob" cannot list resource "pods" in API group "" in the '
