@@ -20,7 +20,7 @@ import random
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -36,6 +36,7 @@ CONNECT_TIMEOUT = 5.0
 # A watch is re-opened at least this often, so a silent stream cannot hang a wait.
 WATCH_CHUNK = 60.0
 CSR_SIGNER = "kubernetes.io/kube-apiserver-client"
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 T = TypeVar("T")
 
@@ -269,17 +270,29 @@ class Kube:
         )
 
     @classmethod
-    def in_cluster(cls, namespace: str | None = None) -> Kube:
-        from kubernetes import client, config
+    def in_cluster(
+        cls,
+        namespace: str | None = None,
+        *,
+        root: str = SERVICE_ACCOUNT_DIR,
+        environ: Mapping[str, str] | None = None,
+    ) -> Kube:
+        """The pod's own service account (token, CA, namespace under ``root``)."""
+        from kubernetes import client
+        from kubernetes.config.incluster_config import InClusterConfigLoader
 
         configuration = client.Configuration()
         try:
-            config.load_incluster_config(client_configuration=configuration)
+            InClusterConfigLoader(
+                token_filename=os.path.join(root, "token"),
+                cert_filename=os.path.join(root, "ca.crt"),
+                environ=dict(os.environ if environ is None else environ),
+            ).load_and_set(configuration)
         except Exception as exc:
             raise UsageError(
                 f"in-cluster config: {exc}", "outside a pod, pass --kubeconfig FILE"
             ) from None
-        ns_file = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+        ns_file = os.path.join(root, "namespace")
         if namespace is None and os.path.exists(ns_file):
             with open(ns_file) as fh:
                 namespace = fh.read().strip()
@@ -379,6 +392,14 @@ class Kube:
                 resp = self.api_client.call_api(*params, _request_timeout=timeout)
             except (urllib3.exceptions.HTTPError, ConnectionError, ApiException) as exc:
                 problem = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                if _is_tls_failure(exc):
+                    # A certificate problem does not heal by retrying.
+                    raise KubeError(
+                        f"cannot talk TLS to the Kubernetes API {self.server}: {_tls_reason(exc)}",
+                        "check the cluster's certificate-authority in the kubeconfig "
+                        f"({self.source or 'in-cluster'})",
+                        reason="TLSError",
+                    ) from None
             else:
                 status = resp.status
                 if 200 <= status < 300:
@@ -908,6 +929,25 @@ class Kube:
         with ThreadPoolExecutor(max_workers=8) as pool:
             allowed = list(pool.map(lambda a: self.can_i(a, namespace, deadline=deadline), needs))
         return [a for a, ok in zip(needs, allowed, strict=True) if not ok]
+
+
+def _is_tls_failure(exc: BaseException) -> bool:
+    import urllib3
+
+    reason = getattr(exc, "reason", None)
+    if isinstance(exc, urllib3.exceptions.SSLError) or isinstance(
+        reason, urllib3.exceptions.SSLError | ssl.SSLError
+    ):
+        return True
+    # The client turns urllib3's SSLError into ApiException(status=0, "SSLError\n...").
+    return getattr(exc, "status", None) == 0 and "SSLError" in str(reason or "")
+
+
+def _tls_reason(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None) or exc
+    inner = getattr(reason, "args", None)
+    text = str(inner[0] if inner else reason)
+    return " ".join(text.split())[:200]
 
 
 class _StreamBroken(Exception):

@@ -3,6 +3,7 @@ delete by label, retries, 403s, events, logs, CSRs and access reviews."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -255,3 +256,50 @@ def test_exec_auth_kubeconfig(sb, tmp_path):
     assert k.context == "via-exec" and k.namespace == "kube-public" and k.user == "exec-user"
     assert k.list("ConfigMap")["kind"] == "ConfigMapList"
     assert k.endpoint().headers["Authorization"].startswith("Bearer ")
+
+
+def test_in_cluster_config_uses_the_service_account(sb):
+    """As inside a pod: token, CA and namespace files (on tmpfs) plus the service env."""
+    import shutil
+    import ssl
+    import tempfile
+
+    root = tempfile.mkdtemp(prefix="sa-", dir="/dev/shm")
+    try:
+        for fname, text in (
+            ("token", sb.service_account_token("kube-public", "runner")),
+            ("ca.crt", sb.ca_pem),
+            ("namespace", "kube-public"),
+        ):
+            path = f"{root}/{fname}"
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as fh:
+                fh.write(text)
+        env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(sb.port)}
+        k = Kube.in_cluster(root=root, environ=env)
+        assert k.namespace == "kube-public" and k.server == f"https://127.0.0.1:{sb.port}"
+        assert k.can_i(Access("list", "pods")) is False
+        with pytest.raises(KubeError) as err:
+            k.list("Pod")
+        assert err.value.status == 403
+        assert "system:serviceaccount:kube-public:runner" in err.value.message
+    finally:
+        shutil.rmtree(root)
+    # With a CA that did not sign the server's certificate: a TLS error at once, no retries.
+    root = tempfile.mkdtemp(prefix="sa-", dir="/dev/shm")
+    try:
+        shutil.copy(
+            ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt",
+            f"{root}/ca.crt",
+        )
+        with open(f"{root}/token", "w") as fh:
+            fh.write("not-a-token")
+        wrong = Kube.in_cluster(root=root, environ=env)
+        start = time.monotonic()
+        with pytest.raises(KubeError, match="cannot talk TLS") as err:
+            wrong.list("Pod")
+        assert time.monotonic() - start < 3
+        assert "CERTIFICATE_VERIFY_FAILED" in err.value.message
+    finally:
+        shutil.rmtree(root)
+    with pytest.raises(UsageError, match="outside a pod"):
+        Kube.in_cluster(root="/nonexistent", environ={})
