@@ -519,6 +519,7 @@ class ApiServer:
 
         unsubscribe = self.store.subscribe_full(on_change)
         self._watch_queues.add(queue)
+        resp: web.StreamResponse | None = None
         try:
             initial: list[tuple[str, dict[str, Any]]] = []
             error: dict[str, Any] | None = None
@@ -596,7 +597,10 @@ class ApiServer:
                 await resp.write_eof()
             return resp
         except (ConnectionResetError, ConnectionError):
-            return web.Response(status=200)
+            # the client went away mid-stream: the prepared response is all there is
+            if resp is None:
+                raise
+            return resp
         finally:
             unsubscribe()
             self._watch_queues.discard(queue)
