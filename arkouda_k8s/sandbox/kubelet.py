@@ -1166,10 +1166,7 @@ class PodWorker:
                     c.killed_for_liveness = True
                     await self._stop_runtime(c.runtime, self._grace())
                     return
-            # Until first ready, poll faster so readiness follows a listener promptly.
-            await asyncio.sleep(
-                min(period, 0.5) if kind == "Readiness" and not c.ready and ok is False else period
-            )
+            await asyncio.sleep(period)
 
     async def _probe_once(
         self, c: Container, probe: dict[str, Any], timeout: float
