@@ -207,3 +207,25 @@ def test_teardown_expired_and_all(sb, kube, capsys):
     code, out, err = run(capsys, "teardown", "--all", *where)
     assert code == 0 and out.strip() == "deleted cli-ns/cli-new"
     assert labelled(kube, "cli-new", "cli-ns") == []
+
+
+def test_terminal_progress_draws_a_bar_on_a_tty(monkeypatch):
+    import io
+
+    from arkouda_k8s.cli import _TerminalProgress
+    from arkouda_k8s.cluster import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    screen = Tty()
+    monkeypatch.setattr(sys, "stderr", screen)
+    progress = _TerminalProgress()
+    progress(Progress("preflight", 0, 1, "using context sandbox"))
+    for n in range(4):
+        progress(Progress("locales", n, 3, f"locales {n}/3 running"))
+    progress(Progress("server", 1, 1, "server pod ready"))
+    progress.close()
+    text = screen.getvalue()
+    assert "locales: 100%" in text and "3/3" in text and "locales 3/3 running" in text

@@ -23,6 +23,7 @@ from arkouda_k8s.cluster import (
     teardown_expired,
 )
 from arkouda_k8s.errors import ArkoudaK8sError, ClusterNotFound, UsageError
+from arkouda_k8s.protocol import ArkoudaProbe
 
 
 @pytest.fixture(scope="module")
@@ -217,15 +218,51 @@ def test_trap_stale_self_registered_service_is_removed(sb, kube):
     assert kube.get("Service", "c-trap2-arkouda") is None
 
 
+@pytest.mark.kubectl
 def test_trap_tunnel_targets_the_server_pod(sb, kube):
+    """The self-registered Service has no selector, so it cannot be port-forwarded
+    (kubectl refuses it); the tunnel forwards to the server pod, found by label."""
     c = cluster(sb, spec("c-trap3", locales=2))
     try:
         c.deploy()
         svc = kube.get("Service", "c-trap3-arkouda")
-        assert svc is not None and not svc["spec"].get("selector")  # cannot be forwarded
-        assert c._resolve_server_pod() == "c-trap3-server"
-        pod_ip = kube.get("Pod", "c-trap3-server")["status"]["podIP"]
-        assert c.address[0] == "127.0.0.1" and c.address[0] != pod_ip
+        assert svc is not None and not svc["spec"].get("selector")
+        assert c.tunnel.pod_name == "c-trap3-server"
+        out = subprocess.run(
+            [
+                "kubectl",
+                "--kubeconfig",
+                sb.kubeconfig_path,
+                "port-forward",
+                "svc/c-trap3-arkouda",
+                ":5555",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        assert out.returncode != 0 and "selector" in out.stderr
+        # The server pod replaced (same name, new IP): the same tunnel reaches the new one.
+        address = c.address
+        old = kube.get("Pod", "c-trap3-server")
+        c.kube.delete("Pod", "c-trap3-server")
+        c.kube.wait_gone(
+            "Pod", field_selector="metadata.name=c-trap3-server", deadline=time.monotonic() + 20
+        )
+        c._remove_stale_service(time.monotonic() + 10)
+        c.kube.apply(manifests.server_pod(c.spec))
+        new = c.wait_server(time.monotonic() + 20)
+        assert new["metadata"]["uid"] != old["metadata"]["uid"]
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with ArkoudaProbe(*address, token=c.token(), timeout=2) as probe:
+                    assert probe.handshake()["numLocales"] == 2
+                break
+            except ArkoudaK8sError:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert c.address == address
     finally:
         c.teardown()
 

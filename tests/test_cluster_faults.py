@@ -164,3 +164,19 @@ def test_halted_server_is_explained_before_the_deadline(sb, kube):
     assert "halted at start" in err.value.message and "403" in err.value.message
     assert time.monotonic() - start < FAULT.handshake + FAULT.server
     assert labelled(kube, "f-halt") == []
+
+
+def test_real_unschedulable_when_the_node_is_full(sb, kube):
+    """Preflight compares with allocatable capacity; what other pods hold shows up only
+    at scheduling: the scheduler's own message is in the error."""
+    first = cluster(sb, spec("f-full-a", locales=2, memory="100Gi"), timeouts=FAULT)
+    first.deploy(wait=False)
+    try:
+        second = cluster(sb, spec("f-full-b", locales=2, memory="100Gi"), timeouts=FAULT)
+        with pytest.raises(UnschedulableError) as err:
+            second.deploy()
+        assert "Insufficient memory" in err.value.message
+        assert err.value.stage in ("locales", "server")
+        assert labelled(kube, "f-full-b") == []
+    finally:
+        first.teardown()
