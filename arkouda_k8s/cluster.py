@@ -471,6 +471,16 @@ class ArkoudaCluster:
     def _attach(self, wait: bool) -> ArkoudaCluster:
         """Connect to an existing deployment: no object is written."""
         self._progress("preflight", 1, 1, f"found deployment {self.name}")
+        if self.kube.get("Pod", self.names.server_pod, self.namespace) is None:
+            raise DeployError(
+                f"deployment {self.name!r} in namespace {self.namespace} has no server pod "
+                "(the remains of a failed deploy kept for debugging, or a teardown under way)",
+                f"remove it with `arkouda-k8s teardown {self.name} -n {self.namespace}`, "
+                "then deploy again",
+                stage="server",
+                reason="Missing",
+                pod=self.names.server_pod,
+            )
         if wait:
             self.wait_server(time.monotonic() + self.timeouts.server)
             self.handshake()
