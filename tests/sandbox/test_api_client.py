@@ -8,6 +8,7 @@ the CSR flow to a working client certificate, and a clean stop.
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import os
 import socket
@@ -534,6 +535,7 @@ def test_a_certificate_from_another_ca_is_anonymous(sandbox: Sandbox) -> None:
 
 def test_stop_within_five_seconds_leaves_no_thread_or_socket() -> None:
     threads_before = {t.ident for t in threading.enumerate()}
+    sockets_before = _open_sockets()
     sb = Sandbox()
     sb.start()
     port = sb.port
@@ -562,7 +564,9 @@ def test_stop_within_five_seconds_leaves_no_thread_or_socket() -> None:
     sb.stop()
     assert time.monotonic() - began < 5
     w.stop()
+    stream.close()  # the client side of the watch (this test's, not the sandbox's)
     api.close()
+    gc.collect()
     deadline = time.monotonic() + 2
     while time.monotonic() < deadline:
         extra = [
@@ -584,6 +588,17 @@ def test_stop_within_five_seconds_leaves_no_thread_or_socket() -> None:
             assert f.read().split(")")[-1].split()[0] == "Z", f"pod process {pid} survived stop"
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0, "the API port still accepts connections"
+    assert _open_sockets() <= sockets_before, "the sandbox left sockets open in this process"
+
+
+def _open_sockets() -> int:
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+        except OSError:
+            pass
+    return count
 
 
 def _config(sb: Sandbox) -> Any:
