@@ -376,7 +376,7 @@ class IdleRuntime:
             self._done.set_result(128 + sig)
 
     async def wait(self) -> int:
-        code = await self._done
+        code = await asyncio.shield(self._done)  # a cancelled waiter must not end the container
         for s in self._servers:
             s.close()
         return code
@@ -465,6 +465,7 @@ class PodWorker:
         self._conditions: dict[str, dict[str, Any]] = {}
         self._dirty = False
         self._tasks: list[asyncio.Task[Any]] = []
+        self.runtimes: set[Runtime] = set()  # started and not yet seen to end
         self._main = asyncio.ensure_future(self._run())
 
     # -- status ------------------------------------------------------------------------
@@ -1030,12 +1031,14 @@ class PodWorker:
             if argv is None:
                 banner = b"SSH-2.0-sandbox-idle-locale\r\n" if 22 in c.ports() else b""
                 c.runtime = await IdleRuntime.start(self.ip, c.ports(), c.log, banner)
+                self.runtimes.add(c.runtime)
             else:
                 if not shutil.which(argv[0], path=c.env.get("PATH") or os.environ.get("PATH")):
                     raise FileNotFoundError(argv[0])
                 cwd = self.dir / (c.spec.get("workingDir") or "").lstrip("/")
                 cwd.mkdir(parents=True, exist_ok=True)
                 c.runtime = await ProcessRuntime.start(argv, self._process_env(c), str(cwd), c.log)
+                self.runtimes.add(c.runtime)
                 self.kubelet.pids.add(c.runtime.pid or 0)
         except (FileNotFoundError, PermissionError, OSError) as exc:
             what = argv[0] if argv else "listener"
@@ -1063,9 +1066,9 @@ class PodWorker:
         finally:
             for h in helpers:
                 h.cancel()
-            if runtime.pid:
-                self.kubelet.pids.discard(runtime.pid)
-            c.runtime = None
+        # Only an ended runtime is forgotten: on cancellation stop() still owns it.
+        self._forget(runtime)
+        c.runtime = None
         if c.oom:
             return 137, "OOMKilled", None
         return code, ("Completed" if code == 0 else "Error"), None
@@ -1265,19 +1268,20 @@ class PodWorker:
                 await asyncio.wait_for(waiter, 5.0)
         waiter.cancel()
 
-    async def stop(self, grace: float | None, *, remove_object: bool) -> None:
+    async def stop(
+        self, grace: float | None, *, remove_object: bool, announce: bool = True
+    ) -> None:
         """Kill the containers (SIGTERM, grace, SIGKILL), clean up, maybe delete the pod."""
         if self.stopping:
             return
         self.stopping = True
         grace = self._grace() if grace is None else grace
-        running = [c for c in self.all_containers() if c.runtime is not None]
-        for c in running:
-            if remove_object:
-                self.event("Killing", f"Stopping container {c.name}", container=c.name)
-        await asyncio.gather(
-            *(self._stop_runtime(c.runtime, grace) for c in running if c.runtime is not None)
-        )
+        if announce:
+            for c in self.all_containers():
+                if c.runtime is not None:
+                    self.event("Killing", f"Stopping container {c.name}", container=c.name)
+        # First stop the container loops (no new start can slip in), then the runtimes
+        # they started, each with its grace period.
         self._main.cancel()
         for t in self._tasks:
             t.cancel()
@@ -1285,6 +1289,10 @@ class PodWorker:
             await asyncio.wait_for(
                 asyncio.gather(self._main, *self._tasks, return_exceptions=True), 5.0
             )
+        runtimes = list(self.runtimes)
+        await asyncio.gather(*(self._stop_runtime(rt, grace) for rt in runtimes))
+        for rt in runtimes:
+            self._forget(rt)
         for c in self.all_containers():
             if c.log is not None:
                 c.log.close()
@@ -1298,8 +1306,13 @@ class PodWorker:
         shutil.rmtree(self.dir, ignore_errors=True)
         _release_ip(self.ip)
 
+    def _forget(self, runtime: Runtime) -> None:
+        self.runtimes.discard(runtime)
+        if runtime.pid:
+            self.kubelet.pids.discard(runtime.pid)
+
     def processes(self) -> list[int]:
-        return [c.runtime.pid for c in self.all_containers() if c.runtime and c.runtime.pid]
+        return [rt.pid for rt in self.runtimes if rt.pid]
 
     def all_containers(self) -> list[Container]:
         return [*self.init_containers.values(), *self.containers.values()]
@@ -1407,7 +1420,7 @@ class Kubelet:
         """Stop every container now (short grace), remove every pod dir; objects stay."""
         workers = list(self.workers.values())
         self.workers.clear()
-        await asyncio.gather(*(w.stop(1.0, remove_object=False) for w in workers))
+        await asyncio.gather(*(w.stop(1.0, remove_object=False, announce=False) for w in workers))
         if self._stop_tasks:
             await asyncio.gather(*self._stop_tasks, return_exceptions=True)
         shutil.rmtree(self.root, ignore_errors=True)

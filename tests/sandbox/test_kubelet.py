@@ -571,3 +571,28 @@ def test_init_containers_run_first_and_in_order(world):
     assert bad["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 4
     assert container_status(bad)["state"] == {"waiting": {"reason": "PodInitializing"}}
     world.delete("pods", "initfail")
+
+
+def test_deleting_pods_while_they_start_leaves_no_process(world):
+    marker = f"race-marker-{os.getpid()}"
+    for i, delay in enumerate((0.0, 0.02, 0.05, 0.08, 0.12, 0.2)):
+        world.create("pods", _pod(f"race-{i}", ["sh", "-c", f"sleep 60; : {marker}"]))
+        time.sleep(delay)
+        world.delete("pods", f"race-{i}")
+
+    def marked() -> list[int]:
+        out = []
+        for pid in descendants():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if marker.encode() in f.read() and alive(pid):
+                        out.append(pid)
+            except FileNotFoundError:
+                pass
+        return out
+
+    deadline = time.monotonic() + 10
+    while marked():
+        assert time.monotonic() < deadline, f"processes outlived their pods: {marked()}"
+        time.sleep(0.1)
+    assert not world.call(world.kubelet.processes)
