@@ -51,6 +51,8 @@ def test_wait_logs_and_delete_with_garbage_collection(sandbox, kubectl, kubectl_
         time.sleep(0.1)
     out = k("wait", "--for=condition=Ready", "pod", "-l", selector, "--timeout=30s")
     assert out.count("condition met") == 2
+    rollout = k("rollout", "status", f"deployment/ticker-{unique}", "--timeout=30s")
+    assert "successfully rolled out" in rollout
     pods = k("get", "pods", "-l", selector, "-o", "jsonpath={.items[*].metadata.name}").split()
     assert len(pods) == 2
     ips = k("get", "pods", "-l", selector, "-o", "jsonpath={.items[*].status.podIP}").split()
@@ -65,8 +67,12 @@ def test_wait_logs_and_delete_with_garbage_collection(sandbox, kubectl, kubectl_
     via_deployment = k("logs", f"deployment/ticker-{unique}", "--tail=1")
     assert via_deployment.startswith("tick ")
 
+    k("scale", f"deployment/ticker-{unique}", "--replicas=3")
+    k("rollout", "status", f"deployment/ticker-{unique}", "--timeout=30s")
+    ready = k("get", f"deployment/ticker-{unique}", "-o", "jsonpath={.status.readyReplicas}")
+    assert ready == "3"
     pids = sandbox.pod_processes()
-    assert len(pids) >= 2 and all(alive(p) for p in pids)
+    assert len(pids) == 3 and all(alive(p) for p in pids)
     k("delete", "deployment", f"ticker-{unique}")
     deadline = time.monotonic() + 20
     while k("get", "pods,replicasets", "-l", selector, "-o", "name").strip():
