@@ -1558,4 +1558,13 @@ class Kubelet:
 
 
 def _tmpfs() -> str | None:
-    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    """A memory-backed directory for pod dirs (they hold Secret files), if there is one."""
+    for candidate in ("/dev/shm", os.environ.get("XDG_RUNTIME_DIR")):
+        if candidate and os.path.isdir(candidate) and os.access(candidate, os.W_OK):
+            return candidate
+    log.warning(
+        "sandbox: no tmpfs (/dev/shm, $XDG_RUNTIME_DIR) found; pod dirs, including mounted "
+        "Secrets, go to the temp directory %s",
+        tempfile.gettempdir(),
+    )
+    return None
