@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import errno
 import inspect
 import logging
 import os
@@ -35,6 +36,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from ..errors import UsageError
 from .auth import (
     ADMIN_USER,
     MASTERS,
@@ -236,10 +238,12 @@ class Sandbox:
                 loop.run_until_complete(self._astart())
             except BaseException as exc:  # reported to start()'s caller
                 failure.append(exc)
-                ready.set()
                 with contextlib.suppress(Exception):
                     loop.run_until_complete(self._astop())
+                with contextlib.suppress(Exception):
+                    loop.run_until_complete(loop.shutdown_default_executor())
                 loop.close()
+                ready.set()
                 return
             ready.set()
             try:
@@ -252,6 +256,8 @@ class Sandbox:
                     loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
                 with contextlib.suppress(Exception):
                     loop.run_until_complete(loop.shutdown_asyncgens())
+                with contextlib.suppress(Exception):
+                    loop.run_until_complete(loop.shutdown_default_executor())
                 loop.close()
 
         self._thread = threading.Thread(target=run, name="arkouda-k8s-sandbox", daemon=True)
@@ -261,7 +267,13 @@ class Sandbox:
         if failure:
             self._thread.join(STOP_TIMEOUT)
             self._cleanup_files()
-            raise failure[0]
+            exc = failure[0]
+            if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+                raise UsageError(
+                    f"port: 127.0.0.1:{self.requested_port} is already in use",
+                    "choose another port, or 0 for a free one",
+                ) from None
+            raise exc
         self._started = True
         return self
 

@@ -8,6 +8,7 @@ the CSR flow to a working client certificate, and a clean stop.
 from __future__ import annotations
 
 import base64
+import contextlib
 import gc
 import json
 import os
@@ -569,15 +570,11 @@ def test_stop_within_five_seconds_leaves_no_thread_or_socket() -> None:
     gc.collect()
     deadline = time.monotonic() + 2
     while time.monotonic() < deadline:
-        extra = [
-            t
-            for t in threading.enumerate()
-            if t.ident not in threads_before and t.name.startswith("arkouda-k8s-sandbox")
-        ]
+        extra = [t for t in threading.enumerate() if t.ident not in threads_before and t.is_alive()]
         if not extra:
             break
         time.sleep(0.05)
-    assert not extra
+    assert not extra, f"threads left behind: {[t.name for t in extra]}"
     assert not os.path.exists(kubeconfig)
     for pid in pids:
         try:
@@ -591,13 +588,18 @@ def test_stop_within_five_seconds_leaves_no_thread_or_socket() -> None:
     assert _open_sockets() <= sockets_before, "the sandbox left sockets open in this process"
 
 
+def test_a_port_in_use_is_a_usage_error(sandbox: Sandbox) -> None:
+    from arkouda_k8s.errors import UsageError
+
+    with pytest.raises(UsageError, match="already in use"):
+        Sandbox(port=sandbox.port, kubelet=False, controllers=False).start()
+
+
 def _open_sockets() -> int:
     count = 0
     for fd in os.listdir("/proc/self/fd"):
-        try:
+        with contextlib.suppress(OSError):  # fds come and go while we look
             count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
-        except OSError:
-            pass
     return count
 
 
