@@ -278,3 +278,45 @@ def test_quantities_and_template_hash():
     a = {"spec": {"containers": [{"image": "x"}]}}
     assert template_hash(a) == template_hash(dict(a)) != template_hash({"spec": {}})
     assert re.fullmatch(r"[bcdfghjklmnpqrstvwxz2456789]{10}", template_hash(a))
+
+
+def test_scheduler_spreads_by_free_memory_across_nodes():
+    w = World(node_memory="3Gi")
+    try:
+        alloc = {"cpu": "4", "memory": "3Gi", "pods": "256"}
+        w.call(
+            w.store.create,
+            "nodes",
+            {
+                "metadata": {
+                    "name": "sandbox-node-2",
+                    "labels": {"kubernetes.io/hostname": "sandbox-node-2"},
+                },
+                "status": {"capacity": dict(alloc), "allocatable": dict(alloc)},
+            },
+        )
+        w.node_names.append("sandbox-node-2")
+        w.create("deployments.apps", _deployment("spread", 5, memory="1536Mi"))
+
+        def placed():
+            pods = _pods(w, "spread")
+            nodes = [p["spec"].get("nodeName") for p in pods]
+            return pods if len(pods) == 5 and sum(n is not None for n in nodes) == 4 else None
+
+        pods = w.wait("four of five pods placed", placed)
+        nodes = sorted(p["spec"]["nodeName"] for p in pods if p["spec"].get("nodeName"))
+        assert nodes == ["sandbox-node", "sandbox-node", "sandbox-node-2", "sandbox-node-2"]
+        (pending,) = [p for p in pods if not p["spec"].get("nodeName")]
+        pending = w.wait_pod(
+            pending["metadata"]["name"],
+            lambda p: condition(p, "PodScheduled").get("reason") == "Unschedulable",
+            "unschedulable",
+        )
+        assert condition(pending, "PodScheduled")["message"].startswith(
+            "0/2 nodes are available: 2 Insufficient memory."
+        )
+        w.wait(
+            "ready on both nodes", lambda: len([p for p in _pods(w, "spread") if is_ready(p)]) == 4
+        )
+    finally:
+        w.close()

@@ -596,3 +596,37 @@ def test_deleting_pods_while_they_start_leaves_no_process(world):
         assert time.monotonic() < deadline, f"processes outlived their pods: {marked()}"
         time.sleep(0.1)
     assert not world.call(world.kubelet.processes)
+
+
+def test_empty_dir_is_shared_by_the_pods_containers(world):
+    pod = _pod(
+        "shared",
+        ["sh", "-c", "echo handed-over > /work/note; sleep 60"],
+        volumeMounts=[{"name": "scratch", "mountPath": "/work"}],
+        volumes=[
+            {"name": "scratch", "emptyDir": {}},
+            {"name": "host", "hostPath": {"path": "/etc"}},
+        ],
+    )
+    pod["spec"]["containers"].append(
+        {
+            "name": "reader",
+            "image": "busybox",
+            "command": [
+                "sh",
+                "-c",
+                "while [ ! -s /work/note ]; do sleep 0.1; done; cat /work/note; ls /host; sleep 60",
+            ],
+            "volumeMounts": [
+                {"name": "scratch", "mountPath": "/work"},
+                {"name": "host", "mountPath": "/host"},
+            ],
+        }
+    )
+    world.create("pods", pod)
+    world.wait_pod(
+        "shared", lambda p: b"handed-over" in world.log("shared", container="reader"), "note"
+    )
+    # hostPath maps to an empty pod-dir folder: the host's /etc is not exposed.
+    assert world.log("shared", container="reader") == b"handed-over\n"
+    world.delete("pods", "shared")
