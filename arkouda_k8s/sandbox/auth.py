@@ -32,7 +32,13 @@ AUTHENTICATED = "system:authenticated"
 UNAUTHENTICATED = "system:unauthenticated"
 ANONYMOUS = "system:anonymous"
 CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client"
-SERVER_NAMES = ("localhost", "kubernetes.default.svc", "kubernetes.default", "kubernetes")
+SERVER_NAMES = (
+    "localhost",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+    "kubernetes.default",
+    "kubernetes",
+)
 
 
 def _now() -> dt.datetime:

@@ -71,6 +71,24 @@ def test_version_and_discovery(admin_api: Any) -> None:
     assert "po" in core["pods"].short_names and "pods/log" in core
 
 
+def test_server_certificate_verifies_for_the_in_cluster_names(sandbox: Sandbox) -> None:
+    import ssl
+
+    for name in ("127.0.0.1", "localhost", "kubernetes.default.svc"):
+        ctx = ssl.create_default_context(cadata=sandbox.ca_pem)
+        with (
+            socket.create_connection(("127.0.0.1", sandbox.port), timeout=5) as raw,
+            ctx.wrap_socket(raw, server_hostname=name) as tls,
+        ):
+            assert tls.version() in ("TLSv1.2", "TLSv1.3")
+    ctx = ssl.create_default_context(cadata=sandbox.ca_pem)
+    with (
+        socket.create_connection(("127.0.0.1", sandbox.port), timeout=5) as raw,
+        pytest.raises(ssl.SSLCertVerificationError),
+    ):
+        ctx.wrap_socket(raw, server_hostname="example.com")
+
+
 def test_default_objects(admin_api: Any, sandbox: Sandbox) -> None:
     core = client.CoreV1Api(admin_api)
     names = {n.metadata.name for n in core.list_namespace().items}
