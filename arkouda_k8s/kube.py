@@ -689,6 +689,7 @@ class Kube:
                 read_timeout=max(0.05, min(left, WATCH_CHUNK + 5)),
                 stream=True,
             )
+            complete = False
             try:
                 for event in _json_lines(resp):
                     etype = event.get("type", "")
@@ -704,9 +705,14 @@ class Kube:
                     obj.setdefault("kind", k.kind)
                     obj.setdefault("apiVersion", k.api_version)
                     yield etype, obj
+                complete = True
             except _StreamBroken:
                 pass  # read timeout at the deadline, or a dropped stream: re-open or stop
             finally:
+                if not complete:
+                    # Unread watch data must not reach the next request on this
+                    # connection: close it instead of returning it to the pool.
+                    resp.close()
                 resp.release_conn()
 
     def wait_for(
