@@ -93,6 +93,8 @@ def _port_free(ip: str, port: int) -> bool:
     with socket.socket() as s:
         try:
             s.bind((ip, port))
+        except PermissionError:
+            return True  # a privileged port without root: nobody else holds it either
         except OSError:
             return False
     return True
@@ -361,11 +363,17 @@ class IdleRuntime:
             finally:
                 writer.close()
 
+        virtual = []
         for port in ports:
-            self._servers.append(await asyncio.start_server(on_connect, ip, port))
+            try:
+                self._servers.append(await asyncio.start_server(on_connect, ip, port))
+            except PermissionError:
+                # Port 22 of a locale as non-root: no socket, but probes still see it served.
+                virtual.append(port)
             self.serving.add((ip, port))
-        where = ", ".join(f"{ip}:{p}" for p in ports) or "no ports"
-        logbuf.write(f"sandbox: idle container started (listening on {where})\n".encode())
+        where = ", ".join(f"{ip}:{p}" for p in ports if p not in virtual) or "no ports"
+        note = f"; ports {virtual} need root, served to probes only" if virtual else ""
+        logbuf.write(f"sandbox: idle container started (listening on {where}{note})\n".encode())
         return self
 
     def signal(self, sig: int) -> None:

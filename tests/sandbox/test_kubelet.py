@@ -630,3 +630,30 @@ def test_empty_dir_is_shared_by_the_pods_containers(world):
     # hostPath maps to an empty pod-dir folder: the host's /etc is not exposed.
     assert world.log("shared", container="reader") == b"handed-over\n"
     world.delete("pods", "shared")
+
+
+def test_idle_port_that_needs_root_is_served_to_probes_only(monkeypatch):
+    import asyncio
+
+    from arkouda_k8s.sandbox import kubelet as kubelet_module
+
+    real_start = asyncio.start_server
+
+    async def start_server(cb, host, port):
+        if port < 1024:
+            raise PermissionError(13, "Permission denied")  # what a non-root user gets
+        return await real_start(cb, host, port)
+
+    monkeypatch.setattr(kubelet_module.asyncio, "start_server", start_server)
+
+    async def scenario():
+        buf = kubelet_module.LogBuffer()
+        rt = await kubelet_module.IdleRuntime.start("127.0.0.1", [22, 0], buf, b"")
+        try:
+            return set(rt.serving), buf.read()
+        finally:
+            rt.signal(15)
+
+    serving, text = asyncio.run(scenario())
+    assert ("127.0.0.1", 22) in serving
+    assert b"ports [22] need root" in text
