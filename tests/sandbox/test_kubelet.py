@@ -640,7 +640,7 @@ def test_idle_port_that_needs_root_is_served_to_probes_only(monkeypatch):
     real_start = asyncio.start_server
 
     async def start_server(cb, host, port):
-        if port < 1024:
+        if 0 < port < 1024:
             raise PermissionError(13, "Permission denied")  # what a non-root user gets
         return await real_start(cb, host, port)
 
