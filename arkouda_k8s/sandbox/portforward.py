@@ -721,8 +721,12 @@ async def _serve_ws_spdy(
     return ws
 
 
-class _RawSpdyForward(_SpdyForward, asyncio.Protocol):
-    """SPDY directly on the upgraded connection; the transport is taken from aiohttp."""
+class _RawSpdyForward(_SpdyForward, asyncio.BufferedProtocol):
+    """SPDY directly on the upgraded connection; the transport is taken from aiohttp.
+
+    A buffered protocol: TLS decrypts into one reused buffer and DATA payloads go to
+    the pod sockets as slices of it.
+    """
 
     def __init__(
         self,
@@ -736,6 +740,7 @@ class _RawSpdyForward(_SpdyForward, asyncio.Protocol):
         self.previous = transport.get_protocol()
         self.write_paused = False
         self.read_paused = False
+        self.buffer = memoryview(bytearray(READ_SIZE))
 
     def writelines(self, parts: Iterable[bytes | memoryview]) -> None:
         # one TLS write (one record batch, one send) for a frame head and its payload
@@ -763,8 +768,22 @@ class _RawSpdyForward(_SpdyForward, asyncio.Protocol):
             self.read_paused = False
             self.transport.resume_reading()
 
-    def data_received(self, data: bytes) -> None:
-        self.feed(data)
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.feed(self.buffer[:nbytes])
+        for pair in self.pairs.values():
+            link = pair.link
+            if (
+                link is not None
+                and link.transport is not None
+                and link.transport.get_write_buffer_size()
+            ):
+                # a transport may hold our slice instead of copying it (uvloop does):
+                # never overwrite bytes still queued for a pod
+                self.buffer = memoryview(bytearray(READ_SIZE))
+                break
 
     def eof_received(self) -> bool | None:
         return False  # close: a client that half-closes the session is leaving
