@@ -1292,7 +1292,10 @@ class ApiServer:
             raise _method_not_allowed()
         if not isinstance(body, dict):
             raise bad_request("the Scale body must be a JSON object")
-        replicas = (body.get("spec") or {}).get("replicas")
+        spec = body.get("spec") or {}
+        if not isinstance(spec, dict) or not isinstance(body.get("metadata") or {}, dict):
+            raise bad_request("Scale.spec and Scale.metadata must be objects")
+        replicas = spec.get("replicas")
         if not isinstance(replicas, int) or replicas < 0:
             from .store import invalid
 

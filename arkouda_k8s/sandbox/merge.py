@@ -262,6 +262,10 @@ def server_side_apply(
     live: dict[str, Any] | None, applied: dict[str, Any], manager: str, api_version: str
 ) -> dict[str, Any]:
     """The object after ``manager`` applies ``applied`` (``live`` None: a create)."""
+    if not isinstance(applied, dict):
+        raise bad_request("an apply configuration must be an object with apiVersion and kind")
+    if not isinstance(applied.get("metadata", {}), dict):
+        raise bad_request("metadata of an apply configuration must be an object")
     new_set = field_set(applied)
     entries = list(((live or {}).get("metadata") or {}).get("managedFields") or [])
     mine = next(

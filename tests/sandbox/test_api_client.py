@@ -520,6 +520,39 @@ def test_csr_approval_issues_a_certificate_that_authenticates_per_its_role(
             assert review.status.allowed is True
 
 
+def test_an_approved_csr_the_signer_cannot_honour_gets_a_failed_condition(
+    admin_api: Any,
+) -> None:
+    certs = client.CertificatesV1Api(admin_api)
+    csr_pem, _ = _csr_pem("someone")
+    created = certs.create_certificate_signing_request(
+        {
+            "metadata": {"name": "csr-server-auth"},
+            "spec": {
+                "request": base64.b64encode(csr_pem).decode(),
+                "signerName": "kubernetes.io/kube-apiserver-client",
+                "usages": ["server auth"],
+            },
+        }
+    )
+    created.status = client.V1CertificateSigningRequestStatus(
+        conditions=[
+            client.V1CertificateSigningRequestCondition(
+                type="Approved", status="True", reason="Test", message="ok"
+            )
+        ]
+    )
+    certs.replace_certificate_signing_request_approval("csr-server-auth", created)
+    deadline = time.monotonic() + 10
+    conditions: dict[str, Any] = {}
+    while time.monotonic() < deadline and "Failed" not in conditions:
+        status = certs.read_certificate_signing_request("csr-server-auth").status
+        conditions = {c.type: c for c in status.conditions or []}
+        time.sleep(0.05)
+    assert "Failed" in conditions and status.certificate is None
+    assert "client auth" in conditions["Failed"].message
+
+
 def test_a_certificate_from_another_ca_is_anonymous(sandbox: Sandbox) -> None:
     other = Sandbox.__new__(Sandbox)  # only for its CA
     from arkouda_k8s.sandbox.auth import CertificateAuthority

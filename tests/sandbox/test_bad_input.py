@@ -332,3 +332,85 @@ def test_resource_quota_admission_and_usage(raw: Raw, sandbox: Sandbox) -> None:
             break
         time.sleep(0.1)
     assert status == 201, doc
+
+
+GARBAGE: list[bytes] = [
+    b"",
+    b"null",
+    b"[]",
+    b"42",
+    b'"text"',
+    b"{}",
+    b'{"metadata": null}',
+    b'{"metadata": []}',
+    b'{"metadata": {"name": 7}}',
+    b'{"metadata": {"name": "x", "labels": {"a": 1}}}',
+    b'{"spec": "nope", "metadata": {"name": "x"}}',
+    b'{"status": {"conditions": "x"}, "metadata": {"name": "x"}}',
+    b'[{"op": "remove", "path": "/metadata"}]',
+    b'[{"op": "replace", "path": "/spec/replicas", "value": -1}]',
+    b"- a\n- b\n",
+    b"a: [b",
+    b"\x00\x01\x02",
+    b'{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "g", "finalizers": "x"}}',
+    b'{"metadata": {"name": "target", "ownerReferences": "x", "resourceVersion": 5}}',
+    b'{"metadata": {"name": "target"}, "data": {"a": 1}, "spec": {"selector": "x"}}',
+    b'{"metadata": {"name": "target"}, "spec": {"template": {"spec": {"containers": [7]}}}}',
+    b'{"metadata": {"name": "target"}, "spec": {"replicas": 1e400}}',
+    b'{"metadata": {"name": "target", "labels": {"' + b"k" * 300 + b'": "v"}}}',
+    b'{"spec": {"resourceAttributes": "x"}}',
+    b'{"spec": {"resourceAttributes": {"verb": 5}}}',
+    b'{"spec": {"request": "%%%", "signerName": "x"}, "metadata": {"name": "c"}}',
+    b'{"spec": {"request": "aGVsbG8=", "signerName": "x", "usages": ["a"]},'
+    b' "metadata": {"name": "c2"}}',
+]
+CONTENT_TYPES = [
+    "application/json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+    "application/json-patch+json",
+    "application/apply-patch+yaml",
+]
+
+
+def test_garbage_never_gets_a_500(raw: Raw) -> None:
+    raw("POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "target"}})
+    raw(
+        "POST",
+        "/apis/apps/v1/namespaces/default/deployments",
+        {
+            "metadata": {"name": "target"},
+            "spec": {
+                "replicas": 0,
+                "selector": {"matchLabels": {"a": "b"}},
+                "template": {
+                    "metadata": {"labels": {"a": "b"}},
+                    "spec": {"containers": [{"name": "c", "image": "i"}]},
+                },
+            },
+        },
+    )
+    targets = [
+        ("POST", "/api/v1/namespaces/default/configmaps"),
+        ("PUT", "/api/v1/namespaces/default/configmaps/target"),
+        ("PATCH", "/api/v1/namespaces/default/configmaps/target?fieldManager=fuzz"),
+        ("PATCH", "/apis/apps/v1/namespaces/default/deployments/target?fieldManager=fuzz"),
+        ("PUT", "/apis/apps/v1/namespaces/default/deployments/target/status"),
+        ("PATCH", "/apis/apps/v1/namespaces/default/deployments/target/status?fieldManager=f"),
+        ("PATCH", "/apis/apps/v1/namespaces/default/deployments/target/scale"),
+        ("PUT", "/apis/apps/v1/namespaces/default/deployments/target/scale"),
+        ("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"),
+        ("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews"),
+        ("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews"),
+        ("DELETE", "/api/v1/namespaces/default/configmaps/absent"),
+        ("POST", "/apis/certificates.k8s.io/v1/certificatesigningrequests"),
+    ]
+    for method, path in targets:
+        for ctype in CONTENT_TYPES if method == "PATCH" else ["application/json"]:
+            for body in GARBAGE:
+                status, _, doc = raw(method, path, raw=body, content_type=ctype)
+                assert status < 500, (method, path, ctype, body, doc)
+                if status >= 400:
+                    assert isinstance(doc, dict) and doc.get("kind") == "Status", doc
+    status, _, doc = raw("GET", "/api/v1/namespaces/default/configmaps/target")
+    assert status == 200, doc
