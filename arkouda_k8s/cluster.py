@@ -509,7 +509,7 @@ class ArkoudaCluster:
         """
         deadline = time.monotonic() + self.timeouts.preflight
         total = 4
-        self._progress("preflight", 0, total, f"checking permissions ({self.kube.describe()})")
+        self._progress("preflight", 0, total, "checking permissions")
         needs = self.required_access()
         missing = self.kube.missing_access(needs, self.namespace, deadline=deadline)
         approval = [a for a in missing if a.subresource == "approval" or a.resource == "signers"]
@@ -526,7 +526,12 @@ class ArkoudaCluster:
             exc = PermissionsMissing(
                 [str(a) for a in missing], self.rbac_yaml(missing), user=self.kube.user
             )
-            exc.message += f" in namespace {self.namespace} ({self.kube.describe()})"
+            # The same list, grouped by resource, reads better on one line.
+            exc.message = (
+                f"missing permissions for {self.kube.user or 'the current user'} (context "
+                f"{self.kube.context or 'in-cluster'}) in namespace {self.namespace}: "
+                + _grouped(missing)
+            )
             exc.problems += problems
             raise exc
         if problems:
@@ -1591,6 +1596,15 @@ def rbac_yaml(spec: ClusterSpec, missing: list[Access], user: str | None) -> str
             }
         )
     return yaml.safe_dump_all(docs, sort_keys=False)
+
+
+def _grouped(accesses: list[Access]) -> str:
+    """'get/list/watch pods; create pods/portforward; ...' in the order given."""
+    by_resource: dict[str, list[str]] = {}
+    for a in accesses:
+        resource = str(a).split(" ", 1)[1]
+        by_resource.setdefault(resource, []).append(a.verb)
+    return "; ".join(f"{'/'.join(verbs)} {res}" for res, verbs in by_resource.items())
 
 
 def _rules(accesses: list[Access]) -> list[dict[str, Any]]:

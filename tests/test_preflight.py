@@ -48,11 +48,11 @@ def test_restricted_user_gets_every_missing_permission_and_nothing_is_created(sb
     assert sorted(exc.missing) == sorted(want)
     line = exc.one_line()
     for needed in (
-        "create pods",
-        "create pods/portforward",
-        "get pods/log",
-        "create certificatesigningrequests.certificates.k8s.io",
-        "create roles",
+        "get/list/watch/create/patch/delete pods;",
+        "create/get pods/portforward;",
+        "get pods/log;",
+        "get/list/watch/create/delete certificatesigningrequests.certificates.k8s.io",
+        "create/patch/delete roles.rbac.authorization.k8s.io",
     ):
         assert needed in line
     assert "p-carol" in line and "namespace default" in line
