@@ -1128,6 +1128,10 @@ class ArkoudaCluster:
                 f"no {component} pod of {self.name} in namespace {self.namespace}",
                 f"check `arkouda-k8s status {self.name}`",
             )
+        if self.spec.authenticate and self._token is None:
+            # Mask the exact token too, not only the `token=` forms the server prints.
+            with contextlib.suppress(ArkoudaK8sError):
+                self.token()
         container = "arkouda-server" if component == "server" else "arkouda-locale"
         parts = []
         for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
