@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import yaml
 from aiohttp import web
@@ -211,7 +212,8 @@ class ApiServer:
         return UserInfo(name, all_groups)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        parts = [p for p in request.path.split("/") if p]
+        # split before decoding: an escaped "/" belongs to a name, not to the path
+        parts = [unquote(p) for p in request.rel_url.raw_path.split("/") if p]
         user = self._impersonate(request, self._user(request))
         if not parts or parts[0] not in ("api", "apis"):
             return self._non_resource(request, parts, user)

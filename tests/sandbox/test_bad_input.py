@@ -414,3 +414,36 @@ def test_garbage_never_gets_a_500(raw: Raw) -> None:
                     assert isinstance(doc, dict) and doc.get("kind") == "Status", doc
     status, _, doc = raw("GET", "/api/v1/namespaces/default/configmaps/target")
     assert status == 200, doc
+
+
+def test_odd_query_parameters_never_get_a_500_or_hang(raw: Raw) -> None:
+    queries = [
+        "watch=true&timeoutSeconds=-1",
+        "watch=true&timeoutSeconds=1&resourceVersion=99999999999",
+        "watch=true&timeoutSeconds=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan",
+        "watch=1&timeoutSeconds=abc",
+        "limit=-5",
+        "limit=1&continue=garbage",
+        "labelSelector=!!!",
+        "labelSelector=a%3D%3D%3Db",
+        "fieldSelector=a",
+        "fieldSelector=metadata.name%3D%3Dx,metadata.namespace!%3Dy",
+        "resourceVersion=abc",
+        "pretty=true&includeObject=Object",
+    ]
+    for q in queries:
+        for path in ("/api/v1/namespaces/default/pods", "/api/v1/pods", "/api/v1/namespaces"):
+            status, _, doc = raw("GET", f"{path}?{q}")
+            assert status < 500, (path, q, doc)
+    for q in ("tailLines=abc", "sinceSeconds=-3", "sinceTime=yesterday", "container=nope"):
+        status, _, doc = raw("GET", f"/api/v1/namespaces/default/pods/absent/log?{q}")
+        assert status in (400, 404), (q, doc)
+    for path in (
+        "/api/v1/namespaces/default/pods/%2F",
+        "/api/v1/namespaces//pods",
+        "/api/v1/namespaces/default/pods/a%00b",
+        "/apis//v1/x",
+        "/api/v1/namespaces/default/pods/x/portforward?ports=abc",
+    ):
+        status, _, doc = raw("GET", path)
+        assert 400 <= status < 500, (path, doc)
