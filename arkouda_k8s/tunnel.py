@@ -679,7 +679,7 @@ class _Core:
                     upstream.close()
                     return
                 local.attached(upstream)
-                if t.state == RECONNECTING and t.health_check is None:
+                if t.state in (RECONNECTING, FAILED) and t.health_check is None:
                     t._set_state(READY, None)
                 return
             if self.loop.time() + delay > deadline:
