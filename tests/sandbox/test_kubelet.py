@@ -426,9 +426,16 @@ def test_idle_locale_pods_are_listeners_not_processes(world):
     with socket.create_connection((pod["status"]["podIP"], 22), timeout=2) as s:
         assert s.recv(64).startswith(b"SSH-2.0-")
     world.delete("pods", "locale")
-    world.wait("listener closed", lambda: world.pod("locale") is None)
-    with pytest.raises(OSError):
-        socket.create_connection((pod["status"]["podIP"], 22), timeout=1).close()
+    world.wait("pod object gone", lambda: world.pod("locale") is None)
+
+    def refused() -> bool:
+        try:
+            socket.create_connection((pod["status"]["podIP"], 22), timeout=1).close()
+        except OSError:
+            return True
+        return False
+
+    world.wait("listener closed", refused, timeout=10)
 
 
 def test_image_table_and_helpers():
