@@ -121,6 +121,9 @@ class Timeouts:
     server: float = 300.0
     handshake: float = 120.0
     teardown: float = 180.0
+    # How long a pod may stay Unschedulable before the deploy fails: 0 fails at once;
+    # on a cluster that autoscales, give the autoscaler time to add a node (e.g. 300).
+    unschedulable: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -274,6 +277,7 @@ class ArkoudaCluster:
         self.config: dict[str, Any] | None = None  # the server's getconfig answer
         self.created = False  # this object created the deployment (rollback owns it)
         self.csr_pending_admin = False
+        self._unschedulable_since: dict[str, float] = {}
         self._token: str | None = None
         self._heartbeat: _Heartbeat | None = None
         self._closed = False
@@ -702,7 +706,7 @@ class ArkoudaCluster:
 
         def examined(p: dict[str, Any]) -> bool:
             key = (p["metadata"]["name"], str(p["metadata"].get("resourceVersion")))
-            if key not in seen:
+            if key not in seen or _unschedulable(p) is not None:  # that one depends on time
                 self._raise_if_stuck(p, "locales")
                 seen[key] = not p["metadata"].get("deletionTimestamp") and _running_with_ip(p)
             return seen[key]
@@ -710,10 +714,17 @@ class ArkoudaCluster:
         def check(pods: dict[str, dict[str, Any]]) -> list[dict[str, Any]] | None:
             running = [p for p in pods.values() if examined(p)]
             last["pods"] = pods
-            if len(running) != last["n"]:
-                last["n"] = len(running)
+            waiting = sum(1 for p in pods.values() if _unschedulable(p) is not None)
+            if (len(running), waiting) != (last["n"], last.get("waiting", 0)):
+                last["n"], last["waiting"] = len(running), waiting
+                note = (
+                    f"; {waiting} unschedulable, waiting up to "
+                    f"{self.timeouts.unschedulable:.0f}s for capacity"
+                    if waiting
+                    else ""
+                )
                 self._progress(
-                    "locales", len(running), total, f"locales {len(running)}/{total} running"
+                    "locales", len(running), total, f"locales {len(running)}/{total} running{note}"
                 )
             return running if len(running) >= total else None
 
@@ -724,6 +735,7 @@ class ArkoudaCluster:
                 self.namespace,
                 label_selector=manifests.selector(self.spec, "locale"),
                 deadline=deadline,
+                recheck=self._recheck(),
             )
         except WatchDeadline:
             pods = list(last["pods"].values())
@@ -773,6 +785,7 @@ class ArkoudaCluster:
                 self.namespace,
                 field_selector=f"metadata.name={name}",
                 deadline=deadline,
+                recheck=self._recheck(),
             )
         except WatchDeadline:
             pod = last["pod"]
@@ -798,19 +811,27 @@ class ArkoudaCluster:
                 log_tail=tail,
             ) from None
 
+    def _recheck(self) -> float | None:
+        """How often a wait re-examines unchanged pods (only the Unschedulable grace
+        depends on time)."""
+        grace = self.timeouts.unschedulable
+        return max(0.5, grace / 4) if grace > 0 else None
+
     def _raise_if_stuck(self, pod: dict[str, Any], stage: str) -> None:
         """Turn a pod that cannot progress into its typed error (Kubernetes' reason)."""
         name = pod["metadata"]["name"]
         status = pod.get("status") or {}
-        for cond in status.get("conditions") or []:
-            if (
-                cond.get("type") == "PodScheduled"
-                and cond.get("status") == "False"
-                and cond.get("reason") == "Unschedulable"
-            ):
-                msg = cond.get("message") or self._events_text(name, "FailedScheduling")
+        cond = _unschedulable(pod)
+        if cond is not None:
+            msg = cond.get("message") or self._events_text(name, "FailedScheduling")
+            grace = self.timeouts.unschedulable
+            first = self._unschedulable_since.setdefault(name, time.monotonic())
+            waited = time.monotonic() - first
+            if waited >= grace:
                 raise UnschedulableError(
-                    f"pod {name} cannot be scheduled: {msg or 'no node fits'}",
+                    f"pod {name} cannot be scheduled"
+                    + (f" (for {waited:.0f}s)" if grace else "")
+                    + f": {msg or 'no node fits'}",
                     f"use fewer locales or less cpu/memory (each pod asks {self.spec.cpu} cpu, "
                     f"{self.spec.memory}), or add nodes",
                     stage=stage,
@@ -1781,6 +1802,18 @@ def _unless_forbidden(allowed: bool) -> Iterator[None]:
     except KubeError as exc:
         if not (allowed and exc.status == 403):
             raise
+
+
+def _unschedulable(pod: dict[str, Any]) -> dict[str, Any] | None:
+    """The PodScheduled=False/Unschedulable condition, if the pod has it."""
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if (
+            cond.get("type") == "PodScheduled"
+            and cond.get("status") == "False"
+            and cond.get("reason") == "Unschedulable"
+        ):
+            return dict(cond)
+    return None
 
 
 def _running_with_ip(pod: dict[str, Any]) -> bool:

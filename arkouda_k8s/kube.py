@@ -725,12 +725,14 @@ class Kube:
         field_selector: str | None = None,
         deadline: float,
         all_namespaces: bool = False,
+        recheck: float | None = None,
     ) -> T:
-        """List, then watch, calling ``check(objects by name)`` after every change.
+        """List, then watch, calling ``check(objects by key)`` after every change.
 
         Returns the first non-None result of ``check``; exceptions from ``check`` (the
-        caller's typed errors) propagate. Raises WatchDeadline at the deadline. The
-        number of requests does not grow with the number of objects.
+        caller's typed errors) propagate. ``recheck``: also call it every so many seconds
+        without a change (for conditions that depend on time). Raises WatchDeadline at
+        the deadline. The number of requests does not grow with the number of objects.
         """
         while True:
             listed = self.list(
@@ -747,27 +749,35 @@ class Kube:
                 return result
             rv = listed.get("metadata", {}).get("resourceVersion")
             expired = False
-            for etype, obj in self.watch(
-                kind,
-                namespace,
-                label_selector=label_selector,
-                field_selector=field_selector,
-                resource_version=rv,
-                deadline=deadline,
-                all_namespaces=all_namespaces,
-            ):
-                if etype == "ERROR":
-                    expired = True  # 410 Gone: our resourceVersion is too old; re-list
-                    break
-                if etype == "DELETED":
-                    objs.pop(_key(obj), None)
-                else:
-                    objs[_key(obj)] = obj
-                result = check(objs)
-                if result is not None:
-                    return result
-            if not expired:
-                raise WatchDeadline(kind)
+            while not expired:
+                now = time.monotonic()
+                if now >= deadline:
+                    raise WatchDeadline(kind)
+                until = deadline if recheck is None else min(deadline, now + recheck)
+                for etype, obj in self.watch(
+                    kind,
+                    namespace,
+                    label_selector=label_selector,
+                    field_selector=field_selector,
+                    resource_version=rv,
+                    deadline=until,
+                    all_namespaces=all_namespaces,
+                ):
+                    if etype == "ERROR":
+                        expired = True  # 410 Gone: our resourceVersion is too old; re-list
+                        break
+                    rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
+                    if etype == "DELETED":
+                        objs.pop(_key(obj), None)
+                    else:
+                        objs[_key(obj)] = obj
+                    result = check(objs)
+                    if result is not None:
+                        return result
+                if recheck is not None and not expired:
+                    result = check(objs)
+                    if result is not None:
+                        return result
 
     # -- pods -----------------------------------------------------------------------
 

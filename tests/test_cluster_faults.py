@@ -185,3 +185,27 @@ def test_real_unschedulable_when_the_node_is_full(sb, kube):
         assert labelled(kube, "f-full-b") == []
     finally:
         first.teardown()
+
+
+def test_unschedulable_grace_for_an_autoscaler(sb, kube):
+    """With Timeouts(unschedulable=N) a pod may wait N seconds for capacity (a cluster
+    autoscaler adding a node) before the deploy fails, and the progress says so."""
+    from dataclasses import replace
+
+    from lifecycle_support import Recorder
+
+    rec = Recorder()
+    c = cluster(
+        sb,
+        faulty("f-grace", "Unschedulable"),
+        timeouts=replace(FAULT, unschedulable=2.0),
+        on_progress=rec,
+    )
+    start = time.monotonic()
+    with pytest.raises(UnschedulableError) as err:
+        c.deploy()
+    took = time.monotonic() - start
+    assert 2.0 <= took < 2.0 + 4
+    assert "(for 2s)" in err.value.message
+    assert any("unschedulable, waiting up to 2s for capacity" in m for m in rec.messages())
+    assert labelled(kube, "f-grace") == []
