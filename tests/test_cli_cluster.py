@@ -229,3 +229,25 @@ def test_terminal_progress_draws_a_bar_on_a_tty(monkeypatch):
     progress.close()
     text = screen.getvalue()
     assert "locales: 100%" in text and "3/3" in text and "locales 3/3 running" in text
+
+
+def test_status_of_a_failed_deployment_says_why(sb, kube, capsys):
+    from lifecycle_support import FAULT, cluster, spec
+
+    from arkouda_k8s.errors import ImagePullError
+
+    s = spec(
+        "cli-bad", locales=2, annotations={"sandbox.arkouda-k8s.dev/fault": "ImagePullBackOff"}
+    )
+    with pytest.raises(ImagePullError):
+        cluster(sb, s, timeouts=FAULT, keep_on_failure=True).deploy()
+    try:
+        code, out, err = run(capsys, "status", "cli-bad", "--kubeconfig", sb.kubeconfig_path)
+        assert code == 0, err
+        assert "stage    Failed: cli-bad-locale-" in out and "ImagePullBackOff" in out
+        assert "locales  0/1 running" in out and "server   absent" in out
+        code, out, err = run(capsys, "list", "--kubeconfig", sb.kubeconfig_path)
+        assert any(r.split()[1:3] == ["cli-bad", "Failed"] for r in out.splitlines()[1:])
+    finally:
+        assert main(["teardown", "cli-bad", "--kubeconfig", sb.kubeconfig_path]) == 0
+    assert labelled(kube, "cli-bad") == []
