@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import inspect
 import ipaddress
 import json
@@ -40,6 +41,7 @@ from .auth import (
 from .resources import (
     BY_GVR,
     BY_KEY,
+    RESOURCES,
     VIRTUAL,
     Resource,
     api_resource_list,
@@ -261,10 +263,10 @@ class ApiServer:
         if parts == ["openapi", "v3"]:
             return _json(openapi_v3_root())
         if len(parts) > 2 and parts[:2] == ["openapi", "v3"]:
-            doc = openapi_v3_document("/".join(parts[2:]))
-            if doc is None:
+            body = _openapi_v3_body("/".join(parts[2:]))
+            if body is None:
                 raise _not_found_path()
-            return _json(doc)
+            return web.Response(body=body, content_type="application/json")
         raise _not_found_path()
 
     def _require_path(self, user: UserInfo, verb: str, path: str, method: str) -> None:
@@ -1649,6 +1651,21 @@ _QUOTA_TRIGGERS = frozenset(
 _RETURN_DELETED = frozenset(
     {"pods", "services", "serviceaccounts", "resourcequotas", "persistentvolumeclaims"}
 )
+
+
+@functools.cache
+def _openapi_v3_body(prefix: str) -> bytes | None:
+    """A group version's OpenAPI v3 document with the schemas ``kubectl explain`` reads."""
+    doc = openapi_v3_document(prefix)
+    if doc is None:
+        return None
+    gvks = [
+        (r.group, r.version, r.kind)
+        for r in RESOURCES
+        if (f"apis/{r.group}/{r.version}" if r.group else "api/v1") == prefix
+    ]
+    doc["components"]["schemas"] = validation.openapi_components(gvks)
+    return json.dumps(doc, separators=(",", ":")).encode()
 
 
 async def _read_body(request: web.Request) -> bytes:

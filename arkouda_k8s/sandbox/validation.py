@@ -679,3 +679,61 @@ def pod_security(namespace: dict[str, Any] | None, spec: Any, mode: str) -> str 
         return None
     version = labels.get(f"{PSA_PREFIX}{mode}-version", "latest")
     return f'PodSecurity "{level}:{version}": ' + ", ".join(found)
+
+
+# ---------------------------------------------------------------------------------------
+# OpenAPI v3 component schemas (for ``kubectl explain``), from the same schema files
+
+
+def _openapi_node(node: Any) -> Any:
+    """JSON-schema (2020-12, nullable type arrays) -> OpenAPI 3.0 shapes kubectl reads."""
+    if isinstance(node, list):
+        return [_openapi_node(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "$ref" and isinstance(value, str):
+            out[key] = value.replace("#/$defs/", "#/components/schemas/")
+        elif key == "type" and isinstance(value, list):
+            kinds = [v for v in value if v != "null"]
+            out[key] = kinds[0] if len(kinds) == 1 else kinds
+        else:
+            out[key] = _openapi_node(value)
+    return out
+
+
+@cache
+def _plain_definitions() -> dict[str, Any]:
+    from kubernetes_validate import utils
+
+    base = (
+        importlib.resources.files("kubernetes_validate")
+        / "kubernetes-json-schema"
+        / f"v{utils.latest_version()}-local"
+    )
+    defs: dict[str, Any] = json.loads((base / "_definitions.json").read_text())["$defs"]
+    return defs
+
+
+def openapi_components(gvks: list[tuple[str, str, str]]) -> dict[str, Any]:
+    """The component schemas of these (group, version, kind)s and everything they use."""
+    defs = _plain_definitions()
+    wanted = set(gvks)
+    roots = [
+        name
+        for name, schema in defs.items()
+        if any(
+            (g.get("group", ""), g.get("version", ""), g.get("kind", "")) in wanted
+            for g in schema.get("x-kubernetes-group-version-kind") or []
+        )
+    ]
+    seen: dict[str, Any] = {}
+    stack = list(roots)
+    while stack:
+        name = stack.pop()
+        if name in seen or name not in defs:
+            continue
+        seen[name] = _openapi_node(defs[name])
+        stack += re.findall(r'"#/\$defs/([^"]+)"', json.dumps(defs[name]))
+    return seen

@@ -108,6 +108,8 @@ def test_get_namespaces_and_api_resources(kubectl: str, kubectl_env: dict[str, s
     assert rows["pods"][1] == "po" and rows["deployments"][1] == "deploy"
     assert rows["certificatesigningrequests"][1] == "csr"
     assert "selfsubjectaccessreviews" in rows
+    explained = run(kubectl, kubectl_env, "explain", "deployment.spec.strategy").stdout
+    assert "KIND:       Deployment" in explained and "rollingUpdate" in explained
 
 
 def test_server_side_apply_twice_is_idempotent_then_delete(
