@@ -244,8 +244,9 @@ class _Upstream:
 class _SpdyUpstream(_Upstream, asyncio.BufferedProtocol):
     """Raw SPDY/3.1 after ``POST .../portforward`` with ``Upgrade: SPDY/3.1``.
 
-    A buffered protocol: TLS decrypts straight into one reused buffer and DATA payloads
-    go to the local socket as slices of it (the socket copies only what it cannot send).
+    A buffered protocol: TLS decrypts straight into a buffer and DATA payloads go to the
+    local socket as slices of it; the buffer is reused unless the local socket still
+    holds queued bytes (uvloop queues slices without copying them).
     """
 
     protocol = "spdy"
@@ -358,10 +359,17 @@ class _SpdyUpstream(_Upstream, asyncio.BufferedProtocol):
                     ConnectionResetError(f"the API server closed the connection: {exc or 'EOF'}")
                 )
             return
-        if not self.done:
-            # dropped under a live stream: the local client must see an error, not an end
-            self.core.stream_failed("the port-forward stream was dropped by the API server")
-            self._broken()
+        if self.done:
+            return
+        if self.local.remote_eof:
+            # the pod had finished sending: a clean end, the local side closes when done
+            self.done = True
+            if self.local.local_eof:
+                self.local.finish()
+            return
+        # dropped under a live stream: the local client must see an error, not an end
+        self.core.stream_failed("the port-forward stream was dropped by the API server")
+        self._broken()
 
     def pause_writing(self) -> None:
         if self.local.transport is not None:
