@@ -76,6 +76,9 @@ DELETED_KINDS = ("Deployment",) + tuple(
 IMAGE_PULL_REASONS = {"ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 CONFIG_REASONS = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
 LOG_TAIL_LINES = 20
+# Starts of a freshly created server that halted on a passing API error (5xx, 429,
+# a dropped connection) during its self-registration.
+SERVER_RESTARTS = 2
 # Fetching a log tail or events to explain a failure must not hold up the error long.
 DIAGNOSTIC_WINDOW = 5.0
 
@@ -1019,6 +1022,7 @@ class ArkoudaCluster:
         self._progress("handshake", 0, 1, "connecting to Arkouda through the tunnel")
         token = self.token()
         last: Exception | None = None
+        restarts = 0
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -1033,7 +1037,31 @@ class ArkoudaCluster:
                 return self.config
             except ArkoudaK8sError as exc:  # not answering yet, tunnel trouble, API trouble
                 last = exc
-                self._raise_if_halted(token)
+                halted = self._halted()
+                if halted is not None:
+                    line, tail = halted
+                    # A server we just created that met a passing API error is worth
+                    # one more start; a refusal (409, 403) is not.
+                    if self.created and restarts < SERVER_RESTARTS and _passing_failure(line):
+                        restarts += 1
+                        self._progress(
+                            "handshake",
+                            0,
+                            1,
+                            f"the server halted on a passing API error; restarting it "
+                            f"({restarts}/{SERVER_RESTARTS})",
+                        )
+                        self._restart_server(deadline)
+                        continue
+                    raise DeployError(
+                        f"the Arkouda server of {self.name} halted at start: {line}",
+                        f"a Service {self.names.self_service} left from an earlier run, or "
+                        f"RBAC missing for {self.names.user}; teardown and deploy again",
+                        stage="handshake",
+                        reason="ExternalSystemError",
+                        pod=self.names.server_pod,
+                        log_tail=tail,
+                    ) from None
             time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
         raise StageTimeout(
             f"the Arkouda server of {self.name} did not answer through the tunnel within "
@@ -1046,21 +1074,23 @@ class ArkoudaCluster:
             log_tail=self._log_tail(self.names.server_pod, "arkouda-server"),
         )
 
-    def _raise_if_halted(self, token: str | None) -> None:
-        """A server that failed its self-registration keeps its port but never answers:
-        say why at once (its log says) instead of waiting out the deadline."""
+    def _halted(self) -> tuple[str, str | None] | None:
+        """(the log line, the log tail) when the server halted at its self-registration:
+        it keeps its port but never answers, so its log is the only one to say why."""
         tail = self._log_tail(self.names.server_pod, "arkouda-server")
-        lines = [ln for ln in (tail or "").splitlines() if "ExternalSystemError" in ln]
-        if lines:
-            raise DeployError(
-                f"the Arkouda server of {self.name} halted at start: {lines[-1].strip()}",
-                f"a Service {self.names.self_service} left from an earlier run, or RBAC "
-                f"missing for {self.names.user}; teardown and deploy again",
-                stage="handshake",
-                reason="ExternalSystemError",
-                pod=self.names.server_pod,
-                log_tail=tail,
-            )
+        lines = [ln.strip() for ln in (tail or "").splitlines() if "ExternalSystemError" in ln]
+        return (lines[-1], tail) if lines else None
+
+    def _restart_server(self, deadline: float) -> None:
+        """Replace the server pod (same name): delete, clear its registration, create."""
+        name = self.names.server_pod
+        self.kube.delete("Pod", name, self.namespace, deadline=deadline)
+        self.kube.wait_gone(
+            "Pod", self.namespace, field_selector=f"metadata.name={name}", deadline=deadline
+        )
+        self._remove_stale_service(deadline)
+        self.kube.apply(manifests.server_pod(self.spec), deadline=deadline)
+        self.wait_server(deadline)
 
     def connect(self, timeout: float = 10.0) -> Any:
         """The user's ``arkouda`` module, connected through the tunnel (again, after a drop)."""
@@ -1814,6 +1844,11 @@ def _unschedulable(pod: dict[str, Any]) -> dict[str, Any] | None:
         ):
             return dict(cond)
     return None
+
+
+def _passing_failure(line: str) -> bool:
+    """Does a halt line name an API error that may not happen again?"""
+    return bool(re.search(r"HTTP (5\d\d|429)\b", line)) or " failed: " in line
 
 
 def _running_with_ip(pod: dict[str, Any]) -> bool:

@@ -93,11 +93,20 @@ def test_keep_on_failure_keeps_the_objects(sb, kube):
 
 
 def test_api_errors_for_a_while_are_ridden_out(sb, kube):
-    c = cluster(sb, spec("f-flaky", locales=2), timeouts=FAULT)
+    """Bursts of 500/503 at the start and in the middle of the waits (lists, watches,
+    the handshake's pod lookup) are retried within the stage deadlines."""
+    bursts = {"locales": (4, 503), "server": (4, 500), "handshake": (3, 503)}
+
+    def inject(event):
+        if event.stage in bursts:
+            sb.faults.fail_requests(*bursts.pop(event.stage))
+
+    c = cluster(sb, spec("f-flaky", locales=3), timeouts=FAULT, on_progress=inject)
     sb.faults.fail_requests(6, status=500)
     try:
         c.deploy()
         assert c.status().stage == "Ready"
+        assert bursts == {}  # every burst was injected
     finally:
         sb.faults.fail_requests(0)
         c.teardown()
@@ -209,3 +218,20 @@ def test_unschedulable_grace_for_an_autoscaler(sb, kube):
     assert "(for 2s)" in err.value.message
     assert any("unschedulable, waiting up to 2s for capacity" in m for m in rec.messages())
     assert labelled(kube, "f-grace") == []
+
+
+@pytest.mark.parametrize(
+    ("line", "passing"),
+    [
+        ("ExternalSystemError: registering Service x-arkouda returned HTTP 500: boom", True),
+        ("ExternalSystemError: registering Service x-arkouda returned HTTP 503: busy", True),
+        ("ExternalSystemError: registering Service x-arkouda returned HTTP 429: slow down", True),
+        ("ExternalSystemError: request to register Service x at https://k failed: reset", True),
+        ("ExternalSystemError: registering Service x-arkouda returned HTTP 409: exists", False),
+        ("ExternalSystemError: registering Service x-arkouda returned HTTP 403: forbidden", False),
+    ],
+)
+def test_which_halts_are_worth_a_restart(line, passing):
+    from arkouda_k8s.cluster import _passing_failure
+
+    assert _passing_failure(line) is passing
