@@ -40,6 +40,7 @@ from __future__ import annotations
 import ast
 import atexit
 import functools
+import gc
 import os
 import re
 import sys
@@ -346,6 +347,9 @@ class ArkoudaMagics(Magics, Configurable):
 
     def bind(self, cluster: ArkoudaCluster) -> Any:
         """Tunnel + session for ``cluster``; ``ak`` in the user namespace; it becomes current."""
+        previous = self.clusters.get(self.current) if self.current else None
+        if previous is not None and previous is not cluster:
+            self._release(previous, f"`ak` moves to {cluster.name}")
         ak = cluster.connect()
         self.shell.user_ns["ak"] = ak
         self.clusters[cluster.name] = cluster
@@ -363,7 +367,9 @@ class ArkoudaMagics(Magics, Configurable):
         from . import widgets
 
         if self.use_widgets():
-            panel = widgets.ClusterPanel(cluster, on_reconnect=self.bind, on_teardown=self._forget)
+            panel = widgets.ClusterPanel(
+                cluster, on_reconnect=self.bind, on_teardown=self.teardown_cluster
+            )
             self.panels.append(panel)
             panel.start()
             self._display(panel)
@@ -371,6 +377,37 @@ class ArkoudaMagics(Magics, Configurable):
         card = widgets.StatusCard(cluster.status())
         self._display(card)
         return card
+
+    def _release(self, cluster: ArkoudaCluster, why: str) -> None:
+        """Drop the user's arrays of ``cluster`` while its session still reaches it.
+
+        The arkouda client holds one connection per process and names arrays id_1,
+        id_2, ... on every server: an array of another server, garbage-collected later,
+        would delete the current server's array of the same name.
+        """
+        session = getattr(cluster, "session", None)
+        if session is None or getattr(session, "closed", False):
+            return
+        ns = self.shell.user_ns
+        names = [k for k, v in ns.items() if _is_arkouda_object(v)]
+        for key in names:
+            del ns[key]
+        out = ns.get("Out")
+        if isinstance(out, dict):
+            for key in [k for k, v in out.items() if _is_arkouda_object(v)]:
+                del out[key]
+        gc.collect()  # their deletes reach their own server now, not the next one
+        shown = [k for k in names if not k.startswith("_")]
+        if shown:
+            print(
+                f"arkouda-k8s: removed {', '.join(sorted(shown))} ({why}; arrays live on "
+                f"{cluster.name})"
+            )
+
+    def teardown_cluster(self, cluster: ArkoudaCluster) -> None:
+        self._release(cluster, f"{cluster.name} is deleted")
+        cluster.teardown()
+        self._forget(cluster)
 
     def _forget(self, cluster: ArkoudaCluster) -> None:
         name = cluster.name
@@ -473,12 +510,9 @@ class ArkoudaMagics(Magics, Configurable):
 
     def kube_contexts(self) -> tuple[list[tuple[str, str]], str | None]:
         """(context name, its namespace) pairs of the kubeconfig, and the current context."""
-        from . import cluster
+        from .cluster import list_contexts
 
-        lister = getattr(cluster, "list_contexts", None)
-        if lister is not None:
-            return lister(kubeconfig=self.kubeconfig)  # type: ignore[no-any-return]
-        return _kubeconfig_contexts(self.kubeconfig)
+        return list_contexts(self.kubeconfig)
 
     # -- %%arkouda ---------------------------------------------------------------------
 
@@ -612,6 +646,7 @@ class ArkoudaMagics(Magics, Configurable):
             if args.all:  # ours first: their tunnels and heartbeats stop before deletion
                 for cluster in list(self.clusters.values()):
                     if namespace in (None, cluster.namespace):
+                        self._release(cluster, f"{cluster.name} is deleted")
                         cluster.close()
             remove = teardown_all if args.all else teardown_expired
             names = remove(namespace=namespace, **self.cluster_options(args))
@@ -622,8 +657,7 @@ class ArkoudaMagics(Magics, Configurable):
                 print(f"{item}: deleted")
         else:
             cluster = self.cluster(args.name, args)
-            cluster.teardown()
-            self._forget(cluster)
+            self.teardown_cluster(cluster)
             names = [cluster.name]
             print(f"{cluster.name}: deleted")
         if not names:
@@ -705,6 +739,12 @@ class ArkoudaMagics(Magics, Configurable):
 # -- helpers --------------------------------------------------------------------------
 
 
+def _is_arkouda_object(value: Any) -> bool:
+    """An object of the arkouda client (pdarray, Strings, ...), found without importing it."""
+    module = type(value).__module__ or ""
+    return module == "arkouda" or module.startswith("arkouda.")
+
+
 def _expired(item: Any) -> bool:
     return bool(getattr(item, "heartbeat_expired", getattr(item, "expired", False)))
 
@@ -740,25 +780,6 @@ def _from_arkouda_client(exc: BaseException) -> bool:
             return True
         tb = tb.tb_next
     return False
-
-
-def _kubeconfig_contexts(path: str | None) -> tuple[list[tuple[str, str]], str | None]:
-    """Context names and namespaces read from a kubeconfig file; empty when unreadable."""
-    import yaml
-
-    path = path or (os.environ.get("KUBECONFIG") or "").split(os.pathsep)[0] or None
-    path = path or os.path.expanduser("~/.kube/config")
-    try:
-        with open(path) as fh:
-            data = yaml.safe_load(fh) or {}
-    except (OSError, yaml.YAMLError):
-        return [], None
-    pairs = [
-        (c.get("name", ""), (c.get("context") or {}).get("namespace") or "default")
-        for c in data.get("contexts") or []
-        if isinstance(c, dict)
-    ]
-    return pairs, data.get("current-context")
 
 
 _LOADED: dict[int, ArkoudaMagics] = {}

@@ -248,6 +248,8 @@ class ClusterPanel(_Card, w.VBox):
         on_teardown: Callable[[Any], Any] | None = None,
         interval: float = 2.0,
     ) -> None:
+        # on_reconnect / on_teardown replace cluster.connect() / cluster.teardown() (the
+        # magics also rebind or release `ak`)
         self.cluster = cluster
         self.on_reconnect, self.on_teardown = on_reconnect, on_teardown
         self.interval = interval
@@ -360,9 +362,7 @@ class ClusterPanel(_Card, w.VBox):
     def teardown(self) -> None:
         def run() -> None:
             self.stop()
-            self.cluster.teardown()
-            if self.on_teardown is not None:
-                self.on_teardown(self.cluster)
+            (self.on_teardown or (lambda c: c.teardown()))(self.cluster)
             _say(self.output, f"{self._name()}: deleted")
 
         self._act("teardown", run)

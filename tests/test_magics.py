@@ -492,6 +492,9 @@ def test_magics_end_to_end_deploy_compute_status_logs_teardown(
 
     out = step("%arkouda_teardown")
     assert "e2e: deleted" in out.stdout
+    # its arrays leave the namespace while their server can still delete them
+    assert "removed a, b (e2e is deleted" in out.stdout
+    assert "a" not in ip.user_ns and "b" not in ip.user_ns
     assert instance_objects(sb, "e2e") == []
     assert "ak" not in ip.user_ns
     error, _ = run(ip, "%arkouda_status")

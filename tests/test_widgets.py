@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from arkouda_k8s.cluster import list_contexts
 from arkouda_k8s.errors import DeployError, TunnelError
-from arkouda_k8s.magics import MASK, _kubeconfig_contexts
+from arkouda_k8s.magics import MASK
 from arkouda_k8s.spec import ClusterSpec
 from arkouda_k8s.widgets import (
     ClusterPanel,
@@ -191,8 +192,12 @@ def test_context_picker_and_namespace_choices_come_from_the_kubeconfig(tmp_path:
         "contexts:\n"
         "- name: dev\n  context: {cluster: c1, user: u1, namespace: analytics}\n"
         "- name: prod\n  context: {cluster: c2, user: u2}\n"
+        "clusters:\n"
+        "- {name: c1, cluster: {server: 'https://127.0.0.1:6443'}}\n"
+        "- {name: c2, cluster: {server: 'https://127.0.0.2:6443'}}\n"
+        "users: [{name: u1, user: {}}, {name: u2, user: {}}]\n"
     )
-    contexts = _kubeconfig_contexts(str(kubeconfig))
+    contexts = list_contexts(str(kubeconfig))
     assert contexts == ([("dev", "analytics"), ("prod", "default")], "dev")
     form = DeployForm(contexts=contexts)
     assert list(form.context.options) == ["dev", "prod"]
@@ -275,7 +280,12 @@ def test_panel_buttons_logs_reconnect_teardown() -> None:
     cluster = FakeCluster()
     torn: list[Any] = []
     reconnected: list[Any] = []
-    panel = ClusterPanel(cluster, on_reconnect=reconnected.append, on_teardown=torn.append)
+
+    def teardown(c: FakeCluster) -> None:
+        c.teardown()
+        torn.append(c)
+
+    panel = ClusterPanel(cluster, on_reconnect=reconnected.append, on_teardown=teardown)
     panel.logs_button.click()
     logs = _output_text(panel.output)
     assert "listening on" in logs and TOKEN not in logs and MASK in logs
