@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -293,6 +293,34 @@ class ConfigError(Exception):
 # Runtimes: a real process, or an idle container made of asyncio listeners
 
 
+async def spawn(argv: list[str], env: dict[str, str], cwd: str) -> asyncio.subprocess.Process:
+    """Start ``argv`` in its own process group, output piped, stdin closed.
+
+    A cancel can land after the fork; then the child is killed before the cancel goes
+    on, so no process outlives the pod that asked for it.
+    """
+    started = asyncio.ensure_future(
+        asyncio.create_subprocess_exec(
+            *argv,
+            env=env,
+            cwd=cwd,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+    )
+    try:
+        return await asyncio.shield(started)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            late = await started
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(late.pid, signal.SIGKILL)
+            await late.wait()
+        raise
+
+
 class ProcessRuntime:
     """One container process in its own process group, output into a LogBuffer."""
 
@@ -305,16 +333,7 @@ class ProcessRuntime:
     async def start(
         cls, argv: list[str], env: dict[str, str], cwd: str, logbuf: LogBuffer
     ) -> ProcessRuntime:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            env=env,
-            cwd=cwd,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-        )
-        return cls(proc, logbuf)
+        return cls(await spawn(argv, env, cwd), logbuf)
 
     async def _pump(self, logbuf: LogBuffer) -> None:
         assert self.proc.stdout is not None
@@ -364,13 +383,18 @@ class IdleRuntime:
                 writer.close()
 
         virtual = []
-        for port in ports:
-            try:
-                self._servers.append(await asyncio.start_server(on_connect, ip, port))
-            except PermissionError:
-                # Port 22 of a locale as non-root: no socket, but probes still see it served.
-                virtual.append(port)
-            self.serving.add((ip, port))
+        try:
+            for port in ports:
+                try:
+                    self._servers.append(await asyncio.start_server(on_connect, ip, port))
+                except PermissionError:
+                    # Port 22 of a locale as non-root: no socket, but probes see it served.
+                    virtual.append(port)
+                self.serving.add((ip, port))
+        except BaseException:
+            for server in self._servers:  # cancelled or failed midway: no stray listener
+                server.close()
+            raise
         where = ", ".join(f"{ip}:{p}" for p in ports if p not in virtual) or "no ports"
         note = f"; ports {virtual} need root, served to probes only" if virtual else ""
         logbuf.write(f"sandbox: idle container started (listening on {where}{note})\n".encode())
@@ -1062,7 +1086,7 @@ class PodWorker:
         runtime = c.runtime
         self.event("Started", f"Started container {c.name}", container=c.name)
         c.state = {"running": {"startedAt": rfc3339()}}
-        c.started = True
+        c.started = not c.spec.get("startupProbe") or c.init
         self.mark_dirty()
         helpers = [] if c.init else [asyncio.ensure_future(self._probe_loops(c))]
         if self.fault == "OOMKilled":
@@ -1107,9 +1131,14 @@ class PodWorker:
     # -- probes --------------------------------------------------------------------------
 
     async def _probe_loops(self, c: Container) -> None:
+        startup = c.spec.get("startupProbe")
+        if startup and not await self._probe_loop(c, startup, "Startup"):
+            return  # failed: the container is being restarted
+        c.started = True
+        self.mark_dirty()
         readiness = c.spec.get("readinessProbe")
         liveness = c.spec.get("livenessProbe")
-        loops = []
+        loops: list[Coroutine[Any, Any, Any]] = []
         if self.fault == "NeverReady":
             loops.append(self._never_ready(c, readiness))
         elif readiness:
@@ -1145,7 +1174,8 @@ class PodWorker:
             )
             await asyncio.sleep(period)
 
-    async def _probe_loop(self, c: Container, probe: dict[str, Any], kind: str) -> None:
+    async def _probe_loop(self, c: Container, probe: dict[str, Any], kind: str) -> bool:
+        """Probe until the container ends; a startup probe returns True at its first success."""
         initial = float(probe.get("initialDelaySeconds") or 0)
         period = float(probe.get("periodSeconds") or 10)
         timeout = float(probe.get("timeoutSeconds") or 1)
@@ -1157,6 +1187,8 @@ class PodWorker:
             ok, detail = await self._probe_once(c, probe, timeout)
             if ok:
                 oks, fails = oks + 1, 0
+                if kind == "Startup":
+                    return True
                 if kind == "Readiness" and oks >= need_ok and not c.ready:
                     c.ready = True
                     self.mark_dirty()
@@ -1168,16 +1200,17 @@ class PodWorker:
                 if kind == "Readiness" and fails >= need_fail and c.ready:
                     c.ready = False
                     self.mark_dirty()
-                if kind == "Liveness" and fails >= need_fail and c.runtime is not None:
+                if kind != "Readiness" and fails >= need_fail and c.runtime is not None:
                     self.event(
                         "Killing",
-                        f"Container {c.name} failed liveness probe, will be restarted",
+                        f"Container {c.name} failed {kind.lower()} probe, will be restarted",
                         container=c.name,
                     )
                     c.killed_for_liveness = True
                     await self._stop_runtime(c.runtime, self._grace())
-                    return
+                    return False
             await asyncio.sleep(period)
+        return False
 
     async def _probe_once(
         self, c: Container, probe: dict[str, Any], timeout: float
@@ -1231,21 +1264,15 @@ class PodWorker:
                     )
             if "exec" in probe:
                 cmd = [self.map_words(str(x)) for x in probe["exec"].get("command") or []]
-                proc = await asyncio.create_subprocess_exec(
-                    *cmd,
-                    env=self._process_env(c),
-                    cwd=str(self.dir),
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.STDOUT,
-                    start_new_session=True,
-                )
+                proc = await spawn(cmd, self._process_env(c), str(self.dir))
                 try:
                     out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-                except TimeoutError:
+                except (TimeoutError, asyncio.CancelledError) as exc:
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(proc.pid, signal.SIGKILL)
                     await proc.wait()
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
                     return False, f"command {shlex.join(cmd)!r} timed out"
                 if proc.returncode == 0:
                     return True, ""

@@ -582,7 +582,9 @@ def test_init_containers_run_first_and_in_order(world):
 
 def test_deleting_pods_while_they_start_leaves_no_process(world):
     marker = f"race-marker-{os.getpid()}"
-    for i, delay in enumerate((0.0, 0.02, 0.05, 0.08, 0.12, 0.2)):
+    # Deletes land before, around and after the fork (about 50 ms after binding).
+    delays = [0.0, 0.02, *(0.04 + 0.005 * k for k in range(12)), 0.12, 0.2]
+    for i, delay in enumerate(delays):
         world.create("pods", _pod(f"race-{i}", ["sh", "-c", f"sleep 60; : {marker}"]))
         time.sleep(delay)
         world.delete("pods", f"race-{i}")
@@ -664,3 +666,35 @@ def test_idle_port_that_needs_root_is_served_to_probes_only(monkeypatch):
     serving, text = asyncio.run(scenario())
     assert ("127.0.0.1", 22) in serving
     assert b"ports [22] need root" in text
+
+
+def test_startup_probe_gates_started_and_restarts_on_failure(world):
+    pod = _pod("slowstart", ["sleep", "60"])
+    pod["spec"]["containers"][0]["startupProbe"] = {
+        "exec": {"command": ["test", "-e", "booted"]},
+        "periodSeconds": 1,
+        "failureThreshold": 30,
+    }
+    world.create("pods", pod)
+    running = world.wait_pod(
+        "slowstart", lambda p: container_status(p).get("state", {}).get("running"), "running"
+    )
+    assert container_status(running)["started"] is False and not is_ready(running)
+    Path(world.kubelet.root, running["metadata"]["uid"], "booted").touch()
+    done = world.wait_pod("slowstart", is_ready, "ready after the startup probe passed")
+    assert container_status(done)["started"] is True
+    world.delete("pods", "slowstart")
+
+    never = _pod("neverstart", ["sleep", "60"])
+    never["spec"]["containers"][0]["startupProbe"] = {
+        "exec": {"command": ["false"]},
+        "periodSeconds": 1,
+        "failureThreshold": 2,
+    }
+    world.create("pods", never)
+    world.wait_pod(
+        "neverstart", lambda p: container_status(p).get("restartCount", 0) >= 1, "a restart"
+    )
+    messages = {e["message"] for e in world.events("neverstart")}
+    assert "Container main failed startup probe, will be restarted" in messages
+    world.delete("pods", "neverstart")
