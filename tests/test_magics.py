@@ -718,3 +718,112 @@ def test_expired_deployments_are_announced_at_load_and_removed(
         assert instance_objects(sb, "stale") == []
     finally:
         stale.teardown()  # when the magic failed to
+
+
+# == in a real Jupyter kernel ============================================================
+
+
+def kernel_env(tmp_path: Any) -> dict[str, str]:
+    """A kernel environment that finds this checkout and leaves the user's dirs alone."""
+    from pathlib import Path
+
+    root = str(Path(magics_module.__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    for var, sub in (
+        ("IPYTHONDIR", "ipython"),
+        ("JUPYTER_CONFIG_DIR", "jupyter-config"),
+        ("JUPYTER_RUNTIME_DIR", "jupyter-runtime"),
+        ("JUPYTER_DATA_DIR", "jupyter-data"),
+    ):
+        env[var] = str(tmp_path / sub)
+    env["KUBECONFIG"] = str(tmp_path / "no-kubeconfig")
+    env["ARKOUDA_K8S_CONFIG"] = str(tmp_path / "absent.toml")
+    for key in magics_module.SETTINGS:
+        env.pop(f"ARKOUDA_K8S_{key.upper()}", None)
+    return env
+
+
+def test_quickstart_notebook_in_a_real_kernel_under_nbclient(tmp_path: Any) -> None:
+    from pathlib import Path
+
+    nbclient = pytest.importorskip("nbclient")
+    nbformat = pytest.importorskip("nbformat")
+    pytest.importorskip("ipykernel")
+    pytest.importorskip("arkouda", reason="run scripts/install_arkouda_client.py")
+    path = Path(magics_module.__file__).resolve().parent.parent / "notebooks" / "quickstart.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(
+        nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
+    client.execute(env=kernel_env(tmp_path))  # raises CellExecutionError if a cell fails
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    by_source = {"".join(c.source).splitlines()[0]: c.outputs for c in code}
+    displays = [o for c in code for o in c.outputs if o.output_type == "display_data"]
+    # widgets in a kernel: each has a widget view plus readable text and HTML
+    assert displays
+    for o in displays:
+        assert "application/vnd.jupyter.widget-view+json" in o.data
+        assert "VBox(children" not in o.data["text/plain"]
+        assert o.data["text/html"].startswith("<div class='arkouda-k8s-card'>")
+    deploy = by_source[
+        "%arkouda_deploy --name quickstart --no-auth --locales 2 --cpu 500m --memory 1Gi"
+    ]
+    assert any("Ready" in o.get("data", {}).get("text/plain", "") for o in deploy)
+    cell = by_source["%%arkouda"]
+    text = "".join(o.get("text", "") for o in cell)
+    assert "[arkouda quickstart]" in text
+    assert any(o.output_type == "execute_result" for o in cell)
+    teardown = "".join(o.get("text", "") for o in by_source["%arkouda_teardown quickstart"])
+    assert "quickstart: deleted" in teardown
+
+
+def test_error_policy_in_a_real_kernel(tmp_path: Any) -> None:
+    pytest.importorskip("ipykernel")
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="python3", env=kernel_env(tmp_path))
+    try:
+        streams: list[str] = []
+
+        def execute(code: str, allow_stdin: bool) -> tuple[str, dict[str, Any] | None]:
+            streams.clear()
+            msg_id = kc.execute(code, allow_stdin=allow_stdin, stop_on_error=False)
+            reply = kc.get_shell_msg(timeout=120)
+            while reply["parent_header"].get("msg_id") != msg_id:  # an earlier request's
+                reply = kc.get_shell_msg(timeout=120)
+            error = None
+            while True:
+                msg = kc.get_iopub_msg(timeout=30)
+                if msg["parent_header"].get("msg_id") != msg_id:
+                    continue
+                if msg["msg_type"] == "error":
+                    error = msg["content"]
+                if msg["msg_type"] == "stream":
+                    streams.append(msg["content"]["text"])
+                if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                    return reply["content"]["status"], error
+
+        assert execute("%load_ext arkouda_k8s", True) == ("ok", None)
+        assert execute("%arkouda_sandbox", True) == ("ok", None)
+        # a notebook front end (it offers stdin): one line with the hint, the cell fails
+        status, error = execute("%arkouda_connect nobody", True)
+        assert status == "error" and error is not None
+        assert error["ename"] == "ArkoudaError"
+        assert len(error["traceback"]) == 1
+        assert error["traceback"][0].startswith("ClusterNotFound: no arkouda-k8s deployment")
+        assert "(hint: " in error["traceback"][0]
+        # a batch client (papermill, nbval: no stdin): the exception with its traceback
+        status, error = execute("%arkouda_connect nobody", False)
+        assert status == "error" and error is not None
+        assert error["ename"] == "ClusterNotFound" and len(error["traceback"]) > 3
+        # bad arguments are a one-line UsageError either way (IPython prints it itself)
+        status, error = execute("%arkouda_deploy --locales 0", False)
+        assert status == "error" and error is None
+        assert "".join(streams).strip() == (
+            "UsageError: %arkouda_deploy: --locales: invalid value 0; an integer from 1 to "
+            "1024 (hint: see `%arkouda_deploy?`)"
+        )
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=False)
