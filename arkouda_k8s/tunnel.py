@@ -272,6 +272,13 @@ class _SpdyUpstream(_Upstream, asyncio.BufferedProtocol):
         self.error_text = bytearray()
         self.done = False
         self.buffer = memoryview(bytearray(_READ_SIZE))
+        self.pings = 0
+
+    def ping(self) -> None:
+        """A SPDY PING: keeps idle-timeout proxies and load balancers from cutting us."""
+        if self.upgraded.done() and not self.done and self.transport is not None:
+            self.pings += 1
+            self.transport.write(spdy.ping(2 * self.pings - 1))  # clients ping with odd ids
 
     # asyncio.BufferedProtocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -401,8 +408,11 @@ class _SpdyUpstream(_Upstream, asyncio.BufferedProtocol):
 
     # SPDY input
     def _on_control(self, kind: int, flags: int, payload: bytes) -> None:
-        if kind == spdy.PING and self.transport is not None:
-            self.transport.write(spdy.control_frame(spdy.PING, 0, payload[:4]))
+        if kind == spdy.PING:
+            if spdy.parse_stream_id(payload) % 2:
+                self.core.pongs += 1  # odd: the answer to one of ours
+            elif self.transport is not None:
+                self.transport.write(spdy.control_frame(spdy.PING, 0, payload[:4]))
         elif kind == spdy.RST_STREAM:
             stream_id, status = spdy.parse_u32_pair(payload)
             if stream_id in (_DATA_STREAM, _ERROR_STREAM) and not self.done:
@@ -575,6 +585,7 @@ class _Core:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.protocol = "spdy" if tunnel.protocol in ("auto", "spdy") else "websocket"
         self.stopping = asyncio.Event()
+        self.pongs = 0
         url = urlsplit(tunnel.endpoint.server)
         self.tls = url.scheme == "https"
         self.host = url.hostname or "127.0.0.1"
@@ -602,6 +613,8 @@ class _Core:
             return
         t._address = self.server.sockets[0].getsockname()[:2]
         started.set()
+        if t.ping_interval:
+            self._spawn(self.ping_loop())
         # the first pod resolution + probe: ready when the API accepts a forward to the pod
         self.recover()
         await self.stopping.wait()
@@ -630,6 +643,16 @@ class _Core:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
+
+    async def ping_loop(self) -> None:
+        interval = self.t.ping_interval
+        assert interval is not None
+        while not self.stopping.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), interval)
+            for local in list(self.locals):
+                if isinstance(local.upstream, _SpdyUpstream):
+                    local.upstream.ping()
 
     # the server pod
     async def resolve(self) -> str:
@@ -772,6 +795,7 @@ class _Core:
                 max_msg_size=0,
                 compress=0,
                 timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
+                heartbeat=self.t.ping_interval,
             )
         except aiohttp.WSServerHandshakeError as exc:
             raise _Refused(exc.status, exc.message or f"HTTP {exc.status}", "websocket") from None
@@ -904,7 +928,8 @@ class Tunnel:
 
     With options: a resolver that finds the current server pod (called in a worker
     thread, so it may block), a fixed local port, a state callback and a health check
-    run every ``health_interval`` seconds against the local address::
+    run every ``health_interval`` seconds against the local address (open connections
+    also send a keepalive ping every ``ping_interval`` seconds)::
 
         tunnel = Tunnel(
             endpoint, "arkouda", lambda: find_server_pod(),
@@ -935,6 +960,7 @@ class Tunnel:
         health_timeout: float = 10.0,
         connect_timeout: float = 10.0,
         reconnect_timeout: float | None = None,
+        ping_interval: float | None = 30.0,
         protocol: str = "auto",
     ) -> None:
         if protocol not in PROTOCOLS:
@@ -955,6 +981,7 @@ class Tunnel:
         self.health_timeout = health_timeout
         self.connect_timeout = connect_timeout
         self.reconnect_timeout = reconnect_timeout
+        self.ping_interval = ping_interval
         self.protocol = protocol
         self.state = CLOSED
         self.last_error: TunnelError | None = None
@@ -986,6 +1013,11 @@ class Tunnel:
         if core is not None and core.pod:
             return core.pod
         return self._pod if isinstance(self._pod, str) else None
+
+    @property
+    def pings_answered(self) -> int:
+        """Keepalive pings the API server answered (SPDY connections; a liveness sign)."""
+        return self._core.pongs if self._core is not None else 0
 
     @property
     def wire_protocol(self) -> str | None:

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 
 ECHO_PORT = 7000
 POD = "bench-echo"
+SANDBOX_ARGV = [sys.executable, "-m", "arkouda_k8s.sandbox"]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 ECHO = f"""
@@ -213,7 +214,7 @@ def round_trips(address: tuple[str, int], count: int) -> float:
 
 def start_sandbox() -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "arkouda_k8s.sandbox"],
+        SANDBOX_ARGV,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -428,6 +428,18 @@ def test_stop_closes_the_listener(world: World, echo: str) -> None:
     t.stop()  # idempotent
 
 
+def test_idle_connections_are_kept_alive_with_pings(world: World, echo: str) -> None:
+    with (
+        Tunnel(world.endpoint(), "default", echo, ECHO_PORT, ping_interval=0.1) as t,
+        socket.create_connection(t.local_address, timeout=10) as sock,
+    ):
+        sock.sendall(b"before")
+        assert sock.recv(6) == b"before"
+        until("answered pings on the idle connection", lambda: t.pings_answered >= 3, 5)
+        sock.sendall(b"after")  # the pings did not disturb the data stream
+        assert sock.recv(5) == b"after"
+
+
 def test_fixed_local_port(world: World, echo: str) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

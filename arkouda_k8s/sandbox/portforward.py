@@ -44,6 +44,8 @@ PORTFORWARD_PROTOCOL = "portforward.k8s.io"
 READ_SIZE = 256 * 1024
 # Pause the client side while a pod socket holds more than this unsent.
 POD_WRITE_LIMIT = 1024 * 1024
+# Pause reading the pods while the client connection holds more than this unsent.
+CLIENT_WRITE_LIMIT = 4 * 1024 * 1024
 CONNECT_TIMEOUT = 10.0
 PAIR_TIMEOUT = 30.0
 
@@ -366,6 +368,9 @@ class _PodLink(asyncio.Protocol):
         # StreamReader has no public "EOF seen" flag; _eof has been stable since 3.4
         eof = bool(getattr(reader, "_eof", False))
         transport.set_protocol(self)
+        # room for a few large frames before asking the client side to pause: small
+        # limits turn a bulk transfer into stop-and-go
+        transport.set_write_buffer_limits(high=POD_WRITE_LIMIT)
         self.transport = transport
         # a StreamWriter closes its transport when collected: keep it for our lifetime
         self.writer = writer
@@ -457,7 +462,8 @@ class _SpdyForward(_Forward):
     def _on_control(self, kind: int, flags: int, payload: bytes) -> None:
         if kind == spdy.SYN_STREAM:
             self._syn_stream(flags, payload)
-        elif kind == spdy.PING:
+        elif kind == spdy.PING and spdy.parse_stream_id(payload) % 2:
+            # odd ids are the client's pings: echo them (even ones would be our answers)
             self.write(spdy.control_frame(spdy.PING, 0, payload[:4]))
         elif kind == spdy.RST_STREAM:
             stream_id, _status = spdy.parse_u32_pair(payload)
@@ -817,6 +823,7 @@ async def _serve_raw_spdy(
     # bytes must reach the SPDY session, not aiohttp's HTTP parser.
     session = _RawSpdyForward(registry, request, connect, cast(asyncio.Transport, transport))
     transport.set_protocol(session)
+    transport.set_write_buffer_limits(high=CLIENT_WRITE_LIMIT)
     try:
         await response.prepare(request)
     except ConnectionError:
