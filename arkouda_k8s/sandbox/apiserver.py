@@ -1028,7 +1028,7 @@ class ApiServer:
                 warnings += [f'unknown field "{f}"' for f in unknown]
             validation.prune(body, unknown)
         old = self.store.get(res.key, route.namespace or None, route.name)
-        merged = merge.server_side_apply(old, body, manager, res.api_version)
+        merged = merge.server_side_apply(old, body, manager, res.api_version, force=_force(request))
         if old is None:
             obj = self._prepare(request, route, merged, None, warnings)
             return self._commit_create(request, route, obj, user, warnings)
@@ -1222,7 +1222,9 @@ class ApiServer:
                     raise bad_request(
                         "PATCH /apply requests require the fieldManager query parameter"
                     )
-                body = merge.server_side_apply(old, body_patch, manager, route.res.api_version)
+                body = merge.server_side_apply(
+                    old, body_patch, manager, route.res.api_version, force=_force(request)
+                )
             else:
                 body = self._patched(ctype, old, body_patch)
                 if isinstance(body.get("metadata"), dict):
@@ -1678,6 +1680,13 @@ async def _read_body(request: web.Request) -> bytes:
             "Timeout",
             f"the request body did not arrive within {BODY_TIMEOUT:.0f} s",
         ) from None
+
+
+def _force(request: web.Request) -> bool:
+    value = request.query.get("force", "false")
+    if value not in ("true", "false", "1", "0", ""):
+        raise bad_request(f'force: invalid value "{value}": must be true or false')
+    return value in ("true", "1")
 
 
 def _int_param(q: Any, name: str, default: int) -> int:

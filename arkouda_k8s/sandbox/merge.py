@@ -68,6 +68,28 @@ def json_patch(target: dict[str, Any], patch: Any) -> dict[str, Any]:
     return result
 
 
+def _apply_conflict(conflicts: list[tuple[str, str, str]]) -> ApiError:
+    n = len(conflicts)
+    lines = "; ".join(f'conflict with "{m}" using {v}: {f}' for m, v, f in conflicts)
+    return ApiError(
+        409,
+        "Conflict",
+        f"Apply failed with {n} conflict{'s' if n > 1 else ''}: {lines} (another field manager "
+        "set these fields: apply with force (kubectl --force-conflicts) to take them over, or "
+        "leave them out of your configuration)",
+        {
+            "causes": [
+                {
+                    "reason": "FieldManagerConflict",
+                    "message": f'conflict with "{m}" using {v}',
+                    "field": f,
+                }
+                for m, v, f in conflicts
+            ]
+        },
+    )
+
+
 def _invalid_patch(message: str) -> ApiError:
     return ApiError(
         422,
@@ -236,6 +258,65 @@ def _remove_path(obj: Any, path: Path) -> None:
             return
 
 
+_MISSING = object()
+
+
+def _get_path(obj: Any, path: Path) -> Any:
+    """The value at ``path`` (FieldsV1 elements), or _MISSING."""
+    node = obj
+    parent_field = ""
+    for part in path:
+        if part.startswith("f:"):
+            if not isinstance(node, dict) or part[2:] not in node:
+                return _MISSING
+            parent_field = part[2:]
+            node = node[part[2:]]
+        elif isinstance(node, list):
+            found = [
+                item for j, item in enumerate(node) if _list_item_id(parent_field, item, j) == part
+            ]
+            if not found:
+                return _MISSING
+            node = found[0]
+        else:
+            return _MISSING
+    return node
+
+
+def _show_path(path: Path) -> str:
+    """``.spec.containers[name="a"].image``: how the real server names a field."""
+    out = ""
+    for part in path:
+        if part.startswith("f:"):
+            out += "." + part[2:]
+        elif part.startswith("k:"):
+            keys = json.loads(part[2:])
+            out += "[" + ",".join(f"{k}={json.dumps(v)}" for k, v in keys.items()) + "]"
+        elif part.startswith("v:"):
+            out += f"[={part[2:]}]"
+    return out
+
+
+def _conflicts(
+    live: dict[str, Any],
+    applied: dict[str, Any],
+    new_set: set[Path],
+    rivals: list[dict[str, Any]],
+) -> list[tuple[str, str, str]]:
+    """(manager, apiVersion, field) for fields another applier owns with another value."""
+    found = []
+    for e in rivals:
+        owned = from_fields_v1(e.get("fieldsV1") or {})
+        for path in sorted(new_set & owned):
+            if path[-1].startswith(("k:", "v:")):
+                continue  # a list item itself: its fields are compared one by one
+            if _get_path(live, path) != _get_path(applied, path):
+                found.append(
+                    (str(e.get("manager")), str(e.get("apiVersion", "")), _show_path(path))
+                )
+    return found
+
+
 def _apply_merge(live: Any, applied: Any, field: str = "") -> Any:
     """Merge an applied configuration into the live object (maps and keyed lists merge)."""
     if isinstance(applied, dict) and isinstance(live, dict):
@@ -259,9 +340,19 @@ def _apply_merge(live: Any, applied: Any, field: str = "") -> Any:
 
 
 def server_side_apply(
-    live: dict[str, Any] | None, applied: dict[str, Any], manager: str, api_version: str
+    live: dict[str, Any] | None,
+    applied: dict[str, Any],
+    manager: str,
+    api_version: str,
+    *,
+    force: bool = True,
 ) -> dict[str, Any]:
-    """The object after ``manager`` applies ``applied`` (``live`` None: a create)."""
+    """The object after ``manager`` applies ``applied`` (``live`` None: a create).
+
+    Without ``force``, a field another applier owns with a different value is a 409
+    conflict (like ``kubectl apply --server-side`` without ``--force-conflicts``); with
+    it, this manager takes the field over.
+    """
     if not isinstance(applied, dict):
         raise bad_request("an apply configuration must be an object with apiVersion and kind")
     if not isinstance(applied.get("metadata", {}), dict):
@@ -272,16 +363,33 @@ def server_side_apply(
         (e for e in entries if e.get("manager") == manager and e.get("operation") == "Apply"),
         None,
     )
+    rivals = [
+        e for e in entries if e is not mine and e.get("operation") == "Apply" and e.get("fieldsV1")
+    ]
+    if live is not None and rivals:
+        conflicts = _conflicts(live, applied, new_set, rivals)
+        if conflicts and not force:
+            raise _apply_conflict(conflicts)
+        if conflicts:  # forced: the fields move to this manager
+            moved = []
+            for e in entries:
+                if any(e is r for r in rivals):
+                    left = from_fields_v1(e["fieldsV1"]) - new_set
+                    if not left:
+                        continue  # a manager that owns nothing any more is dropped
+                    e = {**e, "fieldsV1": to_fields_v1(left)}
+                moved.append(e)
+            entries = moved
     if live is None:
         result = copy.deepcopy(applied)
     else:
         result = copy.deepcopy(live)
         if mine is not None:
-            others: set[Path] = set()
+            owned_by_others: set[Path] = set()
             for e in entries:
                 if e is not mine and e.get("operation") == "Apply":
-                    others |= from_fields_v1(e.get("fieldsV1") or {})
-            gone = from_fields_v1(mine.get("fieldsV1") or {}) - new_set - others
+                    owned_by_others |= from_fields_v1(e.get("fieldsV1") or {})
+            gone = from_fields_v1(mine.get("fieldsV1") or {}) - new_set - owned_by_others
             # shortest first: a removed list item takes its fields with it
             for path in sorted(gone, key=len):
                 if not any(p[: len(path)] == path for p in new_set):

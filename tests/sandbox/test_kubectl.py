@@ -453,3 +453,43 @@ def test_certificate_approve_and_a_kubeconfig_with_the_issued_certificate(
         ).stdout.strip()
         == "no"
     )
+
+
+def test_server_side_apply_conflicts_between_field_managers(
+    kubectl: str, kubectl_env: dict[str, str], tmp_path: Path
+) -> None:
+    def manifest(value: str) -> str:
+        path = tmp_path / f"cm-{value}.yaml"
+        path.write_text(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: owned, namespace: default}\n"
+            f"data: {{x: '{value}'}}\n"
+        )
+        return str(path)
+
+    run(
+        kubectl, kubectl_env, "apply", "--server-side", "--field-manager=alice", "-f", manifest("1")
+    )
+    clash = run(
+        kubectl,
+        kubectl_env,
+        "apply",
+        "--server-side",
+        "--field-manager=bob",
+        "-f",
+        manifest("2"),
+        ok=False,
+    )
+    assert clash.returncode != 0
+    assert 'conflict with "alice"' in clash.stderr and ".data.x" in clash.stderr
+    run(
+        kubectl,
+        kubectl_env,
+        "apply",
+        "--server-side",
+        "--field-manager=bob",
+        "--force-conflicts",
+        "-f",
+        manifest("2"),
+    )
+    value = run(kubectl, kubectl_env, "get", "cm", "owned", "-o", "jsonpath={.data.x}").stdout
+    assert value == "2"

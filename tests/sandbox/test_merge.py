@@ -111,3 +111,21 @@ def test_apply_removes_only_what_this_manager_stopped_applying() -> None:
     assert sorted(m["manager"] for m in out["metadata"]["managedFields"]) == ["me", "them"]
     with pytest.raises(ApiError):
         server_side_apply(out, ["not", "an", "object"], "me", "v1")  # type: ignore[arg-type]
+
+
+def test_apply_conflicts_between_managers_unless_forced() -> None:
+    cfg = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"x": "1"}}
+    live = server_side_apply(None, cfg, "alice", "v1", force=False)
+    same = server_side_apply(live, cfg, "bob", "v1", force=False)  # same value: shared
+    assert sorted(m["manager"] for m in same["metadata"]["managedFields"]) == ["alice", "bob"]
+    other = {**cfg, "data": {"x": "2"}}
+    with pytest.raises(ApiError) as err:
+        server_side_apply(live, other, "bob", "v1", force=False)
+    assert err.value.status == 409
+    assert 'Apply failed with 1 conflict: conflict with "alice" using v1: .data.x' in (
+        err.value.message
+    )
+    forced = server_side_apply(live, other, "bob", "v1", force=True)
+    assert forced["data"] == {"x": "2"}
+    # alice owned nothing else, so she is no longer a manager of the object
+    assert [m["manager"] for m in forced["metadata"]["managedFields"]] == ["bob"]
