@@ -6,7 +6,8 @@ field ownership (``managedFields`` in the real ``FieldsV1`` form): fields a mana
 applied before and no longer applies are removed unless another applier owns them.
 List semantics come from the table below (merge keys of the Kubernetes schema), not
 from a full OpenAPI model; unknown lists are atomic, like ``x-kubernetes-list-type``
-atomic. Conflicts between managers are not reported (apply always forces).
+atomic. Appliers conflict (409) over a field another applier set to a different value
+unless they force; other writes are not tracked as managers.
 """
 
 from __future__ import annotations
