@@ -532,6 +532,7 @@ class ArkoudaMagics(Magics, Configurable):
         else:
             self.bind(cluster)
         memory_before = _memory_used(cluster)
+        server_before = _server_time(cluster)
         started = time.perf_counter()
         try:
             if args.timeit:
@@ -541,10 +542,14 @@ class ArkoudaMagics(Magics, Configurable):
                     result = self._run(cell)
         finally:
             elapsed = time.perf_counter() - started
+            server_after = _server_time(cluster)
             memory_after = _memory_used(cluster)
             if previous is not None and previous is not cluster:
                 self.bind(previous)  # the user's `ak` stays on their current cluster
-        print(_cell_report(cluster.name, elapsed, memory_before, memory_after))
+        server = None
+        if server_before is not None and server_after is not None:
+            server = (server_after[0] - server_before[0], server_after[1] - server_before[1])
+        print(_cell_report(cluster.name, elapsed, server, memory_before, memory_after))
         return result
 
     @contextmanager
@@ -760,10 +765,27 @@ def _memory_used(cluster: Any) -> int | None:
         return None
 
 
-def _cell_report(name: str, elapsed: float, before: int | None, after: int | None) -> str:
+def _server_time(cluster: Any) -> tuple[int, float] | None:
+    """(requests, seconds waiting on the server) so far, when the session counts them."""
+    counter = getattr(getattr(cluster, "session", None), "server_time", None)
+    if not callable(counter):
+        return None
+    requests, seconds = counter()
+    return int(requests), float(seconds)
+
+
+def _cell_report(
+    name: str,
+    elapsed: float,
+    server: tuple[int, float] | None,
+    before: int | None,
+    after: int | None,
+) -> str:
     from .spec import format_bytes
 
-    text = f"[arkouda {name}] {elapsed:.3f} s"
+    text = f"[arkouda {name}] cell {elapsed:.3f} s"
+    if server is not None:
+        text += f", server {server[1]:.3f} s in {server[0]} requests"
     if before is not None and after is not None:
         delta = after - before
         sign = "+" if delta >= 0 else "-"

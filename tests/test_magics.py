@@ -227,6 +227,7 @@ class StubCluster:
     fail_logs: Exception | None = None
     ak: Any = None
     memory: list[int] = field(default_factory=lambda: [1000, 5000])
+    session: Any = None
 
     def logs(self, component: str, tail: int | None) -> str:
         if self.fail_logs is not None:
@@ -331,8 +332,22 @@ def test_arkouda_cell_binds_ak_returns_the_last_value_and_reports(ip: Interactiv
     assert error is None, error
     assert ip.user_ns["ak"] is ak and ip.user_ns["x"] == [0, 1, 2, 3, 4]
     assert out.result == 10  # type: ignore[attr-defined]
-    assert "[arkouda demo]" in out.stdout
+    assert "[arkouda demo] cell " in out.stdout
     assert "server memory +3.9 KiB" in out.stdout  # 1000 -> 5000 bytes
+
+
+def test_arkouda_cell_reports_server_time_when_the_session_counts_it(
+    ip: InteractiveShell,
+) -> None:
+    counts = iter([(10, 1.0), (13, 1.25)])
+    session = types.SimpleNamespace(
+        ak=_fake_arkouda_client(), closed=False, server_time=lambda: next(counts)
+    )
+    m = the_magics(ip)
+    m.clusters["demo"] = StubCluster(ak=session.ak, session=session)  # type: ignore[assignment]
+    m.current = "demo"
+    out = run_ok(ip, "%%arkouda\nak.arange(3)")
+    assert "server 0.250 s in 3 requests" in out.stdout
 
 
 def test_arkouda_server_error_becomes_one_readable_line(ip: InteractiveShell) -> None:
