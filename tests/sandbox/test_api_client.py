@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from api_support import api_client_for
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -377,6 +378,33 @@ def test_watch_with_selector_timeout_and_replay(admin_api: Any, ns: str) -> None
     core.delete_namespaced_config_map("w3", ns)
     t.join(10)
     assert got == [("ADDED", "w3"), ("DELETED", "w3")]
+
+
+def test_watch_list_initial_events_end_with_a_bookmark(sandbox: Sandbox, ns: str) -> None:
+    import urllib3
+
+    core = client.CoreV1Api(api_client_for(sandbox.kubeconfig_path))
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "wl", "labels": {"wl": "1"}}})
+    with tempfile.NamedTemporaryFile("w", suffix=".crt") as ca:
+        ca.write(sandbox.ca_pem)  # public
+        ca.flush()
+        http = urllib3.PoolManager(ca_certs=ca.name, cert_reqs="CERT_REQUIRED")
+        resp = http.request(
+            "GET",
+            f"{sandbox.url}/api/v1/namespaces/{ns}/configmaps?watch=true&labelSelector=wl%3D1"
+            "&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true"
+            "&timeoutSeconds=1",
+            headers={"Authorization": f"Bearer {sandbox.admin_token}"},
+            timeout=urllib3.Timeout(total=10),
+        )
+    events = [json.loads(line) for line in resp.data.splitlines() if line.strip()]
+    assert [e["type"] for e in events] == ["ADDED", "BOOKMARK"]
+    assert events[0]["object"]["metadata"]["name"] == "wl"
+    bookmark = events[1]["object"]["metadata"]
+    assert bookmark["annotations"] == {"k8s.io/initial-events-end": "true"}
+    assert int(bookmark["resourceVersion"]) >= int(
+        events[0]["object"]["metadata"]["resourceVersion"]
+    )
 
 
 def test_watch_from_a_too_old_version_is_410(admin_api: Any, sandbox: Sandbox) -> None:
