@@ -1111,6 +1111,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kubeconfig")
     parser.add_argument("--context")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="auto")
+    parser.add_argument(
+        "--timeout", type=float, default=15.0, help="seconds to wait for the first forward"
+    )
     args = parser.parse_args(argv)
     from .errors import ArkoudaK8sError
     from .kube import Kube
@@ -1125,7 +1128,7 @@ def main(argv: list[str] | None = None) -> int:
             args.local_port,
             protocol=args.protocol,
         )
-        tunnel.start()
+        tunnel.start(timeout=args.timeout)
     except ArkoudaK8sError as exc:
         print(f"error: {exc.one_line()}", file=sys.stderr)
         return getattr(exc, "exit_code", 1)

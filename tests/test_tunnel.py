@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -447,6 +450,45 @@ def test_fixed_local_port(world: World, echo: str) -> None:
     with Tunnel(world.endpoint(), "default", echo, ECHO_PORT, local_port=port) as t:
         assert t.local_address == ("127.0.0.1", port)
         assert echo_through(t.local_address, b"fixed") == b"fixed"
+
+
+def test_command_line_forwards_until_terminated(world: World, echo: str) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "arkouda_k8s.tunnel", echo, str(ECHO_PORT)],
+        env=dict(os.environ, KUBECONFIG=world.sb.kubeconfig_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.fullmatch(rf"Forwarding from 127\.0\.0\.1:(\d+) -> {ECHO_PORT}\n", line)
+        assert match, line
+        payload = os.urandom(1_000_000)
+        assert echo_through(("127.0.0.1", int(match.group(1))), payload) == payload
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def test_command_line_names_the_problem(world: World) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "arkouda_k8s.tunnel", "no-such-pod", "7000", "--timeout", "1"],
+        env=dict(os.environ, KUBECONFIG=world.sb.kubeconfig_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: ") and "not found" in done.stderr
+    assert done.stdout == ""
 
 
 def test_bad_arguments_are_named() -> None:
