@@ -417,7 +417,7 @@ class Kube:
                     retry_after = float(resp.headers.get("Retry-After") or 0)
                 except ValueError:
                     retry_after = 0.0
-            pause = max(retry_after, min(2.0, 0.05 * 2**attempt)) * (0.8 + 0.4 * random.random())
+            pause = max(retry_after, min(1.0, 0.05 * 2**attempt)) * (0.8 + 0.4 * random.random())
             if time.monotonic() + pause >= deadline:
                 raise KubeError(
                     f"Kubernetes API {self.server} kept failing ({problem}) for "
