@@ -23,7 +23,6 @@ import contextlib
 import logging
 import os
 import re
-import threading
 from collections.abc import Awaitable, Callable, Iterable
 from typing import cast
 
@@ -57,7 +56,6 @@ class _Forward:
         self.registry = registry
         self.done = asyncio.get_running_loop().create_future()
         self.pod_transports: set[asyncio.BaseTransport] = set()
-        registry._add(self)
 
     def streams(self) -> int:
         return len(self.pod_transports)
@@ -95,12 +93,15 @@ class PortForwardRegistry:
         self._closed = False
         self.dropped = 0
 
-    def _add(self, forward: _Forward) -> None:
+    def _add(self, forward: _Forward) -> bool:
+        """Track a new forward; False (and the forward dropped) after close()."""
         self._loop = asyncio.get_running_loop()
         if self._closed:
             forward.abort()
-            return
+            forward.finish()
+            return False
         self._forwards.add(forward)
+        return True
 
     def _discard(self, forward: _Forward) -> None:
         self._forwards.discard(forward)
@@ -135,8 +136,8 @@ class PortForwardRegistry:
             running = None
         if running is loop:
             return self._drop_here()
-        if threading.current_thread() is threading.main_thread() and not loop.is_running():
-            return 0
+        if not loop.is_running():
+            return 0  # a stopped server carries nothing
         future = asyncio.run_coroutine_threadsafe(self._drop_async(), loop)
         return future.result(timeout=10)
 
@@ -254,6 +255,8 @@ async def _serve_ws_v4(
     ws = web.WebSocketResponse(protocols=(WS_V4,), max_msg_size=0, compress=False)
     await ws.prepare(request)
     forward = _WsForward(registry, request)
+    if not registry._add(forward):
+        return ws
     writers: list[asyncio.StreamWriter | None] = [None] * len(ports)
     pending: list[list[bytes]] = [[] for _ in ports]
     finished = [False] * len(ports)
@@ -710,6 +713,9 @@ async def _serve_ws_spdy(
     ws = web.WebSocketResponse(protocols=(WS_SPDY,), max_msg_size=0, compress=False)
     await ws.prepare(request)
     session = _WsSpdyForward(registry, request, connect, ws)
+    if not registry._add(session):
+        session.session_ended()
+        return ws
     try:
         async for msg in ws:
             if msg.type == WSMsgType.BINARY:
@@ -822,6 +828,8 @@ async def _serve_raw_spdy(
     # Take the transport before the 101 leaves: the client may answer at once, and those
     # bytes must reach the SPDY session, not aiohttp's HTTP parser.
     session = _RawSpdyForward(registry, request, connect, cast(asyncio.Transport, transport))
+    if not registry._add(session):
+        return response
     transport.set_protocol(session)
     transport.set_write_buffer_limits(high=CLIENT_WRITE_LIMIT)
     try:
