@@ -600,6 +600,18 @@ class ArkoudaCluster:
             "limits.cpu": cpu_lim,
             "limits.memory": mem_lim,
         }
+        # Object counts: what manifests render, plus our state ConfigMap.
+        counts: dict[str, int] = {"ConfigMap": 1}
+        for obj in manifests.render(self.spec):
+            counts[obj["kind"]] = counts.get(obj["kind"], 0) + 1
+        for kind, keys in (
+            ("Secret", ("secrets", "count/secrets")),
+            ("ConfigMap", ("configmaps", "count/configmaps")),
+            ("Service", ("services", "count/services")),
+            ("Deployment", ("count/deployments.apps",)),
+        ):
+            for key in keys:
+                need[key] = Decimal(counts.get(kind, 0))
         problems = []
         for q in quotas:
             hard = (q.get("status") or {}).get("hard") or (q.get("spec") or {}).get("hard") or {}
@@ -615,8 +627,12 @@ class ArkoudaCluster:
                     problems.append(
                         f"ResourceQuota {q['metadata']['name']} leaves {_qty(key, free)} of "
                         f"{key}, the deployment needs {_qty(key, amount)} "
-                        f"({pods} pods); use fewer locales or less cpu/memory, or ask for "
-                        "a larger quota"
+                        + (
+                            f"({pods} pods); use fewer locales or less cpu/memory, or ask "
+                            "for a larger quota"
+                            if key not in _COUNTED
+                            else "; remove unused objects or ask for a larger quota"
+                        )
                     )
         return problems
 
@@ -1810,6 +1826,19 @@ def _check_same_spec(existing: ClusterSpec, wanted: ClusterSpec) -> None:
         f"tear it down first (`arkouda-k8s teardown {existing.name}`) and deploy again, "
         "or deploy with the same settings to connect to it",
     )
+
+
+_COUNTED = frozenset(
+    {
+        "secrets",
+        "count/secrets",
+        "configmaps",
+        "count/configmaps",
+        "services",
+        "count/services",
+        "count/deployments.apps",
+    }
+)
 
 
 def _pod_resources(pod_spec: dict[str, Any]) -> tuple[Decimal, Decimal, Decimal, Decimal]:

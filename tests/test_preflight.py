@@ -152,7 +152,7 @@ def test_resource_quota_too_small(sb, kube):
             "apiVersion": "v1",
             "kind": "ResourceQuota",
             "metadata": {"name": "small", "namespace": "p-quota"},
-            "spec": {"hard": {"pods": "3", "requests.memory": "1Gi"}},
+            "spec": {"hard": {"pods": "3", "requests.memory": "1Gi", "count/secrets": "2"}},
         }
     )
     s = spec("p-q", namespace="p-quota", locales=4, memory="512Mi")
@@ -161,6 +161,7 @@ def test_resource_quota_too_small(sb, kube):
     msg = err.value.one_line()
     assert "ResourceQuota small" in msg and "pods" in msg and "requests.memory" in msg
     assert "2.0 GiB" in msg  # 4 pods x 512Mi
+    assert "leaves 2 of count/secrets, the deployment needs 3" in msg
     assert objects_in(kube, "p-quota") == []
 
 
