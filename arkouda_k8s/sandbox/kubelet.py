@@ -1064,6 +1064,7 @@ class PodWorker:
                 banner = b"SSH-2.0-sandbox-idle-locale\r\n" if 22 in c.ports() else b""
                 c.runtime = await IdleRuntime.start(self.ip, c.ports(), c.log, banner)
                 self.runtimes.add(c.runtime)
+                self.kubelet.live.add(c.runtime)
             else:
                 if not shutil.which(argv[0], path=c.env.get("PATH") or os.environ.get("PATH")):
                     raise FileNotFoundError(argv[0])
@@ -1071,6 +1072,7 @@ class PodWorker:
                 cwd.mkdir(parents=True, exist_ok=True)
                 c.runtime = await ProcessRuntime.start(argv, self._process_env(c), str(cwd), c.log)
                 self.runtimes.add(c.runtime)
+                self.kubelet.live.add(c.runtime)
                 self.kubelet.pids.add(c.runtime.pid or 0)
         except (FileNotFoundError, PermissionError, OSError) as exc:
             what = argv[0] if argv else "listener"
@@ -1343,6 +1345,7 @@ class PodWorker:
 
     def _forget(self, runtime: Runtime) -> None:
         self.runtimes.discard(runtime)
+        self.kubelet.live.discard(runtime)
         if runtime.pid:
             self.kubelet.pids.discard(runtime.pid)
 
@@ -1409,6 +1412,7 @@ class Kubelet:
         self.events = EventRecorder(self.store)
         self.images: set[str] = set()
         self.pids: set[int] = set()
+        self.live: set[Runtime] = set()  # every started runtime not yet seen to end
         self.workers: dict[str, PodWorker] = {}
         self._finished: set[str] = set()  # pod uids whose worker ended (never restarted)
         self._unsubscribe: Callable[[], None] | None = None
@@ -1455,10 +1459,17 @@ class Kubelet:
         """Stop every container now (short grace), remove every pod dir; objects stay."""
         workers = list(self.workers.values())
         self.workers.clear()
-        await asyncio.gather(*(w.stop(1.0, remove_object=False, announce=False) for w in workers))
-        if self._stop_tasks:
-            await asyncio.gather(*self._stop_tasks, return_exceptions=True)
-        shutil.rmtree(self.root, ignore_errors=True)
+        try:
+            await asyncio.gather(
+                *(w.stop(1.0, remove_object=False, announce=False) for w in workers)
+            )
+            if self._stop_tasks:
+                await asyncio.gather(*self._stop_tasks, return_exceptions=True)
+        finally:
+            # Even when the caller's deadline cancels the orderly stop: nothing survives.
+            for runtime in list(self.live):
+                runtime.signal(signal.SIGKILL)
+            shutil.rmtree(self.root, ignore_errors=True)
 
     def _on_change(self, kind: str, resource: str, obj: dict[str, Any]) -> None:
         if resource != "pods":
