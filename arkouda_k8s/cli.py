@@ -435,6 +435,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _cmd_teardown(args: argparse.Namespace) -> int:
     from .cluster import ArkoudaCluster, teardown_all, teardown_expired
+    from .errors import ClusterNotFound
+    from .spec import ClusterSpec
 
     if sum(bool(x) for x in (args.name, args.all, args.expired)) != 1:
         raise UsageError(
@@ -449,9 +451,20 @@ def _cmd_teardown(args: argparse.Namespace) -> int:
         elif args.all:
             removed = teardown_all(namespace=args.namespace, kube=kube, on_progress=progress)
         else:
-            cluster = ArkoudaCluster.from_name(
-                args.name, args.namespace, kube=kube, connect=False, on_progress=progress
-            )
+            try:
+                cluster = ArkoudaCluster.from_name(
+                    args.name, args.namespace, kube=kube, connect=False, on_progress=progress
+                )
+            except ClusterNotFound:
+                # Remains without their marker (a rollback that failed half-way) still
+                # carry our labels: remove those too.
+                cluster = ArkoudaCluster(
+                    ClusterSpec(name=args.name, namespace=args.namespace or kube.namespace),
+                    kube=kube,
+                    on_progress=progress,
+                )
+                if not cluster.leftovers():
+                    raise
             cluster.teardown()
             removed = [f"{cluster.namespace}/{cluster.name}"]
     finally:

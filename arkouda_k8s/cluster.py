@@ -1382,6 +1382,29 @@ class ArkoudaCluster:
                     )
         return deleted
 
+    def leftovers(self, deadline: float | None = None) -> list[str]:
+        """``Kind/name`` of every object of this instance still present (labelled, the
+        self-registered Service/Endpoints, the CSR)."""
+        out = []
+        unused = (
+            set()
+            if self.spec.mode == "udp"
+            else {"Deployment", "ReplicaSet", "Role", "RoleBinding"}
+        )
+        for kind in OWNED_KINDS:
+            with _unless_forbidden(kind in unused):
+                items = self.kube.list(
+                    kind, self.namespace, label_selector=self.selector, deadline=deadline
+                )["items"]
+                out += [f"{kind}/{o['metadata']['name']}" for o in items]
+        for kind in ("Service", "Endpoints"):
+            if self.kube.get(kind, self.names.self_service, self.namespace, deadline=deadline):
+                out.append(f"{kind}/{self.names.self_service}")
+        with contextlib.suppress(KubeError):
+            if self.kube.get("CertificateSigningRequest", self.names.csr, deadline=deadline):
+                out.append(f"CertificateSigningRequest/{self.names.csr}")
+        return sorted(set(out))
+
     def _remove_stale_service(self, deadline: float) -> None:
         for kind in ("Service", "Endpoints"):
             if self.kube.delete(kind, self.names.self_service, self.namespace, deadline=deadline):

@@ -251,3 +251,24 @@ def test_status_of_a_failed_deployment_says_why(sb, kube, capsys):
     finally:
         assert main(["teardown", "cli-bad", "--kubeconfig", sb.kubeconfig_path]) == 0
     assert labelled(kube, "cli-bad") == []
+
+
+def test_teardown_removes_remains_without_their_marker(sb, kube, capsys):
+    """A deploy whose rollback failed half-way may leave labelled objects without the
+    state ConfigMap or server pod; `teardown NAME` still finds and removes them."""
+    from lifecycle_support import FAULT, cluster, spec
+
+    from arkouda_k8s.errors import ImagePullError
+
+    s = spec(
+        "cli-rem", locales=2, annotations={"sandbox.arkouda-k8s.dev/fault": "ImagePullBackOff"}
+    )
+    with pytest.raises(ImagePullError):
+        cluster(sb, s, timeouts=FAULT, keep_on_failure=True).deploy()
+    kube.delete("ConfigMap", "cli-rem-state")
+    assert labelled(kube, "cli-rem") != []
+    code, out, err = run(capsys, "teardown", "cli-rem", "--kubeconfig", sb.kubeconfig_path)
+    assert code == 0, err
+    assert labelled(kube, "cli-rem") == []
+    code, out, err = run(capsys, "teardown", "cli-rem", "--kubeconfig", sb.kubeconfig_path)
+    assert code == 1 and "no arkouda-k8s deployment 'cli-rem'" in err
