@@ -372,6 +372,7 @@ class Kube:
         if content_type:
             headers["Content-Type"] = content_type
         attempt = 0
+        last_status: int | None = None
         while True:
             attempt += 1
             left = max(0.5, deadline - time.monotonic())
@@ -413,6 +414,7 @@ class Kube:
                 if status not in TRANSIENT:
                     raise self._error(method, path, status, data)
                 problem = f"HTTP {status}"
+                last_status = status
                 try:
                     retry_after = float(resp.headers.get("Retry-After") or 0)
                 except ValueError:
@@ -423,7 +425,7 @@ class Kube:
                     f"Kubernetes API {self.server} kept failing ({problem}) for "
                     f"{method} {path}; gave up after {attempt} attempts",
                     "check that the API server is up and reachable (kubectl get --raw /version)",
-                    status=None if problem.startswith(("HTTPError", "Max", "Protocol")) else 503,
+                    status=last_status,
                     reason="Unavailable",
                 )
             time.sleep(pause)
@@ -842,7 +844,17 @@ class Kube:
                 field_selector=f"metadata.name={name}",
                 deadline=deadline,
             )
-        return self.create(obj, deadline=deadline)
+        try:
+            return self.create(obj, deadline=deadline)
+        except KubeError as exc:
+            if exc.status != 409:
+                raise
+            # A create retried after a lost answer may find its own first attempt.
+            current = self.get("CertificateSigningRequest", name, deadline=deadline)
+            mine = (current or {}).get("spec", {}).get("request") == obj["spec"]["request"]
+            if current is None or not mine:
+                raise
+            return current
 
     def approve_csr(
         self,
