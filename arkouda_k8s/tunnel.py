@@ -57,9 +57,6 @@ _JOIN_BELOW = 16 * 1024
 _BUFFER_LIMIT = 4 * 1024 * 1024
 _LINGER_RESET = struct.pack("ii", 1, 0)
 _READ_SIZE = 256 * 1024
-# Big kernel send buffers let large writes complete in one call: a partial send makes
-# asyncio copy the rest into its own buffer.
-_SOCKET_BUFFER = 4 * 1024 * 1024
 
 StateCallback = Callable[[str, "BaseException | None"], None]
 HealthCheck = Callable[[str, int], Any]
@@ -111,13 +108,6 @@ def _new_event_loop() -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
-def _tune_socket(transport: asyncio.BaseTransport) -> None:
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
-
-
 def _reset(transport: asyncio.Transport | None) -> None:
     """Close a local socket so the peer sees a reset (an error), never a clean end."""
     if transport is None or transport.is_closing():
@@ -147,7 +137,6 @@ class _Local(asyncio.Protocol):
         transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.transport = transport
         transport.set_write_buffer_limits(high=_BUFFER_LIMIT)
-        _tune_socket(transport)
         self.core.locals.add(self)
         self.task = asyncio.get_running_loop().create_task(self.core.attach(self))
 
@@ -285,7 +274,6 @@ class _SpdyUpstream(_Upstream, asyncio.BufferedProtocol):
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
         transport.set_write_buffer_limits(high=_BUFFER_LIMIT)
-        _tune_socket(transport)
         transport.write(self.request)
 
     def get_buffer(self, sizehint: int) -> memoryview:
