@@ -27,14 +27,15 @@ import struct
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote, urlsplit
-
-import aiohttp
 
 from . import spdy
 from .errors import TunnelError
 from .kube import ApiEndpoint
+
+if TYPE_CHECKING:
+    import aiohttp  # the websocket form only: imported when first used
 
 log = logging.getLogger(__name__)
 
@@ -510,6 +511,8 @@ class _WsUpstream(_Upstream):
             pass
 
     async def _receive_loop(self) -> None:
+        import aiohttp
+
         seen = [False, False]
         error = bytearray()
         try:
@@ -764,6 +767,8 @@ class _Core:
         return upstream
 
     async def dial_ws(self, pod: str, local: _Local) -> _Upstream:
+        import aiohttp
+
         if self.session is None:
             scheme = "https" if self.tls else "http"
             context = self.t.endpoint.ssl_context
