@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import ssl
 import threading
 import time
@@ -392,7 +393,7 @@ class Kube:
                     self.requests += 1
                 resp = self.api_client.call_api(*params, _request_timeout=timeout)
             except (urllib3.exceptions.HTTPError, ConnectionError, ApiException) as exc:
-                problem = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                problem = _connection_problem(exc)
                 if _is_tls_failure(exc):
                     # A certificate problem does not heal by retrying.
                     raise KubeError(
@@ -957,6 +958,17 @@ class Kube:
         with ThreadPoolExecutor(max_workers=8) as pool:
             allowed = list(pool.map(lambda a: self.can_i(a, namespace, deadline=deadline), needs))
         return [a for a, ok in zip(needs, allowed, strict=True) if not ok]
+
+
+def _connection_problem(exc: BaseException) -> str:
+    """The innermost cause of a failed connection, without urllib3's wrapping."""
+    reason = getattr(exc, "reason", None)
+    inner = reason if isinstance(reason, BaseException) else exc
+    text = " ".join(str(inner).split())
+    # "HTTPSConnection(host=..., port=...): Failed to establish ...: [Errno 111] ..."
+    text = re.sub(r"^\S*Connection\(host=[^)]*\): ", "", text)
+    text = re.sub(r"^<[^>]*>: ", "", text)
+    return text[:200] or type(exc).__name__
 
 
 def _is_tls_failure(exc: BaseException) -> bool:

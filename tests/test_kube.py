@@ -303,3 +303,17 @@ def test_in_cluster_config_uses_the_service_account(sb):
         shutil.rmtree(root)
     with pytest.raises(UsageError, match="outside a pod"):
         Kube.in_cluster(root="/nonexistent", environ={})
+
+
+def test_unreachable_api_says_so_within_the_deadline(kube):
+    import copy
+
+    cfg = copy.copy(kube.configuration)
+    cfg.host = "https://127.0.0.1:1"  # nothing listens there
+    down = Kube(cfg, namespace="default", context="gone", user="someone")
+    start = time.monotonic()
+    with pytest.raises(KubeError) as err:
+        down.list("Pod", deadline=time.monotonic() + 1.5)
+    assert time.monotonic() - start < 3
+    assert "kept failing (Failed to establish a new connection" in err.value.message
+    assert "Connection refused" in err.value.message and err.value.status is None
