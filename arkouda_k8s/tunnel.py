@@ -719,6 +719,20 @@ class _Core:
         local.fail()
 
     async def dial(self, pod: str, local: _Local, probe: bool = False) -> _Upstream:
+        try:
+            return await self._dial(pod, local, probe)
+        except _Refused as exc:
+            if exc.status != 401 or self.t._endpoint_source is None:
+                raise
+        # 401: credentials expire (exec plugins, OIDC); ask for fresh ones once
+        source = self.t._endpoint_source
+        self.t.endpoint = await asyncio.to_thread(source)
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+        return await self._dial(pod, local, probe)
+
+    async def _dial(self, pod: str, local: _Local, probe: bool) -> _Upstream:
         if self.protocol == "spdy":
             try:
                 return await self.dial_spdy(pod, local, probe)
@@ -919,6 +933,9 @@ class Tunnel:
         ...
         tunnel.stop()
 
+    ``endpoint`` may also be a callable such as ``kube.endpoint``: it is called again for
+    fresh credentials when the API server answers 401 (expired exec-plugin tokens).
+
     With options: a resolver that finds the current server pod (called in a worker
     thread, so it may block), a fixed local port, a state callback and a health check
     run every ``health_interval`` seconds against the local address (open connections
@@ -941,7 +958,7 @@ class Tunnel:
 
     def __init__(
         self,
-        endpoint: ApiEndpoint,
+        endpoint: ApiEndpoint | Callable[[], ApiEndpoint],
         namespace: str,
         pod: str | Callable[[], str],
         remote_port: int = 5555,
@@ -962,7 +979,9 @@ class Tunnel:
             raise TunnelError(f"remote_port: {remote_port} is not a port number (1-65535)")
         if not 0 <= local_port < 65536:
             raise TunnelError(f"local_port: {local_port} is not a port number (0-65535)")
-        self.endpoint = endpoint
+        # a callable gives fresh credentials when the API answers 401 (it may block)
+        self._endpoint_source = endpoint if callable(endpoint) else None
+        self.endpoint: ApiEndpoint = endpoint() if callable(endpoint) else endpoint
         self.namespace = namespace
         self._pod = pod
         self._resolver = pod if callable(pod) else None

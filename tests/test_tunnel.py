@@ -411,6 +411,25 @@ def test_start_fails_clearly_without_permission(world: World, echo: str) -> None
     assert tunnel.state == "closed"
 
 
+def test_expired_credentials_are_refreshed_from_a_callable_endpoint(
+    world: World, echo: str
+) -> None:
+    good = world.endpoint()
+    expired = ApiEndpoint(good.server, good.ssl_context, {"Authorization": "Bearer expired"})
+    handed_out: list[ApiEndpoint] = []
+
+    def endpoint() -> ApiEndpoint:
+        handed_out.append(expired if not handed_out else good)
+        return handed_out[-1]
+
+    with Tunnel(endpoint, "default", echo, ECHO_PORT) as t:
+        assert echo_through(t.local_address, b"fresh") == b"fresh"
+    assert handed_out == [expired, good]
+    # a plain endpoint with a bad token fails at start, naming the 401
+    with pytest.raises(TunnelError, match="Unauthorized|401"):
+        Tunnel(expired, "default", echo, ECHO_PORT).start(timeout=5)
+
+
 def test_missing_pod_times_out_with_the_api_reason(world: World) -> None:
     tunnel = Tunnel(world.endpoint(), "default", "no-such-pod", ECHO_PORT)
     started = time.monotonic()
