@@ -305,12 +305,20 @@ def test_in_cluster_config_uses_the_service_account(sb):
         Kube.in_cluster(root="/nonexistent", environ={})
 
 
-def test_unreachable_api_says_so_within_the_deadline(kube):
-    import copy
+def test_unreachable_api_says_so_within_the_deadline(tmp_path):
+    import yaml
 
-    cfg = copy.copy(kube.configuration)
-    cfg.host = "https://127.0.0.1:1"  # nothing listens there
-    down = Kube(cfg, namespace="default", context="gone", user="someone")
+    cfg = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "gone", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "users": [{"name": "someone", "user": {"token": "not-a-secret"}}],
+        "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "someone"}}],
+        "current-context": "gone",
+    }
+    path = tmp_path / "gone.kubeconfig"
+    path.write_text(yaml.safe_dump(cfg))
+    down = Kube.from_kubeconfig(str(path))  # nothing listens on port 1
     start = time.monotonic()
     with pytest.raises(KubeError) as err:
         down.list("Pod", deadline=time.monotonic() + 1.5)
