@@ -367,6 +367,10 @@ class ArkoudaMagics(Magics, Configurable):
         from . import widgets
 
         if self.use_widgets():
+            # one live panel per cluster: an older card stops polling and says so
+            for old in [p for p in self.panels if p.cluster is cluster]:
+                old.freeze("live updates continue in a newer card")
+                self.panels.remove(old)
             panel = widgets.ClusterPanel(
                 cluster, on_reconnect=self.bind, on_teardown=self.teardown_cluster
             )

@@ -237,7 +237,7 @@ class ClusterPanel(_Card, w.VBox):
     """A cluster's stage, locales, tunnel and memory, refreshed live, with actions.
 
     >>> panel = ClusterPanel(cluster)   # doctest: +SKIP
-    >>> panel.start()                   # poll every 2 s until stop() or teardown
+    >>> panel.start()                   # poll every 5 s until stop() or teardown
     """
 
     def __init__(
@@ -246,7 +246,7 @@ class ClusterPanel(_Card, w.VBox):
         *,
         on_reconnect: Callable[[Any], Any] | None = None,
         on_teardown: Callable[[Any], Any] | None = None,
-        interval: float = 2.0,
+        interval: float = 5.0,
     ) -> None:
         # on_reconnect / on_teardown replace cluster.connect() / cluster.teardown() (the
         # magics also rebind or release `ak`)
@@ -329,6 +329,12 @@ class ClusterPanel(_Card, w.VBox):
     def _poll(self) -> None:
         while not self._stop.wait(self.interval):
             self.refresh()
+
+    def freeze(self, note: str) -> None:
+        """Stop live updates and say why on the card (its buttons keep working)."""
+        self.stop()
+        self.error = note
+        self._render()
 
     def stop(self) -> None:
         self._stop.set()

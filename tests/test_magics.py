@@ -626,6 +626,10 @@ def test_deploy_form_and_live_panel(sandbox_ip: tuple[InteractiveShell, Any]) ->
         outputs.append(out)
         assert out.result == 6  # type: ignore[attr-defined]
         outputs.append(run_ok(ip, "%arkouda_status formed"))
+        # the newer card is the live one; the first one says so
+        assert m.panels[-1] is not panel and m.panels[-1].cluster is panel.cluster
+        assert panel._thread is None and "newer card" in panel.text()
+        panel = m.panels[-1]
         assert_no_secrets(outputs, secret_material(sb, "formed"))
 
         panel.teardown_button.click()

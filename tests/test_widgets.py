@@ -270,6 +270,16 @@ def test_panel_polls_in_the_background_until_stopped() -> None:
     assert panel._thread is None
 
 
+def test_a_frozen_panel_stops_polling_and_says_why() -> None:
+    cluster = FakeCluster()
+    panel = ClusterPanel(cluster, interval=0.05)
+    panel.start()
+    panel.freeze("live updates continue in a newer card")
+    assert panel._thread is None and cluster.on_tunnel_state == []
+    assert "live updates continue in a newer card" in panel.text()
+    assert "newer card" in panel.view.value
+
+
 def test_panel_status_failure_is_one_line_on_the_card() -> None:
     cluster = FakeCluster(fail_status=TunnelError("tunnel closed", "run %arkouda_connect demo"))
     panel = ClusterPanel(cluster)
