@@ -147,6 +147,11 @@ def test_print_rbac(sb, capsys):
 
 
 def test_forward_holds_a_tunnel_and_prints_a_connect_line(sb, kube, deployed):
+    import socket
+
+    with socket.socket() as s:  # a free port for --local-port
+        s.bind(("127.0.0.1", 0))
+        wanted = s.getsockname()[1]
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -154,6 +159,8 @@ def test_forward_holds_a_tunnel_and_prints_a_connect_line(sb, kube, deployed):
             "arkouda_k8s.cli",
             "forward",
             deployed,
+            "--local-port",
+            str(wanted),
             "--kubeconfig",
             sb.kubeconfig_path,
         ],
@@ -169,6 +176,7 @@ def test_forward_holds_a_tunnel_and_prints_a_connect_line(sb, kube, deployed):
             proc.stderr.read() if proc.poll() else first
         )
         port = int(first.split()[1].split(":")[1])
+        assert port == wanted
         assert "kubectl get secret cli-a-token" in lines[1]
         assert f'ak.connect("127.0.0.1", {port}' in lines[2]
         token = token_of(kube, deployed)
