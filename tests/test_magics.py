@@ -8,6 +8,7 @@ end to end against the sandbox with the installable 2020.7.7 ``arkouda`` client.
 from __future__ import annotations
 
 import os
+import re
 import textwrap
 import time
 import types
@@ -350,6 +351,16 @@ def test_arkouda_cell_reports_server_time_when_the_session_counts_it(
     assert "server 0.250 s in 3 requests" in out.stdout
 
 
+def test_arkouda_cell_timeit_uses_ipythons_timeit(ip: InteractiveShell) -> None:
+    m = the_magics(ip)
+    m.clusters["demo"] = StubCluster(ak=_fake_arkouda_client())  # type: ignore[assignment]
+    m.current = "demo"
+    out = run_ok(ip, "%%arkouda --timeit\nak.arange(3)")
+    pattern = r"per loop \(mean (±|\+-) std\. dev\. of \d+ runs?, [\d,]+ loops? each\)"
+    assert re.search(pattern, out.stdout), out.stdout
+    assert "[arkouda demo] cell " in out.stdout
+
+
 def test_arkouda_server_error_becomes_one_readable_line(ip: InteractiveShell) -> None:
     m = the_magics(ip)
     m.clusters["demo"] = StubCluster(ak=_fake_arkouda_client())  # type: ignore[assignment]
@@ -651,6 +662,13 @@ def test_arkouda_sandbox_magic_runs_a_sandbox_for_the_kernel(ip: InteractiveShel
     assert m.kubeconfig == str(sb.kubeconfig_path) and m.context == "sandbox"
     for name in ("box-a", "box-b"):
         run_ok(ip, f"%arkouda_deploy --sandbox --name {name} --no-auth --locales 1 {E2E_SIZE}")
+    # %%arkouda --cluster runs one cell on another cluster; `ak` stays on the current one
+    assert m.current == "box-b"
+    out = run_ok(ip, "%%arkouda --cluster box-a\nint(ak.arange(0, 5, 1).sum())")
+    assert out.result == 10  # type: ignore[attr-defined]
+    assert "[arkouda box-a]" in out.stdout and m.current == "box-b"
+    out = run_ok(ip, "%%arkouda\nint(ak.arange(0, 7, 1).sum())")
+    assert out.result == 21 and "[arkouda box-b]" in out.stdout  # type: ignore[attr-defined]
     out = run_ok(ip, "%arkouda_teardown --all")
     assert "default/box-a: deleted" in out.stdout and "default/box-b: deleted" in out.stdout
     assert m.clusters == {} and "ak" not in ip.user_ns
