@@ -216,6 +216,25 @@ def test_dry_run_shows_the_objects_with_placeholders(ip: InteractiveShell) -> No
     assert any("text/html" in o.data for o in out.outputs)
 
 
+def test_dry_run_reads_helm_values_files_and_options_win(
+    ip: InteractiveShell, tmp_path: Any
+) -> None:
+    values = tmp_path / "server.yaml"
+    values.write_text(
+        "imageRepository: bearsrus\nreleaseVersion: v2023.05.05\n"
+        "resources: {limits: {cpu: 2000m, memory: 4Gi}, requests: {cpu: 2000m, memory: 4Gi}}\n"
+        "server: {numLocales: 3, authenticate: false, threadsPerLocale: 2}\n"
+    )
+    text = shown(run_ok(ip, f"%arkouda_deploy --dry-run --name fromvalues -f {values}"))
+    assert "name: fromvalues-server" in text and "--authenticate=false" in text
+    assert re.search(r"name: NUMLOCALES\s+value: '3'", text), text
+    assert "memory: 4Gi" in text
+    text = shown(run_ok(ip, f"%arkouda_deploy --dry-run --name fromvalues -f {values} --locales 5"))
+    assert re.search(r"name: NUMLOCALES\s+value: '5'", text)
+    error, _ = run(ip, f"%arkouda_deploy --dry-run -f {tmp_path / 'missing.yaml'}")
+    assert type(error) is UsageError and "missing.yaml" in str(error)
+
+
 # -- the error policy -----------------------------------------------------------------------
 
 
