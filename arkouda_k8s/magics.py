@@ -11,8 +11,11 @@ A thin skin over :class:`~arkouda_k8s.cluster.ArkoudaCluster` (no Kubernetes log
     it shows the deploy form. ``--sandbox`` deploys on this kernel's sandbox.
 ``%%arkouda [--cluster NAME] [--timeit]``
     Runs the cell with ``ak`` bound to the cluster (the current one by default), then
-    reports time and the server's memory change; an Arkouda server error becomes one
-    readable line. ``--timeit`` times the cell with IPython's ``%%timeit``.
+    reports the cell's time, the server's time when the session counts it, and the
+    server's memory change; an Arkouda server error becomes one readable line.
+    ``--timeit`` times the cell with IPython's ``%%timeit``. The client keeps one
+    connection per process: when ``ak`` moves to another cluster, or its cluster is
+    deleted, the user's arrays of the old server leave the namespace first.
 ``%arkouda_status [NAME]``, ``%arkouda_logs [NAME] [--component C] [--tail N]``
     A status card; the server's (or the locales') log, secrets masked.
 ``%arkouda_connect NAME``
