@@ -425,7 +425,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     if not items:
         print("no arkouda-k8s deployments", file=sys.stderr)
         return 0
-    header = ["NAMESPACE", "NAME", "STAGE", "LOCALES", "MODE", "RELEASE", "AGE", "EXPIRES"]
+    header = ["NAMESPACE", "NAME", "STAGE", "LOCALE-PODS", "MODE", "RELEASE", "AGE", "EXPIRES"]
     rows = [header] + [i.to_row() for i in items]
     widths = [max(len(r[c]) for r in rows) for c in range(len(header))]
     for r in rows:

@@ -150,6 +150,8 @@ class ClusterStatus:
     expires_at: datetime | None
     message: str = ""
     heartbeat_expired: bool = False
+    locales: int | None = None  # Arkouda locales in all (udp: server pod + locale pods)
+    mode: str | None = None
 
     # Names the notebook front end reads (docs/internals.md).
     @property
@@ -164,12 +166,20 @@ class ClusterStatus:
     def server_version(self) -> str | None:
         return self.arkouda_version
 
+    def _locales_text(self) -> str:
+        pods = f"{self.locales_ready}/{self.locales_total} locale pods running"
+        if self.mode == "smp":
+            return f"{self.locales} in the server pod (smp)"
+        if self.locales is None:
+            return pods
+        return f"{self.locales}: 1 in the server pod + {pods}"
+
     def to_text(self) -> str:
         """A few aligned lines, as `arkouda-k8s status` prints them."""
         rows = [
             ("name", f"{self.name} (namespace {self.namespace}, context {self.context or '-'})"),
             ("stage", self.stage + (f": {self.message}" if self.message else "")),
-            ("locales", f"{self.locales_ready}/{self.locales_total} running"),
+            ("locales", self._locales_text()),
             (
                 "server",
                 f"{self.server_phase or 'absent'}, {'ready' if self.server_ready else 'not ready'}",
@@ -743,7 +753,10 @@ class ArkoudaCluster:
                     else ""
                 )
                 self._progress(
-                    "locales", len(running), total, f"locales {len(running)}/{total} running{note}"
+                    "locales",
+                    len(running),
+                    total,
+                    f"locale pods {len(running)}/{total} running{note}",
                 )
             return running if len(running) >= total else None
 
@@ -759,7 +772,7 @@ class ArkoudaCluster:
         except WatchDeadline:
             pods = list(last["pods"].values())
             raise StageTimeout(
-                f"locales {last['n']}/{total} running after {self.timeouts.locales:.0f}s"
+                f"locale pods {last['n']}/{total} running after {self.timeouts.locales:.0f}s"
                 + _pending_summary(pods),
                 f"see `kubectl describe pods -n {self.namespace} -l "
                 f"{manifests.selector(self.spec, 'locale')}`",
@@ -1181,6 +1194,8 @@ class ArkoudaCluster:
             expires_at=info.expires_at,
             message=_status_message(pods),
             heartbeat_expired=info.heartbeat_expired,
+            locales=self.spec.locales,
+            mode=self.spec.mode,
         )
 
     def logs(self, component: str = "server", tail: int | None = None) -> str:
@@ -1745,9 +1760,10 @@ def _summarize(
     locales = [
         p for p in pods if (p["metadata"].get("labels") or {}).get(COMPONENT_LABEL) == "locale"
     ]
-    running = [p for p in locales if _running_with_ip(p)]
-    total = spec.locale_pods if spec else len(locales)
     server = servers[0] if servers else None
+    # Locale pods (udp: locales - 1; smp: none), as the front ends show them.
+    total = spec.locale_pods if spec else len(locales)
+    ready = sum(1 for p in locales if _running_with_ip(p))
     failed = any((p.get("status") or {}).get("phase") == "Failed" for p in pods) or any(
         ((cs.get("state") or {}).get("waiting") or {}).get("reason")
         in IMAGE_PULL_REASONS | {"CrashLoopBackOff"}
@@ -1762,7 +1778,7 @@ def _summarize(
         stage = "Ready"
     elif server is not None:
         stage = "Server"
-    elif locales or total:
+    elif locales or (spec is not None and spec.locale_pods):
         stage = "Locales"
     else:
         stage = "Pending"
@@ -1783,7 +1799,7 @@ def _summarize(
     now = datetime.now(UTC)
     return _Summary(
         stage=stage,
-        locales_ready=len(running),
+        locales_ready=ready,
         locales_total=total,
         age=(now - created).total_seconds() if created else None,
         heartbeat=heartbeat,

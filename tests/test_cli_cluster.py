@@ -94,7 +94,7 @@ def test_deploy_prints_progress_and_status(sb, kube, capsys):
 def test_status_shows_locales_memory_version(sb, kube, deployed, capsys):
     code, out, err = run(capsys, "status", deployed, "--kubeconfig", sb.kubeconfig_path)
     assert code == 0, err
-    assert "locales  2/2 running" in out
+    assert "locales  3: 1 in the server pod + 2/2 locale pods running" in out
     assert "version  v2023.05.05" in out
     assert "used of" in out and "memMax" in out
     assert "expires" in out and "never" not in out.split("expires")[1]
@@ -124,7 +124,7 @@ def test_list_shows_the_deployment(sb, deployed, capsys):
     code, out, err = run(capsys, "list", "--kubeconfig", sb.kubeconfig_path)
     assert code == 0
     header, *rows = out.strip().splitlines()
-    assert header.split()[:4] == ["NAMESPACE", "NAME", "STAGE", "LOCALES"]
+    assert header.split()[:4] == ["NAMESPACE", "NAME", "STAGE", "LOCALE-PODS"]
     row = next(r.split() for r in rows if r.split()[1] == deployed)
     assert row[0] == "default" and row[2] == "Ready" and row[3] == "2/2" and row[4] == "udp"
 
@@ -253,7 +253,7 @@ def test_status_of_a_failed_deployment_says_why(sb, kube, capsys):
         code, out, err = run(capsys, "status", "cli-bad", "--kubeconfig", sb.kubeconfig_path)
         assert code == 0, err
         assert "stage    Failed: cli-bad-locale-" in out and "ImagePullBackOff" in out
-        assert "locales  0/1 running" in out and "server   absent" in out
+        assert "0/1 locale pods running" in out and "server   absent" in out
         code, out, err = run(capsys, "list", "--kubeconfig", sb.kubeconfig_path)
         assert any(r.split()[1:3] == ["cli-bad", "Failed"] for r in out.splitlines()[1:])
     finally:

@@ -50,17 +50,20 @@ def test_deploy_ready_status_and_teardown(sb, kube, mode, locales):
         st = c.status()
         assert st.stage == "Ready" and st.server_ready
         assert st.locales_total == (locales - 1 if mode == "udp" else 0)
-        assert st.locales_ready == st.locales_total
+        assert st.locales_ready == st.locales_total and st.locales == locales
         assert st.arkouda_version == "v2023.05.05"
         assert st.memory_used is not None and st.memory_used >= 0
         assert st.memory_max == c.spec.effective_mem_max * locales
         text = st.to_text()
-        assert f"{st.locales_ready}/{st.locales_total} running" in text
+        if mode == "udp":
+            assert f"locales  {locales}: 1 in the server pod + {locales - 1}/{locales - 1}" in text
+        else:
+            assert f"locales  {locales} in the server pod (smp)" in text
         assert "v2023.05.05" in text and "used of" in text
         assert c.token() not in repr(st) + text + repr(c)
         if mode == "udp" and locales > 1:
-            assert f"locales {locales - 1}/{locales - 1} running" in rec.messages()[-1] or any(
-                f"locales {locales - 1}/{locales - 1} running" in m for m in rec.messages()
+            assert any(
+                f"locale pods {locales - 1}/{locales - 1} running" in m for m in rec.messages()
             )
     finally:
         c.teardown()
@@ -82,7 +85,7 @@ def test_progress_stages_come_in_order(sb, kube):
     want = ["preflight", "credentials", "rbac", "locales", "server", "handshake", "ready"]
     assert [s for s in stages if s in want] == want
     assert rec.events[0].message.startswith("using context sandbox")
-    assert any(m == "locales: locales 2/2 running" for m in rec.messages())
+    assert any(m == "locales: locale pods 2/2 running" for m in rec.messages())
 
 
 def test_redeploy_of_the_same_spec_changes_nothing(sb, kube):
