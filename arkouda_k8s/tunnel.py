@@ -479,6 +479,7 @@ class _WsUpstream(_Upstream):
         self.readable = asyncio.Event()
         self.readable.set()
         self.done = False
+        self.eof = False
         loop = asyncio.get_running_loop()
         self.sender = loop.create_task(self._send_loop())
         self.receiver = loop.create_task(self._receive_loop())
@@ -491,22 +492,27 @@ class _WsUpstream(_Upstream):
             self.local.transport.pause_reading()
 
     def send_eof(self) -> None:
-        # v4 cannot half-close; the pod keeps its side until the local client closes
-        pass
+        # v4 cannot half-close: like the official helper, the local EOF ends the stream
+        # (after what is pending); keeping it open would hold the pod connection forever
+        self.eof = True
+        self.wake.set()
 
     async def _send_loop(self) -> None:
         try:
             while True:
                 await self.wake.wait()
                 self.wake.clear()
-                if len(self.pending) == 1:
-                    continue
-                message = b"".join(self.pending)
-                self.pending = [b"\x00"]
-                self.pending_size = 0
-                if self.local.transport is not None and not self.local.closed:
-                    self.local.transport.resume_reading()
-                await self.ws.send_bytes(message)
+                if len(self.pending) > 1:
+                    message = b"".join(self.pending)
+                    self.pending = [b"\x00"]
+                    self.pending_size = 0
+                    if self.local.transport is not None and not self.local.closed:
+                        self.local.transport.resume_reading()
+                    await self.ws.send_bytes(message)
+                if self.eof and len(self.pending) == 1:
+                    # closed from a task of its own: our receiver cancels this sender
+                    self.core._spawn(self.ws.close())
+                    return
         except (ConnectionError, RuntimeError):
             pass
 

@@ -225,6 +225,19 @@ def test_websocket_protocol_round_trips_too(world: World, echo: str) -> None:
             assert sha(back) == sha(payload)
 
 
+@pytest.mark.parametrize("protocol", ["spdy", "websocket"])
+def test_closed_connections_release_their_streams(world: World, echo: str, protocol: str) -> None:
+    # more than aiohttp's 100-connection pool: a leaked stream would hang connection 101
+    with Tunnel(world.endpoint(), "default", echo, ECHO_PORT, protocol=protocol) as t:
+        for i in range(120):
+            with socket.create_connection(t.local_address, timeout=10) as sock:
+                message = f"request {i}".encode()
+                sock.sendall(message)
+                assert sock.recv(100) == message
+        registry = world.sb.portforward_registry
+        until("every stream released", lambda: registry.open_streams == 0, 5)
+
+
 def test_32_concurrent_connections(tunnel: Tunnel) -> None:
     payloads = [os.urandom(256 * 1024 + i) for i in range(32)]
     results: list[bytes | BaseException | None] = [None] * 32
