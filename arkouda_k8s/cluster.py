@@ -390,6 +390,17 @@ class ArkoudaCluster:
                 "deploy it first, or check the name with `arkouda-k8s list -A`",
             )
         self.preflight()
+        # The state ConfigMap is created (not applied) first: of two sessions deploying
+        # the same name at once, one gets 409 and waits for the other's deployment
+        # instead of writing a second set of credentials over it.
+        try:
+            self.kube.create(
+                self._state_object(), deadline=time.monotonic() + self.timeouts.preflight
+            )
+        except KubeError as exc:
+            if exc.status != 409:
+                raise
+            return self._join(wait)
         self.created = True
         try:
             self._create(wait)
@@ -430,7 +441,6 @@ class ArkoudaCluster:
         # 1. State + Secrets (not the TLS one: its certificate does not exist yet).
         deadline = time.monotonic() + t.credentials
         self._progress("credentials", 0, 2, "creating secrets")
-        self.kube.apply(self._state_object(), deadline=deadline)
         for obj in objects:
             if obj["kind"] == "Secret" and obj["metadata"]["name"] != self.names.tls_secret:
                 self.kube.apply(obj, deadline=deadline)
@@ -484,6 +494,25 @@ class ArkoudaCluster:
         self.wait_server(deadline)
         self.handshake()
         self._start_heartbeat()
+
+    def _join(self, wait: bool) -> ArkoudaCluster:
+        """Another session is creating this deployment right now: wait for it."""
+        if self.mode is DeployMode.CREATE:
+            raise ArkoudaK8sError(
+                f"deployment {self.name!r} is being created by another session",
+                "wait for it and connect (mode create-or-connect), or choose another name",
+            )
+        existing = self._existing_spec()
+        if existing is not None:
+            _check_same_spec(existing, self.spec)
+            self.spec = existing
+        self._progress("preflight", 1, 1, f"another session is creating {self.name}; waiting")
+        if wait:
+            deadline = time.monotonic() + self.timeouts.credentials + self.timeouts.locales
+            self.wait_server(deadline + self.timeouts.server)
+            self.handshake()
+        self._start_heartbeat()
+        return self
 
     def _attach(self, wait: bool) -> ArkoudaCluster:
         """Connect to an existing deployment: no object is written."""

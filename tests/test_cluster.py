@@ -359,3 +359,35 @@ def test_connect_binds_the_client_and_recovers_after_a_tunnel_drop(sb, kube):
         assert states[-1] == "closed"
         c.teardown()
     assert labelled(kube, "c-connect") == []
+
+
+def test_two_sessions_deploying_one_name_share_one_deployment(sb, kube):
+    """Two notebooks run the same deploy at once: one creates, the other waits for it
+    and connects; there is one set of credentials and both answer."""
+    s = spec("c-race", locales=2)
+    clusters = [cluster(sb, s), cluster(sb, s)]
+    errors = []
+
+    def run(c):
+        try:
+            c.deploy()
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in clusters]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert errors == []
+        assert sorted(c.created for c in clusters) == [False, True]
+        assert clusters[0].token() == clusters[1].token()
+        for c in clusters:
+            with ArkoudaProbe(*c.address, token=c.token()) as probe:
+                assert probe.handshake()["numLocales"] == 2
+        assert len(kube.list("Secret", label_selector=manifests.selector(s))["items"]) == 3
+    finally:
+        clusters[0].close()
+        clusters[1].teardown()
+    assert labelled(kube, "c-race") == []
