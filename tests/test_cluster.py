@@ -391,3 +391,14 @@ def test_two_sessions_deploying_one_name_share_one_deployment(sb, kube):
         clusters[0].close()
         clusters[1].teardown()
     assert labelled(kube, "c-race") == []
+
+
+def test_context_manager(sb, kube):
+    with cluster(sb, spec("c-with", mode="smp", locales=2), teardown_on_exit=True) as c:
+        assert c.address is not None and c.status().stage == "Ready"
+    assert c.tunnel is None
+    assert labelled(kube, "c-with") == []
+    with cluster(sb, spec("c-with2", mode="smp", locales=2)) as c:
+        pass
+    assert c.tunnel is None and kube.get("Pod", "c-with2-server") is not None  # still running
+    c.teardown()
