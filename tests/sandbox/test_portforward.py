@@ -226,6 +226,20 @@ def test_kubectl_port_forward_moves_bytes_both_ways(
             payload = os.urandom(size)
             with forward.connect() as sock:
                 assert _digest(_echo_through(sock, payload)) == _digest(payload)
+        # several connections at once share one SPDY session, paired by requestid
+        payloads = [os.urandom(500_000 + i) for i in range(6)]
+        results: list[bytes] = [b""] * len(payloads)
+
+        def one(i: int) -> None:
+            with forward.connect() as sock:
+                results[i] = _echo_through(sock, payloads[i])
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(payloads))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert [_digest(r) for r in results] == [_digest(p) for p in payloads]
         log = "".join(forward.stderr)
         # kubectl logs its websocket dial at -v=6; the fallback must not have used it
         assert ("WebSocket" in log) is websockets, log[-2000:]
