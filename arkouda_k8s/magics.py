@@ -58,7 +58,7 @@ from IPython.core import magic_arguments
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument
-from traitlets import Bool, Int, Unicode
+from traitlets import Bool, Int, TraitError, Unicode
 from traitlets.config import Config, Configurable
 
 from . import cli
@@ -818,7 +818,11 @@ def load_ipython_extension(ipython: Any) -> None:
     """Register the magics (``%load_ext arkouda_k8s``); loading twice is a no-op."""
     if id(ipython) in _LOADED:
         return
-    found = _settings_from_files(Path.cwd())
+    hint = "(hint: fix ARKOUDA_K8S_*, [tool.arkouda-k8s] or the config file)"
+    try:
+        found = _settings_from_files(Path.cwd())
+    except ArkoudaK8sError as exc:
+        raise UsageError(f"arkouda_k8s: {exc.one_line()}") from None
     config = Config()
     for key, value in found.items():
         trait = ArkoudaMagics.class_traits()[key]
@@ -826,12 +830,17 @@ def load_ipython_extension(ipython: Any) -> None:
             try:
                 value = trait.from_string(value)
             except Exception:
-                raise ArkoudaUsageError(
-                    f"setting {key}: invalid value {value!r}", "see `%config ArkoudaMagics`"
+                raise UsageError(
+                    f"arkouda_k8s: setting {key}: invalid value {value!r} {hint}"
                 ) from None
         config.ArkoudaMagics[key] = value
     config.merge(ipython.config)  # %config and ipython_config.py win
-    magics = ArkoudaMagics(shell=ipython, config=config)
+    before = list(ipython.configurables)
+    try:
+        magics = ArkoudaMagics(shell=ipython, config=config)
+    except TraitError as exc:
+        ipython.configurables[:] = before  # Magics registers itself before validating
+        raise UsageError(f"arkouda_k8s: setting: {' '.join(str(exc).split())} {hint}") from None
     ipython.register_magics(magics)
     _LOADED[id(ipython)] = magics
     magics.start()

@@ -141,12 +141,27 @@ def test_settings_come_from_env_then_pyproject_then_config_file(
         ip.run_line_magic("unload_ext", "arkouda_k8s")
 
 
-def test_a_bad_setting_in_the_environment_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_bad_setting_is_a_one_line_usage_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ARKOUDA_K8S_CONFIG", str(tmp_path / "absent.toml"))
     monkeypatch.setenv("ARKOUDA_K8S_LOCALES", "lots")
     ip = fresh_shell()
-    with pytest.raises(Exception, match=r"setting locales: invalid value 'lots'"):
+    configurables = list(ip.configurables)
+    with pytest.raises(UsageError, match=r"setting locales: invalid value 'lots'"):
+        magics_module.load_ipython_extension(ip)
+    monkeypatch.delenv("ARKOUDA_K8S_LOCALES")
+    (tmp_path / "pyproject.toml").write_text("[tool.arkouda-k8s]\nnamespace = 5\n")
+    with pytest.raises(UsageError, match=r"setting: The 'namespace' trait .* expected a uni"):
+        magics_module.load_ipython_extension(ip)
+    (tmp_path / "bad.toml").write_text("namespace = [unclosed\n")
+    monkeypatch.setenv("ARKOUDA_K8S_CONFIG", str(tmp_path / "bad.toml"))
+    (tmp_path / "pyproject.toml").write_text("")
+    with pytest.raises(UsageError, match=r"config file .*bad.toml: cannot read it"):
         magics_module.load_ipython_extension(ip)
     assert id(ip) not in magics_module._LOADED
+    assert ip.configurables == configurables
 
 
 # -- bad arguments ------------------------------------------------------------------------
