@@ -46,7 +46,7 @@ def test_quickstart_deploys_computes_and_leaves_nothing_behind() -> None:
     # The example's answers, checked against NumPy by the command itself.
     assert "sum(arange(1000)) = 499500" in out
     assert "numpy says" not in out
-    assert re.search(r"locales\s+2/2 running", out), out
+    assert re.search(r"locales\s+3: 1 in the server pod \+ 2/2 locale pods running", out), out
     assert re.search(r"torn down: \d+ object", out)
     assert "not Kubernetes" in out  # the sandbox says what it is
     assert "Traceback" not in err
