@@ -187,8 +187,8 @@ class TextProgress:
 
     def finish(self, ok: bool, message: str = "") -> None:
         self.finished = True
-        if message:
-            self.write(f"  {'done' if ok else 'failed'}: {redact(message)}")
+        if ok and message:  # a failure is the error line that follows; no need to say it twice
+            self.write(f"  done: {redact(message)}")
 
 
 class DeployProgress(_Card, w.VBox):

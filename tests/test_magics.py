@@ -898,3 +898,17 @@ def test_error_policy_in_a_real_kernel(tmp_path: Any) -> None:
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=False)
+
+
+def test_a_deploy_the_cluster_cannot_take_is_one_line_and_leaves_nothing(
+    sandbox_ip: tuple[InteractiveShell, Any],
+) -> None:
+    ip, sb = sandbox_ip
+    run_ok(ip, "%config ArkoudaMagics.short_errors = True")
+    error, out = run(ip, "%arkouda_deploy --name huge --no-auth --locales 2 --memory 100Ti")
+    assert isinstance(error, ArkoudaError), error
+    (line,) = error._render_traceback_()
+    assert line.startswith("PreflightError: ") and "memory" in line and "(hint: " in line
+    assert "Traceback" not in shown(out)
+    assert instance_objects(sb, "huge") == []
+    assert "huge" not in the_magics(ip).clusters and "ak" not in ip.user_ns

@@ -344,6 +344,9 @@ def test_text_progress_prints_one_line_per_change() -> None:
         "  locales (1/4): 1/1 locale pods running",
         "  done: demo is ready",
     ]
+    failing = TextProgress(lines.append)
+    failing.finish(False, "image pull failed")  # the error itself follows, once
+    assert lines[-1] == "  done: demo is ready"
 
 
 def test_widget_progress_bar_and_failure() -> None:
