@@ -498,6 +498,7 @@ class PodWorker:
         self._dirty = False
         self._tasks: list[asyncio.Task[Any]] = []
         self.runtimes: set[Runtime] = set()  # started and not yet seen to end
+        self.execs: set[asyncio.subprocess.Process] = set()  # `kubectl exec` sessions
         self._main = asyncio.ensure_future(self._run())
 
     # -- status ------------------------------------------------------------------------
@@ -1328,6 +1329,7 @@ class PodWorker:
             )
         runtimes = list(self.runtimes)
         await asyncio.gather(*(self._stop_runtime(rt, grace) for rt in runtimes))
+        self.kill_execs()
         for rt in runtimes:
             self._forget(rt)
         for c in self.all_containers():
@@ -1342,6 +1344,12 @@ class PodWorker:
         self.gone = True
         shutil.rmtree(self.dir, ignore_errors=True)
         _release_ip(self.ip)
+
+    def kill_execs(self) -> None:
+        """Exec sessions end with their container, as on a real node."""
+        for proc in list(self.execs):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
     def _forget(self, runtime: Runtime) -> None:
         self.runtimes.discard(runtime)
@@ -1469,6 +1477,8 @@ class Kubelet:
             # Even when the caller's deadline cancels the orderly stop: nothing survives.
             for runtime in list(self.live):
                 runtime.signal(signal.SIGKILL)
+            for w in workers:
+                w.kill_execs()
             shutil.rmtree(self.root, ignore_errors=True)
 
     def _on_change(self, kind: str, resource: str, obj: dict[str, Any]) -> None:
@@ -1532,6 +1542,59 @@ class Kubelet:
 
     def processes(self) -> list[int]:
         return sorted(self.pids)
+
+    async def exec_in_pod(
+        self, namespace: str, name: str, container: str, command: list[str]
+    ) -> asyncio.subprocess.Process:
+        """Run ``command`` in a running container's context (env, pod dir, mounts).
+
+        stdin/stdout/stderr are pipes; the process gets its own group and is killed when
+        the container stops. Errors are the API's 400/500 with the real runtime's words.
+        """
+        w = self._worker(namespace, name)
+        c = None if w is None else (w.containers.get(container) or w.init_containers.get(container))
+        if w is None or c is None or c.runtime is None:
+            raise ApiError(
+                400,
+                "BadRequest",
+                f'unable to upgrade connection: container not found ("{container}")',
+            )
+        argv = [w.map_words(str(x)) for x in command]
+        env = w._process_env(c)
+        if not argv or not shutil.which(argv[0], path=env.get("PATH")):
+            what = argv[0] if argv else ""
+            raise ApiError(
+                500,
+                "InternalError",
+                "Internal error occurred: error executing command in container: failed to exec "
+                "in container: OCI runtime exec failed: exec failed: unable to start container "
+                f'process: exec: "{what}": executable file not found in $PATH: unknown',
+            )
+        cwd = w.dir / (c.spec.get("workingDir") or "").lstrip("/")
+        cwd.mkdir(parents=True, exist_ok=True)
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            env=env,
+            cwd=str(cwd),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        w.execs.add(proc)
+        self.pids.add(proc.pid)
+
+        async def reap() -> None:
+            try:
+                await proc.wait()
+            finally:
+                w.execs.discard(proc)
+                self.pids.discard(proc.pid)
+
+        self._spawn(reap())
+        if w.stopping:  # the container went away while the command started
+            w.kill_execs()
+        return proc
 
     pod_processes = processes
 

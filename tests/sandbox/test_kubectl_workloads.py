@@ -186,3 +186,49 @@ def test_logs_follow_streams_until_the_container_ends(kubectl, kubectl_env, uniq
     assert out == "n1\nn2\nn3\n"
     assert time.monotonic() - t0 < 10  # it ended with the container, not on a timeout
     k("delete", "pod", name)
+
+
+EXEC_POD = """
+apiVersion: v1
+kind: Pod
+metadata:
+  name: shell-{u}
+spec:
+  containers:
+  - name: c
+    image: busybox:1.36
+    command: ["sleep", "60"]
+    env: [{{name: GREETING, value: hello-from-env}}]
+    volumeMounts: [{{name: cfg, mountPath: /etc/cfg}}]
+  volumes: [{{name: cfg, configMap: {{name: cfg-{u}}}}}]
+"""
+
+
+def test_exec_runs_in_the_pod_context(sandbox, kubectl, kubectl_env, unique):
+    k = lambda *a, **kw: _run(kubectl, kubectl_env, *a, **kw)  # noqa: E731
+    k("create", "configmap", f"cfg-{unique}", "--from-literal=mode=fast")
+    k("apply", "-f", "-", stdin=EXEC_POD.format(u=unique))
+    name = f"shell-{unique}"
+    k("wait", "--for=condition=Ready", f"pod/{name}", "--timeout=30s")
+    ip = k("get", "pod", name, "-o", "jsonpath={.status.podIP}")
+    out = k("exec", name, "--", "sh", "-c", "echo $GREETING $SANDBOX_POD_IP; cat /etc/cfg/mode")
+    assert out == f"hello-from-env {ip}\nfast"
+    assert k("exec", "-i", name, "--", "cat", stdin="piped through\n") == "piped through\n"
+    failed = subprocess.run(
+        [kubectl, "exec", name, "--", "sh", "-c", "exit 7"],
+        env=kubectl_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert failed.returncode == 7
+    missing = subprocess.run(
+        [kubectl, "exec", name, "--", "no-such-binary"],
+        env=kubectl_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode != 0
+    assert 'exec: "no-such-binary": executable file not found in $PATH' in missing.stderr
+    k("delete", "pod", name)
