@@ -93,8 +93,8 @@ class ArkoudaError(Exception):
     """A failure shown as one line (reason and hint) instead of a traceback.
 
     IPython prints what ``_render_traceback_`` returns in place of the traceback, and
-    the cell still fails (Jupyter stops "run all"). The original exception is
-    ``__cause__``, for ``%tb``-less debugging with ``short_errors = False``.
+    the cell still fails (Jupyter stops "run all"). The original exception is the
+    ``__cause__``; ``%config ArkoudaMagics.short_errors = False`` raises it instead.
     """
 
     def __init__(self, message: str, kind: str = "ArkoudaError") -> None:
@@ -298,10 +298,12 @@ class ArkoudaMagics(Magics, Configurable):
         from .spec import ClusterSpec, helm_chart_of
 
         given = cli.spec_options(args)
-        for key in ("namespace", "release", "locales"):
+        files = getattr(args, "values", None)
+        # values files carry release and locales, which must win over the settings
+        for key in ("namespace",) if files else ("namespace", "release", "locales"):
             if key not in given and getattr(self, key) is not None:
                 given[key] = getattr(self, key)
-        if not getattr(args, "values", None):
+        if not files:
             return ClusterSpec(**given)
         import yaml
 

@@ -246,6 +246,9 @@ def test_dry_run_reads_helm_values_files_and_options_win(
     assert "memory: 4Gi" in text
     text = shown(run_ok(ip, f"%arkouda_deploy --dry-run --name fromvalues -f {values} --locales 5"))
     assert re.search(r"name: NUMLOCALES\s+value: '5'", text)
+    run_ok(ip, "%config ArkoudaMagics.locales = 7")  # a default: the file's 3 wins over it
+    text = shown(run_ok(ip, f"%arkouda_deploy --dry-run --name fromvalues -f {values}"))
+    assert re.search(r"name: NUMLOCALES\s+value: '3'", text)
     error, _ = run(ip, f"%arkouda_deploy --dry-run -f {tmp_path / 'missing.yaml'}")
     assert type(error) is UsageError and "missing.yaml" in str(error)
 
