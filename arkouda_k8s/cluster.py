@@ -1733,7 +1733,12 @@ def rbac_yaml(spec: ClusterSpec, missing: list[Access], user: str | None) -> str
                 "subjects": [subject],
             }
         )
-    return yaml.safe_dump_all(docs, sort_keys=False)
+    header = (
+        f"# RBAC for arkouda-k8s deployment {spec.name!r} in namespace {spec.namespace}.\n"
+        f"# The subject is the kubeconfig user {user!r}; if your cluster knows you by another\n"
+        "# name (an email, a cloud identity), put that name in the bindings' subjects.\n"
+    )
+    return header + yaml.safe_dump_all(docs, sort_keys=False)
 
 
 def _grouped(accesses: list[Access]) -> str:
