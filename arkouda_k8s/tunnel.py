@@ -883,6 +883,7 @@ class _Core:
 
     async def health_loop(self) -> None:
         t = self.t
+        failing_since: float | None = None
         while not self.stopping.is_set():
             try:
                 await self.run_health_check()
@@ -890,12 +891,21 @@ class _Core:
                 raise
             except Exception as exc:
                 error = _as_tunnel_error(exc, "health check")
+                now = self.loop.time()
+                failing_since = now if failing_since is None else failing_since
                 if t.state == READY:
                     t._set_state(RECONNECTING, error)
+                elif (
+                    t.state == RECONNECTING
+                    and t.reconnect_timeout is not None
+                    and now - failing_since > t.reconnect_timeout
+                ):
+                    t._set_state(FAILED, error)
                 else:
                     t.last_error = error
                 self.forget_pod()
             else:
+                failing_since = None
                 if t.state != READY:
                     t._set_state(READY, None)
             interval = t.health_interval if t.state == READY else min(t.health_interval, 1.0)

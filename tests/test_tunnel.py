@@ -413,6 +413,30 @@ def test_health_check_moves_state_to_reconnecting_and_back(world: World, echo: s
     assert "reconnecting" in names and names[-1] == "closed"
 
 
+def test_health_failing_past_reconnect_timeout_is_failed(world: World, echo: str) -> None:
+    healthy = threading.Event()
+    healthy.set()
+
+    def check(host: str, port: int) -> None:
+        if not healthy.is_set():
+            raise ConnectionError("no answer")
+
+    with Tunnel(
+        world.endpoint(),
+        "default",
+        echo,
+        ECHO_PORT,
+        health_check=check,
+        health_interval=0.1,
+        reconnect_timeout=0.5,
+    ) as t:
+        healthy.clear()
+        until("failed", lambda: t.state == "failed", 5)
+        assert "no answer" in str(t.last_error)
+        healthy.set()  # a later success still brings it back
+        until("ready again", lambda: t.state == "ready", 5)
+
+
 def test_start_fails_clearly_without_permission(world: World, echo: str) -> None:
     path = world.sb.kubeconfig_for_user(f"nobody-{uuid.uuid4().hex[:6]}")
     endpoint = Kube.from_kubeconfig(path).endpoint()
