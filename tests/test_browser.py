@@ -340,7 +340,7 @@ def test_notebook_deploy_form_compute_and_teardown_in_jupyterlab(
                 f"ready {NAME} is ready"
             )
             panel = form.locator(".widget-html", has_text=f"Arkouda cluster {NAME}")
-            expect(panel).to_contain_text("Ready")
+            expect(panel).to_contain_text(re.compile(r"stage\s*Ready"))
             expect(panel).to_contain_text(re.compile(rf"locale pods\s*{locale_pods}/{locale_pods}"))
             expect(panel).to_contain_text(re.compile(r"tunnel\s*ready 127\.0\.0\.1:\d+"))
             for label in ("Logs", "Reconnect", "Teardown"):
@@ -384,7 +384,7 @@ def test_notebook_deploy_form_compute_and_teardown_in_jupyterlab(
             saved = notebook.read_text()
             for pattern in SECRET_PATTERNS:
                 assert not pattern.search(saved), f"secret-like text saved: {pattern}"
-        except AssertionError:
+        except Exception:  # assertions and Playwright's timeouts alike
             # what the user would have seen: the first thing to read when this fails in CI
             shown = page.locator(".jp-OutputArea-output").all_inner_texts()
             print("OUTPUTS:\n" + "\n---\n".join(shown), file=sys.stderr)
