@@ -200,38 +200,10 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
     from .credentials import Credentials
     from .manifests import render
-    from .spec import ClusterSpec, helm_chart_of
 
-    values: dict[str, Any] = {}
-    for path in args.values:
-        try:
-            with open(path, encoding="utf-8") as fh:
-                docs = [d for d in yaml.safe_load_all(fh) if d is not None]
-        except OSError as exc:
-            raise UsageError(f"values file {path}: {exc.strerror or exc}") from None
-        except yaml.YAMLError as exc:
-            where = getattr(exc, "problem_mark", None)
-            at = f" (line {where.line + 1})" if where is not None else ""
-            raise UsageError(f"values file {path}: not valid YAML{at}") from None
-        for doc in docs:
-            if not isinstance(doc, dict):
-                raise UsageError(f"values file {path}: expected a mapping of Helm values")
-            chart = helm_chart_of(doc)
-            if chart in values:
-                raise UsageError(
-                    f"values file {path}: a second arkouda-udp-{chart} values document",
-                    "give one server and at most one locale values file",
-                )
-            values[chart] = doc
-    options = spec_options(args)
-    if values:
-        spec, warnings = ClusterSpec.from_helm_values(
-            server=values.get("server"), locale=values.get("locale"), **options
-        )
-        for warning in warnings:
-            print(f"arkouda-k8s: warning: {warning}", file=sys.stderr)
-    else:
-        spec = ClusterSpec(**options)
+    spec, warnings = spec_from_args(args)
+    for warning in warnings:
+        print(f"arkouda-k8s: warning: {warning}", file=sys.stderr)
     if spec.namespace is None:
         spec = spec.with_namespace("default")
 
@@ -271,10 +243,12 @@ def _parse_duration(text: str) -> int:
     return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
-def spec_from_args(args: argparse.Namespace) -> tuple[Any, list[str]]:
+def spec_from_args(args: argparse.Namespace, match_client: bool = False) -> tuple[Any, list[str]]:
     """(ClusterSpec, warnings) from spec options over the -f values files (and --ttl).
 
     Shared by the commands and magics that build a spec from command-line options.
+    With ``match_client`` and no release given (option or values file), the release is
+    the installed arkouda client's, and a note says so.
     """
     import yaml
 
@@ -304,12 +278,24 @@ def spec_from_args(args: argparse.Namespace) -> tuple[Any, list[str]]:
                     "give one server and at most one locale values file",
                 )
             values[chart] = doc
+    notes: list[str] = []
+    given = "release" in options or any(v.get("releaseVersion") for v in values.values())
+    if match_client and not given:
+        from .session import matching_release
+
+        release = matching_release()
+        if release:
+            options["release"] = release
+            notes.append(
+                f"release: {release}, the release of the installed arkouda client "
+                "(--release chooses another)"
+            )
     if values:
         spec, warnings = ClusterSpec.from_helm_values(
             server=values.get("server"), locale=values.get("locale"), **options
         )
-        return spec, list(warnings)
-    return ClusterSpec(**options), []
+        return spec, notes + list(warnings)
+    return ClusterSpec(**options), notes
 
 
 class _TerminalProgress:
@@ -359,7 +345,7 @@ def _kube(args: argparse.Namespace) -> Any:
 def _cmd_deploy(args: argparse.Namespace) -> int:
     from .cluster import ArkoudaCluster, DeployMode, rbac_yaml, required_access
 
-    spec, warnings = spec_from_args(args)
+    spec, warnings = spec_from_args(args, match_client=True)
     for warning in warnings:
         print(f"arkouda-k8s: warning: {warning}", file=sys.stderr)
     kube = _kube(args)
@@ -529,8 +515,8 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
 
     from .cluster import ArkoudaCluster, DeployMode
     from .sandbox import Sandbox
-    from .session import client_sends_token
-    from .spec import ClusterSpec
+    from .session import client_sends_token, matching_release
+    from .spec import DEFAULT_RELEASE, ClusterSpec
 
     if args.locales < 1:
         raise UsageError("--locales: must be at least 1", "e.g. --locales 2")
@@ -545,12 +531,19 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
     with Sandbox() as sandbox:
         say(f"sandbox API at {sandbox.url}")
         spec = ClusterSpec(
-            name="quickstart", namespace="default", locales=args.locales, cpu="500m",
-            memory="1Gi", authenticate=auth,
+            name="quickstart",
+            namespace="default",
+            locales=args.locales,
+            cpu="500m",
+            memory="1Gi",
+            authenticate=auth,
+            release=matching_release() or DEFAULT_RELEASE,
         )
         progress = _TerminalProgress()
         cluster = ArkoudaCluster(
-            spec, kubeconfig=sandbox.kubeconfig_path, mode=DeployMode.CREATE,
+            spec,
+            kubeconfig=sandbox.kubeconfig_path,
+            mode=DeployMode.CREATE,
             on_progress=progress,
         )
         try:

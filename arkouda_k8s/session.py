@@ -61,6 +61,26 @@ def client_sends_token() -> bool:
     return "access_token" in inspect.signature(import_client().connect).parameters
 
 
+def matching_release() -> str | None:
+    """The image tag of the installed client's release (``2020.07.07`` -> ``v2020.07.07``).
+
+    Read from the package metadata, so the client is not imported. None when no client
+    is installed or its version is not a release date.
+    """
+    import re
+    from importlib import metadata
+
+    try:
+        version = metadata.version("arkouda")
+    except metadata.PackageNotFoundError:
+        return None
+    m = re.match(r"v?(\d{4})\.(\d{1,2})\.(\d{1,2})(?![\d])", version.strip())
+    if not m:
+        return None
+    year, month, day = (int(g) for g in m.groups())
+    return f"v{year:04d}.{month:02d}.{day:02d}"
+
+
 def version_key(version: str) -> tuple[Any, ...]:
     """``v2023.05.05`` and ``2023.5.5`` compare equal; other text compares as text."""
     text = str(version).strip().lstrip("vV").split("+")[0].split(" ")[0]

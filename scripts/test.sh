@@ -13,6 +13,12 @@ if ! command -v kubectl >/dev/null 2>&1; then
     || echo "WARNING: no kubectl could be installed; kubectl tests will be skipped" >&2
 fi
 
+# Chromium for the browser tests: Debian's package (Playwright never downloads a browser).
+if [ ! -x /usr/bin/chromium ]; then
+  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 \
+    || echo "WARNING: chromium could not be installed; the browser tests will be skipped" >&2
+fi
+
 python3 -m ruff check .
 python3 -m ruff format --check .
 python3 -m mypy

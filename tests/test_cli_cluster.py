@@ -76,6 +76,8 @@ def test_deploy_prints_progress_and_status(sb, kube, capsys):
         "100m",
         "--memory",
         "256Mi",
+        "--release",
+        "v2023.05.05",
         "--kubeconfig",
         sb.kubeconfig_path,
     )
@@ -280,3 +282,36 @@ def test_teardown_removes_remains_without_their_marker(sb, kube, capsys):
     assert labelled(kube, "cli-rem") == []
     code, out, err = run(capsys, "teardown", "cli-rem", "--kubeconfig", sb.kubeconfig_path)
     assert code == 1 and "no arkouda-k8s deployment 'cli-rem'" in err
+
+
+def test_deploy_without_release_matches_the_installed_client(sb, kube, capsys):
+    """DESIGN: no --release given and a client installed -> that client's release, said."""
+    from arkouda_k8s.session import matching_release
+
+    release = matching_release()
+    if release is None:
+        pytest.skip("no arkouda client installed (scripts/install_arkouda_client.py)")
+    args = ["--name", "cli-rel", "--mode", "smp", "--locales", "1", "--cpu", "100m"]
+    code, out, err = run(
+        capsys,
+        "deploy",
+        *args,
+        "--memory",
+        "256Mi",
+        "--no-auth",
+        "--kubeconfig",
+        sb.kubeconfig_path,
+    )
+    try:
+        assert code == 0, err
+        assert f"release: {release}, the release of the installed arkouda client" in err
+        pod = kube.get("Pod", "cli-rel-server", "default")
+        images = [c["image"] for c in pod["spec"]["containers"]]
+        assert images == [f"bearsrus/arkouda-smp-server:{release}"]
+        assert f"version  {release}" in out  # the stand-in serves the release it was given
+    finally:
+        run(capsys, "teardown", "cli-rel", "--kubeconfig", sb.kubeconfig_path)
+    # An explicit release wins and no note is printed.
+    code, out, err = run(capsys, "render", *args, "--release", "v2023.05.05")
+    assert code == 0 and "arkouda-smp-server:v2023.05.05" in out
+    assert "installed arkouda client" not in err
