@@ -28,7 +28,7 @@ from urllib.parse import unquote
 import yaml
 from aiohttp import web
 
-from . import merge, protobuf, quota, tables, validation
+from . import merge, protobuf, quota, remotecommand, tables, validation
 from .auth import (
     ANONYMOUS_USER,
     CLIENT_SIGNER,
@@ -350,7 +350,7 @@ class ApiServer:
     def _verb(self, request: web.Request, route: Route) -> str:
         method = request.method
         watch = route.legacy_watch or request.query.get("watch", "") in ("true", "1", "True")
-        if route.sub == "portforward":
+        if route.sub in ("portforward", "exec"):
             return "create" if method == "POST" else "get"
         if route.sub == "log":
             return "get"
@@ -375,7 +375,7 @@ class ApiServer:
     ) -> None:
         denied = self.sb.faults.denied(user, attrs)
         if denied is None and not authorize(self.store, user, attrs):
-            if route.sub == "portforward":
+            if route.sub in ("portforward", "exec"):
                 # kubectl's websocket form is a GET; accept either verb like the real one
                 other = Attributes(
                     **{**attrs.__dict__, "verb": "create" if attrs.verb == "get" else "get"}
@@ -1200,6 +1200,10 @@ class ApiServer:
             if method not in ("GET", "POST"):
                 raise _method_not_allowed()
             return await self._portforward(request, route)
+        if sub == "exec":
+            if method not in ("GET", "POST"):
+                raise _method_not_allowed()
+            return await self._exec(request, route)
         if sub == "scale":
             return await self._scale(request, route)
         allowed = route.res.subresources.get(sub, ())
@@ -1407,6 +1411,39 @@ class ApiServer:
                 with contextlib.suppress(Exception):
                     await aclose()
         return resp
+
+    async def _exec(self, request: web.Request, route: Route) -> web.StreamResponse:
+        pod = self._must_get(route)
+        command = request.query.getall("command", [])
+        if not command:
+            raise bad_request("you must specify at least 1 command")
+        names = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+        container = request.query.get("container")
+        if not container:
+            if len(names) != 1:
+                raise bad_request(
+                    f"a container name must be specified for pod {route.name}, choose one of: "
+                    f"[{' '.join(str(n) for n in names)}]"
+                )
+            container = str(names[0])
+        elif container not in names:
+            raise bad_request(f"container {container} is not valid for pod {route.name}")
+        if (pod.get("status") or {}).get("phase") != "Running":
+            raise bad_request(f'unable to upgrade connection: container not found ("{container}")')
+        kubelet = self.sb.kubelet
+        if kubelet is None or not hasattr(kubelet, "exec_in_pod"):
+            raise bad_request(
+                "exec is not available: this sandbox's kubelet does not run commands in pods"
+            )
+        namespace, name = route.namespace, route.name
+
+        async def start(cmd: list[str]) -> asyncio.subprocess.Process:
+            proc = kubelet.exec_in_pod(namespace, name, container, cmd)
+            if inspect.isawaitable(proc):
+                proc = await proc
+            return proc  # type: ignore[no-any-return]
+
+        return await remotecommand.serve_exec(request, command, start)
 
     async def _portforward(self, request: web.Request, route: Route) -> web.StreamResponse:
         pod = self._must_get(route)

@@ -431,6 +431,7 @@ def default_rbac() -> list[tuple[str, dict[str, Any]]]:
             "resources": [
                 "pods",
                 "pods/portforward",
+                "pods/exec",
                 "services",
                 "endpoints",
                 "configmaps",

@@ -65,6 +65,7 @@ RESOURCES: tuple[Resource, ...] = (
             "status": _STATUS,
             "log": ("get",),
             "portforward": ("create", "get"),
+            "exec": ("create", "get"),
         },
     ),
     Resource(
@@ -222,8 +223,10 @@ def api_resource_list(group: str, version: str) -> dict[str, Any] | None:
             if sub == "scale":
                 kind = "Scale"
                 sub_group = {"group": "autoscaling", "version": "v1"}
-            elif sub == "log" or sub == "portforward":
-                kind = "Pod" if sub == "log" else "PodPortForwardOptions"
+            elif sub in ("log", "portforward", "exec"):
+                kind = {"log": "Pod", "portforward": "PodPortForwardOptions"}.get(
+                    sub, "PodExecOptions"
+                )
             resources.append(
                 {
                     "name": f"{r.plural}/{sub}",
