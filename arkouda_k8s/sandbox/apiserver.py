@@ -952,19 +952,17 @@ class ApiServer:
     async def _patch(self, request: web.Request, route: Route, user: UserInfo) -> web.Response:
         ctype = (request.content_type or "").lower()
         body = await self._body(request, patch=True)
-        res = route.res
         warnings: list[str] = []
         if ctype == "application/apply-patch+yaml":
             return self._apply(request, route, body, user, warnings)
         old = self._must_get(route)
         patched = self._patched(ctype, old, body)
-        rv = ((body.get("metadata") or {}) if isinstance(body, dict) else {}).get("resourceVersion")
         if isinstance(patched.get("metadata"), dict):
-            if not rv:
+            # a resourceVersion in the patch is a precondition; none: patch the current one
+            if not _patch_rv(body):
                 patched["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
             patched["metadata"]["name"] = route.name
         obj = self._prepare(request, route, patched, old, warnings)
-        del res
         return self._commit_update(request, route, obj, warnings, None)
 
     @staticmethod
@@ -1233,10 +1231,8 @@ class ApiServer:
                 body = self._patched(ctype, old, body_patch)
                 if isinstance(body.get("metadata"), dict):
                     body["metadata"]["resourceVersion"] = (
-                        (body_patch.get("metadata") or {}).get("resourceVersion")
-                        if isinstance(body_patch, dict)
-                        else None
-                    ) or old["metadata"]["resourceVersion"]
+                        _patch_rv(body_patch) or old["metadata"]["resourceVersion"]
+                    )
         if not isinstance(body, dict):
             raise bad_request(f"the request body must be a JSON object ({route.res.kind})")
         md = body.setdefault("metadata", {})
@@ -1717,6 +1713,12 @@ async def _read_body(request: web.Request) -> bytes:
             "Timeout",
             f"the request body did not arrive within {BODY_TIMEOUT:.0f} s",
         ) from None
+
+
+def _patch_rv(patch: Any) -> Any:
+    """The resourceVersion a (merge) patch carries, if any."""
+    md = patch.get("metadata") if isinstance(patch, dict) else None
+    return md.get("resourceVersion") if isinstance(md, dict) else None
 
 
 def _force(request: web.Request) -> bool:

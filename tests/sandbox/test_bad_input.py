@@ -343,6 +343,8 @@ GARBAGE: list[bytes] = [
     b"{}",
     b'{"metadata": null}',
     b'{"metadata": []}',
+    b'{"metadata": [1]}',
+    b'{"metadata": "x", "spec": []}',
     b'{"metadata": {"name": 7}}',
     b'{"metadata": {"name": "x", "labels": {"a": 1}}}',
     b'{"spec": "nope", "metadata": {"name": "x"}}',
