@@ -626,6 +626,8 @@ class ApiServer:
         if "protobuf" in ctype and not patch:
             try:
                 return protobuf.decode(raw)
+            except protobuf.MalformedProtobuf as exc:
+                raise bad_request(f"the request body is not valid protobuf: {exc}") from None
             except protobuf.ProtobufError as exc:
                 raise ApiError(
                     415,

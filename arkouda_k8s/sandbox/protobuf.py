@@ -19,7 +19,11 @@ MAGIC = b"k8s\x00"
 
 
 class ProtobufError(ValueError):
-    pass
+    """A protobuf body of a kind the sandbox does not decode."""
+
+
+class MalformedProtobuf(ValueError):
+    """A protobuf body that does not parse."""
 
 
 # A schema maps field numbers to (json name, kind, repeated, sub-schema).
@@ -232,13 +236,19 @@ def decode(body: bytes) -> dict[str, Any]:
     """A protobuf request body as a JSON-shaped object; ProtobufError when unsupported."""
     if not body.startswith(MAGIC):
         raise ProtobufError("the body does not start with the Kubernetes protobuf magic k8s\\0")
-    envelope = _decode(body[len(MAGIC) :], UNKNOWN)
+    try:
+        envelope = _decode(body[len(MAGIC) :], UNKNOWN)
+    except (UnicodeDecodeError, ValueError, TypeError, OverflowError) as exc:
+        raise MalformedProtobuf(f"the protobuf envelope is malformed: {exc}") from None
     meta = envelope.get("typeMeta") or {}
     api_version, kind = meta.get("apiVersion", ""), meta.get("kind", "")
     schema = MESSAGES.get((api_version, kind))
     if schema is None:
         raise ProtobufError(f"protobuf bodies of {kind or 'unknown kind'} ({api_version})")
-    obj = _decode(envelope.get("raw") or b"", schema)
+    try:
+        obj = _decode(envelope.get("raw") or b"", schema)
+    except (UnicodeDecodeError, ValueError, TypeError, OverflowError) as exc:
+        raise MalformedProtobuf(f"{kind} ({api_version}) body is malformed: {exc}") from None
     obj["apiVersion"] = api_version
     obj["kind"] = kind
     return obj

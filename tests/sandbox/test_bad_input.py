@@ -171,6 +171,15 @@ def test_wrong_methods_and_media_types(raw: Raw) -> None:
         "UnsupportedMediaType",
     )
     assert "send JSON" in msg
+    bad_utf8_namespace = b"k8s\x00\n\x0f\n\x02v1\x12\tNamespace\x12\x06\n\x04\n\x02\xff\xfe"
+    for junk in (b"k8s\x00\xff\xff\xff", bad_utf8_namespace, b"nope"):
+        status, _, doc = raw(
+            "POST",
+            "/api/v1/namespaces",
+            raw=junk,
+            content_type="application/vnd.kubernetes.protobuf",
+        )
+        assert status in (400, 415), doc
     assert_status(raw("POST", PODS, POD, content_type="text/x-weird"), 415, "UnsupportedMediaType")
     assert_status(
         raw("PATCH", PODS + "/missing", {}, content_type="application/json"),
