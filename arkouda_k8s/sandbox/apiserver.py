@@ -660,7 +660,7 @@ class ApiServer:
             if not yaml_ok:
                 raise bad_request(f"the request body is not valid JSON: {exc}") from None
         try:
-            return yaml.safe_load(raw)
+            return yaml.load(raw, Loader=_NoAliasLoader)  # a SafeLoader subclass
         except yaml.YAMLError as exc:
             raise bad_request(f"error decoding YAML: {' '.join(str(exc).split())}") from None
 
@@ -1688,6 +1688,18 @@ _QUOTA_TRIGGERS = frozenset(
 _RETURN_DELETED = frozenset(
     {"pods", "services", "serviceaccounts", "resourcequotas", "persistentvolumeclaims"}
 )
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without aliases: a few nested aliases expand to gigabytes ("billion laughs")."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases (*name) are not accepted", event.start_mark
+            )
+        return super().compose_node(parent, index)
 
 
 @functools.cache

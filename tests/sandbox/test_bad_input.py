@@ -231,6 +231,16 @@ def test_bad_selectors_patches_and_apply_bodies(raw: Raw) -> None:
         400,
         "BadRequest",
     )  # no fieldManager
+    laughs = b"a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+    laughs += b"c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c]\n"
+    msg = assert_status(
+        raw(
+            "PATCH", cm + "?fieldManager=t", raw=laughs, content_type="application/apply-patch+yaml"
+        ),
+        400,
+        "BadRequest",
+    )
+    assert "aliases" in msg
     assert_status(raw("DELETE", cm + "?propagationPolicy=Sometimes"), 400, "BadRequest")
     status, _, _ = raw("DELETE", cm)
     assert status == 200
