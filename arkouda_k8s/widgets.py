@@ -154,8 +154,18 @@ class ClusterTable(_Card):
 
 
 def _say(output: w.Output, text: str) -> None:
-    """A message in an Output area, also outside a kernel (where `with output` captures nothing)."""
-    output.append_stdout(redact(text) + "\n")
+    """A message in an Output area; called inside ``with output:``.
+
+    In a kernel the front end captures what is printed there and owns the area's
+    ``outputs``: writing them from the kernel too would race with it and lose lines.
+    Outside a kernel nothing captures, so the text is appended directly.
+    """
+    from IPython import get_ipython
+
+    if getattr(get_ipython(), "kernel", None) is not None:
+        print(redact(text))
+    else:
+        output.append_stdout(redact(text) + "\n")
 
 
 def _message(status: Any) -> str:
