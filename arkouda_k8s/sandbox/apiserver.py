@@ -655,12 +655,16 @@ class ApiServer:
         if not raw.strip():
             raise bad_request("the request body is empty; send a JSON object")
         try:
-            return json.loads(raw)
+            return _shallow(json.loads(raw))
+        except RecursionError:
+            raise bad_request(_TOO_DEEP) from None
         except (ValueError, UnicodeDecodeError) as exc:
             if not yaml_ok:
                 raise bad_request(f"the request body is not valid JSON: {exc}") from None
         try:
-            return yaml.load(raw, Loader=_NoAliasLoader)  # a SafeLoader subclass
+            return _shallow(yaml.load(raw, Loader=_NoAliasLoader))  # a SafeLoader subclass
+        except RecursionError:
+            raise bad_request(_TOO_DEEP) from None
         except yaml.YAMLError as exc:
             raise bad_request(f"error decoding YAML: {' '.join(str(exc).split())}") from None
 
@@ -1688,6 +1692,26 @@ _QUOTA_TRIGGERS = frozenset(
 _RETURN_DELETED = frozenset(
     {"pods", "services", "serviceaccounts", "resourcequotas", "persistentvolumeclaims"}
 )
+
+
+# Kubernetes objects nest a few dozen levels; deeper bodies would only exhaust the stack
+# of the copying, validating and merging code.
+MAX_DEPTH = 100
+_TOO_DEEP = f"the request body nests deeper than {MAX_DEPTH} levels"
+
+
+def _shallow(doc: Any) -> Any:
+    """``doc`` itself, or a 400 when it nests deeper than MAX_DEPTH (checked iteratively)."""
+    stack = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise bad_request(_TOO_DEEP)
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return doc
 
 
 class _NoAliasLoader(yaml.SafeLoader):

@@ -82,6 +82,10 @@ def test_malformed_json_is_400(raw: Raw) -> None:
     assert_status(raw("POST", PODS, raw=b""), 400, "BadRequest")
     assert_status(raw("POST", PODS, body=[1, 2]), 400, "BadRequest")
     assert_status(raw("POST", PODS, raw=b"\xff\xfe\x00"), 400, "BadRequest")
+    deep = b'{"metadata": {"name": "deep"}, "spec": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+    assert "deeper" in assert_status(raw("POST", PODS, raw=deep), 400, "BadRequest")
+    nested = b'{"metadata": {"name": "n"}, "x": ' + b'{"a": ' * 500 + b"1" + b"}" * 500 + b"}"
+    assert "deeper" in assert_status(raw("POST", PODS, raw=nested), 400, "BadRequest")
 
 
 def test_unknown_resources_and_groups_are_404(raw: Raw) -> None:
