@@ -72,7 +72,6 @@ if TYPE_CHECKING:  # heavy modules load only when a magic runs
 SETTINGS = ("namespace", "context", "kubeconfig", "release", "locales", "short_errors", "widgets")
 USER_CONFIG = "~/.config/arkouda-k8s/config.toml"
 EXIT_WAIT = 3.0  # seconds the kernel's exit waits for the load-time check
-NOTICE_WAIT = 2.0  # seconds the %load_ext cell waits for it, so the notice shows there
 
 # Masks for text that comes from the cluster (logs): the stand-in and real servers print
 # their connect URL with the token, and a PEM block must never reach an output.
@@ -248,7 +247,6 @@ class ArkoudaMagics(Magics, Configurable):
         self.form: Any = None  # the last deploy form shown
         self._expired_check: threading.Thread | None = None
         self._expired_notice: str | None = None
-        self._first_cell = True
         self._closed = False
 
     # -- policy ------------------------------------------------------------------------
@@ -723,14 +721,9 @@ class ArkoudaMagics(Magics, Configurable):
 
     def _post_run_cell(self, result: Any = None) -> None:
         check = self._expired_check
-        if check is None:
+        if check is None or check.is_alive():
+            # not waited for: %load_ext stays instant; the notice follows a later cell
             return
-        if self._first_cell:
-            # the %load_ext cell: give the check a moment so its notice lands under it
-            self._first_cell = False
-            check.join(timeout=NOTICE_WAIT)
-        if check.is_alive():
-            return  # say it after a later cell
         self._expired_check = None
         if self._expired_notice:
             print(self._expired_notice)

@@ -779,8 +779,8 @@ def test_expired_deployments_are_announced_at_load_and_removed(
         monkeypatch.chdir(tmp_path)
         ip = fresh_shell()
         try:
-            # the notice shows under the %load_ext cell (the check gets 2 s there), or,
-            # on a slow machine, under the first cell after the check finished
+            # the notice shows under the first cell that ends after the check finished
+            # (the %load_ext cell itself when the cluster answers fast)
             texts = [run_ok(ip, "%load_ext arkouda_k8s").stdout]
             check = the_magics(ip)._expired_check
             if check is not None:
