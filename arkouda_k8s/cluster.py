@@ -1052,7 +1052,7 @@ class ArkoudaCluster:
                     return addr
             self._stop_tunnel()
         self.tunnel = Tunnel(
-            self.kube.endpoint(),
+            self.kube.endpoint,  # a callable: fresh credentials on a 401
             self.namespace,
             self._resolve_server_pod,
             self.spec.server_port,
