@@ -40,6 +40,7 @@ the reason and the hint and fail the cell, in an interactive front end; batch ru
 
 from __future__ import annotations
 
+import argparse
 import ast
 import atexit
 import functools
@@ -52,7 +53,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from IPython.core import magic_arguments
 from IPython.core.error import UsageError
@@ -294,33 +295,36 @@ class ArkoudaMagics(Magics, Configurable):
         return self.sandbox
 
     def spec_from_args(self, args: Any) -> ClusterSpec:
-        """The ClusterSpec of the options, the settings' defaults below them."""
-        from .spec import ClusterSpec, helm_chart_of
+        """The ClusterSpec of the options, the settings' defaults below them.
 
-        given = cli.spec_options(args)
-        files = getattr(args, "values", None)
-        # values files carry release and locales, which must win over the settings
-        for key in ("namespace",) if files else ("namespace", "release", "locales"):
-            if key not in given and getattr(self, key) is not None:
-                given[key] = getattr(self, key)
-        if not files:
-            return ClusterSpec(**given)
-        import yaml
+        Built by the CLI's :func:`cli.spec_from_args` (values files, the installed
+        client's release when none is given); its notes and warnings are shown one line
+        each. Order: options > values files > settings > the client's release > defaults.
+        A ``release`` setting counts as given (no client match).
+        """
+        from .spec import ClusterSpec
 
-        charts: dict[str, Any] = {}
-        for path in args.values:
-            try:
-                with open(path) as fh:
-                    values = yaml.safe_load(fh) or {}
-            except (OSError, yaml.YAMLError) as exc:
-                raise ArkoudaUsageError(f"-f {path}: cannot read it: {exc}") from None
-            charts[helm_chart_of(values)] = values
-        spec, warnings = ClusterSpec.from_helm_values(
-            server=charts.get("server"), locale=charts.get("locale"), **given
-        )
-        for warning in warnings:
-            print(f"warning: {warning}", file=sys.stderr)
-        return spec
+        merged = argparse.Namespace(**{"values": [], **vars(args)})
+        if getattr(merged, "namespace", None) is None:
+            merged.namespace = self.namespace
+        defaults = {k: getattr(self, k) for k in ("release", "locales")}
+        defaults = {
+            k: v for k, v in defaults.items() if v is not None and getattr(merged, k, None) is None
+        }
+        if defaults and merged.values:
+            # the files' own release and locales win over the settings: keep only the
+            # settings the files leave at the spec's default
+            from_files, _ = cli.spec_from_args(merged)
+            base = ClusterSpec()
+            defaults = {
+                k: v for k, v in defaults.items() if getattr(from_files, k) == getattr(base, k)
+            }
+        for key, value in defaults.items():
+            setattr(merged, key, value)
+        spec, notes = cli.spec_from_args(merged, match_client=True)
+        for note in notes:
+            print(f"arkouda-k8s: {note}")
+        return cast("ClusterSpec", spec)
 
     def cluster(
         self, name: str | None = None, args: Any = None, *, connect: bool = False
@@ -421,7 +425,7 @@ class ArkoudaMagics(Magics, Configurable):
     def _forget(self, cluster: ArkoudaCluster) -> None:
         name = cluster.name
         for panel in [p for p in self.panels if p.cluster is cluster]:
-            panel.stop()
+            panel.mark_deleted()  # its final state, its buttons off
             self.panels.remove(panel)
         self.clusters.pop(name, None)
         if self.current == name:

@@ -6,7 +6,9 @@ Before handing the address to the client it probes the server with
 of a hang. It connects with the connect arguments the installed client supports (a
 token only if ``ak.connect`` accepts ``access_token``), with a timeout, then restores
 blocking receives so a long computation is not cut off later. A client/server version
-mismatch is a ``RuntimeWarning`` that names both versions.
+mismatch is a ``RuntimeWarning`` that names both versions. While bound, the client's
+socket is wrapped in :class:`TimedSocket`, which counts requests and the time spent
+waiting on the server (``Session.server_time()``, shown by ``%%arkouda``).
 
     session = Session.bind("127.0.0.1", 5555, token=token)
     ak = session.ak
@@ -28,6 +30,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import warnings
 from types import ModuleType
 from typing import Any
@@ -104,6 +107,85 @@ def _client_socket(client_module: ModuleType) -> Any:
     return sock
 
 
+_SENDS = frozenset({"send", "send_string", "send_multipart", "send_json", "send_pyobj"})
+_RECVS = frozenset({"recv", "recv_string", "recv_multipart", "recv_json", "recv_pyobj"})
+
+
+class TimedSocket:
+    """The client's ZeroMQ REQ socket, timing each request from its send to its reply.
+
+    REQ/REP strictly alternates send and receive, so one start time is enough. Every
+    other attribute (options, ``disconnect``, ``close``) is the socket's own; messages
+    pass through untouched (no copies: the client's large array transfers cost the same).
+    """
+
+    __slots__ = ("_sock", "_started", "requests", "seconds")
+
+    def __init__(self, sock: Any) -> None:
+        object.__setattr__(self, "_sock", sock)
+        object.__setattr__(self, "_started", None)
+        object.__setattr__(self, "requests", 0)
+        object.__setattr__(self, "seconds", 0.0)
+
+    @property
+    def wrapped(self) -> Any:
+        return self._sock
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._sock, name)
+        if name in _SENDS:
+            return self._timed_send(attr)
+        if name in _RECVS:
+            return self._timed_recv(attr)
+        return attr
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self.__slots__:
+            object.__setattr__(self, name, value)
+        else:  # socket options as attributes (sock.rcvtimeo = ...)
+            setattr(self._sock, name, value)
+
+    def _timed_send(self, send: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            result = send(*args, **kwargs)
+            object.__setattr__(self, "_started", started)
+            return result
+
+        return timed
+
+    def _timed_recv(self, recv: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            try:
+                result = recv(*args, **kwargs)
+            except BaseException:
+                # a timeout or an interrupt: the client resets its socket, the request
+                # is abandoned and not counted
+                object.__setattr__(self, "_started", None)
+                raise
+            started = self._started
+            if started is not None:
+                object.__setattr__(self, "_started", None)
+                object.__setattr__(self, "seconds", self.seconds + time.perf_counter() - started)
+                object.__setattr__(self, "requests", self.requests + 1)
+            return result
+
+        return timed
+
+    def __repr__(self) -> str:
+        return f"TimedSocket({self._sock!r}, requests={self.requests})"
+
+
+def _socket_holder(client_module: ModuleType) -> tuple[Any, str] | None:
+    """Where the client keeps its socket: (module, "socket") or (its channel, "socket")."""
+    if getattr(client_module, "socket", None) is not None:
+        return client_module, "socket"
+    channel = getattr(client_module, "channel", None)
+    if getattr(channel, "socket", None) is not None:
+        return channel, "socket"
+    return None
+
+
 def _private_token_directory() -> str | None:
     """Keep the v2023 client's token file off the disk unless the user chose a place.
 
@@ -145,6 +227,8 @@ class Session:
         self.server_version = server_version
         self.closed = False
         self._token_dir: str | None = None
+        self._timed: TimedSocket | None = None
+        self._counted = (0, 0.0)  # of the timed sockets before the current one
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "connected"
@@ -152,6 +236,48 @@ class Session:
             f"Session({self.host}:{self.port}, client={self.client_version}, "
             f"server={self.server_version}, {state})"
         )
+
+    def server_time(self) -> tuple[int, float]:
+        """(requests, seconds) the client has spent waiting on the server so far.
+
+        Counts from the bind on. If the client replaced its socket (it does after an
+        interrupted request), this call wraps the new one and the counts carry on from
+        here (``%%arkouda`` calls it before each cell).
+        """
+        if not self.closed:
+            self._time_socket()
+        requests, seconds = self._counted
+        if self._timed is not None:
+            requests, seconds = requests + self._timed.requests, seconds + self._timed.seconds
+        return requests, seconds
+
+    def _time_socket(self) -> None:
+        """Wrap the client's current socket in a TimedSocket (no-op when it is ours)."""
+        client_module = sys.modules.get("arkouda.client")
+        holder = _socket_holder(client_module) if client_module is not None else None
+        if holder is None:
+            return
+        owner, attr = holder
+        sock = getattr(owner, attr)
+        if sock is self._timed:
+            return
+        if isinstance(sock, TimedSocket):  # another session's, still in place
+            sock = sock.wrapped
+        if self._timed is not None:
+            requests, seconds = self._counted
+            self._counted = (requests + self._timed.requests, seconds + self._timed.seconds)
+        self._timed = TimedSocket(sock)
+        setattr(owner, attr, self._timed)
+
+    def _untime_socket(self) -> None:
+        """Put the client's own socket back (if ours is still in place)."""
+        client_module = sys.modules.get("arkouda.client")
+        holder = _socket_holder(client_module) if client_module is not None else None
+        if holder is None or self._timed is None:
+            return
+        owner, attr = holder
+        if getattr(owner, attr) is self._timed:
+            setattr(owner, attr, self._timed.wrapped)
 
     @classmethod
     def bind(
@@ -241,6 +367,7 @@ class Session:
             )
         session = cls(ak, host, int(port), config, client_version, served)
         session._token_dir = token_dir
+        session._time_socket()
         return session
 
     @staticmethod
@@ -259,6 +386,7 @@ class Session:
             return
         self.closed = True
         _remove_token_directory(self._token_dir)
+        self._untime_socket()
         client_module = sys.modules.get("arkouda.client")
         if client_module is None or not getattr(client_module, "connected", True):
             return

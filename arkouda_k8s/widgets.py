@@ -168,6 +168,17 @@ def _say(output: w.Output, text: str) -> None:
         output.append_stdout(redact(text) + "\n")
 
 
+def _status_html(text: str, ok: bool = True) -> str:
+    """The closing line of an action (its own HTML widget, never an Output area).
+
+    An Output area in a browser is written by the front end from what it captures and
+    synced back after the click handler returns, so a line added there from the
+    kernel can be overwritten; a widget's value is the kernel's alone.
+    """
+    color = "" if ok else " style='color:#b00'"
+    return f"<span class='arkouda-k8s-status'{color}>{html.escape(redact(text))}</span>"
+
+
 def _message(status: Any) -> str:
     message = getattr(status, "message", "") or ""
     return str(message)
@@ -270,7 +281,10 @@ class ClusterPanel(_Card, w.VBox):
         self.logs_button = w.Button(description="Logs", icon="file-text")
         self.reconnect_button = w.Button(description="Reconnect", icon="refresh")
         self.teardown_button = w.Button(description="Teardown", icon="trash", button_style="danger")
-        self.output = w.Output()
+        self.output = w.Output()  # the logs
+        self.status_line = w.HTML()  # the last action's closing line
+        self.message = ""
+        self.deleted = False
         self.logs_button.on_click(lambda _: self.show_logs())
         self.reconnect_button.on_click(lambda _: self.reconnect())
         self.teardown_button.on_click(lambda _: self.teardown())
@@ -281,6 +295,7 @@ class ClusterPanel(_Card, w.VBox):
             children=[
                 self.view,
                 w.HBox([self.logs_button, self.reconnect_button, self.teardown_button]),
+                self.status_line,
                 self.output,
             ]
         )
@@ -296,7 +311,8 @@ class ClusterPanel(_Card, w.VBox):
             address = getattr(status, "address", None)
             where = f" {address[0]}:{address[1]}" if address else ""
             rows.append(("tunnel", f"{self.tunnel_state}{where}"))
-        return title, rows, self.error or (_message(status) if status is not None else "")
+        note = self.error or (_message(status) if status is not None else "")
+        return title, rows, "; ".join(n for n in (note, self.message) if n)
 
     def _name(self) -> str:
         spec = getattr(self.cluster, "spec", None)
@@ -356,13 +372,21 @@ class ClusterPanel(_Card, w.VBox):
         self._thread = None
 
     # actions
+    def _say_done(self, text: str, ok: bool = True) -> None:
+        self.message = redact(text)
+        self.status_line.value = _status_html(text, ok)
+        self._render()
+
     def _act(self, what: str, fn: Callable[[], Any]) -> None:
+        """Run an action; what it prints goes to the Output area, its outcome below the
+        buttons."""
         self.output.clear_output()
+        self.status_line.value = ""
         with self.output:
             try:
                 fn()
             except ArkoudaK8sError as exc:
-                _say(self.output, f"{what} failed: {exc.one_line()}")
+                self._say_done(f"{what} failed: {exc.one_line()}", ok=False)
 
     def show_logs(self, tail: int = 50) -> None:
         self._act("logs", lambda: _say(self.output, redact(self.cluster.logs("server", tail))))
@@ -370,7 +394,7 @@ class ClusterPanel(_Card, w.VBox):
     def reconnect(self) -> None:
         def run() -> None:
             (self.on_reconnect or (lambda c: c.connect()))(self.cluster)
-            _say(self.output, "reconnected; `ak` is bound to this cluster")
+            self._say_done("reconnected; `ak` is bound to this cluster")
 
         self._act("reconnect", run)
         self.refresh()
@@ -379,13 +403,23 @@ class ClusterPanel(_Card, w.VBox):
         def run() -> None:
             self.stop()
             (self.on_teardown or (lambda c: c.teardown()))(self.cluster)
-            _say(self.output, f"{self._name()}: deleted")
+            self.mark_deleted()
 
         self._act("teardown", run)
-        if self._stop.is_set():
-            self.refresh()
+
+    def mark_deleted(self, message: str | None = None) -> None:
+        """The cluster was deleted (here or by ``%arkouda_teardown``): stop live updates,
+        show its final state and turn the buttons off. Idempotent."""
+        self.stop()
+        if not self.deleted:
+            self.deleted = True
             for button in (self.logs_button, self.reconnect_button, self.teardown_button):
                 button.disabled = True
+            try:
+                self.refresh()  # stage Gone, no locale pods
+            except Exception as exc:  # the card still says deleted below
+                self.error = " ".join(str(exc).split())
+        self._say_done(message or f"{self._name()}: deleted")
 
 
 # -- the deploy form ------------------------------------------------------------------
@@ -423,8 +457,8 @@ class DeployForm(_Card, w.VBox):
     """Every ClusterSpec field, validated as you type; Deploy calls ``on_deploy``.
 
     ``on_deploy(form, spec, context)`` runs the deployment (the magics bind ``ak`` and
-    show the panel); its messages go to ``form.output``, its progress to
-    ``form.progress``. Deploy is disabled while a field is invalid, and
+    show the panel); what it shows goes to ``form.output``, its progress to
+    ``form.progress``, the outcome to ``form.status_line`` (``form.message``). Deploy is disabled while a field is invalid, and
     ``form.error`` says why.
     """
 
@@ -457,7 +491,9 @@ class DeployForm(_Card, w.VBox):
         self.deploy_button = w.Button(description="Deploy", button_style="primary", icon="rocket")
         self.deploy_button.on_click(lambda _: self.deploy())
         self.progress = DeployProgress()
-        self.output = w.Output()
+        self.output = w.Output()  # what on_deploy shows (the panel)
+        self.status_line = w.HTML()  # the deploy's closing line
+        self.message = ""
         self.spec: ClusterSpec | None = None
         self.error = ""
         self.state = "editing"
@@ -482,6 +518,7 @@ class DeployForm(_Card, w.VBox):
                 self.summary,
                 self.deploy_button,
                 self.progress,
+                self.status_line,
                 self.output,
             ]
         )
@@ -576,22 +613,26 @@ class DeployForm(_Card, w.VBox):
         self.deploy_button.disabled = True
         context = self.context.value if self.context.value in self.context_namespaces else None
         self.output.clear_output()
+        self.status_line.value = ""
+        self.message = ""
+        ok = False
         with self.output:
             try:
                 self.on_deploy(self, spec, context)
             except ArkoudaK8sError as exc:
                 self.state = "failed"
-                _say(self.output, f"{type(exc).__name__}: {exc.one_line()}")
+                self.message = redact(f"{type(exc).__name__}: {exc.one_line()}")
             else:
-                self.state = "deployed"
-                _say(self.output, f"{spec.name}: ready; `ak` is bound to it")
+                self.state, ok = "deployed", True
+                self.message = f"{spec.name}: ready; `ak` is bound to it"
+        self.status_line.value = _status_html(self.message, ok)
         self.validate()
 
     def card(self) -> tuple[str, list[tuple[str, str]], str]:
         rows = [("context", str(self.context.value)), ("state", self.state)]
         if self.spec is not None:
             rows.append(("spec", _spec_summary(self.spec)))
-        return "Arkouda deploy form", rows, self.error
+        return "Arkouda deploy form", rows, "; ".join(n for n in (self.error, self.message) if n)
 
 
 def _spec_summary(spec: ClusterSpec) -> str:

@@ -253,6 +253,44 @@ def test_dry_run_reads_helm_values_files_and_options_win(
     assert type(error) is UsageError and "missing.yaml" in str(error)
 
 
+def test_deploy_spec_from_values_shows_each_warning_and_note_on_one_line(
+    ip: InteractiveShell, tmp_path: Any
+) -> None:
+    """The CLI's builder: a values file's trap is a warning line; the release note too."""
+    from importlib import metadata
+
+    from arkouda_k8s.session import matching_release
+
+    values = tmp_path / "server.yaml"
+    values.write_text(
+        "resources: {limits: {cpu: 2000m, memory: 4Gi}, requests: {cpu: 1000m, memory: 4Gi}}\n"
+        "server: {numLocales: 2, authenticate: false}\n"
+    )
+    out = run_ok(ip, f"%arkouda_deploy --dry-run --name warned -f {values}")
+    lines = [line for line in out.stdout.splitlines() if line.startswith("arkouda-k8s: ")]
+    assert any(
+        "resources.requests.cpu '1000m' differs from the limit '2000m'" in line for line in lines
+    ), out.stdout
+    text = shown(out)
+    assert "cpu: 2000m" in text and re.search(r"name: NUMLOCALES\s+value: '2'", text)
+    try:
+        metadata.version("arkouda")
+    except metadata.PackageNotFoundError:
+        return
+    release = matching_release()
+    assert release is not None
+    # no release given anywhere: the installed client's, and a note says so
+    assert any(
+        line.startswith(f"arkouda-k8s: release: {release}, the release of") for line in lines
+    )
+    assert f"arkouda-udp-server:{release}" in text
+    # a release setting counts as given: no client match, no note
+    run_ok(ip, "%config ArkoudaMagics.release = 'v2023.05.05'")
+    out = run_ok(ip, f"%arkouda_deploy --dry-run --name warned -f {values}")
+    assert "the release of the installed arkouda client" not in out.stdout
+    assert "arkouda-udp-server:v2023.05.05" in shown(out)
+
+
 # -- the error policy -----------------------------------------------------------------------
 
 
@@ -280,6 +318,48 @@ class StubCluster:
 
     def close(self) -> None:
         pass
+
+
+@dataclass
+class DeletableCluster(StubCluster):
+    """A stub with a status that turns Gone on teardown."""
+
+    gone: bool = False
+
+    def status(self) -> Any:
+        return types.SimpleNamespace(
+            name=self.name,
+            namespace="default",
+            stage="Gone" if self.gone else "Ready",
+            locales_ready=0 if self.gone else 2,
+            locales_total=2,
+            tunnel=None if self.gone else "ready",
+            address=None if self.gone else ("127.0.0.1", 40999),
+        )
+
+    def teardown(self) -> None:
+        self.gone = True
+
+
+def test_magic_teardown_leaves_the_panel_showing_the_deleted_cluster(
+    ip: InteractiveShell,
+) -> None:
+    m = the_magics(ip)
+    run_ok(ip, "%config ArkoudaMagics.widgets = True")
+    cluster = DeletableCluster()
+    m.clusters["demo"] = cluster  # type: ignore[assignment]
+    m.current = "demo"
+    panel = m.show_status(cluster)  # type: ignore[arg-type]
+    assert re.search(r"stage\s+Ready", panel.text()) and "2/2 running" in panel.text()
+    out = run_ok(ip, "%arkouda_teardown")
+    assert "demo: deleted" in out.stdout
+    text = panel.text()
+    assert re.search(r"stage\s+Gone", text) and "0/2 running" in text, text
+    assert "demo: deleted" in panel.status_line.value
+    assert all(
+        b.disabled for b in (panel.logs_button, panel.reconnect_button, panel.teardown_button)
+    )
+    assert panel._thread is None and panel not in m.panels
 
 
 FAILURE = DeployError(
@@ -522,6 +602,11 @@ def test_magics_end_to_end_deploy_compute_status_logs_teardown(
     assert out.result == (90, 1000, True)  # type: ignore[attr-defined]
     (report,) = [line for line in out.stdout.splitlines() if line.startswith("[arkouda e2e]")]
     assert "server memory +" in report
+    # the real client's requests, timed by the session: at least arange, randint, *, sum, max
+    found = re.search(r"cell (\d+\.\d+) s, server (\d+\.\d+) s in (\d+) requests", report)
+    assert found, report
+    cell_s, server_s, requests = float(found[1]), float(found[2]), int(found[3])
+    assert requests >= 5 and 0 < server_s <= cell_s
     assert ip.user_ns["a"].size == 10  # the cell's names stay in the user namespace
 
     # a server error: one readable line in a notebook, the exception itself otherwise
@@ -681,7 +766,8 @@ def test_deploy_form_and_live_panel(sandbox_ip: tuple[InteractiveShell, Any]) ->
         assert_no_secrets(outputs, secret_material(sb, "formed"))
 
         panel.teardown_button.click()
-        assert "formed: deleted" in "".join(o.get("text", "") for o in panel.output.outputs)
+        assert "formed: deleted" in panel.status_line.value
+        assert re.search(r"stage\s+Gone", panel.text()), panel.text()
         assert panel.teardown_button.disabled
         assert "formed" not in m.clusters and "ak" not in ip.user_ns
     finally:

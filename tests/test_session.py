@@ -164,3 +164,86 @@ def test_2020_client_refused_for_a_real_v2023_server(server, monkeypatch):
         Session.bind(server.host, server.port, timeout=3)
     assert "2020 text protocol" in str(err.value) and "v2023.05.05" in str(err.value)
     assert sys.modules["arkouda.client"].connected is False
+
+
+def test_server_time_counts_requests_and_waiting(server):
+    import zmq
+
+    client = sys.modules["arkouda.client"]
+    session = Session.bind(server.host, server.port, timeout=3)
+    try:
+        raw = client.socket.wrapped  # the client's socket, wrapped while bound
+        assert isinstance(raw, zmq.Socket)
+        before = session.server_time()
+        t0 = time.perf_counter()
+        data = np.arange(200_000)
+        assert session.ak.array(data).sum() == data.sum()
+        wall = time.perf_counter() - t0
+        requests, seconds = session.server_time()
+        assert requests - before[0] >= 2  # the array upload and the sum, at least
+        assert 0 < seconds - before[1] <= wall
+        idle = session.server_time()
+        time.sleep(0.2)  # waiting in Python is not server time
+        assert session.server_time() == idle
+    finally:
+        session.close()
+    assert client.socket is raw  # the client's own socket is back
+    assert session.server_time() == idle  # the counts outlive the session
+
+
+def test_server_time_survives_the_client_replacing_its_socket(server):
+    client = sys.modules["arkouda.client"]
+    session = Session.bind(server.host, server.port, timeout=3)
+    try:
+        session.ak.arange(0, 10, 1)
+        counted = session.server_time()
+        # what the 2020 client does after an interrupted request: a fresh REQ socket
+        client.socket.wrapped.close(0)
+        client.socket = client.context.socket(__import__("zmq").REQ)
+        client.socket.connect(client.pspStr)
+        assert session.server_time() == counted  # the next cell starts with this call
+        session.ak.arange(0, 10, 1)
+        requests, seconds = session.server_time()
+        assert requests > counted[0] and seconds > counted[1]
+    finally:
+        session.close()
+
+
+def test_timed_socket_passes_messages_through_uncopied():
+    from arkouda_k8s.session import TimedSocket
+
+    seen = []
+
+    class Sock:
+        rcvtimeo = -1
+
+        def send(self, data, flags=0, copy=True):
+            seen.append((data, copy))
+
+        def recv(self, flags=0, copy=True):
+            return reply
+
+    payload, reply = bytearray(b"x" * 1_000_000), memoryview(b"y" * 1_000_000)
+    sock = Sock()
+    timed = TimedSocket(sock)
+    timed.send(payload, copy=False)
+    assert timed.recv() is reply
+    assert seen == [(payload, False)] and seen[0][0] is payload
+    assert timed.requests == 1
+    timed.rcvtimeo = 5000  # socket options set on the socket itself
+    assert sock.rcvtimeo == 5000
+
+
+def test_disconnect_and_shutdown_through_the_timed_socket():
+    client = sys.modules["arkouda.client"]
+    with StandInProcess("--authenticate=false", "--arkoudaVersion=2020.07.07") as srv:
+        session = Session.bind(srv.host, srv.port, timeout=3)
+        session.ak.disconnect()  # the user's own call, with the wrapper in place
+        assert client.connected is False
+        session.close()
+        session = Session.bind(srv.host, srv.port, timeout=3)
+        assert session.ak.arange(0, 5, 1).sum() == 10
+        session.ak.shutdown()
+        assert client.connected is False
+        srv.wait(timeout=10)  # the server really stopped
+        session.close()  # nothing left to undo, no hang

@@ -160,7 +160,10 @@ def test_clicking_deploy_hands_the_typed_spec_and_context_to_the_callback() -> N
     assert spec.persistence is not None and spec.persistence.host_path == "/mnt/arkouda"
     assert spec.ttl_seconds == 7200
     assert form.state == "deployed"
-    assert "demo: ready" in _output_text(form.output)
+    # the closing line is its own widget, not a line in the Output area
+    assert form.message == "demo: ready; `ak` is bound to it"
+    assert "demo: ready; `ak` is bound to it" in form.status_line.value
+    assert "demo: ready" in form.text() and "demo: ready" not in _output_text(form.output)
     assert form.progress.bar.value == 3 and form.progress.bar.max == 4
 
 
@@ -172,15 +175,16 @@ def test_clicking_deploy_while_invalid_does_nothing() -> None:
     assert calls == []
 
 
-def test_a_failed_deploy_shows_one_line_in_the_output_area() -> None:
+def test_a_failed_deploy_shows_one_line_under_the_form() -> None:
     def on_deploy(form: DeployForm, spec: ClusterSpec, context: str | None) -> None:
         raise DeployError("locale pods unschedulable", "lower --memory", stage="locales")
 
     form = DeployForm(on_deploy=on_deploy)
     form.deploy_button.click()
-    text = _output_text(form.output)
+    text = form.status_line.value
     assert "DeployError: locale pods unschedulable (hint: lower --memory)" in text
-    assert "Traceback" not in text
+    assert "color:#b00" in text  # shown as a failure
+    assert "Traceback" not in text + _output_text(form.output)
     assert form.state == "failed"
     assert not form.deploy_button.disabled  # the user can fix and try again
 
@@ -301,9 +305,41 @@ def test_panel_buttons_logs_reconnect_teardown() -> None:
     assert "listening on" in logs and TOKEN not in logs and MASK in logs
     panel.reconnect_button.click()
     assert reconnected == [cluster]
+    assert "reconnected" in panel.status_line.value
     panel.teardown_button.click()
     assert cluster.torn_down and torn == [cluster]
     assert panel.teardown_button.disabled and panel.reconnect_button.disabled
+    assert panel.logs_button.disabled
+    assert "demo: deleted" in panel.status_line.value and "demo: deleted" in panel.text()
+
+
+def test_a_failed_panel_action_says_so_under_the_buttons() -> None:
+    def refuse(c: FakeCluster) -> None:
+        raise TunnelError("port-forward refused", "check your RBAC")
+
+    panel = ClusterPanel(FakeCluster(), on_reconnect=refuse)
+    panel.reconnect_button.click()
+    assert "reconnect failed: port-forward refused (hint: check your RBAC)" in panel.message
+    assert "color:#b00" in panel.status_line.value
+    assert not panel.reconnect_button.disabled
+
+
+def test_mark_deleted_shows_the_final_state_and_turns_the_buttons_off() -> None:
+    """What %arkouda_teardown does to a live panel of the cluster it deleted."""
+    cluster = FakeCluster()
+    panel = ClusterPanel(cluster, interval=60)
+    panel.start()
+    assert "2/2 running" in panel.text()
+    cluster.status_now = FakeStatus(stage="Gone", locales_ready=0, tunnel=None, address=None)
+    panel.mark_deleted()
+    assert panel._thread is None and cluster.on_tunnel_state == []
+    text = panel.text()
+    assert "Gone" in text and "0/2 running" in text and "demo: deleted" in text
+    assert "Gone" in panel.view.value
+    buttons = (panel.logs_button, panel.reconnect_button, panel.teardown_button)
+    assert all(b.disabled for b in buttons)
+    panel.mark_deleted()  # again (the panel's own Teardown, then the magic's): no harm
+    assert panel.text().count("demo: deleted") == 1
 
 
 def test_panel_and_card_reprs_carry_the_state_and_no_secret() -> None:
