@@ -507,11 +507,18 @@ class ArkoudaMagics(Magics, Configurable):
         return None
 
     def _form_defaults(self) -> dict[str, Any]:
-        return {
+        defaults = {
             k: getattr(self, k)
             for k in ("namespace", "release", "locales", "context")
             if getattr(self, k) is not None
         }
+        if "release" not in defaults:  # as %arkouda_deploy: the installed client's release
+            from .session import matching_release
+
+            release = matching_release()
+            if release:
+                defaults["release"] = release
+        return defaults
 
     def _deploy_from_form(self, form: Any, spec: ClusterSpec, context: str | None) -> None:
         self.deploy(

@@ -1,10 +1,15 @@
 """The notebook experience in a real front end: JupyterLab, a real kernel, Chromium.
 
-A user's notebook from start to end: load the extension, start the sandbox, fill the
-deploy form and click Deploy, watch the panel turn Ready, compute with ``%%arkouda``,
-tear down. The assertions are what the page shows (rendered widgets, not their text
-repr; the panel's stage and locale count; the computed value; no traceback, no secret)
-and what the saved notebook holds. Skipped, loudly, only when Chromium, Playwright or
+One JupyterLab and one Chromium for the whole module (each costs tens of seconds):
+
+- the tour: load the extension, start the sandbox, fill the deploy form and click
+  Deploy, watch the panel turn Ready, compute with ``%%arkouda``, tear down with the
+  magic (the panel then shows the cluster Gone, its buttons off), save the notebook;
+- the panel's own Teardown button, on a second small deployment made by the magic.
+
+The assertions are what the page shows (rendered widgets, not their text repr; the
+panel's stage and locale count; the computed value; no traceback, no secret) and what
+the saved notebook holds. Skipped, loudly, only when Chromium, Playwright or
 JupyterLab cannot be had (CI installs them). Facts: shared/notes/browser-testing.md.
 """
 
@@ -45,6 +50,7 @@ STEP_TIMEOUT_MS = 120_000
 # Unique per run: the leftover-process check looks for pods by this name, and another
 # engineer's browser test may run a sandbox at the same time.
 NAME = f"browser-{secrets.token_hex(3)}"
+PANEL_NAME = f"panel-{secrets.token_hex(3)}"  # the second deployment: the panel's Teardown
 LOCALES = 3  # not the form's default (2): the count shown proves the typed value arrived
 CELLS = [
     "%load_ext arkouda_k8s",
@@ -52,6 +58,11 @@ CELLS = [
     "%arkouda_deploy",  # no options in a notebook: the deploy form
     "%%arkouda\ntotal = ak.arange(0, 10, 1).sum()\nprint(f'sum of 0..9 on the server: {total}')",
     f"%arkouda_teardown {NAME}",
+]
+PANEL_CELLS = [
+    "%load_ext arkouda_k8s",
+    "%arkouda_sandbox",
+    f"%arkouda_deploy --name {PANEL_NAME} --no-auth --locales 2 --cpu 100m --memory 256Mi",
 ]
 # What must never be on screen or in the saved notebook.
 SECRET_PATTERNS = [
@@ -66,11 +77,15 @@ def _missing_tools() -> str | None:
     missing = []
     if not os.access(CHROMIUM, os.X_OK):
         missing.append(f"{CHROMIUM} (apt-get install -y chromium)")
-    for module in ("playwright", "jupyterlab"):
+    for module in ("playwright", "jupyterlab", "ipykernel"):
         try:
             __import__(module)
         except ImportError:
             missing.append(f"{module} (pip install -e '.[browser]')")
+    try:
+        __import__("arkouda")
+    except ImportError:
+        missing.append("the arkouda client (python scripts/install_arkouda_client.py)")
     return ", ".join(missing) or None
 
 
@@ -144,7 +159,7 @@ def _wait_until(check: Any, seconds: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def _notebook() -> dict[str, Any]:
+def _notebook(cells: list[str]) -> dict[str, Any]:
     return {
         "cells": [
             {
@@ -155,7 +170,7 @@ def _notebook() -> dict[str, Any]:
                 "outputs": [],
                 "execution_count": None,
             }
-            for i, source in enumerate(CELLS)
+            for i, source in enumerate(cells)
         ],
         "metadata": {
             "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}
@@ -165,8 +180,11 @@ def _notebook() -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[dict[str, Any]]:
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """JupyterLab on loopback with isolated dirs; stopped, with everything below it."""
     why = _missing_tools()
     if why:
@@ -175,9 +193,11 @@ def lab(tmp_path: Path) -> Iterator[dict[str, Any]]:
         warnings.warn(message, pytest.PytestWarning, stacklevel=1)
         pytest.skip(message)
 
+    tmp_path = tmp_path_factory.mktemp("lab")
     work = tmp_path / "work"
     work.mkdir()
-    (work / "sandbox-tour.ipynb").write_text(json.dumps(_notebook(), indent=1))
+    (work / "sandbox-tour.ipynb").write_text(json.dumps(_notebook(CELLS), indent=1))
+    (work / "panel.ipynb").write_text(json.dumps(_notebook(PANEL_CELLS), indent=1))
     settings = tmp_path / "settings"
     notification = settings / "@jupyterlab" / "apputils-extension"
     notification.mkdir(parents=True)
@@ -260,138 +280,215 @@ def lab(tmp_path: Path) -> Iterator[dict[str, Any]]:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait(timeout=10)
         log.close()
-        stray = _alive(below | _pod_processes(NAME))
+        stray = _alive(below | _pod_processes(NAME) | _pod_processes(PANEL_NAME))
         for pid in stray:  # leave nothing running, but fail the test for it
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         assert not stray, f"processes left running after Lab stopped: {sorted(stray)}"
 
 
-@pytest.mark.browser
+@pytest.fixture(scope="module")
+def browser(lab: dict[str, Any]) -> Iterator[Any]:
+    """One headless Chromium for the module's tests (each opens its own page)."""
+    from playwright.sync_api import sync_playwright
+
+    browser_env = {k: lab["env"][k] for k in ("HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "PATH")}
+    pw = sync_playwright().start()
+    try:
+        chromium = pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS, env=browser_env
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+    finally:
+        pw.stop()
+
+
+@contextlib.contextmanager
+def _notebook_page(
+    browser: Any, lab: dict[str, Any], notebook: str, screenshot: Path
+) -> Iterator[Any]:
+    """A page with ``notebook`` open in Lab; on failure, what the user saw goes to stderr."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1600})
+    page.set_default_timeout(STEP_TIMEOUT_MS)
+    try:
+        # A workspace of its own: the default one would reopen the earlier test's notebook.
+        workspace = Path(notebook).stem
+        page.goto(f"{lab['base']}/lab/workspaces/{workspace}/tree/{notebook}?token={lab['token']}")
+        yield page
+    except Exception:  # assertions and Playwright's timeouts alike
+        # what the user would have seen: the first thing to read when this fails in CI
+        shown = page.locator(".jp-OutputArea-output").all_inner_texts()
+        print("OUTPUTS:\n" + "\n---\n".join(shown), file=sys.stderr)
+        print("LAB LOG (tail):\n" + lab["log"].read_text()[-4000:], file=sys.stderr)
+        page.screenshot(path=str(screenshot), full_page=True)
+        print(f"screenshot: {screenshot}", file=sys.stderr)
+        raise
+    finally:
+        page.close()
+
+
+def _run_menu(page: Any, item: str) -> None:
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(f"^{re.escape(item)}$")).click()
+
+
+def _assert_clean(page: Any, lab: dict[str, Any]) -> None:
+    """No widget shown as text, no traceback or error, nothing secret-like on the page."""
+    outputs = page.locator(".jp-OutputArea-output")
+    shown = outputs.all_inner_texts()
+    markup = [o.inner_html() for o in outputs.all()]
+    everything = "\n".join(shown + markup)
+    for repr_text in ("VBox(children", "HBox(children", "Accordion(children"):
+        assert repr_text not in everything, f"a widget shown as text: {repr_text}"
+    assert "Traceback" not in everything
+    errors = re.findall(r"\b\w+(?:Error|Exception)\b", "\n".join(shown))
+    assert not errors, f"errors shown: {errors}\n" + "\n---\n".join(shown)
+    for pattern in SECRET_PATTERNS:
+        assert not pattern.search(everything), f"secret-like text shown: {pattern}"
+    assert lab["token"] not in everything
+
+
 @pytest.mark.timeout(300)
 def test_notebook_deploy_form_compute_and_teardown_in_jupyterlab(
-    lab: dict[str, Any], tmp_path: Path
+    lab: dict[str, Any], browser: Any, tmp_path: Path
 ) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
+    from arkouda_k8s.session import matching_release
     from arkouda_k8s.spec import ClusterSpec
 
     expect.set_options(timeout=STEP_TIMEOUT_MS)
     locale_pods = ClusterSpec(locales=LOCALES).locale_pods
     screenshot = tmp_path / "notebook.png"
-    browser_env = {k: lab["env"][k] for k in ("HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "PATH")}
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS, env=browser_env
+    with _notebook_page(browser, lab, "sandbox-tour.ipynb", screenshot) as page:
+        cells = page.locator(".jp-Notebook .jp-Cell")
+        expect(cells).to_have_count(len(CELLS))
+        # Cells sent before the kernel connects are dropped without a word.
+        expect(page.locator("#jp-main-statusbar")).to_contain_text("| Idle")
+
+        # Up to the form: the form waits for the user, so the rest runs after Deploy.
+        cells.nth(3).locator(".jp-InputPrompt").click()
+        _run_menu(page, "Run All Above Selected Cell")
+        expect(cells.nth(1).locator(".jp-Cell-outputArea")).to_contain_text(
+            "sandbox (simulated Kubernetes, not a real cluster)"
         )
-        page = browser.new_page(viewport={"width": 1280, "height": 1600})
-        page.set_default_timeout(STEP_TIMEOUT_MS)
-        try:
-            page.goto(f"{lab['base']}/lab/tree/sandbox-tour.ipynb?token={lab['token']}")
+        form = cells.nth(2).locator(".jp-Cell-outputArea")
+        deploy = form.locator("button.widget-button", has_text="Deploy")
+        expect(deploy).to_be_visible()
+        expect(form.locator(".widget-html", has_text="Deploy Arkouda")).to_be_visible()
 
-            def run_menu(item: str) -> None:
-                page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-                page.locator(".lm-Menu-itemLabel", has_text=re.compile(f"^{item}$")).click()
-
-            cells = page.locator(".jp-Notebook .jp-Cell")
-            expect(cells).to_have_count(len(CELLS))
-            # Cells sent before the kernel connects are dropped without a word.
-            expect(page.locator("#jp-main-statusbar")).to_contain_text("| Idle")
-
-            # Up to the form: the form waits for the user, so the rest runs after Deploy.
-            cells.nth(3).locator(".jp-InputPrompt").click()
-            run_menu("Run All Above Selected Cell")
-            expect(cells.nth(1).locator(".jp-Cell-outputArea")).to_contain_text(
-                "sandbox (simulated Kubernetes, not a real cluster)"
+        def field(label: str) -> Any:
+            return (
+                form.locator(".widget-text, .widget-combobox")
+                .filter(has=page.locator(".widget-label", has_text=re.compile(f"^{label}$")))
+                .locator("input")
             )
-            form = cells.nth(2).locator(".jp-Cell-outputArea")
-            deploy = form.locator("button.widget-button", has_text="Deploy")
-            expect(deploy).to_be_visible()
-            expect(form.locator(".widget-html", has_text="Deploy Arkouda")).to_be_visible()
 
-            def field(label: str) -> Any:
-                return (
-                    form.locator(".widget-text, .widget-combobox")
-                    .filter(has=page.locator(".widget-label", has_text=re.compile(f"^{label}$")))
-                    .locator("input")
-                )
+        field("name").fill(NAME)
+        field("locales").fill(str(LOCALES))
+        field("locales").press("Tab")  # an IntText sends its value on blur or Enter
+        field("CPU").fill("100m")  # small pods: the sandbox's node is this machine
+        field("memory").fill("64Ki")  # below the minimum: Deploy turns off, says why
+        expect(deploy).to_be_disabled()
+        expect(form).to_contain_text("memory: invalid value '64Ki'")
+        field("memory").fill("256Mi")
+        expect(deploy).to_be_enabled()
+        form.get_by_text("more settings").click()
+        # the installable 2020.7.7 arkouda client cannot send a token
+        form.locator(".widget-checkbox", has_text="token auth").locator("input").uncheck()
+        # the summary is computed in the kernel: every typed value made the round trip
+        expect(form).to_contain_text(f"{NAME}: {LOCALES} locales (udp, 1 server pod + ")
+        expect(form).to_contain_text("no auth")
+        # the release defaults to the installed client's: no version-mismatch warning
+        expect(form).to_contain_text(f"arkouda-udp-server:{matching_release()}")
+        deploy.click()
 
-            field("name").fill(NAME)
-            field("locales").fill(str(LOCALES))
-            field("locales").press("Tab")  # an IntText sends its value on blur or Enter
-            field("CPU").fill("100m")  # small pods: the sandbox's node is this machine
-            field("memory").fill("64Ki")  # below the minimum: Deploy turns off, says why
-            expect(deploy).to_be_disabled()
-            expect(form).to_contain_text("memory: invalid value '64Ki'")
-            field("memory").fill("256Mi")
-            expect(deploy).to_be_enabled()
-            form.get_by_text("more settings").click()
-            # the installable 2020.7.7 arkouda client cannot send a token
-            form.locator(".widget-checkbox", has_text="token auth").locator("input").uncheck()
-            # the summary is computed in the kernel: every typed value made the round trip
-            expect(form).to_contain_text(f"{NAME}: {LOCALES} locales (udp, 1 server pod + ")
-            expect(form).to_contain_text("no auth")
-            deploy.click()
+        expect(form.locator(".widget-html", has_text=re.compile(r"^ready\b"))).to_have_text(
+            f"ready {NAME} is ready"
+        )
+        # the form's closing line: its own widget, so the Output area's sync cannot drop it
+        expect(form.locator(".arkouda-k8s-status").first).to_have_text(
+            f"{NAME}: ready; `ak` is bound to it"
+        )
+        panel = form.locator(".widget-html", has_text=f"Arkouda cluster {NAME}")
+        expect(panel).to_contain_text(re.compile(r"stage\s*Ready"))
+        expect(panel).to_contain_text(re.compile(rf"locale pods\s*{locale_pods}/{locale_pods}"))
+        expect(panel).to_contain_text(re.compile(r"tunnel\s*ready 127\.0\.0\.1:\d+"))
+        buttons = [
+            form.locator("button.widget-button", has_text=label)
+            for label in ("Logs", "Reconnect", "Teardown")
+        ]
+        for button in buttons:
+            expect(button).to_be_enabled()
+        page.screenshot(path=str(tmp_path / "deployed.png"), full_page=True)
 
-            # The progress bar's label, not the form's closing message: that one is appended
-            # kernel-side to an Output widget that also captures, and is lost when the front
-            # end's captured outputs sync back after it (a widgets.py race; see the report).
-            expect(form.locator(".widget-html", has_text=re.compile(r"^ready\b"))).to_have_text(
-                f"ready {NAME} is ready"
-            )
-            panel = form.locator(".widget-html", has_text=f"Arkouda cluster {NAME}")
-            expect(panel).to_contain_text(re.compile(r"stage\s*Ready"))
-            expect(panel).to_contain_text(re.compile(rf"locale pods\s*{locale_pods}/{locale_pods}"))
-            expect(panel).to_contain_text(re.compile(r"tunnel\s*ready 127\.0\.0\.1:\d+"))
-            for label in ("Logs", "Reconnect", "Teardown"):
-                expect(form.locator("button.widget-button", has_text=label)).to_be_enabled()
-            page.screenshot(path=str(tmp_path / "deployed.png"), full_page=True)
+        # The rest of the notebook, as a user would after the deploy.
+        cells.nth(3).locator(".jp-InputPrompt").click()
+        _run_menu(page, "Run Selected Cell and All Below")
+        compute = cells.nth(3).locator(".jp-Cell-outputArea")
+        expect(compute).to_contain_text("sum of 0..9 on the server: 45")
+        expect(compute).to_contain_text(
+            re.compile(rf"\[arkouda {NAME}\] cell \d+\.\d+ s, server \d+\.\d+ s in \d+ requests")
+        )
+        expect(cells.nth(4).locator(".jp-Cell-outputArea")).to_contain_text(f"{NAME}: deleted")
+        expect(page.locator("#jp-main-statusbar")).to_contain_text("| Idle")
+        # the magic's teardown reaches the panel: the deleted cluster, its buttons off
+        expect(panel).to_contain_text(re.compile(r"stage\s*Gone"))
+        expect(panel).to_contain_text(re.compile(rf"locale pods\s*0/{locale_pods}"))
+        for button in buttons:
+            expect(button).to_be_disabled()
+        _wait_until(lambda: not _pod_processes(NAME), 60, f"the pods of {NAME} to stop")
 
-            # The rest of the notebook, as a user would after the deploy.
-            cells.nth(3).locator(".jp-InputPrompt").click()
-            run_menu("Run Selected Cell and All Below")
-            compute = cells.nth(3).locator(".jp-Cell-outputArea")
-            expect(compute).to_contain_text("sum of 0..9 on the server: 45")
-            expect(compute).to_contain_text(re.compile(rf"\[arkouda {NAME}\] cell \d+\.\d+ s"))
-            expect(cells.nth(4).locator(".jp-Cell-outputArea")).to_contain_text(f"{NAME}: deleted")
-            expect(page.locator("#jp-main-statusbar")).to_contain_text("| Idle")
-            _wait_until(lambda: not _pod_processes(NAME), 60, f"the pods of {NAME} to stop")
+        _assert_clean(page, lab)
+        assert "does not match the server's release" not in "\n".join(
+            page.locator(".jp-OutputArea-output").all_inner_texts()
+        )
+        page.screenshot(path=str(screenshot), full_page=True)
 
-            outputs = page.locator(".jp-OutputArea-output")
-            shown = outputs.all_inner_texts()
-            markup = [o.inner_html() for o in outputs.all()]
-            everything = "\n".join(shown + markup)
-            for repr_text in ("VBox(children", "HBox(children", "Accordion(children"):
-                assert repr_text not in everything, f"a widget shown as text: {repr_text}"
-            assert "Traceback" not in everything
-            errors = re.findall(r"\b\w+(?:Error|Exception)\b", "\n".join(shown))
-            assert not errors, f"errors shown: {errors}\n" + "\n---\n".join(shown)
-            for pattern in SECRET_PATTERNS:
-                assert not pattern.search(everything), f"secret-like text shown: {pattern}"
-            assert lab["token"] not in everything
-            page.screenshot(path=str(screenshot), full_page=True)
-
-            # Saved as a user would share it: the outputs are there, secrets are not.
-            cells.nth(4).locator(".jp-InputPrompt").click()
-            page.keyboard.press("Control+s")
-            expect(page.locator(".lm-TabBar-tab.jp-mod-dirty")).to_have_count(0)
-            notebook = lab["work"] / "sandbox-tour.ipynb"
-            _wait_until(
-                lambda: "sum of 0..9 on the server: 45" in notebook.read_text(),
-                60,
-                "the saved notebook to hold the outputs",
-            )
-            saved = notebook.read_text()
-            for pattern in SECRET_PATTERNS:
-                assert not pattern.search(saved), f"secret-like text saved: {pattern}"
-        except Exception:  # assertions and Playwright's timeouts alike
-            # what the user would have seen: the first thing to read when this fails in CI
-            shown = page.locator(".jp-OutputArea-output").all_inner_texts()
-            print("OUTPUTS:\n" + "\n---\n".join(shown), file=sys.stderr)
-            print("LAB LOG (tail):\n" + lab["log"].read_text()[-4000:], file=sys.stderr)
-            page.screenshot(path=str(screenshot), full_page=True)
-            print(f"screenshot: {screenshot}", file=sys.stderr)
-            raise
-        finally:
-            browser.close()
+        # Saved as a user would share it: the outputs are there, secrets are not.
+        cells.nth(4).locator(".jp-InputPrompt").click()
+        page.keyboard.press("Control+s")
+        expect(page.locator(".lm-TabBar-tab.jp-mod-dirty")).to_have_count(0)
+        notebook = lab["work"] / "sandbox-tour.ipynb"
+        _wait_until(
+            lambda: "sum of 0..9 on the server: 45" in notebook.read_text(),
+            60,
+            "the saved notebook to hold the outputs",
+        )
+        saved = notebook.read_text()
+        for pattern in SECRET_PATTERNS:
+            assert not pattern.search(saved), f"secret-like text saved: {pattern}"
     print(f"screenshots: {tmp_path / 'deployed.png'} {screenshot}")
+
+
+@pytest.mark.timeout(300)
+def test_panel_teardown_button_in_jupyterlab(
+    lab: dict[str, Any], browser: Any, tmp_path: Path
+) -> None:
+    """A deploy by the magic shows the live panel; its Teardown button deletes the cluster."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=STEP_TIMEOUT_MS)
+    with _notebook_page(browser, lab, "panel.ipynb", tmp_path / "panel.png") as page:
+        cells = page.locator(".jp-Notebook .jp-Cell")
+        expect(cells).to_have_count(len(PANEL_CELLS))
+        expect(page.locator("#jp-main-statusbar")).to_contain_text("| Idle")
+        _run_menu(page, "Run All Cells")
+        out = cells.nth(2).locator(".jp-Cell-outputArea")
+        panel = out.locator(".widget-html", has_text=f"Arkouda cluster {PANEL_NAME}")
+        expect(panel).to_contain_text(re.compile(r"stage\s*Ready"))
+        expect(panel).to_contain_text(re.compile(r"locale pods\s*1/1"))
+        expect(panel).to_contain_text(re.compile(r"tunnel\s*ready 127\.0\.0\.1:\d+"))
+        expect(page.locator("#jp-main-statusbar")).to_contain_text("| Idle")
+
+        teardown = out.locator("button.widget-button", has_text="Teardown")
+        teardown.click()
+        expect(out.locator(".arkouda-k8s-status")).to_have_text(f"{PANEL_NAME}: deleted")
+        expect(panel).to_contain_text(re.compile(r"stage\s*Gone"))
+        for label in ("Logs", "Reconnect", "Teardown"):
+            expect(out.locator("button.widget-button", has_text=label)).to_be_disabled()
+        _wait_until(lambda: not _pod_processes(PANEL_NAME), 60, f"the pods of {PANEL_NAME} to stop")
+        _assert_clean(page, lab)

@@ -720,6 +720,9 @@ def test_deploy_form_and_live_panel(sandbox_ip: tuple[InteractiveShell, Any]) ->
     form = m.form
     assert form is not None and "Arkouda deploy form" in shown(out)
     assert "sandbox" in form.context.options
+    from arkouda_k8s.session import matching_release
+
+    assert form.fields["release"].value == matching_release()  # the installed client's
     form.fields["name"].value = "formed"
     form.fields["authenticate"].value = False
     form.fields["cpu"].value = "100m"
