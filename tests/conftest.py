@@ -24,3 +24,17 @@ def lifecycle_sandbox() -> Iterator[Any]:
         pytest.skip("arkouda_k8s.sandbox.Sandbox is not built yet")
     with sandbox.Sandbox() as sb:
         yield sb
+
+
+@pytest.fixture(scope="module")
+def sb(lifecycle_sandbox: Any) -> Any:
+    """The shared sandbox, under the short name the lifecycle tests use."""
+    return lifecycle_sandbox
+
+
+@pytest.fixture(scope="module")
+def kube(sb: Any) -> Any:
+    """An admin Kube of the shared sandbox."""
+    from lifecycle_support import admin
+
+    return admin(sb)

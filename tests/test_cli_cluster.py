@@ -9,20 +9,10 @@ import subprocess
 import sys
 
 import pytest
-from lifecycle_support import admin, labelled
+from lifecycle_support import labelled
 
 from arkouda_k8s.cli import main
 from arkouda_k8s.cluster import HEARTBEAT_ANNOTATION
-
-
-@pytest.fixture(scope="module")
-def sb(lifecycle_sandbox):
-    return lifecycle_sandbox
-
-
-@pytest.fixture(scope="module")
-def kube(sb):
-    return admin(sb)
 
 
 def run(capsys, *argv):
@@ -51,6 +41,8 @@ def deployed(sb, kube):
             "100m",
             "--memory",
             "256Mi",
+            "--release",
+            "v2023.05.05",
             "--kubeconfig",
             sb.kubeconfig_path,
             "--ttl",

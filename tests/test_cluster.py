@@ -12,7 +12,7 @@ import threading
 import time
 
 import pytest
-from lifecycle_support import FAST, Recorder, admin, cluster, labelled, spec, wait_no_processes
+from lifecycle_support import FAST, Recorder, cluster, labelled, spec, wait_no_processes
 
 from arkouda_k8s import manifests
 from arkouda_k8s.cluster import (
@@ -24,16 +24,6 @@ from arkouda_k8s.cluster import (
 )
 from arkouda_k8s.errors import ArkoudaK8sError, ClusterNotFound, UsageError
 from arkouda_k8s.protocol import ArkoudaProbe
-
-
-@pytest.fixture(scope="module")
-def sb(lifecycle_sandbox):
-    return lifecycle_sandbox
-
-
-@pytest.fixture(scope="module")
-def kube(sb):
-    return admin(sb)
 
 
 @pytest.mark.parametrize(

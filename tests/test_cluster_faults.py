@@ -7,7 +7,7 @@ import time
 from dataclasses import replace
 
 import pytest
-from lifecycle_support import FAULT, admin, cluster, labelled, spec, wait_no_processes
+from lifecycle_support import FAULT, cluster, labelled, spec, wait_no_processes
 
 from arkouda_k8s.cluster import ArkoudaCluster, rbac_yaml, required_access
 from arkouda_k8s.errors import (
@@ -21,16 +21,6 @@ from arkouda_k8s.errors import (
 )
 
 FAULT_KEY = "sandbox.arkouda-k8s.dev/fault"
-
-
-@pytest.fixture(scope="module")
-def sb(lifecycle_sandbox):
-    return lifecycle_sandbox
-
-
-@pytest.fixture(scope="module")
-def kube(sb):
-    return admin(sb)
 
 
 def faulty(name: str, fault: str, **kw):

@@ -9,23 +9,12 @@ import time
 
 import pytest
 from cryptography import x509
-from lifecycle_support import admin
 
 from arkouda_k8s.credentials import Credentials
 from arkouda_k8s.errors import KubeError, UsageError
 from arkouda_k8s.kube import Access, Kube, WatchDeadline
 from arkouda_k8s.manifests import certificate_signing_request
 from arkouda_k8s.spec import ClusterSpec
-
-
-@pytest.fixture(scope="module")
-def sb(lifecycle_sandbox):
-    return lifecycle_sandbox
-
-
-@pytest.fixture(scope="module")
-def kube(sb):
-    return admin(sb)
 
 
 def cm(name: str, labels: dict | None = None, **data: str) -> dict:

@@ -9,20 +9,10 @@ import time
 
 import pytest
 import yaml
-from lifecycle_support import FAST, FAULT, Recorder, admin, labelled, spec
+from lifecycle_support import FAST, FAULT, Recorder, labelled, spec
 
 from arkouda_k8s.cluster import ArkoudaCluster, required_access
 from arkouda_k8s.errors import PermissionsMissing, PreflightError, StageTimeout
-
-
-@pytest.fixture(scope="module")
-def sb(lifecycle_sandbox):
-    return lifecycle_sandbox
-
-
-@pytest.fixture(scope="module")
-def kube(sb):
-    return admin(sb)
 
 
 def objects_in(kube, namespace):
