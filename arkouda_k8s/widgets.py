@@ -378,8 +378,8 @@ class ClusterPanel(_Card, w.VBox):
         self._render()
 
     def _act(self, what: str, fn: Callable[[], Any]) -> None:
-        """Run an action; what it prints goes to the Output area, its outcome below the
-        buttons."""
+        """Run an action: what it prints goes to the Output area, its outcome to the
+        status line below the buttons."""
         self.output.clear_output()
         self.status_line.value = ""
         with self.output:
@@ -406,6 +406,8 @@ class ClusterPanel(_Card, w.VBox):
             self.mark_deleted()
 
         self._act("teardown", run)
+        if not self.deleted:  # it failed: show where the deletion stopped
+            self.refresh()
 
     def mark_deleted(self, message: str | None = None) -> None:
         """The cluster was deleted (here or by ``%arkouda_teardown``): stop live updates,
@@ -458,8 +460,8 @@ class DeployForm(_Card, w.VBox):
 
     ``on_deploy(form, spec, context)`` runs the deployment (the magics bind ``ak`` and
     show the panel); what it shows goes to ``form.output``, its progress to
-    ``form.progress``, the outcome to ``form.status_line`` (``form.message``). Deploy is disabled while a field is invalid, and
-    ``form.error`` says why.
+    ``form.progress``, the outcome to ``form.status_line`` (``form.message``). Deploy
+    is disabled while a field is invalid, and ``form.error`` says why.
     """
 
     def __init__(

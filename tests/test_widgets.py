@@ -324,6 +324,19 @@ def test_a_failed_panel_action_says_so_under_the_buttons() -> None:
     assert not panel.reconnect_button.disabled
 
 
+def test_a_failed_panel_teardown_keeps_the_buttons_for_a_retry() -> None:
+    def refuse(c: FakeCluster) -> None:
+        raise DeployError("deleting demo-server: forbidden", "ask for delete rights")
+
+    cluster = FakeCluster()
+    panel = ClusterPanel(cluster, on_teardown=refuse)
+    cluster.status_now = FakeStatus(stage="Locales", locales_ready=1)  # half deleted
+    panel.teardown_button.click()
+    assert "teardown failed: deleting demo-server: forbidden" in panel.status_line.value
+    assert not panel.teardown_button.disabled and not panel.deleted
+    assert "Locales" in panel.text() and "1/2 running" in panel.text()
+
+
 def test_mark_deleted_shows_the_final_state_and_turns_the_buttons_off() -> None:
     """What %arkouda_teardown does to a live panel of the cluster it deleted."""
     cluster = FakeCluster()
