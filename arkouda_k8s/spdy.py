@@ -56,6 +56,11 @@ def data_header(stream_id: int, length: int, fin: bool = False) -> bytes:
     return _HEAD.pack(stream_id & 0x7FFFFFFF, ((FLAG_FIN if fin else 0) << 24) | length)
 
 
+def pack_data_header(buffer: bytearray | memoryview, stream_id: int, length: int) -> None:
+    """Write a DATA frame head (no flags) into the first 8 bytes of ``buffer``."""
+    _HEAD.pack_into(buffer, 0, stream_id & 0x7FFFFFFF, length)
+
+
 def control_frame(kind: int, flags: int, payload: bytes) -> bytes:
     return _CONTROL_HEAD.pack(CONTROL_BIT | VERSION, kind, (flags << 24) | len(payload)) + payload
 

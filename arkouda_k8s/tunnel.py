@@ -52,8 +52,9 @@ WS_V4 = "v4.channel.k8s.io"
 # first request (the server pairs them by the requestid header).
 _ERROR_STREAM = 1
 _DATA_STREAM = 3
-# Joining a small payload with its 8-byte frame head costs less than a second TLS record.
-_JOIN_BELOW = 16 * 1024
+# Room for a SPDY DATA frame head before each local read: the frame goes out whole in one
+# TLS write (one record run, one socket send) without joining head and payload.
+_HEAD_ROOM = 8
 # Pause the reading side when the other side holds this much unsent.
 _BUFFER_LIMIT = 4 * 1024 * 1024
 _LINGER_RESET = struct.pack("ii", 1, 0)
@@ -109,6 +110,37 @@ def _new_event_loop() -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
+class _Buffers:
+    """Read buffers handed to a transport that may still reference them after write().
+
+    uvloop queues what a socket does not take at once as a view of the given buffer, no
+    copy; the next read then goes to another buffer. Once the transport holds nothing,
+    every buffer lent to it is free again: recycled rather than allocated (a new
+    bytearray is zero-filled, measured at ~5% of the forwarding CPU).
+    """
+
+    __slots__ = ("size", "current", "lent", "spare")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.current = memoryview(bytearray(size))
+        self.lent: list[memoryview] = []
+        self.spare: list[memoryview] = []
+
+    def written(self, transport: asyncio.Transport, held: bool | None = None) -> None:
+        """``current`` was just written to ``transport``: keep it or swap it out.
+
+        ``held``: does the transport still reference it? None: whenever it holds bytes.
+        """
+        queued = transport.get_write_buffer_size()
+        if queued if held is None else held:
+            self.lent.append(self.current)
+            self.current = self.spare.pop() if self.spare else memoryview(bytearray(self.size))
+        elif self.lent and not queued:
+            self.spare += self.lent
+            self.lent.clear()
+
+
 def _reset(transport: asyncio.Transport | None) -> None:
     """Close a local socket so the peer sees a reset (an error), never a clean end."""
     if transport is None or transport.is_closing():
@@ -120,13 +152,20 @@ def _reset(transport: asyncio.Transport | None) -> None:
     transport.abort()
 
 
-class _Local(asyncio.Protocol):
-    """One accepted client connection on the loopback listener."""
+class _Local(asyncio.BufferedProtocol):
+    """One accepted client connection on the loopback listener.
+
+    A buffered protocol: the socket is read straight into ``payload``, which sits
+    ``_HEAD_ROOM`` bytes into ``frame`` so the SPDY upstream can write the frame head in
+    front and send head and payload as one buffer (measured: the bytes copy of each read
+    and the joins were ~5% of the forwarding CPU).
+    """
 
     def __init__(self, core: _Core) -> None:
         self.core = core
         self.transport: asyncio.Transport | None = None
         self.upstream: _Upstream | None = None
+        self.frames = _Buffers(_HEAD_ROOM + _READ_SIZE)
         self.early: list[bytes] = []
         self.early_size = 0
         self.local_eof = False
@@ -141,12 +180,15 @@ class _Local(asyncio.Protocol):
         self.core.locals.add(self)
         self.task = asyncio.get_running_loop().create_task(self.core.attach(self))
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.frames.current[_HEAD_ROOM:]
+
+    def buffer_updated(self, nbytes: int) -> None:
         if self.upstream is not None:
-            self.upstream.send(data)
+            self.upstream.send_read(self, nbytes)
             return
-        self.early.append(data)
-        self.early_size += len(data)
+        self.early.append(bytes(self.frames.current[_HEAD_ROOM : _HEAD_ROOM + nbytes]))
+        self.early_size += nbytes
         if self.early_size > _BUFFER_LIMIT and self.transport is not None:
             self.transport.pause_reading()
 
@@ -218,6 +260,10 @@ class _Upstream:
     def send(self, data: bytes) -> None:
         raise NotImplementedError
 
+    def send_read(self, local: _Local, nbytes: int) -> None:
+        """Send the nbytes just read into ``local.frames.current`` after its head room."""
+        self.send(bytes(local.frames.current[_HEAD_ROOM : _HEAD_ROOM + nbytes]))
+
     def send_eof(self) -> None:
         raise NotImplementedError
 
@@ -261,7 +307,7 @@ class _SpdyUpstream(_Upstream, asyncio.BufferedProtocol):
         self.parser = spdy.FrameParser(self._on_control, self._on_data)
         self.error_text = bytearray()
         self.done = False
-        self.buffer = memoryview(bytearray(_READ_SIZE))
+        self.buffers = _Buffers(_READ_SIZE)
         self.pings = 0
 
     def ping(self) -> None:
@@ -278,22 +324,21 @@ class _SpdyUpstream(_Upstream, asyncio.BufferedProtocol):
         transport.write(self.request)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self.buffer
+        return self.buffers.current
 
     def buffer_updated(self, nbytes: int) -> None:
         if self.upgraded.done():
             try:
-                self.parser.feed(self.buffer[:nbytes])
+                self.parser.feed(self.buffers.current[:nbytes])
             except spdy.SpdyProtocolError as exc:
                 self.core.stream_failed(f"port-forward stream broke: {exc}")
                 self._broken()
             local = self.local.transport
-            if local is not None and local.get_write_buffer_size():
-                # the local transport may keep a reference to our buffer (uvloop writes
-                # without copying): read into a new one rather than overwrite queued bytes
-                self.buffer = memoryview(bytearray(_READ_SIZE))
+            if local is not None:
+                # DATA payloads went to the local socket as slices of this buffer
+                self.buffers.written(local)
         else:
-            self.data_received(bytes(self.buffer[:nbytes]))
+            self.data_received(bytes(self.buffers.current[:nbytes]))
 
     def data_received(self, data: bytes) -> None:
         if self.upgraded.done():
@@ -435,16 +480,28 @@ class _SpdyUpstream(_Upstream, asyncio.BufferedProtocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        if len(data) < _JOIN_BELOW:
-            transport.write(spdy.data_header(_DATA_STREAM, len(data)) + data)
-        elif len(data) <= spdy.MAX_DATA_FRAME:
-            # one TLS write (one socket send) for head and payload, without joining them
-            transport.writelines((spdy.data_header(_DATA_STREAM, len(data)), data))
-        else:
-            view = memoryview(data)
-            for start in range(0, len(data), spdy.MAX_DATA_FRAME):
-                piece = view[start : start + spdy.MAX_DATA_FRAME]
-                transport.writelines((spdy.data_header(_DATA_STREAM, len(piece)), piece))
+        # (only the early bytes of a connection come here, each under _READ_SIZE)
+        transport.write(spdy.data_header(_DATA_STREAM, len(data)) + data)
+
+    def send_read(self, local: _Local, nbytes: int) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        frame = local.frames.current
+        spdy.pack_data_header(frame, _DATA_STREAM, nbytes)
+        size = _HEAD_ROOM + nbytes
+        before = transport.get_write_buffer_size()
+        transport.write(frame[:size])
+        held = None
+        if self.core.tls:
+            # asyncio's and uvloop's SSL transports encrypt app data into their outgoing
+            # buffer within write(), so the frame buffer is free again at once, queued
+            # ciphertext or not (measured: recycling it saves ~0.2 s/GiB of copies and
+            # page faults). They keep the buffer itself only when the TLS object refuses
+            # it: then the queued size grows by exactly the plaintext length (ciphertext
+            # is always longer).
+            held = transport.get_write_buffer_size() - before == size
+        local.frames.written(transport, held)
 
     def send_eof(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
