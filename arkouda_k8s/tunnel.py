@@ -58,7 +58,12 @@ _HEAD_ROOM = 8
 # Pause the reading side when the other side holds this much unsent.
 _BUFFER_LIMIT = 4 * 1024 * 1024
 _LINGER_RESET = struct.pack("ii", 1, 0)
+# Upstream reads: uvloop's TLS transport reads at most 256 KiB from its socket at once.
 _READ_SIZE = 256 * 1024
+# Local reads: the fixed cost per chunk (syscalls, a TLS write, Python calls) is large
+# next to the per-byte cost: measured 2.2 s/GiB at 64 KiB, ~1.65 at 256 KiB, ~1.55 at
+# 1 MiB, no better beyond (benchmarks/tunnel.py figures, busy 2-core machine).
+_LOCAL_READ_SIZE = 1024 * 1024
 
 StateCallback = Callable[[str, "BaseException | None"], None]
 HealthCheck = Callable[[str, int], Any]
@@ -165,7 +170,7 @@ class _Local(asyncio.BufferedProtocol):
         self.core = core
         self.transport: asyncio.Transport | None = None
         self.upstream: _Upstream | None = None
-        self.frames = _Buffers(_HEAD_ROOM + _READ_SIZE)
+        self.frames = _Buffers(_HEAD_ROOM + _LOCAL_READ_SIZE)
         self.early: list[bytes] = []
         self.early_size = 0
         self.local_eof = False
@@ -480,7 +485,7 @@ class _SpdyUpstream(_Upstream, asyncio.BufferedProtocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        # (only the early bytes of a connection come here, each under _READ_SIZE)
+        # (only the early bytes of a connection come here, each under _LOCAL_READ_SIZE)
         transport.write(spdy.data_header(_DATA_STREAM, len(data)) + data)
 
     def send_read(self, local: _Local, nbytes: int) -> None:
