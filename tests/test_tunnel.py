@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from echo_support import ECHO, ECHO_PORT
 
 from arkouda_k8s.errors import TunnelError
 from arkouda_k8s.kube import ApiEndpoint, Kube
@@ -28,26 +29,7 @@ from arkouda_k8s.tunnel import Tunnel
 
 kubernetes = pytest.importorskip("kubernetes")
 
-ECHO_PORT = 7000
 CLOSED_PORT = 7999
-
-ECHO = f"""
-import os, socket, socketserver
-class Echo(socketserver.BaseRequestHandler):
-    def handle(self):
-        buf = bytearray(1 << 18)
-        view = memoryview(buf)
-        try:
-            while n := self.request.recv_into(buf):
-                self.request.sendall(view[:n])
-            self.request.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-socketserver.ThreadingTCPServer.allow_reuse_address = True
-socketserver.ThreadingTCPServer.daemon_threads = True
-server = socketserver.ThreadingTCPServer((os.environ["SANDBOX_POD_IP"], {ECHO_PORT}), Echo)
-server.serve_forever()
-"""
 
 
 class World:

@@ -16,35 +16,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from echo_support import ECHO, ECHO_PORT
 
 from arkouda_k8s.sandbox import Sandbox
 
 kubernetes = pytest.importorskip("kubernetes")
 from kubernetes.stream import portforward  # noqa: E402
 
-ECHO_PORT = 7000
 CLOSED_PORT = 7999  # nothing listens here in the echo pod
-
-# An echo server that answers every connection in its own thread and half-closes after
-# the client's EOF, so a transfer can be checked end to end.
-ECHO = f"""
-import os, socket, socketserver
-class Echo(socketserver.BaseRequestHandler):
-    def handle(self):
-        buf = bytearray(1 << 18)
-        view = memoryview(buf)
-        try:
-            while n := self.request.recv_into(buf):
-                self.request.sendall(view[:n])
-            self.request.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-socketserver.ThreadingTCPServer.allow_reuse_address = True
-socketserver.ThreadingTCPServer.daemon_threads = True
-server = socketserver.ThreadingTCPServer((os.environ["SANDBOX_POD_IP"], {ECHO_PORT}), Echo)
-print("listening", flush=True)
-server.serve_forever()
-"""
 
 
 @pytest.fixture(scope="module")
