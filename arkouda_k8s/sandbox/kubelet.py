@@ -1229,7 +1229,8 @@ class PodWorker:
                     # overhead (a quarter of a core for 256 locales probed every 2 s).
                     return True, ""
                 try:
-                    _, w = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+                    async with asyncio.timeout(timeout):  # wait_for can swallow a cancel
+                        _, w = await asyncio.open_connection(host, port)
                 except TimeoutError:
                     return False, f"dial tcp {host}:{port}: i/o timeout"
                 except OSError:

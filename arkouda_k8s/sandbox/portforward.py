@@ -264,7 +264,10 @@ async def _serve_ws_v4(
     async def pump(index: int, port: int) -> None:
         channel = bytes((2 * index,))
         try:
-            reader, writer = await asyncio.wait_for(connect(port), CONNECT_TIMEOUT)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for returns the connection when a
+            # cancel lands as it completes, and the pump would then read from it forever
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                reader, writer = await connect(port)
         except Exception as exc:
             message = _connect_error(port, request, exc)
             with contextlib.suppress(ConnectionError):
@@ -586,7 +589,8 @@ class _SpdyForward(_Forward):
 
     async def _forward(self, pair: _Pair) -> None:
         try:
-            reader, writer = await asyncio.wait_for(self.connect(pair.port), CONNECT_TIMEOUT)
+            async with asyncio.timeout(CONNECT_TIMEOUT):  # not wait_for: see _serve_ws_v4
+                reader, writer = await self.connect(pair.port)
         except Exception as exc:
             if not pair.closed:
                 self._stream_error(pair.error_id, _connect_error(pair.port, self.request, exc))

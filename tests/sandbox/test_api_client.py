@@ -90,6 +90,31 @@ def test_server_certificate_verifies_for_the_in_cluster_names(sandbox: Sandbox) 
         ctx.wrap_socket(raw, server_hostname="example.com")
 
 
+def test_tls13_cipher_choice_follows_the_go_apiserver(sandbox: Sandbox) -> None:
+    # OpenSSL clients lead with AES-256-GCM; a Go server (kube-apiserver) on AES hardware
+    # answers with AES-128-GCM, its own first choice, so transfers cost what they would
+    # against a real cluster
+    import ssl
+
+    ctx = ssl.create_default_context(cadata=sandbox.ca_pem)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    with (
+        socket.create_connection(("127.0.0.1", sandbox.port), timeout=5) as raw,
+        ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        cipher = tls.cipher()
+    assert cipher is not None and cipher[0] == "TLS_AES_128_GCM_SHA256", cipher
+    # a client that offers only another suite still gets through
+    ctx = ssl.create_default_context(cadata=sandbox.ca_pem)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers("ECDHE-ECDSA-AES256-GCM-SHA384")
+    with (
+        socket.create_connection(("127.0.0.1", sandbox.port), timeout=5) as raw,
+        ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        assert tls.cipher()[0] == "ECDHE-ECDSA-AES256-GCM-SHA384"  # type: ignore[index]
+
+
 def test_default_objects(admin_api: Any, sandbox: Sandbox) -> None:
     core = client.CoreV1Api(admin_api)
     names = {n.metadata.name for n in core.list_namespace().items}

@@ -290,6 +290,32 @@ def test_drop_all_closes_every_open_forward(
         raw_forward.stop()
 
 
+def test_forwards_closed_at_once_release_their_pod_connections(
+    sandbox: Sandbox, echo_pod: str
+) -> None:
+    # a readiness probe opens a forward and closes it before any data: the pod connection
+    # it opened must close too, wherever the close lands (here often during the pod dial)
+    import websocket
+
+    context = ssl.create_default_context(cadata=sandbox.ca_pem)
+    path = f"/api/v1/namespaces/default/pods/{echo_pod}/portforward?ports={ECHO_PORT}"
+    registry = sandbox.portforward_registry
+    for _ in range(60):
+        raw = socket.create_connection(("127.0.0.1", sandbox.port), timeout=10)
+        tls = context.wrap_socket(raw, server_hostname="127.0.0.1")
+        ws = websocket.create_connection(
+            f"wss://127.0.0.1:{sandbox.port}{path}",
+            socket=tls,
+            subprotocols=["v4.channel.k8s.io"],
+            header=[f"Authorization: Bearer {sandbox.admin_token}"],
+        )
+        ws.close()
+    deadline = time.monotonic() + 5
+    while registry.open_streams and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert registry.open_streams == 0, f"{registry.open_streams} pod connections left open"
+
+
 def _raw_request(sandbox: Sandbox, head: str) -> tuple[int, str]:
     context = ssl.create_default_context(cadata=sandbox.ca_pem)
     with (
