@@ -8,6 +8,7 @@ Each ``_cmd_*`` function holds the glue for one subcommand and nothing else.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import os
 import sys
@@ -138,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--ttl", metavar="DURATION", help="time to live after the last heartbeat (e.g. 2h)"
     )
     p.add_argument(
+        "--unschedulable-wait",
+        metavar="DURATION",
+        help="how long a pod may wait for capacity (a cluster autoscaler adding a node) "
+        "before the deploy fails (default 0: fail at once)",
+    )
+    p.add_argument(
         "--print-rbac", action="store_true", help="print the RBAC the deploy needs and exit"
     )
     p.add_argument(
@@ -233,13 +240,13 @@ def _cmd_render(args: argparse.Namespace) -> int:
 # -- deployment lifecycle: deploy, status, logs, list, teardown, forward -------------------
 
 
-def _parse_duration(text: str) -> int:
+def _parse_duration(text: str, option: str = "--ttl") -> int:
     """'90', '90s', '30m', '2h', '1d' -> seconds."""
     import re
 
     m = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", text or "")
     if not m:
-        raise UsageError(f"--ttl: {text!r} is not a duration", "use e.g. 90s, 30m, 2h or 1d")
+        raise UsageError(f"{option}: {text!r} is not a duration", "use e.g. 90s, 30m, 2h or 1d")
     return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
@@ -343,8 +350,14 @@ def _kube(args: argparse.Namespace) -> Any:
 
 
 def _cmd_deploy(args: argparse.Namespace) -> int:
-    from .cluster import ArkoudaCluster, DeployMode, rbac_yaml, required_access
+    from .cluster import ArkoudaCluster, DeployMode, Timeouts, rbac_yaml, required_access
 
+    timeouts = Timeouts()
+    if args.unschedulable_wait:
+        timeouts = dataclasses.replace(
+            timeouts,
+            unschedulable=float(_parse_duration(args.unschedulable_wait, "--unschedulable-wait")),
+        )
     spec, warnings = spec_from_args(args, match_client=True)
     for warning in warnings:
         print(f"arkouda-k8s: warning: {warning}", file=sys.stderr)
@@ -361,6 +374,7 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
         mode=DeployMode.CREATE if args.create_only else DeployMode.CREATE_OR_CONNECT,
         on_progress=progress,
         keep_on_failure=args.keep_on_failure,
+        timeouts=timeouts,
     )
     try:
         cluster.deploy(wait=args.wait)

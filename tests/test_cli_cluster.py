@@ -132,6 +132,36 @@ def test_unknown_name_exits_1_and_bad_input_exits_2(sb, capsys):
     assert code == 2 and "--ttl" in err
 
 
+def test_deploy_waits_for_capacity_only_when_asked(sb, kube, capsys):
+    """--unschedulable-wait gives a cluster autoscaler time to add a node; without it a
+    pod the scheduler cannot place fails the deploy at once. Both roll back."""
+    import time
+
+    base = ["--locales", "2", "--memory", "100Gi", "--kubeconfig", sb.kubeconfig_path]
+    assert main(["deploy", "--name", "cli-full", *base, "--no-wait"]) == 0
+    try:
+        started = time.monotonic()
+        code, out, err = run(capsys, "deploy", "--name", "cli-late", *base)
+        at_once = time.monotonic() - started
+        assert code == 1 and "Insufficient memory" in err, err
+        started = time.monotonic()
+        code, out, err = run(
+            capsys, "deploy", "--name", "cli-late", *base, "--unschedulable-wait", "3s"
+        )
+        waited = time.monotonic() - started
+        assert code == 1 and "Insufficient memory" in err and "(for 3s)" in err, err
+        assert "waiting up to 3s for capacity" in err
+        assert waited >= 3 and waited > at_once
+        assert labelled(kube, "cli-late") == []
+    finally:
+        assert main(["teardown", "cli-full", "--kubeconfig", sb.kubeconfig_path]) == 0
+    code, out, err = run(
+        capsys, "deploy", "--name", "x", "--unschedulable-wait", "later", *base[-2:]
+    )
+    assert code == 2 and "--unschedulable-wait: 'later' is not a duration" in err
+    assert labelled(kube, "x") == []
+
+
 def test_print_rbac(sb, capsys):
     code, out, err = run(
         capsys, "deploy", "--name", "x", "--print-rbac", "--kubeconfig", sb.kubeconfig_path
