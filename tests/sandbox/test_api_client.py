@@ -470,6 +470,33 @@ def _csr_pem(user: str) -> tuple[bytes, bytes]:
     return csr.public_bytes(serialization.Encoding.PEM), key_pem
 
 
+@contextlib.contextmanager
+def _client_with_certificate(
+    sandbox: Sandbox, cert_pem: bytes, key_pem: bytes
+) -> Iterator[client.ApiClient]:
+    """An official client authenticating with a client certificate. It reads certificates
+    only from files: they live in a private directory on tmpfs for the block's length."""
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory(dir=base) as tmp:
+        os.chmod(tmp, 0o700)
+        paths = {}
+        for fname, data in (
+            ("c.crt", cert_pem),
+            ("c.key", key_pem),
+            ("ca.crt", sandbox.ca_pem.encode()),
+        ):
+            paths[fname] = os.path.join(tmp, fname)
+            fd = os.open(paths[fname], os.O_WRONLY | os.O_CREAT, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        cfg = client.Configuration()
+        cfg.host = sandbox.url
+        cfg.ssl_ca_cert = paths["ca.crt"]
+        cfg.cert_file, cfg.key_file = paths["c.crt"], paths["c.key"]
+        with client.ApiClient(cfg) as api:
+            yield api
+
+
 def test_csr_approval_issues_a_certificate_that_authenticates_per_its_role(
     admin_api: Any, sandbox: Sandbox, ns: str
 ) -> None:
@@ -524,53 +551,34 @@ def test_csr_approval_issues_a_certificate_that_authenticates_per_its_role(
             "subjects": [{"kind": "User", "name": user}],
         },
     )
-    # the official client reads client certificates from files: keep them on tmpfs
-    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
-    with tempfile.TemporaryDirectory(dir=base) as tmp:
-        os.chmod(tmp, 0o700)
-        paths = {}
-        for fname, data in (
-            ("c.crt", cert_pem),
-            ("c.key", key_pem),
-            ("ca.crt", sandbox.ca_pem.encode()),
-        ):
-            paths[fname] = os.path.join(tmp, fname)
-            fd = os.open(paths[fname], os.O_WRONLY | os.O_CREAT, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-        cfg = client.Configuration()
-        cfg.host = sandbox.url
-        cfg.ssl_ca_cert = paths["ca.crt"]
-        cfg.cert_file = paths["c.crt"]
-        cfg.key_file = paths["c.key"]
-        with client.ApiClient(cfg) as api:
-            core = client.CoreV1Api(api)
+    with _client_with_certificate(sandbox, cert_pem, key_pem) as api:
+        core = client.CoreV1Api(api)
+        core.create_namespaced_service(
+            ns, {"metadata": {"name": "registered"}, "spec": {"ports": [{"port": 5555}]}}
+        )
+        assert core.read_namespaced_service("registered", ns).metadata.name == "registered"
+        with pytest.raises(ApiException) as err:
+            core.list_namespaced_pod(ns)
+        assert err.value.status == 403
+        message = json.loads(err.value.body)["message"]
+        assert f'User "{user}" cannot list resource "pods"' in message
+        with pytest.raises(ApiException) as err:
             core.create_namespaced_service(
-                ns, {"metadata": {"name": "registered"}, "spec": {"ports": [{"port": 5555}]}}
+                "default", {"metadata": {"name": "x"}, "spec": {"ports": [{"port": 1}]}}
             )
-            assert core.read_namespaced_service("registered", ns).metadata.name == "registered"
-            with pytest.raises(ApiException) as err:
-                core.list_namespaced_pod(ns)
-            assert err.value.status == 403
-            message = json.loads(err.value.body)["message"]
-            assert f'User "{user}" cannot list resource "pods"' in message
-            with pytest.raises(ApiException) as err:
-                core.create_namespaced_service(
-                    "default", {"metadata": {"name": "x"}, "spec": {"ports": [{"port": 1}]}}
-                )
-            assert err.value.status == 403
-            review = client.AuthorizationV1Api(api).create_self_subject_access_review(
-                {
-                    "spec": {
-                        "resourceAttributes": {
-                            "namespace": ns,
-                            "verb": "create",
-                            "resource": "services",
-                        }
+        assert err.value.status == 403
+        review = client.AuthorizationV1Api(api).create_self_subject_access_review(
+            {
+                "spec": {
+                    "resourceAttributes": {
+                        "namespace": ns,
+                        "verb": "create",
+                        "resource": "services",
                     }
                 }
-            )
-            assert review.status.allowed is True
+            }
+        )
+        assert review.status.allowed is True
 
 
 def test_an_approved_csr_the_signer_cannot_honour_gets_a_failed_condition(
@@ -613,29 +621,17 @@ def test_a_certificate_from_another_ca_is_anonymous(sandbox: Sandbox) -> None:
     other_ca = CertificateAuthority()
     cert_pem, key_pem = other_ca.issue_client("mallory", ["system:masters"])
     del other
-    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
-    with tempfile.TemporaryDirectory(dir=base) as tmp:
-        paths = {}
-        for fname, data in (
-            ("c.crt", cert_pem),
-            ("c.key", key_pem),
-            ("ca.crt", sandbox.ca_pem.encode()),
-        ):
-            paths[fname] = os.path.join(tmp, fname)
-            with open(os.open(paths[fname], os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
-                f.write(data)
-        cfg = client.Configuration()
-        cfg.host = sandbox.url
-        cfg.ssl_ca_cert = paths["ca.crt"]
-        cfg.cert_file, cfg.key_file = paths["c.crt"], paths["c.key"]
-        with client.ApiClient(cfg) as api, pytest.raises(Exception) as err:
-            client.CoreV1Api(api).list_namespace()
-        # the TLS layer refuses a certificate of another CA (the connection is dropped);
-        # it must never be treated as the user it names
-        if isinstance(err.value, ApiException):
-            assert err.value.status in (401, 403)
-        else:
-            assert "aborted" in str(err.value) or "SSL" in str(err.value)
+    with (
+        _client_with_certificate(sandbox, cert_pem, key_pem) as api,
+        pytest.raises(Exception) as err,
+    ):
+        client.CoreV1Api(api).list_namespace()
+    # the TLS layer refuses a certificate of another CA (the connection is dropped);
+    # it must never be treated as the user it names
+    if isinstance(err.value, ApiException):
+        assert err.value.status in (401, 403)
+    else:
+        assert "aborted" in str(err.value) or "SSL" in str(err.value)
 
 
 def test_stop_within_five_seconds_leaves_no_thread_or_socket() -> None:
