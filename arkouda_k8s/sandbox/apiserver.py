@@ -119,6 +119,16 @@ def _method_not_allowed() -> ApiError:
     )
 
 
+def _forbidden_create(
+    resource: str, obj: dict[str, Any], reason: str, kind: str | None = None
+) -> ApiError:
+    """403 for a create that admission refuses: ``<resource> "<name>" is forbidden: ...``
+    (the name is the generateName prefix when there is no name yet); details with kind."""
+    name = obj["metadata"].get("name") or obj["metadata"].get("generateName", "")
+    details = {"name": name, "kind": kind} if kind else None
+    return ApiError(403, "Forbidden", f'{resource} "{name}" is forbidden: {reason}', details)
+
+
 @dataclass
 class Route:
     """A parsed resource path."""
@@ -755,13 +765,7 @@ class ApiServer:
             spec = obj.get("spec")
             enforced = validation.pod_security(ns, spec, "enforce")
             if enforced:
-                name = obj["metadata"].get("name") or obj["metadata"].get("generateName", "")
-                raise ApiError(
-                    403,
-                    "Forbidden",
-                    f'pods "{name}" is forbidden: violates {enforced}',
-                    {"name": name, "kind": "pods"},
-                )
+                raise _forbidden_create("pods", obj, f"violates {enforced}", "pods")
             modes: tuple[str, ...] = ("warn",)
         else:
             spec = ((obj.get("spec") or {}).get("template") or {}).get("spec")
@@ -779,12 +783,10 @@ class ApiServer:
             ns = obj["metadata"]["namespace"]
             sa = (obj.get("spec") or {}).get("serviceAccountName") or "default"
             if sa != "default" and self.store.get("serviceaccounts", ns, sa) is None:
-                raise ApiError(
-                    403,
-                    "Forbidden",
-                    f'pods "{obj["metadata"].get("name") or obj["metadata"].get("generateName", "")}" '
-                    f"is forbidden: error looking up service account {ns}/{sa}: serviceaccount "
-                    f'"{sa}" not found',
+                raise _forbidden_create(
+                    "pods",
+                    obj,
+                    f'error looking up service account {ns}/{sa}: serviceaccount "{sa}" not found',
                 )
         elif key == "services":
             spec = obj.setdefault("spec", {})
@@ -875,13 +877,7 @@ class ApiServer:
         if res.namespaced:
             refused = quota.check(self.store, obj["metadata"]["namespace"], res.key, obj)
             if refused:
-                name = obj["metadata"].get("name") or obj["metadata"].get("generateName", "")
-                raise ApiError(
-                    403,
-                    "Forbidden",
-                    f'{res.key} "{name}" is forbidden: {refused}',
-                    {"name": name, "kind": res.plural},
-                )
+                raise _forbidden_create(res.key, obj, refused, res.plural)
         self._on_create(res, obj, user)
         manager = request.query.get("fieldManager")
         if manager and request.method == "POST":
