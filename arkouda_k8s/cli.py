@@ -25,6 +25,28 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}", f"see `{self.prog} --help`")
 
 
+def _add_wait_options(p: Any) -> None:
+    """Deploy options that set the lifecycle's Timeouts (see :func:`timeouts_from_args`)."""
+    p.add_argument(
+        "--unschedulable-wait",
+        metavar="DURATION",
+        help="how long a pod may wait for capacity (a cluster autoscaler adding a node) "
+        "before the deploy fails (default 0: fail at once)",
+    )
+
+
+def timeouts_from_args(args: argparse.Namespace) -> Any:
+    """The cluster's Timeouts, with what the wait options changed."""
+    from .cluster import Timeouts
+
+    timeouts = Timeouts()
+    wait = getattr(args, "unschedulable_wait", None)
+    if wait:
+        seconds = _parse_duration(wait, "--unschedulable-wait")
+        timeouts = dataclasses.replace(timeouts, unschedulable=float(seconds))
+    return timeouts
+
+
 def _add_cluster_options(p: argparse.ArgumentParser, all_namespaces: bool = False) -> None:
     g = p.add_argument_group("cluster options")
     g.add_argument(
@@ -138,12 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--ttl", metavar="DURATION", help="time to live after the last heartbeat (e.g. 2h)"
     )
-    p.add_argument(
-        "--unschedulable-wait",
-        metavar="DURATION",
-        help="how long a pod may wait for capacity (a cluster autoscaler adding a node) "
-        "before the deploy fails (default 0: fail at once)",
-    )
+    _add_wait_options(p)
     p.add_argument(
         "--print-rbac", action="store_true", help="print the RBAC the deploy needs and exit"
     )
@@ -350,14 +367,9 @@ def _kube(args: argparse.Namespace) -> Any:
 
 
 def _cmd_deploy(args: argparse.Namespace) -> int:
-    from .cluster import ArkoudaCluster, DeployMode, Timeouts, rbac_yaml, required_access
+    from .cluster import ArkoudaCluster, DeployMode, rbac_yaml, required_access
 
-    timeouts = Timeouts()
-    if args.unschedulable_wait:
-        timeouts = dataclasses.replace(
-            timeouts,
-            unschedulable=float(_parse_duration(args.unschedulable_wait, "--unschedulable-wait")),
-        )
+    timeouts = timeouts_from_args(args)
     spec, warnings = spec_from_args(args, match_client=True)
     for warning in warnings:
         print(f"arkouda-k8s: warning: {warning}", file=sys.stderr)

@@ -166,6 +166,13 @@ class _SpecOptions(magic_arguments.ArgDecorator):
         cli._add_spec_options(parser)
 
 
+class _WaitOptions(magic_arguments.ArgDecorator):
+    """The CLI deploy's wait options (Timeouts), from the CLI's own function."""
+
+    def add_to_parser(self, parser: Any, group: Any) -> None:
+        cli._add_wait_options(parser)
+
+
 class _ClusterOptions(magic_arguments.ArgDecorator):
     def __init__(self, all_namespaces: bool = False) -> None:
         self.all_namespaces = all_namespaces
@@ -441,6 +448,7 @@ class ArkoudaMagics(Magics, Configurable):
     @argument("--dry-run", action="store_true", help="show the objects, deploy nothing")
     @argument("--sandbox", action="store_true", help="deploy on this kernel's sandbox")
     @_SpecOptions()
+    @_WaitOptions()
     @_ClusterOptions()
     def arkouda_deploy(self, line: str = "") -> Any:
         """Deploy an Arkouda cluster, connect to it and bind ``ak``."""
@@ -448,9 +456,10 @@ class ArkoudaMagics(Magics, Configurable):
         if not line.strip() and self.use_widgets():
             return self.show_form()
         spec = self.spec_from_args(args)
+        timeouts = cli.timeouts_from_args(args)
         if args.dry_run:
             return self.dry_run(spec)
-        return self.deploy(spec, **self.cluster_options(args))
+        return self.deploy(spec, timeouts=timeouts, **self.cluster_options(args))
 
     def dry_run(self, spec: ClusterSpec) -> Any:
         import yaml
@@ -474,6 +483,7 @@ class ArkoudaMagics(Magics, Configurable):
         kubeconfig: str | None = None,
         context: str | None = None,
         progress: Any = None,
+        timeouts: Any = None,
     ) -> Any:
         from .cluster import ArkoudaCluster
 
@@ -482,7 +492,11 @@ class ArkoudaMagics(Magics, Configurable):
             if getattr(progress, "displayable", False):
                 self._display(progress)
         cluster = ArkoudaCluster(
-            spec, kubeconfig=kubeconfig, context=context, on_progress=progress.update
+            spec,
+            kubeconfig=kubeconfig,
+            context=context,
+            on_progress=progress.update,
+            timeouts=timeouts,
         )
         try:
             cluster.deploy(wait=True)

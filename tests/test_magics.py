@@ -187,6 +187,7 @@ class _Recorder:
         ("--release 'v 1'", "--release"),
         ("--bogus", "--bogus"),
         ("--threads", "--threads"),
+        ("--name ok --unschedulable-wait soon", "--unschedulable-wait"),
     ],
 )
 def test_bad_deploy_arguments_are_a_one_line_usage_error_and_deploy_nothing(
@@ -711,6 +712,32 @@ def test_token_auth_with_the_2020_client_is_one_line(
     finally:
         run_ok(ip, "%arkouda_teardown authed")
     assert instance_objects(sb, "authed") == []
+
+
+def test_deploy_waits_for_capacity_when_asked(sandbox_ip: tuple[InteractiveShell, Any]) -> None:
+    """--unschedulable-wait, as in the CLI: a pod may wait for a cluster autoscaler to add
+    a node, the progress says so, and the failure after the wait is one line."""
+    from lifecycle_support import cluster, spec
+
+    ip, sb = sandbox_ip
+    run_ok(ip, "%config ArkoudaMagics.short_errors = True")
+    full = cluster(sb, spec("m-full", locales=2, memory="100Gi"))
+    full.deploy(wait=False)
+    try:
+        started = time.monotonic()
+        error, out = run(
+            ip, "%arkouda_deploy --name m-late --locales 2 --memory 100Gi --unschedulable-wait 3s"
+        )
+        waited = time.monotonic() - started
+        assert isinstance(error, ArkoudaError), error
+        (line,) = error._render_traceback_()
+        assert line.startswith("UnschedulableError:") and "(for 3s)" in line, line
+        assert "waiting up to 3s for capacity" in shown(out)
+        assert waited >= 3
+        assert instance_objects(sb, "m-late") == []
+    finally:
+        full.teardown()
+    assert instance_objects(sb, "m-full") == []
 
 
 def test_deploy_form_and_live_panel(sandbox_ip: tuple[InteractiveShell, Any]) -> None:
