@@ -4,9 +4,12 @@
 port-forward stream through the Kubernetes API server. It speaks raw SPDY/3.1 (the
 fastest form for a client: no websocket masking, half-close supported) and falls back
 to the websocket ``v4.channel.k8s.io`` form when a server refuses the SPDY upgrade.
-Bytes are moved by asyncio buffered-protocol callbacks in large chunks (local reads
-land behind room for the SPDY frame head; DATA payloads go on as slices of the decrypted
-buffer) into recycled buffers: no per-byte Python work, no copies in Python.
+Over TLS the bytes of a SPDY connection are moved by the native pump (``_pump.c``, in a
+thread of its own, GIL released) once Python has set the connection up; without it
+(not built, or ARKOUDA_K8S_TUNNEL_PUMP=asyncio) and for websocket, asyncio
+buffered-protocol callbacks move them in large chunks (local reads land behind room for
+the SPDY frame head; DATA payloads go on as slices of the decrypted buffer) into
+recycled buffers: no per-byte Python work, no copies in Python.
 
 It runs its own event loop in a daemon thread (a sync facade over an async core),
 follows the server pod when it is replaced (``pod`` may be a resolver), reports its
@@ -24,6 +27,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -34,6 +38,11 @@ from urllib.parse import quote, urlsplit
 from . import spdy
 from .errors import TunnelError
 from .kube import ApiEndpoint
+
+try:  # the native byte pump (setup.py builds it when a C compiler and libssl-dev are there)
+    from . import _pump as _native
+except ImportError:  # pragma: no cover - exercised on machines without a compiler
+    _native = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     import aiohttp  # the websocket form only: imported when first used
@@ -101,6 +110,35 @@ def _status_message(body: bytes, fallback: str) -> str:
         pass
     text = body.decode(errors="replace").strip()
     return " ".join(text.split())[:300] or fallback
+
+
+def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
+    """(status, lower-cased headers) of an HTTP response head (without the blank line)."""
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    try:
+        status = int(parts[1])
+    except (IndexError, ValueError):
+        raise _Refused(
+            502, f"the API server sent no HTTP status line: {lines[0][:80]!r}", "spdy"
+        ) from None
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers
+
+
+def _native_pump_usable() -> bool:
+    """Is the native pump built, wanted and linked to the ssl module's own libssl?
+
+    ARKOUDA_K8S_TUNNEL_PUMP=asyncio forces the asyncio path (buffered protocols).
+    """
+    if _native is None or os.environ.get("ARKOUDA_K8S_TUNNEL_PUMP", "native") == "asyncio":
+        return False
+    import _ssl
+
+    return bool(_native.compatible(_ssl.__file__))
 
 
 def _new_event_loop() -> asyncio.AbstractEventLoop:
@@ -225,6 +263,11 @@ class _Local(asyncio.BufferedProtocol):
     # called by the upstream
     def attached(self, upstream: _Upstream) -> None:
         self.upstream = upstream
+        if isinstance(upstream, _NativeUpstream):
+            early = b"".join(self.early)
+            self.early.clear()
+            upstream.start(early, self.local_eof)
+            return
         for chunk in self.early:
             upstream.send(chunk)
         self.early.clear()
@@ -365,17 +408,11 @@ class _SpdyUpstream(_Upstream, asyncio.BufferedProtocol):
             return
         head, rest = bytes(self.head[:end]), bytes(self.head[end + 4 :])
         self.head.clear()
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ", 2)
         try:
-            self.status = int(parts[1])
-        except (IndexError, ValueError):
-            self._refuse(502, f"the API server sent no HTTP status line: {lines[0][:80]!r}")
+            self.status, headers = _parse_head(head)
+        except _Refused as exc:
+            self._refuse(exc.status, exc.message)
             return
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
         if self.status == 101:
             if headers.get("upgrade", "").lower() != "spdy/3.1":
                 self._refuse(502, f"upgrade answered with {headers.get('upgrade')!r}")
@@ -527,6 +564,112 @@ class _SpdyUpstream(_Upstream, asyncio.BufferedProtocol):
             self.transport.close()
 
 
+class _NativeUpstream(_Upstream):
+    """Raw SPDY/3.1 moved by the native pump (``_pump.c``) in a thread of its own.
+
+    The connection was set up here (TLS handshake, upgrade, SYN_STREAMs on a non-blocking
+    ``ssl.SSLSocket``); ``start`` pauses the local transport and hands both sockets to
+    ``Pump.run``, which releases the GIL and moves bytes until the connection ends, then
+    reports how it ended back on the event loop. Until then nothing else touches either
+    socket: closing asks the pump to stop and the sockets are closed after it returned.
+    """
+
+    protocol = "spdy"
+
+    def __init__(self, core: _Core, local: _Local, sock: ssl.SSLSocket, inbound: bytes) -> None:
+        assert _native is not None
+        self.core = core
+        self.local = local
+        self.sock = sock
+        self.inbound = inbound
+        self.pump = _native.Pump()
+        self.thread: threading.Thread | None = None
+        self.finished: asyncio.Future[None] = core.loop.create_future()
+        self.done = False
+        self.pongs_seen = 0
+
+    def start(self, early: bytes, local_eof: bool) -> None:
+        transport = self.local.transport
+        if transport is None or transport.is_closing():
+            self.close()
+            return
+        transport.pause_reading()  # from here on the pump alone reads the local socket
+        local_fd = transport.get_extra_info("socket").fileno()
+        sslobj = self.sock._sslobj  # type: ignore[attr-defined]
+        args = (sslobj, self.sock.fileno(), local_fd, _DATA_STREAM, _ERROR_STREAM)
+        self.thread = threading.Thread(
+            target=self._run,
+            args=(*args, self.inbound, early, local_eof),
+            name="arkouda-k8s-pump",
+            daemon=True,
+        )
+        self.inbound = b""
+        self.thread.start()
+
+    def _run(self, *args: Any) -> None:
+        try:
+            outcome, message = self.pump.run(*args)
+        except Exception as exc:  # the SSL object was not the expected one
+            outcome, message = "failed", f"the native pump could not start: {exc}"
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nothing left to tell
+            self.core.loop.call_soon_threadsafe(self._ended, outcome, message)
+
+    def _ended(self, outcome: str, message: str) -> None:
+        self.done = True
+        self.count_pongs()
+        self.sock.close()
+        local = self.local
+        if outcome == "done":
+            # the pod finished and so did the client (or the API server closed after the
+            # pod's end): the local socket's write side is already shut; close it cleanly
+            local.remote_eof = True
+            if local.transport is not None:
+                local.transport.close()
+        else:
+            if outcome in ("dropped", "failed"):
+                self.core.stream_failed(message)
+            _reset(local.transport)  # stopped, or the local client went away
+        if not self.finished.done():
+            self.finished.set_result(None)
+
+    def count_pongs(self) -> None:
+        pongs = self.pump.pongs
+        self.core.pongs += pongs - self.pongs_seen
+        self.pongs_seen = pongs
+
+    def ping(self) -> None:
+        if self.thread is not None and not self.done:
+            self.count_pongs()
+            self.pump.ping()
+
+    # _Upstream: the local transport is paused while the pump runs; nothing comes here
+    def send(self, data: bytes) -> None:
+        pass
+
+    def send_read(self, local: _Local, nbytes: int) -> None:
+        pass
+
+    def send_eof(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        if self.done:
+            return
+        if self.thread is None:  # never started: the sockets are still ours
+            self.done = True
+            self.sock.close()
+            if not self.finished.done():
+                self.finished.set_result(None)
+            return
+        self.pump.stop()  # the pump returns at once; _ended closes the sockets
+
+
 class _WsUpstream(_Upstream):
     """Websocket ``v4.channel.k8s.io``: channel 0 data, channel 1 errors, no half-close."""
 
@@ -648,6 +791,8 @@ class _Core:
         self.pongs = 0
         url = urlsplit(tunnel.endpoint.server)
         self.tls = url.scheme == "https"
+        # the native pump for data connections (TLS only; probes keep the asyncio path)
+        self.native = self.tls and _native_pump_usable()
         self.host = url.hostname or "127.0.0.1"
         self.port = url.port or (443 if self.tls else 80)
         self.base_path = url.path.rstrip("/")
@@ -687,6 +832,16 @@ class _Core:
         for local in list(self.locals):
             if local.upstream is not None:
                 local.upstream.close()
+        # native pumps still hold their sockets until they return (at once, once asked)
+        pumps = [
+            local.upstream for local in self.locals if isinstance(local.upstream, _NativeUpstream)
+        ]
+        if pumps:
+            await asyncio.wait([pump.finished for pump in pumps], timeout=5.0)
+            for pump in pumps:  # past run() already: these joins take microseconds
+                if pump.thread is not None:
+                    pump.thread.join(1.0)
+        for local in list(self.locals):
             _reset(local.transport)
         tasks = list(self.tasks)
         if self.recovering is not None:
@@ -711,7 +866,7 @@ class _Core:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), interval)
             for local in list(self.locals):
-                if isinstance(local.upstream, _SpdyUpstream):
+                if isinstance(local.upstream, _SpdyUpstream | _NativeUpstream):
                     local.upstream.ping()
 
     # the server pod
@@ -804,6 +959,8 @@ class _Core:
     async def _dial(self, pod: str, local: _Local, probe: bool) -> _Upstream:
         if self.protocol == "spdy":
             try:
+                if self.native and not probe:
+                    return await self.dial_native(pod, local)
                 return await self.dial_spdy(pod, local, probe)
             except _Refused as exc:
                 if self.t.protocol != "auto" or exc.pod_problem or exc.permission_problem:
@@ -818,7 +975,7 @@ class _Core:
         ns = quote(self.t.namespace, safe="")
         return f"{self.base_path}/api/v1/namespaces/{ns}/pods/{quote(pod, safe='')}/portforward"
 
-    async def dial_spdy(self, pod: str, local: _Local, probe: bool = False) -> _Upstream:
+    def _spdy_request(self, pod: str) -> bytes:
         lines = [
             f"POST {self._path(pod)} HTTP/1.1",
             f"Host: {self.host_header}",
@@ -829,7 +986,10 @@ class _Core:
             "Content-Length: 0",
         ]
         lines += [f"{k}: {v}" for k, v in self.t.endpoint.headers.items()]
-        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    async def dial_spdy(self, pod: str, local: _Local, probe: bool = False) -> _Upstream:
+        request = self._spdy_request(pod)
         upstream = _SpdyUpstream(self, local, request, self.t.remote_port, probe)
         try:
             await asyncio.wait_for(
@@ -848,6 +1008,99 @@ class _Core:
                 upstream.transport.abort()
             raise
         return upstream
+
+    async def dial_native(self, pod: str, local: _Local) -> _Upstream:
+        """The SPDY upgrade on a non-blocking SSLSocket, handed to the native pump."""
+        sock: socket.socket | None = None
+        try:
+            async with asyncio.timeout(self.t.connect_timeout):
+                infos = await self.loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+                family, kind, proto, _, address = infos[0]
+                sock = socket.socket(family, kind, proto)
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                await self.loop.sock_connect(sock, address)
+                context = self.t.endpoint.ssl_context or ssl.create_default_context()
+                sock = context.wrap_socket(
+                    sock, server_hostname=self.host, do_handshake_on_connect=False
+                )
+                tls = cast(ssl.SSLSocket, sock)
+                await self._tls(tls, tls.do_handshake)
+                await self._tls_send(tls, self._spdy_request(pod))
+                head = bytearray()
+                while (end := head.find(b"\r\n\r\n")) < 0:
+                    if len(head) > 65536:
+                        raise _Refused(
+                            502, "the API server sent an oversized response head", "spdy"
+                        )
+                    chunk = await self._tls(tls, tls.recv, 65536)
+                    if not chunk:
+                        raise ConnectionResetError("the API server closed the connection: EOF")
+                    head += chunk
+                status, headers = _parse_head(bytes(head[:end]))
+                rest = bytes(head[end + 4 :])
+                if status != 101:
+                    length = headers.get("content-length", "")
+                    size = int(length) if length.isdigit() else 65536
+                    while len(rest) < min(size, 65536):
+                        chunk = await self._tls(tls, tls.recv, 65536)
+                        if not chunk:
+                            break
+                        rest += chunk
+                    message = _status_message(rest, f"HTTP {status}")
+                    raise _Refused(status, message, "spdy")
+                if headers.get("upgrade", "").lower() != "spdy/3.1":
+                    message = f"upgrade answered with {headers.get('upgrade')!r}"
+                    raise _Refused(502, message, "spdy")
+                port = str(self.t.remote_port)
+                codec = spdy.HeaderCodec()
+                error = codec.encode({"streamtype": "error", "port": port, "requestid": "0"})
+                data = codec.encode({"streamtype": "data", "port": port, "requestid": "0"})
+                # we never write on the error stream: open it half-closed, like kubectl
+                await self._tls_send(
+                    tls,
+                    spdy.syn_stream(_ERROR_STREAM, error, fin=True)
+                    + spdy.syn_stream(_DATA_STREAM, data),
+                )
+        except BaseException:
+            if sock is not None:
+                sock.close()
+            raise
+        return _NativeUpstream(self, local, tls, rest)
+
+    async def _tls(self, sock: ssl.SSLSocket, call: Callable[..., Any], *args: Any) -> Any:
+        """A non-blocking SSLSocket call, repeated when the socket is ready for it."""
+        while True:
+            try:
+                return call(*args)
+            except ssl.SSLWantReadError:
+                await self._wait_ready(sock, write=False)
+            except ssl.SSLWantWriteError:
+                await self._wait_ready(sock, write=True)
+
+    async def _tls_send(self, sock: ssl.SSLSocket, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[await self._tls(sock, sock.send, view) :]
+
+    async def _wait_ready(self, sock: ssl.SSLSocket, write: bool) -> None:
+        ready = self.loop.create_future()
+        fd = sock.fileno()
+        add, remove = (
+            (self.loop.add_writer, self.loop.remove_writer)
+            if write
+            else (self.loop.add_reader, self.loop.remove_reader)
+        )
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        add(fd, wake)
+        try:
+            await ready
+        finally:
+            remove(fd)
 
     async def dial_ws(self, pod: str, local: _Local) -> _Upstream:
         import aiohttp
@@ -1109,6 +1362,16 @@ class Tunnel:
     def pings_answered(self) -> int:
         """Keepalive pings the API server answered (SPDY connections; a liveness sign)."""
         return self._core.pongs if self._core is not None else 0
+
+    @property
+    def pump(self) -> str | None:
+        """What moves the bytes of SPDY connections: ``native`` (the compiled pump,
+        ``_pump.c``) or ``asyncio`` (no compiler at install, plain HTTP, or
+        ARKOUDA_K8S_TUNNEL_PUMP=asyncio). None before the tunnel starts."""
+        core = self._core
+        if core is None:
+            return None
+        return "native" if core.native and core.protocol == "spdy" else "asyncio"
 
     @property
     def wire_protocol(self) -> str | None:

@@ -11,8 +11,10 @@ once) and does ``--round-trips`` 64-byte round trips over another:
   behind a local listener that bridges accepted connections to the helper's socket
   (the helper has no listener of its own, and ``ak.connect`` needs a host:port);
 - kubectl: ``kubectl port-forward pod/NAME :PORT`` (kubectl 1.32: SPDY in websocket);
-- ours: ``python -m arkouda_k8s.tunnel NAME PORT`` (raw SPDY over TLS);
-- without ``--quick`` also kubectl's raw SPDY fallback and our websocket form.
+- ours: ``python -m arkouda_k8s.tunnel NAME PORT`` (raw SPDY over TLS, bytes moved by
+  the native pump built from ``arkouda_k8s/_pump.c``);
+- without ``--quick`` also kubectl's raw SPDY fallback, our asyncio pump (what runs
+  where the native one could not be built) and our websocket form.
 
 CPU is utime + stime from /proc/<pid>/stat of each forwarding process (all threads),
 over the bulk transfer only, per GiB moved (both directions counted). The sandbox's
@@ -282,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         pod_ip = make_echo_pod(kubeconfig)
         env = dict(os.environ, KUBECONFIG=kubeconfig)
         ws_off = dict(env, KUBECTL_PORT_FORWARD_WEBSOCKETS="false")
+        asyncio_pump = dict(env, ARKOUDA_K8S_TUNNEL_PUMP="asyncio")
         ours = [sys.executable, "-m", "arkouda_k8s.tunnel", POD, str(ECHO_PORT)]
         kubectl_argv = [kubectl, "port-forward", f"pod/{POD}", f":{ECHO_PORT}"]
         paths: list[tuple[str, Callable[[], Forwarder | None]]] = [
@@ -298,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quick:
             paths += [
                 ("kubectl raw SPDY", lambda: Forwarder(kubectl_argv, ws_off)),
+                ("ours asyncio pump", lambda: Forwarder(ours, asyncio_pump)),
                 ("ours websocket", lambda: Forwarder([*ours, "--protocol", "websocket"], env)),
             ]
         results = {name: Result(name) for name, _ in paths}

@@ -4,7 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The tunnel's native pump (arkouda_k8s/_pump.c) is compiled at install: gcc and the
+# OpenSSL headers. Without them the install still succeeds (asyncio pump), but CI wants both.
+if ! command -v gcc >/dev/null 2>&1 || [ ! -f /usr/include/openssl/ssl.h ]; then
+  (apt-get update -qq && apt-get install -y -qq gcc libssl-dev) >/dev/null 2>&1 \
+    || echo "WARNING: gcc/libssl-dev could not be installed" >&2
+fi
 python3 -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+python3 -c 'import arkouda_k8s._pump' \
+  || { echo "the tunnel's native pump was not built (see pip's output above)" >&2; exit 1; }
 # The only installable arkouda client (2020.7.7), placed without running its build.
 python3 scripts/install_arkouda_client.py
 # kubectl: the machine image normally has it; Debian's client is the fallback.

@@ -4,11 +4,13 @@ health checks, permissions, protocol fallback, loopback-only listening."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -110,10 +112,37 @@ def echo(world: World) -> str:
     return world.echo_pod("tunnel-echo")
 
 
-@pytest.fixture(scope="module")
-def tunnel(world: World, echo: str) -> Iterator[Tunnel]:
-    with Tunnel(world.endpoint(), "default", echo, ECHO_PORT) as t:
+PUMPS = ["native", "asyncio"]
+
+
+@contextlib.contextmanager
+def pump_chosen(pump: str) -> Iterator[None]:
+    """Tunnels started inside move SPDY bytes with this pump (read when they start)."""
+    before = os.environ.get("ARKOUDA_K8S_TUNNEL_PUMP")
+    os.environ["ARKOUDA_K8S_TUNNEL_PUMP"] = pump
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["ARKOUDA_K8S_TUNNEL_PUMP"]
+        else:
+            os.environ["ARKOUDA_K8S_TUNNEL_PUMP"] = before
+
+
+def pump_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "arkouda-k8s-pump"]
+
+
+@pytest.fixture(scope="module", params=PUMPS)
+def tunnel(world: World, echo: str, request: pytest.FixtureRequest) -> Iterator[Tunnel]:
+    # the native pump (built by pip install from _pump.c) and the asyncio fallback
+    with pump_chosen(request.param):
+        t = Tunnel(world.endpoint(), "default", echo, ECHO_PORT).start()
+    try:
+        assert t.pump == request.param
         yield t
+    finally:
+        t.stop()
 
 
 def echo_through(
@@ -207,10 +236,18 @@ def test_websocket_protocol_round_trips_too(world: World, echo: str) -> None:
             assert sha(back) == sha(payload)
 
 
-@pytest.mark.parametrize("protocol", ["spdy", "websocket"])
-def test_closed_connections_release_their_streams(world: World, echo: str, protocol: str) -> None:
+@pytest.mark.parametrize(
+    "protocol, pump", [("spdy", "native"), ("spdy", "asyncio"), ("websocket", "asyncio")]
+)
+def test_closed_connections_release_their_streams(
+    world: World, echo: str, protocol: str, pump: str
+) -> None:
     # more than aiohttp's 100-connection pool: a leaked stream would hang connection 101
-    with Tunnel(world.endpoint(), "default", echo, ECHO_PORT, protocol=protocol) as t:
+    with (
+        pump_chosen(pump),
+        Tunnel(world.endpoint(), "default", echo, ECHO_PORT, protocol=protocol) as t,
+    ):
+        assert t.pump == pump
         for i in range(120):
             with socket.create_connection(t.local_address, timeout=10) as sock:
                 message = f"request {i}".encode()
@@ -315,8 +352,11 @@ def _send_quietly(sock: socket.socket, size: int, errors: list[BaseException]) -
         errors.append(exc)
 
 
-def test_nothing_listening_resets_the_connection_with_the_reason(world: World, echo: str) -> None:
-    with Tunnel(world.endpoint(), "default", echo, CLOSED_PORT) as t:
+@pytest.mark.parametrize("pump", PUMPS)
+def test_nothing_listening_resets_the_connection_with_the_reason(
+    world: World, echo: str, pump: str
+) -> None:
+    with pump_chosen(pump), Tunnel(world.endpoint(), "default", echo, CLOSED_PORT) as t:
         with socket.create_connection(t.local_address, timeout=10) as sock:
             sock.sendall(b"hello")
             with pytest.raises(ConnectionResetError):
@@ -469,8 +509,10 @@ def test_stop_closes_the_listener(world: World, echo: str) -> None:
     t.stop()  # idempotent
 
 
-def test_idle_connections_are_kept_alive_with_pings(world: World, echo: str) -> None:
+@pytest.mark.parametrize("pump", PUMPS)
+def test_idle_connections_are_kept_alive_with_pings(world: World, echo: str, pump: str) -> None:
     with (
+        pump_chosen(pump),
         Tunnel(world.endpoint(), "default", echo, ECHO_PORT, ping_interval=0.1) as t,
         socket.create_connection(t.local_address, timeout=10) as sock,
     ):
@@ -479,6 +521,63 @@ def test_idle_connections_are_kept_alive_with_pings(world: World, echo: str) -> 
         until("answered pings on the idle connection", lambda: t.pings_answered >= 3, 5)
         sock.sendall(b"after")  # the pings did not disturb the data stream
         assert sock.recv(5) == b"after"
+
+
+@pytest.mark.parametrize("pump", PUMPS)
+def test_stop_resets_live_transfers_and_ends_every_pump(world: World, echo: str, pump: str) -> None:
+    with pump_chosen(pump):
+        t = Tunnel(world.endpoint(), "default", echo, ECHO_PORT).start()
+    errors: list[BaseException] = []
+    received = [0]
+    progress = threading.Event()
+    with socket.create_connection(t.local_address, timeout=30) as sock:
+        sender = threading.Thread(target=_send_quietly, args=(sock, 1 << 30, errors), daemon=True)
+        sender.start()
+        try:
+            while True:
+                chunk = sock.recv(1 << 20)
+                if not chunk:
+                    break
+                received[0] += len(chunk)
+                if received[0] > 4 * 1024 * 1024 and not progress.is_set():
+                    progress.set()
+                    stopped_at = time.monotonic()
+                    t.stop()
+        except OSError as exc:
+            errors.append(exc)
+        sender.join(20)
+    assert progress.is_set(), "the transfer did not start"
+    assert time.monotonic() - stopped_at < 5
+    # the client sees a reset (an error), never a clean end of a transfer it did not finish
+    assert any(isinstance(e, (ConnectionResetError, BrokenPipeError)) for e in errors), errors
+    assert received[0] < 1 << 30
+    assert pump_threads() == []
+    registry = world.sb.portforward_registry
+    until("every stream released", lambda: registry.open_streams == 0, 5)
+
+
+@pytest.mark.parametrize("pump", PUMPS)
+def test_a_client_that_resets_mid_transfer_leaves_the_tunnel_working(
+    world: World, echo: str, pump: str
+) -> None:
+    with pump_chosen(pump), Tunnel(world.endpoint(), "default", echo, ECHO_PORT) as t:
+        sock = socket.create_connection(t.local_address, timeout=30)
+        errors: list[BaseException] = []
+        sender = threading.Thread(target=_send_quietly, args=(sock, 1 << 30, errors), daemon=True)
+        sender.start()
+        got = 0
+        while got < 4 * 1024 * 1024:
+            got += len(sock.recv(1 << 20))
+        # an abortive close while the pod is still sending: an RST, not a FIN
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+        sender.join(20)
+        registry = world.sb.portforward_registry
+        until("the reset connection's stream released", lambda: registry.open_streams == 0, 5)
+        until("its pump ended", lambda: pump_threads() == [], 5)
+        payload = os.urandom(300_000)
+        assert echo_through(t.local_address, payload) == payload
+        assert t.state == "ready"
 
 
 def test_fixed_local_port(world: World, echo: str) -> None:
