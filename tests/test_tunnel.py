@@ -293,10 +293,10 @@ def test_dropped_streams_fail_their_requests_and_the_next_succeeds(
     world: World, tunnel: Tunnel
 ) -> None:
     size = 256 * 1024 * 1024  # long enough to be mid-transfer when the drop comes
-    progress = threading.Event()
+    progress = [threading.Event(), threading.Event()]  # one per transfer
     outcomes: list[dict[str, Any]] = []
 
-    def transfer() -> None:
+    def transfer(started: threading.Event) -> None:
         outcome: dict[str, Any] = {"received": 0, "errors": []}
         outcomes.append(outcome)
         with socket.create_connection(tunnel.local_address, timeout=30) as sock:
@@ -311,15 +311,16 @@ def test_dropped_streams_fail_their_requests_and_the_next_succeeds(
                         break
                     outcome["received"] += len(chunk)
                     if outcome["received"] > 4 * 1024 * 1024:
-                        progress.set()
+                        started.set()
             except OSError as exc:
                 outcome["errors"].append(exc)
             sender.join(20)
 
-    runners = [threading.Thread(target=transfer, daemon=True) for _ in range(2)]
+    runners = [threading.Thread(target=transfer, args=(p,), daemon=True) for p in progress]
     for runner in runners:
         runner.start()
-    assert progress.wait(30), "transfer did not start"
+    # both mid-transfer: a transfer not yet started would get a fresh stream after the drop
+    assert all(p.wait(30) for p in progress), "transfer did not start"
     dropped = world.sb.faults.drop_portforward_streams()
     dropped_at = time.monotonic()
     assert dropped >= 1
