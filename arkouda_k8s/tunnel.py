@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import contextlib
 import json
 import logging
@@ -31,6 +32,7 @@ import ssl
 import struct
 import sys
 import threading
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote, urlsplit
@@ -1229,6 +1231,18 @@ class _Core:
                 await asyncio.wait_for(self.stopping.wait(), interval)
 
 
+_LIVE: weakref.WeakSet[Tunnel] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_live_tunnels() -> None:
+    """Tunnels still open at interpreter exit are stopped first: their pump threads hold
+    sockets and OpenSSL objects that must not outlive the interpreter and libssl."""
+    for tunnel in list(_LIVE):
+        with contextlib.suppress(Exception):
+            tunnel.stop(timeout=2.0)
+
+
 def _as_tunnel_error(exc: BaseException | None, what: str) -> TunnelError:
     if isinstance(exc, TunnelError):
         return exc
@@ -1403,6 +1417,7 @@ class Tunnel:
         self._ready.clear()
         self.last_error = None
         self._set_state(STARTING, None)
+        _LIVE.add(self)
         started = threading.Event()
         self._thread = threading.Thread(
             target=self._run, args=(started,), name="arkouda-k8s-tunnel", daemon=True
@@ -1433,6 +1448,7 @@ class Tunnel:
     def stop(self, timeout: float = 10.0) -> None:
         """Close the listener and every forwarded connection; idempotent."""
         thread, loop, core = self._thread, self._loop, self._core
+        _LIVE.discard(self)
         if thread is None:
             return
         if loop is not None and core is not None and not loop.is_closed():

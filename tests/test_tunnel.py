@@ -581,6 +581,50 @@ def test_a_client_that_resets_mid_transfer_leaves_the_tunnel_working(
         assert t.state == "ready"
 
 
+EXIT_WITH_A_LIVE_TRANSFER = """
+import os, socket, sys, threading, time
+from arkouda_k8s.kube import Kube
+from arkouda_k8s.tunnel import Tunnel
+kubeconfig, pod, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+tunnel = Tunnel(Kube.from_kubeconfig(kubeconfig).endpoint(), "default", pod, port,
+                on_state=lambda state, error: print("state", state, flush=True)).start()
+sock = socket.create_connection(tunnel.local_address)
+def send():
+    block = os.urandom(1 << 20)
+    try:
+        while True:
+            sock.sendall(block)
+    except OSError:
+        pass
+def drain():
+    try:
+        while sock.recv(1 << 20):
+            pass
+    except OSError:
+        pass
+threading.Thread(target=send, daemon=True).start()
+threading.Thread(target=drain, daemon=True).start()
+time.sleep(0.5)
+print("leaving with the transfer running", flush=True)
+"""
+
+
+def test_a_tunnel_left_open_is_stopped_at_interpreter_exit(world: World, echo: str) -> None:
+    child = subprocess.run(
+        [sys.executable, "-c", EXIT_WITH_A_LIVE_TRANSFER, world.sb.kubeconfig_path, echo]
+        + [str(ECHO_PORT)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert child.returncode == 0, child.stderr[-2000:]
+    lines = child.stdout.splitlines()
+    # stopped (its pump threads ended) before the interpreter went away, not killed with it
+    assert lines[-2:] == ["leaving with the transfer running", "state closed"], lines
+    registry = world.sb.portforward_registry
+    until("the child's stream released", lambda: registry.open_streams == 0, 5)
+
+
 def test_fixed_local_port(world: World, echo: str) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
