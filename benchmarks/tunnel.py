@@ -1,6 +1,6 @@
 """Port-forward paths compared on one sandbox and one echo pod: throughput, latency, CPU.
 
-    python benchmarks/tunnel.py [--mib 256] [--round-trips 5000] [--rounds 2] [--quick]
+    python benchmarks/tunnel.py [--mib 256] [--round-trips 5000] [--rounds 3] [--paced-mib-s 64] [--quick]
 
 One sandbox runs as its own process; a pod in it runs a threaded echo server on its
 podIP. Each path moves ``--mib`` MiB each way over one connection (sent and echoed at
@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mib", type=int, default=256, help="MiB each way per bulk transfer")
     parser.add_argument("--round-trips", type=int, default=5000)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="only the four required paths")
     parser.add_argument(
         "--paced-mib-s",
