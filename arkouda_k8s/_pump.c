@@ -243,6 +243,24 @@ static void send_frame(Conn *c, size_t len) {
     tls_write(c, c->stage, len + 8);
 }
 
+/* The end of our data stream (a DATA frame with FIN): the local client half-closed. */
+static void send_fin(Conn *c) {
+    unsigned char fin[8];
+    put_head(fin, c->data_id, 0x01, 0);
+    c->local_eof = 1;
+    tls_write(c, fin, 8);
+}
+
+static void send_ping(Conn *c, uint32_t id) {
+    unsigned char frame[12];
+    put_head(frame, 0x80030006u, 0, 4);
+    frame[8] = (unsigned char)(id >> 24);
+    frame[9] = (unsigned char)(id >> 16);
+    frame[10] = (unsigned char)(id >> 8);
+    frame[11] = (unsigned char)id;
+    tls_write(c, frame, sizeof frame);
+}
+
 /* One DATA frame of everything the local socket holds (FIONREAD, up to FRAME_MAX): the
  * API server's cost is per frame. It is read, encrypted and sent in LOCAL_READ chunks
  * that stay in cache, and is finished before anything else is written (frames cannot
@@ -257,10 +275,7 @@ static void read_local(Conn *c) {
     size_t first = frame < LOCAL_READ ? frame : LOCAL_READ;
     ssize_t n = read(c->lfd, c->stage + 8, first);
     if (n == 0) {
-        unsigned char fin[8];
-        put_head(fin, c->data_id, 0x01, 0);
-        c->local_eof = 1;
-        tls_write(c, fin, 8);
+        send_fin(c);
         return;
     }
     if (n < 0) {
@@ -314,10 +329,7 @@ static void on_control(Conn *c, unsigned kind, const unsigned char *payload, siz
         if (id % 2) {
             __atomic_add_fetch(&c->owner->pongs, 1, __ATOMIC_RELAXED);
         } else {
-            unsigned char frame[12];
-            put_head(frame, 0x80030006u, 0, 4);
-            memcpy(frame + 8, payload, 4);
-            tls_write(c, frame, sizeof frame);
+            send_ping(c, id); /* the server's ping: answered with its own id */
         }
     } else if (kind == 3 && len >= 8) { /* RST_STREAM */
         uint32_t id = get_u32(payload) & 0x7FFFFFFFu, status = get_u32(payload + 4);
@@ -508,15 +520,8 @@ static void read_remote(Conn *c) {
 static void send_pings(Conn *c) {
     int asked = __atomic_exchange_n(&c->owner->pings, 0, __ATOMIC_ACQ_REL);
     while (asked-- > 0 && c->outcome == RUNNING) {
-        unsigned char frame[12];
-        put_head(frame, 0x80030006u, 0, 4);
         c->next_ping += 2;
-        uint32_t id = c->next_ping - 1; /* clients ping with odd ids */
-        frame[8] = (unsigned char)(id >> 24);
-        frame[9] = (unsigned char)(id >> 16);
-        frame[10] = (unsigned char)(id >> 8);
-        frame[11] = (unsigned char)id;
-        tls_write(c, frame, sizeof frame);
+        send_ping(c, c->next_ping - 1); /* clients ping with odd ids */
     }
 }
 
@@ -668,12 +673,8 @@ static PyObject *Pump_run(Pump *self, PyObject *args) {
         send_frame(c, n);
         done += n;
     }
-    if (local_eof && c->outcome == RUNNING) {
-        unsigned char fin[8];
-        put_head(fin, c->data_id, 0x01, 0);
-        c->local_eof = 1;
-        tls_write(c, fin, 8);
-    }
+    if (local_eof && c->outcome == RUNNING)
+        send_fin(c);
     if (c->first_seg < c->nsegs)
         write_local(c);
     pump_loop(c);

@@ -131,6 +131,18 @@ def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
     return status, headers
 
 
+def _open_streams(remote_port: int) -> bytes:
+    """The SYN_STREAMs of one forwarded connection: error stream, then data stream.
+
+    We never write on the error stream: it opens half-closed, like kubectl's.
+    """
+    codec = spdy.HeaderCodec()  # a fresh compression context per SPDY connection
+    port = str(remote_port)
+    error = codec.encode({"streamtype": "error", "port": port, "requestid": "0"})
+    data = codec.encode({"streamtype": "data", "port": port, "requestid": "0"})
+    return spdy.syn_stream(_ERROR_STREAM, error, fin=True) + spdy.syn_stream(_DATA_STREAM, data)
+
+
 def _native_pump_usable() -> bool:
     """Is the native pump built, wanted and linked to the ssl module's own libssl?
 
@@ -354,7 +366,6 @@ class _SpdyUpstream(_Upstream, asyncio.BufferedProtocol):
         self.status = 0
         self.body_left = -1
         self.body = bytearray()
-        self.codec = spdy.HeaderCodec()
         self.parser = spdy.FrameParser(self._on_control, self._on_data)
         self.error_text = bytearray()
         self.done = False
@@ -476,13 +487,7 @@ class _SpdyUpstream(_Upstream, asyncio.BufferedProtocol):
         if self.probe:
             self.upgraded.set_result(None)
             return
-        port = str(self.remote_port)
-        error = self.codec.encode({"streamtype": "error", "port": port, "requestid": "0"})
-        data = self.codec.encode({"streamtype": "data", "port": port, "requestid": "0"})
-        # we never write on the error stream: open it half-closed, like kubectl
-        self.transport.write(
-            spdy.syn_stream(_ERROR_STREAM, error, fin=True) + spdy.syn_stream(_DATA_STREAM, data)
-        )
+        self.transport.write(_open_streams(self.remote_port))
         self.upgraded.set_result(None)
 
     # SPDY input
@@ -1054,16 +1059,7 @@ class _Core:
                 if headers.get("upgrade", "").lower() != "spdy/3.1":
                     message = f"upgrade answered with {headers.get('upgrade')!r}"
                     raise _Refused(502, message, "spdy")
-                port = str(self.t.remote_port)
-                codec = spdy.HeaderCodec()
-                error = codec.encode({"streamtype": "error", "port": port, "requestid": "0"})
-                data = codec.encode({"streamtype": "data", "port": port, "requestid": "0"})
-                # we never write on the error stream: open it half-closed, like kubectl
-                await self._tls_send(
-                    tls,
-                    spdy.syn_stream(_ERROR_STREAM, error, fin=True)
-                    + spdy.syn_stream(_DATA_STREAM, data),
-                )
+                await self._tls_send(tls, _open_streams(self.t.remote_port))
         except BaseException:
             if sock is not None:
                 sock.close()

@@ -178,10 +178,13 @@ class Forwarder:
             self.proc.stdout.close()
 
 
-def bulk(address: tuple[str, int], nbytes: int) -> float:
-    """Send nbytes and read the echo concurrently; MiB/s each way."""
+def bulk(address: tuple[str, int], nbytes: int, rate: float | None = None) -> float:
+    """Send nbytes and read the echo concurrently; MiB/s each way.
+
+    With ``rate`` (MiB/s), 256 KiB writes go out on that schedule instead of flat out.
+    """
     with socket.create_connection(address, timeout=60) as sock:
-        block = memoryview(os.urandom(1 << 20))
+        block = memoryview(os.urandom(256 * 1024 if rate else 1 << 20))
         received = [0]
 
         def read() -> None:
@@ -200,38 +203,10 @@ def bulk(address: tuple[str, int], nbytes: int) -> float:
             chunk = block[: min(len(block), nbytes - sent)]
             sock.sendall(chunk)
             sent += len(chunk)
-        reader.join(300)
-        elapsed = time.perf_counter() - start
-        if received[0] != nbytes:
-            raise RuntimeError(f"echo returned {received[0]} of {nbytes} bytes")
-    return nbytes / elapsed / 2**20
-
-
-def paced(address: tuple[str, int], nbytes: int, rate: float) -> float:
-    """Like bulk, but sending at ``rate`` MiB/s (256 KiB writes on schedule); MiB/s."""
-    with socket.create_connection(address, timeout=60) as sock:
-        block = memoryview(os.urandom(256 * 1024))
-        received = [0]
-
-        def read() -> None:
-            buf = bytearray(1 << 20)
-            while received[0] < nbytes:
-                n = sock.recv_into(buf)
-                if not n:
-                    return
-                received[0] += n
-
-        reader = threading.Thread(target=read, daemon=True)
-        start = time.perf_counter()
-        reader.start()
-        sent = 0
-        while sent < nbytes:
-            chunk = block[: min(len(block), nbytes - sent)]
-            sock.sendall(chunk)
-            sent += len(chunk)
-            lag = start + sent / (rate * 2**20) - time.perf_counter()
-            if lag > 0:
-                time.sleep(lag)
+            if rate:
+                lag = start + sent / (rate * 2**20) - time.perf_counter()
+                if lag > 0:
+                    time.sleep(lag)
         reader.join(300)
         elapsed = time.perf_counter() - start
         if received[0] != nbytes:
@@ -379,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
                     results[name].mib_s.append(mib_s)
                     if forwarder and args.paced_mib_s > 0:
                         fwd_before = cpu_seconds(forwarder.proc.pid)
-                        rate = paced(address, nbytes, args.paced_mib_s)
+                        rate = bulk(address, nbytes, args.paced_mib_s)
                         cpu = cpu_seconds(forwarder.proc.pid) - fwd_before
                         results[name].cpu_paced.append(cpu / gib_moved)
                         results[name].paced_mib_s.append(rate)
