@@ -157,9 +157,19 @@ def test_foreground_cascade_holds_the_deployment_until_its_pods_are_gone(
     while left := k("get", "deployments,replicasets,pods", "-l", selector, "-o", "name").strip():
         assert time.monotonic() < deadline, f"not deleted after the pods: {left}"
         time.sleep(0.1)
-    proc = subprocess.run(
-        [kubectl, "get", deployment], env=kubectl_env, capture_output=True, text=True, timeout=60
-    )
+    # the Deployment has no labels: the garbage collector removes it once its dependents
+    # are gone, a moment after the listing above comes back empty
+    while True:
+        proc = subprocess.run(
+            [kubectl, "get", deployment],
+            env=kubectl_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if proc.returncode != 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert proc.returncode != 0 and "NotFound" in proc.stderr
 
 
