@@ -21,6 +21,12 @@ from .errors import SpecError
 DEFAULT_RELEASE = "v2023.05.05"
 DEFAULT_IMAGE_REPOSITORY = "bearsrus"
 MODES = ("udp", "smp")
+# How the in-cluster Service of the server comes to be (docs/internals.md):
+# "client": arkouda-k8s creates {name}-arkouda with a selector; the server pod lists
+#   locale pods with its own ServiceAccount; namespace permissions only.
+# "server": the charts' flow; the server registers a selector-less Service + Endpoints
+#   itself with a client certificate from a kube-apiserver-client CSR (cluster-scoped).
+REGISTRATIONS = ("client", "server")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 # Arkouda's LogLevel enum (ServerConfig/Logging.chpl).
 LOG_LEVELS = ("DEBUG", "INFO", "WARN", "ERROR", "CRITICAL")
@@ -35,6 +41,12 @@ MEM_MAX_FRACTION = 0.8
 MIN_MEMORY = 64 * 2**20
 # The address of the API server from inside any pod (the seed's minikube IP is not).
 IN_CLUSTER_K8S_HOST = "https://kubernetes.default.svc"
+# The metrics daemon's port (METRICS_SERVER_PORT, default 5556, ServerDaemon.chpl) and
+# the exporter's scrape port (METRICS_SCRAPE_PORT, default 5080): the server port must
+# differ from both, as from sshd's 22 (below 1024 anyway).
+METRICS_PORT = 5556
+METRICS_EXPORTER_PORT = 5080
+RESERVED_PORTS = (METRICS_PORT, METRICS_EXPORTER_PORT)
 
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -279,6 +291,7 @@ class ClusterSpec:
     service_account: str | None = None
     server_port: int = 5555
     ttl_seconds: int | None = None
+    registration: str = "client"
 
     # -- validation -------------------------------------------------------------------
 
@@ -427,9 +440,31 @@ class ClusterSpec:
         put("image_pull_secrets", tuple(secrets))
         if self.service_account is not None:
             _check_subdomain("service_account", self.service_account)
-        _check_int("server_port", self.server_port, 1, 65535)
-        if self.server_port == 22:
-            raise SpecError("server_port", 22, "any port from 1 to 65535 but 22 (sshd uses it)")
+        if (
+            isinstance(self.server_port, bool)
+            or not isinstance(self.server_port, int)
+            or not 1024 <= self.server_port <= 65535
+            or self.server_port in RESERVED_PORTS
+        ):
+            raise SpecError(
+                "server_port",
+                self.server_port,
+                "a port from 1024 to 65535 (the server does not run as root) other than "
+                f"{METRICS_PORT} (metrics) and {METRICS_EXPORTER_PORT} (metrics exporter)",
+            )
+        if self.registration not in REGISTRATIONS:
+            raise SpecError(
+                "registration",
+                self.registration,
+                "client (arkouda-k8s creates the Service; namespace permissions only) or "
+                "server (the charts' flow: a client certificate from a cluster-wide CSR)",
+            )
+        if self.registration == "server" and self.mode != "udp":
+            raise SpecError(
+                "registration",
+                self.registration,
+                "client with mode smp (the charts' self-registration exists for udp only)",
+            )
         if self.ttl_seconds is not None:
             _check_int("ttl_seconds", self.ttl_seconds, 60)
 
@@ -549,8 +584,6 @@ class ClusterSpec:
 # server.numLocales counts locale pods (total - 1). Both files carry image, resources,
 # threads and persistence, which must agree; where they do not, the server's wins.
 
-METRICS_PORT = 5556
-METRICS_EXPORTER_PORT = 5080
 _IN_CLUSTER_HOSTS = (
     "https://kubernetes.default.svc",
     "https://kubernetes.default.svc:443",

@@ -20,7 +20,7 @@ import ipywidgets as w
 
 from .errors import ArkoudaK8sError, SpecError
 from .magics import redact
-from .spec import LOG_LEVELS, MODES, PULL_POLICIES, ClusterSpec, format_bytes
+from .spec import LOG_LEVELS, MODES, PULL_POLICIES, REGISTRATIONS, ClusterSpec, format_bytes
 
 # -- cards: the same rows as text and as HTML ------------------------------------------
 
@@ -451,8 +451,18 @@ _FIELDS: dict[str, tuple[str, str, str]] = {
     "service_account": ("optional_text", "service account", "blank: default"),
     "server_port": ("int", "server port", ""),
     "ttl_seconds": ("optional_int", "TTL seconds", "after the last heartbeat; blank: none"),
+    "registration": (
+        "choice",
+        "registration",
+        "client: namespace permissions only; server: the charts' certificate flow",
+    ),
 }
-_CHOICES = {"mode": MODES, "pull_policy": PULL_POLICIES, "log_level": LOG_LEVELS}
+_CHOICES = {
+    "mode": MODES,
+    "pull_policy": PULL_POLICIES,
+    "log_level": LOG_LEVELS,
+    "registration": REGISTRATIONS,
+}
 
 
 class DeployForm(_Card, w.VBox):

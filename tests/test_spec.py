@@ -201,9 +201,18 @@ BAD = [
     ({"tolerations": {"key": "k"}}, "tolerations", "a list"),
     ({"image_pull_secrets": ["My Registry"]}, "image_pull_secrets", "DNS subdomain"),
     ({"service_account": "Runner"}, "service_account", "DNS subdomain"),
-    ({"server_port": 0}, "server_port", "from 1 to 65535"),
-    ({"server_port": 70000}, "server_port", "from 1 to 65535"),
-    ({"server_port": 22}, "server_port", "but 22"),
+    ({"server_port": 0}, "server_port", "from 1024 to 65535"),
+    ({"server_port": 70000}, "server_port", "from 1024 to 65535"),
+    ({"server_port": 22}, "server_port", "from 1024"),
+    # The server runs as the image's user (uid 1000), which cannot bind below 1024.
+    ({"server_port": 80}, "server_port", "does not run as root"),
+    ({"server_port": 1023}, "server_port", "does not run as root"),
+    # The metrics daemon's and the exporter's ports (image_facts.yaml).
+    ({"server_port": 5556}, "server_port", "other than 5556 (metrics)"),
+    ({"server_port": 5080}, "server_port", "5080 (metrics exporter)"),
+    ({"registration": "self"}, "registration", "client (arkouda-k8s creates the Service"),
+    ({"registration": None}, "registration", "server (the charts' flow"),
+    ({"mode": "smp", "registration": "server"}, "registration", "client with mode smp"),
     ({"ttl_seconds": 5}, "ttl_seconds", ">= 60"),
 ]
 
@@ -388,3 +397,20 @@ def test_smp_has_no_helm_values():
     with pytest.raises(SpecError) as err:
         ClusterSpec(mode="smp").to_helm_values()
     assert err.value.field == "mode"
+
+
+def test_registration_defaults_to_the_mode_that_needs_namespace_permissions_only():
+    assert ClusterSpec().registration == "client"
+    spec = ClusterSpec(registration="server")
+    assert ClusterSpec.from_dict(spec.to_dict()) == spec
+    assert ClusterSpec(server_port=1024).server_port == 1024
+
+
+def test_ports_the_image_uses_are_the_ones_the_spec_reserves():
+    from arkouda_k8s.sandbox import image_facts
+
+    server = image_facts.server()
+    exporter = image_facts.image("exporter")
+    for port in (server["metrics_port"], exporter["scrape_port"]):
+        with pytest.raises(SpecError):
+            ClusterSpec(server_port=port, metrics=True)
