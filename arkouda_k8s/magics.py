@@ -53,11 +53,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from IPython.core import magic as ipython_magic
 from IPython.core import magic_arguments
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, magics_class
 from IPython.core.magic_arguments import argument
 from traitlets import Bool, Int, TraitError, Unicode
 from traitlets.config import Config, Configurable
@@ -69,6 +70,20 @@ from .errors import UsageError as ArkoudaUsageError
 if TYPE_CHECKING:  # heavy modules load only when a magic runs
     from .cluster import ArkoudaCluster
     from .spec import ClusterSpec
+
+_Magic = TypeVar("_Magic", bound=Callable[..., Any])
+
+
+# IPython 9 types its marker decorators as returning "the function or a decorator" (they
+# also take a name), so mypy cannot call the methods they mark. These record the magic
+# the same way, and keep the method's own type.
+def line_magic(func: _Magic) -> _Magic:
+    return cast(_Magic, ipython_magic.line_magic(func))
+
+
+def cell_magic(func: _Magic) -> _Magic:
+    return cast(_Magic, ipython_magic.cell_magic(func))
+
 
 SETTINGS = ("namespace", "context", "kubeconfig", "release", "locales", "short_errors", "widgets")
 USER_CONFIG = "~/.config/arkouda-k8s/config.toml"
