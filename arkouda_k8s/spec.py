@@ -138,6 +138,10 @@ class Persistence:
         ):
             if not isinstance(value, str) or not _ABS_PATH.match(value) or value.strip() != value:
                 raise SpecError(fname, value, "an absolute path such as /mnt/arkouda")
+            # The API server refuses '..' in a hostPath; a mount path that climbs is
+            # refused here too, before anything reaches a cluster.
+            if ".." in value.split("/"):
+                raise SpecError(fname, value, "an absolute path without '..' (e.g. /mnt/arkouda)")
         if self.mount_path in ("/", "/opt/arkouda", "/etc/ssl/arkouda", "/home/ubuntu/ssh-keys"):
             raise SpecError(
                 "persistence.mount_path",

@@ -393,6 +393,25 @@ def test_enabled_persistence_without_host_path_is_turned_off_with_a_warning():
     assert any("without external.persistence.hostPath" in w for w in warnings)
 
 
+def test_a_values_file_whose_persistence_paths_climb_out_is_refused():
+    # The reported attack: a chart values file whose persistence path climbs out of the
+    # pod's filesystem (the sandbox kubelet deleted a host directory with it).
+    for key in ("path", "hostPath"):
+        locale = _seed("locale")
+        locale["external"]["persistence"] = {
+            "enabled": True,
+            "path": "/arkouda-files",
+            "hostPath": "/mnt/arkouda",
+        }
+        locale["external"]["persistence"][key] = "/../../../../tmp/x"
+        with pytest.raises(SpecError) as err:
+            ClusterSpec.from_helm_values(locale=locale)
+        assert err.value.field == {"path": "persistence.mount_path"}.get(
+            key, "persistence.host_path"
+        )
+        assert "without '..'" in str(err.value)
+
+
 def test_smp_has_no_helm_values():
     with pytest.raises(SpecError) as err:
         ClusterSpec(mode="smp").to_helm_values()

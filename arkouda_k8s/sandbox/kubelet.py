@@ -289,6 +289,26 @@ class ConfigError(Exception):
     """A container cannot be configured yet (CreateContainerConfigError / FailedMount)."""
 
 
+def confined_path(root: Path, path: str | Path) -> Path:
+    """``path`` taken relative to ``root``, refused unless it stays strictly inside ``root``.
+
+    The sandbox kubelet runs as root, and mount paths, ``subPath`` and volume item paths
+    come from pod specs: a ``..`` or a link planted in a volume must not make it delete or
+    write outside the pod's directory. ``..`` is folded first, then every directory on the
+    way is resolved through its symlinks; the last component is kept as it is (a mount
+    target is itself a link, to be replaced rather than followed). Callers act on the
+    returned path, never on the one they passed in.
+    """
+    base = root.resolve()
+    joined = Path(os.path.normpath(base / str(path).lstrip("/")))
+    if joined == base or not joined.is_relative_to(base):
+        raise ConfigError(f"path {str(path)!r} is outside the pod directory")
+    full = joined.parent.resolve() / joined.name
+    if not full.is_relative_to(base) or full == base:
+        raise ConfigError(f"path {str(path)!r} is outside the pod directory")
+    return full
+
+
 # ---------------------------------------------------------------------------------------
 # Runtimes: a real process, or an idle container made of asyncio listeners
 
@@ -695,7 +715,7 @@ class PodWorker:
         vols: dict[str, Path] = {}
         for vol in self.pod["spec"].get("volumes") or []:
             name = vol["name"]
-            where = self.dir / "volumes" / name
+            where = confined_path(self.dir, f"volumes/{name}")
             if where.exists():
                 shutil.rmtree(where)
             where.mkdir(parents=True, mode=0o700)
@@ -716,7 +736,7 @@ class PodWorker:
             if "downwardAPI" in vol:
                 for item in vol["downwardAPI"].get("items") or []:
                     value = self._field_ref(item.get("fieldRef") or {})
-                    _write_file(where / item["path"], value.encode(), 0o644)
+                    _write_file(confined_path(where, item["path"]), value.encode(), 0o644)
         mounts: list[tuple[str, Path]] = []
         injected = any(n.startswith("kube-api-access") for n in vols)
         if not injected and self.pod["spec"].get("automountServiceAccountToken") is not False:
@@ -729,9 +749,9 @@ class PodWorker:
                 if src is None:
                     continue  # e.g. the service-account token volume: nothing to offer
                 if vm.get("subPath"):
-                    src = src / vm["subPath"]
+                    src = confined_path(src, vm["subPath"])
                 mount_path = "/" + vm["mountPath"].strip("/")
-                target = self.dir / mount_path.lstrip("/")
+                target = confined_path(self.dir, mount_path)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if target.is_symlink() or target.is_file():
                     target.unlink()
@@ -777,10 +797,14 @@ class PodWorker:
                         f'MountVolume.SetUp failed for volume "{vol}" : {kind} references '
                         f"non-existent config key: {item['key']}"
                     )
-                _write_file(where / item["path"], data[item["key"]], int(item.get("mode", mode)))
+                _write_file(
+                    confined_path(where, item["path"]),
+                    data[item["key"]],
+                    int(item.get("mode", mode)),
+                )
         else:
             for k, v in data.items():
-                _write_file(where / k, v, mode)
+                _write_file(confined_path(where, k), v, mode)
 
     def map_path(self, value: str) -> str:
         """A container path under a mount, rewritten into the pod dir."""
@@ -1386,7 +1410,8 @@ def _object_data(obj: dict[str, Any]) -> dict[str, bytes]:
 
 def _write_file(path: Path, data: bytes, mode: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # O_NOFOLLOW: a link planted at the file's own name is not written through.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     os.chmod(path, mode & 0o777)

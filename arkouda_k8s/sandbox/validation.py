@@ -228,9 +228,51 @@ def _label_rules(where: str, labels: Any, causes: list[tuple[str, str]]) -> None
             )
 
 
+def _no_backsteps(at: str, path: Any, causes: list[tuple[str, str]]) -> None:
+    if isinstance(path, str) and ".." in path.replace("\\", "/").split("/"):
+        causes.append((at, f"Invalid value: \"{path}\": must not contain '..'"))
+
+
+def _local_descending(at: str, path: Any, causes: list[tuple[str, str]]) -> None:
+    """The API server's rule for item paths and subPath: relative, no '..' element."""
+    if not isinstance(path, str):
+        return
+    if path.startswith("/"):
+        causes.append((at, f'Invalid value: "{path}": must be a relative path'))
+    _no_backsteps(at, path, causes)
+    if path.startswith("..") and not path.startswith("../"):
+        causes.append((at, f"Invalid value: \"{path}\": must not start with '..'"))
+
+
+def _volume_path_rules(where: str, spec: dict[str, Any], causes: list[tuple[str, str]]) -> None:
+    """Paths in volumes and mounts, as the real API server checks them (no '..' escapes)."""
+    for i, vol in enumerate(spec.get("volumes") or []):
+        if not isinstance(vol, dict):
+            continue
+        at = f"{where}.volumes[{i}]"
+        if isinstance(vol.get("hostPath"), dict):
+            _no_backsteps(f"{at}.hostPath.path", vol["hostPath"].get("path"), causes)
+        sources = [(k, vol[k]) for k in ("secret", "configMap", "downwardAPI") if k in vol]
+        for j, src in enumerate((vol.get("projected") or {}).get("sources") or []):
+            for k in ("secret", "configMap", "downwardAPI"):
+                if isinstance(src, dict) and k in src:
+                    sources.append((f"projected.sources[{j}].{k}", src[k]))
+        for kind, src in sources:
+            for k, item in enumerate((src or {}).get("items") or []):
+                if isinstance(item, dict):
+                    _local_descending(f"{at}.{kind}.items[{k}].path", item.get("path"), causes)
+    for group in ("initContainers", "containers"):
+        for i, c in enumerate(spec.get(group) or []):
+            for j, vm in enumerate((c or {}).get("volumeMounts") or []):
+                if isinstance(vm, dict) and vm.get("subPath"):
+                    at = f"{where}.{group}[{i}].volumeMounts[{j}].subPath"
+                    _local_descending(at, vm["subPath"], causes)
+
+
 def _pod_spec_rules(where: str, spec: Any, causes: list[tuple[str, str]]) -> None:
     if not isinstance(spec, dict):
         return
+    _volume_path_rules(where, spec, causes)
     containers = spec.get("containers")
     if not containers:
         causes.append((f"{where}.containers", "Required value"))

@@ -139,6 +139,34 @@ def test_invalid_objects_are_422_with_field_causes(raw: Raw) -> None:
     assert_status(raw("POST", "/api/v1/namespaces/nope/pods", missing_ns), 404, "NotFound")
 
 
+def test_volume_paths_that_climb_out_are_422_like_the_real_api_server(raw: Raw) -> None:
+    spec = {
+        "containers": [
+            {
+                "name": "c",
+                "image": "busybox:1",
+                "volumeMounts": [{"name": "h", "mountPath": "/h", "subPath": "../up"}],
+            }
+        ],
+        "volumes": [
+            {"name": "h", "hostPath": {"path": "/../../../../tmp/x"}},
+            {"name": "s", "secret": {"secretName": "s", "items": [{"key": "k", "path": "/abs"}]}},
+            {"name": "c", "configMap": {"name": "c", "items": [{"key": "k", "path": "..k"}]}},
+        ],
+    }
+    status, _, doc = raw("POST", PODS, {**POD, "metadata": {"name": "climb"}, "spec": spec})
+    assert status == 422, doc
+    causes = {(c["field"], c["message"].split(": ", 1)[1]) for c in doc["details"]["causes"]}
+    assert causes == {
+        ("spec.volumes[0].hostPath.path", "\"/../../../../tmp/x\": must not contain '..'"),
+        ("spec.volumes[1].secret.items[0].path", '"/abs": must be a relative path'),
+        ("spec.volumes[2].configMap.items[0].path", "\"..k\": must not start with '..'"),
+        ("spec.containers[0].volumeMounts[0].subPath", "\"../up\": must not contain '..'"),
+    }
+    status, _, doc = raw("GET", PODS + "/climb")
+    assert status == 404, "nothing was created"
+
+
 def test_wrong_types_and_unknown_fields(raw: Raw) -> None:
     typed = {
         "apiVersion": "apps/v1",

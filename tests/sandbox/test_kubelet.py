@@ -699,3 +699,51 @@ def test_startup_probe_gates_started_and_restarts_on_failure(world):
     messages = {e["message"] for e in world.events("neverstart")}
     assert "Container main failed startup probe, will be restarted" in messages
     world.delete("pods", "neverstart")
+
+
+def test_traversing_mount_and_item_paths_never_touch_the_host(world, tmp_path):
+    """The kubelet runs as root: pod-supplied paths must stay inside the pod directory."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep").write_text("precious")
+    climb = "../" * 12
+    world.create("configmaps", {"metadata": {"name": "payload"}, "data": {"k": "planted"}})
+    world.create(
+        "pods",
+        _pod(
+            "climber",
+            ["sleep", "30"],
+            volumeMounts=[{"name": "c", "mountPath": "/" + climb + str(victim).lstrip("/")}],
+            volumes=[{"name": "c", "emptyDir": {}}],
+        ),
+    )
+    world.create(
+        "pods",
+        _pod(
+            "writer",
+            ["sleep", "30"],
+            volumeMounts=[{"name": "c", "mountPath": "/data"}],
+            volumes=[
+                {
+                    "name": "c",
+                    "configMap": {
+                        "name": "payload",
+                        "items": [{"key": "k", "path": climb + str(victim / "planted")}],
+                    },
+                }
+            ],
+        ),
+    )
+    for name in ("climber", "writer"):
+        world.wait(
+            f"{name}: FailedMount naming the escape",
+            lambda name=name: [
+                e
+                for e in world.events(name)
+                if e["reason"] == "FailedMount" and "outside the pod directory" in e["message"]
+            ],
+        )
+        assert world.pod(name)["status"]["phase"] == "Pending"
+        world.delete("pods", name)
+    assert (victim / "keep").read_text() == "precious"
+    assert not (victim / "planted").exists()
