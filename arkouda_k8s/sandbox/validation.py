@@ -258,9 +258,9 @@ def _volume_path_rules(where: str, spec: dict[str, Any], causes: list[tuple[str,
                 if isinstance(src, dict) and k in src:
                     sources.append((f"projected.sources[{j}].{k}", src[k]))
         for kind, src in sources:
-            for k, item in enumerate((src or {}).get("items") or []):
+            for n, item in enumerate((src or {}).get("items") or []):
                 if isinstance(item, dict):
-                    _local_descending(f"{at}.{kind}.items[{k}].path", item.get("path"), causes)
+                    _local_descending(f"{at}.{kind}.items[{n}].path", item.get("path"), causes)
     for group in ("initContainers", "containers"):
         for i, c in enumerate(spec.get(group) or []):
             for j, vm in enumerate((c or {}).get("volumeMounts") or []):
