@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,22 @@ from .errors import SpecError
 # The image's sshd and the launch scripts expect id_rsa; 3072 bits is today's minimum
 # for RSA and generates in well under a second.
 SSH_KEY_BITS = 3072
+
+
+# Masks for text that comes from the cluster (logs): the stand-in and real servers print
+# their connect URL with the token, and a PEM block must never reach an output.
+_TOKEN_RE = re.compile(r"(?i)(token\"?\s*[=:]\s*\"?)([A-Za-z0-9_~+/.-]{8,}=*)")
+_PEM_RE = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----", re.S)
+MASK = "********"
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """``text`` with tokens, PEM blocks and the given secret strings masked."""
+    for secret in secrets:
+        if secret and len(secret) >= 6:
+            text = text.replace(secret, MASK)
+    text = _PEM_RE.sub(lambda m: f"-----BEGIN {m.group(1)}----- {MASK}", text)
+    return _TOKEN_RE.sub(lambda m: m.group(1) + MASK, text)
 
 
 def user_for(name: str, namespace: str) -> str:

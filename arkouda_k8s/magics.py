@@ -46,7 +46,6 @@ import atexit
 import functools
 import gc
 import os
-import re
 import sys
 import threading
 import time
@@ -64,6 +63,7 @@ from traitlets import Bool, Int, TraitError, Unicode
 from traitlets.config import Config, Configurable
 
 from . import cli
+from .credentials import redact
 from .errors import ArkoudaK8sError, SpecError
 from .errors import UsageError as ArkoudaUsageError
 
@@ -88,21 +88,6 @@ def cell_magic(func: _Magic) -> _Magic:
 SETTINGS = ("namespace", "context", "kubeconfig", "release", "locales", "short_errors", "widgets")
 USER_CONFIG = "~/.config/arkouda-k8s/config.toml"
 EXIT_WAIT = 3.0  # seconds the kernel's exit waits for the load-time check
-
-# Masks for text that comes from the cluster (logs): the stand-in and real servers print
-# their connect URL with the token, and a PEM block must never reach an output.
-_TOKEN_RE = re.compile(r"(?i)(token\"?\s*[=:]\s*\"?)([A-Za-z0-9_~+/.-]{8,}=*)")
-_PEM_RE = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----", re.S)
-MASK = "********"
-
-
-def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """``text`` with tokens, PEM blocks and the given secret strings masked."""
-    for secret in secrets:
-        if secret and len(secret) >= 6:
-            text = text.replace(secret, MASK)
-    text = _PEM_RE.sub(lambda m: f"-----BEGIN {m.group(1)}----- {MASK}", text)
-    return _TOKEN_RE.sub(lambda m: m.group(1) + MASK, text)
 
 
 class ArkoudaError(Exception):

@@ -5,7 +5,7 @@ state, so a front end without widget support (nbviewer, a terminal, GitHub) show
 readable card instead of ``VBox(children=...)``. Nothing here talks to Kubernetes: the
 panel reads ``ArkoudaCluster.status()``, the form builds a ``ClusterSpec`` and hands it
 to a callback. No secret is ever part of a display (the status carries none; logs go
-through ``magics.redact``).
+through ``credentials.redact``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 
 import ipywidgets as w
 
+from .credentials import redact
 from .errors import ArkoudaK8sError, SpecError
-from .magics import redact
 from .spec import LOG_LEVELS, MODES, PULL_POLICIES, REGISTRATIONS, ClusterSpec, format_bytes
 
 # -- cards: the same rows as text and as HTML ------------------------------------------

@@ -22,8 +22,9 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import CapturedIO, capture_output
 
 from arkouda_k8s import magics as magics_module
+from arkouda_k8s.credentials import MASK, redact
 from arkouda_k8s.errors import DeployError
-from arkouda_k8s.magics import MASK, ArkoudaError, ArkoudaMagics, redact
+from arkouda_k8s.magics import ArkoudaError, ArkoudaMagics
 from arkouda_k8s.spec import ClusterSpec
 
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from arkouda_k8s.cluster import list_contexts
+from arkouda_k8s.credentials import MASK
 from arkouda_k8s.errors import DeployError, TunnelError
-from arkouda_k8s.magics import MASK
 from arkouda_k8s.spec import ClusterSpec
 from arkouda_k8s.widgets import (
     ClusterPanel,
