@@ -4,7 +4,7 @@ Deployment -> ReplicaSet -> pods (ownerReferences, scaling, status and condition
 scheduler (node selection by resources, nodeSelector, taints; the real
 ``FailedScheduling`` messages), Service -> Endpoints for selector services, the
 ownerReference garbage collector (background and foreground), namespace termination,
-and the Event recorder the kubelet shares. Everything is level-triggered: store changes
+and the Event recorder (``primitives``, shared with the kubelet). Everything is level-triggered: store changes
 enqueue keys, one task reconciles them, and a slow resync retries what waits on time.
 """
 
@@ -16,13 +16,13 @@ import copy
 import hashlib
 import json
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from .primitives import EventRecorder, now, parse_quantity, qos_class
 from .resources import BY_KEY
 from .store import ApiError
 
@@ -32,30 +32,6 @@ FAULT_PREFIX = "sandbox.arkouda-k8s.dev/"
 RESYNC_SECONDS = 1.0
 SCHEDULER = "default-scheduler"
 _HASH_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
-_SUFFIXES: dict[str, int | Decimal] = {
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": 1,
-    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-}  # fmt: skip
-
-
-def parse_quantity(value: str | int | float) -> Decimal:
-    """A Kubernetes quantity (``500m``, ``2Gi``, ``1e3``) as a Decimal."""
-    text = str(value).strip()
-    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
-        if suffix and text.endswith(suffix):
-            number = text[: -len(suffix)]
-            break
-    else:
-        suffix, number = "", text
-    try:
-        return Decimal(number) * Decimal(_SUFFIXES[suffix])
-    except ArithmeticError:
-        raise ValueError(f"quantity {value!r} is not a Kubernetes quantity") from None
-
-
-def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _ts(text: str | None) -> float:
@@ -112,79 +88,6 @@ def pod_requests(pod: dict[str, Any]) -> dict[str, Decimal]:
             if k in req:
                 total[k] = max(total[k], parse_quantity(req[k]))
     return total
-
-
-class EventRecorder:
-    """Writes ``v1`` Events, folding repeats into ``count`` like the real recorder."""
-
-    def __init__(self, store: Any) -> None:
-        self.store = store
-        self._seen: dict[tuple[str, ...], str] = {}
-
-    def record(
-        self,
-        obj: dict[str, Any],
-        reason: str,
-        message: str,
-        *,
-        warning: bool = False,
-        field_path: str | None = None,
-        component: str = "controller-manager",
-        host: str | None = None,
-    ) -> None:
-        md = obj.get("metadata") or {}
-        namespace = md.get("namespace") or "default"
-        etype = "Warning" if warning else "Normal"
-        involved: dict[str, Any] = {
-            "apiVersion": obj.get("apiVersion", "v1"),
-            "kind": obj.get("kind", ""),
-            "name": md.get("name", ""),
-            "uid": md.get("uid", ""),
-        }
-        if md.get("namespace"):
-            involved["namespace"] = md["namespace"]
-        if md.get("resourceVersion"):
-            involved["resourceVersion"] = md["resourceVersion"]
-        if field_path:
-            involved["fieldPath"] = field_path
-        key = (namespace, involved["uid"], field_path or "", reason, message, etype)
-        stamp = now()
-        try:
-            existing = self._seen.get(key)
-            if existing is not None:
-                ev = self.store.get("events", namespace, existing)
-                if ev is not None:
-                    ev["count"] = int(ev.get("count") or 1) + 1
-                    ev["lastTimestamp"] = stamp
-                    ev["metadata"].pop("resourceVersion", None)
-                    self.store.update("events", ev)
-                    return
-            name = f"{involved['name'] or 'object'}.{secrets.token_hex(8)}"
-            source = {"component": component}
-            if host:
-                source["host"] = host
-            self.store.create(
-                "events",
-                {
-                    "metadata": {"name": name, "namespace": namespace},
-                    "involvedObject": involved,
-                    "reason": reason,
-                    "message": message,
-                    "type": etype,
-                    "source": source,
-                    "count": 1,
-                    "firstTimestamp": stamp,
-                    "lastTimestamp": stamp,
-                    "eventTime": None,
-                    "reportingComponent": component,
-                    "reportingInstance": host or "",
-                },
-            )
-            if len(self._seen) > 20000:
-                self._seen.clear()
-            self._seen[key] = name
-        except ApiError as exc:  # e.g. the namespace is terminating: events are best effort
-            log.debug("event %s for %s not recorded: %s", reason, involved["name"], exc.message)
 
 
 Key = tuple[str, str, str]  # (what, namespace, name)
@@ -1076,6 +979,4 @@ def _endpoint_port(sp: dict[str, Any], pod: dict[str, Any]) -> dict[str, Any] | 
 
 
 def _qos(spec: dict[str, Any]) -> str:
-    from .kubelet import qos_class
-
     return qos_class({"spec": spec})

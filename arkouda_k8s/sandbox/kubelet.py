@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .controllers import EventRecorder, parse_quantity
+from .primitives import EventRecorder, parse_quantity, qos_class
 from .store import ApiError
 
 log = logging.getLogger(__name__)
@@ -1415,21 +1415,6 @@ def _write_file(path: Path, data: bytes, mode: int) -> None:
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     os.chmod(path, mode & 0o777)
-
-
-def qos_class(pod: dict[str, Any]) -> str:
-    reqs = [(c.get("resources") or {}) for c in pod["spec"].get("containers") or []]
-    if not any(r.get("requests") or r.get("limits") for r in reqs):
-        return "BestEffort"
-    for r in reqs:
-        lim = r.get("limits") or {}
-        req = r.get("requests") or lim
-        for k in ("cpu", "memory"):
-            if k not in lim or parse_quantity(str(req.get(k, lim[k]))) != parse_quantity(
-                str(lim[k])
-            ):
-                return "Burstable"
-    return "Guaranteed"
 
 
 # ---------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ import re
 import pytest
 from kubelet_world import World, alive, condition, is_ready
 
-from arkouda_k8s.sandbox.controllers import parse_quantity, template_hash
+from arkouda_k8s.sandbox.controllers import template_hash
+from arkouda_k8s.sandbox.primitives import parse_quantity
 
 IDLE = "bearsrus/arkouda-udp-server:v2023.05.05"
 
