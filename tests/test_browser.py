@@ -10,7 +10,8 @@ One JupyterLab and one Chromium for the whole module (each costs tens of seconds
 The assertions are what the page shows (rendered widgets, not their text repr; the
 panel's stage and locale count; the computed value; no traceback, no secret) and what
 the saved notebook holds. Skipped, loudly, only when Chromium, Playwright or
-JupyterLab cannot be had (CI installs them). Facts: shared/notes/browser-testing.md.
+JupyterLab cannot be had (CI installs them). How the browser and Lab are set up (flags,
+private Jupyter dirs, waiting for the kernel's "Idle"): docs/architecture.md, "Testing".
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ from arkouda_k8s.credentials import Credentials
 from arkouda_k8s.manifests import PLACEHOLDER
 from arkouda_k8s.spec import ClusterSpec
 
-SEED = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "seed-values"
+# The seed tutorial's values files for the two arkouda-contrib charts.
+SEED = Path(__file__).resolve().parent / "fixtures" / "seed-values"
 SEED_SERVER = str(SEED / "arkouda-udp-server.yaml")
 SEED_LOCALE = str(SEED / "arkouda-udp-locale.yaml")
 K8S_VERSION = kubernetes_validate.latest_version()

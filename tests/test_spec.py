@@ -12,7 +12,8 @@ import yaml
 from arkouda_k8s.errors import SpecError
 from arkouda_k8s.spec import ClusterSpec, Persistence, helm_chart_of, parse_quantity
 
-SEED = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "seed-values"
+# The seed tutorial's values files for the two arkouda-contrib charts.
+SEED = Path(__file__).resolve().parent / "fixtures" / "seed-values"
 
 
 def _seed(chart: str) -> dict:
