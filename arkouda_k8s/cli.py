@@ -2,6 +2,9 @@
 
 Exit codes: 0 success, 1 the operation failed, 2 bad input. Errors are printed as
 one line on stderr (no traceback); ``ARKOUDA_K8S_DEBUG=1`` shows the traceback.
+Results go to stdout, progress and warnings to stderr; ``-o json|yaml`` prints the
+library's own objects serialised (``ClusterStatus.to_dict()``, versioned, documented in
+docs/cli-output.md), never a re-parse of the text.
 Each ``_cmd_*`` function holds the glue for one subcommand and nothing else.
 """
 
@@ -45,6 +48,64 @@ def timeouts_from_args(args: argparse.Namespace) -> Any:
         seconds = _parse_duration(wait, "--unschedulable-wait")
         timeouts = dataclasses.replace(timeouts, unschedulable=float(seconds))
     return timeouts
+
+
+def _add_output_option(p: argparse.ArgumentParser, wide: bool = False) -> None:
+    choices = ["json", "yaml"] + (["wide"] if wide else [])
+    p.add_argument(
+        "-o",
+        "--output",
+        choices=choices,
+        help="print the result as a versioned document (docs/cli-output.md)"
+        + ("; wide: a table with more columns" if wide else ""),
+    )
+
+
+def _print_document(doc: dict[str, Any], fmt: str) -> None:
+    """``doc`` on stdout as JSON or YAML (no colour, no progress: a script reads it)."""
+    import json
+
+    if fmt == "json":
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(doc, sort_keys=False))
+    sys.stdout.flush()
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: this package's version and the installed arkouda client's."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        print(version_text())
+        parser.exit(0)
+
+
+def version_text() -> str:
+    from . import __version__
+    from .session import client_version, matching_release
+    from .spec import KNOWN_RELEASES
+
+    lines = [f"arkouda-k8s {__version__}"]
+    client = client_version()
+    if client is None:
+        lines.append("arkouda client: not installed")
+    else:
+        release = matching_release()
+        if release is None:
+            lines.append(f"arkouda client {client} (not a release version: no image tag)")
+        else:
+            known = (
+                "bearsrus images published"
+                if release in KNOWN_RELEASES
+                else "no bearsrus image known for it"
+            )
+            lines.append(f"arkouda client {client} -> release {release} ({known})")
+    return "\n".join(lines)
 
 
 def _add_cluster_options(p: argparse.ArgumentParser, all_namespaces: bool = False) -> None:
@@ -114,6 +175,11 @@ def spec_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="arkouda-k8s", description="Run Arkouda on Kubernetes.")
+    parser.add_argument(
+        "--version",
+        action=_VersionAction,
+        help="print the version (and the installed arkouda client's) and exit",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -169,9 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fail if the deployment exists (default: connect to it when the spec is the same)",
     )
+    _add_output_option(p)
 
     p = sub.add_parser("status", help="show a deployment's state")
     p.add_argument("name")
+    _add_output_option(p)
     _add_cluster_options(p)
 
     p = sub.add_parser("logs", help="print a deployment's logs")
@@ -188,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cluster_options(p)
 
     p = sub.add_parser("list", help="list arkouda-k8s deployments")
+    _add_output_option(p, wide=True)
     _add_cluster_options(p, all_namespaces=True)
 
     p = sub.add_parser("teardown", help="delete a deployment and everything it created")
@@ -393,10 +462,17 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     try:
-        print(cluster.status().to_text())
+        _print_status(cluster.status(), args.output)
     finally:
         cluster.close()
     return 0
+
+
+def _print_status(status: Any, fmt: str | None) -> None:
+    if fmt:
+        _print_document(status.to_dict(), fmt)
+    else:
+        print(status.to_text())
 
 
 def _found(args: argparse.Namespace) -> Any:
@@ -416,7 +492,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
                 cluster.handshake(deadline=time.monotonic() + 15)
             except ArkoudaK8sError as exc:
                 print(f"arkouda-k8s: warning: {exc.one_line()}", file=sys.stderr)
-        print(cluster.status().to_text())
+        _print_status(cluster.status(), args.output)
     finally:
         cluster.close()
     return 0
@@ -429,16 +505,22 @@ def _cmd_logs(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from .cluster import list_clusters
+    from .cluster import cluster_list_dict, list_clusters
 
     items = list_clusters(
         namespace=args.namespace, all_namespaces=args.all_namespaces, kube=_kube(args)
     )
+    if args.output in ("json", "yaml"):
+        _print_document(cluster_list_dict(items), args.output)
+        return 0
     if not items:
         print("no arkouda-k8s deployments", file=sys.stderr)
         return 0
     header = ["NAMESPACE", "NAME", "STAGE", "LOCALE-PODS", "MODE", "RELEASE", "AGE", "EXPIRES"]
     rows = [header] + [i.to_row() for i in items]
+    if args.output == "wide":
+        header += ["CONTEXT", "SERVER-POD", "TUNNEL", "MEMORY"]
+        rows = [header] + [i.to_wide_row() for i in items]
     widths = [max(len(r[c]) for r in rows) for c in range(len(header))]
     for r in rows:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())

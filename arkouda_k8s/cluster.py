@@ -19,6 +19,7 @@ import logging
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -81,6 +82,10 @@ LOG_TAIL_LINES = 20
 SERVER_RESTARTS = 2
 # Fetching a log tail or events to explain a failure must not hold up the error long.
 DIAGNOSTIC_WINDOW = 5.0
+# The version of the documents ``to_dict()`` returns (docs/cli-output.md; the JSON Schema
+# is docs/cli-output.schema.json). A field is only ever added within a version; removing
+# or changing one makes v2.
+OUTPUT_API_VERSION = "arkouda-k8s.dev/v1"
 
 
 class DeployMode(enum.Enum):
@@ -201,6 +206,28 @@ class ClusterStatus:
         ]
         return "\n".join(f"{k:<8} {v}" for k, v in rows)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The versioned document ``arkouda-k8s status -o json`` prints (kind ClusterStatus)."""
+        return {
+            "apiVersion": OUTPUT_API_VERSION,
+            "kind": "ClusterStatus",
+            "name": self.name,
+            "namespace": self.namespace,
+            "context": self.context,
+            "stage": self.stage,
+            "message": self.message,
+            "expired": self.heartbeat_expired,
+            "mode": self.mode,
+            "locales": self.locales,
+            "localePods": {"ready": self.locales_ready, "total": self.locales_total},
+            "server": {"phase": self.server_phase, "ready": self.server_ready},
+            "arkoudaVersion": self.arkouda_version,
+            "memory": {"usedBytes": self.memory_used, "maxBytes": self.memory_max},
+            "tunnel": _tunnel_dict(self.tunnel_state, self.address),
+            "ageSeconds": _whole_seconds(self.age),
+            "expiresAt": _rfc3339(self.expires_at),
+        }
+
 
 @dataclass(frozen=True)
 class ClusterInfo:
@@ -218,6 +245,43 @@ class ClusterInfo:
     expires_at: datetime | None
     heartbeat_expired: bool
     context: str | None = None
+    server_pod: str | None = None
+    memory: str | None = None  # per pod, the Kubernetes quantity of the spec
+    memory_max: int | None = None  # bytes: memMax x locales
+    # (host, port) of a tunnel to this deployment held by this process or by an
+    # `arkouda-k8s forward` on this machine
+    tunnel_address: tuple[str, int] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """One item of ``arkouda-k8s list -o json`` (kind ClusterInfo)."""
+        return {
+            "apiVersion": OUTPUT_API_VERSION,
+            "kind": "ClusterInfo",
+            "name": self.name,
+            "namespace": self.namespace,
+            "context": self.context,
+            "stage": self.stage,
+            "expired": self.heartbeat_expired,
+            "mode": self.mode,
+            "release": self.release,
+            "localePods": {"ready": self.locales_ready, "total": self.locales_total},
+            "serverPod": self.server_pod,
+            "memory": {"perPod": self.memory, "maxBytes": self.memory_max},
+            "tunnel": _tunnel_dict("held", self.tunnel_address) if self.tunnel_address else None,
+            "ageSeconds": _whole_seconds(self.age),
+            "heartbeat": _rfc3339(self.heartbeat),
+            "expiresAt": _rfc3339(self.expires_at),
+        }
+
+    def to_wide_row(self) -> list[str]:
+        """``to_row()`` and the columns of ``list -o wide``."""
+        tunnel = self.tunnel_address
+        return self.to_row() + [
+            self.context or "-",
+            self.server_pod or "-",
+            f"{tunnel[0]}:{tunnel[1]}" if tunnel else "-",
+            f"{self.memory}/pod" if self.memory else "-",
+        ]
 
     def to_row(self) -> list[str]:
         return [
@@ -1063,9 +1127,15 @@ class ArkoudaCluster:
         addr = self.address
         if addr is None:
             raise TunnelError(f"the tunnel to {self.name} did not start")
+        _HELD_TUNNELS[self._tunnel_key()] = self
         return addr
 
+    def _tunnel_key(self) -> tuple[str, str, str]:
+        return (self.kube.server, self.namespace, self.name)
+
     def _stop_tunnel(self) -> None:
+        if _HELD_TUNNELS.get(self._tunnel_key()) is self:
+            del _HELD_TUNNELS[self._tunnel_key()]
         tunnel, self.tunnel = self.tunnel, None
         if tunnel is not None:
             with contextlib.suppress(Exception):
@@ -1461,6 +1531,19 @@ class ArkoudaCluster:
                 )
 
 
+# Clusters of this process that hold a tunnel, by (API server, namespace, name): what
+# `list_clusters()` shows as the tunnel address. Weak: a dropped cluster is no holder.
+_HELD_TUNNELS: weakref.WeakValueDictionary[tuple[str, str, str], ArkoudaCluster] = (
+    weakref.WeakValueDictionary()
+)
+
+
+def held_tunnel(server: str, namespace: str, name: str) -> tuple[str, int] | None:
+    """The local address of a tunnel this process holds to that deployment, if any."""
+    cluster = _HELD_TUNNELS.get((server, namespace, name))
+    return cluster.address if cluster is not None else None
+
+
 class _Heartbeat(threading.Thread):
     """Renews the heartbeat annotation while the cluster object is open."""
 
@@ -1540,6 +1623,14 @@ def list_clusters(
             )
         )
         info = _summarize(inst, ns_name, parts["pods"], parts["state"], spec)
+        server_pod = next(
+            (
+                p["metadata"]["name"]
+                for p in parts["pods"]
+                if (p["metadata"].get("labels") or {}).get(COMPONENT_LABEL) == "server"
+            ),
+            None,
+        )
         out.append(
             ClusterInfo(
                 name=inst,
@@ -1554,6 +1645,10 @@ def list_clusters(
                 expires_at=info.expires_at,
                 heartbeat_expired=info.heartbeat_expired,
                 context=kube.context,
+                server_pod=server_pod,
+                memory=spec.memory if spec else None,
+                memory_max=spec.effective_mem_max * spec.locales if spec else None,
+                tunnel_address=held_tunnel(kube.server, ns_name, inst),
             )
         )
     return out
@@ -2033,6 +2128,29 @@ def _duration(seconds: float) -> str:
     if s < 172800:
         return f"{s // 3600}h{(s % 3600) // 60:02d}m"
     return f"{s // 86400}d"
+
+
+def cluster_list_dict(items: Iterable[ClusterInfo]) -> dict[str, Any]:
+    """The document ``arkouda-k8s list -o json`` prints (kind ClusterList)."""
+    return {
+        "apiVersion": OUTPUT_API_VERSION,
+        "kind": "ClusterList",
+        "items": [i.to_dict() for i in items],
+    }
+
+
+def _rfc3339(when: datetime | None) -> str | None:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if when else None
+
+
+def _whole_seconds(seconds: float | None) -> int | None:
+    return int(max(0, seconds)) if seconds is not None else None
+
+
+def _tunnel_dict(state: str | None, address: tuple[str, int] | None) -> dict[str, Any] | None:
+    if state is None and address is None:
+        return None
+    return {"state": state, "address": f"{address[0]}:{address[1]}" if address else None}
 
 
 def _memory_text(used: int | None, cap: int | None) -> str:

@@ -64,6 +64,17 @@ def client_sends_token() -> bool:
     return "access_token" in inspect.signature(import_client().connect).parameters
 
 
+def client_version() -> str | None:
+    """The installed ``arkouda`` client's version from the package metadata (the client is
+    not imported); None when it is not installed."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("arkouda")
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def matching_release() -> str | None:
     """The image tag of the installed client's release (``2020.07.07`` -> ``v2020.07.07``).
 
@@ -71,11 +82,9 @@ def matching_release() -> str | None:
     is installed or its version is not a release date.
     """
     import re
-    from importlib import metadata
 
-    try:
-        version = metadata.version("arkouda")
-    except metadata.PackageNotFoundError:
+    version = client_version()
+    if version is None:
         return None
     m = re.match(r"v?(\d{4})\.(\d{1,2})\.(\d{1,2})(?![\d])", version.strip())
     if not m:

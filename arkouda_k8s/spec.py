@@ -20,6 +20,21 @@ from .errors import SpecError
 
 DEFAULT_RELEASE = "v2023.05.05"
 DEFAULT_IMAGE_REPOSITORY = "bearsrus"
+# Releases with published bearsrus/arkouda-{udp,smp}-server images, as far as the project
+# knows without a registry: the image tags the arkouda-contrib charts named in their
+# values.yaml and Chart.yaml (history up to 2024-06). `arkouda-k8s doctor` and `--version`
+# read it offline; a release not listed may still exist (a newer one, a private mirror).
+KNOWN_RELEASES = (
+    "v2023.03.01",
+    "v2023.04.07",
+    "v2023.05.05",
+    "v2023.06.20",
+    "v2023.09.06",
+    "v2023.11.15",
+    "v2024.02.02",
+    "v2024.03.18",
+    "v2024.04.19",
+)
 MODES = ("udp", "smp")
 # How the in-cluster Service of the server comes to be (docs/internals.md):
 # "client": arkouda-k8s creates {name}-arkouda with a selector; the server pod lists
