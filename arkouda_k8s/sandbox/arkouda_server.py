@@ -33,6 +33,9 @@ from urllib.parse import urlsplit
 import numpy as np
 import zmq
 
+from arkouda_k8s.sandbox import segstrings
+from arkouda_k8s.sandbox.segstrings import SegString
+
 DEFAULT_RELEASE = "v2023.05.05"
 STAND_IN_NOTE = "arkouda-k8s sandbox stand-in: NumPy in one process, not Arkouda"
 BINARY_PAYLOAD = b"BINARY_PAYLOAD"
@@ -170,6 +173,7 @@ class SymbolTable:
         self.opts = opts
         self.arrays: dict[str, np.ndarray] = {}
         self.groupbys: dict[str, GroupByEntry] = {}
+        self.strings: dict[str, SegString] = {}  # v2023 Strings entries (one name each)
         self._nid = 0
 
     def next_name(self) -> str:
@@ -178,7 +182,8 @@ class SymbolTable:
 
     @property
     def bytes_used(self) -> int:
-        return sum(a.nbytes for a in self.arrays.values())
+        arrays = sum(a.nbytes for a in self.arrays.values())
+        return arrays + sum(s.offsets.nbytes + s.nbytes for s in self.strings.values())
 
     def mem_limit(self) -> int:
         """Per-locale limit: memMax, else 90% of physical memory (as Arkouda's getMemLimit)."""
@@ -213,7 +218,9 @@ class SymbolTable:
             raise ArkoudaError(f"Error: {cmd}: unknown symbol: {name}") from None
 
     def delete(self, name: str) -> bool:
-        return self.arrays.pop(name, None) is not None or self.groupbys.pop(name, None) is not None
+        found = self.arrays.pop(name, None) is not None
+        found = self.groupbys.pop(name, None) is not None or found
+        return self.strings.pop(name, None) is not None or found
 
 
 def _physical_memory() -> int:
@@ -328,7 +335,189 @@ _BINOPS: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
-class Commands:
+class StringCommands:
+    """Strings, ``in1d`` and ``histogram``: what the tutorials use beyond plain pdarrays.
+
+    A 2020 client names a Strings array by its two pdarrays (``offsets+bytes``) and gets
+    two pdarrays back; a v2023 client names one Strings entry and gets
+    ``created <name> str ...+created bytes.size N``. Both reach the same kernels in
+    ``segstrings.py``. Mixed into ``Commands``.
+    """
+
+    st: SymbolTable
+    dialect: str
+
+    def created(self, arr: np.ndarray, checked: bool = False) -> str:
+        raise NotImplementedError  # Commands.created
+
+    # ------------------------------------------------------------ helpers
+    def _strings(self, a: Args, key: str, cmd: str) -> SegString:
+        name = a.text(key)
+        if name in self.st.strings:
+            return self.st.strings[name]
+        off, plus, vals = name.partition("+")
+        if not plus:
+            raise ArkoudaError(f"Error: {cmd}: unknown symbol: {name}")
+        try:
+            return segstrings.from_parts(self.st.get(off, cmd), self.st.get(vals, cmd))
+        except segstrings.StringsError as exc:
+            raise ArkoudaError(f"Error: {cmd}: {exc}") from None
+
+    def created_strings(self, s: SegString) -> str:
+        if self.dialect == "2020":
+            return f"{self.created(s.offsets)}+{self.created(s.values)}"
+        self.st.check_memory(s.offsets.nbytes + s.nbytes)
+        name = self.st.next_name()
+        self.st.strings[name] = s
+        return f"created {name} str {s.size} 1 ({s.size},) 8+created bytes.size {s.nbytes}"
+
+    # ------------------------------------------------------------ creation
+    def upload_strings(self, payload: bytes) -> str:
+        """v2023 ``array`` with seg_string: the offsets and bytes as two pdarrays."""
+        try:
+            s = segstrings.from_values(np.frombuffer(payload, dtype=np.uint8))
+        except segstrings.StringsError as exc:
+            raise ArkoudaError(f"Error: array: {exc}") from None
+        self.st.check_memory(s.offsets.nbytes + s.nbytes)
+        return f"{self.created(s.offsets, checked=True)}+{self.created(s.values.copy(), True)}"
+
+    def assemble_strings(self, a: Args) -> str:  # segStr-assemble
+        offsets = self.st.get(a.text("offsets"), "segStr-assemble")
+        values = self.st.get(a.text("values"), "segStr-assemble")
+        try:
+            return self.created_strings(segstrings.from_parts(offsets, values))
+        except segstrings.StringsError as exc:
+            raise ArkoudaError(f"Error: segStr-assemble: {exc}") from None
+
+    def strings_tondarray(self, a: Args) -> bytes:  # segStr-tondarray
+        s = self._strings(a, "obj", "segStr-tondarray")
+        comp = a.text("comp")
+        if comp not in ("offsets", "values"):
+            raise ArkoudaError(f"Error: segStr-tondarray: unknown component {comp}")
+        return (s.offsets if comp == "offsets" else s.values).tobytes()
+
+    # ---------------------------------------------------------- operations
+    def segmented_binop_vs(self, a: Args) -> str:
+        s = self._strings(a, "obj", "segmentedBinopvs")
+        op = a.text("op")
+        if op not in ("==", "!="):
+            raise ArkoudaError(f"Error: segmentedBinopvs: unsupported operator {op}")
+        equal = segstrings.equals_scalar(s, a.text("other"))
+        return self.created(equal if op == "==" else ~equal)
+
+    def segmented_binop_vv(self, a: Args) -> str:
+        s = self._strings(a, "obj", "segmentedBinopvv")
+        t = self._strings(a, "other", "segmentedBinopvv")
+        op = a.text("op")
+        if op not in ("==", "!="):
+            raise ArkoudaError(f"Error: segmentedBinopvv: {op} not supported by the stand-in")
+        if s.size != t.size:
+            raise ArkoudaError(f"Error: segmentedBinopvv: size mismatch {s.size} {t.size}")
+        equal = segstrings.equals(s, t)
+        return self.created(equal if op == "==" else ~equal)
+
+    def segmented_efunc(self, a: Args) -> str:  # 2020 contains / startswith / endswith
+        s = self._strings(a, "obj", "segmentedEfunc")
+        funcs = {
+            "contains": segstrings.contains,
+            "startswith": segstrings.startswith,
+            "endswith": segstrings.endswith,
+        }
+        subcmd = a.text("subcmd")
+        if subcmd not in funcs:
+            raise ArkoudaError(f"Error: segmentedEfunc: {subcmd} not supported by the stand-in")
+        return self.created(funcs[subcmd](s, a.text("val")))
+
+    def segmented_search(self, a: Args) -> str:  # v2023 contains / startswith / endswith
+        s = self._strings(a, "obj", "segmentedSearch")
+        try:
+            return self.created(segstrings.search(s, a.text("val")))
+        except segstrings.StringsError as exc:
+            raise ArkoudaError(f"Error: segmentedSearch: {exc}") from None
+
+    def segment_lengths(self, a: Args) -> str:
+        return self.created(self._strings(a, "obj", "segmentLengths").lengths())
+
+    def segmented_index(self, a: Args) -> str:
+        s = self._strings(a, "obj", "segmentedIndex")
+        subcmd = a.text("subcmd")
+        if subcmd == "intIndex":
+            i = a.integer("key")
+            if i < 0:
+                i += s.size
+            if not 0 <= i < s.size:
+                raise ArkoudaError(f"Error: segmentedIndex: index {i} out of bounds {s.size}")
+            value = s.values[s.offsets[i] : s.offsets[i] + s.lengths()[i]].tobytes().decode()
+            return f'item str "{value}"'
+        if subcmd == "sliceIndex":
+            start, stop, stride = (int(v) for v in a.names("key"))
+            return self.created_strings(segstrings.take(s, np.arange(start, stop, stride)))
+        if subcmd == "pdarrayIndex":
+            idx = self.st.get(a.text("key"), "segmentedIndex")
+            if idx.dtype == np.bool_:
+                if idx.size != s.size:
+                    raise ArkoudaError(f"Error: segmentedIndex: size mismatch {s.size} {idx.size}")
+            elif idx.dtype.kind not in "iu":
+                raise ArkoudaError(f"Error: segmentedIndex: {idx.dtype.name} index")
+            elif idx.size and (idx.min() < -s.size or idx.max() >= s.size):
+                raise ArkoudaError(f"Error: segmentedIndex: index out of bounds for {s.size}")
+            else:
+                idx = np.where(idx < 0, idx + s.size, idx)
+            return self.created_strings(segstrings.take(s, idx))
+        raise ArkoudaError(f"Error: segmentedIndex: unknown subcommand {subcmd}")
+
+    def segmented_hash(self, a: Args) -> str:
+        h1, h2 = segstrings.hash128(self._strings(a, "obj", "segmentedHash"))
+        return f"{self.created(h1)}+{self.created(h2)}"
+
+    def segmented_group(self, a: Args) -> str:
+        return self.created(segstrings.argsort(self._strings(a, "obj", "segmentedGroup")))
+
+    def segmented_in1d(self, a: Args) -> str:
+        s = self._strings(a, "obj", "segmentedIn1d")
+        t = self._strings(a, "other", "segmentedIn1d")
+        found = segstrings.in1d(s, t)
+        return self.created(~found if a.flag("invert", False) else found)
+
+    def unique_strings(self, a: Args) -> str:  # 2020: values+counts (v2023 groups by keys)
+        values, counts = segstrings.unique(self._strings(a, "name", "unique"))
+        if a.text("returnCounts", "False") == "True":
+            return f"{self.created_strings(values)}+{self.created(counts)}"
+        return self.created_strings(values)
+
+    def argsort_strings(self, a: Args) -> str:
+        return self.created(segstrings.argsort(self._strings(a, "name", "argsort")))
+
+    def string_keys(self, name: str, cmd: str) -> list[np.ndarray]:
+        """A Strings grouping key as integer columns that sort and group like the strings."""
+        s = self._strings(Args(cmd, {"name": name}), "name", cmd)
+        return segstrings.sort_words(s)
+
+    # ------------------------------------------------------------ set ops, histogram
+    def in1d(self, a: Args) -> str:
+        left = self.st.get(a.text("pda1"), "in1d")
+        right = self.st.get(a.text("pda2"), "in1d")
+        return self.created(np.isin(left, right, invert=a.flag("invert", False)))
+
+    def histogram(self, a: Args) -> str:
+        arr = self.st.get(a.text("array"), "histogram")
+        bins = a.integer("bins")
+        if bins < 1:
+            raise ArkoudaError("Error: histogram: bins must be at least 1")
+        if arr.size == 0:
+            return self.created(np.zeros(bins, dtype=np.int64))
+        # Arkouda's binning: bins equal steps over [min, max], max in the last bin
+        lo, hi = float(arr.min()), float(arr.max())
+        width = (hi - lo) / bins
+        if width == 0:
+            index = np.zeros(arr.size, dtype=np.int64)
+        else:
+            index = ((arr.astype(np.float64) - lo) / width).astype(np.int64)
+            np.minimum(index, bins - 1, out=index)
+        return self.created(np.bincount(index, minlength=bins).astype(np.int64))
+
+
+class Commands(StringCommands):
     """The command set, over normalized arguments; ``dialect`` is "2020" or "2023"."""
 
     def __init__(self, opts: Options, table: SymbolTable) -> None:
@@ -424,7 +613,7 @@ class Commands:
     # -------------------------------------------------------------- creation
     def array(self, a: Args, payload: bytes) -> str:
         if a.flag("seg_string", False):
-            raise ArkoudaError("Error: array: Strings are not supported by the stand-in server")
+            return self.upload_strings(payload)
         dt = self._dtype(a.text("dtype"), "array")
         size = a.integer("size")
         expected = size * dt.itemsize
@@ -532,6 +721,8 @@ class Commands:
 
     # ------------------------------------------------------------- ordering
     def argsort(self, a: Args) -> str:
+        if a.text("objType", "pdarray") in ("str", "Strings"):
+            return self.argsort_strings(a)
         arr = self.st.get(a.text("name"), "argsort")
         return self.created(np.argsort(arr, kind="stable").astype(np.int64))
 
@@ -555,6 +746,9 @@ class Commands:
     def _keys(self, names: list[str], types: list[str], cmd: str) -> list[np.ndarray]:
         keys = []
         for name, objtype in zip(names, types, strict=False):
+            if objtype in ("str", "Strings"):
+                keys.extend(self.string_keys(name, cmd))  # columns that group like the strings
+                continue
             if objtype.lower() not in ("pdarray", "pdarrays"):
                 raise ArkoudaError(
                     f"Error: {cmd}: {objtype} keys are not supported by the stand-in server"
@@ -602,8 +796,10 @@ class Commands:
                 return "+".join([self.created(perm), self.created(segments), self.created(ukeyidx)])
             return self.created(ukeyidx)
         # 2020: `unique pdarray <name> True|False` -> values [+ counts]
+        if a.text("objType", "pdarray") == "str":
+            return self.unique_strings(a)
         if a.text("objType", "pdarray") != "pdarray":
-            raise ArkoudaError("Error: unique: Strings are not supported by the stand-in server")
+            raise ArkoudaError(f"Error: unique: {a.text('objType')} is not supported")
         arr = self.st.get(a.text("name"), "unique")
         flag = a.text("returnCounts", "False")
         if flag not in ("True", "False"):
@@ -784,6 +980,19 @@ _HANDLERS: dict[str, str] = {
     "str": "str_",
     "repr": "repr_",
     "delete": "delete",
+    # Strings, in1d, histogram (StringCommands)
+    "segmentedBinopvs": "segmented_binop_vs",
+    "segmentedBinopvv": "segmented_binop_vv",
+    "segmentedEfunc": "segmented_efunc",
+    "segmentedSearch": "segmented_search",
+    "segmentLengths": "segment_lengths",
+    "segmentedIndex": "segmented_index",
+    "segmentedHash": "segmented_hash",
+    "segmentedGroup": "segmented_group",
+    "segmentedIn1d": "segmented_in1d",
+    "segStr-assemble": "assemble_strings",
+    "in1d": "in1d",
+    "histogram": "histogram",
 }
 
 # 2020 text messages: positional argument names, in wire order.
@@ -814,6 +1023,48 @@ _TEXT_ARGS: dict[str, list[str]] = {
     "str": ["array", "printThresh"],
     "repr": ["array", "printThresh"],
     "delete": ["name"],
+    "in1d": ["pda1", "pda2", "invert"],
+    "histogram": ["array", "bins"],
+}
+
+
+def _strings_text_args(cmd: str, text: str) -> Args:
+    """2020 Strings messages name an array by ``<objType> <offsets> <bytes>`` and carry
+    string values as a JSON list (which may hold spaces): read them into v2023 names."""
+    f = text.split(maxsplit=6)
+    try:
+        if cmd == "segmentedBinopvv":
+            f = text.split()
+            values = {"op": f[1], "obj": f"{f[3]}+{f[4]}", "other": f"{f[6]}+{f[7]}"}
+        elif cmd == "segmentedBinopvs":
+            values = {"op": f[1], "obj": f"{f[3]}+{f[4]}", "other": json.loads(f[6])[0]}
+        elif cmd == "segmentedEfunc":
+            values = {"subcmd": f[1], "obj": f"{f[3]}+{f[4]}"}
+            if f[1] in ("contains", "startswith", "endswith"):
+                values["val"] = json.loads(f[6])[0]
+        elif cmd == "segmentedIndex":
+            f = text.split()
+            key: Any = f[5:8] if f[1] == "sliceIndex" else f[5]
+            values = {"subcmd": f[1], "obj": f"{f[3]}+{f[4]}", "key": key}
+        elif cmd == "segmentedIn1d":
+            f = text.split()
+            values = {"obj": f"{f[2]}+{f[3]}", "other": f"{f[5]}+{f[6]}", "invert": f[7]}
+        else:  # segmentLengths, segmentedHash, segmentedGroup: <objType> <offsets> <bytes>
+            values = {"obj": f"{f[2]}+{f[3]}"}
+    except (IndexError, ValueError, TypeError):
+        raise ArkoudaError(f"Error: {cmd}: malformed message") from None
+    return Args(cmd, values)
+
+
+_STRINGS_TEXT = {
+    "segmentedBinopvs",
+    "segmentedBinopvv",
+    "segmentedEfunc",
+    "segmentLengths",
+    "segmentedIndex",
+    "segmentedHash",
+    "segmentedGroup",
+    "segmentedIn1d",
 }
 
 
@@ -910,7 +1161,7 @@ class StandInServer:
             return self._reply(result, user=user)
         except ArkoudaError as exc:
             log.error("<<< %s resulted in error %s", cmd, exc)
-            if cmd in ("tondarray",):
+            if cmd in ("tondarray", "segStr-tondarray"):
                 return str(exc).encode()
             return self._reply(str(exc), "ERROR", user)
         except UnrecognizedCommand:
@@ -943,6 +1194,8 @@ class StandInServer:
             return self.commands.array(args, payload)
         if cmd == "tondarray":
             return self.commands.tondarray(args)
+        if cmd == "segStr-tondarray":
+            return self.commands.strings_tondarray(args)
         method = _HANDLERS.get(cmd)
         if method is None:
             raise UnrecognizedCommand(cmd)
@@ -975,6 +1228,8 @@ class StandInServer:
             fields = text.split()
             if cmd == "findSegments":
                 args = self._find_segments_args(fields)
+            elif cmd in _STRINGS_TEXT:
+                args = _strings_text_args(cmd, text)
             elif cmd in _TEXT_ARGS:
                 names = _TEXT_ARGS[cmd]
                 args = Args(cmd, dict(zip(names, fields[1:], strict=False)))
