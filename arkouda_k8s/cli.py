@@ -269,11 +269,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_cluster_options(p)
 
-    p = sub.add_parser("run", help="run Arkouda code against a server (for pipeline containers)")
-    p.add_argument("--server", required=True, metavar="HOST:PORT")
-    p.add_argument("--token", metavar="T", help="server token (default: $ARKOUDA_SERVER_TOKEN)")
+    # The run step's code is runner.py's; here only its options.
+    p = sub.add_parser(
+        "run",
+        help="run Arkouda code against a server (the step of a pipeline container)",
+        description="Run Arkouda code with `ak`, `np`, `input_dir` and `output_dir` bound. "
+        "Exit codes: 0 success, 1 the code failed (traceback on stderr), 2 bad input, "
+        "3 the server could not be reached in time (a pipeline may retry).",
+    )
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--server", metavar="HOST:PORT", help="the server's address (default: $ARKOUDA_SERVER)"
+    )
+    where.add_argument(
+        "--in-cluster",
+        metavar="NAME",
+        help="inside a pod: find deployment NAME's server and token through the API "
+        "(grant: `arkouda-k8s render --runner-rbac SA --name NAME`)",
+    )
+    p.add_argument(
+        "--namespace", "-n", metavar="N", help="NAME's namespace (default: the pod's own)"
+    )
+    p.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help="file holding the server token (default: $ARKOUDA_TOKEN)",
+    )
+    # Refused with a pointer to --token-file: argv is visible to every local user.
+    p.add_argument("--token", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds to wait for the server to answer its handshake (default 60)",
+    )
+    p.add_argument("--input", metavar="DIR", help="input folder, bound as input_dir")
+    p.add_argument(
+        "--output",
+        metavar="DIR",
+        help="output folder, bound as output_dir (a step that writes nothing there is reported)",
+    )
+    p.add_argument(
+        "--shutdown", action="store_true", help="shut the server down after the code succeeded"
+    )
     p.add_argument("-c", dest="code", metavar="CODE", help="code to run")
-    p.add_argument("file", nargs="?", help="file of code to run")
+    p.add_argument("file", nargs="?", help="file of code to run, or - for standard input")
 
     p = sub.add_parser(
         "quickstart", help="the whole workflow on the embedded sandbox, start to teardown"
@@ -607,13 +648,9 @@ def _cmd_forward(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .runner import parse_address, read_code, run_code
+    from .runner import run_from_args
 
-    parse_address(args.server)  # bad input first (exit 2), before touching anything
-    code, filename = read_code(args.code, args.file)
-    token = args.token or os.environ.get("ARKOUDA_SERVER_TOKEN") or None
-    run_code(code, server=args.server, token=token, filename=filename)
-    return 0
+    return run_from_args(args)
 
 
 def _cmd_quickstart(args: argparse.Namespace) -> int:

@@ -1569,6 +1569,69 @@ class _Heartbeat(threading.Thread):
 # -- listing and expiry ----------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ServerAddress:
+    """Where a deployment's Arkouda server answers from inside the cluster, and its token.
+
+    The token is held for the caller to hand to the client; it is never in the repr.
+    """
+
+    host: str
+    port: int
+    token: str | None = field(default=None, repr=False)
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def server_address_in_cluster(
+    name: str, namespace: str | None = None, *, kube: Kube | None = None
+) -> ServerAddress:
+    """The server of deployment ``name``, found from inside a pod with its service account.
+
+    Reads only the Service ``{name}-arkouda``, its Endpoints and the token Secret
+    ``{name}-token`` (what ``manifests.runner_rbac`` grants by name). The address is a
+    ready endpoint of that Service: a pod address, reachable from every pod, and the
+    same whether the Service has a selector or the server registered it itself.
+    :class:`ClusterNotFound` while the Service has no ready endpoint yet (the caller may
+    wait); :class:`KubeError` (403) when the pod's service account lacks the grant.
+    """
+    kube = kube or Kube.in_cluster(namespace)
+    ns = namespace or kube.namespace
+    n = manifests.names(ClusterSpec(name=name, namespace=ns))
+    where = f"in namespace {ns} ({kube.describe()})"
+    service = kube.get("Service", n.self_service, ns)
+    if service is None:
+        raise ClusterNotFound(
+            f"no Service {n.self_service} {where}: deployment {name!r} is not up (yet)",
+            f"deploy it (`arkouda-k8s deploy --name {name} --namespace {ns}`), or check "
+            f"`arkouda-k8s status {name}`",
+        )
+    endpoints = kube.get("Endpoints", n.self_service, ns) or {}
+    for subset in endpoints.get("subsets") or []:
+        ports = subset.get("ports") or []
+        addresses = subset.get("addresses") or []
+        if not ports or not addresses:
+            continue
+        port = next((p for p in ports if p.get("name") == "arkouda"), ports[0])
+        host = str(addresses[0]["ip"])
+        break
+    else:
+        raise ClusterNotFound(
+            f"Service {n.self_service} {where} has no ready endpoint: the server of "
+            f"{name!r} is not ready (yet)",
+            f"check `arkouda-k8s status {name}`",
+        )
+    secret = kube.get("Secret", n.token_secret, ns)
+    token = None
+    data = (secret or {}).get("data") or {}
+    if "token" in data:
+        import base64
+
+        token = base64.b64decode(data["token"]).decode() or None
+    return ServerAddress(host, int(port["port"]), token)
+
+
 def list_clusters(
     kubeconfig: str | None = None,
     context: str | None = None,

@@ -137,6 +137,13 @@ class ServerNotAnswering(ArkoudaK8sError):
     """The Arkouda port accepts connections but the server does not reply."""
 
 
+class ServerUnreachable(ServerNotAnswering):
+    """No Arkouda server answered the handshake within the wait (``arkouda-k8s run`` exits
+    3, so a pipeline retries the step rather than failing it as broken)."""
+
+    exit_code = 3
+
+
 class SessionError(ArkoudaK8sError):
     """Binding the installed arkouda client to the server failed."""
 
