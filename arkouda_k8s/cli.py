@@ -242,10 +242,39 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_option(p)
     _add_cluster_options(p)
 
-    p = sub.add_parser("logs", help="print a deployment's logs")
+    p = sub.add_parser(
+        "logs",
+        help="print a deployment's logs",
+        description="Print (or follow) the logs of the server pod, of every locale pod, "
+        "or of the pod of one Arkouda locale. Tokens and keys are masked; on a terminal, "
+        "control characters and escape sequences are removed.",
+    )
     p.add_argument("name")
     p.add_argument("--component", choices=["server", "locale"], default="server")
+    p.add_argument(
+        "--locale",
+        type=int,
+        metavar="N",
+        help="only the pod of Arkouda locale N (0: the server pod; then the locale pods in "
+        "the launcher's order)",
+    )
     p.add_argument("--tail", type=int, metavar="N", help="last N lines")
+    p.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="keep printing new lines until Ctrl-C or the pod ends",
+    )
+    p.add_argument(
+        "--since", metavar="DURATION", help="only lines of the last DURATION (e.g. 90s, 5m, 2h)"
+    )
+    p.add_argument("--timestamps", action="store_true", help="start each line with its time")
+    p.add_argument(
+        "-p",
+        "--previous",
+        action="store_true",
+        help="the container that ran before the last restart",
+    )
     _add_cluster_options(p)
 
     p = sub.add_parser(
@@ -540,7 +569,34 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_logs(args: argparse.Namespace) -> int:
-    text = _found(args).logs(args.component, args.tail)
+    from .credentials import strip_control
+
+    since = _parse_duration(args.since, "--since") if args.since else None
+    if since == 0:
+        raise UsageError("--since: must be more than 0 seconds", "e.g. --since 5m")
+    if args.tail is not None and args.tail < 0:
+        raise UsageError("--tail: must be 0 or more", "e.g. --tail 50")
+    if args.locale is not None and args.locale < 0:
+        raise UsageError("--locale: must be 0 or more", "0 is the server pod")
+    # On a terminal, text from the pods must not drive it (colours, titles, cursor).
+    shown = strip_control if sys.stdout.isatty() else (lambda text: text)
+    cluster = _found(args)
+    if args.locale is not None:
+        pod, _ = cluster.locale_pod(args.locale)
+        print(f"arkouda-k8s: locale {args.locale} is pod {pod}", file=sys.stderr)
+    options = {"since": since, "timestamps": args.timestamps, "locale": args.locale}
+    if args.follow and not args.previous:  # a previous container has ended: nothing to follow
+        lines = cluster.follow_logs(args.component, args.tail, **options)
+        try:
+            for line in lines:
+                sys.stdout.write(shown(line) + "\n")
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            pass  # Ctrl-C is how a follow ends
+        finally:
+            lines.close()
+        return 0
+    text = shown(cluster.logs(args.component, args.tail, previous=args.previous, **options))
     sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
     return 0
 

@@ -16,18 +16,19 @@ import contextlib
 import enum
 import json
 import logging
+import queue
 import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from . import manifests
-from .credentials import Credentials
+from .credentials import Credentials, LineRedactor, redact
 from .errors import (
     ArkoudaK8sError,
     ClusterNotFound,
@@ -42,7 +43,7 @@ from .errors import (
     UnschedulableError,
     UsageError,
 )
-from .kube import Access, Kube, WatchDeadline, list_contexts  # noqa: F401 (re-export)
+from .kube import Access, Kube, WatchDeadline, list_contexts, log_lines  # noqa: F401 (re-export)
 from .spec import ClusterSpec, format_bytes, parse_quantity
 
 log = logging.getLogger(__name__)
@@ -1040,7 +1041,7 @@ class ArkoudaCluster:
             except KubeError:
                 continue
             if text.strip():
-                return self._mask(text)
+                return redact(text, (self._token,) if self._token else ())
         return None
 
     def _events_text(self, obj_name: str, reason: str | None = None) -> str:
@@ -1297,10 +1298,14 @@ class ArkoudaCluster:
             mode=self.spec.mode,
         )
 
-    def logs(self, component: str = "server", tail: int | None = None) -> str:
-        """Logs of the server (or every locale pod, each headed by its name); token masked."""
+    def _log_pods(self, component: str, locale: int | None) -> list[tuple[str, str]]:
+        """(pod, container) whose logs ``logs()`` reads: the component's pods by name,
+        or the one pod that runs Arkouda locale ``locale``."""
         if component not in ("server", "locale"):
             raise UsageError(f"component: {component!r}", "use server or locale")
+        containers = {"server": "arkouda-server", "locale": "arkouda-locale"}
+        if locale is not None:
+            return [self.locale_pod(locale)]
         pods = self.kube.list(
             "Pod", self.namespace, label_selector=manifests.selector(self.spec, component)
         )["items"]
@@ -1309,24 +1314,133 @@ class ArkoudaCluster:
                 f"no {component} pod of {self.name} in namespace {self.namespace}",
                 f"check `arkouda-k8s status {self.name}`",
             )
+        names = sorted(p["metadata"]["name"] for p in pods)
+        return [(n, containers[component]) for n in names]
+
+    def locale_pod(self, locale: int) -> tuple[str, str]:
+        """(pod, container) of Arkouda locale ``locale``, numbered as the launch script hands the
+        hosts to the launcher: 0 is the server pod, then the locale pods by IP (smp:
+        every locale runs in the server pod)."""
+        if not 0 <= locale < self.spec.locales:
+            raise UsageError(
+                f"--locale: {locale} is not a locale of {self.name}",
+                f"give 0 (the server pod) to {self.spec.locales - 1}",
+            )
+        if locale == 0 or self.spec.mode == "smp":
+            return self.names.server_pod, "arkouda-server"
+        pods = self.kube.list(
+            "Pod", self.namespace, label_selector=manifests.selector(self.spec, "locale")
+        )["items"]
+        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+        live.sort(
+            key=lambda p: ((p.get("status") or {}).get("podIP") or "~", p["metadata"]["name"])
+        )
+        if locale > len(live):
+            raise ClusterNotFound(
+                f"locale {locale} of {self.name} has no pod yet ({len(live)} locale pods)",
+                f"check `arkouda-k8s status {self.name}`",
+            )
+        return live[locale - 1]["metadata"]["name"], "arkouda-locale"
+
+    def _secrets_to_mask(self) -> tuple[str, ...]:
         if self.spec.authenticate and self._token is None:
             # Mask the exact token too, not only the `token=` forms the server prints.
             with contextlib.suppress(ArkoudaK8sError):
                 self.token()
-        container = "arkouda-server" if component == "server" else "arkouda-locale"
-        parts = []
-        for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
-            text = self.kube.logs(
-                pod["metadata"]["name"], self.namespace, container=container, tail=tail
-            )
-            parts.append(text if len(pods) == 1 else f"==> {pod['metadata']['name']} <==\n{text}")
-        return self._mask("\n".join(parts))
+        return (self._token,) if self._token else ()
 
-    def _mask(self, text: str) -> str:
-        text = re.sub(r"(token=)[^\s&\"']+", r"\1***", text)
-        if self._token:
-            text = text.replace(self._token, "***")
-        return text
+    def logs(
+        self,
+        component: str = "server",
+        tail: int | None = None,
+        *,
+        since: int | None = None,
+        timestamps: bool = False,
+        previous: bool = False,
+        locale: int | None = None,
+    ) -> str:
+        """Logs of the server (or every locale pod, each headed by its name, or the pod
+        of one Arkouda ``locale``); secrets masked.
+
+        ``since``: only lines of the last so many seconds; ``previous``: the container
+        that ran before the last restart; ``timestamps``: each line starts with its
+        RFC 3339 time.
+        """
+        pods = self._log_pods(component, locale)
+        secrets = self._secrets_to_mask()
+        parts = []
+        for pod, container in pods:
+            text = self.kube.logs(
+                pod,
+                self.namespace,
+                container=container,
+                tail=tail,
+                previous=previous,
+                since_seconds=since,
+                timestamps=timestamps,
+            )
+            parts.append(text if len(pods) == 1 else f"==> {pod} <==\n{text}")
+        return redact("\n".join(parts), secrets)
+
+    def follow_logs(
+        self,
+        component: str = "server",
+        tail: int | None = None,
+        *,
+        since: int | None = None,
+        timestamps: bool = False,
+        locale: int | None = None,
+    ) -> Generator[str, None, None]:
+        """Lines of the logs as they are written (secrets masked), until every followed
+        container ends or its pod is deleted; close the iterator to stop early.
+
+        With several pods (``component="locale"``) each line starts with ``[pod] ``.
+        """
+        pods = self._log_pods(component, locale)
+        secrets = self._secrets_to_mask()
+        lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
+        streams: list[Any] = []
+        stop = threading.Event()
+
+        def read(pod: str, container: str, resp: Any) -> None:
+            try:
+                for line in log_lines(resp):
+                    if stop.is_set():
+                        break
+                    lines.put((pod, line))
+            finally:
+                lines.put((pod, None))
+
+        try:
+            for pod, container in pods:
+                streams.append(
+                    self.kube.follow_logs(
+                        pod,
+                        self.namespace,
+                        container=container,
+                        tail=tail,
+                        since_seconds=since,
+                        timestamps=timestamps,
+                    )
+                )
+            for (pod, container), resp in zip(pods, streams, strict=True):
+                threading.Thread(
+                    target=read, args=(pod, container, resp), name=f"logs {pod}", daemon=True
+                ).start()
+            maskers = {pod: LineRedactor(secrets) for pod, _ in pods}
+            open_streams = len(pods)
+            while open_streams:
+                pod, line = lines.get()
+                if line is None:
+                    open_streams -= 1
+                    continue
+                shown = maskers[pod](line)
+                if shown is not None:
+                    yield shown if len(pods) == 1 else f"[{pod}] {shown}"
+        finally:
+            stop.set()
+            for resp in streams:
+                _close_stream(resp)
 
     # -- heartbeat ------------------------------------------------------------------------
 
@@ -2214,6 +2328,19 @@ def _tunnel_dict(state: str | None, address: tuple[str, int] | None) -> dict[str
     if state is None and address is None:
         return None
     return {"state": state, "address": f"{address[0]}:{address[1]}" if address else None}
+
+
+def _close_stream(resp: Any) -> None:
+    """End a streaming response now, also for the thread blocked reading it: shut the
+    socket down (a plain close does not wake a blocked recv)."""
+    import socket
+
+    with contextlib.suppress(Exception):
+        sock = getattr(getattr(resp, "connection", None), "sock", None)
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(Exception):
+        resp.close()
 
 
 def _memory_text(used: int | None, cap: int | None) -> str:

@@ -43,6 +43,51 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
     return _TOKEN_RE.sub(lambda m: m.group(1) + MASK, text)
 
 
+class LineRedactor:
+    """``redact`` for text that arrives a line at a time (a followed log): a PEM block
+    spans lines, so the lines between its BEGIN and END are dropped, not shown.
+
+    >>> r = LineRedactor(secrets=(token,))                      # doctest: +SKIP
+    >>> [r(line) for line in lines]   # None: a line inside a PEM block
+    """
+
+    def __init__(self, secrets: tuple[str, ...] = ()) -> None:
+        self.secrets = secrets
+        self._in_pem: str | None = None
+
+    def __call__(self, line: str) -> str | None:
+        if self._in_pem is not None:
+            if f"-----END {self._in_pem}-----" in line:
+                self._in_pem = None
+            return None
+        m = _PEM_BEGIN_RE.search(line)
+        if m and f"-----END {m.group(1)}-----" not in line:
+            self._in_pem = m.group(1)
+            return redact(line[: m.start()], self.secrets) + f"-----BEGIN {m.group(1)}----- {MASK}"
+        return redact(line, self.secrets)
+
+
+_PEM_BEGIN_RE = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----")
+# What a terminal would act on rather than show: escape sequences (CSI colours and cursor
+# moves, OSC titles and hyperlinks, others), then any C0/C1 control character left (a
+# carriage return overwrites the line it ends). Tabs and newlines stay.
+_ESCAPE_RE = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC, ended by BEL or ST
+    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC
+    r"|\x1b[ -/]*[0-~]?"  # any other escape
+    r"|\x9b[0-?]*[ -/]*[@-~]"  # 8-bit CSI
+)
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def strip_control(text: str) -> str:
+    """``text`` safe to write to a terminal: escape sequences and control characters
+    (other than tab and newline) removed, so text from the cluster (logs, events) cannot
+    recolour, retitle, move the cursor or hide what came before it."""
+    return _CONTROL_RE.sub("", _ESCAPE_RE.sub("", text))
+
+
 def user_for(name: str, namespace: str) -> str:
     """The Kubernetes user (certificate CN) the server of ``name`` acts as."""
     return f"arkouda-k8s:{namespace}:{name}"

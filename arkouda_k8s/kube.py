@@ -36,6 +36,9 @@ DEFAULT_REQUEST_WINDOW = 30.0
 CONNECT_TIMEOUT = 5.0
 # A watch is re-opened at least this often, so a silent stream cannot hang a wait.
 WATCH_CHUNK = 60.0
+# A followed log may stay silent for as long as the server computes: like kubectl, no
+# practical read timeout (the reader stops it, or the server ends it with the pod).
+FOLLOW_READ_TIMEOUT = 7 * 86400.0
 CSR_SIGNER = "kubernetes.io/kube-apiserver-client"
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
@@ -817,20 +820,47 @@ class Kube:
         container: str | None = None,
         tail: int | None = None,
         previous: bool = False,
+        since_seconds: int | None = None,
+        timestamps: bool = False,
         deadline: float | None = None,
     ) -> str:
         text: str = self.request(
             "GET",
             KINDS["Pod"].path(namespace or self.namespace, pod) + "/log",
-            query=[
-                ("container", container),
-                ("tailLines", tail),
-                ("previous", "true" if previous else None),
-            ],
+            query=_log_query(container, tail, previous, since_seconds, timestamps),
             raw=True,
             deadline=deadline,
         )
         return text
+
+    def follow_logs(
+        self,
+        pod: str,
+        namespace: str | None = None,
+        *,
+        container: str | None = None,
+        tail: int | None = None,
+        since_seconds: int | None = None,
+        timestamps: bool = False,
+        deadline: float | None = None,
+    ) -> Any:
+        """The open response of ``pods/log?follow=true``: read it with
+        :func:`log_lines`; the server ends it when the container ends or the pod goes.
+
+        ``deadline`` bounds opening the stream only: a log may stay quiet for hours.
+        """
+        return self.request(
+            "GET",
+            KINDS["Pod"].path(namespace or self.namespace, pod) + "/log",
+            query=[
+                *_log_query(container, tail, False, since_seconds, timestamps),
+                ("follow", "true"),
+            ],
+            raw=True,
+            stream=True,
+            deadline=deadline,
+            read_timeout=FOLLOW_READ_TIMEOUT,
+        )
 
     # -- certificates ---------------------------------------------------------------
 
@@ -1011,6 +1041,45 @@ def _json_lines(resp: Any) -> Iterator[dict[str, Any]]:
     if buf.strip():
         with contextlib.suppress(ValueError):
             yield json.loads(buf)
+
+
+def _log_query(
+    container: str | None,
+    tail: int | None,
+    previous: bool,
+    since_seconds: int | None,
+    timestamps: bool,
+) -> list[tuple[str, Any]]:
+    return [
+        ("container", container),
+        ("tailLines", tail),
+        ("previous", "true" if previous else None),
+        ("sinceSeconds", since_seconds),
+        ("timestamps", "true" if timestamps else None),
+    ]
+
+
+def log_lines(resp: Any) -> Iterator[str]:
+    """Lines (without their newline) of a followed log, as they arrive; a last line
+    without a newline is given when the stream ends. Ends quietly when the stream is
+    closed from another thread (the reader stopped following)."""
+    import urllib3
+
+    buf = b""
+    try:
+        for chunk in resp.stream(65536, decode_content=True):
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                yield line.decode("utf-8", "replace")
+    except (urllib3.exceptions.HTTPError, OSError, ValueError, AttributeError):
+        # A reset, or the response closed under us (AttributeError: urllib3 drops the
+        # file object of a closed response): the log ends here either way.
+        pass
+    finally:
+        resp.release_conn()
+    if buf:
+        yield buf.decode("utf-8", "replace")
 
 
 def _key(obj: dict[str, Any]) -> str:

@@ -1326,8 +1326,10 @@ class ApiServer:
         return _json(scale_of(updated))
 
     async def _log(self, request: web.Request, route: Route) -> web.StreamResponse:
-        pod = self._must_get(route)
         q = request.query
+        # The real server validates the options before it looks the pod up.
+        _validate_log_options(q, route.name)
+        pod = self._must_get(route)
         container = q.get("container") or None
         tail = _int_param(q, "tailLines", -1)
         tail_lines = tail if tail >= 0 else None
@@ -1352,8 +1354,6 @@ class ApiServer:
         if q.get("timestamps") in ("true", "1"):
             extra["timestamps"] = True
         since = _int_param(q, "sinceSeconds", 0)
-        if since < 0:
-            raise bad_request("sinceSeconds: must be greater than 0")
         if since:
             extra["since_seconds"] = float(since)
         elif q.get("sinceTime"):
@@ -1760,6 +1760,45 @@ def _force(request: web.Request) -> bool:
     if value not in ("true", "false", "1", "0", ""):
         raise bad_request(f'force: invalid value "{value}": must be true or false')
     return value in ("true", "1")
+
+
+def _validate_log_options(q: Any, name: str) -> None:
+    """PodLogOptions validation of the real API server (ValidatePodLogOptions): 422
+    Invalid, every cause at once, as a client's `kubectl logs --since=0s` gets it."""
+    causes: list[dict[str, str]] = []
+
+    def check(field: str, bad: Any, message: str) -> None:
+        value = _int_param(q, field, 0) if q.get(field) not in (None, "") else None
+        if value is not None and bad(value):
+            causes.append(
+                {
+                    "reason": "FieldValueInvalid",
+                    "message": f"Invalid value: {value}: {message}",
+                    "field": field,
+                }
+            )
+
+    check("tailLines", lambda v: v < 0, "must be greater than or equal to 0")
+    check("limitBytes", lambda v: v < 1, "must be greater than 0")
+    if q.get("sinceSeconds") not in (None, "") and q.get("sinceTime") not in (None, ""):
+        causes.append(
+            {
+                "reason": "FieldValueForbidden",
+                "message": "Forbidden: at most one of `sinceTime` or `sinceSeconds` may be "
+                "specified",
+                "field": "",
+            }
+        )
+    else:
+        check("sinceSeconds", lambda v: v < 1, "must be greater than 0")
+    if causes:
+        text = ", ".join(f"{c['field']}: {c['message']}" for c in causes)
+        raise ApiError(
+            422,
+            "Invalid",
+            f'PodLogOptions "{name}" is invalid: {text}',
+            {"name": name, "kind": "PodLogOptions", "causes": causes},
+        )
 
 
 def _int_param(q: Any, name: str, default: int) -> int:

@@ -76,6 +76,31 @@ def assert_status(result: tuple[int, dict[str, Any], Any], code: int, reason: st
 PODS = "/api/v1/namespaces/default/pods"
 
 
+def test_log_options_are_validated_like_the_real_api_server(raw: Raw) -> None:
+    """ValidatePodLogOptions: 422 Invalid before the pod is even looked up, every cause at
+    once (what `kubectl logs --since=0s` or a client's sinceSeconds=0 gets)."""
+    log = "/api/v1/namespaces/default/pods/absent/log"
+    msg = assert_status(raw("GET", f"{log}?sinceSeconds=0"), 422, "Invalid")
+    assert (
+        msg
+        == 'PodLogOptions "absent" is invalid: sinceSeconds: Invalid value: 0: must be greater than 0'
+    )
+    status, _, doc = raw("GET", f"{log}?tailLines=-1&limitBytes=0")
+    assert status == 422 and [c["field"] for c in doc["details"]["causes"]] == [
+        "tailLines",
+        "limitBytes",
+    ]
+    assert "tailLines: Invalid value: -1: must be greater than or equal to 0" in doc["message"]
+    msg = assert_status(
+        raw("GET", f"{log}?sinceSeconds=5&sinceTime=2026-01-01T00:00:00Z"), 422, "Invalid"
+    )
+    assert msg.endswith(
+        ": Forbidden: at most one of `sinceTime` or `sinceSeconds` may be specified"
+    )
+    # Valid options on an absent pod: the pod's 404.
+    assert_status(raw("GET", f"{log}?sinceSeconds=5&tailLines=0"), 404, "NotFound")
+
+
 def test_malformed_json_is_400(raw: Raw) -> None:
     msg = assert_status(raw("POST", PODS, raw=b'{"metadata": {'), 400, "BadRequest")
     assert "not valid JSON" in msg
@@ -490,7 +515,7 @@ def test_odd_query_parameters_never_get_a_500_or_hang(raw: Raw) -> None:
             assert status < 500, (path, q, doc)
     for q in ("tailLines=abc", "sinceSeconds=-3", "sinceTime=yesterday", "container=nope"):
         status, _, doc = raw("GET", f"/api/v1/namespaces/default/pods/absent/log?{q}")
-        assert status in (400, 404), (q, doc)
+        assert status in (400, 404, 422), (q, doc)
     for path in (
         "/api/v1/namespaces/default/pods/%2F",
         "/api/v1/namespaces//pods",
