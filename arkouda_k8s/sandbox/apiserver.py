@@ -20,6 +20,7 @@ import ipaddress
 import json
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -758,7 +759,7 @@ class ApiServer:
 
     def _pod_security(self, res: Resource, obj: dict[str, Any], warnings: list[str]) -> None:
         """Pod Security admission: enforce on pods, warn on pods and workload templates."""
-        if res.key not in ("pods", "deployments.apps", "replicasets.apps"):
+        if res.key not in ("pods", "deployments.apps", "replicasets.apps", "jobs.batch"):
             return
         ns = self.store.get("namespaces", None, obj["metadata"].get("namespace", ""))
         if res.key == "pods":
@@ -827,6 +828,29 @@ class ApiServer:
             obj.pop("status", None)
         elif key in ("deployments.apps", "replicasets.apps"):
             obj["status"] = {}
+        elif key == "jobs.batch":
+            self._job_selector(obj)
+            obj["status"] = {}
+
+    @staticmethod
+    def _job_selector(job: dict[str, Any]) -> None:
+        """What the Job registry adds on create: a uid, the selector on it, and the
+        labels that tie the template's pods to this Job (the Job's own labels default to
+        the template's)."""
+        md = job["metadata"]
+        md["uid"] = str(uuid.uuid4())
+        spec = job.setdefault("spec", {})
+        tmd = spec.setdefault("template", {}).setdefault("metadata", {})
+        tlabels = tmd.setdefault("labels", {})
+        if not spec.get("manualSelector"):
+            spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": md["uid"]}}
+            tlabels.update(
+                {"batch.kubernetes.io/controller-uid": md["uid"], "controller-uid": md["uid"]}
+            )
+        if md.get("name"):
+            tlabels.update({"batch.kubernetes.io/job-name": md["name"], "job-name": md["name"]})
+        if not md.get("labels"):
+            md["labels"] = dict(tlabels)
 
     def _next_cluster_ip(self) -> str:
         # Service IPs are bookkeeping only: nothing binds or connects to them.
@@ -904,7 +928,8 @@ class ApiServer:
             md.setdefault("uid", "00000000-0000-0000-0000-000000000000")
             md["creationTimestamp"] = now_rfc3339()
             return self._respond(obj, 201, warnings)
-        created = self.store.create(res.key, obj)
+        uid = obj["metadata"].get("uid") if res.key == "jobs.batch" else None
+        created = self.store.create(res.key, obj, uid=uid)
         return self._respond(created, 201, warnings)
 
     def _check_namespace(self, namespace: str) -> None:

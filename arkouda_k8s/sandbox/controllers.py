@@ -1,6 +1,8 @@
 """The sandbox's control plane loops: what kube-controller-manager and the scheduler do.
 
-Deployment -> ReplicaSet -> pods (ownerReferences, scaling, status and conditions), a
+Deployment -> ReplicaSet -> pods (ownerReferences, scaling, status and conditions), Job
+-> pods (parallelism, completions, backoffLimit, activeDeadlineSeconds; the conditions
+Complete and Failed), a
 scheduler (node selection by resources, nodeSelector, taints; the real
 ``FailedScheduling`` messages), Service -> Endpoints for selector services, the
 ownerReference garbage collector (background and foreground), namespace termination,
@@ -110,6 +112,7 @@ class Controllers:
         self._owners_of: dict[tuple[str, str, str], set[str]] = {}
         self._uids: dict[str, tuple[str, str, str]] = {}
         self._sched_events: dict[str, tuple[str, float]] = {}
+        self._job_started: dict[str, float] = {}  # Job uid -> when it first synced
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -173,6 +176,9 @@ class Controllers:
                 self.enqueue("schedule", pod["metadata"]["namespace"], pod["metadata"]["name"])
         for d in self.store.iter_raw("deployments.apps"):
             self.enqueue("deployment", d["metadata"]["namespace"], d["metadata"]["name"])
+        for j in self.store.iter_raw("jobs.batch"):
+            if not _job_finished(j):  # activeDeadlineSeconds runs out without a change
+                self.enqueue("job", j["metadata"]["namespace"], j["metadata"]["name"])
         for ns in self.store.iter_raw("namespaces"):
             if ns["metadata"].get("deletionTimestamp"):
                 self.enqueue("namespace", "", ns["metadata"]["name"])
@@ -226,9 +232,13 @@ class Controllers:
             self.enqueue("replicaset", ns, name)
             if owner and owner in self._uids:
                 self.enqueue("deployment", ns, self._uids[owner][2])
+        elif resource == "jobs.batch":
+            self.enqueue("job", ns, name)
         elif resource == "pods":
             if owner and owner in self._uids and self._uids[owner][0] == "replicasets.apps":
                 self.enqueue("replicaset", ns, self._uids[owner][2])
+            if owner and owner in self._uids and self._uids[owner][0] == "jobs.batch":
+                self.enqueue("job", ns, self._uids[owner][2])
             if not deleted and not (obj.get("spec") or {}).get("nodeName"):
                 self.enqueue("schedule", ns, name)
             if deleted:
@@ -259,6 +269,8 @@ class Controllers:
             self._sync_deployment(ns, name)
         elif what == "replicaset":
             self._sync_replicaset(ns, name)
+        elif what == "job":
+            self._sync_job(ns, name)
         elif what == "schedule":
             self._schedule(ns, name)
         elif what == "endpoints":
@@ -574,6 +586,136 @@ class Controllers:
                     "labels": dict(tmd.get("labels") or {}),
                     "annotations": dict(tmd.get("annotations") or {}),
                     "ownerReferences": [owner_ref(rs)],
+                },
+                "spec": spec,
+                "status": {"phase": "Pending", "qosClass": _qos(spec)},
+            },
+        )
+
+    # -- Jobs ----------------------------------------------------------------------------
+
+    def _sync_job(self, ns: str, name: str) -> None:
+        """Run the template's pods until ``completions`` succeeded (Complete) or more than
+        ``backoffLimit`` failed, or ``activeDeadlineSeconds`` passed (Failed).
+
+        Failures count failed pods, plus container restarts under ``OnFailure`` (the
+        kubelet restarts those in place). Replacements start at once: the real
+        controller's back-off (10 s doubling) is left out of this test world.
+        """
+        job = self.store.get("jobs.batch", ns, name)
+        if job is None or job["metadata"].get("deletionTimestamp"):
+            self._job_started = {
+                uid: t for uid, t in self._job_started.items() if uid in self._uids
+            }
+            return
+        spec = job.get("spec") or {}
+        uid = job["metadata"]["uid"]
+        pods = [
+            p
+            for p in self.store.iter_raw("pods")
+            if p["metadata"].get("namespace") == ns and controller_uid(p) == uid
+        ]
+        phase = {id(p): (p.get("status") or {}).get("phase") for p in pods}
+        succeeded = sum(1 for p in pods if phase[id(p)] == "Succeeded")
+        failed = sum(1 for p in pods if phase[id(p)] == "Failed")
+        active = [
+            p
+            for p in pods
+            if phase[id(p)] not in ("Succeeded", "Failed")
+            and not p["metadata"].get("deletionTimestamp")
+        ]
+        policy = ((spec.get("template") or {}).get("spec") or {}).get("restartPolicy")
+        if policy == "OnFailure":
+            failed += sum(
+                int(cs.get("restartCount") or 0)
+                for p in active
+                for cs in (p.get("status") or {}).get("containerStatuses") or []
+            )
+        status = copy.deepcopy(job.get("status") or {})
+        stamp = now()
+        status.setdefault("startTime", stamp)
+        # startTime has whole seconds; the deadline counts from the first sync, precisely.
+        started = self._job_started.setdefault(uid, time.time())
+        conds = status.get("conditions") or []
+        finished = _job_finished(job)
+        completions = spec.get("completions")
+        parallelism = int(spec.get("parallelism", 1))
+        if not finished:
+            failure: tuple[str, str] | None = None
+            deadline = spec.get("activeDeadlineSeconds")
+            if failed > int(spec.get("backoffLimit", 6)):
+                failure = ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
+            elif deadline is not None and time.time() - started >= deadline:
+                failure = ("DeadlineExceeded", "Job was active longer than specified deadline")
+            elif deadline is not None:
+                remaining = deadline - (time.time() - started)
+                self._retry_later(("job", ns, name), max(0.05, remaining))
+            if failure is not None:
+                reason, message = failure
+                for ctype in ("FailureTarget", "Failed"):
+                    conds = _set_condition(conds, ctype, "True", reason, message, probe=True)
+                for p in active:
+                    with contextlib.suppress(ApiError):
+                        self.store.delete("pods", ns, p["metadata"]["name"])
+                active = []
+                self.events.record(job, reason, message, warning=True, component="job-controller")
+            elif completions is not None and succeeded >= int(completions):
+                for ctype in ("SuccessCriteriaMet", "Complete"):
+                    conds = _set_condition(
+                        conds,
+                        ctype,
+                        "True",
+                        "CompletionsReached",
+                        "Reached expected number of succeeded pods",
+                        probe=True,
+                    )
+                status["completionTime"] = stamp
+                self.events.record(job, "Completed", "Job completed", component="job-controller")
+            elif not spec.get("suspend"):
+                want = parallelism
+                if completions is not None:
+                    want = min(parallelism, int(completions) - succeeded)
+                for _ in range(max(0, want - len(active))):
+                    pod = self._new_job_pod(job)
+                    active.append(pod)
+                    self.events.record(
+                        job,
+                        "SuccessfulCreate",
+                        f"Created pod: {pod['metadata']['name']}",
+                        component="job-controller",
+                    )
+        status["conditions"] = conds
+        status["active"] = len(active)
+        status["succeeded"] = succeeded
+        status["failed"] = sum(1 for p in pods if phase[id(p)] == "Failed")
+        status["ready"] = sum(1 for p in active if _pod_ready(p))
+        status["terminating"] = sum(1 for p in pods if p["metadata"].get("deletionTimestamp"))
+        status["uncountedTerminatedPods"] = {}
+        status = {k: v for k, v in status.items() if v or k in ("ready", "uncountedTerminatedPods")}
+        fresh = self.store.get("jobs.batch", ns, name)
+        if fresh is None or fresh.get("status") == status:
+            return
+        fresh["status"] = status
+        self.store.update("jobs.batch", fresh, subresource="status")
+
+    def _new_job_pod(self, job: dict[str, Any]) -> dict[str, Any]:
+        template = copy.deepcopy((job.get("spec") or {}).get("template") or {})
+        tmd = template.get("metadata") or {}
+        spec = template.get("spec") or {}
+        spec.setdefault("terminationGracePeriodSeconds", 30)
+        spec.setdefault("dnsPolicy", "ClusterFirst")
+        spec.setdefault("schedulerName", SCHEDULER)
+        spec.setdefault("serviceAccountName", spec.get("serviceAccount") or "default")
+        spec.setdefault("securityContext", {})
+        return self.store.create(
+            "pods",
+            {
+                "metadata": {
+                    "generateName": job["metadata"]["name"] + "-",
+                    "namespace": job["metadata"]["namespace"],
+                    "labels": dict(tmd.get("labels") or {}),
+                    "annotations": dict(tmd.get("annotations") or {}),
+                    "ownerReferences": [owner_ref(job)],
                 },
                 "spec": spec,
                 "status": {"phase": "Pending", "qosClass": _qos(spec)},
@@ -912,6 +1054,13 @@ def _set_condition(
         else:
             existing[k] = v
     return out
+
+
+def _job_finished(job: dict[str, Any]) -> bool:
+    return any(
+        c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+        for c in (job.get("status") or {}).get("conditions") or []
+    )
 
 
 def _max_unavailable(spec: dict[str, Any], want: int) -> int:

@@ -110,6 +110,13 @@ RESOURCES: tuple[Resource, ...] = (
         categories=("all",),
         subresources={"status": _STATUS, "scale": _STATUS},
     ),
+    Resource(
+        "jobs",
+        "Job",
+        group="batch",
+        categories=("all",),
+        subresources={"status": _STATUS},
+    ),
     Resource("roles", "Role", group="rbac.authorization.k8s.io"),
     Resource("rolebindings", "RoleBinding", group="rbac.authorization.k8s.io"),
     Resource("clusterroles", "ClusterRole", group="rbac.authorization.k8s.io", namespaced=False),

@@ -103,9 +103,25 @@ def invalid(res: Resource, name: str, causes: list[tuple[str, str]]) -> ApiError
         _details(
             res,
             name,
-            [{"reason": "FieldValueInvalid", "message": m, "field": f} for f, m in causes],
+            [{"reason": _cause_reason(m), "message": m, "field": f} for f, m in causes],
         ),
     )
+
+
+# The cause reasons of field.ErrorType, by the message's leading words.
+_CAUSE_REASONS = (
+    ("Required value", "FieldValueRequired"),
+    ("Unsupported value", "FieldValueNotSupported"),
+    ("Forbidden", "FieldValueForbidden"),
+    ("Duplicate value", "FieldValueDuplicate"),
+    ("Too long", "FieldValueTooLong"),
+    ("Too many", "FieldValueTooMany"),
+    ("Not found", "FieldValueNotFound"),
+)
+
+
+def _cause_reason(message: str) -> str:
+    return next((r for lead, r in _CAUSE_REASONS if message.startswith(lead)), "FieldValueInvalid")
 
 
 def bad_request(message: str) -> ApiError:
@@ -394,7 +410,9 @@ class Store:
 
     # -- writing -----------------------------------------------------------------------
 
-    def create(self, resource: str, obj: dict[str, Any]) -> dict[str, Any]:
+    def create(
+        self, resource: str, obj: dict[str, Any], *, uid: str | None = None
+    ) -> dict[str, Any]:
         res = _row(resource)
         obj = copy.deepcopy(obj)
         md = obj.setdefault("metadata", {})
@@ -423,7 +441,8 @@ class Store:
         key = self._key(res, md.get("namespace"), name)
         if key in self._objects[resource]:
             raise already_exists(res, name)
-        md["uid"] = str(uuid.uuid4())
+        # A Job's selector names its uid before it is stored (the registry passes it).
+        md["uid"] = uid or str(uuid.uuid4())
         md["creationTimestamp"] = now_rfc3339()
         for volatile in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
             md.pop(volatile, None)

@@ -366,6 +366,8 @@ def semantic_check(res: Resource, obj: dict[str, Any], old: dict[str, Any] | Non
             causes.append(
                 ("spec.selector", f"Invalid value: {json.dumps(selector)}: field is immutable")
             )
+    elif key == "jobs.batch":
+        _job_rules(spec, old, causes)
     elif key == "services":
         headless = spec.get("clusterIP") == "None"
         ports = spec.get("ports") or []
@@ -521,6 +523,40 @@ def default_pod_spec(spec: Any) -> None:
                 v[src].setdefault("defaultMode", 420)
 
 
+def _job_rules(
+    spec: dict[str, Any], old: dict[str, Any] | None, causes: list[tuple[str, str]]
+) -> None:
+    """batch/v1 Job: the template's pod spec, a restart policy a Job can finish with,
+    non-negative counts, and a template that stays as created."""
+    tmpl = spec.get("template") or {}
+    _pod_spec_rules("spec.template.spec", tmpl.get("spec"), causes)
+    _label_rules(
+        "spec.template.metadata.labels", (tmpl.get("metadata") or {}).get("labels"), causes
+    )
+    policy = (tmpl.get("spec") or {}).get("restartPolicy")
+    if policy not in ("OnFailure", "Never"):
+        causes.append(
+            (
+                "spec.template.spec.restartPolicy",
+                f'Unsupported value: "{policy}": supported values: "OnFailure", "Never"',
+            )
+        )
+    for count in ("parallelism", "completions", "backoffLimit", "activeDeadlineSeconds"):
+        value = spec.get(count)
+        if isinstance(value, int) and value < (1 if count == "activeDeadlineSeconds" else 0):
+            bound = (
+                "greater than 0"
+                if count == "activeDeadlineSeconds"
+                else "greater than or equal to 0"
+            )
+            causes.append((f"spec.{count}", f"Invalid value: {value}: must be {bound}"))
+    if old is not None:
+        old_spec = old.get("spec") or {}
+        for immutable in ("template", "completions", "selector"):
+            if old_spec.get(immutable) != spec.get(immutable):
+                causes.append((f"spec.{immutable}", "Invalid value: field is immutable"))
+
+
 def apply_defaults(res: Resource, obj: dict[str, Any]) -> None:
     """Fill in what the real API server defaults for the kinds we serve."""
     key = res.key
@@ -562,6 +598,18 @@ def apply_defaults(res: Resource, obj: dict[str, Any]) -> None:
                 if isinstance(ru, dict):
                     ru.setdefault("maxSurge", "25%")
                     ru.setdefault("maxUnavailable", "25%")
+        tmpl = spec.get("template")
+        if isinstance(tmpl, dict):
+            tmpl.setdefault("metadata", {})
+            default_pod_spec(tmpl.get("spec"))
+    elif key == "jobs.batch" and isinstance(spec, dict):
+        if spec.get("completions") is None and spec.get("parallelism") is None:
+            spec["completions"] = 1
+        spec.setdefault("parallelism", 1)
+        spec.setdefault("backoffLimit", 6)
+        spec.setdefault("completionMode", "NonIndexed")
+        spec.setdefault("suspend", False)
+        spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
         tmpl = spec.get("template")
         if isinstance(tmpl, dict):
             tmpl.setdefault("metadata", {})
