@@ -2072,7 +2072,9 @@ def _summarize(
     ready = sum(1 for p in locales if _running_with_ip(p))
     failed = any((p.get("status") or {}).get("phase") == "Failed" for p in pods) or any(
         ((cs.get("state") or {}).get("waiting") or {}).get("reason")
-        in IMAGE_PULL_REASONS | {"CrashLoopBackOff"}
+        # ErrImagePull too: the kubelet alternates it with ImagePullBackOff, and a
+        # status taken in between must not call the deployment healthy again.
+        in IMAGE_PULL_REASONS | {"ErrImagePull", "CrashLoopBackOff"}
         for p in pods
         for cs in (p.get("status") or {}).get("containerStatuses") or []
     )
