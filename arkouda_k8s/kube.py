@@ -208,6 +208,10 @@ class Kube:
         # Where the configuration came from (kubeconfig path or "in-cluster"), for messages.
         self.source = source
         self.requests = 0  # API requests sent (benchmarks compare this with the server's count)
+        # Requests sent while none of ours was waiting for its answer: the round trips a
+        # caller waited for one after another (what a distant API server makes slow).
+        self.round_trips = 0
+        self._in_flight = 0
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -395,7 +399,14 @@ class Kube:
                 )
                 with self._lock:
                     self.requests += 1
-                resp = self.api_client.call_api(*params, _request_timeout=timeout)
+                    if self._in_flight == 0:
+                        self.round_trips += 1
+                    self._in_flight += 1
+                try:
+                    resp = self.api_client.call_api(*params, _request_timeout=timeout)
+                finally:
+                    with self._lock:
+                        self._in_flight -= 1
             except (urllib3.exceptions.HTTPError, ConnectionError, ApiException) as exc:
                 problem = _connection_problem(exc)
                 if _is_tls_failure(exc):

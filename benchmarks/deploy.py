@@ -1,6 +1,6 @@
 """Deploy to Ready in the sandbox: API requests and wall time for 4, 64 and 256 locales.
 
-    python benchmarks/deploy.py [--sizes 4 64 256] [--mode udp]
+    python benchmarks/deploy.py [--sizes 4 64 256] [--mode udp] [--api-latency 30ms]
 
 For each size: a fresh deployment (udp, 100m cpu / 256Mi per pod), ``deploy()`` until the
 Arkouda handshake answers through the tunnel, then ``teardown()``. Requests are counted
@@ -9,11 +9,19 @@ client (``Kube.requests``). Waiting is done with list + watch, so the client's c
 must not grow with the number of locales: the locale pods are created by the
 Deployment's controllers, not by one request per pod. The script exits 1 when the
 client's count at the largest size exceeds the smallest by more than ``--slack``.
+
+``--api-latency 30ms`` runs every size twice: without latency, then with the sandbox
+answering each API request that much later (a cluster a continent away). The client
+counts the round trips it waited for one after another (``Kube.round_trips``: requests
+sent while none of its others was waiting, so requests sent side by side count once);
+they must stay under ``--max-round-trips`` (default 20), else the script exits 1. The
+extra time to Ready is printed next to it.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 
@@ -42,6 +50,7 @@ def run_one(sb: Sandbox, locales: int, mode: str) -> dict[str, object]:
     ready = time.perf_counter() - start
     served = sb.stats.requests
     client = cluster.kube.requests
+    trips = cluster.kube.round_trips
     start = time.perf_counter()
     cluster.teardown()
     gone = time.perf_counter() - start
@@ -50,9 +59,18 @@ def run_one(sb: Sandbox, locales: int, mode: str) -> dict[str, object]:
         "ready_s": ready,
         "teardown_s": gone,
         "client_requests": client,
+        "round_trips": trips,
         "server_requests": served["total"],
         "by_verb": {k: v for k, v in sorted(served.items()) if k not in ("total", "discovery")},
     }
+
+
+def latency(text: str) -> float:
+    """'30ms', '0.03s', '0.03' -> seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s)?\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a latency (use e.g. 30ms)")
+    return float(m.group(1)) / (1000 if m.group(2) == "ms" else 1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,26 +78,63 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[4, 64, 256])
     parser.add_argument("--mode", default="udp", choices=["udp", "smp"])
     parser.add_argument("--slack", type=int, default=10, help="allowed growth of client requests")
+    parser.add_argument(
+        "--api-latency",
+        type=latency,
+        default=0.0,
+        metavar="DELAY",
+        help="also deploy with the sandbox answering each API request this late (e.g. 30ms)",
+    )
+    parser.add_argument(
+        "--max-round-trips",
+        type=int,
+        default=20,
+        help="with --api-latency: allowed sequential round trips to Ready",
+    )
     args = parser.parse_args(argv)
     rows = []
+    verdicts = []
+    delays = [0.0, args.api_latency] if args.api_latency else [0.0]
     # Two nodes: 256 locale pods exceed one node's 256-pod allocatable with the server.
     with Sandbox(nodes=2) as sb:
         for n in args.sizes:
-            row = run_one(sb, n, args.mode)
-            rows.append(row)
-            print(
-                f"{n:>4} locales: ready in {row['ready_s']:6.2f} s, teardown {row['teardown_s']:6.2f} s, "
-                f"client requests {row['client_requests']:>4}, served {row['server_requests']:>4} "
-                f"{row['by_verb']}",
-                flush=True,
-            )
+            by_delay = {}
+            for delay in delays:
+                sb.api_latency = delay
+                row = run_one(sb, n, args.mode)
+                by_delay[delay] = row
+                print(
+                    f"{n:>4} locales, API latency {delay * 1000:3.0f} ms: ready in "
+                    f"{row['ready_s']:6.2f} s, teardown {row['teardown_s']:6.2f} s, "
+                    f"client requests {row['client_requests']:>4} in "
+                    f"{row['round_trips']:>3} round trips, served "
+                    f"{row['server_requests']:>4} {row['by_verb']}",
+                    flush=True,
+                )
+            sb.api_latency = 0.0
+            rows.append(by_delay[0.0])
+            if args.api_latency:
+                slow = by_delay[args.api_latency]
+                extra = float(slow["ready_s"]) - float(by_delay[0.0]["ready_s"])  # type: ignore[arg-type]
+                trips = int(slow["round_trips"])  # type: ignore[call-overload]
+                ok = trips < args.max_round_trips
+                verdicts.append(ok)
+                print(
+                    f"{n:>4} locales: {trips} sequential round trips to Ready (allowed under "
+                    f"{args.max_round_trips}): {'ok' if ok else 'FAIL'}; "
+                    f"{args.api_latency * 1000:.0f} ms latency added {extra:+.2f} s "
+                    f"(= {extra / args.api_latency:.0f} x the latency, the server's own "
+                    "discovery requests included)",
+                    flush=True,
+                )
     growth = int(rows[-1]["client_requests"]) - int(rows[0]["client_requests"])  # type: ignore[call-overload]
     verdict = "ok" if growth <= args.slack else "FAIL"
+    verdicts.append(verdict == "ok")
     print(
         f"client requests from {rows[0]['locales']} to {rows[-1]['locales']} locales grew by "
         f"{growth} (allowed {args.slack}): {verdict}"
     )
-    return 0 if verdict == "ok" else 1
+    return 0 if all(verdicts) else 1
 
 
 if __name__ == "__main__":

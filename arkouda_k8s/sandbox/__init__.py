@@ -12,7 +12,8 @@ Use it as a context manager::
         print(sb.url, sb.kubeconfig_path)      # KUBECONFIG=sb.kubeconfig_path kubectl get ns
 
 or explicitly (``sb = Sandbox(port=6443); sb.start(); ...; sb.stop()``), with options
-``Sandbox(node_cpu="8", node_memory="32Gi", nodes=2)``. The server listens on
+``Sandbox(node_cpu="8", node_memory="32Gi", nodes=2)``, and ``api_latency=0.03`` to
+answer every API request 30 ms late (a remote cluster's round trip). The server listens on
 127.0.0.1 only. Keys and tokens stay in memory; the kubeconfig files it writes live in
 a private directory on tmpfs (mode 0600) that ``stop()`` removes.
 """
@@ -170,8 +171,14 @@ class Sandbox:
         nodes: int = 1,
         kubelet: bool = True,
         controllers: bool = True,
+        api_latency: float = 0.0,
     ) -> None:
+        if api_latency < 0:
+            raise UsageError(f"api_latency: {api_latency!r} is negative", "use 0 or more seconds")
         self.requested_port = port
+        # Seconds added to every API request (a client far from its cluster): what a
+        # lifecycle costs in sequential round trips shows in time here.
+        self.api_latency = float(api_latency)
         self.port = 0
         self.node_cpu = node_cpu
         self.node_memory = node_memory

@@ -171,6 +171,8 @@ class ApiServer:
     # -- pipeline ----------------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self.sb.api_latency:
+            await asyncio.sleep(self.sb.api_latency)  # the simulated round trip, not a wait
         try:
             return await self._handle(request)
         except ApiError as err:
