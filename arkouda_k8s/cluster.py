@@ -24,10 +24,9 @@ import weakref
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
-from . import manifests
+from . import manifests, preflight
 from .credentials import Credentials, LineRedactor, redact
 from .errors import (
     ArkoudaK8sError,
@@ -44,7 +43,8 @@ from .errors import (
     UsageError,
 )
 from .kube import Access, Kube, WatchDeadline, list_contexts, log_lines  # noqa: F401 (re-export)
-from .spec import ClusterSpec, format_bytes, parse_quantity
+from .preflight import rbac_yaml, required_access  # noqa: F401 (re-export)
+from .spec import ClusterSpec, format_bytes
 
 log = logging.getLogger(__name__)
 
@@ -334,6 +334,7 @@ class ArkoudaCluster:
         on_tunnel_state: Callable[[str], None] | None = None,
         teardown_on_exit: bool = False,
         local_port: int = 0,
+        create_namespace: bool = False,
     ) -> None:
         self.kube = kube or Kube.connect(kubeconfig, context, spec.namespace)
         self.spec = spec if spec.namespace else spec.with_namespace(self.kube.namespace)
@@ -355,6 +356,11 @@ class ArkoudaCluster:
         self.config: dict[str, Any] | None = None  # the server's getconfig answer
         self.created = False  # this object created the deployment (rollback owns it)
         self.csr_pending_admin = False
+        # Helm's --create-namespace: created by deploy() only when missing, and never
+        # deleted by teardown (other things may live in it).
+        self.create_namespace = create_namespace
+        self.namespace_missing = False
+        self.warnings: list[str] = []  # what preflight found worth saying, not fatal
         self._unschedulable_since: dict[str, float] = {}
         self._token: str | None = None
         self._heartbeat: _Heartbeat | None = None
@@ -455,6 +461,8 @@ class ArkoudaCluster:
                 "deploy it first, or check the name with `arkouda-k8s list -A`",
             )
         self.preflight()
+        if self.create_namespace and self.namespace_missing:
+            self._create_namespace(deadline)
         # The state ConfigMap is created (not applied) first: of two sessions deploying
         # the same name at once, one gets 409 and waits for the other's deployment
         # instead of writing a second set of credentials over it.
@@ -495,6 +503,15 @@ class ArkoudaCluster:
                         )
             raise
         return self
+
+    def _create_namespace(self, deadline: float) -> None:
+        try:
+            self.kube.create(manifests.namespace(self.spec), deadline=deadline)
+        except KubeError as exc:
+            if exc.status != 409:  # created meanwhile by someone else: just as good
+                raise
+            return
+        self._progress("preflight", 1, 1, f"namespace {self.namespace} created")
 
     def _create(self, wait: bool) -> None:
         t = self.timeouts
@@ -602,11 +619,11 @@ class ArkoudaCluster:
 
     def required_access(self) -> list[Access]:
         """Every permission the deploy, status, tunnel and teardown need."""
-        return required_access(self.spec)
+        return preflight.required_access(self.spec)
 
     def rbac_yaml(self, missing: Iterable[Access] | None = None) -> str:
         """The RBAC an administrator must apply for the current user."""
-        return rbac_yaml(
+        return preflight.rbac_yaml(
             self.spec,
             list(missing) if missing is not None else self.required_access(),
             self.kube.user,
@@ -616,168 +633,65 @@ class ArkoudaCluster:
         """Check, before anything is created, that this deployment can work here.
 
         Raises PermissionsMissing (every missing permission at once, with the RBAC to
-        grant) or PreflightError (Pod Security, quota, capacity). Creates nothing.
+        grant) or PreflightError (Pod Security, quota, capacity). Creates nothing. One
+        round trip: the checks (``preflight.check``) are sent side by side.
         """
         deadline = time.monotonic() + self.timeouts.preflight
-        total = 4
-        self._progress("preflight", 0, total, "checking permissions")
-        needs = self.required_access()
-        missing = self.kube.missing_access(needs, self.namespace, deadline=deadline)
-        approval = [a for a in missing if a.subresource == "approval" or a.resource == "signers"]
-        missing = [a for a in missing if a not in approval]
-        self.csr_pending_admin = bool(approval) and self.spec.mode == "udp"
-        problems: list[str] = []
-        self._progress("preflight", 1, total, "checking the namespace")
-        problems += self._check_namespace(deadline)
-        self._progress("preflight", 2, total, "checking quota")
-        problems += self._check_quota(deadline)
-        self._progress("preflight", 3, total, "checking node capacity")
-        problems += self._check_capacity(deadline)
-        if missing:
-            exc = PermissionsMissing(
-                [str(a) for a in missing], self.rbac_yaml(missing), user=self.kube.user
-            )
-            # The same list, grouped by resource, reads better on one line.
-            exc.message = (
-                f"missing permissions for {self.kube.user or 'the current user'} (context "
-                f"{self.kube.context or 'in-cluster'}) in namespace {self.namespace}: "
-                + _grouped(missing)
-            )
-            exc.problems += problems
-            raise exc
-        if problems:
+        self._progress(
+            "preflight", 0, 1, "checking permissions, the namespace, quota and node capacity"
+        )
+        found = preflight.check(
+            self.kube,
+            self.spec,
+            self.namespace,
+            deadline=deadline,
+            create_namespace=self.create_namespace,
+        )
+        self.csr_pending_admin = found.approval_by_admin
+        self.namespace_missing = found.namespace_missing
+        self.warnings = list(found.warnings)
+        if found.missing:
+            raise self._permissions_missing(found.missing, found.problems)
+        if found.problems:
             raise PreflightError(
                 f"deployment {self.name!r} cannot run in namespace {self.namespace}: "
-                + "; ".join(problems),
+                + "; ".join(found.problems),
                 "nothing was created; fix the problems above and deploy again",
-                problems=problems,
+                problems=found.problems,
             )
-        note = (
-            "; the CSR must be approved by an administrator (you may not approve it)"
-            if self.csr_pending_admin
-            else ""
-        )
-        self._progress("preflight", total, total, f"preflight passed{note}")
-
-    def _check_namespace(self, deadline: float) -> list[str]:
-        try:
-            ns = self.kube.get("Namespace", self.namespace, deadline=deadline)
-        except KubeError as exc:
-            if exc.status == 403:
-                return []  # most users may not read namespaces; the deploy will tell
-            raise
-        if ns is None:
-            return [
-                f"namespace {self.namespace} does not exist "
-                f"(create it: kubectl create namespace {self.namespace})"
-            ]
-        labels = (ns.get("metadata") or {}).get("labels") or {}
-        if labels.get("pod-security.kubernetes.io/enforce") == "restricted":
-            return [
-                f"namespace {self.namespace} enforces the 'restricted' Pod Security level, "
-                "which rejects the Arkouda images (they run sudo and sshd); use a namespace "
-                "at 'baseline' or 'privileged', or ask an administrator to relabel it"
-            ]
-        return []
-
-    def _needs(self) -> tuple[int, Decimal, Decimal, Decimal, Decimal]:
-        """(pods, cpu requests, memory requests, cpu limits, memory limits) of the spec."""
-        pods = 1 + self.spec.locale_pods
-        per = _pod_resources(manifests.server_pod(self.spec)["spec"])
-        return (pods, per[0] * pods, per[1] * pods, per[2] * pods, per[3] * pods)
-
-    def _check_quota(self, deadline: float) -> list[str]:
-        try:
-            quotas = self.kube.list("ResourceQuota", self.namespace, deadline=deadline)["items"]
-        except KubeError as exc:
-            if exc.status == 403:
-                return []
-            raise
-        pods, cpu_req, mem_req, cpu_lim, mem_lim = self._needs()
-        need = {
-            "pods": Decimal(pods),
-            "count/pods": Decimal(pods),
-            "requests.cpu": cpu_req,
-            "cpu": cpu_req,
-            "requests.memory": mem_req,
-            "memory": mem_req,
-            "limits.cpu": cpu_lim,
-            "limits.memory": mem_lim,
-        }
-        # Object counts: what manifests render, plus our state ConfigMap.
-        counts: dict[str, int] = {"ConfigMap": 1}
-        for obj in manifests.render(self.spec):
-            counts[obj["kind"]] = counts.get(obj["kind"], 0) + 1
-        for kind, keys in (
-            ("Secret", ("secrets", "count/secrets")),
-            ("ConfigMap", ("configmaps", "count/configmaps")),
-            ("Service", ("services", "count/services")),
-            ("Deployment", ("count/deployments.apps",)),
-        ):
-            for key in keys:
-                need[key] = Decimal(counts.get(kind, 0))
-        problems = []
-        for q in quotas:
-            hard = (q.get("status") or {}).get("hard") or (q.get("spec") or {}).get("hard") or {}
-            used = (q.get("status") or {}).get("used") or {}
-            for key, amount in need.items():
-                if key not in hard:
-                    continue
-                try:
-                    free = parse_quantity(hard[key]) - parse_quantity(used.get(key, "0"))
-                except ValueError:
-                    continue
-                if amount > free:
-                    problems.append(
-                        f"ResourceQuota {q['metadata']['name']} leaves {_qty(key, free)} of "
-                        f"{key}, the deployment needs {_qty(key, amount)} "
-                        + (
-                            f"({pods} pods); use fewer locales or less cpu/memory, or ask "
-                            "for a larger quota"
-                            if key not in _COUNTED
-                            else "; remove unused objects or ask for a larger quota"
-                        )
-                    )
-        return problems
-
-    def _check_capacity(self, deadline: float) -> list[str]:
-        try:
-            nodes = self.kube.list("Node", deadline=deadline)["items"]
-        except KubeError as exc:
-            if exc.status == 403:
-                return []  # nodes are cluster-scoped; many users cannot list them
-            raise
-        if not nodes:
-            return []
-        pods, cpu_req, mem_req, _, _ = self._needs()
-        per_cpu, per_mem = cpu_req / pods, mem_req / pods
-        fits = 0
-        largest = (Decimal(0), Decimal(0))
-        for node in nodes:
-            if (node.get("spec") or {}).get("unschedulable"):
-                continue
-            alloc = (node.get("status") or {}).get("allocatable") or {}
-            try:
-                cpu = parse_quantity(alloc.get("cpu", "0"))
-                mem = parse_quantity(alloc.get("memory", "0"))
-                max_pods = int(parse_quantity(alloc.get("pods", "110")))
-            except ValueError:
-                continue
-            largest = max(largest, (cpu, mem))
-            n = max_pods
-            if per_cpu > 0:
-                n = min(n, int(cpu / per_cpu))
-            if per_mem > 0:
-                n = min(n, int(mem / per_mem))
-            fits += n
-        if fits >= pods:
-            return []
-        return [
-            f"the nodes' allocatable capacity fits {fits} of the {pods} pods "
-            f"({self.spec.cpu} cpu, {self.spec.memory} memory each; the largest node has "
-            f"{largest[0]} cpu, {format_bytes(int(largest[1]))}); use fewer locales or "
-            "smaller pods"
+        notes = [
+            *found.warnings,
+            *(
+                ["the CSR must be approved by an administrator (you may not approve it)"]
+                if found.approval_by_admin
+                else []
+            ),
         ]
+        self._progress("preflight", 1, 1, "preflight passed" + "".join(f"; {n}" for n in notes))
+
+    def _permissions_missing(
+        self, missing: list[Access], problems: list[str]
+    ) -> PermissionsMissing:
+        exc = PermissionsMissing(
+            [str(a) for a in missing], self.rbac_yaml(missing), user=self.kube.user
+        )
+        # The same list, grouped by resource, reads better on one line.
+        exc.message = (
+            f"missing permissions for {self.kube.user or 'the current user'} (context "
+            f"{self.kube.context or 'in-cluster'}) in namespace {self.namespace}: "
+            + preflight.grouped(missing)
+        )
+        cluster_wide = [a for a in missing if not a.namespaced and a.resource != "namespaces"]
+        if self.spec.registration == "server" and cluster_wide:
+            exc.hint = (
+                "--registration server needs a cluster-scoped grant to create and approve "
+                f"{manifests.CSR_SIGNER} CSRs, which few administrators give (and EKS never "
+                "signs); deploy with the default --registration client, which needs "
+                "namespace permissions only, or ask an administrator to apply the RBAC "
+                "printed by `arkouda-k8s deploy --registration server --print-rbac`"
+            )
+        exc.problems += problems
+        return exc
 
     # -- credentials --------------------------------------------------------------------
 
@@ -1898,146 +1812,6 @@ def _kube_in(kube: Kube, namespace: str) -> Kube:
     return other
 
 
-# -- permissions ------------------------------------------------------------------------------
-
-_OBJECT_VERBS = ("get", "list", "watch", "create", "patch", "delete")
-
-
-def required_access(spec: ClusterSpec) -> list[Access]:
-    """Every permission a deploy of ``spec`` (and its status, tunnel, teardown) needs."""
-    out: list[Access] = []
-    for resource in ("pods", "services", "configmaps", "secrets"):
-        out += [Access(v, resource) for v in _OBJECT_VERBS]
-    if spec.mode == "udp":
-        # The Role we create grants these to the server; Kubernetes only lets a user
-        # grant what they hold themselves.
-        out += [Access("update", "services")]
-        out += [Access(v, "endpoints") for v in ("create", "update")]
-    out += [Access("get", "pods", subresource="log")]
-    out += [
-        Access("create", "pods", subresource="portforward"),
-        Access("get", "pods", subresource="portforward"),
-    ]
-    out += [Access("list", "events")]
-    # Leftovers of a self-registered Service are removed before a start and at teardown.
-    out += [Access(v, "endpoints") for v in ("get", "list", "watch", "delete")]
-    out += [Access(v, "replicasets", "apps") for v in ("list", "watch")]
-    if spec.mode == "udp":
-        out += [Access(v, "deployments", "apps") for v in _OBJECT_VERBS]
-        for resource in ("roles", "rolebindings"):
-            out += [
-                Access(v, resource, "rbac.authorization.k8s.io")
-                for v in ("get", "list", "watch", "create", "patch", "delete")
-            ]
-        out += [
-            Access(v, "certificatesigningrequests", "certificates.k8s.io", namespaced=False)
-            for v in ("get", "list", "watch", "create", "delete")
-        ]
-        out += [
-            Access(
-                "update",
-                "certificatesigningrequests",
-                "certificates.k8s.io",
-                "approval",
-                namespaced=False,
-            ),
-            Access(
-                "approve",
-                "signers",
-                "certificates.k8s.io",
-                namespaced=False,
-                name=manifests.CSR_SIGNER,
-            ),
-        ]
-    return out
-
-
-def rbac_yaml(spec: ClusterSpec, missing: list[Access], user: str | None) -> str:
-    """Role/ClusterRole + bindings granting ``missing`` to ``user``, as YAML."""
-    import yaml
-
-    subject = {
-        "apiGroup": "rbac.authorization.k8s.io",
-        "kind": "User",
-        "name": user or "<your user>",
-    }
-    ns_rules = _rules([a for a in missing if a.namespaced])
-    cluster_rules = _rules([a for a in missing if not a.namespaced])
-    docs: list[dict[str, Any]] = []
-    base = f"arkouda-k8s-deployer-{spec.name}"
-    if ns_rules:
-        docs.append(
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "Role",
-                "metadata": {"name": base, "namespace": spec.namespace},
-                "rules": ns_rules,
-            }
-        )
-        docs.append(
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "RoleBinding",
-                "metadata": {"name": base, "namespace": spec.namespace},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": base},
-                "subjects": [subject],
-            }
-        )
-    if cluster_rules:
-        docs.append(
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "ClusterRole",
-                "metadata": {"name": base},
-                "rules": cluster_rules,
-            }
-        )
-        docs.append(
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "ClusterRoleBinding",
-                "metadata": {"name": base},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "ClusterRole",
-                    "name": base,
-                },
-                "subjects": [subject],
-            }
-        )
-    header = (
-        f"# RBAC for arkouda-k8s deployment {spec.name!r} in namespace {spec.namespace}.\n"
-        f"# The subject is the kubeconfig user {user!r}; if your cluster knows you by another\n"
-        "# name (an email, a cloud identity), put that name in the bindings' subjects.\n"
-    )
-    return header + yaml.safe_dump_all(docs, sort_keys=False)
-
-
-def _grouped(accesses: list[Access]) -> str:
-    """'get/list/watch pods; create pods/portforward; ...' in the order given."""
-    by_resource: dict[str, list[str]] = {}
-    for a in accesses:
-        resource = str(a).split(" ", 1)[1]
-        by_resource.setdefault(resource, []).append(a.verb)
-    return "; ".join(f"{'/'.join(verbs)} {res}" for res, verbs in by_resource.items())
-
-
-def _rules(accesses: list[Access]) -> list[dict[str, Any]]:
-    grouped: dict[tuple[str, str, str], list[str]] = {}
-    for a in accesses:
-        res = a.resource + (f"/{a.subresource}" if a.subresource else "")
-        verbs = grouped.setdefault((a.group, res, a.name), [])
-        if a.verb not in verbs:
-            verbs.append(a.verb)
-    rules = []
-    for (group, res, name), verbs in grouped.items():
-        rule: dict[str, Any] = {"apiGroups": [group], "resources": [res], "verbs": verbs}
-        if name:
-            rule["resourceNames"] = [name]
-        rules.append(rule)
-    return rules
-
-
 # -- helpers -------------------------------------------------------------------------------
 
 
@@ -2173,31 +1947,6 @@ def _check_same_spec(existing: ClusterSpec, wanted: ClusterSpec) -> None:
         f"tear it down first (`arkouda-k8s teardown {existing.name}`) and deploy again, "
         "or deploy with the same settings to connect to it",
     )
-
-
-_COUNTED = frozenset(
-    {
-        "secrets",
-        "count/secrets",
-        "configmaps",
-        "count/configmaps",
-        "services",
-        "count/services",
-        "count/deployments.apps",
-    }
-)
-
-
-def _pod_resources(pod_spec: dict[str, Any]) -> tuple[Decimal, Decimal, Decimal, Decimal]:
-    cpu_r = mem_r = cpu_l = mem_l = Decimal(0)
-    for c in pod_spec.get("containers") or []:
-        res = c.get("resources") or {}
-        req, lim = res.get("requests") or {}, res.get("limits") or {}
-        cpu_r += parse_quantity(req.get("cpu", lim.get("cpu", "0")))
-        mem_r += parse_quantity(req.get("memory", lim.get("memory", "0")))
-        cpu_l += parse_quantity(lim.get("cpu", "0"))
-        mem_l += parse_quantity(lim.get("memory", "0"))
-    return cpu_r, mem_r, cpu_l, mem_l
 
 
 @contextlib.contextmanager
@@ -2351,12 +2100,6 @@ def _memory_text(used: int | None, cap: int | None) -> str:
     u = format_bytes(used) if used is not None else "?"
     c = format_bytes(cap) if cap is not None else "?"
     return f"{u} used of {c} (memMax x locales)"
-
-
-def _qty(key: str, value: Decimal) -> str:
-    if "memory" in key:
-        return format_bytes(int(value))
-    return f"{value.normalize():f}"
 
 
 def _join(a: str | None, b: str) -> str:

@@ -3,7 +3,8 @@
 A small adapter that loads a kubeconfig (path, context, namespace, exec auth) or the
 in-cluster config and speaks plain dicts to the layers above: server-side apply,
 delete by label (and wait until gone), list + watch with one overall deadline, events,
-logs, CertificateSigningRequests and SelfSubjectAccessReviews. Transient API failures
+logs, CertificateSigningRequests, SelfSubjectRulesReviews and SelfSubjectAccessReviews,
+and several requests side by side (``apply_all``, ``concurrently``). Transient API failures
 (429/5xx, dropped connections) are retried with backoff inside the caller's deadline; a
 403 fails at once, naming the verb and resource. ``kubernetes`` is imported lazily so
 that importing arkouda_k8s stays fast.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import base64
 import builtins
 import contextlib
+import functools
 import json
 import os
 import random
@@ -39,6 +41,8 @@ WATCH_CHUNK = 60.0
 # A followed log may stay silent for as long as the server computes: like kubectl, no
 # practical read timeout (the reader stops it, or the server ends it with the pod).
 FOLLOW_READ_TIMEOUT = 7 * 86400.0
+# Requests in flight at once from one Kube (the client's connection pool holds more).
+MAX_PARALLEL = 16
 CSR_SIGNER = "kubernetes.io/kube-apiserver-client"
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
@@ -99,6 +103,7 @@ _KINDS = (
     Kind(
         "SelfSubjectAccessReview", "authorization.k8s.io", "v1", "selfsubjectaccessreviews", False
     ),
+    Kind("SelfSubjectRulesReview", "authorization.k8s.io", "v1", "selfsubjectrulesreviews", False),
 )
 KINDS: dict[str, Kind] = {k.kind: k for k in _KINDS}
 
@@ -200,6 +205,10 @@ class Kube:
         from kubernetes import client
 
         self.configuration = configuration
+        # Room for every request sent side by side (the default is 5 per CPU).
+        configuration.connection_pool_maxsize = max(
+            MAX_PARALLEL, configuration.connection_pool_maxsize or 0
+        )
         self.api_client = client.ApiClient(configuration)
         self.namespace = namespace
         self.context = context
@@ -988,6 +997,25 @@ class Kube:
         )
         return bool((out.get("status") or {}).get("allowed"))
 
+    def rules_review(
+        self, namespace: str | None = None, *, deadline: float | None = None
+    ) -> dict[str, Any]:
+        """SelfSubjectRulesReview: every rule the current user holds in ``namespace``.
+
+        The status: ``resourceRules``, ``nonResourceRules`` and ``incomplete`` (true when
+        an authorizer other than RBAC, e.g. a cloud's webhook, may allow more).
+        """
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectRulesReview",
+            "spec": {"namespace": namespace or self.namespace},
+        }
+        out = self.request(
+            "POST", KINDS["SelfSubjectRulesReview"].path(), body=review, deadline=deadline
+        )
+        status: dict[str, Any] = out.get("status") or {}
+        return status
+
     def missing_access(
         self,
         needs: Iterable[Access],
@@ -997,9 +1025,38 @@ class Kube:
     ) -> builtins.list[Access]:
         """The subset of ``needs`` the current user lacks (reviews sent concurrently)."""
         needs = list(needs)
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            allowed = list(pool.map(lambda a: self.can_i(a, namespace, deadline=deadline), needs))
+        allowed = self.concurrently(
+            [functools.partial(self.can_i, a, namespace, deadline=deadline) for a in needs]
+        )
         return [a for a, ok in zip(needs, allowed, strict=True) if not ok]
+
+    # -- several requests side by side --------------------------------------------------
+
+    def concurrently(self, calls: Iterable[Callable[[], T]]) -> builtins.list[T]:
+        """Run independent API calls side by side; their results in order.
+
+        Against a distant API server a deploy waits for round trips, not bandwidth:
+        requests that do not depend on each other share one. The first exception (in
+        the order given) is raised once every call has finished.
+        """
+        calls = builtins.list(calls)
+        if len(calls) <= 1:
+            return [c() for c in calls]
+        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(calls))) as pool:
+            futures = [pool.submit(c) for c in calls]
+            errors = [f.exception() for f in futures]
+        for err in errors:
+            if err is not None:
+                raise err
+        return [f.result() for f in futures]
+
+    def apply_all(
+        self, objs: Iterable[dict[str, Any]], *, deadline: float | None = None
+    ) -> builtins.list[dict[str, Any]]:
+        """Server-side apply of independent objects, side by side (see ``concurrently``)."""
+        return self.concurrently(
+            [functools.partial(self.apply, o, deadline=deadline) for o in objs]
+        )
 
 
 def _connection_problem(exc: BaseException) -> str:

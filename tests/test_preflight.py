@@ -11,8 +11,11 @@ import pytest
 import yaml
 from lifecycle_support import FAST, FAULT, Recorder, labelled, spec
 
+from arkouda_k8s import preflight
 from arkouda_k8s.cluster import ArkoudaCluster, required_access
 from arkouda_k8s.errors import PermissionsMissing, PreflightError, StageTimeout
+from arkouda_k8s.kube import Access
+from arkouda_k8s.spec import Persistence
 
 
 def objects_in(kube, namespace):
@@ -161,3 +164,112 @@ def test_node_capacity_too_small(sb, kube):
         ArkoudaCluster(s, kubeconfig=sb.kubeconfig_path, timeouts=FAST).deploy()
     assert "fits 2 of the 4 pods" in err.value.one_line()
     assert labelled(kube, "p-big") == []
+
+
+def test_preflight_is_one_round_trip_with_one_rules_review(sb):
+    """One SelfSubjectRulesReview for the namespace instead of an access review per
+    permission (62 of them before), every check side by side: against a distant API
+    server the whole preflight waits for one round trip."""
+    c = ArkoudaCluster(spec("p-fast", locales=4), kubeconfig=sb.kubeconfig_path, timeouts=FAST)
+    before_requests, before_trips = c.kube.requests, c.kube.round_trips
+    sb.api_latency = 0.05  # every request slow enough that side by side shows
+    try:
+        c.preflight()
+    finally:
+        sb.api_latency = 0.0
+    sent = c.kube.requests - before_requests
+    trips = c.kube.round_trips - before_trips
+    assert trips == 1, f"{sent} requests in {trips} round trips"
+    assert sent <= 4 + sum(1 for a in required_access(c.spec) if not a.namespaced)
+
+
+def test_rule_matching_follows_rbac():
+    pods_get = Access("get", "pods")
+    scale = Access("update", "deployments", "apps", "scale")
+    signer = Access("approve", "signers", "certificates.k8s.io", name="x/y", namespaced=False)
+    rule = preflight.rule_allows
+    assert rule({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}, scale)
+    assert rule({"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}, pods_get)
+    assert not rule({"verbs": ["get"], "apiGroups": ["apps"], "resources": ["pods"]}, pods_get)
+    # a resource does not grant its subresources, "*/scale" grants every scale
+    assert not rule(
+        {"verbs": ["update"], "apiGroups": ["apps"], "resources": ["deployments"]}, scale
+    )
+    assert rule({"verbs": ["update"], "apiGroups": ["apps"], "resources": ["*/scale"]}, scale)
+    base = {"verbs": ["approve"], "apiGroups": ["certificates.k8s.io"], "resources": ["signers"]}
+    assert rule({**base, "resourceNames": ["x/y"]}, signer)
+    assert not rule({**base, "resourceNames": ["other"]}, signer)
+    assert not rule(
+        {**base, "resourceNames": ["x/y"]}, Access("approve", "signers", "certificates.k8s.io")
+    )
+
+
+class _IncompleteReview:
+    """A Kube whose RBAC rules grant nothing and say so incompletely (a webhook
+    authorizer allows pods only): the preflight must ask access reviews."""
+
+    namespace = "default"
+
+    def __init__(self):
+        self.asked = []
+
+    def concurrently(self, calls):
+        return [c() for c in calls]
+
+    def rules_review(self, namespace, *, deadline):
+        return {"resourceRules": [], "incomplete": True}
+
+    def get(self, kind, name, namespace=None, *, deadline=None):
+        return {"metadata": {"name": name, "labels": {}}}
+
+    def list(self, kind, namespace=None, *, deadline=None):
+        return {"items": []}
+
+    def can_i(self, access, namespace=None, *, deadline=None):
+        self.asked.append(access)
+        return access.resource == "pods"
+
+    def missing_access(self, needs, namespace=None, *, deadline=None):
+        return [a for a in needs if not self.can_i(a, namespace)]
+
+
+def test_an_incomplete_rules_review_is_confirmed_by_access_reviews():
+    kube = _IncompleteReview()
+    s = spec("p-webhook", locales=2)
+    found = preflight.check(kube, s, "default", deadline=time.monotonic() + 5)
+    assert found.missing and all(a.resource != "pods" for a in found.missing)
+    assert any(a.resource == "pods" for a in kube.asked)
+
+
+def test_baseline_pod_security_and_hostpath_persistence(sb, kube):
+    """Pod Security 'baseline' forbids hostPath: an error where the namespace enforces
+    it, a warning where the level is the cluster's default (unknown to us)."""
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": "p-baseline",
+                "labels": {"pod-security.kubernetes.io/enforce": "baseline"},
+            },
+        }
+    )
+    files = Persistence(host_path="/tmp/arkouda-files", mount_path="/arkouda-files")
+    s = spec("p-files", namespace="p-baseline", persistence=files)
+    with pytest.raises(PreflightError) as err:
+        ArkoudaCluster(s, kubeconfig=sb.kubeconfig_path, timeouts=FAST).deploy()
+    assert "'baseline'" in err.value.one_line() and "hostPath" in err.value.one_line()
+    assert objects_in(kube, "p-baseline") == []
+
+    rec = Recorder()
+    c = ArkoudaCluster(
+        spec("p-files", persistence=files),
+        kubeconfig=sb.kubeconfig_path,
+        timeouts=FAST,
+        on_progress=rec,
+    )
+    c.preflight()
+    assert any("baseline" in w and "hostPath" in w for w in c.warnings)
+    assert any(
+        "forbids" in m for m in rec.messages() if m.startswith("preflight: preflight passed")
+    )

@@ -41,10 +41,12 @@ from ..errors import UsageError
 from .auth import (
     ADMIN_USER,
     MASTERS,
+    RBAC,
     Attributes,
     Authenticator,
     CertificateAuthority,
     UserInfo,
+    aggregate,
     default_rbac,
 )
 from .store import ApiError, Store
@@ -67,7 +69,8 @@ class Faults:
       on that resource (``pods``, ``pods/portforward``, ``deployments.apps``, "*").
       ``user=None`` applies to every user except system:masters (the admin);
       ``user="*"`` to everyone including the admin; otherwise to that user name.
-      Access reviews (``kubectl auth can-i``) report the denial too.
+      Access reviews (``kubectl auth can-i``) and rules reviews report the denial too
+      (a rules review keeps a rule that grants the verb through wildcard resources).
     - ``drop_portforward_streams()``: close every open port-forward now.
     - ``clear()``: remove every fault.
     """
@@ -109,6 +112,22 @@ class Faults:
 
         raise status_error(status, f"sandbox fault injection: this request fails with {status}")
 
+    def filter_rules(
+        self, user: UserInfo, namespace: str, rules: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """A rules review's resourceRules without the verbs a deny fault takes away."""
+        with self._lock:
+            denies = [
+                (verb, resource)
+                for verb, resource, who, ns in self._deny
+                if (ns is None or ns == namespace)
+                and not (who is None and user.is_admin)
+                and who in (None, "*", user.name)
+            ]
+        for verb, denied in denies:
+            rules = [part for rule in rules for part in _without(rule, verb, denied)]
+        return rules
+
     def denied(self, user: UserInfo, attrs: Attributes) -> str | None:
         """The 403 message when a deny fault matches the request, else None."""
         with self._lock:
@@ -132,6 +151,36 @@ class Faults:
 
             return forbidden_message(user, attrs) + " (sandbox fault injection)"
         return None
+
+
+# The verbs a "*" in a rule stands for, when a fault takes one of them away.
+_VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
+
+
+def _without(rule: dict[str, Any], verb: str, denied: str) -> list[dict[str, Any]]:
+    """``rule`` split so that it no longer grants ``verb`` on ``denied`` (a fault's
+    resource: "pods", "pods/log", "deployments.apps", "*")."""
+    resource, _, sub = denied.partition("/")
+    plural, _, group = resource.partition(".")
+    named = f"{plural}/{sub}" if sub else plural
+    verbs = rule.get("verbs") or []
+    if verb != "*" and "*" not in verbs and verb not in verbs:
+        return [rule]
+    groups = rule.get("apiGroups") or []
+    if denied != "*" and "*" not in groups and group not in groups:
+        return [rule]
+    resources = rule.get("resources") or []
+    hit = list(resources) if denied == "*" else [r for r in resources if r == named]
+    if not hit:
+        return [rule]
+    rest = [r for r in resources if r not in hit]
+    kept = [v for v in (_VERBS if "*" in verbs else verbs) if verb not in ("*", v)]
+    out = []
+    if rest:
+        out.append({**rule, "resources": rest})
+    if kept:
+        out.append({**rule, "resources": hit, "verbs": kept})
+    return out
 
 
 class Stats:
@@ -410,6 +459,8 @@ class Sandbox:
             s.create("namespaces", {"metadata": {"name": ns}})
         for key, obj in default_rbac():
             s.create(key, obj)
+        for role in aggregate(s):  # admin, edit, view get their rules (the API hook
+            s.update(f"clusterroles.{RBAC}", role)  # keeps them current afterwards)
         for name in self.node_names:
             resources = {
                 "cpu": self.node_cpu,

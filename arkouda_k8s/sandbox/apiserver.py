@@ -35,6 +35,7 @@ from .auth import (
     CLIENT_SIGNER,
     Attributes,
     UserInfo,
+    aggregate,
     authorize,
     forbidden_message,
     rules_review,
@@ -1554,7 +1555,11 @@ class ApiServer:
         }
         if res.plural == "selfsubjectrulesreviews":
             ns = spec.get("namespace") or ""
-            out["status"] = rules_review(self.store, subject, ns)
+            rules = rules_review(self.store, subject, ns)
+            rules["resourceRules"] = self.sb.faults.filter_rules(
+                subject, ns, rules["resourceRules"]
+            )
+            out["status"] = rules
             return _json(out, status=201)
         ra = spec.get("resourceAttributes")
         nra = spec.get("nonResourceAttributes")
@@ -1606,11 +1611,14 @@ class ApiServer:
         self, kind: str, resource: str, obj: dict[str, Any], old: dict[str, Any] | None
     ) -> None:
         """Store hook: the CSR signer, per-namespace bootstrap objects, quota usage."""
-        if kind == "DELETED" and resource not in _QUOTA_TRIGGERS:
+        if kind == "DELETED" and resource not in _QUOTA_TRIGGERS | {_CLUSTER_ROLES}:
             return
         loop = self.sb.loop
         if loop is None:
             return
+        if resource == _CLUSTER_ROLES:
+            # The aggregation controller: admin/edit/view follow the labelled roles.
+            loop.call_soon_threadsafe(self._aggregate)
         if resource == "certificatesigningrequests.certificates.k8s.io":
             status = obj.get("status") or {}
             types = {c.get("type") for c in status.get("conditions") or []}
@@ -1634,6 +1642,12 @@ class ApiServer:
             if ns and ns not in self._quota_dirty:
                 self._quota_dirty.add(ns)
                 loop.call_soon_threadsafe(self._refresh_quotas, ns)
+
+    def _aggregate(self) -> None:
+        for role in aggregate(self.store):
+            role["metadata"].pop("resourceVersion", None)
+            with contextlib.suppress(ApiError):
+                self.store.update(_CLUSTER_ROLES, role)
 
     def _refresh_quotas(self, namespace: str) -> None:
         """Write each quota's status (hard, used) like the quota controller."""
@@ -1705,6 +1719,8 @@ class ApiServer:
                     },
                 )
 
+
+_CLUSTER_ROLES = "clusterroles.rbac.authorization.k8s.io"
 
 # Changes that move a namespace's quota usage.
 _QUOTA_TRIGGERS = frozenset(

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import ipaddress
 import os
@@ -25,6 +26,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from .bootstrap_policy import user_facing_roles
+from .store import match_label_selector_obj
 
 ADMIN_USER = "sandbox-admin"
 MASTERS = "system:masters"
@@ -437,52 +441,6 @@ def default_rbac() -> list[tuple[str, dict[str, Any]]]:
             },
         )
 
-    read = ["get", "list", "watch"]
-    write = ["create", "delete", "deletecollection", "patch", "update"]
-    workload = [
-        {
-            "apiGroups": [""],
-            "resources": [
-                "pods",
-                "pods/log",
-                "pods/status",
-                "services",
-                "endpoints",
-                "configmaps",
-                "secrets",
-                "serviceaccounts",
-                "persistentvolumeclaims",
-                "events",
-                "resourcequotas",
-                "limitranges",
-            ],
-            "verbs": read,
-        },
-        {"apiGroups": ["apps"], "resources": ["deployments", "replicasets"], "verbs": read},
-    ]
-    edit = [
-        {
-            "apiGroups": [""],
-            "resources": [
-                "pods",
-                "pods/portforward",
-                "pods/exec",
-                "services",
-                "endpoints",
-                "configmaps",
-                "secrets",
-                "serviceaccounts",
-                "persistentvolumeclaims",
-            ],
-            "verbs": write,
-        },
-        {
-            "apiGroups": ["apps"],
-            "resources": ["deployments", "deployments/scale", "replicasets"],
-            "verbs": write,
-        },
-        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": read + write},
-    ]
     return [
         cr(
             "cluster-admin",
@@ -491,20 +449,7 @@ def default_rbac() -> list[tuple[str, dict[str, Any]]]:
                 {"nonResourceURLs": ["*"], "verbs": ["*"]},
             ],
         ),
-        cr("view", workload),
-        cr("edit", workload + edit),
-        cr(
-            "admin",
-            workload
-            + edit
-            + [
-                {
-                    "apiGroups": [RBAC],
-                    "resources": ["roles", "rolebindings"],
-                    "verbs": read + write,
-                }
-            ],
-        ),
+        *[(f"clusterroles.{RBAC}", _bootstrapped(role)) for role in user_facing_roles()],
         cr(
             "system:basic-user",
             [
@@ -559,6 +504,45 @@ def default_rbac() -> list[tuple[str, dict[str, Any]]]:
             [AUTHENTICATED, UNAUTHENTICATED],
         ),
     ]
+
+
+def _bootstrapped(role: dict[str, Any]) -> dict[str, Any]:
+    labels = {**role["metadata"].get("labels", {}), "kubernetes.io/bootstrapping": "rbac-defaults"}
+    return {**role, "metadata": {**role["metadata"], "labels": labels}}
+
+
+def aggregate(store: Any) -> list[dict[str, Any]]:
+    """The aggregated ClusterRoles whose rules must change, with their new rules.
+
+    Like the cluster's clusterrole-aggregation controller: an aggregated role's rules
+    are the rules of every other ClusterRole its clusterRoleSelectors match, without
+    repeats; roles aggregated into roles (edit into admin) settle by repetition.
+    """
+    key = f"clusterroles.{RBAC}"
+    roles = {r["metadata"]["name"]: r for r in store.iter_raw(key)}
+    rules = {name: list(r.get("rules") or []) for name, r in roles.items()}
+    aggregated = [n for n, r in roles.items() if (r.get("aggregationRule") or {})]
+    for _ in range(len(aggregated) + 1):
+        changed = False
+        for name in aggregated:
+            selectors = roles[name]["aggregationRule"].get("clusterRoleSelectors") or []
+            union: list[dict[str, Any]] = []
+            for other, role in sorted(roles.items()):
+                if other == name:
+                    continue
+                labels = role["metadata"].get("labels") or {}
+                if any(match_label_selector_obj(sel, labels) for sel in selectors):
+                    union += [r for r in rules[other] if r not in union]
+            if union != rules[name]:
+                rules[name], changed = union, True
+        if not changed:
+            break
+    out = []
+    for name in aggregated:
+        if rules[name] != list(roles[name].get("rules") or []):
+            # a copy: iter_raw gives the stored objects, which callers must not touch
+            out.append(copy.deepcopy({**roles[name], "rules": rules[name]}))
+    return out
 
 
 def rules_review(store: Any, user: UserInfo, namespace: str) -> dict[str, Any]:

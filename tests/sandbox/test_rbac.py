@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -243,3 +244,85 @@ def test_fail_requests_and_request_stats(sandbox: Sandbox, admin_api: Any) -> No
     assert after["get"] - before["get"] == 3
     assert after["list"] - before["list"] == 1
     assert after["total"] - before["total"] == 4
+
+
+def _rules_review(api: Any, namespace: str) -> Any:
+    return client.AuthorizationV1Api(api).create_self_subject_rules_review(
+        {"spec": {"namespace": namespace}}
+    )
+
+
+def _grants(rules: Any, verb: str, resource: str, group: str = "") -> bool:
+    return any(
+        (verb in r.verbs or "*" in r.verbs)
+        and (group in r.api_groups or "*" in r.api_groups)
+        and (resource in r.resources or "*" in r.resources)
+        for r in rules
+    )
+
+
+def test_admin_edit_view_carry_a_real_clusters_bootstrap_rules(admin_api: Any) -> None:
+    """Aggregated like a cluster's: the rules sit in system:aggregate-to-*; edit lost
+    endpoints write (CVE-2021-25740); only admin may write Roles."""
+    rbac = client.RbacAuthorizationV1Api(admin_api)
+    roles = {n: rbac.read_cluster_role(n) for n in ("admin", "edit", "view")}
+    assert all(r.aggregation_rule.cluster_role_selectors for r in roles.values())
+    admin, edit, view = (roles[n].rules for n in ("admin", "edit", "view"))
+    assert _grants(view, "list", "pods") and not _grants(view, "create", "pods")
+    assert not _grants(view, "get", "secrets")  # view never reads secrets
+    assert _grants(edit, "create", "pods") and _grants(edit, "get", "secrets")
+    assert _grants(edit, "create", "pods/portforward")
+    assert not _grants(edit, "create", "endpoints") and _grants(edit, "list", "endpoints")
+    assert not _grants(edit, "create", "roles", RBAC)
+    assert _grants(admin, "create", "roles", RBAC) and _grants(
+        admin, "create", "rolebindings", RBAC
+    )
+    assert _grants(admin, "create", "deployments", "apps")
+    assert not _grants(admin, "create", "certificatesigningrequests", "certificates.k8s.io")
+
+
+def test_a_labelled_cluster_role_widens_view_edit_and_admin(
+    sandbox: Sandbox, admin_api: Any, unique: str
+) -> None:
+    rbac = client.RbacAuthorizationV1Api(admin_api)
+    rbac.create_cluster_role(
+        {
+            "metadata": {
+                "name": f"widgets-{unique}",
+                "labels": {"rbac.authorization.k8s.io/aggregate-to-view": "true"},
+            },
+            "rules": [{"apiGroups": [f"{unique}.io"], "resources": ["widgets"], "verbs": ["get"]}],
+        }
+    )
+    deadline = time.monotonic() + 10
+    while True:  # the aggregation runs after the write, as a controller's would
+        widened = [
+            _grants(rbac.read_cluster_role(n).rules, "get", "widgets", f"{unique}.io")
+            for n in ("view", "edit", "admin")
+        ]
+        if all(widened) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert widened == [True, True, True]
+    rbac.delete_cluster_role(f"widgets-{unique}")
+
+
+def test_rules_review_through_a_rolebinding_to_admin(sandbox: Sandbox, admin_api: Any) -> None:
+    """A SelfSubjectRulesReview lists the aggregated rules of a ClusterRole bound in the
+    namespace by a RoleBinding, and nothing of it in another namespace."""
+    bind(
+        admin_api,
+        "frank-admin",
+        {"kind": "ClusterRole", "name": "admin"},
+        [{"kind": "User", "name": "frank", "apiGroup": RBAC}],
+    )
+    api = user_api(sandbox, "frank")
+    here = _rules_review(api, NS).status
+    assert here.incomplete is False
+    assert _grants(here.resource_rules, "create", "rolebindings", RBAC)
+    assert _grants(here.resource_rules, "create", "pods/portforward")
+    assert _grants(here.resource_rules, "create", "pods/eviction")  # from aggregate-to-edit
+    assert _grants(here.resource_rules, "create", "selfsubjectrulesreviews", "authorization.k8s.io")
+    elsewhere = _rules_review(api, "default").status
+    assert not _grants(elsewhere.resource_rules, "create", "rolebindings", RBAC)
+    assert not _grants(elsewhere.resource_rules, "list", "pods")
