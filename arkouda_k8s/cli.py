@@ -208,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--include-secrets", action="store_true", help="show generated secret material (careful)"
     )
+    p.add_argument(
+        "--runner-rbac",
+        metavar="NAME",
+        help="print instead the ServiceAccount NAME-runner, Role and RoleBinding that pipeline "
+        "pods need for `arkouda-k8s run --in-cluster NAME`",
+    )
 
     p = sub.add_parser("deploy", help="deploy an Arkouda cluster and wait until it answers")
     _add_spec_options(p)
@@ -369,6 +375,17 @@ def _cmd_render(args: argparse.Namespace) -> int:
         print(f"arkouda-k8s: warning: {warning}", file=sys.stderr)
     if spec.namespace is None:
         spec = spec.with_namespace("default")
+    if args.runner_rbac is not None:
+        from .manifests import runner_rbac
+
+        if args.helm_values or args.include_secrets:
+            raise UsageError(
+                "--runner-rbac: prints the runner's RBAC only",
+                "drop --helm-values / --include-secrets",
+            )
+        grant = runner_rbac(spec.replace(name=args.runner_rbac))
+        sys.stdout.write(yaml.safe_dump_all(grant, sort_keys=False))
+        return 0
 
     class _Dumper(yaml.SafeDumper):
         pass

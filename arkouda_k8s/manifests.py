@@ -66,6 +66,7 @@ class Names:
     csr: str
     user: str
     locale_app: str
+    runner_account: str  # ServiceAccount, Role, RoleBinding of pipeline pods (runner_rbac)
 
 
 def _namespace(spec: ClusterSpec) -> str:
@@ -101,6 +102,7 @@ def names(spec: ClusterSpec) -> Names:
         csr=f"arkouda-k8s-{ns}-{n}",
         user=user_for(n, ns),
         locale_app=f"{n}-locale",
+        runner_account=f"{n}-runner",
     )
 
 
@@ -236,6 +238,58 @@ def rbac(spec: ClusterSpec) -> list[dict[str, Any]]:
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": n.user}],
     }
     return [role, binding]
+
+
+def runner_rbac(spec: ClusterSpec) -> list[dict[str, Any]]:
+    """ServiceAccount, Role and RoleBinding for pipeline pods that run
+    ``arkouda-k8s run --in-cluster NAME``: ``get`` on this deployment's Service, its
+    Endpoints and its token Secret, each by name (nothing can be listed or changed).
+
+    Not labelled managed-by arkouda-k8s: the grant belongs to the pipeline, so a teardown
+    and redeploy of the cluster leave it in place.
+    """
+    n = names(spec)
+    meta_labels = {
+        k: v for k, v in labels(spec, "runner").items() if k != "app.kubernetes.io/managed-by"
+    }
+
+    def meta(name: str) -> dict[str, Any]:
+        return {"name": name, "namespace": n.namespace, "labels": dict(meta_labels)}
+
+    def rule(resource: str, name: str) -> dict[str, Any]:
+        return {
+            "apiGroups": [""],
+            "resources": [resource],
+            "resourceNames": [name],
+            "verbs": ["get"],
+        }
+
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(n.runner_account)},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": meta(n.runner_account),
+            "rules": [
+                rule("services", n.self_service),
+                rule("endpoints", n.self_service),
+                rule("secrets", n.token_secret),
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta(n.runner_account),
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": n.runner_account,
+            },
+            "subjects": [
+                {"kind": "ServiceAccount", "name": n.runner_account, "namespace": n.namespace}
+            ],
+        },
+    ]
 
 
 def certificate_signing_request(

@@ -240,6 +240,21 @@ def wait_for_server(
             with ArkoudaProbe(host, port, token=token, timeout=remaining) as probe:
                 probe.handshake()
             return host, port, token
+        except KubeError as exc:
+            if exc.status == 403 and step.in_cluster:
+                ns = step.namespace or getattr(kube, "namespace", None) or "NS"
+                raise KubeError(
+                    exc.message,
+                    f"grant the pod's service account what --in-cluster reads: "
+                    f"`arkouda-k8s render --runner-rbac {step.in_cluster} --namespace {ns} | "
+                    f"kubectl apply -f -`, and run the pod as serviceAccountName "
+                    f"{step.in_cluster}-runner",
+                    status=403,
+                    reason=exc.reason,
+                ) from None
+            if not _transient(exc):
+                raise
+            last = exc
         except ArkoudaK8sError as exc:
             if not _transient(exc):
                 raise

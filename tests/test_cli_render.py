@@ -256,3 +256,42 @@ def test_subprocess_bad_input_no_traceback(tmp_path):
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith("arkouda-k8s: error: memory: invalid value 'lots'")
     assert "Traceback" not in result.stderr
+
+
+def test_runner_rbac_is_a_service_account_with_get_by_name_only(capsys):
+    rc, out, err = run(capsys, "--runner-rbac", "pipe", "--namespace", "data")
+    assert rc == 0 and err == ""
+    objs = _docs(out)
+    assert [o["kind"] for o in objs] == ["ServiceAccount", "Role", "RoleBinding"]
+    for obj in objs:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+        assert obj["metadata"]["name"] == "pipe-runner"
+        assert obj["metadata"]["namespace"] == "data"
+    role, binding = objs[1], objs[2]
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": [r], "resourceNames": [n], "verbs": ["get"]}
+        for r, n in (
+            ("services", "pipe-arkouda"),
+            ("endpoints", "pipe-arkouda"),
+            ("secrets", "pipe-token"),
+        )
+    ]
+    assert binding["roleRef"]["name"] == "pipe-runner"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "pipe-runner", "namespace": "data"}
+    ]
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--runner-rbac", "Bad_Name"], "name: invalid value 'Bad_Name'"),
+        (
+            ["--runner-rbac", "pipe", "--helm-values"],
+            "--runner-rbac: prints the runner's RBAC only",
+        ),
+    ],
+)
+def test_runner_rbac_bad_input(capsys, argv, needle):
+    rc, out, err = run(capsys, *argv)
+    assert rc == 2 and out == "" and needle in err and err.count("\n") == 1
