@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK (argcomplete's global completion looks for this marker)
 """The ``arkouda-k8s`` command: a thin front end over the library.
 
 Exit codes: 0 success, 1 the operation failed, 2 bad input. Errors are printed as
@@ -5,6 +6,8 @@ one line on stderr (no traceback); ``ARKOUDA_K8S_DEBUG=1`` shows the traceback.
 Results go to stdout, progress and warnings to stderr; ``-o json|yaml`` prints the
 library's own objects serialised (``ClusterStatus.to_dict()``, versioned, documented in
 docs/cli-output.md), never a re-parse of the text.
+Shell completion (argcomplete): ``eval "$(arkouda-k8s completion bash)"`` (or ``zsh``)
+completes commands, options and the deployment names of the current context.
 Each ``_cmd_*`` function holds the glue for one subcommand and nothing else.
 """
 
@@ -244,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_option(p)
 
     p = sub.add_parser("status", help="show a deployment's state")
-    p.add_argument("name")
+    _add_name(p)
     _add_output_option(p)
     _add_cluster_options(p)
 
@@ -255,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
         "or of the pod of one Arkouda locale. Tokens and keys are masked; on a terminal, "
         "control characters and escape sequences are removed.",
     )
-    p.add_argument("name")
+    _add_name(p)
     p.add_argument("--component", choices=["server", "locale"], default="server")
     p.add_argument(
         "--locale",
@@ -286,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "forward", help="hold a tunnel to a deployment's server and print its address"
     )
-    p.add_argument("name")
+    _add_name(p)
     p.add_argument("--local-port", type=int, default=0, metavar="P")
     _add_cluster_options(p)
 
@@ -295,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cluster_options(p, all_namespaces=True)
 
     p = sub.add_parser("teardown", help="delete a deployment and everything it created")
-    p.add_argument("name", nargs="?")
+    _add_name(p, nargs="?")
     p.add_argument(
         "--all", action="store_true", help="every arkouda-k8s deployment in the namespace"
     )
@@ -355,7 +358,50 @@ def build_parser() -> argparse.ArgumentParser:
         "quickstart", help="the whole workflow on the embedded sandbox, start to teardown"
     )
     p.add_argument("--locales", type=int, default=2, metavar="N")
+
+    p = sub.add_parser(
+        "completion",
+        help="print the shell code that completes arkouda-k8s (bash or zsh)",
+        description='Shell completion: add `eval "$(arkouda-k8s completion bash)"` to '
+        '~/.bashrc (or `eval "$(arkouda-k8s completion zsh)"` to ~/.zshrc). It completes '
+        "commands, options and the deployment names of the current context.",
+    )
+    p.add_argument("shell", choices=["bash", "zsh"])
     return parser
+
+
+# How long completing a deployment name may take: a shell must not hang on a dead cluster.
+COMPLETION_TIMEOUT = 3.0
+
+
+def _add_name(p: argparse.ArgumentParser, nargs: str | None = None) -> None:
+    action = p.add_argument(
+        "name", nargs=nargs, help="deployment name (completed from the cluster)"
+    )
+    action.completer = _complete_names  # type: ignore[attr-defined]
+
+
+def _complete_names(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> list[str]:
+    """Deployment names in the namespace (and context) given so far on the command line."""
+    from .cluster import list_clusters
+
+    try:
+        items = list_clusters(
+            getattr(parsed_args, "kubeconfig", None),
+            getattr(parsed_args, "context", None),
+            getattr(parsed_args, "namespace", None),
+            timeout=COMPLETION_TIMEOUT,
+        )
+    except Exception:  # no cluster, no kubeconfig: no names, and no noise in the shell
+        return []
+    return sorted({i.name for i in items if i.name.startswith(prefix)})
+
+
+def _cmd_completion(args: argparse.Namespace) -> int:
+    import argcomplete
+
+    sys.stdout.write(argcomplete.shellcode(["arkouda-k8s"], shell=args.shell))
+    return 0
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:
@@ -806,7 +852,12 @@ def _handler(command: str) -> Callable[[argparse.Namespace], int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions: answer, exit
+            import argcomplete
+
+            argcomplete.autocomplete(parser)
+        args = parser.parse_args(argv)
         return int(_handler(args.command)(args) or 0)
     except ArkoudaK8sError as exc:
         if os.environ.get("ARKOUDA_K8S_DEBUG"):
