@@ -41,6 +41,20 @@ def _add_wait_options(p: Any) -> None:
     )
 
 
+def _add_namespace_options(p: Any) -> None:
+    """Deploy options about the namespace itself (see :func:`deploy_options`)."""
+    p.add_argument(
+        "--create-namespace",
+        action="store_true",
+        help="create the namespace if it does not exist (like Helm's; teardown never deletes it)",
+    )
+
+
+def deploy_options(args: argparse.Namespace) -> dict[str, Any]:
+    """ArkoudaCluster keyword arguments from the namespace options."""
+    return {"create_namespace": bool(getattr(args, "create_namespace", False))}
+
+
 def timeouts_from_args(args: argparse.Namespace) -> Any:
     """The cluster's Timeouts, with what the wait options changed."""
     from .cluster import Timeouts
@@ -142,6 +156,13 @@ def _add_spec_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-auth", action="store_true", help="turn token authentication off")
     g.add_argument("--metrics", action="store_true", help="run the Prometheus metrics exporter")
     g.add_argument(
+        "--registration",
+        choices=["client", "server"],
+        help="client (default): arkouda-k8s creates the server's Service, namespace "
+        "permissions suffice; server: the charts' flow, the server registers itself with a "
+        "certificate from a cluster-wide CSR (needs a cluster-scoped grant)",
+    )
+    g.add_argument(
         "-f",
         "--values",
         action="append",
@@ -165,6 +186,7 @@ def spec_options(args: argparse.Namespace) -> dict[str, Any]:
         "release",
         "image_repository",
         "pull_policy",
+        "registration",
     ):
         value = getattr(args, key, None)
         if value is not None:
@@ -236,8 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--ttl", metavar="DURATION", help="time to live after the last heartbeat (e.g. 2h)"
     )
     _add_wait_options(p)
+    _add_namespace_options(p)
     p.add_argument(
-        "--print-rbac", action="store_true", help="print the RBAC the deploy needs and exit"
+        "--print-rbac",
+        action="store_true",
+        help="print the RBAC the deploy needs and exit (a Role and RoleBinding in the "
+        "namespace; a ClusterRole too only with --registration server)",
     )
     p.add_argument(
         "--create-only",
@@ -589,6 +615,7 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
         on_progress=progress,
         keep_on_failure=args.keep_on_failure,
         timeouts=timeouts,
+        **deploy_options(args),
     )
     try:
         cluster.deploy(wait=args.wait)

@@ -120,6 +120,7 @@ _OPTION_OF_FIELD = {
     "pull_policy": "--pull-policy",
     "authenticate": "--no-auth",
     "metrics": "--metrics",
+    "registration": "--registration",
 }
 
 
@@ -171,6 +172,13 @@ class _WaitOptions(magic_arguments.ArgDecorator):
 
     def add_to_parser(self, parser: Any, group: Any) -> None:
         cli._add_wait_options(parser)
+
+
+class _NamespaceOptions(magic_arguments.ArgDecorator):
+    """The CLI deploy's namespace options (--create-namespace)."""
+
+    def add_to_parser(self, parser: Any, group: Any) -> None:
+        cli._add_namespace_options(parser)
 
 
 class _ClusterOptions(magic_arguments.ArgDecorator):
@@ -449,6 +457,7 @@ class ArkoudaMagics(Magics, Configurable):
     @argument("--sandbox", action="store_true", help="deploy on this kernel's sandbox")
     @_SpecOptions()
     @_WaitOptions()
+    @_NamespaceOptions()
     @_ClusterOptions()
     def arkouda_deploy(self, line: str = "") -> Any:
         """Deploy an Arkouda cluster, connect to it and bind ``ak``."""
@@ -459,7 +468,9 @@ class ArkoudaMagics(Magics, Configurable):
         timeouts = cli.timeouts_from_args(args)
         if args.dry_run:
             return self.dry_run(spec)
-        return self.deploy(spec, timeouts=timeouts, **self.cluster_options(args))
+        return self.deploy(
+            spec, timeouts=timeouts, **cli.deploy_options(args), **self.cluster_options(args)
+        )
 
     def dry_run(self, spec: ClusterSpec) -> Any:
         import yaml
@@ -484,6 +495,7 @@ class ArkoudaMagics(Magics, Configurable):
         context: str | None = None,
         progress: Any = None,
         timeouts: Any = None,
+        create_namespace: bool = False,
     ) -> Any:
         from .cluster import ArkoudaCluster
 
@@ -497,6 +509,7 @@ class ArkoudaMagics(Magics, Configurable):
             context=context,
             on_progress=progress.update,
             timeouts=timeouts,
+            create_namespace=create_namespace,
         )
         try:
             cluster.deploy(wait=True)
@@ -540,6 +553,9 @@ class ArkoudaMagics(Magics, Configurable):
             kubeconfig=self.kubeconfig,
             context=context or self.context,
             progress=form.progress,
+            create_namespace=bool(
+                getattr(form, "create_namespace", None) and form.create_namespace.value
+            ),
         )
 
     def kube_contexts(self) -> tuple[list[tuple[str, str]], str | None]:

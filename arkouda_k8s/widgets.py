@@ -498,6 +498,13 @@ class DeployForm(_Card, w.VBox):
         )
         self.context.observe(self._context_changed, names="value")
         self._context_changed()
+        # Not a spec field: what the deploy does about a missing namespace.
+        self.create_namespace = w.Checkbox(
+            value=bool(defaults.get("create_namespace", False)),
+            indent=False,
+            description="create the namespace if missing",
+            tooltip="like Helm's --create-namespace; teardown never deletes it",
+        )
         self.error_label = w.HTML()
         self.summary = w.HTML()
         self.deploy_button = w.Button(description="Deploy", button_style="primary", icon="rocket")
@@ -514,6 +521,7 @@ class DeployForm(_Card, w.VBox):
         basic = [self.context] + [
             self.fields[k] for k in ("name", "namespace", "mode", "locales", "cpu", "memory")
         ]
+        basic.insert(3, self.create_namespace)  # right below the namespace
         advanced = [
             e
             for k, e in self.fields.items()

@@ -339,3 +339,37 @@ def test_deploy_without_release_matches_the_installed_client(sb, kube, capsys):
     code, out, err = run(capsys, "render", *args, "--release", "v2023.05.05")
     assert code == 0 and "arkouda-smp-server:v2023.05.05" in out
     assert "installed arkouda client" not in err
+
+
+def test_deploy_create_namespace_creates_it_once_and_teardown_keeps_it(sb, kube, capsys):
+    """Helm's --create-namespace: a missing namespace is created (the deploy says so);
+    teardown removes the deployment and leaves the namespace (other things may live in
+    it); without the flag a missing namespace is a preflight error that names the flag."""
+    ns = "cli-made-ns"
+    assert kube.get("Namespace", ns) is None
+    base = ["--kubeconfig", sb.kubeconfig_path, "--namespace", ns]
+    code, out, err = run(capsys, "deploy", "--name", "cli-nsless", "--mode", "smp", *base)
+    assert code == 1 and "--create-namespace" in err and kube.get("Namespace", ns) is None
+    argv = ["deploy", "--name", "cli-ns", "--mode", "smp", "--locales", "1", "--no-auth"]
+    code, out, err = run(
+        capsys, *argv, "--cpu", "100m", "--memory", "256Mi", "--create-namespace", *base
+    )
+    assert code == 0, err
+    assert f"namespace {ns} created" in err
+    assert kube.get("Namespace", ns) is not None
+    code, out, err = run(capsys, "teardown", "cli-ns", *base)
+    assert code == 0, err
+    assert labelled(kube, "cli-ns", ns) == []
+    namespace = kube.get("Namespace", ns)
+    assert namespace is not None and not namespace["metadata"].get("deletionTimestamp")
+
+
+def test_registration_option(capsys):
+    from arkouda_k8s.cli import build_parser, spec_from_args
+
+    args = build_parser().parse_args(["render", "--registration", "server"])
+    assert spec_from_args(args)[0].registration == "server"
+    args = build_parser().parse_args(["render"])
+    assert spec_from_args(args)[0].registration == "client"
+    code, out, err = run(capsys, "render", "--registration", "cluster")
+    assert code == 2 and "--registration" in err

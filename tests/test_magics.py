@@ -809,6 +809,47 @@ def test_deploy_form_and_live_panel(sandbox_ip: tuple[InteractiveShell, Any]) ->
     assert instance_objects(sb, "formed") == []
 
 
+def test_create_namespace_from_the_magic_and_the_form(
+    sandbox_ip: tuple[InteractiveShell, Any],
+) -> None:
+    """--create-namespace in %arkouda_deploy and its box in the form: the namespace is
+    made when missing, and teardown leaves it."""
+    from lifecycle_support import admin, labelled
+
+    ip, sb = sandbox_ip
+    kube = admin(sb)
+    run_ok(ip, "%config ArkoudaMagics.short_errors = True")
+    line = f"--mode smp --locales 1 --no-auth {E2E_SIZE}"
+    try:
+        run_ok(ip, f"%arkouda_deploy --name m-ns {line} -n m-made-ns --create-namespace")
+        assert kube.get("Namespace", "m-made-ns") is not None
+    finally:
+        run_ok(ip, "%arkouda_teardown m-ns")
+    assert labelled(kube, "m-ns", "m-made-ns") == []
+    assert kube.get("Namespace", "m-made-ns") is not None
+
+    m = the_magics(ip)
+    run_ok(ip, "%config ArkoudaMagics.widgets = True")
+    run_ok(ip, "%config ArkoudaMagics.context = 'sandbox'")
+    try:
+        run_ok(ip, "%arkouda_deploy")
+        form = m.form
+        values = {"name": "m-formns", "namespace": "m-form-ns", "mode": "smp", "locales": 1}
+        values |= {"authenticate": False, "cpu": "100m", "memory": "256Mi"}
+        for field, value in values.items():
+            form.fields[field].value = value
+        form.create_namespace.value = True
+        with capture_output():
+            form.deploy_button.click()
+        assert form.state == "deployed", form.message
+        assert kube.get("Namespace", "m-form-ns") is not None
+    finally:
+        run_ok(ip, "%config ArkoudaMagics.widgets = False")
+        if "m-formns" in m.clusters:
+            run_ok(ip, "%arkouda_teardown m-formns")
+    assert kube.get("Namespace", "m-form-ns") is not None
+
+
 def test_arkouda_sandbox_magic_runs_a_sandbox_for_the_kernel(ip: InteractiveShell) -> None:
     pytest.importorskip("arkouda", reason="run scripts/install_arkouda_client.py")
     out = run_ok(ip, "%arkouda_sandbox")
