@@ -386,6 +386,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--locales", type=int, default=2, metavar="N")
 
     p = sub.add_parser(
+        "doctor",
+        help="check this machine: kubeconfig, cluster, permissions, client, kubectl, tunnel",
+        description="Check what a deploy needs, one line each (ok, warning, problem) with "
+        "the fix: the kubeconfig and its context, the API server reachable, the "
+        "namespace's permissions and limits for a default deploy, the installed arkouda "
+        "client and whether images exist for its release, kubectl, and the tunnel's native "
+        "byte pump. Creates nothing. Exit 0 when no check found a problem, else 1.",
+    )
+    _add_output_option(p)
+    _add_cluster_options(p)
+
+    p = sub.add_parser(
         "completion",
         help="print the shell code that completes arkouda-k8s (bash or zsh)",
         description='Shell completion: add `eval "$(arkouda-k8s completion bash)"` to '
@@ -421,6 +433,33 @@ def _complete_names(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> l
     except Exception:  # no cluster, no kubeconfig: no names, and no noise in the shell
         return []
     return sorted({i.name for i in items if i.name.startswith(prefix)})
+
+
+def colour_wanted(stream: Any) -> bool:
+    """Colour only on a terminal, and never with NO_COLOR set (https://no-color.org) or
+    TERM=dumb."""
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+_LEVEL_COLOURS = {"ok": "32", "warning": "33", "problem": "31", "skipped": "2"}
+
+
+def _paint(level: str, text: str) -> str:
+    return f"\x1b[{_LEVEL_COLOURS.get(level, '0')}m{text}\x1b[0m"
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import diagnose
+
+    report = diagnose(args.kubeconfig, args.context, args.namespace)
+    if args.output:
+        _print_document(report.to_dict(), args.output)
+    else:
+        print(report.to_text(_paint if colour_wanted(sys.stdout) else None))
+    return 0 if report.ok else 1
 
 
 def _cmd_completion(args: argparse.Namespace) -> int:

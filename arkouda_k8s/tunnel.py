@@ -143,6 +143,24 @@ def _open_streams(remote_port: int) -> bytes:
     return spdy.syn_stream(_ERROR_STREAM, error, fin=True) + spdy.syn_stream(_DATA_STREAM, data)
 
 
+def native_pump_status() -> tuple[bool, str]:
+    """(usable, why): whether the SPDY-over-TLS tunnel moves bytes with the native pump,
+    and the reason in a user's words (``arkouda-k8s doctor`` shows it)."""
+    if _native is None:
+        return False, (
+            "not built: the install found no C compiler or no OpenSSL headers, so the "
+            "tunnel moves bytes with its asyncio path (slower, more CPU per GiB)"
+        )
+    if os.environ.get("ARKOUDA_K8S_TUNNEL_PUMP", "native") == "asyncio":
+        return False, "built, but turned off by ARKOUDA_K8S_TUNNEL_PUMP=asyncio"
+    if not _native_pump_usable():
+        return False, (
+            "built against another libssl than the one Python's ssl module uses: the "
+            "tunnel uses its asyncio path"
+        )
+    return True, "built (_pump.c): SPDY connections over TLS use the native byte pump"
+
+
 def _native_pump_usable() -> bool:
     """Is the native pump built, wanted and linked to the ssl module's own libssl?
 

@@ -46,7 +46,7 @@ def complete(line: str, **env: str) -> list[str]:
 @needs_bash
 def test_commands_and_options_complete():
     assert complete("arkouda-k8s st") == ["status"]
-    assert set(complete("arkouda-k8s ")) >= {"deploy", "status", "logs", "list"}
+    assert set(complete("arkouda-k8s ")) >= {"deploy", "status", "logs", "list", "doctor"}
     assert complete("arkouda-k8s logs demo --fol") == ["--follow"]
     assert complete("arkouda-k8s list -o ") == ["json", "yaml", "wide"]
     offered = complete("arkouda-k8s completion ")
