@@ -591,10 +591,10 @@ def spec_from_args(args: argparse.Namespace, match_client: bool = False) -> tupl
 
 class _TerminalProgress:
     """Progress of a deploy/teardown on stderr: a tqdm bar per counted stage on a
-    terminal, plain lines otherwise (CI logs)."""
+    terminal, plain lines otherwise (a pipe, CI logs, TERM=dumb, which cannot redraw)."""
 
     def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
+        self.tty = sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
         self.bar: Any = None
         self.stage = ""
         self.last = ""

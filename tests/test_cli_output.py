@@ -255,3 +255,30 @@ def test_version_names_the_package_and_the_client(capsys):
         assert second.startswith(f"arkouda client {client_version()} -> release")
         assert matching_release() in second
         assert ("no bearsrus image known" in second) == (matching_release() == "v2020.07.07")
+
+
+@pytest.mark.parametrize("where", ["pipe", "dumb terminal"])
+def test_no_progress_bar_outside_a_terminal(monkeypatch, where):
+    """Progress into a pipe (or a terminal that cannot redraw) is plain lines: no bar, no
+    carriage return, no escape sequence."""
+    import io
+    import sys
+
+    from arkouda_k8s.cli import _TerminalProgress
+    from arkouda_k8s.cluster import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    screen = io.StringIO() if where == "pipe" else Tty()
+    if where == "dumb terminal":
+        monkeypatch.setenv("TERM", "dumb")
+    monkeypatch.setattr(sys, "stderr", screen)
+    progress = _TerminalProgress()
+    for n in range(4):
+        progress(Progress("locales", n, 3, f"locale pods {n}/3 running"))
+    progress.close()
+    text = screen.getvalue()
+    assert text.splitlines() == [f"locales: locale pods {n}/3 running" for n in range(4)]
+    assert "\r" not in text and "\x1b" not in text
