@@ -561,6 +561,7 @@ class Controllers:
         self.store.update("replicasets.apps", fresh, subresource="status")
 
     def _new_pod(self, rs: dict[str, Any]) -> dict[str, Any]:
+        """A pod from the template of ``rs`` (a ReplicaSet, or a Job), owned by it."""
         template = copy.deepcopy((rs.get("spec") or {}).get("template") or {})
         tmd = template.get("metadata") or {}
         spec = template.get("spec") or {}
@@ -676,7 +677,7 @@ class Controllers:
                 if completions is not None:
                     want = min(parallelism, int(completions) - succeeded)
                 for _ in range(max(0, want - len(active))):
-                    pod = self._new_job_pod(job)
+                    pod = self._new_pod(job)
                     active.append(pod)
                     self.events.record(
                         job,
@@ -697,30 +698,6 @@ class Controllers:
             return
         fresh["status"] = status
         self.store.update("jobs.batch", fresh, subresource="status")
-
-    def _new_job_pod(self, job: dict[str, Any]) -> dict[str, Any]:
-        template = copy.deepcopy((job.get("spec") or {}).get("template") or {})
-        tmd = template.get("metadata") or {}
-        spec = template.get("spec") or {}
-        spec.setdefault("terminationGracePeriodSeconds", 30)
-        spec.setdefault("dnsPolicy", "ClusterFirst")
-        spec.setdefault("schedulerName", SCHEDULER)
-        spec.setdefault("serviceAccountName", spec.get("serviceAccount") or "default")
-        spec.setdefault("securityContext", {})
-        return self.store.create(
-            "pods",
-            {
-                "metadata": {
-                    "generateName": job["metadata"]["name"] + "-",
-                    "namespace": job["metadata"]["namespace"],
-                    "labels": dict(tmd.get("labels") or {}),
-                    "annotations": dict(tmd.get("annotations") or {}),
-                    "ownerReferences": [owner_ref(job)],
-                },
-                "spec": spec,
-                "status": {"phase": "Pending", "qosClass": _qos(spec)},
-            },
-        )
 
     # -- Scheduler -----------------------------------------------------------------------
 
