@@ -16,8 +16,10 @@ import contextlib
 import enum
 import json
 import logging
+import os
 import queue
 import re
+import tempfile
 import threading
 import time
 import weakref
@@ -1043,6 +1045,7 @@ class ArkoudaCluster:
         if addr is None:
             raise TunnelError(f"the tunnel to {self.name} did not start")
         _HELD_TUNNELS[self._tunnel_key()] = self
+        _record_tunnel(self._tunnel_key(), addr)
         return addr
 
     def _tunnel_key(self) -> tuple[str, str, str]:
@@ -1051,6 +1054,7 @@ class ArkoudaCluster:
     def _stop_tunnel(self) -> None:
         if _HELD_TUNNELS.get(self._tunnel_key()) is self:
             del _HELD_TUNNELS[self._tunnel_key()]
+            _forget_tunnel(self._tunnel_key())
         tunnel, self.tunnel = self.tunnel, None
         if tunnel is not None:
             with contextlib.suppress(Exception):
@@ -1567,9 +1571,81 @@ _HELD_TUNNELS: weakref.WeakValueDictionary[tuple[str, str, str], ArkoudaCluster]
 
 
 def held_tunnel(server: str, namespace: str, name: str) -> tuple[str, int] | None:
-    """The local address of a tunnel this process holds to that deployment, if any."""
+    """The local address of a tunnel to that deployment held by this process or by
+    another one of this user on this machine (`arkouda-k8s forward` in another
+    terminal, a notebook's kernel), if any."""
     cluster = _HELD_TUNNELS.get((server, namespace, name))
-    return cluster.address if cluster is not None else None
+    if cluster is not None and cluster.address is not None:
+        return cluster.address
+    folder = _tunnel_records()
+    if folder is None:
+        return None
+    prefix = _record_prefix((server, namespace, name))
+    with contextlib.suppress(OSError):
+        for entry in sorted(os.listdir(folder)):
+            if not entry.startswith(prefix):
+                continue
+            path = os.path.join(folder, entry)
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    record = json.load(fh)
+                pid = int(record["pid"])
+                os.kill(pid, 0)  # raises when the holder is gone
+                host, port = record["address"]
+                return str(host), int(port)
+            except (OSError, ValueError, KeyError, TypeError):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)  # a holder that died without cleaning up
+    return None
+
+
+# Where held tunnels are recorded for other processes of the user: a private folder
+# (0700, ours) under $XDG_RUNTIME_DIR or the temp directory. A record holds the API
+# server, namespace, name, local address and pid: nothing secret.
+def _tunnel_records() -> str | None:
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    mine = os.path.join(base, f"arkouda-k8s-{os.getuid()}")
+    folder = os.path.join(mine, "tunnels")
+    try:
+        for path in (mine, folder):  # makedirs gives parents the umask's mode, not 0700
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(path, 0o700)
+        info = os.stat(mine)
+    except OSError:
+        return None
+    if info.st_uid != os.getuid() or info.st_mode & 0o077:
+        return None  # made by someone else, or readable by others: not ours to trust
+    return folder
+
+
+def _record_prefix(key: tuple[str, str, str]) -> str:
+    import hashlib
+
+    return hashlib.sha256("|".join(key).encode()).hexdigest()[:20] + "-"
+
+
+def _record_tunnel(key: tuple[str, str, str], address: tuple[str, int]) -> None:
+    folder = _tunnel_records()
+    if folder is None:
+        return
+    server, namespace, name = key
+    record = {
+        "server": server,
+        "namespace": namespace,
+        "name": name,
+        "address": list(address),
+        "pid": os.getpid(),
+    }
+    path = os.path.join(folder, f"{_record_prefix(key)}{os.getpid()}.json")
+    with contextlib.suppress(OSError), open(path, "w", encoding="utf-8") as fh:
+        json.dump(record, fh)
+
+
+def _forget_tunnel(key: tuple[str, str, str]) -> None:
+    folder = _tunnel_records()
+    if folder is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(folder, f"{_record_prefix(key)}{os.getpid()}.json"))
 
 
 class _Heartbeat(threading.Thread):

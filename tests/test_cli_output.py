@@ -191,6 +191,39 @@ def test_list_shows_the_tunnel_this_process_holds(sb, stages, schema):
     assert items["out-ready"].tunnel_address is None
 
 
+def test_list_wide_shows_a_tunnel_held_by_forward_in_another_process(sb, stages, capsys):
+    """`arkouda-k8s forward` in another terminal: `list -o wide` shows its address while
+    it runs, and not once it stopped (Ctrl-C) or died (SIGKILL: a stale record)."""
+    import signal
+    import subprocess
+    import sys
+
+    where = ["--kubeconfig", sb.kubeconfig_path]
+
+    def tunnel_column():
+        code, out, err = run(capsys, "list", "-o", "wide", *where)
+        assert code == 0, err
+        return next(r.split() for r in out.splitlines() if r.split()[1] == "out-ready")[-2]
+
+    for stop in (signal.SIGINT, signal.SIGKILL):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "arkouda_k8s.cli", "forward", "out-ready", *where],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": os.getcwd()},
+        )
+        try:
+            first = proc.stdout.readline()
+            assert first.startswith("forwarding 127.0.0.1:"), proc.stderr.read()
+            address = first.split()[1]
+            assert tunnel_column() == address
+        finally:
+            proc.send_signal(stop)
+            proc.wait(30)
+        assert tunnel_column() == "-"
+
+
 def test_deploy_json_prints_only_the_final_status(sb, kube, schema, capsys):
     code, out, err = run(
         capsys,
