@@ -13,12 +13,14 @@ deploy, reattach by name and the list of deployments. Everything goes through
 from __future__ import annotations
 
 import contextlib
+import copy
 import enum
 import json
 import logging
 import os
 import queue
 import re
+import secrets
 import tempfile
 import threading
 import time
@@ -56,6 +58,10 @@ TTL_ANNOTATION = "arkouda-k8s.dev/ttl-seconds"
 SPEC_ANNOTATION = manifests.SPEC_ANNOTATION
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=arkouda-k8s"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+# A random id per deployment, on every object it creates: with the owner reference to
+# the state ConfigMap, what tells our objects from ones that merely copy our labels.
+INSTANCE_ID_LABEL = "arkouda-k8s.dev/instance-id"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 # Kinds an instance may own, deleted (and waited for) on teardown; the ReplicaSets
 # carry the locale template's labels, so they count as labelled objects too.
@@ -365,6 +371,9 @@ class ArkoudaCluster:
         self.warnings: list[str] = []  # what preflight found worth saying, not fatal
         self._unschedulable_since: dict[str, float] = {}
         self._token: str | None = None
+        self.instance_id: str | None = None  # set by a deploy that creates, or on reattach
+        self._owner: dict[str, Any] | None = None  # the state ConfigMap, once known ours
+        self._csr_uid: str | None = None
         self._heartbeat: _Heartbeat | None = None
         self._closed = False
 
@@ -465,16 +474,22 @@ class ArkoudaCluster:
         self.preflight()
         if self.create_namespace and self.namespace_missing:
             self._create_namespace(deadline)
+        self._refuse_foreign(time.monotonic() + self.timeouts.preflight)
         # The state ConfigMap is created (not applied) first: of two sessions deploying
         # the same name at once, one gets 409 and waits for the other's deployment
-        # instead of writing a second set of credentials over it.
+        # instead of writing a second set of credentials over it. It owns every other
+        # object of the deployment (ownerReferences): deleting it deletes them.
+        self.instance_id = secrets.token_hex(8)
         try:
-            self.kube.create(
+            self._owner = self.kube.create(
                 self._state_object(), deadline=time.monotonic() + self.timeouts.preflight
             )
         except KubeError as exc:
             if exc.status != 409:
                 raise
+            found = self._state_configmap()
+            if found is None or not _looks_ours(found, self.name):
+                raise self._foreign("ConfigMap", self._state_name()) from None
             return self._join(wait)
         self.created = True
         try:
@@ -527,7 +542,7 @@ class ArkoudaCluster:
         self._progress("credentials", 0, 2, "creating secrets")
         for obj in objects:
             if obj["kind"] == "Secret" and obj["metadata"]["name"] != self.names.tls_secret:
-                self.kube.apply(obj, deadline=deadline)
+                self._create_owned(obj, deadline)
 
         # 2. The server's client certificate: CSR, approval, certificate into the Secret.
         csr_obj = next((o for o in objects if o["kind"] == "CertificateSigningRequest"), None)
@@ -539,8 +554,14 @@ class ArkoudaCluster:
                 for o in manifests.render(spec, creds)
                 if o["kind"] == "Secret" and o["metadata"]["name"] == self.names.tls_secret
             )
-            self.kube.apply(tls, deadline=deadline)
-            self.kube.delete("CertificateSigningRequest", self.names.csr, deadline=deadline)
+            self._create_owned(tls, deadline)
+            if self._csr_uid is not None:
+                self.kube.delete(
+                    "CertificateSigningRequest",
+                    self.names.csr,
+                    uid=self._csr_uid,
+                    deadline=deadline,
+                )
         self._progress("credentials", 2, 2, "credentials stored")
 
         # 3. RBAC for the certificate's user.
@@ -548,7 +569,7 @@ class ArkoudaCluster:
         if rbac:
             deadline = time.monotonic() + t.preflight
             for obj in rbac:
-                self.kube.apply(obj, deadline=deadline)
+                self._create_owned(obj, deadline)
             self._progress("rbac", len(rbac), len(rbac), "role and binding created")
 
         # 4. Locale pods, Running with IPs, before the server (upstream trap 1).
@@ -560,7 +581,7 @@ class ArkoudaCluster:
             and o["kind"] != "CertificateSigningRequest"
         ]
         for obj in rest:
-            self.kube.apply(obj, deadline=deadline)
+            self._create_owned(obj, deadline)
         self.wait_locales(deadline)
 
         # 5. A Service the server registered in an earlier life makes it halt (trap 2).
@@ -570,7 +591,7 @@ class ArkoudaCluster:
         # 6. The server pod.
         for obj in objects:
             if obj["kind"] == "Pod":
-                self.kube.apply(obj, deadline=deadline)
+                self._create_owned(obj, deadline)
         self._progress("server", 0, 1, "server pod created")
         if not wait:
             self._start_heartbeat()
@@ -578,6 +599,83 @@ class ArkoudaCluster:
         self.wait_server(deadline)
         self.handshake()
         self._start_heartbeat()
+
+    # -- ownership ---------------------------------------------------------------------------
+
+    def _foreign(self, kind: str, name: str) -> ArkoudaK8sError:
+        return ArkoudaK8sError(
+            f"{kind} {self.namespace}/{name} already exists and is not part of arkouda-k8s "
+            f"deployment {self.name!r}: refusing to replace or delete it",
+            "choose another --name, or delete that object yourself if you know it is a leftover",
+        )
+
+    def _our_names(self) -> list[tuple[str, str]]:
+        """(kind, name) of every namespaced object the deploy creates, or the server
+        registers itself."""
+        out = [
+            (o["kind"], o["metadata"]["name"])
+            for o in manifests.render(self.spec)
+            if o["kind"] != "CertificateSigningRequest"
+        ]
+        out.append(("ConfigMap", self._state_name()))
+        for svc in (self.names.self_service, self.names.metrics_service):
+            out += [("Service", svc), ("Endpoints", svc)]
+        return sorted(set(out), key=out.index)
+
+    def _refuse_foreign(self, deadline: float) -> None:
+        """Refuse, before anything is created, when a name we would use is taken."""
+        for kind, name in self._our_names():
+            if self.kube.get(kind, name, self.namespace, deadline=deadline) is not None:
+                raise self._foreign(kind, name)
+
+    def _owner_uid(self, deadline: float | None = None) -> str:
+        """The uid of our state ConfigMap (loaded on first use after a reattach)."""
+        if self._owner is None:
+            self._owner = self._owner_object(deadline)
+            if self._owner is None:
+                raise self._foreign("ConfigMap", self._state_name())
+            self.instance_id = self._owner["metadata"]["labels"][INSTANCE_ID_LABEL]
+        return str(self._owner["metadata"]["uid"])
+
+    def _owns(self, obj: dict[str, Any]) -> bool:
+        uid = self._owner_uid()
+        return any(r.get("uid") == uid for r in obj["metadata"].get("ownerReferences") or [])
+
+    def _owned(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """``obj`` labelled with this deployment's id and owned by its state ConfigMap."""
+        owner_uid = self._owner_uid()
+        obj = copy.deepcopy(obj)
+        md = obj["metadata"]
+        md.setdefault("labels", {})[INSTANCE_ID_LABEL] = self.instance_id
+        if obj["kind"] == "Deployment":
+            template = obj["spec"]["template"].setdefault("metadata", {})
+            template.setdefault("labels", {})[INSTANCE_ID_LABEL] = self.instance_id
+        if obj["kind"] != "CertificateSigningRequest":  # cluster-scoped: no namespaced owner
+            md["ownerReferences"] = [
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "name": self._state_name(),
+                    "uid": owner_uid,
+                }
+            ]
+        return obj
+
+    def _create_owned(self, obj: dict[str, Any], deadline: float) -> dict[str, Any]:
+        """Create (never apply over) one object; a name someone else took is refused."""
+        try:
+            return self.kube.create(self._owned(obj), deadline=deadline)
+        except KubeError as exc:
+            if exc.status == 409:
+                raise self._foreign(obj["kind"], obj["metadata"]["name"]) from None
+            raise
+
+    def _owner_object(self, deadline: float | None = None) -> dict[str, Any] | None:
+        """The state ConfigMap, if it is ours (labels and an instance id), else None."""
+        found = self._state_configmap(deadline)
+        if found is None or not _looks_ours(found, self.name):
+            return None
+        return found
 
     def _join(self, wait: bool) -> ArkoudaCluster:
         """Another session is creating this deployment right now: wait for it."""
@@ -699,7 +797,8 @@ class ArkoudaCluster:
 
     def _certificate(self, csr_obj: dict[str, Any], deadline: float) -> bytes:
         name = csr_obj["metadata"]["name"]
-        self.kube.create_csr(csr_obj, deadline=deadline)
+        made = self.kube.create_csr(self._owned(csr_obj), deadline=deadline)
+        self._csr_uid = made["metadata"]["uid"]
         self._progress("credentials", 1, 2, f"certificate request {name} created")
         may_approve = not self.csr_pending_admin and self.kube.can_i(
             Access(
@@ -1131,12 +1230,16 @@ class ArkoudaCluster:
     def _restart_server(self, deadline: float) -> None:
         """Replace the server pod (same name): delete, clear its registration, create."""
         name = self.names.server_pod
-        self.kube.delete("Pod", name, self.namespace, deadline=deadline)
+        pod = self.kube.get("Pod", name, self.namespace, deadline=deadline)
+        if pod is not None and self._owns(pod):
+            self.kube.delete(
+                "Pod", name, self.namespace, uid=pod["metadata"]["uid"], deadline=deadline
+            )
         self.kube.wait_gone(
             "Pod", self.namespace, field_selector=f"metadata.name={name}", deadline=deadline
         )
         self._remove_stale_service(deadline)
-        self.kube.apply(manifests.server_pod(self.spec), deadline=deadline)
+        self._create_owned(manifests.server_pod(self.spec), deadline)
         self.wait_server(deadline)
 
     def connect(self, timeout: float = 10.0) -> Any:
@@ -1379,7 +1482,10 @@ class ArkoudaCluster:
             "metadata": {
                 "name": self._state_name(),
                 "namespace": self.namespace,
-                "labels": manifests.labels(self.spec, "config"),
+                "labels": {
+                    **manifests.labels(self.spec, "config"),
+                    INSTANCE_ID_LABEL: self.instance_id or "",
+                },
                 "annotations": annotations,
             },
             "data": {"context": self.kube.context or "", "created-by": "arkouda-k8s"},
@@ -1412,17 +1518,34 @@ class ArkoudaCluster:
     # -- reattach and discovery ------------------------------------------------------------
 
     def _existing_spec(self, deadline: float | None = None) -> ClusterSpec | None:
-        """The spec this instance was deployed with, if it exists."""
+        """The spec this instance was deployed with, if it exists.
+
+        The annotation is data anyone with write access to a ConfigMap can plant: the
+        name asked for and the namespace the object lives in win, and an annotation
+        that names another instance is an error (nothing is done elsewhere because of it).
+        """
         for obj in (
             self._state_configmap(deadline),
             self.kube.get("Pod", self.names.server_pod, self.namespace, deadline=deadline),
         ):
-            text = ((obj or {}).get("metadata", {}).get("annotations") or {}).get(SPEC_ANNOTATION)
-            if text:
-                try:
-                    return ClusterSpec.from_dict(json.loads(text))
-                except (ValueError, ArkoudaK8sError):
-                    continue
+            if obj is None:
+                continue
+            spec = _spec_of(obj)
+            if spec is None:
+                continue
+            md = obj["metadata"]
+            where = md.get("namespace") or self.namespace
+            if spec.namespace is None:
+                spec = spec.with_namespace(where)
+            if (spec.name, spec.namespace) != (self.name, where):
+                raise ArkoudaK8sError(
+                    f"{obj['kind']} {where}/{md['name']}: its {SPEC_ANNOTATION} annotation "
+                    f"names {spec.namespace}/{spec.name}, not {where}/{self.name}: refusing "
+                    "to act on it",
+                    "the annotation was edited or planted; inspect it with `kubectl get "
+                    f"{obj['kind'].lower()} {md['name']} -n {where} -o yaml`",
+                )
+            return spec
         return None
 
     def _instance_exists(self, deadline: float | None = None) -> bool:
@@ -1487,7 +1610,21 @@ class ArkoudaCluster:
         return deleted
 
     def _delete_all(self, *, deadline: float, wait: bool = True) -> list[tuple[str, str]]:
+        """Delete what our state ConfigMap owns, then the ConfigMap itself.
+
+        Ownership decides, never a name or labels alone: an object is deleted only if its
+        ownerReferences name our state ConfigMap's uid, and every delete carries a uid
+        precondition. Without a state ConfigMap of ours there is nothing to delete (the
+        garbage collector already removed whatever it owned).
+        """
         deleted: list[tuple[str, str]] = []
+        owner = self._owner_object(deadline)
+        if owner is None:
+            return deleted
+        self._owner = owner
+        self.instance_id = owner["metadata"]["labels"][INSTANCE_ID_LABEL]
+        uid = owner["metadata"]["uid"]
+        selector = f"{self.selector},{INSTANCE_ID_LABEL}={self.instance_id}"
         # Kinds an smp deployment never has: a user allowed only what smp needs may lack
         # the right to even list them.
         unused = (
@@ -1495,43 +1632,57 @@ class ArkoudaCluster:
             if self.spec.mode == "udp"
             else {"Deployment", "ReplicaSet", "Role", "RoleBinding"}
         )
-
-        # The server pod first, so it stops using what goes next.
-        if self.kube.delete("Pod", self.names.server_pod, self.namespace, deadline=deadline):
-            deleted.append(("Pod", self.names.server_pod))
-        for kind in ("Service", "Endpoints"):  # self-registered: no labels of ours
-            if self.kube.delete(kind, self.names.self_service, self.namespace, deadline=deadline):
-                deleted.append((kind, self.names.self_service))
-        for kind in DELETED_KINDS:
+        # Services the server registered itself carry none of our labels.
+        deleted += self._remove_stale_service(deadline, stage="teardown")
+        # The server pod first (the only pod we own directly), so it stops using what
+        # goes next; the Deployment before the rest: the garbage collector removes its
+        # ReplicaSets, then their pods.
+        for kind in ("Pod", *DELETED_KINDS):
             with _unless_forbidden(kind in unused):
-                deleted += self.kube.delete_by_label(
-                    [kind], self.selector, self.namespace, wait=False, deadline=deadline
+                deleted += self.kube.delete_owned(
+                    [kind], selector, uid, self.namespace, wait=False, deadline=deadline
                 )
             if kind == "Deployment":
                 with _unless_forbidden("ReplicaSet" in unused):
-                    # The garbage collector removes the ReplicaSets, then their pods.
                     self.kube.wait_gone(
-                        "ReplicaSet",
-                        self.namespace,
-                        label_selector=self.selector,
-                        deadline=deadline,
+                        "ReplicaSet", self.namespace, label_selector=selector, deadline=deadline
                     )
+        if self.kube.delete(
+            "ConfigMap", self._state_name(), self.namespace, uid=uid, deadline=deadline
+        ):
+            deleted.append(("ConfigMap", self._state_name()))
         if self.spec.mode == "udp":
             with contextlib.suppress(KubeError):
-                if self.kube.delete("CertificateSigningRequest", self.names.csr, deadline=deadline):
+                csr = self.kube.get("CertificateSigningRequest", self.names.csr, deadline=deadline)
+                labels = ((csr or {}).get("metadata") or {}).get("labels") or {}
+                if (
+                    csr is not None
+                    and labels.get(INSTANCE_ID_LABEL) == self.instance_id
+                    and self.kube.delete(
+                        "CertificateSigningRequest",
+                        self.names.csr,
+                        uid=csr["metadata"]["uid"],
+                        deadline=deadline,
+                    )
+                ):
                     deleted.append(("CertificateSigningRequest", self.names.csr))
         if wait:
             for kind in OWNED_KINDS:
                 with _unless_forbidden(kind in unused):
                     self.kube.wait_gone(
-                        kind, self.namespace, label_selector=self.selector, deadline=deadline
+                        kind, self.namespace, label_selector=selector, deadline=deadline
                     )
-        return deleted
+        return list(dict.fromkeys(deleted))
 
     def leftovers(self, deadline: float | None = None) -> list[str]:
-        """``Kind/name`` of every object of this instance still present (labelled, the
-        self-registered Service/Endpoints, the CSR)."""
-        out = []
+        """``Kind/name`` of every object still present that this instance owns (through
+        its state ConfigMap), the ConfigMap included; empty when it has none."""
+        owner = self._owner_object(deadline)
+        if owner is None:
+            return []
+        instance_id = owner["metadata"]["labels"][INSTANCE_ID_LABEL]
+        selector = f"{self.selector},{INSTANCE_ID_LABEL}={instance_id}"
+        out = [f"ConfigMap/{self._state_name()}"]
         unused = (
             set()
             if self.spec.mode == "udp"
@@ -1540,27 +1691,56 @@ class ArkoudaCluster:
         for kind in OWNED_KINDS:
             with _unless_forbidden(kind in unused):
                 items = self.kube.list(
-                    kind, self.namespace, label_selector=self.selector, deadline=deadline
+                    kind, self.namespace, label_selector=selector, deadline=deadline
                 )["items"]
                 out += [f"{kind}/{o['metadata']['name']}" for o in items]
-        for kind in ("Service", "Endpoints"):
-            if self.kube.get(kind, self.names.self_service, self.namespace, deadline=deadline):
-                out.append(f"{kind}/{self.names.self_service}")
-        with contextlib.suppress(KubeError):
-            if self.kube.get("CertificateSigningRequest", self.names.csr, deadline=deadline):
-                out.append(f"CertificateSigningRequest/{self.names.csr}")
         return sorted(set(out))
 
-    def _remove_stale_service(self, deadline: float) -> None:
-        for kind in ("Service", "Endpoints"):
-            if self.kube.delete(kind, self.names.self_service, self.namespace, deadline=deadline):
-                self._progress("server", 0, 1, f"removed stale {kind} {self.names.self_service}")
+    def _self_registered(self, deadline: float) -> list[dict[str, Any]]:
+        """Service/Endpoints the server registered itself (selector-less, no labels of
+        anyone's, created after our state ConfigMap): ours though unlabelled."""
+        owner = self._owner_object(deadline)
+        if owner is None:
+            return []
+        born = _parse_time(owner["metadata"].get("creationTimestamp"))
+        out = []
+        for name in (self.names.self_service, self.names.metrics_service):
+            for kind in ("Service", "Endpoints"):
+                obj = self.kube.get(kind, name, self.namespace, deadline=deadline)
+                if obj is None or self._owns(obj):
+                    continue  # absent, or rendered by us and owned: deleted with the rest
+                md = obj["metadata"]
+                created = _parse_time(md.get("creationTimestamp"))
+                if (
+                    (obj.get("spec") or {}).get("selector")
+                    or md.get("labels")
+                    or md.get("ownerReferences")
+                    or born is None
+                    or created is None
+                    or created < born
+                ):
+                    continue
+                out.append(obj)
+        return out
+
+    def _remove_stale_service(
+        self, deadline: float, stage: str = "server"
+    ) -> list[tuple[str, str]]:
+        removed = []
+        for obj in self._self_registered(deadline):
+            kind, name = obj["kind"], obj["metadata"]["name"]
+            if self.kube.delete(
+                kind, name, self.namespace, uid=obj["metadata"]["uid"], deadline=deadline
+            ):
+                removed.append((kind, name))
+                self._progress(stage, 0, 1, f"removed {kind} {name} (registered by the server)")
                 self.kube.wait_gone(
                     kind,
                     self.namespace,
-                    field_selector=f"metadata.name={self.names.self_service}",
+                    field_selector=f"metadata.name={name}",
                     deadline=deadline,
                 )
+        return removed
 
 
 # Clusters of this process that hold a tunnel, by (API server, namespace, name): what
@@ -1846,8 +2026,8 @@ def teardown_expired(
             on_progress=on_progress,
             timeouts=timeouts,
         )
-        cluster.teardown()
-        removed.append(f"{info.namespace}/{info.name}")
+        if cluster.teardown():  # nothing deleted: labels without a state of ours
+            removed.append(f"{info.namespace}/{info.name}")
     return removed
 
 
@@ -1864,13 +2044,13 @@ def teardown_all(
     kube = kube or Kube.connect(kubeconfig, context, namespace)
     removed = []
     for info in list_clusters(namespace=namespace, kube=kube):
-        ArkoudaCluster(
+        if ArkoudaCluster(
             ClusterSpec(name=info.name, namespace=info.namespace),
             kube=_kube_in(kube, info.namespace),
             on_progress=on_progress,
             timeouts=timeouts,
-        ).teardown()
-        removed.append(f"{info.namespace}/{info.name}")
+        ).teardown():  # nothing deleted: labels without a state of ours
+            removed.append(f"{info.namespace}/{info.name}")
     return removed
 
 
@@ -1963,6 +2143,20 @@ def _summarize(
         heartbeat=heartbeat,
         expires_at=expires_at,
         heartbeat_expired=bool(expires_at and expires_at <= now),
+    )
+
+
+def _looks_ours(state: dict[str, Any], name: str) -> bool:
+    """A state ConfigMap of instance ``name``: our labels and an instance id.
+
+    Labels can be planted; what they protect is narrow: deleting goes only to objects
+    whose ownerReferences name this ConfigMap's uid, which a planted one never owns.
+    """
+    labels = state["metadata"].get("labels") or {}
+    return (
+        labels.get(MANAGED_BY_LABEL) == manifests.MANAGED_BY
+        and labels.get(INSTANCE_LABEL) == name
+        and bool(labels.get(INSTANCE_ID_LABEL))
     )
 
 

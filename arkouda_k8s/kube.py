@@ -530,7 +530,10 @@ class Kube:
     def apply(
         self, obj: dict[str, Any], *, deadline: float | None = None, dry_run: bool = False
     ) -> dict[str, Any]:
-        """Server-side apply with field manager ``arkouda-k8s`` (creates when absent)."""
+        """Server-side apply with field manager ``arkouda-k8s`` (creates when absent).
+
+        Never forced: a field another manager owns is a 409 conflict, not taken over.
+        """
         k = kind_of(obj["kind"])
         meta = obj.get("metadata", {})
         ns = self._ns(k, meta.get("namespace"))
@@ -541,7 +544,6 @@ class Kube:
             k.path(ns, meta["name"]),
             query=[
                 ("fieldManager", FIELD_MANAGER),
-                ("force", "true"),
                 ("dryRun", "All" if dry_run else None),
             ],
             body=obj,
@@ -588,11 +590,16 @@ class Kube:
         name: str,
         namespace: str | None = None,
         *,
+        uid: str,
         propagation: str = "Background",
         grace_seconds: int | None = None,
         deadline: float | None = None,
     ) -> bool:
-        """Delete one object; False when it was already gone."""
+        """Delete the object ``name`` only if it still is the one with ``uid``.
+
+        False when it is gone, or when that name now holds another object (the uid
+        precondition failed): a name alone never decides what is deleted.
+        """
         k = kind_of(kind)
         try:
             self.request(
@@ -602,42 +609,54 @@ class Kube:
                     ("propagationPolicy", propagation),
                     ("gracePeriodSeconds", grace_seconds),
                 ],
+                body={
+                    "apiVersion": "v1",
+                    "kind": "DeleteOptions",
+                    "preconditions": {"uid": uid},
+                },
                 deadline=deadline,
             )
         except KubeError as exc:
-            if exc.status == 404:
+            if exc.status == 404 or (exc.status == 409 and "recondition" in str(exc)):
                 return False
             raise
         return True
 
-    def delete_by_label(
+    def delete_owned(
         self,
         kinds: Iterable[str],
         label_selector: str,
+        owner_uid: str,
         namespace: str | None = None,
         *,
         wait: bool = True,
         deadline: float | None = None,
         grace_seconds: int | None = None,
     ) -> builtins.list[tuple[str, str]]:
-        """Delete every object of ``kinds`` matching the selector; optionally wait until gone.
+        """Delete every object of ``kinds`` that matches the selector AND names ``owner_uid``
+        in its ownerReferences, each with a uid precondition; optionally wait until gone.
 
-        Returns the (kind, name) pairs that were deleted.
+        Labels alone can be copied onto anything; the owner reference cannot be set
+        without write access to the object itself. Returns the (kind, name) deleted.
         """
         deleted: builtins.list[tuple[str, str]] = []
         for kind in kinds:
             for item in self.list(
                 kind, namespace, label_selector=label_selector, deadline=deadline
             )["items"]:
-                name = item["metadata"]["name"]
+                md = item["metadata"]
+                refs = md.get("ownerReferences") or []
+                if not any(r.get("uid") == owner_uid for r in refs):
+                    continue
                 if self.delete(
                     kind,
-                    name,
-                    item["metadata"].get("namespace") or namespace,
+                    md["name"],
+                    md.get("namespace") or namespace,
+                    uid=md["uid"],
                     grace_seconds=grace_seconds,
                     deadline=deadline,
                 ):
-                    deleted.append((kind, name))
+                    deleted.append((kind, md["name"]))
         if wait:
             for kind in kinds:
                 self.wait_gone(kind, namespace, label_selector=label_selector, deadline=deadline)
@@ -888,9 +907,22 @@ class Kube:
     def create_csr(self, obj: dict[str, Any], *, deadline: float | None = None) -> dict[str, Any]:
         """Create a CertificateSigningRequest, replacing a leftover of the same name."""
         name = obj["metadata"]["name"]
-        # A CSR's request is immutable: a leftover from an earlier attempt must go first.
-        if self.get("CertificateSigningRequest", name, deadline=deadline) is not None:
-            self.delete("CertificateSigningRequest", name, deadline=deadline)
+        # A CSR's request is immutable: a leftover from an earlier attempt must go first,
+        # but only one that is ours (same managed-by and instance labels).
+        old = self.get("CertificateSigningRequest", name, deadline=deadline)
+        if old is not None:
+            theirs = (old["metadata"].get("labels") or {}).items()
+            if not set((obj["metadata"].get("labels") or {}).items()) <= set(theirs):
+                raise KubeError(
+                    f"CertificateSigningRequest {name} already exists and was not made by "
+                    "this deployment: refusing to replace it",
+                    "choose another name, or delete that request yourself if it is a leftover",
+                    status=409,
+                    reason="AlreadyExists",
+                )
+            self.delete(
+                "CertificateSigningRequest", name, uid=old["metadata"]["uid"], deadline=deadline
+            )
             self.wait_gone(
                 "CertificateSigningRequest",
                 field_selector=f"metadata.name={name}",

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from lifecycle_support import labelled
@@ -287,9 +288,10 @@ def test_status_of_a_failed_deployment_says_why(sb, kube, capsys):
     assert labelled(kube, "cli-bad") == []
 
 
-def test_teardown_removes_remains_without_their_marker(sb, kube, capsys):
-    """A deploy whose rollback failed half-way may leave labelled objects without the
-    state ConfigMap or server pod; `teardown NAME` still finds and removes them."""
+def test_remains_without_their_marker_go_with_it(sb, kube, capsys):
+    """Every object of a deployment is owned by its state ConfigMap: with the marker
+    gone (a rollback that failed half-way), the garbage collector removes the rest, and
+    `teardown NAME` finds nothing of ours to delete."""
     from lifecycle_support import FAULT, cluster, spec
 
     from arkouda_k8s.errors import ImagePullError
@@ -299,10 +301,11 @@ def test_teardown_removes_remains_without_their_marker(sb, kube, capsys):
     )
     with pytest.raises(ImagePullError):
         cluster(sb, s, timeouts=FAULT, keep_on_failure=True).deploy()
-    kube.delete("ConfigMap", "cli-rem-state")
-    assert labelled(kube, "cli-rem") != []
-    code, out, err = run(capsys, "teardown", "cli-rem", "--kubeconfig", sb.kubeconfig_path)
-    assert code == 0, err
+    state = kube.get("ConfigMap", "cli-rem-state")
+    kube.delete("ConfigMap", "cli-rem-state", uid=state["metadata"]["uid"])
+    deadline = time.monotonic() + 30
+    while labelled(kube, "cli-rem") and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert labelled(kube, "cli-rem") == []
     code, out, err = run(capsys, "teardown", "cli-rem", "--kubeconfig", sb.kubeconfig_path)
     assert code == 1 and "no arkouda-k8s deployment 'cli-rem'" in err

@@ -55,8 +55,11 @@ def test_server_side_apply_is_idempotent_and_owned(kube):
     changed = kube.apply(cm("kube-apply", a="2"))
     assert changed["data"] == {"a": "2"}
     assert kube.get("ConfigMap", "kube-apply")["data"] == {"a": "2"}
-    assert kube.delete("ConfigMap", "kube-apply") is True
-    assert kube.delete("ConfigMap", "kube-apply") is False
+    uid = changed["metadata"]["uid"]
+    assert kube.delete("ConfigMap", "kube-apply", uid="not-" + uid) is False  # not that one
+    assert kube.get("ConfigMap", "kube-apply") is not None
+    assert kube.delete("ConfigMap", "kube-apply", uid=uid) is True
+    assert kube.delete("ConfigMap", "kube-apply", uid=uid) is False
     assert kube.get("ConfigMap", "kube-apply") is None
 
 
@@ -77,7 +80,7 @@ def test_wait_for_sees_a_change_made_later(kube):
     t.join()
     assert found["data"] == {"x": "y"}
     assert time.monotonic() - start < 5
-    kube.delete("ConfigMap", "kube-later")
+    kube.delete("ConfigMap", "kube-later", uid=found["metadata"]["uid"])
 
 
 def test_wait_for_honours_its_deadline(kube):
@@ -92,15 +95,23 @@ def test_wait_for_honours_its_deadline(kube):
     assert 1.4 < time.monotonic() - start < 4
 
 
-def test_delete_by_label_waits_until_gone(kube, sb):
+def test_delete_owned_deletes_only_what_the_owner_owns_and_waits(kube, sb):
+    owner = kube.apply(cm("kube-owner"))
+    ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "kube-owner"}
+    ref["uid"] = owner["metadata"]["uid"]
     for i in range(5):
-        kube.apply(cm(f"kube-del-{i}", labels={"test": "del"}))
-    kube.apply(cm("kube-keep", labels={"test": "keep"}))
-    deleted = kube.delete_by_label(["ConfigMap"], "test=del", deadline=time.monotonic() + 10)
+        obj = cm(f"kube-del-{i}", labels={"test": "del"})
+        obj["metadata"]["ownerReferences"] = [ref]
+        kube.apply(obj)
+    kube.apply(cm("kube-keep", labels={"test": "del"}))  # our labels, not owned
+    deleted = kube.delete_owned(
+        ["ConfigMap"], "test=del", ref["uid"], deadline=time.monotonic() + 10, wait=False
+    )
     assert sorted(n for _, n in deleted) == [f"kube-del-{i}" for i in range(5)]
-    assert kube.list("ConfigMap", label_selector="test=del")["items"] == []
-    assert kube.get("ConfigMap", "kube-keep") is not None
-    kube.delete("ConfigMap", "kube-keep")
+    left = kube.list("ConfigMap", label_selector="test=del")["items"]
+    assert [o["metadata"]["name"] for o in left] == ["kube-keep"]
+    for name in ("kube-keep", "kube-owner"):
+        kube.delete("ConfigMap", name, uid=kube.get("ConfigMap", name)["metadata"]["uid"])
 
 
 def test_transient_errors_are_retried(kube, sb):
@@ -109,8 +120,9 @@ def test_transient_errors_are_retried(kube, sb):
     assert kube.get("ConfigMap", "kube-retry") is not None
     sb.faults.fail_requests(2, status=500)
     kube.apply(cm("kube-retry", a="b"))
-    assert kube.get("ConfigMap", "kube-retry")["data"] == {"a": "b"}
-    kube.delete("ConfigMap", "kube-retry")
+    got = kube.get("ConfigMap", "kube-retry")
+    assert got["data"] == {"a": "b"}
+    kube.delete("ConfigMap", "kube-retry", uid=got["metadata"]["uid"])
 
 
 def test_lasting_failure_gives_up_at_the_deadline(kube, sb):
@@ -147,12 +159,12 @@ def test_csr_create_approve_and_certificate(kube):
     creds = Credentials.generate(s)
     obj = certificate_signing_request(s, creds)
     kube.create_csr(obj, deadline=time.monotonic() + 10)
-    kube.create_csr(obj, deadline=time.monotonic() + 10)  # a leftover is replaced
+    made = kube.create_csr(obj, deadline=time.monotonic() + 10)  # a leftover is replaced
     kube.approve_csr(obj["metadata"]["name"])
     pem = kube.wait_for_certificate(obj["metadata"]["name"], deadline=time.monotonic() + 10)
     cert = x509.load_pem_x509_certificate(pem)
     assert cert.subject.rfc4514_string() == f"CN={creds.user}"
-    kube.delete("CertificateSigningRequest", obj["metadata"]["name"])
+    kube.delete("CertificateSigningRequest", obj["metadata"]["name"], uid=made["metadata"]["uid"])
 
 
 def test_logs_and_events_of_a_pod(kube):
@@ -171,7 +183,7 @@ def test_logs_and_events_of_a_pod(kube):
             ],
         },
     }
-    kube.apply(pod)
+    made = kube.apply(pod)
     try:
         kube.wait_for(
             "Pod",
@@ -192,7 +204,8 @@ def test_logs_and_events_of_a_pod(kube):
         reasons = {e.get("reason") for e in kube.events("Pod", "kube-logs")}
         assert reasons & {"Scheduled", "Started", "Pulled", "Created"}
     finally:
-        kube.delete_by_label(["Pod"], "test=logs", deadline=time.monotonic() + 10)
+        kube.delete("Pod", "kube-logs", uid=made["metadata"]["uid"])
+        kube.wait_gone("Pod", label_selector="test=logs", deadline=time.monotonic() + 10)
 
 
 def test_exec_auth_kubeconfig(sb, tmp_path):
