@@ -124,7 +124,8 @@ def test_follow_prints_new_lines_and_stops_when_the_pod_is_deleted(sb, kube):
             assert f">>> {marker}" in lines.wait_for(marker)
             assert proc.poll() is None
         assert token_of(kube, "logs-f") not in "\n".join(lines.seen)
-        kube.delete("Pod", "logs-f-server")
+        pod = kube.get("Pod", "logs-f-server")
+        kube.delete("Pod", "logs-f-server", uid=pod["metadata"]["uid"])
         proc.wait(timeout=60)
         assert proc.returncode == 0, proc.stderr.read()
     finally:
