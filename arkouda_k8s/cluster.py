@@ -1632,8 +1632,6 @@ class ArkoudaCluster:
             if self.spec.mode == "udp"
             else {"Deployment", "ReplicaSet", "Role", "RoleBinding"}
         )
-        # Services the server registered itself carry none of our labels.
-        deleted += self._remove_stale_service(deadline, stage="teardown")
         # The server pod first (the only pod we own directly), so it stops using what
         # goes next; the Deployment before the rest: the garbage collector removes its
         # ReplicaSets, then their pods.
@@ -1642,6 +1640,17 @@ class ArkoudaCluster:
                 deleted += self.kube.delete_owned(
                     [kind], selector, uid, self.namespace, wait=False, deadline=deadline
                 )
+            if kind == "Pod":
+                # Services the server registered itself carry none of our labels; a
+                # server still starting may register one until its pod is gone.
+                self.kube.wait_gone(
+                    "Pod",
+                    self.namespace,
+                    field_selector=f"metadata.name={self.names.server_pod}",
+                    label_selector=selector,
+                    deadline=deadline,
+                )
+                deleted += self._remove_stale_service(deadline, stage="teardown")
             if kind == "Deployment":
                 with _unless_forbidden("ReplicaSet" in unused):
                     self.kube.wait_gone(
