@@ -228,7 +228,15 @@ def wait_for_server(
                 from .cluster import server_address_in_cluster
                 from .kube import Kube
 
-                kube = kube or Kube.in_cluster(step.namespace)
+                if kube is None:
+                    try:
+                        kube = Kube.in_cluster(step.namespace)
+                    except UsageError as exc:
+                        raise UsageError(
+                            f"--in-cluster: this process has no pod service account ({exc.message})",
+                            "run it in a pod (see `arkouda-k8s render --runner-rbac NAME`), or "
+                            "give the address: --server HOST:PORT",
+                        ) from None
                 found = server_address_in_cluster(step.in_cluster, step.namespace, kube=kube)
                 host, port = found.host, found.port
                 where = f"deployment {step.in_cluster} ({found})"

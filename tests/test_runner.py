@@ -142,6 +142,15 @@ def test_bad_input_exits_2(argv, needle, capsys, monkeypatch):
     assert needle in err and err.count("\n") == 1
 
 
+def test_in_cluster_outside_a_pod_is_bad_input(capsys, monkeypatch):
+    # No service account here: the process is not in a pod.
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    assert main(["run", "--in-cluster", "demo", "--connect-timeout", "1", "-c", "pass"]) == 2
+    err = capsys.readouterr().err
+    assert "--in-cluster: this process has no pod service account" in err
+    assert "--server HOST:PORT" in err and err.count("\n") == 1
+
+
 def test_token_on_the_command_line_is_refused(capsys):
     assert main(["run", "--server", "127.0.0.1:5555", "--token", TOKEN, "-c", "pass"]) == 2
     err = capsys.readouterr().err
