@@ -348,8 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument(
         "--in-cluster",
         metavar="NAME",
-        help="inside a pod: find deployment NAME's server and token through the API "
-        "(grant: `arkouda-k8s render --runner-rbac SA --name NAME`)",
+        help="inside a pod: find deployment NAME's server and token through the API, as "
+        "the pod's service account (the grant: `arkouda-k8s render --runner-rbac NAME`)",
     )
     p.add_argument(
         "--namespace", "-n", metavar="N", help="NAME's namespace (default: the pod's own)"

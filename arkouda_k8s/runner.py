@@ -190,11 +190,26 @@ def step_from_args(args: argparse.Namespace, environ: Any = None) -> Step:
     )
 
 
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM (a pod being deleted) interrupts the step like Ctrl-C: the client
+    disconnects and the command exits 130. As a container's PID 1 the process would
+    otherwise ignore SIGTERM and wait for the SIGKILL at the end of the grace period."""
+    import signal
+    import threading
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def run_from_args(args: argparse.Namespace) -> int:
     """``arkouda-k8s run``: check the input, then run the step (errors carry the exit code)."""
     step = step_from_args(args)
     # Read once; from here on nothing the code starts inherits the token.
     os.environ.pop(TOKEN_ENV, None)
+    _interrupt_on_sigterm()
     run_step(step)
     return 0
 

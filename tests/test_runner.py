@@ -350,3 +350,32 @@ def test_token_is_masked_in_errors_from_an_authenticating_server():
     assert "Traceback" in debug.stderr
     for proc in (right, wrong, debug):
         assert TOKEN not in proc.stdout + proc.stderr
+
+
+def test_sigterm_stops_the_step_and_disconnects(server, tmp_path):
+    """A deleted pod's SIGTERM ends the step at once (exit 130), even mid-computation."""
+    started = tmp_path / "started"
+    code = (
+        f"import time\nak.arange(0, 3, 1)\nopen({str(started)!r}, 'w').close()\ntime.sleep(120)\n"
+    )
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "arkouda_k8s.cli", "run", "--server", f"{server.host}:{server.port}"]
+        + ["-c", code],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists() and runner.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started.exists(), runner.communicate()[1]
+        runner.terminate()
+        _, err = runner.communicate(timeout=20)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.communicate()
+    assert runner.returncode == 130
+    assert "arkouda-k8s: interrupted" in err
