@@ -122,6 +122,10 @@ class ApiEndpoint:
     server: str
     ssl_context: ssl.SSLContext | None
     headers: dict[str, str] = field(default_factory=dict, repr=False)
+    # The name the server's certificate must carry and the SNI to send: the kubeconfig's
+    # tls-server-name, else the server URL's host. Every dial passes it as
+    # server_hostname, with the context's hostname check on.
+    server_name: str | None = None
 
     def __repr__(self) -> str:  # never show the Authorization header
         return f"ApiEndpoint(server={self.server!r})"
@@ -357,9 +361,9 @@ class Kube:
             )
             if cfg.cert_file and cfg.key_file:
                 ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
-            if cfg.tls_server_name:
-                ctx.check_hostname = False  # verified against tls_server_name by SNI below
-        return ApiEndpoint(cfg.host, ctx, headers)
+        # tls-server-name replaces the host in the certificate check, as kubectl does; it
+        # never turns the check off.
+        return ApiEndpoint(cfg.host, ctx, headers, server_name=cfg.tls_server_name or None)
 
     # -- raw requests ---------------------------------------------------------------
 

@@ -819,6 +819,8 @@ class _Core:
         # the native pump for data connections (TLS only; probes keep the asyncio path)
         self.native = self.tls and _native_pump_usable()
         self.host = url.hostname or "127.0.0.1"
+        # what the certificate is checked against (kubeconfig tls-server-name, or host)
+        self.server_name = tunnel.endpoint.server_name or self.host
         self.port = url.port or (443 if self.tls else 80)
         self.base_path = url.path.rstrip("/")
         self.host_header = url.netloc
@@ -1023,7 +1025,7 @@ class _Core:
                     self.host,
                     self.port,
                     ssl=self.t.endpoint.ssl_context if self.tls else None,
-                    server_hostname=self.host if self.tls else None,
+                    server_hostname=self.server_name if self.tls else None,
                 ),
                 self.t.connect_timeout,
             )
@@ -1047,7 +1049,7 @@ class _Core:
                 await self.loop.sock_connect(sock, address)
                 context = self.t.endpoint.ssl_context or ssl.create_default_context()
                 sock = context.wrap_socket(
-                    sock, server_hostname=self.host, do_handshake_on_connect=False
+                    sock, server_hostname=self.server_name, do_handshake_on_connect=False
                 )
                 tls = cast(ssl.SSLSocket, sock)
                 await self._tls(tls, tls.do_handshake)
@@ -1139,6 +1141,7 @@ class _Core:
                 headers=self.t.endpoint.headers,
                 max_msg_size=0,
                 compress=0,
+                server_hostname=self.server_name if self.tls else None,
                 timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
                 heartbeat=self.t.ping_interval,
             )

@@ -23,7 +23,7 @@ import pytest
 from aiohttp import web
 from echo_support import ECHO, ECHO_PORT
 
-from arkouda_k8s.errors import TunnelError
+from arkouda_k8s.errors import KubeError, TunnelError
 from arkouda_k8s.kube import ApiEndpoint, Kube
 from arkouda_k8s.sandbox import Sandbox
 from arkouda_k8s.sandbox.portforward import PortForwardRegistry, handle_portforward
@@ -751,3 +751,47 @@ def test_spdy_only_reports_the_refusal(websocket_only_server: str) -> None:
     endpoint = ApiEndpoint(websocket_only_server, None, {})
     with pytest.raises(TunnelError, match="not supported"):
         Tunnel(endpoint, "default", "echo", 5555, protocol="spdy").start(timeout=2)
+
+
+def _kubeconfig_naming(world: World, tmp_path: Any, server_name: str) -> str:
+    """The sandbox's kubeconfig with ``tls-server-name`` set on its cluster."""
+    import yaml
+
+    with open(world.sb.kubeconfig_path) as f:
+        config = yaml.safe_load(f)
+    for cluster in config["clusters"]:
+        cluster["cluster"]["tls-server-name"] = server_name
+    path = tmp_path / "kubeconfig"
+    path.touch(mode=0o600)
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+@pytest.mark.parametrize("protocol", ["spdy", "websocket"])
+def test_a_wrong_tls_server_name_is_refused_like_kubectl(
+    world: World, echo: str, tmp_path: Any, protocol: str
+) -> None:
+    # The certificate is valid for 127.0.0.1 but not for the configured name: kubectl
+    # and the official client refuse, and so must every dial of the tunnel (before any
+    # bearer token is sent).
+    path = _kubeconfig_naming(world, tmp_path, "not-the-api-server.example")
+    kube = Kube.from_kubeconfig(path)
+    with pytest.raises(KubeError, match="not-the-api-server.example|hostname"):
+        kube.get("Pod", echo, "default")
+    for pump in PUMPS:
+        with pump_chosen(pump):
+            tunnel = Tunnel(kube.endpoint(), "default", echo, ECHO_PORT, protocol=protocol)
+            with pytest.raises(TunnelError, match="not-the-api-server.example|hostname"):
+                tunnel.start(timeout=5)
+        assert tunnel.state == "closed"
+
+
+@pytest.mark.parametrize("pump", PUMPS)
+def test_tls_server_name_is_the_name_the_certificate_is_checked_against(
+    world: World, echo: str, tmp_path: Any, pump: str
+) -> None:
+    kube = Kube.from_kubeconfig(_kubeconfig_naming(world, tmp_path, "kubernetes.default.svc"))
+    assert kube.get("Pod", echo, "default") is not None
+    with pump_chosen(pump), Tunnel(kube.endpoint(), "default", echo, ECHO_PORT) as t:
+        assert t.pump == pump
+        assert echo_through(t.local_address, b"named") == b"named"
