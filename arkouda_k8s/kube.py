@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import builtins
-import contextlib
 import functools
 import json
 import os
@@ -1129,8 +1128,10 @@ class _StreamBroken(Exception):
     pass
 
 
-def _json_lines(resp: Any) -> Iterator[dict[str, Any]]:
-    """JSON objects, one per line, from a streaming urllib3 response."""
+def _lines(resp: Any) -> Iterator[bytes]:
+    """Lines (without the newline) of a streaming urllib3 response as they arrive, the
+    last one even without a newline; _StreamBroken when the stream breaks or is closed
+    under the reader (urllib3 then drops the response's file object: AttributeError)."""
     import urllib3
 
     buf = b""
@@ -1139,13 +1140,21 @@ def _json_lines(resp: Any) -> Iterator[dict[str, Any]]:
             buf += chunk
             while b"\n" in buf:
                 line, buf = buf.split(b"\n", 1)
-                if line.strip():
-                    yield json.loads(line)
-    except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+                yield line
+    except (urllib3.exceptions.HTTPError, OSError, ValueError, AttributeError) as exc:
         raise _StreamBroken(str(exc)) from None
-    if buf.strip():
-        with contextlib.suppress(ValueError):
-            yield json.loads(buf)
+    if buf:
+        yield buf
+
+
+def _json_lines(resp: Any) -> Iterator[dict[str, Any]]:
+    """JSON objects, one per line, from a streaming urllib3 response."""
+    for line in _lines(resp):
+        if line.strip():
+            try:
+                yield json.loads(line)
+            except ValueError as exc:
+                raise _StreamBroken(str(exc)) from None
 
 
 def _log_query(
@@ -1168,23 +1177,13 @@ def log_lines(resp: Any) -> Iterator[str]:
     """Lines (without their newline) of a followed log, as they arrive; a last line
     without a newline is given when the stream ends. Ends quietly when the stream is
     closed from another thread (the reader stopped following)."""
-    import urllib3
-
-    buf = b""
     try:
-        for chunk in resp.stream(65536, decode_content=True):
-            buf += chunk
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                yield line.decode("utf-8", "replace")
-    except (urllib3.exceptions.HTTPError, OSError, ValueError, AttributeError):
-        # A reset, or the response closed under us (AttributeError: urllib3 drops the
-        # file object of a closed response): the log ends here either way.
-        pass
+        for line in _lines(resp):
+            yield line.decode("utf-8", "replace")
+    except _StreamBroken:
+        pass  # a reset, or the reader closed it: the log ends here either way
     finally:
         resp.release_conn()
-    if buf:
-        yield buf.decode("utf-8", "replace")
 
 
 def _key(obj: dict[str, Any]) -> str:

@@ -70,3 +70,84 @@ class Recorder:
 def cluster(sb: Any, s: ClusterSpec, **kw: Any) -> ArkoudaCluster:
     kw.setdefault("timeouts", FAST)
     return ArkoudaCluster(s, kubeconfig=sb.kubeconfig_path, **kw)
+
+
+# -- the CLI ------------------------------------------------------------------------------
+
+
+def run_cli(capsys: Any, *argv: str) -> tuple[int, str, str]:
+    """`arkouda-k8s ARGV` in this process: (exit code, stdout, stderr)."""
+    from arkouda_k8s.cli import main
+
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def token_of(kube: Kube, name: str, namespace: str = "default") -> str:
+    """The server token of deployment ``name`` (from its Secret): what no output may show."""
+    import base64
+
+    secret = kube.get("Secret", f"{name}-token", namespace) or {}
+    return base64.b64decode(secret["data"]["token"]).decode()
+
+
+def dead_kubeconfig(folder: Any, namespace: str | None = None) -> tuple[str, int]:
+    """A kubeconfig whose API address is a loopback port nothing listens on: (path, port)."""
+    import os
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ns = f", namespace: {namespace}" if namespace else ""
+    path = os.path.join(str(folder), "dead.kubeconfig")
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(
+            "apiVersion: v1\nkind: Config\ncurrent-context: dead\n"
+            f"clusters: [{{name: gone, cluster: {{server: 'https://127.0.0.1:{port}'}}}}]\n"
+            "users: [{name: me, user: {token: not-a-secret}}]\n"
+            f"contexts: [{{name: dead, context: {{cluster: gone, user: me{ns}}}}}]\n"
+        )
+    return path, port
+
+
+def on_a_terminal(argv: list[str], env: dict[str, str], timeout: float = 120) -> str:
+    """What a terminal shows of ``argv``'s stdout (a pseudo-terminal); asserts exit 0."""
+    import os
+    import pty
+    import subprocess
+
+    main_fd, tty_fd = pty.openpty()
+    try:
+        proc = subprocess.Popen(argv, stdout=tty_fd, stderr=subprocess.DEVNULL, env=env)
+        os.close(tty_fd)
+        chunks = []
+        while True:
+            try:
+                data = os.read(main_fd, 65536)
+            except OSError:  # EIO: every writer closed
+                break
+            if not data:
+                break
+            chunks.append(data)
+        assert proc.wait(timeout=timeout) == 0
+    finally:
+        os.close(main_fd)
+    return b"".join(chunks).decode()
+
+
+def cli_process(*argv: str) -> Any:
+    """`arkouda-k8s ARGV` as a child process (text pipes), for commands that hold on:
+    forward, logs -f. The caller stops it."""
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "arkouda_k8s.cli", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )

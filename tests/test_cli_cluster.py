@@ -3,29 +3,16 @@ teardown (NAME, --all, --expired), exit codes, and no secret on the terminal."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
 import time
 
 import pytest
-from lifecycle_support import labelled
+from lifecycle_support import cli_process, labelled, token_of
+from lifecycle_support import run_cli as run
 
 from arkouda_k8s.cli import main
 from arkouda_k8s.cluster import HEARTBEAT_ANNOTATION
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def token_of(kube, name):
-    import base64
-
-    return base64.b64decode(kube.get("Secret", f"{name}-token")["data"]["token"]).decode()
 
 
 @pytest.fixture(scope="module")
@@ -177,22 +164,8 @@ def test_forward_holds_a_tunnel_and_prints_a_connect_line(sb, kube, deployed):
     with socket.socket() as s:  # a free port for --local-port
         s.bind(("127.0.0.1", 0))
         wanted = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "arkouda_k8s.cli",
-            "forward",
-            deployed,
-            "--local-port",
-            str(wanted),
-            "--kubeconfig",
-            sb.kubeconfig_path,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    proc = cli_process(
+        "forward", deployed, "--local-port", str(wanted), "--kubeconfig", sb.kubeconfig_path
     )
     try:
         first = proc.stdout.readline()

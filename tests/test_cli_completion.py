@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from lifecycle_support import labelled
+from lifecycle_support import dead_kubeconfig, labelled
 
 from arkouda_k8s.cli import main
 
@@ -84,18 +84,7 @@ def test_status_tab_offers_the_deployments_of_the_current_context(sb, two):
 
 @needs_bash
 def test_a_dead_cluster_completes_nothing_and_quickly(tmp_path):
-    import socket
-
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = tmp_path / "dead.kubeconfig"
-    config.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: dead\n"
-        f"clusters: [{{name: dead, cluster: {{server: 'https://127.0.0.1:{port}'}}}}]\n"
-        "users: [{name: u, user: {token: not-a-secret}}]\n"
-        "contexts: [{name: dead, context: {cluster: dead, user: u}}]\n"
-    )
+    config, _ = dead_kubeconfig(tmp_path)
     started = time.monotonic()
     offered = complete("arkouda-k8s status ", KUBECONFIG=str(config))
     assert [w for w in offered if not w.startswith("-")] == []

@@ -4,7 +4,6 @@ they say; secrets stay masked; a terminal never receives the pods' control chara
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import queue
@@ -17,23 +16,14 @@ import uuid
 
 import pytest
 import zmq
-from lifecycle_support import labelled
+from lifecycle_support import cli_process, labelled, on_a_terminal, token_of
+from lifecycle_support import run_cli as run
 
 from arkouda_k8s.cli import main
 from arkouda_k8s.cluster import ArkoudaCluster
 
 SMALL = ["--cpu", "100m", "--memory", "256Mi", "--release", "v2023.05.05"]
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z ")
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def token_of(kube, name):
-    return base64.b64decode(kube.get("Secret", f"{name}-token")["data"]["token"]).decode()
 
 
 def send_command(sb, kube, name, cmd):
@@ -106,14 +96,7 @@ class Lines:
 
 def test_follow_prints_new_lines_and_stops_when_the_pod_is_deleted(sb, kube):
     deploy(sb, "logs-f", "--mode", "smp", "--locales", "1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "arkouda_k8s.cli", "logs", "logs-f", "-f"]
-        + ["--kubeconfig", sb.kubeconfig_path],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": os.getcwd()},
-    )
+    proc = cli_process("logs", "logs-f", "-f", "--kubeconfig", sb.kubeconfig_path)
     try:
         lines = Lines(proc)
         lines.wait_for("server listening on")  # what was there before the follow
@@ -193,8 +176,6 @@ def test_previous_asks_for_the_last_terminated_container(sb, udp, capsys):
 def test_a_terminal_gets_no_control_characters(sb, kube, udp):
     """A client can put escape sequences into the server's log (the server logs every
     command it is sent): on a terminal they are removed, into a pipe they pass as they are."""
-    import pty
-
     evil = "\x1b]0;owned\x07\x1b[2J\x1b[31mevil\rcmd"
     send_command(sb, kube, udp, evil)
     argv = [sys.executable, "-m", "arkouda_k8s.cli", "logs", udp]
@@ -203,23 +184,7 @@ def test_a_terminal_gets_no_control_characters(sb, kube, udp):
     piped = subprocess.run(argv, capture_output=True, env=env, timeout=60)
     assert piped.returncode == 0 and f">>> {evil}".encode() in piped.stdout
 
-    main_fd, tty_fd = pty.openpty()
-    try:
-        proc = subprocess.Popen(argv, stdout=tty_fd, stderr=subprocess.PIPE, env=env)
-        os.close(tty_fd)
-        chunks = []
-        while True:
-            try:
-                data = os.read(main_fd, 65536)
-            except OSError:  # EIO: the other side closed
-                break
-            if not data:
-                break
-            chunks.append(data)
-        assert proc.wait(timeout=60) == 0
-    finally:
-        os.close(main_fd)
-    screen = b"".join(chunks).decode()
+    screen = on_a_terminal(argv, env)
     assert ">>> evilcmd" in screen
     assert "\x1b" not in screen and "\x07" not in screen
     # The pty turns each newline into \r\n; no other carriage return reaches it.

@@ -4,7 +4,6 @@ in each stage (Ready, pending, failed, expired), and never a secret in them."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
@@ -12,7 +11,8 @@ import re
 import jsonschema
 import pytest
 import yaml
-from lifecycle_support import FAULT, cluster, labelled, spec
+from lifecycle_support import FAULT, cli_process, cluster, labelled, spec, token_of
+from lifecycle_support import run_cli as run
 
 from arkouda_k8s.cli import main
 from arkouda_k8s.cluster import HEARTBEAT_ANNOTATION
@@ -31,16 +31,6 @@ def schema():
 def validate(schema, doc):
     jsonschema.Draft202012Validator(schema).validate(doc)
     return doc
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def token_of(kube, name):
-    return base64.b64decode(kube.get("Secret", f"{name}-token")["data"]["token"]).decode()
 
 
 @pytest.fixture(scope="module")
@@ -195,8 +185,6 @@ def test_list_wide_shows_a_tunnel_held_by_forward_in_another_process(sb, stages,
     """`arkouda-k8s forward` in another terminal: `list -o wide` shows its address while
     it runs, and not once it stopped (Ctrl-C) or died (SIGKILL: a stale record)."""
     import signal
-    import subprocess
-    import sys
 
     where = ["--kubeconfig", sb.kubeconfig_path]
 
@@ -206,13 +194,7 @@ def test_list_wide_shows_a_tunnel_held_by_forward_in_another_process(sb, stages,
         return next(r.split() for r in out.splitlines() if r.split()[1] == "out-ready")[-2]
 
     for stop in (signal.SIGINT, signal.SIGKILL):
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "arkouda_k8s.cli", "forward", "out-ready", *where],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONPATH": os.getcwd()},
-        )
+        proc = cli_process("forward", "out-ready", *where)
         try:
             first = proc.stdout.readline()
             assert first.startswith("forwarding 127.0.0.1:"), proc.stderr.read()

@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
 
 import jsonschema
 import pytest
+from lifecycle_support import dead_kubeconfig, on_a_terminal
 
 from arkouda_k8s import doctor
 
@@ -64,16 +64,7 @@ def test_no_kubeconfig(tmp_path):
 
 
 def test_dead_api_address(tmp_path):
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = tmp_path / "dead.kubeconfig"
-    config.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: dead\n"
-        f"clusters: [{{name: gone, cluster: {{server: 'https://127.0.0.1:{port}'}}}}]\n"
-        "users: [{name: me, user: {token: not-a-secret}}]\n"
-        "contexts: [{name: dead, context: {cluster: gone, user: me, namespace: team}}]\n"
-    )
+    config, port = dead_kubeconfig(tmp_path, namespace="team")
     started = time.monotonic()
     proc = run_doctor("--kubeconfig", str(config))
     assert time.monotonic() - started < 60
@@ -145,42 +136,12 @@ def test_sandbox_user_without_permissions(sb, kube):
 
 
 def test_colour_on_a_terminal_only_and_never_with_no_color(sb):
-    import pty
-
-    def on_a_terminal(env):
-        main_fd, tty_fd = pty.openpty()
-        try:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "arkouda_k8s.cli",
-                    "doctor",
-                    "--kubeconfig",
-                    sb.kubeconfig_path,
-                ],
-                stdout=tty_fd,
-                stderr=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONPATH": os.getcwd(), "TERM": "xterm", **env},
-            )
-            os.close(tty_fd)
-            chunks = []
-            while True:
-                try:
-                    data = os.read(main_fd, 65536)
-                except OSError:
-                    break
-                if not data:
-                    break
-                chunks.append(data)
-            assert proc.wait(timeout=120) == 0
-        finally:
-            os.close(main_fd)
-        return b"".join(chunks).decode()
-
-    coloured = on_a_terminal({"NO_COLOR": ""})  # empty: not set (no-color.org)
+    argv = [sys.executable, "-m", "arkouda_k8s.cli", "doctor"]
+    argv += ["--kubeconfig", sb.kubeconfig_path]
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "TERM": "xterm"}
+    coloured = on_a_terminal(argv, {**env, "NO_COLOR": ""})  # empty: not set (no-color.org)
     assert "\x1b[32mok" in coloured
-    plain = on_a_terminal({"NO_COLOR": "1"})
+    plain = on_a_terminal(argv, {**env, "NO_COLOR": "1"})
     assert "\x1b[" not in plain and "ok       api" in plain
 
 
