@@ -70,7 +70,7 @@ def test_runner_rbac_grants_the_lookup_and_nothing_else(sb, deployed):
         lambda: kube.get("Secret", f"{NAME}-ssh", NS),
         lambda: kube.list("Secret", NS),
         lambda: kube.list("Pod", NS),
-        lambda: kube.delete("Service", f"{NAME}-arkouda", NS),
+        lambda: kube.delete("Service", f"{NAME}-arkouda", NS, uid="any"),
     ):
         with pytest.raises(KubeError) as err:
             attempt()
@@ -148,7 +148,7 @@ def _pods_see_their_service_account(kube: Kube) -> bool:
             ],
         },
     }
-    kube.apply(pod)
+    uid = kube.apply(pod)["metadata"]["uid"]
     deadline = time.monotonic() + 60
     try:
         while time.monotonic() < deadline:
@@ -158,7 +158,7 @@ def _pods_see_their_service_account(kube: Kube) -> bool:
             time.sleep(0.2)
         raise AssertionError("the service-account probe pod did not finish in 60 s")
     finally:
-        kube.delete("Pod", "sa-probe", NS)
+        kube.delete("Pod", "sa-probe", NS, uid=uid)
 
 
 def test_the_job_example_completes_in_a_sandbox_pod(sb, deployed, monkeypatch):
@@ -175,7 +175,7 @@ def test_the_job_example_completes_in_a_sandbox_pod(sb, deployed, monkeypatch):
         )
     job = yaml.safe_load((ROOT / "examples" / "job" / "job.yaml").read_text())
     job["metadata"]["namespace"] = NS
-    kube.apply(job)
+    uid = kube.apply(job)["metadata"]["uid"]
     name = job["metadata"]["name"]
     deadline = time.monotonic() + 120
     try:
@@ -194,4 +194,4 @@ def test_the_job_example_completes_in_a_sandbox_pod(sb, deployed, monkeypatch):
         (pod,) = pods
         assert pod["spec"]["serviceAccountName"] == f"{NAME}-runner"
     finally:
-        kube.delete("Job", name, NS)
+        kube.delete("Job", name, NS, uid=uid)
