@@ -48,6 +48,11 @@ def send_command(sb, kube, name, cmd):
         cluster.close()
 
 
+def delete_pod(kube, name):
+    pod = kube.get("Pod", name)
+    assert kube.delete("Pod", name, uid=pod["metadata"]["uid"])
+
+
 def deploy(sb, name, *extra):
     args = ["deploy", "--name", name, *SMALL, "--kubeconfig", sb.kubeconfig_path, *extra]
     assert main(args) == 0
@@ -107,8 +112,7 @@ def test_follow_prints_new_lines_and_stops_when_the_pod_is_deleted(sb, kube):
             assert f">>> {marker}" in lines.wait_for(marker)
             assert proc.poll() is None
         assert token_of(kube, "logs-f") not in "\n".join(lines.seen)
-        pod = kube.get("Pod", "logs-f-server")
-        kube.delete("Pod", "logs-f-server", uid=pod["metadata"]["uid"])
+        delete_pod(kube, "logs-f-server")
         proc.wait(timeout=60)
         assert proc.returncode == 0, proc.stderr.read()
     finally:
@@ -189,3 +193,43 @@ def test_a_terminal_gets_no_control_characters(sb, kube, udp):
     assert "\x1b" not in screen and "\x07" not in screen
     # The pty turns each newline into \r\n; no other carriage return reaches it.
     assert "\r" not in screen.replace("\r\n", "\n")
+
+
+def test_follow_every_locale_pod_until_ctrl_c_or_they_go(sb, kube, udp):
+    """Several pods: each line under its pod's name; Ctrl-C ends the follow (exit 0);
+    without Ctrl-C it ends once every followed pod is deleted."""
+    import signal
+
+    pods = sorted(
+        p["metadata"]["name"]
+        for p in kube.list(
+            "Pod",
+            label_selector=f"app.kubernetes.io/instance={udp},app.kubernetes.io/component=locale",
+        )["items"]
+    )
+    assert len(pods) == 2
+    where = ["--kubeconfig", sb.kubeconfig_path]
+    proc = cli_process("logs", udp, "--component", "locale", "-f", *where)
+    try:
+        lines = Lines(proc)
+        for pod in pods:
+            assert lines.wait_for(f"[{pod}] sandbox: idle container started")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    proc = cli_process("logs", udp, "--component", "locale", "-f", *where)
+    try:
+        lines = Lines(proc)
+        for pod in pods:
+            lines.wait_for(f"[{pod}] ")
+        for pod in pods:  # the Deployment makes new ones; those are not followed
+            delete_pod(kube, pod)
+        assert proc.wait(timeout=60) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
