@@ -31,6 +31,10 @@ Settings: ``%config ArkoudaMagics.<setting> = value`` for ``namespace``, ``conte
 read from ``ARKOUDA_K8S_<SETTING>`` in the environment, then ``[tool.arkouda-k8s]`` in
 the nearest ``pyproject.toml``, then ``$ARKOUDA_K8S_CONFIG`` or
 ``~/.config/arkouda-k8s/config.toml`` (``%config`` and ipython_config win over all).
+A project file never chooses ``kubeconfig`` or ``context`` (a cloned repository would
+otherwise pick the credentials, and a kubeconfig's exec plugin is a command): those
+come from the user's own settings only. Loading the extension contacts no cluster; the
+notice about deployments whose heartbeat expired comes with the first magic that does.
 
 Errors: bad arguments are one-line ``UsageError``s. Other failures show one line with
 the reason and the hint and fail the cell, in an interactive front end; batch runs
@@ -86,6 +90,9 @@ def cell_magic(func: _Magic) -> _Magic:
 
 
 SETTINGS = ("namespace", "context", "kubeconfig", "release", "locales", "short_errors", "widgets")
+# Settings that choose credentials (a kubeconfig can name an exec plugin to run): never
+# from a project file, which arrives with any repository a user opens.
+NOT_FROM_PROJECT = ("kubeconfig", "context")
 USER_CONFIG = "~/.config/arkouda-k8s/config.toml"
 EXIT_WAIT = 3.0  # seconds the kernel's exit waits for the load-time check
 
@@ -195,10 +202,10 @@ def _settings_from_files(cwd: Path) -> dict[str, Any]:
 
     found: dict[str, Any] = {}
 
-    def take(source: dict[str, Any]) -> None:
+    def take(source: dict[str, Any], ignored: tuple[str, ...] = ()) -> None:
         for key, value in source.items():
             key = key.replace("-", "_")
-            if key in SETTINGS and key not in found:
+            if key in SETTINGS and key not in found and key not in ignored:
                 found[key] = value
 
     for key in SETTINGS:
@@ -212,7 +219,7 @@ def _settings_from_files(cwd: Path) -> dict[str, Any]:
                 data = tomllib.loads(pyproject.read_text())
             except (OSError, tomllib.TOMLDecodeError):
                 data = {}
-            take(data.get("tool", {}).get("arkouda-k8s", {}))
+            take(data.get("tool", {}).get("arkouda-k8s", {}), ignored=NOT_FROM_PROJECT)
             break
     user = Path(os.path.expanduser(os.environ.get("ARKOUDA_K8S_CONFIG") or USER_CONFIG))
     if user.is_file():
@@ -262,6 +269,7 @@ class ArkoudaMagics(Magics, Configurable):
         self.panels: list[Any] = []
         self.form: Any = None  # the last deploy form shown
         self._expired_check: threading.Thread | None = None
+        self._expired_checked = False  # started once, by the first magic using a cluster
         self._expired_notice: str | None = None
         self._closed = False
 
@@ -290,7 +298,12 @@ class ArkoudaMagics(Magics, Configurable):
     # -- state -------------------------------------------------------------------------
 
     def cluster_options(self, args: Any = None) -> dict[str, Any]:
-        """kubeconfig and context: the magic's options, else the settings, else the sandbox."""
+        """kubeconfig and context: the magic's options, else the settings, else the sandbox.
+
+        Asked for by every magic that reaches a cluster: the first one also starts the
+        look for expired deployments (never at ``%load_ext``).
+        """
+        self._start_expired_check()
         kubeconfig = getattr(args, "kubeconfig", None) or self.kubeconfig
         context = getattr(args, "context", None) or self.context
         if getattr(args, "sandbox", False):
@@ -499,6 +512,7 @@ class ArkoudaMagics(Magics, Configurable):
     ) -> Any:
         from .cluster import ArkoudaCluster
 
+        self._start_expired_check()  # the form's deploy reaches the cluster too
         if progress is None:  # a form brings its own, already on screen
             progress = self.progress()
             if getattr(progress, "displayable", False):
@@ -733,8 +747,14 @@ class ArkoudaMagics(Magics, Configurable):
     # -- life of the extension ---------------------------------------------------------
 
     def start(self) -> None:
+        """Hooks only: loading the extension reads no kubeconfig and contacts no cluster."""
         atexit.register(self.close)
         self.shell.events.register("post_run_cell", self._post_run_cell)
+
+    def _start_expired_check(self) -> None:
+        if self._expired_checked:
+            return
+        self._expired_checked = True
         self._expired_check = threading.Thread(
             target=self._check_expired, name="arkouda-k8s-expired-check", daemon=True
         )

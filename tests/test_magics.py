@@ -142,6 +142,53 @@ def test_settings_come_from_env_then_pyproject_then_config_file(
         ip.run_line_magic("unload_ext", "arkouda_k8s")
 
 
+def test_load_ext_runs_nothing_a_project_file_names(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """A cloned repository's pyproject.toml names a kubeconfig whose exec credential
+    plugin would create a marker file: %load_ext must neither read it nor contact a
+    cluster, and the project's other settings still apply."""
+    import sys
+
+    marker = tmp_path / "marker"
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(
+        "import json, pathlib, sys\n"
+        f"pathlib.Path({str(marker)!r}).write_text('ran')\n"
+        "print(json.dumps({'apiVersion': 'client.authentication.k8s.io/v1', "
+        "'kind': 'ExecCredential', 'status': {'token': 'x'}}))\n"
+    )
+    evil = tmp_path / "evil-kubeconfig"
+    evil.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: evil\n"
+        "clusters: [{name: evil, cluster: {server: 'https://127.0.0.1:9'}}]\n"
+        "contexts: [{name: evil, context: {cluster: evil, user: evil}}]\n"
+        "users: [{name: evil, user: {exec: {apiVersion: client.authentication.k8s.io/v1, "
+        f"command: {sys.executable}, args: [{str(plugin)!r}], interactiveMode: Never}}}}}}]\n"
+    )
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(
+        f'[tool.arkouda-k8s]\nkubeconfig = "{evil}"\ncontext = "evil"\nnamespace = "team"\n'
+    )
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("ARKOUDA_K8S_CONFIG", str(tmp_path / "absent.toml"))
+    monkeypatch.setenv("KUBECONFIG", str(evil))  # even where it would be the default
+    ip = fresh_shell()
+    ip.run_line_magic("load_ext", "arkouda_k8s")
+    try:
+        m = the_magics(ip)
+        if m._expired_check is not None:  # a look started at load: let it do its worst
+            m._expired_check.join(20)
+        run_ok(ip, "1")
+        assert not marker.exists(), "the project's exec plugin ran at %load_ext"
+        assert m._expired_check is None
+        assert m.kubeconfig is None and m.context is None
+        assert m.namespace == "team"
+    finally:
+        ip.run_line_magic("unload_ext", "arkouda_k8s")
+
+
 def test_a_bad_setting_is_a_one_line_usage_error(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
@@ -514,14 +561,18 @@ def test_expired_deployments_are_announced_once_after_load(
     ip = fresh_shell()
     ip.run_line_magic("load_ext", "arkouda_k8s")
     try:
+        assert the_magics(ip)._expired_check is None  # loading contacts no cluster
+        run_ok(ip, "%arkouda_list")  # the first magic that uses the cluster
         the_magics(ip)._expired_check.join(10)  # type: ignore[union-attr]
         first = run_ok(ip, "1")
         second = run_ok(ip, "2")
+        run_ok(ip, "%arkouda_list")
+        third = run_ok(ip, "3")
     finally:
         ip.run_line_magic("unload_ext", "arkouda_k8s")
     assert "1 deployment(s) with an expired heartbeat: old" in first.stdout
     assert "%arkouda_teardown --expired" in first.stdout
-    assert "expired" not in second.stdout
+    assert "expired" not in second.stdout and "expired" not in third.stdout
 
 
 # == end to end against the sandbox, with the 2020.7.7 arkouda client ====================
@@ -940,8 +991,9 @@ def test_expired_deployments_are_announced_at_load_and_removed(
         ip = fresh_shell()
         try:
             # the notice shows under the first cell that ends after the check finished
-            # (the %load_ext cell itself when the cluster answers fast)
+            # (the first cluster magic's cell itself when the cluster answers fast)
             texts = [run_ok(ip, "%load_ext arkouda_k8s").stdout]
+            texts.append(run_ok(ip, "%arkouda_list").stdout)
             check = the_magics(ip)._expired_check
             if check is not None:
                 check.join(30)
