@@ -12,9 +12,11 @@ deploy, reattach by name and the list of deployments. Everything goes through
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import enum
+import functools
 import json
 import logging
 import os
@@ -28,7 +30,7 @@ import weakref
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from . import manifests, preflight
 from .credentials import Credentials, LineRedactor, redact
@@ -47,7 +49,7 @@ from .errors import (
     UsageError,
 )
 from .kube import Access, Kube, WatchDeadline, list_contexts, log_lines  # noqa: F401 (re-export)
-from .preflight import rbac_yaml, required_access  # noqa: F401 (re-export)
+from .preflight import Findings, rbac_yaml, required_access  # noqa: F401 (re-export)
 from .spec import ClusterSpec, format_bytes
 
 log = logging.getLogger(__name__)
@@ -141,6 +143,10 @@ class Timeouts:
     # How long a pod may stay Unschedulable before the deploy fails: 0 fails at once;
     # on a cluster that autoscales, give the autoscaler time to add a node (e.g. 300).
     unschedulable: float = 0.0
+    # --registration server: how long an approved CSR may wait for a signer. A signer
+    # answers within seconds; some clusters have none for this signer (EKS) and the
+    # request would wait forever.
+    signing: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -374,6 +380,9 @@ class ArkoudaCluster:
         self.instance_id: str | None = None  # set by a deploy that creates, or on reattach
         self._owner: dict[str, Any] | None = None  # the state ConfigMap, once known ours
         self._csr_uid: str | None = None
+        self._credentials: _Background[Credentials] | None = None
+        # The Ready server pod a wait just saw: the tunnel's first target, without a list.
+        self._server_pod_hint: str | None = None
         self._heartbeat: _Heartbeat | None = None
         self._closed = False
 
@@ -445,14 +454,28 @@ class ArkoudaCluster:
         self._closed = False
         self._progress("preflight", 0, 1, f"using {self.kube.describe()}")
         deadline = time.monotonic() + self.timeouts.preflight
-        try:
-            existing = self._existing_spec(deadline)
-            exists = existing is not None or self._instance_exists(deadline)
-        except KubeError as exc:
-            if exc.status != 403:
-                raise
-            self.preflight()  # names every missing permission at once, not just this one
-            raise
+        creating = self.mode is not DeployMode.CONNECT_ONLY
+        if creating:
+            # Key generation is CPU work: done while the probes below wait for the API.
+            self._credentials = _in_background(Credentials.generate, self.spec)
+        # Does it exist, and (when we may create it) can it be deployed here: asked side
+        # by side, one round trip. A 403 on the probes is explained by the preflight.
+        calls: list[Callable[[], Any]] = [
+            functools.partial(_outcome, self._existing_spec, deadline),
+            functools.partial(_outcome, self._instance_exists, deadline),
+        ]
+        if creating:
+            calls.append(functools.partial(_outcome, self._preflight_findings, deadline))
+        existing_out, exists_out, *found_out = self.kube.concurrently(calls)
+        for outcome in (existing_out, exists_out):
+            exc = outcome[1]
+            if isinstance(exc, KubeError) and exc.status == 403 and found_out:
+                # names every missing permission at once, not just this one
+                self._judge(_result(found_out[0]))
+            if exc is not None:
+                raise exc
+        existing = existing_out[0]
+        exists = existing is not None or bool(exists_out[0])
         if exists:
             if self.mode is DeployMode.CREATE:
                 raise ArkoudaK8sError(
@@ -471,7 +494,7 @@ class ArkoudaCluster:
                 f"({self.kube.describe()})",
                 "deploy it first, or check the name with `arkouda-k8s list -A`",
             )
-        self.preflight()
+        self._judge(_result(found_out[0]))
         if self.create_namespace and self.namespace_missing:
             self._create_namespace(deadline)
         self._refuse_foreign(time.monotonic() + self.timeouts.preflight)
@@ -531,21 +554,39 @@ class ArkoudaCluster:
         self._progress("preflight", 1, 1, f"namespace {self.namespace} created")
 
     def _create(self, wait: bool) -> None:
+        """Create every object; requests that do not depend on each other go side by
+        side, and waits watch from the resourceVersion a create answered with (no list
+        first): against a distant API server a deploy costs its sequential round trips."""
         t = self.timeouts
         spec = self.spec
-        creds = Credentials.generate(spec)
+        creds = self._credentials.result() if self._credentials else Credentials.generate(spec)
         self._token = creds.token
         objects = manifests.render(spec, creds)
-
-        # 1. State + Secrets (not the TLS one: its certificate does not exist yet).
-        deadline = time.monotonic() + t.credentials
-        self._progress("credentials", 0, 2, "creating secrets")
-        for obj in objects:
-            if obj["kind"] == "Secret" and obj["metadata"]["name"] != self.names.tls_secret:
-                self._create_owned(obj, deadline)
-
-        # 2. The server's client certificate: CSR, approval, certificate into the Secret.
         csr_obj = next((o for o in objects if o["kind"] == "CertificateSigningRequest"), None)
+
+        def later(o: dict[str, Any]) -> bool:
+            # The server pod waits for its locales (trap 1); the TLS Secret for its
+            # certificate; a RoleBinding for its Role (Kubernetes checks, when a user
+            # without the `bind` verb binds a role, that the role exists and that the
+            # user holds its rules).
+            return (
+                o["kind"] in ("Pod", "CertificateSigningRequest", "RoleBinding")
+                or o["metadata"]["name"] == self.names.tls_secret
+                and o["kind"] == "Secret"
+            )
+
+        # 1. Everything but those, at once: Secrets, ServiceAccount, Role, ConfigMap,
+        #    Services, the locale Deployment (whose pods start meanwhile).
+        deadline = time.monotonic() + t.credentials
+        self._progress("credentials", 0, 2, "creating secrets and the locale pods' objects")
+        first = [o for o in objects if not later(o)]
+        answers = self._create_all_owned(first, deadline)
+        created = dict(zip(map(_ref, first), answers, strict=True))
+        bindings = [o for o in objects if o["kind"] == "RoleBinding"]
+        binding_done = _in_background(self._create_all_owned, bindings, deadline)
+
+        # 2. The server's client certificate (--registration server only): CSR,
+        #    approval, certificate into the Secret.
         if csr_obj is not None:
             cert = self._certificate(csr_obj, deadline)
             creds = creds.with_certificate(cert)
@@ -554,51 +595,47 @@ class ArkoudaCluster:
                 for o in manifests.render(spec, creds)
                 if o["kind"] == "Secret" and o["metadata"]["name"] == self.names.tls_secret
             )
-            self._create_owned(tls, deadline)
+            finish: list[Callable[[], Any]] = [functools.partial(self._create_owned, tls, deadline)]
             if self._csr_uid is not None:
-                self.kube.delete(
-                    "CertificateSigningRequest",
-                    self.names.csr,
-                    uid=self._csr_uid,
-                    deadline=deadline,
+                finish.append(
+                    functools.partial(
+                        self.kube.delete,
+                        "CertificateSigningRequest",
+                        self.names.csr,
+                        uid=self._csr_uid,
+                        deadline=deadline,
+                    )
                 )
+            self.kube.concurrently(finish)
         self._progress("credentials", 2, 2, "credentials stored")
+        binding_done.result()
+        roles = [o for o in objects if o["kind"] in ("Role", "RoleBinding", "ServiceAccount")]
+        if roles:
+            self._progress(
+                "rbac", len(roles), len(roles), "service account, role and binding created"
+            )
 
-        # 3. RBAC for the certificate's user.
-        rbac = [o for o in objects if o["kind"] in ("Role", "RoleBinding", "ServiceAccount")]
-        if rbac:
-            deadline = time.monotonic() + t.preflight
-            for obj in rbac:
-                self._create_owned(obj, deadline)
-            self._progress("rbac", len(rbac), len(rbac), "role and binding created")
-
-        # 4. Locale pods, Running with IPs, before the server (upstream trap 1).
+        # 3. Locale pods Ready before the server (upstream trap 1), watched from the
+        #    Deployment's creation on.
         deadline = time.monotonic() + t.locales
-        rest = [
-            o
-            for o in objects
-            if o["kind"] not in ("Secret", "Role", "RoleBinding", "ServiceAccount", "Pod")
-            and o["kind"] != "CertificateSigningRequest"
-        ]
-        for obj in rest:
-            self._create_owned(obj, deadline)
-        self.wait_locales(deadline)
+        locales = created.get(("Deployment", self.names.locale_deployment))
+        self.wait_locales(deadline, since=_resource_version(locales))
 
-        # 5. A Service the server registered in an earlier life makes it halt (trap 2).
+        # 4. A Service the server registered in an earlier life makes it halt (trap 2).
         deadline = time.monotonic() + t.server
-        self._remove_stale_service(deadline)
+        if csr_obj is not None:
+            self._remove_stale_service(deadline)
 
-        # 6. The server pod.
-        for obj in objects:
-            if obj["kind"] == "Pod":
-                self._create_owned(obj, deadline)
+        # 5. The server pod.
+        pod = next(o for o in objects if o["kind"] == "Pod")
+        pod_created = self._create_owned(pod, deadline)
         self._progress("server", 0, 1, "server pod created")
         if not wait:
-            self._start_heartbeat()
+            self._start_heartbeat(beat_now=False)
             return
-        self.wait_server(deadline)
+        self.wait_server(deadline, since=_resource_version(pod_created))
         self.handshake()
-        self._start_heartbeat()
+        self._start_heartbeat(beat_now=False)
 
     # -- ownership ---------------------------------------------------------------------------
 
@@ -618,14 +655,23 @@ class ArkoudaCluster:
             if o["kind"] != "CertificateSigningRequest"
         ]
         out.append(("ConfigMap", self._state_name()))
-        for svc in (self.names.self_service, self.names.metrics_service):
-            out += [("Service", svc), ("Endpoints", svc)]
+        if _self_registers(self.spec):
+            for svc in (self.names.self_service, self.names.metrics_service):
+                out += [("Service", svc), ("Endpoints", svc)]
         return sorted(set(out), key=out.index)
 
     def _refuse_foreign(self, deadline: float) -> None:
-        """Refuse, before anything is created, when a name we would use is taken."""
-        for kind, name in self._our_names():
-            if self.kube.get(kind, name, self.namespace, deadline=deadline) is not None:
+        """Refuse, before anything is created, when a name we would use is taken (every
+        name asked side by side)."""
+        names = self._our_names()
+        found = self.kube.concurrently(
+            [
+                functools.partial(self.kube.get, kind, name, self.namespace, deadline=deadline)
+                for kind, name in names
+            ]
+        )
+        for (kind, name), obj in zip(names, found, strict=True):
+            if obj is not None:
                 raise self._foreign(kind, name)
 
     def _owner_uid(self, deadline: float | None = None) -> str:
@@ -669,6 +715,14 @@ class ArkoudaCluster:
             if exc.status == 409:
                 raise self._foreign(obj["kind"], obj["metadata"]["name"]) from None
             raise
+
+    def _create_all_owned(
+        self, objs: list[dict[str, Any]], deadline: float
+    ) -> list[dict[str, Any]]:
+        """``_create_owned`` for independent objects, side by side."""
+        return self.kube.concurrently(
+            [functools.partial(self._create_owned, o, deadline) for o in objs]
+        )
 
     def _owner_object(self, deadline: float | None = None) -> dict[str, Any] | None:
         """The state ConfigMap, if it is ours (labels and an instance id), else None."""
@@ -736,17 +790,22 @@ class ArkoudaCluster:
         grant) or PreflightError (Pod Security, quota, capacity). Creates nothing. One
         round trip: the checks (``preflight.check``) are sent side by side.
         """
-        deadline = time.monotonic() + self.timeouts.preflight
+        self._judge(self._preflight_findings(time.monotonic() + self.timeouts.preflight))
+
+    def _preflight_findings(self, deadline: float) -> Findings:
         self._progress(
             "preflight", 0, 1, "checking permissions, the namespace, quota and node capacity"
         )
-        found = preflight.check(
+        return preflight.check(
             self.kube,
             self.spec,
             self.namespace,
             deadline=deadline,
             create_namespace=self.create_namespace,
         )
+
+    def _judge(self, found: Findings) -> None:
+        """Raise what the preflight found fatal; report the rest."""
         self.csr_pending_admin = found.approval_by_admin
         self.namespace_missing = found.namespace_missing
         self.warnings = list(found.warnings)
@@ -797,17 +856,13 @@ class ArkoudaCluster:
 
     def _certificate(self, csr_obj: dict[str, Any], deadline: float) -> bytes:
         name = csr_obj["metadata"]["name"]
-        made = self.kube.create_csr(self._owned(csr_obj), deadline=deadline)
-        self._csr_uid = made["metadata"]["uid"]
+        created = self.kube.create_csr(self._owned(csr_obj), deadline=deadline)
+        self._csr_uid = created["metadata"]["uid"]
         self._progress("credentials", 1, 2, f"certificate request {name} created")
-        may_approve = not self.csr_pending_admin and self.kube.can_i(
-            Access(
-                "update", "certificatesigningrequests", "certificates.k8s.io", "approval", False
-            ),
-            deadline=deadline,
-        )
+        # Preflight already asked whether we may approve (one access review).
+        may_approve = not self.csr_pending_admin
         if may_approve:
-            self.kube.approve_csr(name, deadline=deadline)
+            self.kube.approve_csr(name, current=created, deadline=deadline)
         else:
             self._progress(
                 "credentials",
@@ -815,14 +870,58 @@ class ArkoudaCluster:
                 2,
                 f"waiting for an administrator to run `kubectl certificate approve {name}`",
             )
+        approved_at: dict[str, float] = {}
+
+        def issued(objs: dict[str, dict[str, Any]]) -> bytes | None:
+            csr = objs.get(name)
+            if csr is None:
+                return None
+            status = csr.get("status") or {}
+            cert = status.get("certificate")
+            if cert:
+                return base64.b64decode(cert)
+            for cond in status.get("conditions") or []:
+                kind = cond.get("type")
+                if kind in ("Denied", "Failed") and cond.get("status", "True") == "True":
+                    raise KubeError(
+                        f"certificate request {name} was {kind.lower()}: "
+                        f"{cond.get('message') or cond.get('reason') or 'no reason given'}",
+                        "ask an administrator why, or deploy with the default "
+                        "--registration client, which needs no certificate",
+                        reason=kind,
+                    )
+                if kind == "Approved":
+                    approved_at.setdefault("t", time.monotonic())
+            if "t" in approved_at and time.monotonic() - approved_at["t"] >= self.timeouts.signing:
+                raise StageTimeout(
+                    f"certificate request {name} was approved but no signer issued a "
+                    f"certificate within {self.timeouts.signing:.0f}s: this cluster does not "
+                    f"sign {manifests.CSR_SIGNER} requests (EKS never does)",
+                    "deploy with the default --registration client: the server then needs "
+                    "no certificate, only a namespaced Role",
+                    stage="credentials",
+                    reason="CertificateNotIssued",
+                )
+            return None
+
         try:
-            return self.kube.wait_for_certificate(name, deadline=deadline)
+            return self.kube.wait_for(
+                "CertificateSigningRequest",
+                issued,
+                field_selector=f"metadata.name={name}",
+                deadline=deadline,
+                # time since the approval counts even when nothing changes
+                recheck=max(0.2, min(5.0, self.timeouts.signing / 4)),
+                # from its creation on: the approval (ours or an admin's) is seen
+                since=_resource_version(created),
+            )
         except WatchDeadline:
             raise StageTimeout(
                 f"certificate request {name} was not "
                 + ("signed" if may_approve else "approved by an administrator")
                 + f" within {self.timeouts.credentials:.0f}s",
-                f"an administrator must run `kubectl certificate approve {name}`"
+                f"an administrator must run `kubectl certificate approve {name}`, or deploy "
+                "with the default --registration client, which needs no certificate"
                 if not may_approve
                 else "check that the cluster's kube-apiserver-client signer is enabled",
                 stage="credentials",
@@ -831,8 +930,9 @@ class ArkoudaCluster:
 
     # -- waiting -----------------------------------------------------------------------------
 
-    def wait_locales(self, deadline: float) -> list[dict[str, Any]]:
-        """Block until every locale pod is Running with an IP (watching, not polling)."""
+    def wait_locales(self, deadline: float, since: str | None = None) -> list[dict[str, Any]]:
+        """Block until every locale pod is Running with an IP (watching, not polling;
+        from resourceVersion ``since`` when no locale pod existed then)."""
         total = self.spec.locale_pods
         if total == 0:
             self._progress("locales", 0, 0, "no locale pods (single-pod deployment)")
@@ -877,6 +977,7 @@ class ArkoudaCluster:
                 label_selector=manifests.selector(self.spec, "locale"),
                 deadline=deadline,
                 recheck=self._recheck(),
+                since=since,
             )
         except WatchDeadline:
             pods = list(last["pods"].values())
@@ -889,8 +990,9 @@ class ArkoudaCluster:
                 reason="Timeout",
             ) from None
 
-    def wait_server(self, deadline: float) -> dict[str, Any]:
-        """Block until the server pod is Ready; typed errors explain a stuck pod."""
+    def wait_server(self, deadline: float, since: str | None = None) -> dict[str, Any]:
+        """Block until the server pod is Ready; typed errors explain a stuck pod.
+        ``since``: the resourceVersion of its creation (watched from there, no list)."""
         last: dict[str, Any] = {"pod": None, "phase": None}
         name = self.names.server_pod
 
@@ -916,6 +1018,7 @@ class ArkoudaCluster:
                 self._progress("server", 0, 1, f"server pod {phase or 'pending'}")
             if _ready(pod):
                 self._progress("server", 1, 1, "server pod ready")
+                self._server_pod_hint = name
                 return pod
             return None
 
@@ -927,6 +1030,7 @@ class ArkoudaCluster:
                 field_selector=f"metadata.name={name}",
                 deadline=deadline,
                 recheck=self._recheck(),
+                since=since,
             )
         except WatchDeadline:
             pod = last["pod"]
@@ -1097,6 +1201,9 @@ class ArkoudaCluster:
 
     def _resolve_server_pod(self) -> str:
         """The current server pod (the tunnel's target: trap 3, never the Service)."""
+        hint, self._server_pod_hint = self._server_pod_hint, None
+        if hint is not None:  # just seen Ready by wait_server; later dials look again
+            return hint
         pods = self.kube.list(
             "Pod", self.namespace, label_selector=manifests.selector(self.spec, "server")
         )["items"]
@@ -1503,10 +1610,12 @@ class ArkoudaCluster:
             self.namespace,
         )
 
-    def _start_heartbeat(self) -> None:
+    def _start_heartbeat(self, beat_now: bool = True) -> None:
+        """``beat_now=False``: the state ConfigMap was just created with a fresh beat."""
         if self._heartbeat is None or not self._heartbeat.is_alive():
-            with contextlib.suppress(KubeError):
-                self.heartbeat()
+            if beat_now:
+                with contextlib.suppress(KubeError):
+                    self.heartbeat()
             self._heartbeat = _Heartbeat(self, self.heartbeat_interval)
             self._heartbeat.start()
 
@@ -1518,15 +1627,20 @@ class ArkoudaCluster:
     # -- reattach and discovery ------------------------------------------------------------
 
     def _existing_spec(self, deadline: float | None = None) -> ClusterSpec | None:
-        """The spec this instance was deployed with, if it exists.
+        """The spec this instance was deployed with, if it exists (both places that
+        record it are read side by side).
 
         The annotation is data anyone with write access to a ConfigMap can plant: the
         name asked for and the namespace the object lives in win, and an annotation
         that names another instance is an error (nothing is done elsewhere because of it).
         """
-        for obj in (
-            self._state_configmap(deadline),
-            self.kube.get("Pod", self.names.server_pod, self.namespace, deadline=deadline),
+        for obj in self.kube.concurrently(
+            [
+                functools.partial(self._state_configmap, deadline),
+                functools.partial(
+                    self.kube.get, "Pod", self.names.server_pod, self.namespace, deadline=deadline
+                ),
+            ]
         ):
             if obj is None:
                 continue
@@ -1650,7 +1764,8 @@ class ArkoudaCluster:
                     label_selector=selector,
                     deadline=deadline,
                 )
-                deleted += self._remove_stale_service(deadline, stage="teardown")
+                if _self_registers(self.spec):
+                    deleted += self._remove_stale_service(deadline, stage="teardown")
             if kind == "Deployment":
                 with _unless_forbidden("ReplicaSet" in unused):
                     self.kube.wait_gone(
@@ -1713,23 +1828,32 @@ class ArkoudaCluster:
             return []
         born = _parse_time(owner["metadata"].get("creationTimestamp"))
         out = []
-        for name in (self.names.self_service, self.names.metrics_service):
-            for kind in ("Service", "Endpoints"):
-                obj = self.kube.get(kind, name, self.namespace, deadline=deadline)
-                if obj is None or self._owns(obj):
-                    continue  # absent, or rendered by us and owned: deleted with the rest
-                md = obj["metadata"]
-                created = _parse_time(md.get("creationTimestamp"))
-                if (
-                    (obj.get("spec") or {}).get("selector")
-                    or md.get("labels")
-                    or md.get("ownerReferences")
-                    or born is None
-                    or created is None
-                    or created < born
-                ):
-                    continue
-                out.append(obj)
+        wanted = [
+            (kind, name)
+            for name in (self.names.self_service, self.names.metrics_service)
+            for kind in ("Service", "Endpoints")
+        ]
+        found = self.kube.concurrently(
+            [
+                functools.partial(self.kube.get, kind, name, self.namespace, deadline=deadline)
+                for kind, name in wanted
+            ]
+        )
+        for obj in found:
+            if obj is None or self._owns(obj):
+                continue  # absent, or rendered by us and owned: deleted with the rest
+            md = obj["metadata"]
+            created = _parse_time(md.get("creationTimestamp"))
+            if (
+                (obj.get("spec") or {}).get("selector")
+                or md.get("labels")
+                or md.get("ownerReferences")
+                or born is None
+                or created is None
+                or created < born
+            ):
+                continue
+            out.append(obj)
         return out
 
     def _remove_stale_service(
@@ -2383,6 +2507,61 @@ def _memory_text(used: int | None, cap: int | None) -> str:
 
 def _join(a: str | None, b: str) -> str:
     return f"{a}; {b}" if a else b
+
+
+def _self_registers(spec: ClusterSpec) -> bool:
+    """Does the server register its own Service (the charts' flow)? Only with a client
+    certificate, i.e. when a CSR is rendered (--registration server)."""
+    return any(o["kind"] == "CertificateSigningRequest" for o in manifests.render(spec))
+
+
+def _ref(obj: dict[str, Any]) -> tuple[str, str]:
+    return (obj["kind"], obj["metadata"]["name"])
+
+
+def _resource_version(obj: dict[str, Any] | None) -> str | None:
+    rv = ((obj or {}).get("metadata") or {}).get("resourceVersion")
+    return str(rv) if rv else None
+
+
+R = TypeVar("R")
+
+
+def _outcome(fn: Callable[..., R], *args: Any) -> tuple[R | None, BaseException | None]:
+    """(result, None) or (None, the exception): for calls whose failure may not matter."""
+    try:
+        return fn(*args), None
+    except Exception as exc:
+        return None, exc
+
+
+def _result(outcome: tuple[R | None, BaseException | None]) -> R:
+    value, exc = outcome
+    if exc is not None:
+        raise exc
+    return value  # type: ignore[return-value]
+
+
+class _Background(threading.Thread, Generic[R]):
+    """One call on a daemon thread; ``result()`` waits for it and re-raises its error."""
+
+    def __init__(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> None:
+        super().__init__(name="arkouda-k8s-background", daemon=True)
+        self._call = functools.partial(fn, *args, **kwargs)
+        self._outcome: tuple[R | None, BaseException | None] = (None, None)
+
+    def run(self) -> None:
+        self._outcome = _outcome(self._call)
+
+    def result(self) -> R:
+        self.join()
+        return _result(self._outcome)
+
+
+def _in_background(fn: Callable[..., R], *args: Any, **kwargs: Any) -> _Background[R]:
+    job = _Background(fn, *args, **kwargs)
+    job.start()
+    return job
 
 
 def _one_line(exc: BaseException | None) -> str:

@@ -775,6 +775,7 @@ class Kube:
         deadline: float,
         all_namespaces: bool = False,
         recheck: float | None = None,
+        since: str | None = None,
     ) -> T:
         """List, then watch, calling ``check(objects by key)`` after every change.
 
@@ -782,21 +783,28 @@ class Kube:
         caller's typed errors) propagate. ``recheck``: also call it every so many seconds
         without a change (for conditions that depend on time). Raises WatchDeadline at
         the deadline. The number of requests does not grow with the number of objects.
+        ``since``: a resourceVersion at which no object matched yet (the answer to the
+        create that makes them): watch from there, without the list's round trip.
         """
         while True:
-            listed = self.list(
-                kind,
-                namespace,
-                label_selector=label_selector,
-                field_selector=field_selector,
-                all_namespaces=all_namespaces,
-                deadline=deadline,
-            )
-            objs = {_key(o): o for o in listed["items"]}
+            if since is not None:
+                objs: dict[str, dict[str, Any]] = {}
+                rv: str | None = since
+                since = None  # a 410 Gone below re-lists
+            else:
+                listed = self.list(
+                    kind,
+                    namespace,
+                    label_selector=label_selector,
+                    field_selector=field_selector,
+                    all_namespaces=all_namespaces,
+                    deadline=deadline,
+                )
+                objs = {_key(o): o for o in listed["items"]}
+                rv = listed.get("metadata", {}).get("resourceVersion")
             result = check(objs)
             if result is not None:
                 return result
-            rv = listed.get("metadata", {}).get("resourceVersion")
             expired = False
             while not expired:
                 now = time.monotonic()
@@ -910,11 +918,21 @@ class Kube:
     def create_csr(self, obj: dict[str, Any], *, deadline: float | None = None) -> dict[str, Any]:
         """Create a CertificateSigningRequest, replacing a leftover of the same name."""
         name = obj["metadata"]["name"]
+        try:
+            return self.create(obj, deadline=deadline)
+        except KubeError as exc:
+            if exc.status != 409:
+                raise
+        current = self.get("CertificateSigningRequest", name, deadline=deadline)
+        if (
+            current is not None
+            and (current.get("spec") or {}).get("request") == obj["spec"]["request"]
+        ):
+            return current  # a create retried after a lost answer found its first attempt
         # A CSR's request is immutable: a leftover from an earlier attempt must go first,
         # but only one that is ours (same managed-by and instance labels).
-        old = self.get("CertificateSigningRequest", name, deadline=deadline)
-        if old is not None:
-            theirs = (old["metadata"].get("labels") or {}).items()
+        if current is not None:
+            theirs = (current["metadata"].get("labels") or {}).items()
             if not set((obj["metadata"].get("labels") or {}).items()) <= set(theirs):
                 raise KubeError(
                     f"CertificateSigningRequest {name} already exists and was not made by "
@@ -924,24 +942,12 @@ class Kube:
                     reason="AlreadyExists",
                 )
             self.delete(
-                "CertificateSigningRequest", name, uid=old["metadata"]["uid"], deadline=deadline
+                "CertificateSigningRequest", name, uid=current["metadata"]["uid"], deadline=deadline
             )
-            self.wait_gone(
-                "CertificateSigningRequest",
-                field_selector=f"metadata.name={name}",
-                deadline=deadline,
-            )
-        try:
-            return self.create(obj, deadline=deadline)
-        except KubeError as exc:
-            if exc.status != 409:
-                raise
-            # A create retried after a lost answer may find its own first attempt.
-            current = self.get("CertificateSigningRequest", name, deadline=deadline)
-            mine = (current or {}).get("spec", {}).get("request") == obj["spec"]["request"]
-            if current is None or not mine:
-                raise
-            return current
+        self.wait_gone(
+            "CertificateSigningRequest", field_selector=f"metadata.name={name}", deadline=deadline
+        )
+        return self.create(obj, deadline=deadline)
 
     def approve_csr(
         self,
@@ -949,10 +955,13 @@ class Kube:
         *,
         reason: str = "ArkoudaK8sApprove",
         message: str = "approved by arkouda-k8s for its own Arkouda server",
+        current: dict[str, Any] | None = None,
         deadline: float | None = None,
     ) -> dict[str, Any]:
+        """Approve; ``current``: the CSR as just created (saves reading it first)."""
         k = KINDS["CertificateSigningRequest"]
-        csr = self.request("GET", k.path(None, name), deadline=deadline)
+        csr = current or self.request("GET", k.path(None, name), deadline=deadline)
+        csr = {**csr, "status": dict(csr.get("status") or {})}
         conditions = [
             c
             for c in (csr.get("status") or {}).get("conditions") or []
@@ -967,10 +976,16 @@ class Kube:
                 "lastUpdateTime": _now_rfc3339(),
             }
         )
-        csr.setdefault("status", {})["conditions"] = conditions
-        out: dict[str, Any] = self.request(
-            "PUT", k.path(None, name) + "/approval", body=csr, deadline=deadline
-        )
+        csr["status"]["conditions"] = conditions
+        try:
+            out: dict[str, Any] = self.request(
+                "PUT", k.path(None, name) + "/approval", body=csr, deadline=deadline
+            )
+        except KubeError as exc:
+            if exc.status != 409 or current is None:
+                raise
+            # changed since it was created (by whom?): approve what is there now
+            return self.approve_csr(name, reason=reason, message=message, deadline=deadline)
         return out
 
     def wait_for_certificate(self, name: str, *, deadline: float) -> bytes:

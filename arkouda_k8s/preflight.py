@@ -87,9 +87,10 @@ def required_access(spec: ClusterSpec) -> list[Access]:
         # Teardown waits for the garbage collector to remove the ReplicaSets.
         for verb in ("list", "watch"):
             add(Access(verb, "replicasets", "apps"))
-    if spec.registration == "server":
-        # A Service + Endpoints the server registered in an earlier life (no labels of
-        # ours) are removed by name before a start and at teardown.
+    if any(o["kind"] == "CertificateSigningRequest" for o in objects):
+        # The server registers its own Service (--registration server): a Service +
+        # Endpoints it registered in an earlier life (no labels of ours) are removed by
+        # name before a start and at teardown.
         for verb in ("get", "list", "watch", "delete"):
             add(Access(verb, "services"))
             add(Access(verb, "endpoints"))

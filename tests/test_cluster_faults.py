@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 from lifecycle_support import FAULT, cluster, labelled, spec, wait_no_processes
 
-from arkouda_k8s.cluster import ArkoudaCluster, rbac_yaml, required_access
+from arkouda_k8s.cluster import ArkoudaCluster, Timeouts, rbac_yaml, required_access
 from arkouda_k8s.errors import (
     CrashError,
     DeployError,
@@ -226,3 +226,25 @@ def test_which_halts_are_worth_a_restart(line, passing):
     from arkouda_k8s.cluster import _passing_failure
 
     assert _passing_failure(line) is passing
+
+
+def test_a_csr_no_signer_issues_fails_in_bounded_time_naming_the_way_out(sb, kube):
+    """--registration server on a cluster without the kube-apiserver-client signer (EKS):
+    the approved CSR is never signed; the deploy fails after Timeouts.signing, in one
+    line naming the cause and the default mode, and rolls back."""
+    s = spec("f-unsigned", locales=2, registration="server")
+    short = Timeouts(preflight=20, credentials=60, locales=20, server=20, handshake=10, signing=2)
+    sb.signs_client_csrs = False
+    start = time.monotonic()
+    try:
+        with pytest.raises(StageTimeout) as err:
+            ArkoudaCluster(s, kubeconfig=sb.kubeconfig_path, timeouts=short).deploy()
+    finally:
+        sb.signs_client_csrs = True
+    assert time.monotonic() - start < 20  # the signing window, not the 60 s credentials one
+    line = err.value.one_line()
+    assert "approved but no signer issued a certificate within 2s" in line
+    assert "EKS" in line and "kubernetes.io/kube-apiserver-client" in line
+    assert "--registration client" in line
+    assert err.value.reason == "CertificateNotIssued"
+    assert labelled(kube, "f-unsigned") == []

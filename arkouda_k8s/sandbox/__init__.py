@@ -228,6 +228,9 @@ class Sandbox:
         # Seconds added to every API request (a client far from its cluster): what a
         # lifecycle costs in sequential round trips shows in time here.
         self.api_latency = float(api_latency)
+        # False: approved kubernetes.io/kube-apiserver-client CSRs are never signed, as
+        # on a cluster without that signer (EKS).
+        self.signs_client_csrs = True
         self.port = 0
         self.node_cpu = node_cpu
         self.node_memory = node_memory

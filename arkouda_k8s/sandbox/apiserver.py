@@ -1627,6 +1627,7 @@ class ApiServer:
                 and not types & {"Denied", "Failed"}
                 and not status.get("certificate")
                 and (obj.get("spec") or {}).get("signerName") == CLIENT_SIGNER
+                and self.sb.signs_client_csrs
             ):
                 loop.call_soon_threadsafe(self._sign, obj["metadata"]["name"])
         elif resource == "namespaces" and kind == "ADDED":
