@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from . import manifests, preflight
-from .credentials import Credentials, LineRedactor, redact
+from .credentials import Credentials, LineRedactor, redact, strip_control
 from .errors import (
     ArkoudaK8sError,
     ClusterNotFound,
@@ -1160,7 +1160,8 @@ class ArkoudaCluster:
             except KubeError:
                 continue
             if text.strip():
-                return redact(text, (self._token,) if self._token else ())
+                # shown in errors on terminals: no escape sequence of the pod's
+                return strip_control(redact(text, (self._token,) if self._token else ()))
         return None
 
     def _events_text(self, obj_name: str, reason: str | None = None) -> str:
@@ -1176,7 +1177,7 @@ class ArkoudaCluster:
         if not warn:
             return ""
         e = warn[-1]
-        return f"{e.get('reason', '')}: {e.get('message', '')}".strip(": ")
+        return strip_control(f"{e.get('reason', '')}: {e.get('message', '')}".strip(": "))
 
     # -- tunnel, handshake, session ----------------------------------------------------------
 

@@ -29,7 +29,9 @@ SSH_KEY_BITS = 3072
 
 # Masks for text that comes from the cluster (logs): the stand-in and real servers print
 # their connect URL with the token, and a PEM block must never reach an output.
-_TOKEN_RE = re.compile(r"(?i)(token\"?\s*[=:]\s*\"?)([A-Za-z0-9_~+/.-]{8,}=*)")
+# token=..., "token": "...", 'token': '...' (JSON and Python reprs), and HTTP bearer
+# credentials (Authorization: Bearer ...).
+_TOKEN_RE = re.compile(r"(?i)(token[\"']?\s*[=:]\s*[\"']?|\bbearer\s+)([A-Za-z0-9_~+/.-]{8,}=*)")
 _PEM_RE = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----", re.S)
 MASK = "********"
 

@@ -67,7 +67,7 @@ from traitlets import Bool, Int, TraitError, Unicode
 from traitlets.config import Config, Configurable
 
 from . import cli
-from .credentials import redact
+from .credentials import redact, strip_control
 from .errors import ArkoudaK8sError, SpecError
 from .errors import UsageError as ArkoudaUsageError
 
@@ -665,7 +665,8 @@ class ArkoudaMagics(Magics, Configurable):
         if args.tail is not None and args.tail < 1:
             raise UsageError(f"argument --tail: {args.tail} is not a positive number of lines")
         cluster = self.cluster(args.name, args)
-        print(redact(cluster.logs(args.component, args.tail)))
+        # a terminal IPython shows the pod's bytes as they are: no escape sequences
+        print(strip_control(redact(cluster.logs(args.component, args.tail))))
 
     @line_magic
     @_front_end("arkouda_connect")

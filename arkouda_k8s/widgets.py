@@ -18,7 +18,7 @@ from typing import Any
 
 import ipywidgets as w
 
-from .credentials import redact
+from .credentials import redact, strip_control
 from .errors import ArkoudaK8sError, SpecError
 from .spec import LOG_LEVELS, MODES, PULL_POLICIES, REGISTRATIONS, ClusterSpec, format_bytes
 
@@ -34,17 +34,20 @@ def _text(title: str, rows: Iterable[tuple[str, str]], note: str = "") -> str:
     return "\n".join(lines)
 
 
+def _shown(text: str) -> str:
+    """``text`` for HTML: masked first (escaping turns the quotes the masking looks for
+    into entities), then escaped."""
+    return html.escape(redact(text))
+
+
 def _html(title: str, rows: Iterable[tuple[str, str]], note: str = "") -> str:
     body = "".join(
-        f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
-        f"<td style='text-align:left'>{html.escape(v)}</td></tr>"
+        f"<tr><th style='text-align:left;padding-right:1em'>{_shown(k)}</th>"
+        f"<td style='text-align:left'>{_shown(v)}</td></tr>"
         for k, v in rows
     )
-    extra = f"<div>{html.escape(note)}</div>" if note else ""
-    return (
-        f"<div class='arkouda-k8s-card'><b>{html.escape(title)}</b>"
-        f"<table>{body}</table>{extra}</div>"
-    )
+    extra = f"<div>{_shown(note)}</div>" if note else ""
+    return f"<div class='arkouda-k8s-card'><b>{_shown(title)}</b><table>{body}</table>{extra}</div>"
 
 
 def status_rows(status: Any) -> list[tuple[str, str]]:
@@ -87,7 +90,7 @@ class _Card:
         return redact(_text(*self.card()))
 
     def html(self) -> str:
-        return redact(_html(*self.card()))
+        return _html(*self.card())
 
     def __repr__(self) -> str:
         return self.text()
@@ -127,7 +130,7 @@ class TextCard(_Card):
         return redact(f"{self.title}\n{self.body}")
 
     def html(self) -> str:
-        return redact(f"<b>{html.escape(self.title)}</b><pre>{html.escape(self.body)}</pre>")
+        return f"<b>{_shown(self.title)}</b><pre>{_shown(self.body)}</pre>"
 
     def card(self) -> tuple[str, list[tuple[str, str]], str]:  # pragma: no cover - unused
         return self.title, [], self.body
@@ -162,10 +165,13 @@ def _say(output: w.Output, text: str) -> None:
     """
     from IPython import get_ipython
 
+    # Logs and events come from the cluster: no escape sequence of theirs reaches the
+    # front end (or a terminal the kernel's output is copied to).
+    text = strip_control(redact(text))
     if getattr(get_ipython(), "kernel", None) is not None:
-        print(redact(text))
+        print(text)
     else:
-        output.append_stdout(redact(text) + "\n")
+        output.append_stdout(text + "\n")
 
 
 def _status_html(text: str, ok: bool = True) -> str:
@@ -176,7 +182,7 @@ def _status_html(text: str, ok: bool = True) -> str:
     kernel can be overwritten; a widget's value is the kernel's alone.
     """
     color = "" if ok else " style='color:#b00'"
-    return f"<span class='arkouda-k8s-status'{color}>{html.escape(redact(text))}</span>"
+    return f"<span class='arkouda-k8s-status'{color}>{_shown(text)}</span>"
 
 
 def _message(status: Any) -> str:

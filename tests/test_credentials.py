@@ -91,3 +91,21 @@ def test_user_needs_a_namespace():
     with pytest.raises(SpecError) as err:
         Credentials.generate(ClusterSpec(name="demo"))
     assert err.value.field == "namespace"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "token=f00dfeedc0ffee12",
+        '{"token": "f00dfeedc0ffee12"}',
+        "{'token': 'f00dfeedc0ffee12'}",
+        "ARKOUDA_SERVER_TOKEN='f00dfeedc0ffee12'",
+        "Authorization: Bearer f00dfeedc0ffee12",
+        "authorization: bearer f00dfeedc0ffee12",
+    ],
+)
+def test_redact_masks_quoted_and_bearer_forms(text):
+    from arkouda_k8s.credentials import MASK, redact
+
+    out = redact(text)
+    assert "f00dfeedc0ffee12" not in out and MASK in out

@@ -365,6 +365,38 @@ def test_panel_and_card_reprs_carry_the_state_and_no_secret() -> None:
         assert "VBox" not in repr(display)
 
 
+@pytest.mark.parametrize(
+    "leak",
+    [
+        f'{{"token": "{TOKEN}"}}',  # JSON: escaped to &quot; before masking, it slipped
+        f"{{'token': '{TOKEN}'}}",  # a Python repr
+        f"Authorization: Bearer {TOKEN}",
+    ],
+)
+def test_every_form_of_a_token_is_masked_in_text_and_html(leak: str) -> None:
+    from arkouda_k8s.widgets import TextCard
+
+    for display in (StatusCard(FakeStatus(message=leak)), TextCard("config", leak)):
+        bundle = display._repr_mimebundle_()
+        for mime in ("text/plain", "text/html"):
+            assert TOKEN not in bundle[mime], (mime, bundle[mime])
+            assert MASK in bundle[mime]
+
+
+def test_pod_logs_reach_the_output_without_escape_sequences() -> None:
+    class Hostile(FakeCluster):
+        def logs(self, component: str, tail: int | None) -> str:
+            # retitle the terminal, a hyperlink that hides its target, clear the screen
+            return "\x1b]0;owned\x07ready \x1b]8;;http://evil\x1b\\click\x1b]8;;\x1b\\\x1b[2J\rdone"
+
+    panel = ClusterPanel(Hostile(), on_reconnect=lambda c: None, on_teardown=lambda c: None)
+    panel.logs_button.click()
+    logs = _output_text(panel.output)
+    assert "ready" in logs and "click" in logs and "done" in logs
+    assert "\x1b" not in logs and "\x07" not in logs and "\r" not in logs
+    assert "owned" not in logs and "evil" not in logs
+
+
 def test_cluster_table_lists_deployments() -> None:
     items = [FakeStatus(name="a"), FakeStatus(name="b", stage="Failed", heartbeat_expired=True)]
     table = ClusterTable(items, current="a")
