@@ -93,6 +93,36 @@ def test_a_dead_cluster_completes_nothing_and_quickly(tmp_path):
     assert [w for w in offered if not w.startswith("-")] == []
 
 
+def zsh_candidates(line: str, **env: str) -> list[str]:
+    """What `arkouda-k8s` answers the zsh function of `completion zsh` (which zsh shows
+    with `_describe`): `word:description` items separated by a vertical tab."""
+    if not shutil.which("arkouda-k8s", path=BIN):
+        pytest.skip("the arkouda-k8s script is not installed in this environment")
+    proc = subprocess.run(
+        ["sh", "-c", "arkouda-k8s 8>&1 9>&2 1>/dev/null 2>&1 </dev/null"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            **os.environ,
+            "PATH": BIN + os.pathsep + os.environ["PATH"],
+            "COMP_LINE": line,
+            "COMP_POINT": str(len(line)),
+            "_ARGCOMPLETE": "1",
+            "_ARGCOMPLETE_SHELL": "zsh",
+            "_ARGCOMPLETE_SUPPRESS_SPACE": "1",
+            **env,
+        },
+    )
+    return [w for w in proc.stdout.split("\v") if w]
+
+
+def test_zsh_completes_commands_and_names(sb, two):
+    assert zsh_candidates("arkouda-k8s st") == ["status:show a deployment's state"]
+    names = zsh_candidates("arkouda-k8s status cmp-", KUBECONFIG=sb.kubeconfig_path)
+    assert sorted(w.split(":")[0] for w in names) == ["cmp-alpha", "cmp-beta"]
+
+
 def test_zsh_code_is_a_compdef(capsys):
     assert main(["completion", "zsh"]) == 0
     out = capsys.readouterr().out
