@@ -466,6 +466,9 @@ class ArkoudaCluster:
         ]
         if creating:
             calls.append(functools.partial(_outcome, self._preflight_findings, deadline))
+            # every name the deploy would take, looked up now; it matters only if the
+            # deployment turns out not to exist
+            calls.append(functools.partial(_outcome, self._taken, deadline))
         existing_out, exists_out, *found_out = self.kube.concurrently(calls)
         for outcome in (existing_out, exists_out):
             exc = outcome[1]
@@ -495,9 +498,11 @@ class ArkoudaCluster:
                 "deploy it first, or check the name with `arkouda-k8s list -A`",
             )
         self._judge(_result(found_out[0]))
+        taken = _result(found_out[1])
+        if taken is not None:
+            raise self._foreign(*taken)
         if self.create_namespace and self.namespace_missing:
             self._create_namespace(deadline)
-        self._refuse_foreign(time.monotonic() + self.timeouts.preflight)
         # The state ConfigMap is created (not applied) first: of two sessions deploying
         # the same name at once, one gets 409 and waits for the other's deployment
         # instead of writing a second set of credentials over it. It owns every other
@@ -660,9 +665,9 @@ class ArkoudaCluster:
                 out += [("Service", svc), ("Endpoints", svc)]
         return sorted(set(out), key=out.index)
 
-    def _refuse_foreign(self, deadline: float) -> None:
-        """Refuse, before anything is created, when a name we would use is taken (every
-        name asked side by side)."""
+    def _taken(self, deadline: float) -> tuple[str, str] | None:
+        """(kind, name) of the first name the deploy would use that is taken (every name
+        asked side by side): refused before anything is created."""
         names = self._our_names()
         found = self.kube.concurrently(
             [
@@ -670,9 +675,7 @@ class ArkoudaCluster:
                 for kind, name in names
             ]
         )
-        for (kind, name), obj in zip(names, found, strict=True):
-            if obj is not None:
-                raise self._foreign(kind, name)
+        return next((n for n, obj in zip(names, found, strict=True) if obj is not None), None)
 
     def _owner_uid(self, deadline: float | None = None) -> str:
         """The uid of our state ConfigMap (loaded on first use after a reattach)."""
@@ -1824,7 +1827,7 @@ class ArkoudaCluster:
     def _self_registered(self, deadline: float) -> list[dict[str, Any]]:
         """Service/Endpoints the server registered itself (selector-less, no labels of
         anyone's, created after our state ConfigMap): ours though unlabelled."""
-        owner = self._owner_object(deadline)
+        owner = self._owner if self.created and self._owner else self._owner_object(deadline)
         if owner is None:
             return []
         born = _parse_time(owner["metadata"].get("creationTimestamp"))

@@ -209,8 +209,9 @@ class Kube:
 
         self.configuration = configuration
         # Room for every request sent side by side (the default is 5 per CPU).
+        # (Twice: batches of side-by-side requests may themselves run side by side.)
         configuration.connection_pool_maxsize = max(
-            MAX_PARALLEL, configuration.connection_pool_maxsize or 0
+            2 * MAX_PARALLEL, configuration.connection_pool_maxsize or 0
         )
         self.api_client = client.ApiClient(configuration)
         self.namespace = namespace
