@@ -40,6 +40,9 @@ CANCEL = 5
 INTERNAL_ERROR = 6
 
 MAX_DATA_FRAME = 0xFFFFFF  # 24-bit length field
+# A header block decompresses at most to this: port-forward headers are a few dozen
+# bytes, and a 16 MiB control frame of zeros would otherwise inflate to gigabytes.
+MAX_HEADER_BLOCK = 256 * 1024
 
 _HEAD = struct.Struct(">II")
 _CONTROL_HEAD = struct.Struct(">HHI")
@@ -105,9 +108,11 @@ class HeaderCodec:
         if not block:
             return {}
         try:
-            raw = self._inflate.decompress(block)
+            raw = self._inflate.decompress(block, MAX_HEADER_BLOCK)
         except zlib.error as exc:
             raise SpdyProtocolError(f"bad header block: {exc}") from None
+        if self._inflate.unconsumed_tail:
+            raise SpdyProtocolError(f"header block inflates to more than {MAX_HEADER_BLOCK} bytes")
         try:
             (count,) = _U32.unpack_from(raw, 0)
             pos, headers = 4, {}

@@ -94,3 +94,14 @@ def test_wrong_version_is_refused() -> None:
 def test_corrupt_header_block_is_refused() -> None:
     with pytest.raises(spdy.SpdyProtocolError, match="header block"):
         spdy.HeaderCodec().decode(b"\x78\x00garbage")
+
+
+def test_a_header_block_that_inflates_too_far_is_refused() -> None:
+    # 64 MiB of one header value compresses to ~64 KiB: a zip bomb in one control frame.
+    bomb = spdy.HeaderCodec().encode({"port": "a" * (64 << 20)})
+    assert len(bomb) < spdy.MAX_DATA_FRAME
+    codec = spdy.HeaderCodec()
+    with pytest.raises(spdy.SpdyProtocolError, match="inflates to more than"):
+        codec.decode(bomb)
+    ok = spdy.HeaderCodec()
+    assert ok.decode(spdy.HeaderCodec().encode({"port": "5555"})) == {"port": "5555"}

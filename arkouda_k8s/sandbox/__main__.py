@@ -7,12 +7,32 @@ and the ``export KUBECONFIG=...`` line, then serves until Ctrl-C or SIGTERM.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from typing import Any, TextIO
+
+
+def write_private(path: str, data: bytes) -> None:
+    """Replace ``path`` with a file only its owner can read, holding ``data``.
+
+    The kubeconfig carries the admin token: opening an existing file with O_TRUNC would
+    keep that file's mode (a 0644 file stays world-readable). A new 0600 file in the same
+    directory, renamed over the old one, never exposes the token.
+    """
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".kubeconfig-")
+    try:
+        with os.fdopen(fd, "wb") as f:  # mkstemp creates with mode 0600
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def run_foreground(
@@ -34,9 +54,8 @@ def run_foreground(
             path = sb.kubeconfig_path
             if kubeconfig_out:
                 written = os.path.abspath(kubeconfig_out)
-                fd = os.open(written, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with os.fdopen(fd, "w") as f, open(sb.kubeconfig_path) as src:
-                    f.write(src.read())
+                with open(sb.kubeconfig_path, "rb") as src:
+                    write_private(written, src.read())
                 path = written
             print(
                 "arkouda-k8s sandbox: a SIMULATED Kubernetes API for testing (not a real "

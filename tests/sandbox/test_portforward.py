@@ -357,3 +357,38 @@ def test_raw_spdy_upgrade_answers_101_with_protocol_headers(
     assert "X-Stream-Protocol-Version: portforward.k8s.io" in text
     assert "Upgrade: SPDY/3.1" in text
     assert "Transfer-Encoding" not in text
+
+
+def test_a_header_bomb_ends_the_spdy_session_and_the_server_keeps_serving(
+    sandbox: Sandbox, echo_pod: str
+) -> None:
+    from arkouda_k8s import spdy
+
+    context = ssl.create_default_context(cadata=sandbox.ca_pem)
+    bomb = spdy.HeaderCodec().encode({"streamtype": "data", "port": "x" * (64 << 20)})
+    with (
+        socket.create_connection(("127.0.0.1", sandbox.port), timeout=20) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        tls.sendall(
+            f"POST /api/v1/namespaces/default/pods/{echo_pod}/portforward HTTP/1.1\r\n"
+            f"Host: x\r\nAuthorization: Bearer {sandbox.admin_token}\r\n"
+            "Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
+            "X-Stream-Protocol-Version: portforward.k8s.io\r\nContent-Length: 0\r\n\r\n".encode()
+        )
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += tls.recv(65536)
+        assert data.startswith(b"HTTP/1.1 101")
+        tls.sendall(spdy.syn_stream(1, bomb))
+        received = data.split(b"\r\n\r\n", 1)[1]
+        while chunk := tls.recv(65536):
+            received += chunk
+    # a GOAWAY with PROTOCOL_ERROR, then the connection closes
+    assert spdy.goaway(0, spdy.PROTOCOL_ERROR) in received
+    status, _ = _raw_request(
+        sandbox,
+        f"GET /api/v1/namespaces/default/pods/{echo_pod} HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {sandbox.admin_token}\r\nConnection: close\r\n\r\n",
+    )
+    assert status == 200

@@ -9,14 +9,19 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from api_support import api_client_for
 from kubernetes import client
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_sandbox_command_serves_until_sigterm(tmp_path: Path) -> None:
+@pytest.mark.parametrize("existing", [False, True], ids=["new file", "existing 0644 file"])
+def test_sandbox_command_serves_until_sigterm(tmp_path: Path, existing: bool) -> None:
     out_file = tmp_path / "kubeconfig"
+    if existing:  # it kept its mode and received the admin token
+        out_file.write_text("old content\n")
+        out_file.chmod(0o644)
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen(
         [sys.executable, "-m", "arkouda_k8s.cli", "sandbox", "--kubeconfig-out", str(out_file)],
@@ -42,6 +47,8 @@ def test_sandbox_command_serves_until_sigterm(tmp_path: Path) -> None:
         assert f"export KUBECONFIG={out_file}" in text
         assert "API server: https://127.0.0.1:" in text
         assert (out_file.stat().st_mode & 0o777) == 0o600
+        assert "old content" not in out_file.read_text()
+        assert [p.name for p in tmp_path.iterdir()] == ["kubeconfig"]  # no temp file left
         with api_client_for(str(out_file)) as api:
             names = {n.metadata.name for n in client.CoreV1Api(api).list_namespace().items}
         assert "default" in names
