@@ -37,6 +37,7 @@ from .auth import (
     UserInfo,
     aggregate,
     authorize,
+    escalation_refusal,
     forbidden_message,
     rules_review,
 )
@@ -780,8 +781,13 @@ class ApiServer:
                 warnings.append(f"would violate {found}")
 
     def _on_create(self, res: Resource, obj: dict[str, Any], user: UserInfo) -> None:
-        """What registries fill in on create: pod phase, service IPs, CSR requester."""
+        """What registries fill in on create: pod phase, service IPs, CSR requester; the
+        RBAC registry's escalation check."""
         key = res.key
+        if res.group == RBAC_GROUP:
+            refusal = escalation_refusal(self.store, user, key, obj)
+            if refusal is not None:
+                raise ApiError(403, "Forbidden", refusal)
         if key == "pods":
             obj["status"] = {"phase": "Pending", "qosClass": _qos_class(obj.get("spec") or {})}
             ns = obj["metadata"]["namespace"]
@@ -1721,7 +1727,8 @@ class ApiServer:
                 )
 
 
-_CLUSTER_ROLES = "clusterroles.rbac.authorization.k8s.io"
+RBAC_GROUP = "rbac.authorization.k8s.io"
+_CLUSTER_ROLES = f"clusterroles.{RBAC_GROUP}"
 
 # Changes that move a namespace's quota usage.
 _QUOTA_TRIGGERS = frozenset(

@@ -399,6 +399,85 @@ def authorize(store: Any, user: UserInfo, attrs: Attributes) -> bool:
     return any(_rule_matches(r, attrs) for r in applicable_rules(store, user, attrs.namespace))
 
 
+def _uncovered(
+    store: Any, user: UserInfo, rules: list[dict[str, Any]], namespace: str
+) -> list[str]:
+    """The parts of ``rules`` the user does not hold in ``namespace`` (RBAC's escalation
+    check: a "*" is covered only by a "*")."""
+    out = []
+    for rule in rules:
+        if rule.get("nonResourceURLs"):
+            continue
+        names = rule.get("resourceNames") or [""]
+        for verb in rule.get("verbs") or []:
+            for group in rule.get("apiGroups") or [""]:
+                for resource in rule.get("resources") or []:
+                    plural, _, sub = resource.partition("/")
+                    for name in names:
+                        attrs = Attributes(
+                            verb=verb,
+                            resource=plural,
+                            group=group,
+                            subresource=sub,
+                            namespace=namespace,
+                            name=name,
+                        )
+                        if not authorize(store, user, attrs):
+                            out.append(
+                                f'{{APIGroups:["{group}"], Resources:["{resource}"], '
+                                f'Verbs:["{verb}"]}}'
+                            )
+    return out
+
+
+def escalation_refusal(
+    store: Any, user: UserInfo, resource: str, obj: dict[str, Any]
+) -> str | None:
+    """Why creating this Role/ClusterRole/(Cluster)RoleBinding would be an escalation
+    (the real API server's wording), or None.
+
+    A user may create a role only with rules they hold (or with the ``escalate`` verb),
+    and bind a role only if they hold its rules (or have ``bind`` on it); binding a role
+    that does not exist yet is refused unless they have ``bind``.
+    """
+    if user.is_admin:
+        return None
+    md = obj.get("metadata") or {}
+    namespace = md.get("namespace") or ""
+    plural = resource.split(".")[0]
+    head = f'{resource} "{md.get("name", "")}" is forbidden: '
+    who = f'user "{user.name}" (groups={list(user.groups)})'
+    if plural in ("roles", "clusterroles"):
+        if authorize(store, user, Attributes("escalate", plural, RBAC, namespace=namespace)):
+            return None
+        missing = _uncovered(store, user, list(obj.get("rules") or []), namespace)
+        if missing:
+            return (
+                f"{head}{who} is attempting to grant RBAC permissions not currently held: "
+                + " ".join(missing)
+            )
+        return None
+    if plural in ("rolebindings", "clusterrolebindings"):
+        ref = obj.get("roleRef") or {}
+        kind, name = ref.get("kind", ""), ref.get("name", "")
+        role_plural = "clusterroles" if kind == "ClusterRole" else "roles"
+        if authorize(
+            store, user, Attributes("bind", role_plural, RBAC, namespace=namespace, name=name)
+        ):
+            return None
+        key = f"{role_plural}.{RBAC}"
+        role = store.get(key, None if kind == "ClusterRole" else namespace, name)
+        if role is None:
+            return f'{head}{key} "{name}" not found'
+        missing = _uncovered(store, user, list(role.get("rules") or []), namespace)
+        if missing:
+            return (
+                f"{head}{who} is attempting to grant RBAC permissions not currently held: "
+                + " ".join(missing)
+            )
+    return None
+
+
 def forbidden_message(user: UserInfo, attrs: Attributes) -> str:
     """The real API server's wording of a 403."""
     if not attrs.is_resource:

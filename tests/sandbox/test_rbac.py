@@ -326,3 +326,40 @@ def test_rules_review_through_a_rolebinding_to_admin(sandbox: Sandbox, admin_api
     elsewhere = _rules_review(api, "default").status
     assert not _grants(elsewhere.resource_rules, "create", "rolebindings", RBAC)
     assert not _grants(elsewhere.resource_rules, "list", "pods")
+
+
+def test_granting_more_than_one_holds_is_refused_like_a_real_api_server(
+    sandbox: Sandbox, admin_api: Any
+) -> None:
+    """RBAC escalation prevention: a namespace admin may create a Role only with rules
+    they hold, and bind only a Role that exists and whose rules they hold."""
+    bind(
+        admin_api,
+        "gina-admin",
+        {"kind": "ClusterRole", "name": "admin"},
+        [{"kind": "User", "name": "gina", "apiGroup": RBAC}],
+    )
+    rbac = client.RbacAuthorizationV1Api(user_api(sandbox, "gina"))
+    pods_reader = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]
+    rbac.create_namespaced_role(NS, {"metadata": {"name": "gina-reader"}, "rules": pods_reader})
+    more = [{"apiGroups": [""], "resources": ["endpoints"], "verbs": ["create"]}]
+    with pytest.raises(ApiException) as err:
+        rbac.create_namespaced_role(NS, {"metadata": {"name": "registrar"}, "rules": more})
+    assert err.value.status == 403
+    assert "attempting to grant RBAC permissions not currently held" in message(err)
+    assert 'Resources:["endpoints"]' in message(err)
+
+    def binding(name: str, role: str) -> dict[str, Any]:
+        return {
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": RBAC, "kind": "Role", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": NS}],
+        }
+
+    with pytest.raises(ApiException) as err:
+        rbac.create_namespaced_role_binding(NS, binding("early", "not-yet"))
+    assert (
+        err.value.status == 403
+        and 'roles.rbac.authorization.k8s.io "not-yet" not found' in message(err)
+    )
+    rbac.create_namespaced_role_binding(NS, binding("gina-reader", "gina-reader"))
