@@ -77,6 +77,7 @@ OWNED_KINDS = (
     "Secret",
     "RoleBinding",
     "Role",
+    "ServiceAccount",
 )
 # The ReplicaSets go with their Deployment (garbage collector): not deleted directly, so
 # the deployer needs no delete right on them, but waited for.
@@ -88,7 +89,7 @@ DELETED_KINDS = ("Deployment",) + tuple(
 IMAGE_PULL_REASONS = {"ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 CONFIG_REASONS = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
 LOG_TAIL_LINES = 20
-# Starts of a freshly created server that halted on a passing API error (5xx, 429,
+# Starts of a freshly created server that exited on a passing API error (5xx, 429,
 # a dropped connection) during its self-registration.
 SERVER_RESTARTS = 2
 # Fetching a log tail or events to explain a failure must not hold up the error long.
@@ -626,7 +627,7 @@ class ArkoudaCluster:
         locales = created.get(("Deployment", self.names.locale_deployment))
         self.wait_locales(deadline, since=_resource_version(locales))
 
-        # 4. A Service the server registered in an earlier life makes it halt (trap 2).
+        # 4. A Service the server registered in an earlier life makes it exit (trap 2).
         deadline = time.monotonic() + t.server
         if csr_obj is not None:
             self._remove_stale_service(deadline)
@@ -995,7 +996,28 @@ class ArkoudaCluster:
 
     def wait_server(self, deadline: float, since: str | None = None) -> dict[str, Any]:
         """Block until the server pod is Ready; typed errors explain a stuck pod.
-        ``since``: the resourceVersion of its creation (watched from there, no list)."""
+        ``since``: the resourceVersion of its creation (watched from there, no list).
+
+        A server that exits at its self-registration (--registration server) on a passing
+        API error is started again, at most SERVER_RESTARTS times; any other exit there is
+        explained by its log line.
+        """
+        restarts = 0
+        while True:
+            try:
+                return self._wait_server_pod(deadline, since)
+            except CrashError as exc:
+                exited = self._registration_exit(exc.log_tail)
+                if exited is None:
+                    raise
+                line, tail = exited
+                if not self._worth_a_restart(line, restarts, "server"):
+                    raise self._registration_error(line, tail, "server") from None
+                restarts += 1
+                self._replace_server_pod(deadline)
+                since = None
+
+    def _wait_server_pod(self, deadline: float, since: str | None) -> dict[str, Any]:
         last: dict[str, Any] = {"pod": None, "phase": None}
         name = self.names.server_pod
 
@@ -1107,9 +1129,13 @@ class ArkoudaCluster:
                     pod=name,
                 )
             oom = "OOMKilled" in (terminated.get("reason"), last_term.get("reason"))
-            crashed = reason == "CrashLoopBackOff" or (
-                terminated and status.get("phase") == "Failed"
+            # restartPolicy Never: a terminated container stays so, even while another
+            # (the metrics exporter) keeps the pod Running.
+            final = (
+                status.get("phase") == "Failed"
+                or (pod.get("spec") or {}).get("restartPolicy") == "Never"
             )
+            crashed = reason == "CrashLoopBackOff" or bool(terminated and final)
             if oom or crashed:
                 why = "OOMKilled" if oom else (reason or terminated.get("reason") or "Error")
                 code = terminated.get("exitCode", last_term.get("exitCode"))
@@ -1294,52 +1320,74 @@ class ArkoudaCluster:
                 return self.config
             except ArkoudaK8sError as exc:  # not answering yet, tunnel trouble, API trouble
                 last = exc
-                halted = self._halted()
-                if halted is not None:
-                    line, tail = halted
-                    # A server we just created that met a passing API error is worth
-                    # one more start; a refusal (409, 403) is not.
-                    if self.created and restarts < SERVER_RESTARTS and _passing_failure(line):
+                exited = self._registration_exit(
+                    self._log_tail(self.names.server_pod, "arkouda-server")
+                )
+                if exited is not None:
+                    line, tail = exited
+                    if self._worth_a_restart(line, restarts, "handshake"):
                         restarts += 1
-                        self._progress(
-                            "handshake",
-                            0,
-                            1,
-                            f"the server halted on a passing API error; restarting it "
-                            f"({restarts}/{SERVER_RESTARTS})",
-                        )
                         self._restart_server(deadline)
                         continue
-                    raise DeployError(
-                        f"the Arkouda server of {self.name} halted at start: {line}",
-                        f"a Service {self.names.self_service} left from an earlier run, or "
-                        f"RBAC missing for {self.names.user}; teardown and deploy again",
-                        stage="handshake",
-                        reason="ExternalSystemError",
-                        pod=self.names.server_pod,
-                        log_tail=tail,
-                    ) from None
+                    raise self._registration_error(line, tail, "handshake") from None
             time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
         raise StageTimeout(
             f"the Arkouda server of {self.name} did not answer through the tunnel within "
             f"{self.timeouts.handshake:.0f}s: {_one_line(last) if last else 'no attempt'}",
-            f"see `arkouda-k8s logs {self.name}` (a leftover Service {self.names.self_service} "
-            "or missing RBAC halts the server after it opens its port)",
+            f"see `arkouda-k8s logs {self.name}`"
+            + (
+                f" (with --registration server, a leftover Service {self.names.self_service} "
+                "or missing RBAC makes the server exit right after it opens its port)"
+                if _self_registers(self.spec)
+                else ""
+            ),
             stage="handshake",
             reason="NotAnswering",
             pod=self.names.server_pod,
             log_tail=self._log_tail(self.names.server_pod, "arkouda-server"),
         )
 
-    def _halted(self) -> tuple[str, str | None] | None:
-        """(the log line, the log tail) when the server halted at its self-registration:
-        it keeps its port but never answers, so its log is the only one to say why."""
-        tail = self._log_tail(self.names.server_pod, "arkouda-server")
+    @staticmethod
+    def _registration_exit(tail: str | None) -> tuple[str, str | None] | None:
+        """(the log line, the log tail) when the server exited at its self-registration
+        (its ExternalSystemError escapes main; the log is the only place that says why)."""
         lines = [ln.strip() for ln in (tail or "").splitlines() if "ExternalSystemError" in ln]
         return (lines[-1], tail) if lines else None
 
+    def _worth_a_restart(self, line: str, restarts: int, stage: str) -> bool:
+        """A server we just created that met a passing API error is worth one more start;
+        a refusal (409, 403) is not."""
+        if not (self.created and restarts < SERVER_RESTARTS and _passing_failure(line)):
+            return False
+        self._progress(
+            stage,
+            0,
+            1,
+            f"the server exited on a passing API error; restarting it "
+            f"({restarts + 1}/{SERVER_RESTARTS})",
+        )
+        return True
+
+    def _registration_error(self, line: str, tail: str | None, stage: str) -> DeployError:
+        return DeployError(
+            f"the Arkouda server of {self.name} exited at start: {line}",
+            f"the server exits when it cannot register its Service "
+            f"{self.names.self_service}: one left from an earlier run (teardown and deploy "
+            f"again) or RBAC missing for its certificate user {self.names.user}; the default "
+            "--registration client needs neither",
+            stage=stage,
+            reason="ExternalSystemError",
+            pod=self.names.server_pod,
+            log_tail=tail,
+        )
+
     def _restart_server(self, deadline: float) -> None:
-        """Replace the server pod (same name): delete, clear its registration, create."""
+        """Replace the server pod (same name) and wait for it to be Ready."""
+        self._replace_server_pod(deadline)
+        self.wait_server(deadline)
+
+    def _replace_server_pod(self, deadline: float) -> None:
+        """Delete the server pod, clear what it registered, create it again."""
         name = self.names.server_pod
         pod = self.kube.get("Pod", name, self.namespace, deadline=deadline)
         if pod is not None and self._owns(pod):
@@ -1351,7 +1399,6 @@ class ArkoudaCluster:
         )
         self._remove_stale_service(deadline)
         self._create_owned(manifests.server_pod(self.spec), deadline)
-        self.wait_server(deadline)
 
     def connect(self, timeout: float = 10.0) -> Any:
         """The user's ``arkouda`` module, connected through the tunnel (again, after a drop)."""
@@ -1743,13 +1790,7 @@ class ArkoudaCluster:
         self.instance_id = owner["metadata"]["labels"][INSTANCE_ID_LABEL]
         uid = owner["metadata"]["uid"]
         selector = f"{self.selector},{INSTANCE_ID_LABEL}={self.instance_id}"
-        # Kinds an smp deployment never has: a user allowed only what smp needs may lack
-        # the right to even list them.
-        unused = (
-            set()
-            if self.spec.mode == "udp"
-            else {"Deployment", "ReplicaSet", "Role", "RoleBinding"}
-        )
+        unused = _unused_kinds(self.spec)
         # The server pod first (the only pod we own directly), so it stops using what
         # goes next; the Deployment before the rest: the garbage collector removes its
         # ReplicaSets, then their pods.
@@ -1804,24 +1845,24 @@ class ArkoudaCluster:
 
     def leftovers(self, deadline: float | None = None) -> list[str]:
         """``Kind/name`` of every object still present that this instance owns (through
-        its state ConfigMap), the ConfigMap included; empty when it has none."""
+        its state ConfigMap), the ConfigMap included, and the Services + Endpoints its
+        server registered itself (``{name}-arkouda``, ``{name}-metrics``); empty when it
+        has no state ConfigMap."""
         owner = self._owner_object(deadline)
         if owner is None:
             return []
         instance_id = owner["metadata"]["labels"][INSTANCE_ID_LABEL]
         selector = f"{self.selector},{INSTANCE_ID_LABEL}={instance_id}"
         out = [f"ConfigMap/{self._state_name()}"]
-        unused = (
-            set()
-            if self.spec.mode == "udp"
-            else {"Deployment", "ReplicaSet", "Role", "RoleBinding"}
-        )
+        unused = _unused_kinds(self.spec)
         for kind in OWNED_KINDS:
             with _unless_forbidden(kind in unused):
                 items = self.kube.list(
                     kind, self.namespace, label_selector=selector, deadline=deadline
                 )["items"]
                 out += [f"{kind}/{o['metadata']['name']}" for o in items]
+        if _self_registers(self.spec):
+            out += [f"{o['kind']}/{o['metadata']['name']}" for o in self._self_registered(deadline)]
         return sorted(set(out))
 
     def _self_registered(self, deadline: float) -> list[dict[str, Any]]:
@@ -2379,7 +2420,7 @@ def _unschedulable(pod: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _passing_failure(line: str) -> bool:
-    """Does a halt line name an API error that may not happen again?"""
+    """Does an exit line name an API error that may not happen again?"""
     return bool(re.search(r"HTTP (5\d\d|429)\b", line)) or " failed: " in line
 
 
@@ -2511,6 +2552,15 @@ def _memory_text(used: int | None, cap: int | None) -> str:
 
 def _join(a: str | None, b: str) -> str:
     return f"{a}; {b}" if a else b
+
+
+def _unused_kinds(spec: ClusterSpec) -> set[str]:
+    """Kinds a deployment of ``spec`` never has: a user allowed only what it needs may
+    lack the right to even list them."""
+    unused = set() if spec.mode == "udp" else {"Deployment", "ReplicaSet", "Role", "RoleBinding"}
+    if not any(o["kind"] == "ServiceAccount" for o in manifests.render(spec)):
+        unused.add("ServiceAccount")
+    return unused
 
 
 def _self_registers(spec: ClusterSpec) -> bool:

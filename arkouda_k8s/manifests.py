@@ -3,9 +3,13 @@
 ``render(spec, credentials)`` returns every object in apply order, ready for
 server-side apply or ``kubectl apply``. Each object is prefixed with the instance name
 (several instances share a namespace) and carries the standard labels. The upstream
-chart traps (DESIGN.md) are fixed here: in-cluster ``K8S_HOST``, a per-instance
-``EXTERNAL_SERVICE_NAME``, namespaced services, a memMax derived below the memory
-limit, the token from a Secret, and locale discovery that waits for the locale pods.
+chart traps (DESIGN.md) are fixed here: the launch scripts live beside the image's
+``/opt/arkouda`` (never over it) and call its launcher by absolute path, namespaced
+objects only by default (``registration: client``: the server pod lists its locales
+with its own ServiceAccount, we create its Service), a memMax derived below the memory
+limit per locale, the token handed over as a file, and locale discovery that waits for
+Ready locale pods. The facts about the real images these rely on, with their sources,
+are in ``sandbox/image_facts.yaml``.
 """
 
 from __future__ import annotations
@@ -31,17 +35,38 @@ MANAGED_BY = "arkouda-k8s"
 SPEC_ANNOTATION = "arkouda-k8s.dev/spec"
 CSR_SIGNER = "kubernetes.io/kube-apiserver-client"
 
-LAUNCH_DIR = "/opt/arkouda"
+# Where the images keep Arkouda: Chapel's launcher arkouda_server, the program it starts
+# on every locale (arkouda_server_real) and its libraries (dep/). Nothing is mounted
+# there, and the launcher is called by this absolute path: PATH holds Chapel's bin dir
+# and the system's, not /opt/arkouda.
+ARKOUDA_DIR = "/opt/arkouda"
+ARKOUDA_SERVER = f"{ARKOUDA_DIR}/arkouda_server"
+# Our launch scripts, a ConfigMap mounted as a directory of its own.
+LAUNCH_DIR = "/opt/arkouda-k8s"
 SERVER_SCRIPT = "start-arkouda-server.sh"
 LOCALE_SCRIPT = "start-arkouda-locale.sh"
+# The images' user (ubuntu, uid 1000) and its home, the working directory of every
+# Arkouda process: the server creates .arkouda/ there and reads its token from it.
+IMAGE_HOME = "/home/ubuntu"
 TLS_DIR = "/etc/ssl/arkouda"
-SSH_KEYS_DIR = "/home/ubuntu/ssh-keys"
+SSH_KEYS_DIR = f"{IMAGE_HOME}/ssh-keys"
+# The token Secret, mounted read-only; the launch script copies it to the file the
+# server reads, <cwd>/.arkouda/tokens.txt (it opens that file read-write).
+TOKEN_DIR = "/etc/arkouda-k8s/token"
+TOKEN_FILE = f"{TOKEN_DIR}/token"
 # The cluster CA, published in every namespace as ConfigMap kube-root-ca.crt, lets the
-# launch script verify the API server instead of turning TLS verification off.
+# launch script verify the API server (registration "server"; with "client" it comes
+# with the service-account token).
 CA_DIR = "/etc/ssl/kubernetes-ca"
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 SSH_PORT = 22
-# How long the server's launch script waits for every locale pod to have an IP.
+# How long the server's launch script waits for every locale pod to be Ready.
 LOCALE_WAIT_SECONDS = 300
+# The exporter imports arkouda (numpy, pandas, matplotlib: about 95 MiB resident); with
+# restartPolicy Never an OOM kill is final, so leave it room.
+EXPORTER_MEMORY = "256Mi"
+EXPORTER_CPU = "100m"
+METRICS_POLLING_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -55,6 +80,7 @@ class Names:
     token_secret: str
     role: str
     role_binding: str
+    service_account: str
     server_pod: str
     ssh_service: str
     launch_config: str
@@ -91,6 +117,7 @@ def names(spec: ClusterSpec) -> Names:
         token_secret=f"{n}-token",
         role=f"{n}-server",
         role_binding=f"{n}-server",
+        service_account=spec.service_account or f"{n}-server",
         server_pod=f"{n}-server",
         ssh_service=f"{n}-server",
         launch_config=f"{n}-launch",
@@ -180,7 +207,7 @@ def _secret(
 
 
 def secrets(spec: ClusterSpec, credentials: Credentials | None) -> list[dict[str, Any]]:
-    """The SSH, TLS and token Secrets (udp) or the token Secret alone (smp)."""
+    """The SSH Secret (udp), the TLS Secret (registration "server"), the token Secret."""
     n = names(spec)
     c = credentials
     out = []
@@ -195,6 +222,7 @@ def secrets(spec: ClusterSpec, credentials: Credentials | None) -> list[dict[str
                 },
             )
         )
+    if spec.registration == "server":
         out.append(
             _secret(
                 spec,
@@ -210,34 +238,60 @@ def secrets(spec: ClusterSpec, credentials: Credentials | None) -> list[dict[str
     return out
 
 
-def rbac(spec: ClusterSpec) -> list[dict[str, Any]]:
-    """Role + RoleBinding: what the certificate's user needs, in its namespace only.
+_READ_PODS = {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}
 
-    Pods are read for locale discovery; services and endpoints are written because the
-    server registers its own selector-less Service (and removes it at shutdown).
+
+def rbac(spec: ClusterSpec) -> list[dict[str, Any]]:
+    """What the server pod needs from the API, in its namespace only (udp; smp: nothing).
+
+    registration "client": a ServiceAccount (unless the spec names one) with a Role to
+    read pods, for locale discovery with the pod's own token. Registration "server": a
+    Role for the certificate's user, which also writes services and endpoints because
+    the server registers its own selector-less Service (and removes it at shutdown).
     """
+    if spec.mode != "udp":
+        return []
     n = names(spec)
-    role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": _meta(spec, n.role, "rbac"),
-        "rules": [
-            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    out: list[dict[str, Any]] = []
+    if spec.registration == "client":
+        if not spec.service_account:
+            out.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "ServiceAccount",
+                    "metadata": _meta(spec, n.service_account, "rbac"),
+                }
+            )
+        rules = [dict(_READ_PODS)]
+        subject = {"kind": "ServiceAccount", "name": n.service_account, "namespace": n.namespace}
+    else:
+        rules = [
+            dict(_READ_PODS),
             {
                 "apiGroups": [""],
                 "resources": ["services", "endpoints"],
                 "verbs": ["get", "list", "watch", "create", "delete", "update"],
             },
-        ],
-    }
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": _meta(spec, n.role_binding, "rbac"),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": n.role},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": n.user}],
-    }
-    return [role, binding]
+        ]
+        subject = {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": n.user}
+    out.append(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": _meta(spec, n.role, "rbac"),
+            "rules": rules,
+        }
+    )
+    out.append(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": _meta(spec, n.role_binding, "rbac"),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": n.role},
+            "subjects": [subject],
+        }
+    )
+    return out
 
 
 def runner_rbac(spec: ClusterSpec) -> list[dict[str, Any]]:
@@ -295,7 +349,8 @@ def runner_rbac(spec: ClusterSpec) -> list[dict[str, Any]]:
 def certificate_signing_request(
     spec: ClusterSpec, credentials: Credentials | None
 ) -> dict[str, Any]:
-    """The cluster-scoped CSR for the server's client certificate (CN = the user)."""
+    """The cluster-scoped CSR for the server's client certificate (CN = the user);
+    registration "server" only."""
     n = names(spec)
     request = credentials.csr if credentials else PLACEHOLDER.encode()
     return {
@@ -312,7 +367,25 @@ def certificate_signing_request(
 
 # -- launch scripts ------------------------------------------------------------------------
 #
-# Written for arkouda-k8s (not the upstream scripts). POSIX sh; python3 is in the image.
+# Written for arkouda-k8s (not the upstream scripts). POSIX sh, run as the image's user
+# (ubuntu, passwordless sudo); python3 is in the image (sandbox/image_facts.yaml).
+
+_COMMON = """\
+fail() {
+  echo "arkouda-k8s: $*" >&2
+  exit 1
+}
+
+make_persistence_writable() {
+  # The kubelet creates a missing hostPath directory root-owned 0755; the server and
+  # its locales run as the image's user and must write there.
+  dir="${PERSISTENCE_DIR:-}"
+  [ -n "$dir" ] || return 0
+  [ -w "$dir" ] && return 0
+  sudo -n chown "$(id -u):$(id -g)" "$dir" ||
+    fail "cannot make $dir writable for $(id -un): sudo chown failed"
+}
+"""
 
 _INSTALL_KEYS = f"""\
 install_ssh_keys() {{
@@ -331,36 +404,78 @@ install_ssh_keys() {{
 }}
 
 start_sshd() {{
-  sudo mkdir -p /run/sshd
-  sudo /usr/sbin/sshd || {{ echo "arkouda-k8s: sshd did not start" >&2; exit 1; }}
+  sudo -n mkdir -p /run/sshd
+  sudo -n /usr/sbin/sshd || fail "sshd did not start"
 }}
 """
 
-# Lists the Running locale pods' IPs through the API with the instance's client
-# certificate, verifying the API server with the cluster CA when it is mounted.
-_DISCOVER = """\
-import json, os, ssl, sys, urllib.parse, urllib.request
-ca = os.path.join(os.environ["CA_DIR"], "ca.crt")
-ctx = ssl.create_default_context(cafile=ca) if os.path.exists(ca) else ssl._create_unverified_context()
-ctx.load_cert_chain(os.environ["CERT_FILE"], os.environ["KEY_FILE"])
-url = "%s/api/v1/namespaces/%s/pods?labelSelector=%s" % (
-    os.environ["K8S_HOST"].rstrip("/"), os.environ["NAMESPACE"],
-    urllib.parse.quote(os.environ["LOCALE_SELECTOR"]))
-with urllib.request.urlopen(url, context=ctx, timeout=10) as r:
-    pods = json.load(r)["items"]
-ips = sorted(p["status"].get("podIP") for p in pods
-             if p.get("status", {}).get("phase") == "Running" and p["status"].get("podIP")
-             and not p["metadata"].get("deletionTimestamp"))
-print(" ".join(ips))
+# The server reads <cwd>/.arkouda/tokens.txt before ARKOUDA_SERVER_TOKEN and opens it
+# read-write (Security.chpl, FileIO.chpl), so it gets a private copy of the Secret's file.
+# Never the environment: the udp launcher copies its environment onto the ssh command
+# line of every locale, where any process of the pod sees it.
+_INSTALL_TOKEN = f"""\
+install_token() {{
+  [ "${{AUTHENTICATE:-false}}" = true ] || return 0
+  token_file="${{ARKOUDA_K8S_TOKEN_FILE:-{TOKEN_FILE}}}"
+  [ -s "$token_file" ] || fail "no token at $token_file (the Secret's key 'token')"
+  mkdir -p .arkouda
+  chmod 700 .arkouda
+  # A new file, mode 0600: cp would carry over the Secret's read-only mode.
+  rm -f .arkouda/tokens.txt
+  (umask 077 && cat "$token_file" > .arkouda/tokens.txt)
+}}
 """
 
-# Removes a Service/Endpoints left by an earlier run: the server halts on a 409.
+# Lists the Ready locale pods' IPs (Ready: sshd listens, the locale's tcp:22 probe) with
+# the pod's service-account token (registration "client") or the instance's client
+# certificate ("server"), verifying the API server with the cluster CA; without the CA
+# it refuses (exit 3) rather than talk to an unverified server.
+_DISCOVER = """\
+import json, os, ssl, sys, urllib.parse, urllib.request
+ca = os.environ["CA_FILE"]
+if not os.path.exists(ca):
+    print("no cluster CA at %s: will not talk to the API server unverified" % ca, file=sys.stderr)
+    sys.exit(3)
+ctx = ssl.create_default_context(cafile=ca)
+headers = {"Accept": "application/json"}
+if os.environ.get("CERT_FILE"):
+    ctx.load_cert_chain(os.environ["CERT_FILE"], os.environ["KEY_FILE"])
+else:
+    with open(os.path.join(os.environ["SERVICE_ACCOUNT_DIR"], "token")) as f:
+        headers["Authorization"] = "Bearer " + f.read().strip()
+host = os.environ["KUBERNETES_SERVICE_HOST"]
+if ":" in host:
+    host = "[%s]" % host
+url = "https://%s:%s/api/v1/namespaces/%s/pods?labelSelector=%s" % (
+    host, os.environ.get("KUBERNETES_SERVICE_PORT", "443"), os.environ["NAMESPACE"],
+    urllib.parse.quote(os.environ["LOCALE_SELECTOR"]))
+req = urllib.request.Request(url, headers=headers)
+with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+    pods = json.load(r)["items"]
+def ready(p):
+    s = p.get("status") or {}
+    return (s.get("phase") == "Running" and s.get("podIP")
+            and not p["metadata"].get("deletionTimestamp")
+            and any(c.get("type") == "Ready" and c.get("status") == "True"
+                    for c in s.get("conditions") or []))
+print(" ".join(sorted(p["status"]["podIP"] for p in pods if ready(p))))
+"""
+
+# Registration "server": removes a Service/Endpoints left by an earlier run, since the
+# server exits on a 409 when it registers.
 _REMOVE_STALE = """\
-import os, ssl, urllib.error, urllib.request
-ca = os.path.join(os.environ["CA_DIR"], "ca.crt")
-ctx = ssl.create_default_context(cafile=ca) if os.path.exists(ca) else ssl._create_unverified_context()
+import os, ssl, sys, urllib.error, urllib.request
+ca = os.environ["CA_FILE"]
+if not os.path.exists(ca):
+    print("no cluster CA at %s: will not talk to the API server unverified" % ca, file=sys.stderr)
+    sys.exit(3)
+ctx = ssl.create_default_context(cafile=ca)
 ctx.load_cert_chain(os.environ["CERT_FILE"], os.environ["KEY_FILE"])
-base = "%s/api/v1/namespaces/%s" % (os.environ["K8S_HOST"].rstrip("/"), os.environ["NAMESPACE"])
+host = os.environ["KUBERNETES_SERVICE_HOST"]
+if ":" in host:
+    host = "[%s]" % host
+base = "https://%s:%s/api/v1/namespaces/%s" % (
+    host, os.environ.get("KUBERNETES_SERVICE_PORT", "443"), os.environ["NAMESPACE"])
 for name in os.environ["STALE_SERVICES"].split():
     for kind in ("services", "endpoints"):
         req = urllib.request.Request("%s/%s/%s" % (base, kind, name), method="DELETE")
@@ -372,41 +487,54 @@ for name in os.environ["STALE_SERVICES"].split():
 """
 
 
-def _server_script_udp() -> str:
+def _server_script_udp(registration: str) -> str:
+    stale = ""
+    if registration == "server":
+        stale = f"""
+# The server exits when its own Service exists already: remove what an earlier run left.
+export STALE_SERVICES="$EXTERNAL_SERVICE_NAME ${{METRICS_SERVICE_NAME:-}}"
+python3 -c {shlex.quote(_REMOVE_STALE)} || fail "cannot remove the services of an earlier run"
+"""
     return f"""#!/bin/sh
 # start-arkouda-server.sh (arkouda-k8s): locale 0 of a GASNet/UDP Arkouda cluster.
-# Starts sshd, installs the instance's SSH keys, waits until every locale pod is
-# Running with an IP, then runs arkouda_server across them with the given flags.
+# Starts sshd, installs the instance's SSH keys, waits until every locale pod is Ready,
+# then runs Arkouda's launcher across them with the given flags.
 set -eu
+{_COMMON}
 {_INSTALL_KEYS}
+{_INSTALL_TOKEN}
 install_ssh_keys
 start_sshd
+make_persistence_writable
 
 want=$((NUMLOCALES - 1))
-wait_seconds="${{LOCALE_WAIT_SECONDS:-{LOCALE_WAIT_SECONDS}}}"
-deadline=$(( $(date +%s) + wait_seconds ))
 ips=""
-errors="$HOME/.arkouda-k8s-discovery.err"
-while :; do
-  ips=$(python3 -c {shlex.quote(_DISCOVER)} 2>"$errors") || ips=""
-  got=$(echo $ips | wc -w)
-  [ "$got" -ge "$want" ] && break
-  if [ "$(date +%s)" -ge "$deadline" ]; then
-    echo "arkouda-k8s: found $got of $want locale pods ($LOCALE_SELECTOR) after ${{wait_seconds}}s" >&2
-    tail -n 1 "$errors" >&2
-    exit 1
-  fi
-  sleep 2
-done
-ips=$(echo $ips | tr ' ' '\\n' | head -n "$want" | tr '\\n' ' ')
-
-export STALE_SERVICES="$EXTERNAL_SERVICE_NAME ${{METRICS_SERVICE_NAME:-}}"
-python3 -c {shlex.quote(_REMOVE_STALE)}
-
+if [ "$want" -gt 0 ]; then
+  wait_seconds="${{LOCALE_WAIT_SECONDS:-{LOCALE_WAIT_SECONDS}}}"
+  deadline=$(( $(date +%s) + wait_seconds ))
+  errors="$HOME/.arkouda-k8s-discovery.err"
+  while :; do
+    rc=0
+    ips=$(python3 -c {shlex.quote(_DISCOVER)} 2>"$errors") || rc=$?
+    [ "$rc" -eq 3 ] && fail "$(tail -n 1 "$errors")"
+    [ "$rc" -eq 0 ] || ips=""
+    got=$(echo $ips | wc -w)
+    [ "$got" -ge "$want" ] && break
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      echo "arkouda-k8s: found $got of $want Ready locale pods ($LOCALE_SELECTOR) after ${{wait_seconds}}s" >&2
+      tail -n 1 "$errors" >&2
+      exit 1
+    fi
+    sleep 2
+  done
+  ips=$(echo $ips | tr ' ' '\\n' | head -n "$want" | tr '\\n' ' ')
+fi
+{stale}
+install_token
 export SSH_SERVERS="$MY_IP $ips"
 export GASNET_MASTERIP="$MY_IP"
 echo "arkouda-k8s: starting $NUMLOCALES locale(s) on $SSH_SERVERS"
-exec arkouda_server -nl "$NUMLOCALES" "$@"
+exec {ARKOUDA_SERVER} -nl "$NUMLOCALES" "$@"
 """
 
 
@@ -414,9 +542,11 @@ _LOCALE_SCRIPT = f"""#!/bin/sh
 # start-arkouda-locale.sh (arkouda-k8s): a GASNet/UDP locale pod. The server starts
 # the Arkouda process here over SSH; this script only runs sshd and waits.
 set -eu
+{_COMMON}
 {_INSTALL_KEYS}
 install_ssh_keys
 start_sshd
+make_persistence_writable
 sleeper=""
 # Stop at once on SIGTERM (no 30 s grace wait), taking the sleep along.
 trap '[ -n "$sleeper" ] && kill "$sleeper" 2>/dev/null; exit 0' TERM INT
@@ -427,18 +557,26 @@ while :; do
 done
 """
 
-_SERVER_SCRIPT_SMP = """#!/bin/sh
+_SERVER_SCRIPT_SMP = f"""#!/bin/sh
 # start-arkouda-server.sh (arkouda-k8s): every locale in this one pod (GASNet smp).
 set -eu
-exec arkouda_server -nl "$NUMLOCALES" "$@"
+{_COMMON}
+{_INSTALL_TOKEN}
+make_persistence_writable
+install_token
+exec {ARKOUDA_SERVER} -nl "$NUMLOCALES" "$@"
 """
 
 
 def launch_config(spec: ClusterSpec) -> dict[str, Any]:
-    """The ConfigMap with the launch scripts, mounted at /opt/arkouda."""
-    data = {SERVER_SCRIPT: _server_script_udp() if spec.mode == "udp" else _SERVER_SCRIPT_SMP}
+    """The ConfigMap with the launch scripts, mounted at /opt/arkouda-k8s."""
     if spec.mode == "udp":
-        data[LOCALE_SCRIPT] = _LOCALE_SCRIPT
+        data = {
+            SERVER_SCRIPT: _server_script_udp(spec.registration),
+            LOCALE_SCRIPT: _LOCALE_SCRIPT,
+        }
+    else:
+        data = {SERVER_SCRIPT: _SERVER_SCRIPT_SMP}
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -451,7 +589,12 @@ def launch_config(spec: ClusterSpec) -> dict[str, Any]:
 
 
 def server_args(spec: ClusterSpec) -> list[str]:
-    """The arkouda_server flags (the launch script adds ``-nl``)."""
+    """The arkouda_server flags (the launch script adds ``-nl``).
+
+    ServerDaemon.daemonTypes defaults to DEFAULT (the client port alone). INTEGRATION is
+    DEFAULT plus self-registration (registration "server" only); METRICS adds the
+    metrics port, and alone would open no client port, hence DEFAULT,METRICS.
+    """
     args = [
         f"--ServerPort={spec.server_port}",
         f"--authenticate={str(spec.authenticate).lower()}",
@@ -460,7 +603,7 @@ def server_args(spec: ClusterSpec) -> list[str]:
         f"--logLevel=LogLevel.{spec.log_level}",
     ]
     daemons = []
-    if spec.mode == "udp":
+    if spec.registration == "server":
         args.append("--ExternalIntegration.systemType=SystemType.KUBERNETES")
         daemons.append("ServerDaemonType.INTEGRATION")
     if spec.metrics:
@@ -491,11 +634,26 @@ def _volumes(spec: ClusterSpec, component: str) -> tuple[list[dict], list[dict]]
     volumes: list[dict[str, Any]] = [
         {"name": "launch", "configMap": {"name": n.launch_config, "defaultMode": 0o555}}
     ]
+    # A directory of its own: a volume over /opt/arkouda would hide the launcher, the
+    # real program and its libraries.
     mounts: list[dict[str, Any]] = [{"name": "launch", "mountPath": LAUNCH_DIR, "readOnly": True}]
     if spec.mode == "udp":
         volumes.append({"name": "ssh-keys", "secret": {"secretName": n.ssh_secret}})
         mounts.append({"name": "ssh-keys", "mountPath": SSH_KEYS_DIR, "readOnly": True})
-    if spec.mode == "udp" and component == "server":
+    if component == "server":
+        volumes.append(
+            {
+                "name": "token",
+                "secret": {
+                    "secretName": n.token_secret,
+                    "items": [{"key": "token", "path": "token"}],
+                    # Root-owned in the pod; the server runs as the image's user.
+                    "defaultMode": 0o444,
+                },
+            }
+        )
+        mounts.append({"name": "token", "mountPath": TOKEN_DIR, "readOnly": True})
+    if spec.registration == "server" and component == "server":
         volumes.append({"name": "tls", "secret": {"secretName": n.tls_secret}})
         mounts.append({"name": "tls", "mountPath": TLS_DIR, "readOnly": True})
         volumes.append(
@@ -520,8 +678,13 @@ def _volumes(spec: ClusterSpec, component: str) -> tuple[list[dict], list[dict]]
     return volumes, mounts
 
 
+def _uses_own_service_account(spec: ClusterSpec, component: str) -> bool:
+    """Only the udp server pod of registration "client" talks to the API with a token."""
+    return component == "server" and spec.mode == "udp" and spec.registration == "client"
+
+
 def _pod_spec(
-    spec: ClusterSpec, containers: list[dict], volumes: list[dict], restart: str
+    spec: ClusterSpec, component: str, containers: list[dict], volumes: list[dict], restart: str
 ) -> dict[str, Any]:
     pod: dict[str, Any] = {
         "containers": containers,
@@ -530,10 +693,14 @@ def _pod_spec(
         # Many instances may share a namespace; their service env vars are noise.
         "enableServiceLinks": False,
     }
-    if spec.service_account:
+    if _uses_own_service_account(spec, component):
+        pod["serviceAccountName"] = names(spec).service_account
+        # Locale discovery reads pods with this token (the Role allows nothing more).
+        pod["automountServiceAccountToken"] = True
+    elif spec.service_account:
         pod["serviceAccountName"] = spec.service_account
     else:
-        # The server talks to the API with its certificate, never a service account token.
+        # Nothing else in these pods talks to the API: no token to steal.
         pod["automountServiceAccountToken"] = False
     if spec.node_selector:
         pod["nodeSelector"] = dict(spec.node_selector)
@@ -544,14 +711,14 @@ def _pod_spec(
     return pod
 
 
+def _persistence_env(spec: ClusterSpec) -> list[dict[str, Any]]:
+    return [_env("PERSISTENCE_DIR", spec.persistence.mount_path)] if spec.persistence else []
+
+
 def _server_container(spec: ClusterSpec) -> dict[str, Any]:
     n = names(spec)
     env = [
         _env("NUMLOCALES", spec.locales),
-        {
-            "name": "ARKOUDA_SERVER_TOKEN",
-            "valueFrom": {"secretKeyRef": {"name": n.token_secret, "key": "token"}},
-        },
         _field_env("MY_IP", "status.podIP"),
         _field_env("NAMESPACE", "metadata.namespace"),
         _env("CHPL_RT_NUM_THREADS_PER_LOCALE", spec.effective_threads),
@@ -559,25 +726,36 @@ def _server_container(spec: ClusterSpec) -> dict[str, Any]:
         _env("LOG_LEVEL", spec.log_level),
         _env("MEMTRACK", "true"),
         _env("AUTHENTICATE", str(spec.authenticate).lower()),
+        # A path, not the token: the script copies the file where the server reads it.
+        _env("ARKOUDA_K8S_TOKEN_FILE", TOKEN_FILE),
+        *_persistence_env(spec),
     ]
     if spec.mode == "udp":
         env += [
             _field_env("GASNET_MASTERIP", "status.podIP"),
             _env("GASNET_SUPERNODE_MAXSIZE", 1),
+            _env("SSH_KEYS_DIR", SSH_KEYS_DIR),
+            _env("APP_NAME", n.locale_app),
+            _env("LOCALE_SELECTOR", selector(spec, "locale")),
+        ]
+        if spec.registration == "client":
+            env += [
+                _env("SERVICE_ACCOUNT_DIR", SERVICE_ACCOUNT_DIR),
+                _env("CA_FILE", f"{SERVICE_ACCOUNT_DIR}/ca.crt"),
+            ]
+    if spec.registration == "server":
+        env += [
             _env("K8S_HOST", IN_CLUSTER_K8S_HOST),
             _env("CERT_FILE", f"{TLS_DIR}/tls.crt"),
             _env("KEY_FILE", f"{TLS_DIR}/tls.key"),
-            _env("CA_DIR", CA_DIR),
-            _env("SSH_KEYS_DIR", SSH_KEYS_DIR),
+            _env("CA_FILE", f"{CA_DIR}/ca.crt"),
             _env("EXTERNAL_SERVICE_NAME", n.self_service),
             _env("EXTERNAL_SERVICE_PORT", spec.server_port),
             _env("EXTERNAL_SERVICE_TARGET_PORT", spec.server_port),
-            _env("APP_NAME", n.locale_app),
             _env("POD_METHOD", "GET_POD_IPS"),
-            _env("LOCALE_SELECTOR", selector(spec, "locale")),
         ]
     env.append(_env("COLLECT_METRICS", str(spec.metrics).lower()))
-    if spec.metrics:
+    if spec.metrics and spec.registration == "server":
         env += [
             _env("METRICS_SERVICE_NAME", n.metrics_service),
             _env("METRICS_SERVICE_PORT", METRICS_PORT),
@@ -595,6 +773,7 @@ def _server_container(spec: ClusterSpec) -> dict[str, Any]:
         "imagePullPolicy": spec.pull_policy,
         "command": ["sh", f"{LAUNCH_DIR}/{SERVER_SCRIPT}"],
         "args": server_args(spec),
+        "workingDir": IMAGE_HOME,
         "env": env,
         "ports": ports,
         "resources": _resources(spec),
@@ -608,18 +787,19 @@ def _server_container(spec: ClusterSpec) -> dict[str, Any]:
 
 
 def _exporter_container(spec: ClusterSpec) -> dict[str, Any]:
-    amounts = {"cpu": "100m", "memory": "128Mi"}
+    """The Prometheus exporter, with the variables it reads (its metrics.py main())."""
+    amounts = {"cpu": EXPORTER_CPU, "memory": EXPORTER_MEMORY}
     return {
         "name": "prometheus-arkouda-exporter",
         "image": spec.metrics_exporter_image,
         "imagePullPolicy": spec.pull_policy,
         "env": [
-            _env("EXPORT_PORT", METRICS_EXPORTER_PORT),
-            _env("POLLING_INTERVAL_SECONDS", 5),
-            _env("ARKOUDA_SERVER_NAME", spec.name),
             # Same pod, same network namespace: the server's metrics port is local.
             _env("ARKOUDA_METRICS_SERVICE_HOST", "localhost"),
             _env("ARKOUDA_METRICS_SERVICE_PORT", METRICS_PORT),
+            _env("ARKOUDA_METRICS_SERVER_NAME", spec.name),
+            _env("METRICS_POLLING_INTERVAL", METRICS_POLLING_SECONDS),
+            _env("METRICS_SCRAPE_PORT", METRICS_EXPORTER_PORT),
         ],
         "ports": [{"name": "exporter", "containerPort": METRICS_EXPORTER_PORT, "protocol": "TCP"}],
         "resources": {"requests": dict(amounts), "limits": dict(amounts)},
@@ -643,7 +823,7 @@ def server_pod(spec: ClusterSpec) -> dict[str, Any]:
         "metadata": _meta(
             spec, names(spec).server_pod, "server", annotations=_spec_annotation(spec)
         ),
-        "spec": _pod_spec(spec, containers, volumes, "Never"),
+        "spec": _pod_spec(spec, "server", containers, volumes, "Never"),
     }
 
 
@@ -656,6 +836,8 @@ def locale_deployment(spec: ClusterSpec) -> dict[str, Any]:
         "image": spec.server_image,
         "imagePullPolicy": spec.pull_policy,
         "command": ["sh", f"{LAUNCH_DIR}/{LOCALE_SCRIPT}"],
+        # The launcher starts each locale's program over ssh in its own working directory.
+        "workingDir": IMAGE_HOME,
         "env": [
             _field_env("MY_IP", "status.podIP"),
             _env("NUM_LOCALES", spec.locales),
@@ -663,10 +845,12 @@ def locale_deployment(spec: ClusterSpec) -> dict[str, Any]:
             _env("CHPL_RT_NUM_THREADS_PER_LOCALE", spec.effective_threads),
             _env("GASNET_SUPERNODE_MAXSIZE", 1),
             _env("SSH_KEYS_DIR", SSH_KEYS_DIR),
+            *_persistence_env(spec),
         ],
         "ports": [{"name": "ssh", "containerPort": SSH_PORT, "protocol": "TCP"}],
         "resources": _resources(spec),
         "volumeMounts": mounts,
+        # Ready = sshd listens: the server's discovery waits for this condition.
         "readinessProbe": {"tcpSocket": {"port": SSH_PORT}, "periodSeconds": 2},
     }
     template_meta: dict[str, Any] = {
@@ -687,64 +871,62 @@ def locale_deployment(spec: ClusterSpec) -> dict[str, Any]:
             "strategy": {"type": "Recreate"},
             "template": {
                 "metadata": template_meta,
-                "spec": _pod_spec(spec, [container], volumes, "Always"),
+                "spec": _pod_spec(spec, "locale", [container], volumes, "Always"),
             },
         },
     }
 
 
-def services(spec: ClusterSpec) -> list[dict[str, Any]]:
-    """The server's ssh Service, the locales' headless Service, the exporter's Service."""
+def _service(
+    spec: ClusterSpec, name: str, component: str, port: int, target: str, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(spec, name, component),
+        "spec": {
+            "selector": _match_labels(spec, "server" if component != "locale" else "locale"),
+            "ports": [{"name": target, "port": port, "targetPort": target, "protocol": "TCP"}],
+            **extra,
+        },
+    }
+
+
+def server_services(spec: ClusterSpec) -> list[dict[str, Any]]:
+    """Registration "client": the server's in-cluster Services, made by us with a
+    selector on the server pod (the names the server would register itself:
+    ``{name}-arkouda``, and ``{name}-metrics`` with metrics on). None for "server"."""
+    if spec.registration != "client":
+        return []
     n = names(spec)
-    out = []
+    out = [_service(spec, n.self_service, "server", spec.server_port, "arkouda")]
+    if spec.metrics:
+        out.append(_service(spec, n.metrics_service, "metrics", METRICS_PORT, "metrics"))
+    return out
+
+
+def services(spec: ClusterSpec) -> list[dict[str, Any]]:
+    """Every Service we create: the server's own (registration "client"), the server's
+    ssh Service and the locales' headless one (udp), the exporter's (metrics on)."""
+    n = names(spec)
+    out = server_services(spec)
     if spec.mode == "udp":
+        out.append(_service(spec, n.ssh_service, "server", SSH_PORT, "ssh"))
         out.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": _meta(spec, n.ssh_service, "server"),
-                "spec": {
-                    "selector": _match_labels(spec, "server"),
-                    "ports": [
-                        {"name": "ssh", "port": SSH_PORT, "targetPort": "ssh", "protocol": "TCP"}
-                    ],
-                },
-            }
-        )
-        out.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": _meta(spec, n.headless_service, "locale"),
-                "spec": {
-                    "clusterIP": "None",
-                    "selector": _match_labels(spec, "locale"),
-                    "ports": [
-                        {"name": "ssh", "port": SSH_PORT, "targetPort": "ssh", "protocol": "TCP"}
-                    ],
-                    # GASNet needs every locale's address before the pods are Ready.
-                    "publishNotReadyAddresses": True,
-                },
-            }
+            _service(
+                spec,
+                n.headless_service,
+                "locale",
+                SSH_PORT,
+                "ssh",
+                clusterIP="None",
+                # GASNet needs every locale's address before the pods are Ready.
+                publishNotReadyAddresses=True,
+            )
         )
     if spec.metrics:
         out.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": _meta(spec, n.metrics_exporter_service, "metrics"),
-                "spec": {
-                    "selector": _match_labels(spec, "server"),
-                    "ports": [
-                        {
-                            "name": "exporter",
-                            "port": METRICS_EXPORTER_PORT,
-                            "targetPort": "exporter",
-                            "protocol": "TCP",
-                        }
-                    ],
-                },
-            }
+            _service(spec, n.metrics_exporter_service, "metrics", METRICS_EXPORTER_PORT, "exporter")
         )
     return out
 
@@ -768,9 +950,10 @@ def render(
     """Every object of the deployment, in apply order.
 
     Without ``credentials`` the secret values are the placeholder ``<generated at deploy>``
-    (in ``stringData``) and the CSR request is a placeholder too. udp: Secrets, Role,
-    RoleBinding, CSR, ConfigMap, Services, locale Deployment, server Pod (the locale
-    Deployment is rendered even with 0 replicas). smp: token Secret, ConfigMap, server Pod.
+    (in ``stringData``) and the CSR request is a placeholder too. udp: Secrets, RBAC
+    (ServiceAccount, Role, RoleBinding), the CSR (registration "server" only), ConfigMap,
+    Services, locale Deployment, server Pod (the locale Deployment is rendered even with
+    0 replicas). smp: token Secret, ConfigMap, Services, server Pod.
     """
     if credentials is not None and credentials.user != user_for(spec.name, _namespace(spec)):
         raise SpecError(
@@ -782,8 +965,8 @@ def render(
     if include_namespace:
         out.append(namespace(spec))
     out += secrets(spec, credentials)
-    if spec.mode == "udp":
-        out += rbac(spec)
+    out += rbac(spec)
+    if spec.registration == "server":
         out.append(certificate_signing_request(spec, credentials))
     out.append(launch_config(spec))
     out += services(spec)

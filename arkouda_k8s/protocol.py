@@ -6,7 +6,7 @@ user installed. ZeroMQ's connect never fails and a REQ socket that timed out is 
 so every call first checks that something accepts TCP connections, then uses a fresh
 REQ socket with LINGER 0 and send/receive deadlines. That tells apart "nothing listens"
 (:class:`ServerNotAnswering`, ``reason="refused"``) from "the port is open but the
-server never replies" (``reason="silent"``: a halted server) and from a refused token
+server never replies" (``reason="silent"``: busy or stuck) and from a refused token
 (:class:`TokenRefused`).
 
     probe = ArkoudaProbe("127.0.0.1", 5555, token=token, timeout=5.0)
@@ -178,8 +178,7 @@ class ArkoudaProbe:
                     raise _not_answering(
                         f"{self.address} accepts connections but the Arkouda server does not "
                         f"answer `{cmd}` within {self.timeout:g}s",
-                        "a halted server: read its log (`arkouda-k8s logs NAME`); it halts when "
-                        "its Service already exists or its certificate lacks RBAC",
+                        "a busy or stuck server: read its log (`arkouda-k8s logs NAME`)",
                         "silent",
                     ) from None
                 replies.append(self._parse_reply(cmd, raw))

@@ -365,12 +365,20 @@ class ClusterSpec:
                     "mem_max", self.mem_max, "a positive number of bytes (or a quantity like 3Gi)"
                 )
             limit = int(mem)
-            if mm >= limit:
+            # memMax is per locale (ServerConfig.chpl); smp runs every locale in one pod.
+            per_pod = self.locales if self.mode == "smp" else 1
+            if mm * per_pod >= limit:
+                derived = int(limit * MEM_MAX_FRACTION) // per_pod
+                where = (
+                    f"below the pod memory limit {self.memory} ({limit} bytes)"
+                    if per_pod == 1
+                    else f"per locale, times {per_pod} locales sharing the pod, below its "
+                    f"memory limit {self.memory} ({limit} bytes)"
+                )
                 raise SpecError(
                     "mem_max",
                     self.mem_max,
-                    f"below the pod memory limit {self.memory} ({limit} bytes), or unset to "
-                    f"derive it ({int(limit * MEM_MAX_FRACTION)} bytes)",
+                    f"{where}, or unset to derive it ({derived} bytes)",
                     "a memMax at or above the limit gets the pod OOM-killed",
                 )
             put("mem_max", mm)
@@ -504,18 +512,25 @@ class ClusterSpec:
         return int(parse_quantity(self.memory))
 
     @property
+    def locales_per_pod(self) -> int:
+        """Locales sharing one pod's CPU and memory: all of them with smp, else one."""
+        return self.locales if self.mode == "smp" else 1
+
+    @property
     def effective_mem_max(self) -> int:
-        """The server's --memMax in bytes: as given, else a fraction below the limit."""
+        """The server's --memMax in bytes, per locale (ServerConfig.chpl): as given, else
+        a fraction of the pod's limit shared by the pod's locales."""
         if self.mem_max is not None:
             return self.mem_max
-        return int(self.memory_bytes * MEM_MAX_FRACTION)
+        return int(self.memory_bytes * MEM_MAX_FRACTION) // self.locales_per_pod
 
     @property
     def effective_threads(self) -> int:
-        """Threads per locale: as given, else one per whole CPU of the pod (at least 1)."""
+        """Threads per locale: as given, else the pod's whole CPUs shared by its locales
+        (at least 1)."""
         if self.threads is not None:
             return self.threads
-        return max(1, self.cpu_millis // 1000)
+        return max(1, self.cpu_millis // 1000 // self.locales_per_pod)
 
     @property
     def locale_pods(self) -> int:

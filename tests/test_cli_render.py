@@ -74,7 +74,7 @@ def test_render_other_namespace_includes_the_namespace(capsys):
     rc, out, _ = run(capsys, "-n", "team", "--name", "demo", "--mode", "smp", "--no-auth")
     assert rc == 0
     objs = _docs(out)
-    assert [o["kind"] for o in objs] == ["Namespace", "Secret", "ConfigMap", "Pod"]
+    assert [o["kind"] for o in objs] == ["Namespace", "Secret", "ConfigMap", "Service", "Pod"]
     assert objs[0]["metadata"]["name"] == "team"
     assert "--authenticate=false" in _server_container(objs)["args"]
 

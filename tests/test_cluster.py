@@ -193,7 +193,7 @@ def test_trap_locales_run_before_the_server_starts(sb, kube):
 
 
 def test_trap_a_leftover_self_registered_service_is_named_not_removed(sb, kube):
-    # The real server halts on a Service of its name (trap 2). One that no deployment
+    # The real server exits on a Service of its name (trap 2). One that no deployment
     # of ours owns may be anyone's: the deploy refuses, names it, and leaves it alone.
     stale = {
         "apiVersion": "v1",
@@ -214,9 +214,10 @@ def test_trap_a_leftover_self_registered_service_is_named_not_removed(sb, kube):
 
 @pytest.mark.kubectl
 def test_trap_tunnel_targets_the_server_pod(sb, kube):
-    """The self-registered Service has no selector, so it cannot be port-forwarded
-    (kubectl refuses it); the tunnel forwards to the server pod, found by label."""
-    c = cluster(sb, spec("c-trap3", locales=2))
+    """The self-registered Service (registration "server") has no selector, so it cannot
+    be port-forwarded (kubectl refuses it); the tunnel forwards to the server pod, found
+    by label."""
+    c = cluster(sb, spec("c-trap3", locales=2, registration="server"))
     try:
         c.deploy()
         svc = kube.get("Service", "c-trap3-arkouda")
@@ -239,7 +240,7 @@ def test_trap_tunnel_targets_the_server_pod(sb, kube):
         # The server pod replaced (same name, new IP): the same tunnel reaches the new one.
         address = c.address
         old = kube.get("Pod", "c-trap3-server")
-        c._restart_server(time.monotonic() + 30)  # what a halted new server gets
+        c._restart_server(time.monotonic() + 30)  # what a server that exited gets
         new = kube.get("Pod", "c-trap3-server")
         assert new["metadata"]["uid"] != old["metadata"]["uid"]
         deadline = time.monotonic() + 20
@@ -377,7 +378,9 @@ def test_two_sessions_deploying_one_name_share_one_deployment(sb, kube):
         for c in clusters:
             with ArkoudaProbe(*c.address, token=c.token()) as probe:
                 assert probe.handshake()["numLocales"] == 2
-        assert len(kube.list("Secret", label_selector=manifests.selector(s))["items"]) == 3
+        # One set of credentials: the SSH and token Secrets (no TLS one by default).
+        secrets = kube.list("Secret", label_selector=manifests.selector(s))["items"]
+        assert sorted(x["metadata"]["name"] for x in secrets) == ["c-race-ssh", "c-race-token"]
     finally:
         clusters[0].close()
         clusters[1].teardown()

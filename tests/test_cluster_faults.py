@@ -155,10 +155,12 @@ def test_permission_denied_on_one_verb(sb, kube):
     assert labelled(kube, "f-denied") == []
 
 
-def test_halted_server_is_explained_before_the_deadline(sb, kube):
-    """The server halts when its self-registration is refused (here: RBAC denied for its
-    certificate's user); its log says so and the deploy says it at once."""
-    s = spec("f-halt", locales=2)
+@pytest.mark.parametrize("metrics", [False, True], ids=["alone", "with-exporter"])
+def test_server_that_exits_at_registration_is_explained_before_the_deadline(sb, kube, metrics):
+    """With registration "server" the server exits when its self-registration is refused
+    (here: RBAC denied for its certificate's user), as the real one does; its log says
+    why and the deploy says it at once, also while the exporter keeps the pod Running."""
+    s = spec("f-halt", locales=2, registration="server", metrics=metrics)
     sb.faults.deny(verb="create", resource="services", user="arkouda-k8s:default:f-halt")
     c = cluster(sb, s, timeouts=FAULT)
     start = time.monotonic()
@@ -168,7 +170,8 @@ def test_halted_server_is_explained_before_the_deadline(sb, kube):
     finally:
         sb.faults.clear()
     assert err.value.reason == "ExternalSystemError"
-    assert "halted at start" in err.value.message and "403" in err.value.message
+    assert "exited at start" in err.value.message and "403" in err.value.message
+    assert "registration (client) needs neither" in err.value.hint
     assert time.monotonic() - start < FAULT.handshake + FAULT.server
     assert labelled(kube, "f-halt") == []
 

@@ -1,5 +1,6 @@
 """manifests.render: valid Kubernetes objects, names, labels, the upstream traps fixed,
-and launch scripts that do what the server pod needs."""
+both registration modes, and launch scripts that do what the server pod needs, run over
+models of the real images (tests/pod_root.py, from sandbox/image_facts.yaml)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import ssl
 import subprocess
 import tempfile
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,7 +31,8 @@ from arkouda_k8s import manifests
 from arkouda_k8s.credentials import Credentials
 from arkouda_k8s.errors import SpecError
 from arkouda_k8s.manifests import PLACEHOLDER, names, render, selector
-from arkouda_k8s.spec import ClusterSpec, Persistence
+from arkouda_k8s.sandbox import image_facts
+from arkouda_k8s.spec import ClusterSpec, Persistence, parse_quantity
 
 K8S_VERSION = kubernetes_validate.latest_version()
 
@@ -57,6 +60,8 @@ SPECS = {
     "smp": ClusterSpec(namespace="team", mode="smp", locales=4),
     "smp-metrics": ClusterSpec(namespace="team", mode="smp", metrics=True),
     "full": FULL,
+    "udp-chart": ClusterSpec(namespace="team", locales=3, registration="server"),
+    "full-chart": FULL.replace(registration="server"),
 }
 
 
@@ -98,36 +103,63 @@ def test_strict_validation_catches_a_wrong_field():
 # -- names, labels, order ---------------------------------------------------------------------
 
 
+def _kinds(spec: ClusterSpec) -> list[tuple[str, str]]:
+    return [(o["kind"], o["metadata"]["name"]) for o in render(spec, include_namespace=True)]
+
+
 def test_udp_objects_in_apply_order():
-    kinds = [o["kind"] for o in render(SPECS["udp-4"], include_namespace=True)]
-    assert kinds == [
-        "Namespace",
-        "Secret",
-        "Secret",
-        "Secret",
-        "Role",
-        "RoleBinding",
-        "CertificateSigningRequest",
-        "ConfigMap",
-        "Service",
-        "Service",
-        "Deployment",
-        "Pod",
+    assert _kinds(SPECS["udp-4"]) == [
+        ("Namespace", "team"),
+        ("Secret", "arkouda-ssh"),
+        ("Secret", "arkouda-token"),
+        ("ServiceAccount", "arkouda-server"),
+        ("Role", "arkouda-server"),
+        ("RoleBinding", "arkouda-server"),
+        ("ConfigMap", "arkouda-launch"),
+        ("Service", "arkouda-arkouda"),
+        ("Service", "arkouda-server"),
+        ("Service", "arkouda-locale-headless"),
+        ("Deployment", "arkouda-locale"),
+        ("Pod", "arkouda-server"),
+    ]
+
+
+def test_chart_registration_objects_in_apply_order():
+    assert _kinds(SPECS["udp-chart"]) == [
+        ("Namespace", "team"),
+        ("Secret", "arkouda-ssh"),
+        ("Secret", "arkouda-tls"),
+        ("Secret", "arkouda-token"),
+        ("Role", "arkouda-server"),
+        ("RoleBinding", "arkouda-server"),
+        ("CertificateSigningRequest", "arkouda-k8s-team-arkouda"),
+        ("ConfigMap", "arkouda-launch"),
+        ("Service", "arkouda-server"),
+        ("Service", "arkouda-locale-headless"),
+        ("Deployment", "arkouda-locale"),
+        ("Pod", "arkouda-server"),
     ]
 
 
 def test_smp_is_one_pod_without_ssh_tls_or_rbac():
     objs = render(SPECS["smp"])
-    assert [o["kind"] for o in objs] == ["Secret", "ConfigMap", "Pod"]
+    assert [(o["kind"], o["metadata"]["name"]) for o in objs] == [
+        ("Secret", "arkouda-token"),
+        ("ConfigMap", "arkouda-launch"),
+        ("Service", "arkouda-arkouda"),
+        ("Pod", "arkouda-server"),
+    ]
     pod = objs[-1]
     c = pod["spec"]["containers"][0]
     assert c["image"] == "bearsrus/arkouda-smp-server:v2023.05.05"
     assert _env(c)["NUMLOCALES"]["value"] == "4"
     assert "K8S_HOST" not in _env(c)
-    assert {v["name"] for v in pod["spec"]["volumes"]} == {"launch"}
+    assert {v["name"] for v in pod["spec"]["volumes"]} == {"launch", "token"}
+    assert pod["spec"]["automountServiceAccountToken"] is False
     assert not any(a.startswith("--ExternalIntegration") for a in c["args"])
     script = objs[1]["data"]["start-arkouda-server.sh"]
-    assert "sshd" not in script and 'exec arkouda_server -nl "$NUMLOCALES" "$@"' in script
+    assert "sshd" not in script
+    assert 'exec /opt/arkouda/arkouda_server -nl "$NUMLOCALES" "$@"' in script
 
 
 def test_names_are_prefixed_so_instances_share_a_namespace():
@@ -136,13 +168,16 @@ def test_names_are_prefixed_so_instances_share_a_namespace():
     keys_a = {(o["kind"], o["metadata"]["name"]) for o in a}
     keys_b = {(o["kind"], o["metadata"]["name"]) for o in b}
     assert not keys_a & keys_b
-    assert all(name.startswith("alpha-") or name == "arkouda-k8s-team-alpha" for _, name in keys_a)
-    assert ("CertificateSigningRequest", "arkouda-k8s-team-alpha") in keys_a
+    assert all(name.startswith("alpha-") for _, name in keys_a)
+    chart = render(ClusterSpec(name="alpha", namespace="team", registration="server"))
+    keys = {(o["kind"], o["metadata"]["name"]) for o in chart}
+    assert all(name.startswith("alpha-") or name == "arkouda-k8s-team-alpha" for _, name in keys)
+    assert ("CertificateSigningRequest", "arkouda-k8s-team-alpha") in keys
 
 
 def test_names_match_the_rendered_objects():
     n = names(FULL)
-    objs = _by_kind(render(FULL))
+    objs = _by_kind(render(FULL.replace(registration="server")))
     for kind, name in [
         ("Secret", n.ssh_secret),
         ("Secret", n.tls_secret),
@@ -175,8 +210,9 @@ def _parse_selector(text: str) -> dict[str, str]:
     return dict(part.split("=", 1) for part in text.split(","))
 
 
-def test_standard_labels_everywhere_and_selectors_match():
-    spec = FULL
+@pytest.mark.parametrize("registration", ["client", "server"])
+def test_standard_labels_everywhere_and_selectors_match(registration):
+    spec = FULL.replace(registration=registration)
     for obj in render(spec):
         labels = obj["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "arkouda"
@@ -219,13 +255,15 @@ def test_render_needs_a_namespace():
 
 
 def test_server_container_contract():
-    spec = ClusterSpec(name="demo", namespace="team", locales=4, memory="4Gi", cpu="2")
+    spec = ClusterSpec(
+        name="demo", namespace="team", locales=4, memory="4Gi", cpu="2", registration="server"
+    )
     pod = _by_kind(render(spec))[("Pod", "demo-server")]
     assert pod["spec"]["restartPolicy"] == "Never"
     c = pod["spec"]["containers"][0]
     assert c["name"] == "arkouda-server"
     assert c["image"] == "bearsrus/arkouda-udp-server:v2023.05.05"
-    assert c["command"] == ["sh", "/opt/arkouda/start-arkouda-server.sh"]
+    assert c["command"] == ["sh", "/opt/arkouda-k8s/start-arkouda-server.sh"]
     assert "--ServerPort=5555" in c["args"]
     assert "--authenticate=true" in c["args"]
     assert "--logLevel=LogLevel.INFO" in c["args"]
@@ -248,12 +286,13 @@ def test_server_container_contract():
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     assert volumes[mounts["/etc/ssl/arkouda"]]["secret"]["secretName"] == "demo-tls"
     assert volumes[mounts["/home/ubuntu/ssh-keys"]]["secret"]["secretName"] == "demo-ssh"
-    assert volumes[mounts["/opt/arkouda"]]["configMap"]["name"] == "demo-launch"
+    assert volumes[mounts["/opt/arkouda-k8s"]]["configMap"]["name"] == "demo-launch"
+    assert volumes[mounts["/etc/arkouda-k8s/token"]]["secret"]["secretName"] == "demo-token"
 
 
 def test_upstream_traps_are_fixed():
-    a = ClusterSpec(name="alpha", namespace="team", memory="1024Mi")
-    b = ClusterSpec(name="beta", namespace="team")
+    a = ClusterSpec(name="alpha", namespace="team", memory="1024Mi", registration="server")
+    b = ClusterSpec(name="beta", namespace="team", registration="server")
     objs = _by_kind(render(a))
     env = _env(objs[("Pod", "alpha-server")]["spec"]["containers"][0])
     # In-cluster API address, not a host-only one.
@@ -271,9 +310,9 @@ def test_upstream_traps_are_fixed():
     mem_max = int(next(x for x in args if x.startswith("--memMax=")).split("=")[1])
     assert 0 < mem_max < 1024 * 2**20
     assert mem_max == a.effective_mem_max
-    # The token comes from the instance's Secret.
-    ref = env["ARKOUDA_SERVER_TOKEN"]["valueFrom"]["secretKeyRef"]
-    assert ref == {"name": "alpha-token", "key": "token"}
+    # The token comes from the instance's Secret, as a file.
+    volumes = {v["name"]: v for v in objs[("Pod", "alpha-server")]["spec"]["volumes"]}
+    assert volumes["token"]["secret"]["secretName"] == "alpha-token"
     # Persistence is off unless asked for.
     assert not any("hostPath" in v for v in objs[("Pod", "alpha-server")]["spec"]["volumes"])
 
@@ -286,7 +325,7 @@ def test_locale_deployment_has_total_minus_one_replicas(locales):
     assert dep["spec"]["replicas"] == locales - 1
     c = dep["spec"]["template"]["spec"]["containers"][0]
     assert c["name"] == "arkouda-locale"
-    assert c["command"] == ["sh", "/opt/arkouda/start-arkouda-locale.sh"]
+    assert c["command"] == ["sh", "/opt/arkouda-k8s/start-arkouda-locale.sh"]
     assert c["image"] == spec.server_image
     assert c["ports"] == [{"name": "ssh", "containerPort": 22, "protocol": "TCP"}]
     server = objs[("Pod", "arkouda-server")]["spec"]["containers"][0]
@@ -294,8 +333,8 @@ def test_locale_deployment_has_total_minus_one_replicas(locales):
 
 
 def test_role_is_namespaced_least_privilege_for_the_certificate_user(creds):
-    spec = SPECS["udp-2"]
-    objs = _by_kind(render(spec, creds["udp-2"]))
+    spec = SPECS["udp-chart"]
+    objs = _by_kind(render(spec, creds["udp-chart"]))
     role = objs[("Role", "arkouda-server")]
     rules = {tuple(r["resources"]): set(r["verbs"]) for r in role["rules"]}
     assert rules == {
@@ -321,14 +360,14 @@ def test_role_is_namespaced_least_privilege_for_the_certificate_user(creds):
 
 
 def test_secrets_placeholders_and_real_data(creds):
-    spec = SPECS["udp-2"]
+    spec = SPECS["udp-chart"]
     placeholder = _by_kind(render(spec))
     for name in ("arkouda-ssh", "arkouda-tls", "arkouda-token"):
         secret = placeholder[("Secret", name)]
         assert "data" not in secret
         assert set(secret["stringData"].values()) == {PLACEHOLDER}
     assert placeholder[("Secret", "arkouda-tls")]["type"] == "kubernetes.io/tls"
-    c = creds["udp-2"]
+    c = creds["udp-chart"]
     real = _by_kind(render(spec, c))
     ssh = real[("Secret", "arkouda-ssh")]["data"]
     assert base64.b64decode(ssh["id_rsa"]) == c.ssh_private_key
@@ -358,14 +397,27 @@ def test_pod_settings_reach_server_and_locale_pods():
         assert podspec["nodeSelector"] == {"disk": "ssd"}
         assert podspec["tolerations"][0]["key"] == "dedicated"
         assert podspec["imagePullSecrets"] == [{"name": "registry-creds"}]
+        # The given service account runs every pod; the server's Role is bound to it.
         assert podspec["serviceAccountName"] == "arkouda-runner"
         host = [v for v in podspec["volumes"] if "hostPath" in v]
         assert host[0]["hostPath"]["path"] == "/mnt/arkouda"
     assert template["metadata"]["labels"]["app"] == "full-locale"
-    # No service account given: no token mounted (the server uses its certificate).
-    plain = render(SPECS["udp-2"])[-1]["spec"]
-    assert plain["automountServiceAccountToken"] is False
-    assert "serviceAccountName" not in plain
+    assert ("ServiceAccount", "arkouda-runner") not in objs
+    assert objs[("RoleBinding", "full-server")]["subjects"] == [
+        {"kind": "ServiceAccount", "name": "arkouda-runner", "namespace": "team"}
+    ]
+    # None given: the server pod runs as its own account; nothing else gets a token.
+    plain = _by_kind(render(SPECS["udp-2"]))
+    server = plain[("Pod", "arkouda-server")]["spec"]
+    assert server["serviceAccountName"] == "arkouda-server"
+    assert server["automountServiceAccountToken"] is True
+    locale = plain[("Deployment", "arkouda-locale")]["spec"]["template"]["spec"]
+    assert locale["automountServiceAccountToken"] is False
+    assert "serviceAccountName" not in locale
+    # Registration "server": the server uses its certificate, no pod gets a token.
+    chart = render(SPECS["udp-chart"])[-1]["spec"]
+    assert chart["automountServiceAccountToken"] is False
+    assert "serviceAccountName" not in chart
 
 
 def test_metrics_exporter_when_on():
@@ -374,8 +426,12 @@ def test_metrics_exporter_when_on():
     names_ = [c["name"] for c in pod["spec"]["containers"]]
     assert names_ == ["arkouda-server", "prometheus-arkouda-exporter"]
     args = pod["spec"]["containers"][0]["args"]
+    # METRICS alone would open no client port (ServerDaemon.chpl): DEFAULT with it.
+    assert "--ServerDaemon.daemonTypes=ServerDaemonType.DEFAULT,ServerDaemonType.METRICS" in args
+    chart = _by_kind(render(FULL.replace(registration="server")))[("Pod", "full-server")]
     assert (
-        "--ServerDaemon.daemonTypes=ServerDaemonType.INTEGRATION,ServerDaemonType.METRICS" in args
+        "--ServerDaemon.daemonTypes=ServerDaemonType.INTEGRATION,ServerDaemonType.METRICS"
+        in chart["spec"]["containers"][0]["args"]
     )
     svc = objs[("Service", "full-metrics-exporter")]
     assert svc["spec"]["ports"][0]["port"] == 5080
@@ -391,11 +447,190 @@ def test_spec_annotation_gives_the_spec_back():
     assert ClusterSpec.from_dict(data) == FULL
 
 
-# -- the launch scripts, run for real against a fake API server -----------------------------
+# -- the real images' facts (sandbox/image_facts.yaml) ---------------------------------------
+
+UDP = image_facts.image("udp-server")
+SMP = image_facts.image("smp-server")
+EXPORTER = image_facts.image("exporter")
+SERVER = image_facts.server()
+
+
+def _containers(spec: ClusterSpec) -> list[tuple[dict, dict]]:
+    """(pod spec, container) of every container of the deployment."""
+    out = []
+    for obj in render(spec):
+        if obj["kind"] in ("Pod", "Deployment"):
+            podspec = (
+                obj["spec"]["template"]["spec"] if obj["kind"] == "Deployment" else obj["spec"]
+            )
+            out += [(podspec, c) for c in podspec["containers"]]
+    return out
+
+
+def _under(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+@pytest.mark.parametrize("key", list(SPECS))
+def test_nothing_is_mounted_over_what_the_image_keeps_in_opt_arkouda(key):
+    """Item 1: /opt/arkouda holds the launcher, arkouda_server_real and dep/; a volume
+    on it or above it hides them (amudprun then finds nothing to start on a locale)."""
+    spec = SPECS[key]
+    facts = UDP if spec.mode == "udp" else SMP
+    kept = [facts["arkouda_dir"], *facts["arkouda_dir_contents"], facts["home"] + "/.local"]
+    for _, c in _containers(spec):
+        if c["name"] == "prometheus-arkouda-exporter":
+            continue
+        for m in c.get("volumeMounts") or []:
+            for path in kept:
+                assert not _under(path, m["mountPath"]), (c["name"], m["mountPath"], path)
+        # The command's script lives in a mounted directory of its own.
+        script = c["command"][1]
+        assert any(_under(script, m["mountPath"]) for m in c["volumeMounts"])
+        assert not _under(script, facts["arkouda_dir"])
+
+
+@pytest.mark.parametrize("key", ["udp-2", "udp-chart", "smp"])
+def test_the_launcher_is_called_by_its_absolute_path(key):
+    """Item 2: the images' PATH holds Chapel's bin dir and the system's, not /opt/arkouda."""
+    spec = SPECS[key]
+    facts = UDP if spec.mode == "udp" else SMP
+    assert facts["arkouda_dir"] not in [p.rstrip("/") for p in facts["path"]]
+    script = manifests.launch_config(spec)["data"][manifests.SERVER_SCRIPT]
+    execs = [ln.strip() for ln in script.splitlines() if ln.strip().startswith("exec ")]
+    assert execs == [f'exec {facts["launcher"]} -nl "$NUMLOCALES" "$@"']
+
+
+def test_smp_divides_memory_and_threads_among_the_locales_of_its_pod():
+    """Item 3: memMax and threads are per locale (ServerConfig.chpl) and the smp locales
+    share one pod: 4 locales at 4Gi / 4 CPUs get memMax * 4 below the limit, 1 thread."""
+    assert SERVER["mem_max_per_locale"] is True
+    spec = ClusterSpec(namespace="team", mode="smp", locales=4, memory="4Gi", cpu="4")
+    c = _by_kind(render(spec))[("Pod", "arkouda-server")]["spec"]["containers"][0]
+    mem_max = int(next(a for a in c["args"] if a.startswith("--memMax=")).split("=")[1])
+    assert 0 < mem_max * 4 < 4 * 2**30
+    assert _env(c)["CHPL_RT_NUM_THREADS_PER_LOCALE"]["value"] == "1"
+    # udp: one locale per pod, the whole pod for it.
+    udp = _by_kind(render(spec.replace(mode="udp")))[("Pod", "arkouda-server")]
+    udp_max = int(
+        next(a for a in udp["spec"]["containers"][0]["args"] if a.startswith("--memMax=")).split(
+            "="
+        )[1]
+    )
+    assert udp_max == mem_max * 4
+    with pytest.raises(SpecError) as err:
+        spec.replace(mem_max=2**30)  # 4 x 1 GiB is the whole 4 GiB limit
+    assert "times 4 locales sharing the pod" in err.value.allowed
+
+
+def test_locale_pods_are_ready_only_when_sshd_listens():
+    """Item 5: discovery waits for the Ready condition, which the tcp:22 probe sets."""
+    dep = _by_kind(render(SPECS["udp-4"]))[("Deployment", "arkouda-locale")]
+    probe = dep["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+    assert probe["tcpSocket"]["port"] == UDP["ssh_port"]
+
+
+@pytest.mark.parametrize("registration", ["client", "server"])
+def test_exporter_gets_the_variables_it_reads_and_room_to_import_arkouda(registration):
+    """Item 7: arkouda_metrics_exporter reads ARKOUDA_METRICS_SERVER_NAME,
+    METRICS_POLLING_INTERVAL, METRICS_SCRAPE_PORT and the service host/port; it imports
+    arkouda (about 95 MiB), so 128Mi OOM-kills it, for good with restartPolicy Never."""
+    pod = _by_kind(render(FULL.replace(registration=registration)))[("Pod", "full-server")]
+    exporter = pod["spec"]["containers"][1]
+    env = {e["name"]: e["value"] for e in exporter["env"]}
+    assert set(env) == set(EXPORTER["env_read"])
+    assert not set(env) & set(EXPORTER["env_not_read"])
+    assert env["ARKOUDA_METRICS_SERVER_NAME"] == "full"
+    assert int(env["METRICS_SCRAPE_PORT"]) == EXPORTER["scrape_port"]
+    assert int(env["ARKOUDA_METRICS_SERVICE_PORT"]) == SERVER["metrics_port"]
+    assert exporter["ports"][0]["containerPort"] == EXPORTER["scrape_port"]
+    minimum = int(parse_quantity(EXPORTER["min_memory_limit"]))
+    for kind in ("requests", "limits"):
+        assert int(parse_quantity(exporter["resources"][kind]["memory"])) >= minimum
+
+
+@pytest.mark.parametrize("key", list(SPECS))
+def test_the_token_is_never_in_an_environment(key, creds):
+    """Item 10: the udp launcher copies its environment onto every locale's ssh command
+    line; the server reads .arkouda/tokens.txt first (Security.chpl): a file it is."""
+    assert SERVER["token_order"][0] == "tokens.txt"
+    spec = SPECS[key]
+    for _, c in _containers(spec):
+        for e in c.get("env") or []:
+            assert e["name"] != "ARKOUDA_SERVER_TOKEN"
+            assert "secretKeyRef" not in e.get("valueFrom", {}), e
+    pod = _by_kind(render(spec))[("Pod", names(spec).server_pod)]
+    token = next(v for v in pod["spec"]["volumes"] if v["name"] == "token")
+    assert token["secret"]["secretName"] == names(spec).token_secret
+    mount = next(m for m in pod["spec"]["containers"][0]["volumeMounts"] if m["name"] == "token")
+    assert mount["readOnly"] is True
+
+
+# -- registration "client" (default): namespace permissions only ----------------------------
+
+
+def test_client_registration_needs_a_role_to_read_pods_and_nothing_more():
+    objs = _by_kind(render(SPECS["udp-4"]))
+    sa = objs[("ServiceAccount", "arkouda-server")]
+    assert sa["metadata"]["namespace"] == "team"
+    role = objs[("Role", "arkouda-server")]
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}
+    ]
+    binding = objs[("RoleBinding", "arkouda-server")]
+    assert binding["roleRef"]["name"] == "arkouda-server"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "arkouda-server", "namespace": "team"}
+    ]
+    assert not any(k.startswith("Cluster") or k == "CertificateSigningRequest" for k, _ in objs)
+    assert ("Secret", "arkouda-tls") not in objs
+    pod = objs[("Pod", "arkouda-server")]
+    assert pod["spec"]["serviceAccountName"] == "arkouda-server"
+    env = _env(pod["spec"]["containers"][0])
+    assert env["CA_FILE"]["value"] == f"{manifests.SERVICE_ACCOUNT_DIR}/ca.crt"
+    for registration_only in ("K8S_HOST", "CERT_FILE", "EXTERNAL_SERVICE_NAME"):
+        assert registration_only not in env
+
+
+@pytest.mark.parametrize("key", ["udp-4", "smp", "full"])
+def test_client_registration_creates_the_servers_service_with_a_selector(key):
+    spec = SPECS[key]
+    objs = _by_kind(render(spec))
+    n = names(spec)
+    svc = objs[("Service", n.self_service)]
+    pod = objs[("Pod", n.server_pod)]
+    assert svc["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    template = objs.get(("Deployment", n.locale_deployment))
+    if template:
+        labels_ = template["spec"]["template"]["metadata"]["labels"]
+        assert not svc["spec"]["selector"].items() <= labels_.items()
+    (port,) = svc["spec"]["ports"]
+    assert port["port"] == spec.server_port
+    assert port["targetPort"] in {p["name"] for p in pod["spec"]["containers"][0]["ports"]}
+    args = pod["spec"]["containers"][0]["args"]
+    assert not any("INTEGRATION" in a or "ExternalIntegration" in a for a in args)
+    if spec.metrics:
+        metrics = objs[("Service", n.metrics_service)]
+        assert metrics["spec"]["ports"][0]["port"] == SERVER["metrics_port"]
+    else:
+        assert ("Service", n.metrics_service) not in objs
+
+
+def test_server_registration_keeps_the_charts_objects(creds):
+    objs = _by_kind(render(SPECS["udp-chart"], creds["udp-chart"]))
+    assert ("CertificateSigningRequest", "arkouda-k8s-team-arkouda") in objs
+    assert ("Secret", "arkouda-tls") in objs
+    assert ("Service", "arkouda-arkouda") not in objs  # the server registers it itself
+    args = objs[("Pod", "arkouda-server")]["spec"]["containers"][0]["args"]
+    assert "--ExternalIntegration.systemType=SystemType.KUBERNETES" in args
+    assert "--ServerDaemon.daemonTypes=ServerDaemonType.INTEGRATION" in args
+
+
+# -- the launch scripts, run over models of the real images ---------------------------------
 
 
 def test_launch_scripts_are_valid_sh():
-    for spec in (SPECS["udp-2"], SPECS["smp"]):
+    for spec in (SPECS["udp-2"], SPECS["udp-chart"], SPECS["smp"]):
         for name, script in manifests.launch_config(spec)["data"].items():
             result = subprocess.run(["sh", "-n"], input=script, text=True, capture_output=True)
             assert result.returncode == 0, (name, result.stderr)
@@ -421,9 +656,17 @@ def _cert(subject: str, key, issuer_key, issuer_name=None, *, ca=False, ip=None)
     return builder.sign(issuer_key, hashes.SHA256())
 
 
+def _pem(cert) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
 class _FakeApi:
-    """An HTTPS endpoint on 127.0.0.1 that requires the instance's client certificate,
-    lists locale pods (a new one appears on the second call) and records DELETEs."""
+    """An HTTPS endpoint on 127.0.0.1, verified by a test CA, that lists locale pods (a
+    Ready one, then on later calls a second Ready one among pods that do not count:
+    Running but not Ready, Pending, being deleted) and records who asked and DELETEs.
+    Callers authenticate with a client certificate or a bearer token."""
+
+    SA_TOKEN = "service-account-token-of-the-server-pod"
 
     def __init__(self, ca_key, ca_cert, workdir: Path, *, status: int = 200) -> None:
         self.selectors: list[str] = []
@@ -432,7 +675,7 @@ class _FakeApi:
         self.status = status
         key = ec.generate_private_key(ec.SECP256R1())
         cert = _cert("127.0.0.1", key, ca_key, ca_cert.subject, ip="127.0.0.1")
-        (workdir / "srv.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        (workdir / "srv.crt").write_bytes(_pem(cert))
         (workdir / "srv.key").write_bytes(
             key.private_bytes(
                 serialization.Encoding.PEM,
@@ -440,8 +683,9 @@ class _FakeApi:
                 serialization.NoEncryption(),
             )
         )
+        (workdir / "ca.crt").write_bytes(_pem(ca_cert))
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(workdir / "ca.crt"))
-        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.verify_mode = ssl.CERT_OPTIONAL
         ctx.load_cert_chain(str(workdir / "srv.crt"), str(workdir / "srv.key"))
         api = self
 
@@ -449,24 +693,36 @@ class _FakeApi:
             def log_message(self, *args):  # keep test output quiet
                 pass
 
-            def _user(self) -> None:
+            def _user(self) -> bool:
                 peer = self.connection.getpeercert()
-                api.users.append(dict(x[0] for x in peer["subject"])["commonName"])
+                if peer:
+                    api.users.append(dict(x[0] for x in peer["subject"])["commonName"])
+                    return True
+                if self.headers.get("Authorization") == f"Bearer {api.SA_TOKEN}":
+                    api.users.append("system:serviceaccount:team:demo-server")
+                    return True
+                self.send_response(401)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return False
 
             def do_GET(self):
-                self._user()
+                if not self._user():
+                    return
                 url = urllib.parse.urlparse(self.path)
                 assert url.path == "/api/v1/namespaces/team/pods"
                 api.selectors.append(urllib.parse.parse_qs(url.query)["labelSelector"][0])
                 if api.status != 200:
                     self.send_response(api.status)
+                    self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
                 pods = [_pod("127.0.0.12", "Running")]
                 if len(api.selectors) > 1:
                     pods += [
+                        _pod("127.0.0.15", "Running", ready=False),  # sshd not listening yet
                         _pod("127.0.0.11", "Running"),
-                        _pod("127.0.0.13", "Pending"),
+                        _pod("127.0.0.13", "Pending", ready=False),
                         _pod("127.0.0.14", "Running", deleting=True),
                     ]
                 body = json.dumps({"kind": "PodList", "items": pods}).encode()
@@ -477,7 +733,8 @@ class _FakeApi:
                 self.wfile.write(body)
 
             def do_DELETE(self):
-                self._user()
+                if not self._user():
+                    return
                 api.deletes.append(self.path)
                 found = self.path.endswith("/services/demo-arkouda")
                 self.send_response(200 if found else 404)
@@ -486,7 +743,7 @@ class _FakeApi:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
-        self.url = f"https://127.0.0.1:{self.server.server_address[1]}"
+        self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -496,52 +753,12 @@ class _FakeApi:
         self.thread.join(timeout=5)
 
 
-def _pod(ip: str, phase: str, deleting: bool = False) -> dict:
+def _pod(ip: str, phase: str, *, ready: bool = True, deleting: bool = False) -> dict:
     meta: dict = {"name": f"pod-{ip}"}
     if deleting:
         meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
-    return {"metadata": meta, "status": {"phase": phase, "podIP": ip}}
-
-
-@pytest.fixture
-def pod_world() -> Iterator[dict]:
-    """A fake pod: mounts on tmpfs (/dev/shm), a fake sudo and arkouda_server on PATH."""
-    spec = ClusterSpec(name="demo", namespace="team", locales=3, metrics=True)
-    creds = Credentials.generate(spec)
-    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
-    work = Path(tempfile.mkdtemp(prefix="arkouda-k8s-test-", dir=shm))
-    os.chmod(work, 0o700)
-    try:
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_cert = _cert("test-ca", ca_key, ca_key, ca=True)
-        (work / "ca").mkdir()
-        (work / "ca" / "ca.crt").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-        (work / "ca.crt").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-        # Sign the instance's own CSR, as the cluster would on approval.
-        csr = x509.load_pem_x509_csr(creds.csr)
-        cn = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
-        leaf = _cert(str(cn), _KeyOf(csr), ca_key, ca_cert.subject)
-        objs = _by_kind(
-            render(spec, creds.with_certificate(leaf.public_bytes(serialization.Encoding.PEM)))
-        )
-        for secret_name, subdir in (("demo-tls", "tls"), ("demo-ssh", "ssh-keys")):
-            (work / subdir).mkdir()
-            for key, value in objs[("Secret", secret_name)]["data"].items():
-                (work / subdir / key).write_bytes(base64.b64decode(value))
-        (work / "bin").mkdir()
-        (work / "bin" / "sudo").write_text('#!/bin/sh\necho "sudo $*" >> "$HOME/sudo.log"\n')
-        (work / "bin" / "arkouda_server").write_text(
-            '#!/bin/sh\necho "ARGS $*"\necho "SSH_SERVERS=$SSH_SERVERS"\n'
-            'echo "GASNET_MASTERIP=$GASNET_MASTERIP"\n'
-        )
-        for f in (work / "bin").iterdir():
-            f.chmod(0o700)
-        (work / "home").mkdir()
-        api = _FakeApi(ca_key, ca_cert, work)
-        yield {"spec": spec, "creds": creds, "objs": objs, "work": work, "api": api}
-        api.close()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    conditions = [{"type": "Ready", "status": "True" if ready else "False"}]
+    return {"metadata": meta, "status": {"phase": phase, "podIP": ip, "conditions": conditions}}
 
 
 class _KeyOf:
@@ -554,101 +771,213 @@ class _KeyOf:
         return self._csr.public_key()
 
 
-def _run_server_script(world: dict, extra_env: dict[str, str] | None = None):
-    work: Path = world["work"]
-    pod = world["objs"][("Pod", "demo-server")]
-    container = pod["spec"]["containers"][0]
-    script = work / "start-arkouda-server.sh"
-    script.write_text(
-        world["objs"][("ConfigMap", "demo-launch")]["data"]["start-arkouda-server.sh"]
+FIELDS = {"status.podIP": "127.0.0.10", "metadata.namespace": "team"}
+
+
+@pytest.fixture
+def pod_world() -> Iterator[dict]:
+    """A fake API server and a test CA that signs it and the instance's CSR."""
+    from pod_root import available
+
+    why = available()
+    if why:
+        pytest.skip(f"pods over image models: {why}")
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    work = Path(tempfile.mkdtemp(prefix="arkouda-k8s-test-", dir=shm))
+    os.chmod(work, 0o700)
+    try:
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_cert = _cert("test-ca", ca_key, ca_key, ca=True)
+        api = _FakeApi(ca_key, ca_cert, work)
+        try:
+            yield {"ca_key": ca_key, "ca_cert": ca_cert, "api": api, "work": work}
+        finally:
+            api.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _objects(world: dict, spec: ClusterSpec) -> tuple[Credentials, dict]:
+    creds = Credentials.generate(spec)
+    if spec.registration == "server":
+        # Sign the instance's own CSR, as the cluster would on approval.
+        csr = x509.load_pem_x509_csr(creds.csr)
+        cn = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+        leaf = _cert(str(cn), _KeyOf(csr), world["ca_key"], world["ca_cert"].subject)
+        creds = creds.with_certificate(_pem(leaf))
+    objs = _by_kind(render(spec, creds))
+    # The namespace's kube-root-ca.crt ConfigMap, as every cluster publishes it.
+    objs[("ConfigMap", "kube-root-ca.crt")] = {"data": {"ca.crt": _pem(world["ca_cert"]).decode()}}
+    return creds, objs
+
+
+def _root(world: dict, spec: ClusterSpec, objs: dict, *, component: str = "server", **kw):
+    from pod_root import PodRoot
+
+    n = names(spec)
+    if component == "server":
+        pod = objs[("Pod", n.server_pod)]
+    else:
+        dep = objs[("Deployment", n.locale_deployment)]
+        pod = {
+            "metadata": {"name": f"{n.locale_deployment}-0"},
+            "spec": dep["spec"]["template"]["spec"],
+        }
+    sa = kw.pop(
+        "service_account", {"token": _FakeApi.SA_TOKEN.encode(), "ca.crt": _pem(world["ca_cert"])}
     )
-    env = {"PATH": f"{work / 'bin'}:{os.environ['PATH']}", "HOME": str(work / "home")}
-    remap = {
-        "/etc/ssl/arkouda": str(work / "tls"),
-        "/home/ubuntu/ssh-keys": str(work / "ssh-keys"),
-        "/etc/ssl/kubernetes-ca": str(work / "ca"),
-    }
-    for e in container["env"]:
-        if "value" in e:
-            value = e["value"]
-            for mount, local in remap.items():
-                value = value.replace(mount, local)
-            env[e["name"]] = value
-        elif "fieldRef" in e["valueFrom"]:
-            path = e["valueFrom"]["fieldRef"]["fieldPath"]
-            env[e["name"]] = {"status.podIP": "127.0.0.10", "metadata.namespace": "team"}[path]
-        else:
-            env[e["name"]] = world["creds"].token
-    env["K8S_HOST"] = world["api"].url
-    env.update(extra_env or {})
-    assert container["command"][0] == "sh"
-    return subprocess.run(
-        ["sh", str(script), *container["args"]],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    return PodRoot(
+        f"{spec.mode}-server",
+        pod,
+        pod["spec"]["containers"][0],
+        objs,
+        field_refs=FIELDS,
+        # What the kubelet puts in every container: the API server's address.
+        extra_env={
+            "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+            "KUBERNETES_SERVICE_PORT": str(world["api"].port),
+        },
+        service_account=sa,
+        **kw,
     )
 
 
-def test_server_script_finds_locales_and_execs_the_server(pod_world):
-    result = _run_server_script(pod_world)
-    assert result.returncode == 0, result.stderr
+def _env_leaks(record: dict, secret: str) -> list[str]:
+    return [k for k, v in record["env"].items() if secret in v or k == "ARKOUDA_SERVER_TOKEN"]
+
+
+def test_server_script_starts_the_images_launcher_across_ready_locales(pod_world):
+    """Items 1, 2, 5, 10 and registration "client", on a model of arkouda-udp-server."""
+    spec = ClusterSpec(name="demo", namespace="team", locales=3, metrics=True)
+    creds, objs = _objects(pod_world, spec)
     api = pod_world["api"]
-    spec = pod_world["spec"]
-    lines = result.stdout.splitlines()
-    # Waited until both locale pods were Running; skipped the Pending and deleted ones.
-    assert len(api.selectors) == 2
-    assert set(api.selectors) == {selector(spec, "locale")}
-    assert "SSH_SERVERS=127.0.0.10 127.0.0.11 127.0.0.12 " in lines
-    assert "GASNET_MASTERIP=127.0.0.10" in lines
-    args_line = next(x for x in lines if x.startswith("ARGS "))
-    assert args_line.split()[1:] == ["-nl", "3", *manifests.server_args(spec)]
-    # The stale self-registered services were removed before the start.
-    assert "/api/v1/namespaces/team/services/demo-arkouda" in api.deletes
-    assert "/api/v1/namespaces/team/endpoints/demo-metrics" in api.deletes
-    # It acted as the certificate's user, verifying the API with the cluster CA.
-    assert set(api.users) == {"arkouda-k8s:team:demo"}
-    # SSH keys installed privately.
-    ssh = pod_world["work"] / "home" / ".ssh"
-    assert (ssh / "id_rsa").read_bytes() == pod_world["creds"].ssh_private_key
-    assert (ssh / "authorized_keys").read_bytes() == pod_world["creds"].ssh_public_key
-    assert (ssh / "id_rsa").stat().st_mode & 0o077 == 0
-    assert "sshd" in (pod_world["work"] / "home" / "sudo.log").read_text()
+    with _root(pod_world, spec, objs) as root:
+        result = root.run(timeout=90)
+        assert result.returncode == 0, result.stderr
+        launched = root.launcher()
+        assert launched is not None, result.stderr
+        # The image's own launcher, by absolute path; the program it starts on each
+        # locale and its libraries are still there (nothing mounted over /opt/arkouda).
+        assert launched["argv"] == [UDP["launcher"], "-nl", "3", *manifests.server_args(spec)]
+        assert launched["real_program"] and launched["dep"]
+        assert launched["uid"] == UDP["uid"]
+        # Waited for two Ready locale pods; skipped the unready, Pending and deleted ones.
+        assert len(api.selectors) == 2 and set(api.selectors) == {selector(spec, "locale")}
+        assert launched["env"]["SSH_SERVERS"].split() == ["127.0.0.10", "127.0.0.11", "127.0.0.12"]
+        assert launched["env"]["GASNET_MASTERIP"] == "127.0.0.10"
+        # Asked with the pod's service-account token, the API verified by its CA.
+        assert set(api.users) == {"system:serviceaccount:team:demo-server"}
+        assert api.deletes == []  # nothing registered, nothing stale to remove
+        # The token: a private read-write file where the server reads it, in no environment.
+        assert launched["cwd"] == UDP["home"]
+        assert launched["token"] == creds.token and launched["token_mode"] == "0o600"
+        assert _env_leaks(launched, creds.token) == []
+        # sshd started as root through the image's sudo; the keys installed privately.
+        assert root.read("/tmp/sshd-started") == b"uid=0 \n"
+        ssh = UDP["home"] + "/.ssh"
+        assert root.read(f"{ssh}/id_rsa") == creds.ssh_private_key
+        assert root.read(f"{ssh}/authorized_keys") == creds.ssh_public_key
+
+
+def test_server_script_with_chart_registration_uses_the_certificate(pod_world):
+    spec = ClusterSpec(
+        name="demo", namespace="team", locales=3, metrics=True, registration="server"
+    )
+    creds, objs = _objects(pod_world, spec)
+    api = pod_world["api"]
+    with _root(pod_world, spec, objs, service_account={}) as root:
+        result = root.run(timeout=90)
+        assert result.returncode == 0, result.stderr
+        launched = root.launcher()
+        assert launched["argv"] == [UDP["launcher"], "-nl", "3", *manifests.server_args(spec)]
+        assert launched["env"]["SSH_SERVERS"].split() == ["127.0.0.10", "127.0.0.11", "127.0.0.12"]
+        assert set(api.users) == {"arkouda-k8s:team:demo"}
+        # The stale self-registered services were removed before the start.
+        assert "/api/v1/namespaces/team/services/demo-arkouda" in api.deletes
+        assert "/api/v1/namespaces/team/endpoints/demo-metrics" in api.deletes
+        assert launched["token"] == creds.token
+        assert _env_leaks(launched, creds.token) == []
+
+
+def test_server_script_refuses_an_unverified_api_server(pod_world):
+    """Security #20 item 6: no CA, no request (the token would go to whoever answers)."""
+    spec = ClusterSpec(name="demo", namespace="team", locales=3)
+    _, objs = _objects(pod_world, spec)
+    with _root(pod_world, spec, objs, service_account={"token": b"t"}) as root:
+        result = root.run(timeout=60)
+        assert result.returncode == 1
+        assert "no cluster CA" in result.stderr and "unverified" in result.stderr
+        assert root.launcher() is None
+    assert pod_world["api"].selectors == []
 
 
 def test_server_script_gives_up_with_a_reason(pod_world):
     pod_world["api"].status = 403
-    result = _run_server_script(pod_world, {"LOCALE_WAIT_SECONDS": "0"})
-    assert result.returncode == 1
-    assert "found 0 of 2 locale pods" in result.stderr
-    assert "403" in result.stderr
-    assert "ARGS" not in result.stdout
+    spec = ClusterSpec(name="demo", namespace="team", locales=3)
+    _, objs = _objects(pod_world, spec)
+    pod = objs[("Pod", "demo-server")]
+    container = pod["spec"]["containers"][0]
+    container["env"].append({"name": "LOCALE_WAIT_SECONDS", "value": "0"})
+    with _root(pod_world, spec, objs) as root:
+        result = root.run(timeout=60)
+        assert result.returncode == 1
+        assert "found 0 of 2 Ready locale pods" in result.stderr
+        assert "403" in result.stderr
+        assert root.launcher() is None
+
+
+def test_smp_script_starts_every_locale_in_the_pod(pod_world):
+    spec = ClusterSpec(name="demo", namespace="team", mode="smp", locales=4, memory="4Gi", cpu="4")
+    creds, objs = _objects(pod_world, spec)
+    with _root(pod_world, spec, objs) as root:
+        result = root.run(timeout=60)
+        assert result.returncode == 0, result.stderr
+        launched = root.launcher()
+        assert launched["argv"] == [SMP["launcher"], "-nl", "4", *manifests.server_args(spec)]
+        assert launched["real_program"] and launched["dep"]
+        assert launched["token"] == creds.token
+        assert _env_leaks(launched, creds.token) == []
+        assert launched["env"]["CHPL_RT_NUM_THREADS_PER_LOCALE"] == "1"
+    assert pod_world["api"].selectors == []  # smp needs no API access
+
+
+@pytest.mark.parametrize("component", ["server", "locale"])
+def test_a_host_path_becomes_writable_for_the_images_user(pod_world, component):
+    """Item 4: the kubelet creates a hostPath directory root-owned 0755; the image's
+    user (uid 1000) runs the server and must write there (passwordless sudo)."""
+    spec = ClusterSpec(
+        name="demo", namespace="team", locales=1, persistence=Persistence("/mnt/arkouda")
+    )
+    _, objs = _objects(pod_world, spec)
+    if component == "locale":
+        objs[("Deployment", "demo-locale")]["spec"]["replicas"] = 1
+    with _root(pod_world, spec, objs, component=component) as root:
+        proc = root.start()
+        try:
+            host = root.host_paths["/mnt/arkouda"]
+            deadline = time.monotonic() + 60
+            while os.stat(host).st_uid != UDP["uid"]:
+                assert proc.poll() is None or component == "server", proc.communicate()
+                assert time.monotonic() < deadline, "the host path stayed root-owned"
+                threading.Event().wait(0.05)
+        finally:
+            if component == "locale":
+                proc.terminate()
+            out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
 
 
 def test_locale_script_installs_keys_and_stops_on_sigterm(pod_world):
-    work: Path = pod_world["work"]
-    script = work / "start-arkouda-locale.sh"
-    script.write_text(
-        pod_world["objs"][("ConfigMap", "demo-launch")]["data"]["start-arkouda-locale.sh"]
-    )
-    env = {
-        "PATH": f"{work / 'bin'}:{os.environ['PATH']}",
-        "HOME": str(work / "home"),
-        "SSH_KEYS_DIR": str(work / "ssh-keys"),
-    }
-    proc = subprocess.Popen(["sh", str(script)], env=env)
-    try:
-        authorized = work / "home" / ".ssh" / "authorized_keys"
-        deadline = datetime.datetime.now() + datetime.timedelta(seconds=10)
-        while not (work / "home" / "sudo.log").exists():
-            assert datetime.datetime.now() < deadline, "locale script did not start sshd"
-            assert proc.poll() is None, "locale script exited"
+    spec = ClusterSpec(name="demo", namespace="team", locales=2)
+    creds, objs = _objects(pod_world, spec)
+    with _root(pod_world, spec, objs, component="locale") as root:
+        proc = root.start()
+        deadline = time.monotonic() + 30
+        while root.read("/tmp/sshd-started") is None:
+            assert time.monotonic() < deadline, "locale script did not start sshd"
+            assert proc.poll() is None, proc.communicate()
             threading.Event().wait(0.05)
-        assert authorized.read_bytes() == pod_world["creds"].ssh_public_key
+        assert root.read(UDP["home"] + "/.ssh/authorized_keys") == creds.ssh_public_key
         proc.terminate()
-        assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        proc.communicate(timeout=10)
+        assert proc.returncode == 0

@@ -30,8 +30,11 @@ def objects_in(kube, namespace):
     return out
 
 
-def test_restricted_user_gets_every_missing_permission_and_nothing_is_created(sb, kube):
-    s = spec("p-user", locales=3)
+@pytest.mark.parametrize("registration", ["client", "server"])
+def test_restricted_user_gets_every_missing_permission_and_nothing_is_created(
+    sb, kube, registration
+):
+    s = spec("p-user", locales=3, registration=registration)
     path = sb.kubeconfig_for_user("p-carol", groups=["dev"])
     c = ArkoudaCluster(s, kubeconfig=path, timeouts=FAST)
     with pytest.raises(PermissionsMissing) as err:
@@ -40,23 +43,33 @@ def test_restricted_user_gets_every_missing_permission_and_nothing_is_created(sb
     want = [str(a) for a in required_access(s) if "approv" not in str(a)]
     assert sorted(exc.missing) == sorted(want)
     line = exc.one_line()
-    for needed in (
+    needs = [
         "get/list/watch/create/patch/delete pods;",
         "create/get pods/portforward;",
         "get pods/log;",
-        "get/list/watch/create/delete certificatesigningrequests.certificates.k8s.io",
         "create/patch/delete roles.rbac.authorization.k8s.io",
-    ):
+    ]
+    csr = "get/list/watch/create/delete certificatesigningrequests.certificates.k8s.io"
+    if registration == "server":
+        needs.append(csr)
+    else:
+        needs.append("get/list/watch/create/patch/delete serviceaccounts")
+        assert "certificatesigningrequests" not in line
+    for needed in needs:
         assert needed in line
     assert "p-carol" in line and "namespace default" in line
     docs = list(yaml.safe_load_all(exc.rbac))
-    assert {d["kind"] for d in docs} == {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
+    # Registration "client" (the default) needs namespace permissions only.
+    kinds = {"Role", "RoleBinding"}
+    if registration == "server":
+        kinds |= {"ClusterRole", "ClusterRoleBinding"}
+    assert {d["kind"] for d in docs} == kinds
     assert all(d["subjects"][0]["name"] == "p-carol" for d in docs if "Binding" in d["kind"])
     assert labelled(kube, "p-user") == []  # nothing created, not even the state ConfigMap
 
 
 def test_granting_the_printed_rbac_is_enough_and_an_admin_approves_the_csr(sb, kube):
-    s = spec("p-granted", locales=2)
+    s = spec("p-granted", locales=2, registration="server")
     path = sb.kubeconfig_for_user("p-dave")
     with pytest.raises(PermissionsMissing) as err:
         ArkoudaCluster(s, kubeconfig=path, timeouts=FAST).deploy()
@@ -93,7 +106,7 @@ def test_granting_the_printed_rbac_is_enough_and_an_admin_approves_the_csr(sb, k
 
 
 def test_unapproved_csr_times_out_and_says_who_must_approve(sb, kube):
-    s = spec("p-waiting", locales=2)
+    s = spec("p-waiting", locales=2, registration="server")
     path = sb.kubeconfig_for_user("p-erin")
     with pytest.raises(PermissionsMissing) as err:
         ArkoudaCluster(s, kubeconfig=path, timeouts=FAULT).deploy()
@@ -145,7 +158,7 @@ def test_resource_quota_too_small(sb, kube):
             "apiVersion": "v1",
             "kind": "ResourceQuota",
             "metadata": {"name": "small", "namespace": "p-quota"},
-            "spec": {"hard": {"pods": "3", "requests.memory": "1Gi", "count/secrets": "2"}},
+            "spec": {"hard": {"pods": "3", "requests.memory": "1Gi", "count/secrets": "1"}},
         }
     )
     s = spec("p-q", namespace="p-quota", locales=4, memory="512Mi")
@@ -154,7 +167,8 @@ def test_resource_quota_too_small(sb, kube):
     msg = err.value.one_line()
     assert "ResourceQuota small" in msg and "pods" in msg and "requests.memory" in msg
     assert "2.0 GiB" in msg  # 4 pods x 512Mi
-    assert "leaves 2 of count/secrets, the deployment needs 3" in msg
+    # The SSH and token Secrets (a TLS one only with registration "server").
+    assert "leaves 1 of count/secrets, the deployment needs 2" in msg
     assert objects_in(kube, "p-quota") == []
 
 

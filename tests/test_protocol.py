@@ -1,5 +1,7 @@
 """ArkoudaProbe against the stand-in server: handshake, memory, shutdown, and the three
-ways a server can fail to answer (nothing listens, halted, token refused)."""
+ways a server can fail to answer (nothing listens, silent, token refused), and the
+start contract of the real server the stand-in keeps (token file, exit on a failed
+registration)."""
 
 from __future__ import annotations
 
@@ -30,22 +32,19 @@ def auth_server():
 
 
 @pytest.fixture(scope="module")
-def halted_server():
-    """A stand-in whose self-registration fails: port bound, nothing answers."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead_api = s.getsockname()[1]  # closed again: connection refused
-    env = dict(
-        os.environ,
-        K8S_HOST=f"https://127.0.0.1:{dead_api}",
-        CERT_FILE="/nonexistent/tls.crt",
-        KEY_FILE="/nonexistent/tls.key",
-        NAMESPACE="default",
-        EXTERNAL_SERVICE_NAME="arkouda-halted",
-    )
-    with StandInProcess("--authenticate=false", env=env, wait_banner=False) as srv:
-        srv.wait_for("arkouda server halted")
-        yield srv
+def silent_server():
+    """A peer that accepts ZeroMQ connections and never replies (a busy or stuck server)."""
+    import zmq
+
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.REP)
+    sock.setsockopt(zmq.LINGER, 0)
+    port = sock.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        yield "127.0.0.1", port
+    finally:
+        sock.close(0)
+        ctx.term()
 
 
 def _closed_port() -> int:
@@ -106,9 +105,8 @@ def test_connection_refused_is_told_apart(server):
     assert "connection refused" in str(err.value)
 
 
-def test_halted_server_is_not_answering_and_probe_recovers(halted_server):
-    assert "ExternalSystemError" in halted_server.output
-    with ArkoudaProbe(halted_server.host, halted_server.port, timeout=1.0) as probe:
+def test_silent_server_is_not_answering_and_probe_recovers(silent_server):
+    with ArkoudaProbe(*silent_server, timeout=1.0) as probe:
         for _ in range(2):  # a fresh socket each time: the second probe is not stuck
             t0 = time.monotonic()
             with pytest.raises(ServerNotAnswering) as err:
@@ -117,6 +115,59 @@ def test_halted_server_is_not_answering_and_probe_recovers(halted_server):
             assert err.value.reason == "silent"
             assert "accepts connections" in str(err.value)
             assert "log" in err.value.one_line()
+
+
+def test_server_whose_registration_fails_exits_like_the_real_one():
+    """arkouda_server's ExternalSystemError escapes its main: it exits (ServerDaemon.chpl,
+    image_facts.yaml server.registration_failure); so does the stand-in."""
+    env = dict(
+        os.environ,
+        K8S_HOST=f"https://127.0.0.1:{_closed_port()}",
+        CERT_FILE="/nonexistent/tls.crt",
+        KEY_FILE="/nonexistent/tls.key",
+        NAMESPACE="default",
+        EXTERNAL_SERVICE_NAME="arkouda-exits",
+    )
+    flags = (
+        "--authenticate=false",
+        "--ExternalIntegration.systemType=SystemType.KUBERNETES",
+        "--ServerDaemon.daemonTypes=ServerDaemonType.INTEGRATION",
+    )
+    with StandInProcess(*flags, env=env, wait_banner=False) as srv:
+        assert srv.wait(20) == 1
+        assert "ExternalSystemError" in srv.output
+        with (
+            ArkoudaProbe(srv.host, srv.port, timeout=1.0) as probe,
+            pytest.raises(ServerNotAnswering) as err,
+        ):
+            probe.handshake()
+        assert err.value.reason == "refused"
+
+
+def test_server_without_the_integration_daemon_registers_nothing():
+    """K8S_HOST alone does not make the server register (registration "client")."""
+    env = dict(os.environ, K8S_HOST=f"https://127.0.0.1:{_closed_port()}", NAMESPACE="default")
+    with (
+        StandInProcess("--authenticate=false", env=env) as srv,
+        ArkoudaProbe(srv.host, srv.port, timeout=5) as probe,
+    ):
+        assert probe.handshake()["numLocales"] == 1
+    assert "ExternalSystemError" not in srv.output
+
+
+def test_token_comes_from_the_tokens_file_before_the_environment(tmp_path):
+    """Security.chpl: <cwd>/.arkouda/tokens.txt first, then ARKOUDA_SERVER_TOKEN."""
+    (tmp_path / ".arkouda").mkdir()
+    (tmp_path / ".arkouda" / "tokens.txt").write_text("from-the-file-0123456789")
+    env = dict(os.environ, ARKOUDA_SERVER_TOKEN="from-the-environment")
+    with StandInProcess("--authenticate=true", env=env, cwd=str(tmp_path)) as srv:
+        with ArkoudaProbe(srv.host, srv.port, token="from-the-file-0123456789") as probe:
+            assert probe.handshake()["numLocales"] == 1
+        with (
+            ArkoudaProbe(srv.host, srv.port, token="from-the-environment") as probe,
+            pytest.raises(TokenRefused),
+        ):
+            probe.handshake()
 
 
 def test_shutdown_stops_the_server():

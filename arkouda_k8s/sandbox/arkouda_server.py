@@ -1,8 +1,9 @@
 """Stand-in Arkouda server for the sandbox: NumPy arrays behind Arkouda's wire protocol.
 
 Not Arkouda. It honours ``arkouda_server``'s start contract as far as the sandbox needs
-(flags, token, memMax, banner, self-registration of a Service + Endpoints when
-``K8S_HOST`` is set) and answers the v2023 JSON and the 2020 text messages over one
+(flags, the token file, memMax, banner, self-registration of a Service + Endpoints
+with ``--ExternalIntegration.systemType=SystemType.KUBERNETES`` and the INTEGRATION
+daemon, exit when that fails) and answers the v2023 JSON and the 2020 text messages over one
 command set on one ZeroMQ REP socket; its banner and ``getconfig`` say it is a stand-in.
 Details: docs/internals.md, "Stand-in Arkouda server". Standalone::
 
@@ -18,11 +19,13 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -64,7 +67,8 @@ class ArkoudaError(Exception):
 
 
 class Halted(Exception):
-    """Self-registration failed: the server stops answering but keeps its port."""
+    """Self-registration failed: like the real server (the error escapes its main),
+    the stand-in exits."""
 
 
 # ----------------------------------------------------------------------------- options
@@ -80,7 +84,14 @@ class Options:
     log_level: str = "INFO"
     release: str = DEFAULT_RELEASE
     host: str = "127.0.0.1"
+    system_type: str = "NONE"
+    daemon_types: tuple[str, ...] = ("DEFAULT",)
     ignored: list[str] = field(default_factory=list)
+
+    @property
+    def registers(self) -> bool:
+        """ExternalIntegration registers only for Kubernetes with the INTEGRATION daemon."""
+        return self.system_type == "KUBERNETES" and "INTEGRATION" in self.daemon_types
 
 
 def _chapel_bool(value: str | None, flag: str) -> bool:
@@ -148,6 +159,12 @@ def parse_options(argv: list[str], env: dict[str, str]) -> Options:
                 opts.log_level = level
             elif name == "arkoudaVersion":
                 opts.release = value or DEFAULT_RELEASE
+            elif name == "systemType":
+                opts.system_type = (value or "").rsplit(".", 1)[-1].upper()
+            elif name == "daemonTypes":
+                opts.daemon_types = tuple(
+                    t.strip().rsplit(".", 1)[-1].upper() for t in (value or "").split(",")
+                )
             else:
                 opts.ignored.append(arg)  # real flags the stand-in has no use for
         except ValueError:
@@ -1281,7 +1298,7 @@ class KubernetesRegistration:
         self.service_port = int(env.get("EXTERNAL_SERVICE_PORT") or 5555)
         self.target_port = int(env.get("EXTERNAL_SERVICE_TARGET_PORT") or port)
         self.ip = env.get("MY_IP") or env.get("SANDBOX_POD_IP") or host
-        url = urlsplit(env["K8S_HOST"])
+        url = urlsplit(env.get("K8S_HOST") or "")
         self.api_host = url.hostname or "kubernetes.default.svc"
         self.api_port = url.port or 443
         self.created: list[str] = []
@@ -1396,7 +1413,9 @@ class StandInProcess:
 
     ``with StandInProcess("-nl", "2", "--authenticate=false") as srv: srv.port`` starts
     it, waits (with a deadline) for its banner and stops it on exit. ``wait_for(text)``
-    waits for a line of its log; ``output`` is everything it printed so far.
+    waits for a line of its log; ``output`` is everything it printed so far. It runs in
+    ``cwd`` (default: a private temporary directory, removed at stop), where it keeps
+    ``.arkouda/tokens.txt`` as the real server does.
     """
 
     def __init__(
@@ -1406,8 +1425,11 @@ class StandInProcess:
         host: str = "127.0.0.1",
         wait_banner: bool = True,
         startup_timeout: float = 30.0,
+        cwd: str | None = None,
     ) -> None:
         self.args = list(args)
+        self.cwd = cwd
+        self._own_cwd: str | None = None
         self.env = env
         self.host = host
         self.wait_banner = wait_banner
@@ -1440,12 +1462,18 @@ class StandInProcess:
         env.setdefault("SANDBOX_POD_IP", self.host)
         env["PYTHONUNBUFFERED"] = "1"
         cmd = [sys.executable, "-m", "arkouda_k8s.sandbox.arkouda_server", "--ServerPort=0"]
+        if self.cwd is None:
+            self._own_cwd = tempfile.mkdtemp(prefix="arkouda-stand-in-")
+        # The package must import from any working directory.
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
         self._proc = subprocess.Popen(
             cmd + self.args,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             env=env,
+            cwd=self.cwd or self._own_cwd,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -1503,6 +1531,9 @@ class StandInProcess:
             self._reader.join(5)
         if self._proc.stdout is not None:
             self._proc.stdout.close()
+        if self._own_cwd is not None:
+            shutil.rmtree(self._own_cwd, ignore_errors=True)
+            self._own_cwd = None
 
     def __enter__(self) -> StandInProcess:
         try:
@@ -1538,7 +1569,7 @@ def _banner(server: StandInServer) -> str:
     if opts.authenticate:
         # The real banner shows the token; pod logs are readable by many, so the
         # stand-in names where the token lives instead.
-        url += "?token=<ARKOUDA_SERVER_TOKEN>"
+        url += f"?token=<in {TOKENS_FILE}>"
     lines = [
         f"server listening on {url}",
         f"arkouda server version = {opts.release}",
@@ -1554,9 +1585,24 @@ def _banner(server: StandInServer) -> str:
     return "\n".join(["", border, *body, border, ""])
 
 
-def _wait_forever(should_stop: Callable[[], bool]) -> None:
-    while not should_stop():
-        time.sleep(0.5)
+TOKENS_FILE = os.path.join(".arkouda", "tokens.txt")
+
+
+def server_token(env: dict[str, str]) -> str:
+    """The token the real server uses (Security.chpl): the last line of
+    ``<cwd>/.arkouda/tokens.txt`` if it has one, else ARKOUDA_SERVER_TOKEN, else a new
+    one; the last two are appended to the file. Opened read-write as the real server
+    does (FileIO.chpl), so a read-only file fails here as it would there."""
+    os.makedirs(".arkouda", exist_ok=True)
+    if os.path.exists(TOKENS_FILE):
+        with open(TOKENS_FILE, "r+") as f:
+            lines = f.read().splitlines()
+        if lines and lines[-1].strip():
+            return lines[-1].strip()
+    token = env.get("ARKOUDA_SERVER_TOKEN") or secrets.token_urlsafe(24)
+    with open(TOKENS_FILE, "a") as f:
+        f.write(token + "\n")
+    return token
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1568,13 +1614,11 @@ def main(argv: list[str] | None = None) -> int:
 
     token: str | None = None
     if opts.authenticate:
-        token = env.get("ARKOUDA_SERVER_TOKEN") or None
-        if token is None:
-            token = secrets.token_urlsafe(32)
-            log.warning(
-                "authentication is on but ARKOUDA_SERVER_TOKEN is unset: generated a token "
-                "kept in memory only; no client can connect"
-            )
+        try:
+            token = server_token(env)
+        except OSError as exc:
+            log.error("cannot use %s: %s", TOKENS_FILE, exc)
+            return 1
 
     stop = {"requested": False}
 
@@ -1594,18 +1638,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"socket bound to tcp://{opts.host}:{opts.port}", flush=True)
     registration: KubernetesRegistration | None = None
     try:
-        if env.get("K8S_HOST"):
+        if opts.registers:
             registration = KubernetesRegistration(env, opts.port, opts.host)
             try:
                 registration.register()
             except Halted as exc:
-                # The real server halts here with its port bound: clients connect and hang.
+                # The real server's ExternalSystemError escapes its main: it exits.
                 log.error("%s", exc)
-                log.error(
-                    "arkouda server halted: port %s stays bound and no request is answered",
-                    opts.port,
-                )
-                _wait_forever(lambda: stop["requested"])
+                log.error("arkouda server exited: self-registration failed")
                 return 1
         print(_banner(server), flush=True)
         server.serve()

@@ -270,6 +270,17 @@ def plan_container(container: dict[str, Any], env: dict[str, str]) -> Plan:
     return Plan(words, "command")
 
 
+def _hand_over_token(env: dict[str, str], cwd: Path) -> None:
+    """What the launch script does before it starts the server, for as long as the
+    stand-in replaces the script: the token file copied where the server reads it."""
+    source = env.get("ARKOUDA_K8S_TOKEN_FILE")
+    if env.get("AUTHENTICATE") != "true" or not source or not os.path.isfile(source):
+        return
+    target = cwd / ".arkouda" / "tokens.txt"
+    target.parent.mkdir(mode=0o700, exist_ok=True)
+    _write_file(target, Path(source).read_bytes(), 0o600)
+
+
 _VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
 
@@ -1095,6 +1106,8 @@ class PodWorker:
                     raise FileNotFoundError(argv[0])
                 cwd = self.dir / (c.spec.get("workingDir") or "").lstrip("/")
                 cwd.mkdir(parents=True, exist_ok=True)
+                if plan.why == "stand-in Arkouda server":
+                    _hand_over_token(c.env, cwd)
                 c.runtime = await ProcessRuntime.start(argv, self._process_env(c), str(cwd), c.log)
                 self.runtimes.add(c.runtime)
                 self.kubelet.live.add(c.runtime)

@@ -325,7 +325,7 @@ def test_2020_text_refused_when_authentication_is_on(auth_server, zsock):
     sock = zsock(auth_server)
     sock.send_string("getconfig")
     assert sock.recv_string() == "Error: access to arkouda requires a token"
-    assert "?token=<ARKOUDA_SERVER_TOKEN>" in auth_server.output
+    assert "?token=<in .arkouda/tokens.txt>" in auth_server.output
 
 
 # -------------------------------------------------------------------------- memMax
@@ -490,7 +490,9 @@ def registration_ns(sandbox, admin_api):
     core.delete_namespace(ns)
 
 
-def _start_server_pod(admin_api, ns: str, pod: str, service: str, secret: str) -> str:
+def _start_server_pod(
+    admin_api, ns: str, pod: str, service: str, secret: str, *, wait: bool = True
+) -> str | None:
     """The server pod per the container contract; its pod IP once Running."""
     from kubernetes import client
 
@@ -543,7 +545,7 @@ def _start_server_pod(admin_api, ns: str, pod: str, service: str, secret: str) -
         p = core.read_namespaced_pod(pod, ns)
         return p.status.pod_ip if p.status.phase == "Running" else None
 
-    return _wait(f"pod {pod} Running", running_ip)
+    return _wait(f"pod {pod} Running", running_ip) if wait else None
 
 
 def _exists(fn, *args) -> bool:
@@ -596,13 +598,12 @@ def test_registers_service_and_endpoints_and_removes_them_on_shutdown(admin_api,
     "case, secret, status",
     [("leftover", "server-tls", "409"), ("norbac", "norbac-tls", "403")],
 )
-def test_registration_failure_halts_with_port_bound(
+def test_registration_failure_exits_like_the_real_server(
     admin_api, registration_ns, case, secret, status
 ):
+    """The real server's ExternalSystemError escapes its main (ServerDaemon.chpl): the
+    process exits and, with restartPolicy Never, the pod fails."""
     from kubernetes import client
-
-    from arkouda_k8s.errors import ServerNotAnswering
-    from arkouda_k8s.protocol import ArkoudaProbe
 
     core = client.CoreV1Api(admin_api)
     ns = registration_ns
@@ -612,22 +613,13 @@ def test_registration_failure_halts_with_port_bound(
             ns, {"metadata": {"name": service}, "spec": {"ports": [{"port": 5555}]}}
         )
     pod = f"{case}-server"
-    ip = _start_server_pod(admin_api, ns, pod, service, secret)
-
-    log = _wait(
-        "the halt in the server's log",
-        lambda: (
-            (text := core.read_namespaced_pod_log(pod, ns, container="arkouda-server"))
-            and "halted" in text
-            and text
-        ),
-    )
-    assert f"HTTP {status}" in log and "ExternalSystemError" in log
+    _start_server_pod(admin_api, ns, pod, service, secret, wait=False)
+    _wait("the pod to fail", lambda: core.read_namespaced_pod(pod, ns).status.phase == "Failed")
+    log = core.read_namespaced_pod_log(pod, ns, container="arkouda-server")
+    assert f"HTTP {status}" in log and "ExternalSystemError" in log and "exited" in log
     assert "server listening on" not in log
-    with ArkoudaProbe(ip, 5555, timeout=1.0) as probe, pytest.raises(ServerNotAnswering) as err:
-        probe.handshake()
-    assert err.value.reason == "silent"  # port open, nothing answers
-    assert core.read_namespaced_pod(pod, ns).status.phase == "Running"
+    state = core.read_namespaced_pod(pod, ns).status.container_statuses[0].state
+    assert state.terminated.exit_code == 1
     assert not _exists(core.read_namespaced_endpoints, service, ns)
     core.delete_namespaced_pod(pod, ns)
 
@@ -654,7 +646,9 @@ def test_start_flags_and_release():
         1048576,
     )
     assert (opts.log_level, opts.release, opts.host) == ("DEBUG", "v2023.10.06", "127.9.0.1")
-    assert opts.ignored == ["--ServerDaemon.daemonTypes=ServerDaemonType.INTEGRATION"]
+    assert opts.ignored == []
+    # INTEGRATION without SystemType.KUBERNETES registers nothing (ExternalIntegration.chpl).
+    assert opts.daemon_types == ("INTEGRATION",) and not opts.registers
     assert parse_options([], {"NUMLOCALES": "4"}).num_locales == 4
     with pytest.raises(SystemExit, match="--logLevel"):
         parse_options(["--logLevel=LogLevel.LOUD"], {})
