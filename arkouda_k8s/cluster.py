@@ -1865,7 +1865,7 @@ class ArkoudaCluster:
             out += [f"{o['kind']}/{o['metadata']['name']}" for o in self._self_registered(deadline)]
         return sorted(set(out))
 
-    def _self_registered(self, deadline: float) -> list[dict[str, Any]]:
+    def _self_registered(self, deadline: float | None) -> list[dict[str, Any]]:
         """Service/Endpoints the server registered itself (selector-less, no labels of
         anyone's, created after our state ConfigMap): ours though unlabelled."""
         owner = self._owner if self.created and self._owner else self._owner_object(deadline)
@@ -2558,8 +2558,13 @@ def _unused_kinds(spec: ClusterSpec) -> set[str]:
     """Kinds a deployment of ``spec`` never has: a user allowed only what it needs may
     lack the right to even list them."""
     unused = set() if spec.mode == "udp" else {"Deployment", "ReplicaSet", "Role", "RoleBinding"}
-    if not any(o["kind"] == "ServiceAccount" for o in manifests.render(spec)):
+    rendered = {o["kind"] for o in manifests.render(spec)}
+    if "ServiceAccount" not in rendered:
         unused.add("ServiceAccount")
+    if "CertificateSigningRequest" not in rendered:
+        # Only a self-registering server makes Endpoints we must find ourselves; those of
+        # our selector Services belong to the endpoints controller.
+        unused.add("Endpoints")
     return unused
 
 

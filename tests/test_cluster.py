@@ -212,6 +212,35 @@ def test_trap_a_leftover_self_registered_service_is_named_not_removed(sb, kube):
         kube.delete("Service", "c-trap2-arkouda", uid=old_uid)
 
 
+def test_both_self_registered_services_are_reported_and_deleted(sb, kube):
+    """With --registration server and metrics on, the server registers {name}-arkouda and
+    {name}-metrics (Service + Endpoints each, none of our labels; ServerDaemon.chpl):
+    leftovers() reports both pairs and teardown deletes and reports them."""
+    c = cluster(sb, spec("c-metrics", locales=2, metrics=True, registration="server"))
+    pairs = {
+        f"{kind}/c-metrics-{svc}"
+        for svc in ("arkouda", "metrics")
+        for kind in ("Service", "Endpoints")
+    }
+    try:
+        c.deploy()
+        for item in pairs:
+            kind, name = item.split("/")
+            obj = kube.get(kind, name)
+            assert obj is not None and not obj["metadata"].get("labels"), item
+        assert pairs <= set(c.leftovers())
+    finally:
+        deleted = c.teardown()
+    # An Endpoints may go with its Service (the endpoints controller) before its own delete.
+    assert {"Service/c-metrics-arkouda", "Service/c-metrics-metrics"} <= {
+        f"{kind}/{name}" for kind, name in deleted
+    }
+    for item in pairs:
+        assert kube.get(*item.split("/")) is None, item
+    assert c.leftovers() == []
+    assert labelled(kube, "c-metrics") == []
+
+
 @pytest.mark.kubectl
 def test_trap_tunnel_targets_the_server_pod(sb, kube):
     """The self-registered Service (registration "server") has no selector, so it cannot

@@ -171,7 +171,7 @@ def test_server_that_exits_at_registration_is_explained_before_the_deadline(sb, 
         sb.faults.clear()
     assert err.value.reason == "ExternalSystemError"
     assert "exited at start" in err.value.message and "403" in err.value.message
-    assert "registration (client) needs neither" in err.value.hint
+    assert "--registration client needs neither" in err.value.hint
     assert time.monotonic() - start < FAULT.handshake + FAULT.server
     assert labelled(kube, "f-halt") == []
 

@@ -1289,14 +1289,25 @@ class UnrecognizedCommand(Exception):
 
 
 class KubernetesRegistration:
-    """Registers a selector-less Service + Endpoints the way ExternalIntegration does."""
+    """Registers a selector-less Service + Endpoints the way ExternalIntegration does:
+    EXTERNAL_SERVICE_NAME for the client port, then, with the METRICS daemon,
+    METRICS_SERVICE_NAME for the metrics port (ServerDaemon.chpl)."""
 
-    def __init__(self, env: dict[str, str], port: int, host: str) -> None:
+    def __init__(self, env: dict[str, str], port: int, host: str, metrics: bool = False) -> None:
         self.env = env
         self.namespace = env.get("NAMESPACE") or "default"
         self.service = env.get("EXTERNAL_SERVICE_NAME") or "arkouda"
         self.service_port = int(env.get("EXTERNAL_SERVICE_PORT") or 5555)
         self.target_port = int(env.get("EXTERNAL_SERVICE_TARGET_PORT") or port)
+        self.endpoints = [(self.service, self.service_port, self.target_port)]
+        if metrics:
+            self.endpoints.append(
+                (
+                    env.get("METRICS_SERVICE_NAME", ""),
+                    int(env.get("METRICS_SERVICE_PORT") or 5556),
+                    int(env.get("METRICS_SERVICE_TARGET_PORT") or 5556),
+                )
+            )
         self.ip = env.get("MY_IP") or env.get("SANDBOX_POD_IP") or host
         url = urlsplit(env.get("K8S_HOST") or "")
         self.api_host = url.hostname or "kubernetes.default.svc"
@@ -1335,13 +1346,14 @@ class KubernetesRegistration:
             conn.close()
 
     def _create(self, kind: str, resource: str, body: dict[str, Any]) -> None:
+        name = body["metadata"]["name"]
         path = f"/api/v1/namespaces/{self.namespace}/{resource}"
         try:
             status, text = self._request("POST", path, body)
         except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
             raise Halted(
-                f"ExternalSystemError: request to register {kind} {self.service} at "
-                f"{self.env['K8S_HOST']} failed: {exc}"
+                f"ExternalSystemError: request to register {kind} {name} at "
+                f"{self.env.get('K8S_HOST')} failed: {exc}"
             ) from None
         if status >= 400:
             try:
@@ -1349,47 +1361,40 @@ class KubernetesRegistration:
             except ValueError:
                 reason = text.strip()
             raise Halted(
-                f"ExternalSystemError: registering {kind} {self.service} returned HTTP {status}: "
+                f"ExternalSystemError: registering {kind} {name} returned HTTP {status}: "
                 f"{reason}. Delete the existing entry first or grant the certificate's user "
                 f"create on {resource}"
             )
-        self.created.append(f"{path}/{self.service}")
-        log.info("registered %s %s/%s", kind, self.namespace, self.service)
+        self.created.append(f"{path}/{name}")
+        log.info("registered %s %s/%s", kind, self.namespace, name)
 
     def register(self) -> None:
-        self._create(
-            "Service",
-            "services",
-            {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": {"name": self.service},
-                "spec": {
-                    "ports": [
-                        {
-                            "port": self.service_port,
-                            "protocol": "TCP",
-                            "targetPort": self.target_port,
-                        }
-                    ]
+        for name, port, target in self.endpoints:
+            self._create(
+                "Service",
+                "services",
+                {
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "metadata": {"name": name},
+                    "spec": {"ports": [{"port": port, "protocol": "TCP", "targetPort": target}]},
                 },
-            },
-        )
-        self._create(
-            "Endpoints",
-            "endpoints",
-            {
-                "apiVersion": "v1",
-                "kind": "Endpoints",
-                "metadata": {"name": self.service},
-                "subsets": [
-                    {
-                        "addresses": [{"ip": self.ip}],
-                        "ports": [{"port": self.target_port, "protocol": "TCP"}],
-                    }
-                ],
-            },
-        )
+            )
+            self._create(
+                "Endpoints",
+                "endpoints",
+                {
+                    "apiVersion": "v1",
+                    "kind": "Endpoints",
+                    "metadata": {"name": name},
+                    "subsets": [
+                        {
+                            "addresses": [{"ip": self.ip}],
+                            "ports": [{"port": target, "protocol": "TCP"}],
+                        }
+                    ],
+                },
+            )
 
     def deregister(self) -> None:
         for path in reversed(self.created):
@@ -1639,7 +1644,9 @@ def main(argv: list[str] | None = None) -> int:
     registration: KubernetesRegistration | None = None
     try:
         if opts.registers:
-            registration = KubernetesRegistration(env, opts.port, opts.host)
+            registration = KubernetesRegistration(
+                env, opts.port, opts.host, metrics="METRICS" in opts.daemon_types
+            )
             try:
                 registration.register()
             except Halted as exc:
