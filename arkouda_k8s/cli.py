@@ -153,7 +153,18 @@ def _add_spec_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--release", help="Arkouda release / image tag (e.g. v2023.05.05)")
     g.add_argument("--image-repository", help="image repository (default: bearsrus)")
     g.add_argument("--pull-policy", help="Always, IfNotPresent or Never")
-    g.add_argument("--no-auth", action="store_true", help="turn token authentication off")
+    g.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="turn token authentication off (anyone who reaches the port can use the server)",
+    )
+    g.add_argument(
+        "--network-policy",
+        choices=["namespace", "cluster", "off"],
+        help="who may connect to the Arkouda port: pods of the namespace (default), any pod "
+        "of the cluster, or off (no NetworkPolicy); sshd and GASNet stay open only to the "
+        "instance's own pods whenever a policy is rendered",
+    )
     g.add_argument("--metrics", action="store_true", help="run the Prometheus metrics exporter")
     g.add_argument(
         "--registration",
@@ -187,6 +198,7 @@ def spec_options(args: argparse.Namespace) -> dict[str, Any]:
         "image_repository",
         "pull_policy",
         "registration",
+        "network_policy",
     ):
         value = getattr(args, key, None)
         if value is not None:
@@ -543,7 +555,7 @@ def spec_from_args(args: argparse.Namespace, match_client: bool = False) -> tupl
     """
     import yaml
 
-    from .spec import ClusterSpec, helm_chart_of
+    from .spec import NO_AUTH_WARNING, ClusterSpec, helm_chart_of
 
     options = spec_options(args)
     if getattr(args, "ttl", None):
@@ -585,8 +597,12 @@ def spec_from_args(args: argparse.Namespace, match_client: bool = False) -> tupl
         spec, warnings = ClusterSpec.from_helm_values(
             server=values.get("server"), locale=values.get("locale"), **options
         )
-        return spec, notes + list(warnings)
-    return ClusterSpec(**options), notes
+        notes += list(warnings)
+    else:
+        spec = ClusterSpec(**options)
+    if not spec.authenticate:  # said once, by every command that builds the spec
+        notes.append(NO_AUTH_WARNING)
+    return spec, notes
 
 
 class _TerminalProgress:

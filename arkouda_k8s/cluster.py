@@ -75,6 +75,7 @@ OWNED_KINDS = (
     "Endpoints",
     "ConfigMap",
     "Secret",
+    "NetworkPolicy",
     "RoleBinding",
     "Role",
     "ServiceAccount",
@@ -2370,6 +2371,7 @@ _RECREATE = {
     "server_port": "the server pod",
     "annotations": "every pod",
     "labels": "every object",
+    "network_policy": "the NetworkPolicy",
 }
 
 

@@ -88,6 +88,7 @@ _KINDS = (
     Kind("Deployment", "apps", "v1", "deployments"),
     Kind("ReplicaSet", "apps", "v1", "replicasets"),
     Kind("Job", "batch", "v1", "jobs"),
+    Kind("NetworkPolicy", "networking.k8s.io", "v1", "networkpolicies"),
     Kind("Role", "rbac.authorization.k8s.io", "v1", "roles"),
     Kind("RoleBinding", "rbac.authorization.k8s.io", "v1", "rolebindings"),
     Kind("ClusterRole", "rbac.authorization.k8s.io", "v1", "clusterroles", False),

@@ -562,6 +562,10 @@ class ArkoudaMagics(Magics, Configurable):
         return defaults
 
     def _deploy_from_form(self, form: Any, spec: ClusterSpec, context: str | None) -> None:
+        if not spec.authenticate:  # the form builds its spec without cli.spec_from_args
+            from .spec import NO_AUTH_WARNING
+
+            print(f"arkouda-k8s: {NO_AUTH_WARNING}")
         self.deploy(
             spec,
             kubeconfig=self.kubeconfig,

@@ -944,6 +944,36 @@ def namespace(spec: ClusterSpec) -> dict[str, Any]:
     }
 
 
+def network_policy(spec: ClusterSpec) -> dict[str, Any] | None:
+    """Ingress to the instance's pods: every port from the instance's own pods (sshd,
+    GASNet's UDP range), the Arkouda port (and the metrics exporter's) from the
+    namespace's pods or, with ``network_policy="cluster"``, from any pod. Egress is left
+    alone (the server lists pods through the API). A port-forward (our tunnel) reaches
+    the pod through the kubelet and is not subject to it. None with ``"off"``."""
+    if spec.network_policy == "off":
+        return None
+    own = {"app.kubernetes.io/name": "arkouda", "app.kubernetes.io/instance": spec.name}
+    clients: list[dict[str, Any]] = (
+        [{"podSelector": {}}] if spec.network_policy == "namespace" else [{"namespaceSelector": {}}]
+    )
+    ports = [{"protocol": "TCP", "port": spec.server_port}]
+    if spec.metrics:
+        ports.append({"protocol": "TCP", "port": METRICS_EXPORTER_PORT})
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(spec, f"{spec.name}-network", "network"),
+        "spec": {
+            "podSelector": {"matchLabels": own},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {"from": [{"podSelector": {"matchLabels": dict(own)}}]},
+                {"from": clients, "ports": ports},
+            ],
+        },
+    }
+
+
 def render(
     spec: ClusterSpec, credentials: Credentials | None = None, *, include_namespace: bool = False
 ) -> list[dict[str, Any]]:
@@ -970,6 +1000,9 @@ def render(
         out.append(certificate_signing_request(spec, credentials))
     out.append(launch_config(spec))
     out += services(spec)
+    policy = network_policy(spec)
+    if policy is not None:
+        out.append(policy)
     if spec.mode == "udp":
         out.append(locale_deployment(spec))
     out.append(server_pod(spec))

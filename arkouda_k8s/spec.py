@@ -42,6 +42,14 @@ MODES = ("udp", "smp")
 # "server": the charts' flow; the server registers a selector-less Service + Endpoints
 #   itself with a client certificate from a kube-apiserver-client CSR (cluster-scoped).
 REGISTRATIONS = ("client", "server")
+# Who may open a connection to the Arkouda port (the rendered NetworkPolicy): pods of the
+# same namespace, any pod of the cluster, or no NetworkPolicy at all. sshd and the
+# GASNet ports are open to the instance's own pods only, whenever a policy is rendered.
+NETWORK_POLICIES = ("namespace", "cluster", "off")
+NO_AUTH_WARNING = (
+    "AUTHENTICATION IS OFF: anyone who can reach the Arkouda port in the cluster, or the "
+    "local tunnel on this machine, can use the server and read or delete its data"
+)
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 # Arkouda's LogLevel enum (ServerConfig/Logging.chpl).
 LOG_LEVELS = ("DEBUG", "INFO", "WARN", "ERROR", "CRITICAL")
@@ -311,6 +319,7 @@ class ClusterSpec:
     server_port: int = 5555
     ttl_seconds: int | None = None
     registration: str = "client"
+    network_policy: str = "namespace"
 
     # -- validation -------------------------------------------------------------------
 
@@ -491,6 +500,13 @@ class ClusterSpec:
                 "registration",
                 self.registration,
                 "client with mode smp (the charts' self-registration exists for udp only)",
+            )
+        if self.network_policy not in NETWORK_POLICIES:
+            raise SpecError(
+                "network_policy",
+                self.network_policy,
+                "namespace (the Arkouda port open to pods of the namespace), cluster (to any "
+                "pod) or off (no NetworkPolicy)",
             )
         if self.ttl_seconds is not None:
             _check_int("ttl_seconds", self.ttl_seconds, 60)

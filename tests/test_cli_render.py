@@ -74,7 +74,14 @@ def test_render_other_namespace_includes_the_namespace(capsys):
     rc, out, _ = run(capsys, "-n", "team", "--name", "demo", "--mode", "smp", "--no-auth")
     assert rc == 0
     objs = _docs(out)
-    assert [o["kind"] for o in objs] == ["Namespace", "Secret", "ConfigMap", "Service", "Pod"]
+    assert [o["kind"] for o in objs] == [
+        "Namespace",
+        "Secret",
+        "ConfigMap",
+        "Service",
+        "NetworkPolicy",
+        "Pod",
+    ]
     assert objs[0]["metadata"]["name"] == "team"
     assert "--authenticate=false" in _server_container(objs)["args"]
 
@@ -295,3 +302,38 @@ def test_runner_rbac_is_a_service_account_with_get_by_name_only(capsys):
 def test_runner_rbac_bad_input(capsys, argv, needle):
     rc, out, err = run(capsys, *argv)
     assert rc == 2 and out == "" and needle in err and err.count("\n") == 1
+
+
+def _policy(out: str) -> dict:
+    (policy,) = [d for d in _docs(out) if d["kind"] == "NetworkPolicy"]
+    kubernetes_validate.validate(policy, K8S_VERSION, strict=True)
+    return policy
+
+
+def test_a_network_policy_admits_only_the_instance_to_sshd_and_gasnet(capsys):
+    rc, out, err = run(capsys, "--name", "web")
+    assert rc == 0, err
+    spec = _policy(out)["spec"]
+    own = {"app.kubernetes.io/name": "arkouda", "app.kubernetes.io/instance": "web"}
+    assert spec["podSelector"] == {"matchLabels": own}
+    assert spec["policyTypes"] == ["Ingress"]  # egress (the API, DNS) untouched
+    every_port, arkouda = spec["ingress"]
+    # every port (sshd 22, GASNet's UDP range) only from this instance's own pods
+    assert every_port == {"from": [{"podSelector": {"matchLabels": own}}]}
+    # the Arkouda port from the namespace's pods, nothing else from them
+    assert arkouda == {"from": [{"podSelector": {}}], "ports": [{"protocol": "TCP", "port": 5555}]}
+    rc, out, _ = run(capsys, "--name", "web", "--metrics", "--network-policy", "cluster")
+    arkouda = _policy(out)["spec"]["ingress"][1]
+    assert arkouda["from"] == [{"namespaceSelector": {}}]
+    assert [p["port"] for p in arkouda["ports"]] == [5555, 5080]
+    rc, out, _ = run(capsys, "--name", "web", "--network-policy", "off")
+    assert rc == 0 and not [d for d in _docs(out) if d["kind"] == "NetworkPolicy"]
+
+
+def test_no_auth_warns_once_and_loudly(capsys):
+    rc, out, err = run(capsys, "--name", "web", "--no-auth")
+    assert rc == 0
+    assert err.count("AUTHENTICATION IS OFF") == 1
+    assert "anyone who can reach the Arkouda port" in err and "local tunnel" in err
+    rc, out, err = run(capsys, "--name", "web")
+    assert "AUTHENTICATION" not in err

@@ -189,7 +189,12 @@ def test_teardown_deletes_what_it_owns_through_the_state_configmap(sb, kube):
     state = kube.get("ConfigMap", "own-mine-state")
     uid = state["metadata"]["uid"]
     iid = state["metadata"]["labels"][INSTANCE_ID_LABEL]
-    for kind, name in (("Secret", "own-mine-ssh"), ("Pod", "own-mine-server")):
+    owned = (
+        ("Secret", "own-mine-ssh"),
+        ("Pod", "own-mine-server"),
+        ("NetworkPolicy", "own-mine-network"),
+    )
+    for kind, name in owned:
         md = kube.get(kind, name)["metadata"]
         assert md["labels"][INSTANCE_ID_LABEL] == iid
         assert [r["uid"] for r in md["ownerReferences"]] == [uid]

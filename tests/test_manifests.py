@@ -119,6 +119,7 @@ def test_udp_objects_in_apply_order():
         ("Service", "arkouda-arkouda"),
         ("Service", "arkouda-server"),
         ("Service", "arkouda-locale-headless"),
+        ("NetworkPolicy", "arkouda-network"),
         ("Deployment", "arkouda-locale"),
         ("Pod", "arkouda-server"),
     ]
@@ -136,6 +137,7 @@ def test_chart_registration_objects_in_apply_order():
         ("ConfigMap", "arkouda-launch"),
         ("Service", "arkouda-server"),
         ("Service", "arkouda-locale-headless"),
+        ("NetworkPolicy", "arkouda-network"),
         ("Deployment", "arkouda-locale"),
         ("Pod", "arkouda-server"),
     ]
@@ -147,6 +149,7 @@ def test_smp_is_one_pod_without_ssh_tls_or_rbac():
         ("Secret", "arkouda-token"),
         ("ConfigMap", "arkouda-launch"),
         ("Service", "arkouda-arkouda"),
+        ("NetworkPolicy", "arkouda-network"),
         ("Pod", "arkouda-server"),
     ]
     pod = objs[-1]
@@ -224,6 +227,7 @@ def test_standard_labels_everywhere_and_selectors_match(registration):
             "credentials",
             "rbac",
             "config",
+            "network",
             "metrics",
         }
         assert labels["team"] == "analytics"

@@ -117,6 +117,10 @@ RESOURCES: tuple[Resource, ...] = (
         categories=("all",),
         subresources={"status": _STATUS},
     ),
+    # Stored and validated; the sandbox's pods share the loopback, so no policy is enforced.
+    Resource(
+        "networkpolicies", "NetworkPolicy", group="networking.k8s.io", short_names=("netpol",)
+    ),
     Resource("roles", "Role", group="rbac.authorization.k8s.io"),
     Resource("rolebindings", "RoleBinding", group="rbac.authorization.k8s.io"),
     Resource("clusterroles", "ClusterRole", group="rbac.authorization.k8s.io", namespaced=False),
