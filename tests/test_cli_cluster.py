@@ -155,7 +155,22 @@ def test_print_rbac(sb, capsys):
         capsys, "deploy", "--name", "x", "--print-rbac", "--kubeconfig", sb.kubeconfig_path
     )
     assert code == 0
-    assert "kind: Role" in out and "pods/portforward" in out and "certificatesigningrequests" in out
+    # The default registration needs namespace permissions only.
+    assert "kind: Role" in out and "pods/portforward" in out and "serviceaccounts" in out
+    assert "ClusterRole" not in out and "certificatesigningrequests" not in out
+    code, out, err = run(
+        capsys,
+        "deploy",
+        "--name",
+        "x",
+        "--registration",
+        "server",
+        "--print-rbac",
+        "--kubeconfig",
+        sb.kubeconfig_path,
+    )
+    assert code == 0
+    assert "kind: ClusterRole" in out and "certificatesigningrequests" in out
 
 
 def test_forward_holds_a_tunnel_and_prints_a_connect_line(sb, kube, deployed):
