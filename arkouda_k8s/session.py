@@ -2,7 +2,7 @@
 
 This is the only module that imports ``arkouda``, and only when a session is bound.
 Before handing the address to the client it probes the server with
-:mod:`arkouda_k8s.protocol`, so a halted server or a wrong token gives an error instead
+:mod:`arkouda_k8s.protocol`, so a silent server or a wrong token gives an error instead
 of a hang. It connects with the connect arguments the installed client supports (a
 token only if ``ak.connect`` accepts ``access_token``), with a timeout, then restores
 blocking receives so a long computation is not cut off later. A client/server version

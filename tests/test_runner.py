@@ -169,7 +169,7 @@ def test_unreachable_server_exits_3_within_its_timeout():
 
 
 def test_silent_server_exits_3_within_its_timeout():
-    # A port that accepts TCP connections and never answers (a halted server).
+    # A port that accepts TCP connections and never answers (a busy or stuck server).
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(16)
