@@ -83,6 +83,11 @@ def required_access(spec: ClusterSpec) -> list[Access]:
     add(Access("create", "pods", subresource="portforward"))
     add(Access("get", "pods", subresource="portforward"))
     add(Access("list", "events"))
+    if any(o["kind"] == "Service" for o in objects):
+        # Teardown waits until the Endpoints the cluster made for our Services (they
+        # copy the Services' labels) are gone with them.
+        for verb in ("list", "watch"):
+            add(Access(verb, "endpoints"))
     if any(o["kind"] == "Deployment" for o in objects):
         # Teardown waits for the garbage collector to remove the ReplicaSets.
         for verb in ("list", "watch"):
