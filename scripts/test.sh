@@ -31,3 +31,6 @@ python3 -m ruff check .
 python3 -m ruff format --check .
 python3 -m mypy
 python3 -m pytest "$@"
+# The tutorials: every notebook re-run, each cell's output compared with the stored one
+# (notebooks/conftest.py applies notebooks/nbval-sanitize.cfg; docs/tutorials.md).
+python3 -m pytest --nbval notebooks/ -p no:cacheprovider -q

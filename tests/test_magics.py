@@ -949,15 +949,16 @@ def alive(pids: list[int]) -> list[int]:
     return out
 
 
-def test_quickstart_notebook_runs_and_has_no_outputs(ip: InteractiveShell) -> None:
+def test_quickstart_notebook_runs_in_a_shell(ip: InteractiveShell) -> None:
     import json
     from pathlib import Path
 
     pytest.importorskip("arkouda", reason="run scripts/install_arkouda_client.py")
-    path = Path(magics_module.__file__).resolve().parent.parent / "notebooks" / "quickstart.ipynb"
+    path = (
+        Path(magics_module.__file__).resolve().parent.parent / "notebooks" / "01-quickstart.ipynb"
+    )
     notebook = json.loads(path.read_text())
     code = [c for c in notebook["cells"] if c["cell_type"] == "code"]
-    assert all(c["outputs"] == [] and c["execution_count"] is None for c in code)
     shown_text = []
     for cell in code:
         source = "".join(cell["source"])
@@ -1043,7 +1044,9 @@ def test_quickstart_notebook_in_a_real_kernel_under_nbclient(tmp_path: Any) -> N
     nbformat = pytest.importorskip("nbformat")
     pytest.importorskip("ipykernel")
     pytest.importorskip("arkouda", reason="run scripts/install_arkouda_client.py")
-    path = Path(magics_module.__file__).resolve().parent.parent / "notebooks" / "quickstart.ipynb"
+    path = (
+        Path(magics_module.__file__).resolve().parent.parent / "notebooks" / "01-quickstart.ipynb"
+    )
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(
         nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}

@@ -1,0 +1,27 @@
+"""`pytest --nbval notebooks/` with the project's settings, so the plain command works.
+
+The sanitize file (variable text: ports, durations, timestamps, addresses) applies
+unless another is given with --nbval-sanitize-with; the kernel is this Python
+(--nbval-current-env) unless --nbval-kernel-name names another, with this Python's
+scripts (`arkouda-k8s`) first on its PATH, as in an activated virtual environment.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+SANITIZE = Path(__file__).with_name("nbval-sanitize.cfg")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    option = config.option
+    if hasattr(option, "nbval_sanitize_with") and not option.nbval_sanitize_with:
+        option.nbval_sanitize_with = str(SANITIZE)
+    if hasattr(option, "nbval_current_env") and not option.nbval_kernel_name:
+        option.nbval_current_env = True
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
