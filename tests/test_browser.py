@@ -5,7 +5,9 @@ One JupyterLab and one Chromium for the whole module (each costs tens of seconds
 - the tour: load the extension, start the sandbox, fill the deploy form and click
   Deploy, watch the panel turn Ready, compute with ``%%arkouda``, tear down with the
   magic (the panel then shows the cluster Gone, its buttons off), save the notebook;
-- the panel's own Teardown button, on a second small deployment made by the magic.
+- the panel's own Teardown button, on a second small deployment made by the magic;
+- the widgets tutorial (notebooks/03-widgets.ipynb) run as a reader runs it: the form
+  its code fills and submits, the live panel, teardown; screenshots of form and panel.
 
 The assertions are what the page shows (rendered widgets, not their text repr; the
 panel's stage and locale count; the computed value; no traceback, no secret) and what
@@ -65,6 +67,9 @@ PANEL_CELLS = [
     "%arkouda_sandbox",
     f"%arkouda_deploy --name {PANEL_NAME} --no-auth --locales 2 --cpu 100m --memory 256Mi",
 ]
+# The widgets tutorial, as a reader runs it in Lab (its fixed deployment name).
+WIDGETS_TUTORIAL = ROOT / "notebooks" / "03-widgets.ipynb"
+WIDGETS_NAME = "widgets-demo"
 # What must never be on screen or in the saved notebook.
 SECRET_PATTERNS = [
     re.compile(r"(?i)token="),
@@ -181,6 +186,23 @@ def _notebook(cells: list[str]) -> dict[str, Any]:
     }
 
 
+def _cleared(path: Path) -> dict[str, Any]:
+    """A tutorial notebook without its stored outputs: what the page shows is this run's."""
+    nb = json.loads(path.read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+    nb["metadata"].pop("widgets", None)
+    return dict(nb)
+
+
+def _cell_index(path: Path, starts: str) -> int:
+    cells = json.loads(path.read_text())["cells"]
+    found = [i for i, c in enumerate(cells) if "".join(c["source"]).startswith(starts)]
+    assert len(found) == 1, (starts, found)
+    return found[0]
+
+
 pytestmark = pytest.mark.browser
 
 
@@ -199,6 +221,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     work.mkdir()
     (work / "sandbox-tour.ipynb").write_text(json.dumps(_notebook(CELLS), indent=1))
     (work / "panel.ipynb").write_text(json.dumps(_notebook(PANEL_CELLS), indent=1))
+    (work / WIDGETS_TUTORIAL.name).write_text(json.dumps(_cleared(WIDGETS_TUTORIAL), indent=1))
     settings = tmp_path / "settings"
     notification = settings / "@jupyterlab" / "apputils-extension"
     notification.mkdir(parents=True)
@@ -493,3 +516,67 @@ def test_panel_teardown_button_in_jupyterlab(
             expect(out.locator("button.widget-button", has_text=label)).to_be_disabled()
         _wait_until(lambda: not _pod_processes(PANEL_NAME), 60, f"the pods of {PANEL_NAME} to stop")
         _assert_clean(page, lab)
+
+
+@pytest.mark.timeout(300)
+def test_widgets_tutorial_renders_the_form_and_the_panel_in_jupyterlab(
+    lab: dict[str, Any], browser: Any, tmp_path: Path
+) -> None:
+    """notebooks/03-widgets.ipynb in Lab: the form filled from code, the live panel, teardown."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=STEP_TIMEOUT_MS)
+    form_cell = _cell_index(WIDGETS_TUTORIAL, "%arkouda_deploy")
+    deploy_cell = _cell_index(WIDGETS_TUTORIAL, "form.deploy()")
+    status_cell = _cell_index(WIDGETS_TUTORIAL, "%arkouda_status")
+    teardown_cell = _cell_index(WIDGETS_TUTORIAL, "%arkouda_teardown")
+    screenshot = tmp_path / "widgets-tutorial.png"
+    with _notebook_page(browser, lab, WIDGETS_TUTORIAL.name, screenshot) as page:
+        cells = page.locator(".jp-Notebook .jp-Cell")
+        expect(page.locator("#jp-main-statusbar")).to_contain_text("| Idle")
+        # Everything up to the teardown, as a reader who runs the cells one by one.
+        cells.nth(teardown_cell).locator(".jp-InputPrompt").click()
+        _run_menu(page, "Run All Above Selected Cell")
+
+        form = cells.nth(form_cell).locator(".jp-Cell-outputArea")
+        expect(form.locator(".widget-html", has_text="Deploy Arkouda")).to_be_visible()
+        name = (
+            form.locator(".widget-text")
+            .filter(has=page.locator(".widget-label", has_text=re.compile("^name$")))
+            .locator("input")
+        )
+        expect(name).to_have_value(WIDGETS_NAME)  # filled by the notebook's code
+        expect(form).to_contain_text(f"{WIDGETS_NAME}: 3 locales (udp, 1 server pod + 2")
+        # the panel that form.deploy() shows lands in the form, as after a click
+        panel = form.locator(".widget-html", has_text=f"Arkouda cluster {WIDGETS_NAME}")
+        expect(panel).to_contain_text(re.compile(r"stage\s*Ready"))
+        expect(panel).to_contain_text(re.compile(r"locale pods\s*2/2"))
+        expect(form.locator(".arkouda-k8s-status").first).to_have_text(
+            f"{WIDGETS_NAME}: ready; `ak` is bound to it"
+        )
+        expect(cells.nth(deploy_cell).locator(".jp-Cell-outputArea")).to_contain_text(
+            f"{WIDGETS_NAME}: ready; `ak` is bound to it"
+        )
+        status = cells.nth(status_cell).locator(".jp-Cell-outputArea")
+        live = status.locator(".widget-html", has_text=f"Arkouda cluster {WIDGETS_NAME}")
+        expect(live).to_contain_text(re.compile(r"tunnel\s*ready 127\.0\.0\.1:\d+"))
+        for label in ("Logs", "Reconnect", "Teardown"):
+            expect(status.locator("button.widget-button", has_text=label)).to_be_enabled()
+        expect(page.locator("#jp-main-statusbar")).to_contain_text("| Idle")
+        cells.nth(form_cell).scroll_into_view_if_needed()
+        cells.nth(form_cell).screenshot(path=str(tmp_path / "widgets-form.png"))
+        cells.nth(status_cell).screenshot(path=str(tmp_path / "widgets-panel.png"))
+
+        cells.nth(teardown_cell).locator(".jp-InputPrompt").click()
+        _run_menu(page, "Run Selected Cell")  # the last cell: "... and All Below" is off
+        expect(cells.nth(teardown_cell).locator(".jp-Cell-outputArea")).to_contain_text(
+            f"{WIDGETS_NAME}: deleted"
+        )
+        expect(live).to_contain_text(re.compile(r"stage\s*Gone"))
+        for label in ("Logs", "Reconnect", "Teardown"):
+            expect(status.locator("button.widget-button", has_text=label)).to_be_disabled()
+        _assert_clean(page, lab)
+        page.screenshot(path=str(screenshot), full_page=True)
+    for shot in ("widgets-form.png", "widgets-panel.png"):
+        assert (tmp_path / shot).stat().st_size > 5_000, shot  # a rendered picture
+    print(f"screenshots: {tmp_path / 'widgets-form.png'} {tmp_path / 'widgets-panel.png'}")
