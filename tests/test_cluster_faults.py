@@ -251,3 +251,29 @@ def test_a_csr_no_signer_issues_fails_in_bounded_time_naming_the_way_out(sb, kub
     assert "--registration client" in line
     assert err.value.reason == "CertificateNotIssued"
     assert labelled(kube, "f-unsigned") == []
+
+
+def test_a_planted_event_reaches_the_error_without_escape_sequences(sb, kube):
+    # Anyone who may create Events in the namespace chooses what a failing deploy
+    # quotes: no escape sequence of theirs may reach the user's terminal.
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": "f-planted-server.evil"},
+        "involvedObject": {"kind": "Pod", "name": "f-planted-server", "namespace": "default"},
+        "reason": "Unhealthy",
+        "type": "Warning",
+        "message": "\x1b]0;owned\x07probe failed\x1b[2J\x1b]8;;http://evil\x1b\\see\x1b]8;;\x1b\\\r",
+        "lastTimestamp": "2099-01-01T00:00:00Z",
+    }
+    made = kube.create(event)
+    try:
+        c = cluster(sb, faulty("f-planted", "NeverReady"), timeouts=replace(FAULT, server=4))
+        with pytest.raises(StageTimeout) as err:
+            c.deploy()
+        text = err.value.one_line()
+        assert "probe failed" in text and "see" in text
+        assert not any(ch in text for ch in "\x1b\x07\r") and "evil" not in text
+    finally:
+        kube.delete("Event", "f-planted-server.evil", uid=made["metadata"]["uid"])
+    assert labelled(kube, "f-planted") == []

@@ -416,6 +416,22 @@ FAILURE = DeployError(
 )
 
 
+@dataclass
+class HostileLogsCluster(StubCluster):
+    """A pod whose output carries terminal escape sequences."""
+
+    def logs(self, component: str, tail: int | None) -> str:
+        return "\x1b]0;owned\x07started\x1b[2J\x1b]8;;http://evil\x1b\\link\x1b]8;;\x1b\\\rready"
+
+
+def test_arkouda_logs_prints_no_escape_sequence_of_the_pod(ip: InteractiveShell) -> None:
+    the_magics(ip).clusters["demo"] = HostileLogsCluster()  # type: ignore[assignment]
+    out = run_ok(ip, "%arkouda_logs demo")
+    assert "started" in out.stdout and "link" in out.stdout and "ready" in out.stdout
+    assert not any(c in out.stdout for c in "\x1b\x07\r")
+    assert "owned" not in out.stdout and "evil" not in out.stdout
+
+
 def test_interactive_failure_is_one_line_with_hint_and_fails_the_cell(
     ip: InteractiveShell,
 ) -> None:
