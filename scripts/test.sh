@@ -21,6 +21,15 @@ if ! command -v kubectl >/dev/null 2>&1; then
     || echo "WARNING: no kubectl could be installed; kubectl tests will be skipped" >&2
 fi
 
+# The sandbox runs each container over a model of its image: OpenSSH's sshd (only ever
+# inside pods, on pod addresses) and client, and sudo, as the Arkouda images have them.
+# Without them (or without root) containers run as plain processes and the tests that
+# need the image models are skipped, saying why.
+if [ ! -x /usr/sbin/sshd ] || [ ! -x /usr/bin/ssh ] || [ ! -x /usr/bin/sudo ]; then
+  (apt-get update -qq && apt-get install -y -qq openssh-server openssh-client sudo) >/dev/null 2>&1 \
+    || echo "WARNING: openssh-server/sudo could not be installed; container tests will be skipped" >&2
+fi
+
 # Chromium for the browser tests: Debian's package (Playwright never downloads a browser).
 if [ ! -x /usr/bin/chromium ]; then
   (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 \

@@ -240,6 +240,7 @@ class Sandbox:
         self.store = Store()
         self.ca = CertificateAuthority()
         self.ca_pem = self.ca.ca_pem.decode()
+        self.api_service_ip: str | None = None
         self.authenticator = Authenticator()
         self._admin_token = self.authenticator.add_token_user(ADMIN_USER, [MASTERS])
         self._sa_tokens: dict[tuple[str, str], str] = {}
@@ -563,7 +564,15 @@ class Sandbox:
         api = ApiServer(self)
         self._api = api
         self.store.subscribe_full(api.on_change)
-        ssl_ctx = self.ca.server_context()
+        if self._want_kubelet:
+            try:
+                from .kubelet import reserve_service_address
+            except ImportError:
+                pass
+            else:
+                # kubernetes.default.svc for pods (containers over image models only).
+                self.api_service_ip = reserve_service_address()
+        ssl_ctx = self.ca.server_context((self.api_service_ip,) if self.api_service_ip else ())
         ssl_ctx.set_alpn_protocols(["http/1.1"])
         runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=1.0)
         await runner.setup()

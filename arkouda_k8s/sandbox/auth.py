@@ -164,11 +164,16 @@ class CertificateAuthority:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         return builder.sign(self._key, hashes.SHA256())
 
-    def server_context(self) -> ssl.SSLContext:
-        """A TLS server context: our certificate, client certificates optional but verified."""
+    def server_context(self, service_ips: tuple[str, ...] = ()) -> ssl.SSLContext:
+        """A TLS server context: our certificate, client certificates optional but verified.
+
+        ``service_ips``: the API's in-cluster service addresses, in the certificate as
+        a real API server's ClusterIP is (pods verify it by address).
+        """
         key = ec.generate_private_key(ec.SECP256R1())
         sans: list[x509.GeneralName] = [x509.DNSName(n) for n in SERVER_NAMES]
-        sans.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+        for ip in ("127.0.0.1", *service_ips):
+            sans.append(x509.IPAddress(ipaddress.ip_address(ip)))
         cert = self._issue(
             x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]),
             key.public_key(),

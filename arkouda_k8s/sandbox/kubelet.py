@@ -16,8 +16,10 @@ import asyncio
 import base64
 import contextlib
 import copy
+import fcntl
 import hashlib
 import ipaddress
+import json
 import logging
 import os
 import random
@@ -26,6 +28,7 @@ import shlex
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -37,6 +40,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from . import images
+from .container_init import find_program, secure_join
 from .primitives import EventRecorder, parse_quantity, qos_class
 from .store import ApiError
 
@@ -58,6 +63,61 @@ SA_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 _SERVER_IMAGE = re.compile(r"(^|/)arkouda-(udp|smp)-server(:|@|$)")
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
+_CONTAINER_INIT = str(Path(__file__).with_name("container_init.py"))
+ISOLATION_ENV = "ARKOUDA_K8S_SANDBOX_ISOLATION"  # "off": run containers as before
+
+_support_lock = threading.Lock()
+_support: list[str | None] = []  # [reason] once known; None: containers are isolated
+
+
+def container_support() -> str | None:
+    """None when every container can get its own mount namespace here, else why not.
+
+    Needs root (mount namespaces, overlay mounts, binding sshd to port 22), overlayfs,
+    and the image models' programs from this machine: sshd and sudo. Checked once per
+    process; the reason is logged once (the sandbox then runs containers as before).
+    """
+    with _support_lock:
+        if not _support:
+            _support.append(_check_support())
+            if _support[0] is not None:
+                log.warning(
+                    "sandbox: containers run without their own filesystem view (%s); the "
+                    "Arkouda images' scripts are replaced by the stand-in server, as before",
+                    _support[0],
+                )
+        return _support[0]
+
+
+def reserve_service_address() -> str | None:
+    """An address for the API's in-cluster service (``kubernetes.default.svc:443``), for
+    the API server's certificate and the kubelet's forwarder; None without isolation."""
+    return _allocate_ip([443]) if container_support() is None else None
+
+
+def _check_support() -> str | None:
+    if os.environ.get(ISOLATION_ENV, "").lower() in ("0", "off", "no", "false"):
+        return f"{ISOLATION_ENV}={os.environ[ISOLATION_ENV]}"
+    if os.geteuid() != 0:
+        return "not root: mount namespaces and overlay mounts need root"
+    with contextlib.suppress(OSError):
+        if "overlay" not in Path("/proc/filesystems").read_text():
+            return "the kernel has no overlay filesystem"
+    missing = [
+        p for p in ("/usr/sbin/sshd", "/usr/bin/ssh", "/usr/bin/sudo") if not os.path.exists(p)
+    ]
+    if missing:
+        return f"{', '.join(missing)} missing (apt-get install openssh-server openssh-client sudo)"
+    try:
+        probe = subprocess.run(
+            ["unshare", "--mount", "--uts", "true"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unshare failed: {exc}"
+    if probe.returncode != 0:
+        return f"unshare --mount failed: {probe.stderr.strip() or probe.returncode}"
+    return None
+
 
 # Pod IPs come from 127.<base>.0.0 upward; the base is random per process so that two
 # test processes on one machine rarely hand out the same address.
@@ -257,7 +317,11 @@ def plan_container(container: dict[str, Any], env: dict[str, str]) -> Plan:
     args = [str(x) for x in container.get("args") or []]
     words = command + args
     if _SERVER_IMAGE.search(image):
-        if any("start-arkouda-server.sh" in w for w in words):
+        if any(
+            "start-arkouda-server.sh" in w
+            or w.endswith(("/arkouda_server", "/arkouda_server_real"))
+            for w in words
+        ):
             nl = env.get("NUMLOCALES") or "1"
             return Plan(
                 [sys.executable, "-m", "arkouda_k8s.sandbox.arkouda_server", "-nl", nl, *args],
@@ -324,7 +388,9 @@ def confined_path(root: Path, path: str | Path) -> Path:
 # Runtimes: a real process, or an idle container made of asyncio listeners
 
 
-async def spawn(argv: list[str], env: dict[str, str], cwd: str) -> asyncio.subprocess.Process:
+async def spawn(
+    argv: list[str], env: dict[str, str], cwd: str, pass_fds: tuple[int, ...] = ()
+) -> asyncio.subprocess.Process:
     """Start ``argv`` in its own process group, output piped, stdin closed.
 
     A cancel can land after the fork; then the child is killed before the cancel goes
@@ -339,6 +405,7 @@ async def spawn(argv: list[str], env: dict[str, str], cwd: str) -> asyncio.subpr
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
+            pass_fds=pass_fds,
         )
     )
     try:
@@ -385,6 +452,131 @@ class ProcessRuntime:
             await asyncio.wait_for(asyncio.shield(self._reader), 2.0)
         self._reader.cancel()
         return 128 - code if code < 0 else code
+
+
+class ContainerStartError(Exception):
+    """The runtime could not start the container (the message is the runtime's)."""
+
+
+async def _read_status(sock: socket.socket) -> tuple[bytes, list[int]]:
+    """Everything container_init.py says on its status socket, and the descriptors it sent."""
+    loop = asyncio.get_running_loop()
+    sock.setblocking(False)
+    data, fds = b"", []
+    while True:
+        try:
+            msg, got, _, _ = socket.recv_fds(sock, 65536, 4)
+        except BlockingIOError:
+            readable: asyncio.Future[None] = loop.create_future()
+
+            def wake(fut: asyncio.Future[None] = readable) -> None:
+                if not fut.done():
+                    fut.set_result(None)
+
+            loop.add_reader(sock.fileno(), wake)
+            try:
+                await readable
+            finally:
+                loop.remove_reader(sock.fileno())
+            continue
+        fds += got
+        if not msg and not got:
+            return data, fds
+        data += msg
+
+
+def _mount_namespace(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return None
+
+
+def kill_namespace(ns: str) -> int:
+    """SIGKILL every process in mount namespace ``ns`` (daemons that left the group)."""
+    killed = 0
+    for _ in range(5):
+        found = 0
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            pid = int(entry.name)
+            if _mount_namespace(pid) == ns:
+                found += 1
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+        killed += found
+        if not found:
+            break
+    return killed
+
+
+_reaping: set[asyncio.Future[int]] = set()
+
+
+class NamespaceRuntime(ProcessRuntime):
+    """A container process in its own mount namespace over its image (container_init.py).
+
+    The container is everything in that namespace: when its main process ends, the
+    rest (an sshd that daemonized, its sessions) is killed with it, as a runtime does.
+    """
+
+    namespace: str | None = None
+    _ns_fd: int | None = None
+
+    @classmethod
+    async def start_in_namespace(cls, plan: dict[str, Any], logbuf: LogBuffer) -> NamespaceRuntime:
+        data = json.dumps(plan).encode()
+        plan_r, plan_w = os.pipe()
+        ours, theirs = socket.socketpair()
+        try:
+            if len(data) > 65536:
+                fcntl.fcntl(plan_w, 1031, min(len(data) + 4096, 1 << 20))  # F_SETPIPE_SZ
+            os.write(plan_w, data)
+        finally:
+            os.close(plan_w)
+        fd = theirs.fileno()
+        argv = [sys.executable, "-I", "-S", _CONTAINER_INIT, str(plan_r), str(fd)]
+        try:
+            proc = await spawn(argv, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, "/", (plan_r, fd))
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            os.close(plan_r)
+            theirs.close()
+        self = cls(proc, logbuf)
+        try:
+            said, fds = await _read_status(ours)
+        except BaseException:
+            self.signal(signal.SIGKILL)
+            _reaping.add(reaper := asyncio.ensure_future(self.wait()))  # no zombie left
+            reaper.add_done_callback(_reaping.discard)
+            raise
+        finally:
+            ours.close()
+        if fds:
+            self._ns_fd = fds[0]
+            for extra in fds[1:]:
+                os.close(extra)
+            self.namespace = f"mnt:[{os.fstat(self._ns_fd).st_ino}]"
+        failure = said.removeprefix(b"n").decode(errors="replace")
+        if failure:
+            await self.wait()
+            raise ContainerStartError(failure)
+        return self
+
+    async def wait(self) -> int:
+        code = await super().wait()
+        fd, self._ns_fd = self._ns_fd, None  # one waiter sweeps and lets go
+        if fd is not None:
+            try:
+                if self.namespace:
+                    loop = asyncio.get_running_loop()
+                    await loop.run_in_executor(None, kill_namespace, self.namespace)
+            finally:
+                os.close(fd)
+        return code
 
 
 class IdleRuntime:
@@ -445,7 +637,7 @@ class IdleRuntime:
         return code
 
 
-Runtime = ProcessRuntime | IdleRuntime
+Runtime = ProcessRuntime | NamespaceRuntime | IdleRuntime
 
 
 # ---------------------------------------------------------------------------------------
@@ -472,6 +664,10 @@ class Container:
     oom: bool = False
     killed_for_liveness: bool = False
     init: bool = False
+    model: images.ImageModel = field(default_factory=lambda: images.ImageModel("generic", ""))
+
+    def __post_init__(self) -> None:
+        self.model = images.model_for(self.image)
 
     def ports(self) -> list[int]:
         return [
@@ -520,6 +716,9 @@ class PodWorker:
         self.ip = _allocate_ip(ports)
         self.dir = kubelet.root / self.uid
         self.mounts: list[tuple[str, Path]] = []  # (mount path, host path), longest first
+        # Containers in their own mount namespaces (else: as before, see container_support).
+        self.isolated = kubelet.isolated
+        self.container_mounts: dict[str, list[dict[str, Any]]] = {}
         self.start_time = rfc3339()
         self.phase = "Pending"
         self.sandbox_ready = False
@@ -711,6 +910,8 @@ class PodWorker:
     async def _prepare(self) -> None:
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         (self.dir / "tmp").mkdir(exist_ok=True)
+        if self.isolated:
+            self._write_pod_files()
         self.mark_dirty()
         while True:
             try:
@@ -721,15 +922,21 @@ class PodWorker:
                 await asyncio.sleep(MOUNT_RETRY)
 
     def _mount_volumes(self) -> None:
-        """Write every volume into the pod dir and map mount paths onto it."""
+        """Write every volume into the pod dir; map mount paths onto it (or plan the mounts)."""
         store = self.kubelet.store
         vols: dict[str, Path] = {}
         for vol in self.pod["spec"].get("volumes") or []:
             name = vol["name"]
             where = confined_path(self.dir, f"volumes/{name}")
+            if "hostPath" in vol and self.isolated:
+                vols[name] = self._host_path(vol["hostPath"], name)
+                continue
             if where.exists():
                 shutil.rmtree(where)
             where.mkdir(parents=True, mode=0o700)
+            if self.isolated:
+                # What a runtime shows: emptyDir world-writable, the others root's 0755.
+                os.chmod(where, 0o777 if "emptyDir" in vol else 0o755)
             vols[name] = where
             for kind, resource, key in (
                 ("secret", "secrets", "secretName"),
@@ -750,10 +957,14 @@ class PodWorker:
                     _write_file(confined_path(where, item["path"]), value.encode(), 0o644)
         mounts: list[tuple[str, Path]] = []
         injected = any(n.startswith("kube-api-access") for n in vols)
+        sa_dir: Path | None = None
         if not injected and self.pod["spec"].get("automountServiceAccountToken") is not False:
             sa_dir = self.dir / SA_PATH.lstrip("/")
             self._write_service_account(sa_dir)
             mounts.append((SA_PATH, sa_dir))
+        if self.isolated:
+            self._plan_mounts(vols, sa_dir)
+            return
         for c in self.containers.values():
             for vm in c.spec.get("volumeMounts") or []:
                 src = vols.get(vm.get("name", ""))
@@ -772,13 +983,102 @@ class PodWorker:
                 mounts.append((mount_path, target))
         self.mounts = sorted(set(mounts), key=lambda m: -len(m[0]))
 
+    def _host_path(self, source: dict[str, Any], vol: str) -> Path:
+        """A hostPath on the sandbox's node: a directory tree the kubelet keeps, shared by
+        the node's pods (never this machine's own files)."""
+        path = str(source.get("path") or "/")
+        kind = source.get("type") or ""
+        node_root = self.kubelet.root / "node"
+        node_root.mkdir(mode=0o755, exist_ok=True)
+        where = Path(secure_join(str(node_root), path))
+        if not where.exists():
+            if kind in ("", "DirectoryOrCreate"):
+                # As the kubelet (or, untyped, containerd) creates it: root's, 0755, so
+                # the image's user cannot write there.
+                where.mkdir(parents=True, mode=0o755)
+            elif kind == "FileOrCreate":
+                where.parent.mkdir(parents=True, exist_ok=True)
+                _write_file(where, b"", 0o644)
+            else:
+                what = "directory" if kind == "Directory" else kind.lower()
+                raise ConfigError(
+                    f'MountVolume.SetUp failed for volume "{vol}" : hostPath type check failed: '
+                    f"{path} is not a {what}"
+                )
+        return where
+
+    def _plan_mounts(self, vols: dict[str, Path], sa_dir: Path | None) -> None:
+        """Each container's bind mounts, parents before children (container_init.py)."""
+        pod_files: list[dict[str, Any]] = [
+            {"path": d, "source": d, "readOnly": True} for d in images.host_dirs()
+        ]
+        pod_files += [
+            {"path": "/etc/hosts", "source": str(self.dir / "etc-hosts")},
+            {"path": "/etc/hostname", "source": str(self.dir / "etc-hostname")},
+        ]
+        if sa_dir is not None:
+            pod_files.append({"path": SA_PATH, "source": str(sa_dir), "readOnly": True})
+        self.container_mounts = {}
+        for c in self.all_containers():
+            mounts = list(pod_files)
+            if c.model.sshd:
+                mounts.append(
+                    {
+                        "path": "/etc/ssh/sshd_config",
+                        "source": str(self.dir / "sshd_config"),
+                        "readOnly": True,
+                    }
+                )
+            for vm in c.spec.get("volumeMounts") or []:
+                src = vols.get(vm.get("name", ""))
+                if src is None:
+                    continue
+                if vm.get("subPath"):
+                    # Never outside the volume, however its files are linked (a bind
+                    # mount follows a link in its source).
+                    confined_path(src, str(vm["subPath"]))
+                    src = Path(secure_join(str(src), str(vm["subPath"])))
+                    if not src.exists():
+                        src.mkdir(parents=True, mode=0o755)  # as the kubelet does
+                # The same refusal as without isolation (container_init.py also keeps
+                # every mount inside the container's root).
+                confined_path(self.dir, str(vm["mountPath"]))
+                mounts.append(
+                    {
+                        "path": "/" + str(vm["mountPath"]).strip("/"),
+                        "source": str(src),
+                        "readOnly": bool(vm.get("readOnly")),
+                    }
+                )
+            # Stable: a later mount at the same path wins, as in the runtime's list.
+            mounts.sort(key=lambda m: m["path"].count("/") if m["path"] != "/" else 0)
+            self.container_mounts[c.name] = mounts
+
+    def _write_pod_files(self) -> None:
+        """/etc/hosts, /etc/hostname (and sshd's configuration) of this pod."""
+        vip = self.kubelet.api_vip or "127.0.0.1"
+        hosts = (
+            "# Kubernetes-managed hosts file (sandbox: the pod's address serves localhost).\n"
+            f"{self.ip}\tlocalhost\n"
+            f"{self.ip}\t{self.name}\n"
+            f"{vip}\tkubernetes kubernetes.default kubernetes.default.svc "
+            "kubernetes.default.svc.cluster.local\n"
+        )
+        _write_file(self.dir / "etc-hosts", hosts.encode(), 0o644)
+        _write_file(self.dir / "etc-hostname", f"{self.name}\n".encode(), 0o644)
+        if any(c.model.sshd for c in self.all_containers()):
+            _write_file(self.dir / "sshd_config", images.sshd_config(self.ip).encode(), 0o644)
+
     def _write_service_account(self, where: Path) -> None:
         """The token, CA and namespace files a real pod finds under SA_PATH."""
         where.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.isolated:
+            os.chmod(where, 0o755)  # as mounted in a real pod: any user of the image reads it
         sa = self.pod["spec"].get("serviceAccountName") or "default"
         token_for = getattr(self.kubelet.sandbox, "service_account_token", None)
         if token_for is not None:
-            _write_file(where / "token", token_for(self.namespace, sa).encode(), 0o600)
+            # 0644 as the real projected volume (defaultMode 420): any user of the image reads it.
+            _write_file(where / "token", token_for(self.namespace, sa).encode(), 0o644)
         ca = getattr(self.kubelet.sandbox, "ca_pem", None)
         if ca:
             _write_file(where / "ca.crt", ca if isinstance(ca, bytes) else str(ca).encode(), 0o644)
@@ -1073,9 +1373,95 @@ class PodWorker:
             c.restart_count += 1
             c.previous_log = c.log
 
+    def _isolated_env(self, c: Container) -> dict[str, str]:
+        """What the process sees: the image's environment, then the container's (as runc)."""
+        model = c.model
+        env = {
+            "HOSTNAME": self.name,
+            **model.env,
+            "KUBERNETES_SERVICE_HOST": self.kubelet.api_vip or "127.0.0.1",
+            "KUBERNETES_SERVICE_PORT": "443",
+            "KUBERNETES_SERVICE_PORT_HTTPS": "443",
+            # The sandbox's one addition: a process that binds "every address" of its
+            # pod must bind this one (pods share this machine's network).
+            "SANDBOX_POD_IP": self.ip,
+        }
+        if model.kind == "generic":
+            env["PYTHONPATH"] = os.pathsep.join(
+                [_PROJECT_ROOT, *filter(None, [os.environ.get("PYTHONPATH")])]
+            )
+            env["PYTHONUNBUFFERED"] = "1"
+        env.update(c.env)
+        env.setdefault("HOME", model.home)
+        return env
+
+    def _container_plan(self, c: Container, argv: list[str]) -> dict[str, Any]:
+        model = c.model
+        run = self.dir / "containers" / f"{c.name}-{c.restart_count}"
+        if run.exists():
+            shutil.rmtree(run, ignore_errors=True)
+        for d in ("upper", "work", "root"):
+            (run / d).mkdir(parents=True, mode=0o755)
+        uid, gid = self._run_as(c)
+        return {
+            "root": str(run / "root"),
+            "upper": str(run / "upper"),
+            "work": str(run / "work"),
+            "layers": [str(self.kubelet.layers.layer(model))],
+            "mounts": self.container_mounts.get(c.name, []),
+            "hostname": self.name[:63],
+            "cwd": c.spec.get("workingDir") or model.workdir,
+            "uid": uid,
+            "gid": gid,
+            "groups": list(model.groups) if (uid, gid) == (model.uid, model.gid) else [gid],
+            "argv": argv,
+            "env": self._isolated_env(c),
+        }
+
+    def _run_as(self, c: Container) -> tuple[int, int]:
+        """securityContext runAsUser/runAsGroup (container over pod) over the image's USER."""
+        pod_sc = self.pod["spec"].get("securityContext") or {}
+        sc = c.spec.get("securityContext") or {}
+        uid = sc.get("runAsUser", pod_sc.get("runAsUser", c.model.uid))
+        gid = sc.get("runAsGroup", pod_sc.get("runAsGroup", c.model.gid))
+        return int(uid), int(gid)
+
+    def exec_argv(self, c: Container, command: list[str]) -> list[str]:
+        """``command`` run inside container ``c`` (its namespaces, root, user and cwd)."""
+        if not self.isolated or not isinstance(c.runtime, NamespaceRuntime):
+            return [self.map_words(str(x)) for x in command]
+        uid, gid = self._run_as(c)
+        enter = ["nsenter", "-t", str(c.runtime.pid), "-m", "-u", "-r", "-w"]
+        return [*enter, "-S", str(uid), "-G", str(gid), "--", *(str(x) for x in command)]
+
+    def exec_env(self, c: Container) -> dict[str, str]:
+        return self._isolated_env(c) if self.isolated else self._process_env(c)
+
+    def exec_program(self, c: Container, name: str) -> str | None:
+        """Where ``name`` is found in container ``c`` (None: not found, as runc says)."""
+        env = self.exec_env(c)
+        if not self.isolated or not isinstance(c.runtime, NamespaceRuntime):
+            return shutil.which(name, path=env.get("PATH"))
+        root = f"/proc/{c.runtime.pid}/root"
+        dirs = [root + d for d in env.get("PATH", "").split(":") if d.startswith("/")]
+        found = find_program(root + name if "/" in name else name, ":".join(dirs))
+        return found
+
+    def _plan_argv(self, c: Container) -> Plan:
+        if not self.isolated:
+            return plan_container(c.spec, c.env)
+        # Docker's rules: a command replaces ENTRYPOINT and CMD; args replace CMD.
+        given = [str(x) for x in c.spec.get("command") or []]
+        args = [str(x) for x in c.spec.get("args") or []]
+        image = list(c.model.entrypoint) + (args or list(c.model.cmd))
+        words = given + args if given else image
+        if not words:
+            return Plan(None, "image without a command (idle)")
+        return Plan(words, "command")
+
     async def _run_once(self, c: Container) -> tuple[int, str, str | None]:
         """Start the container, probe it, and wait for it to end: (exitCode, reason, message)."""
-        plan = plan_container(c.spec, c.env)
+        plan = self._plan_argv(c)
         if self.fault == "CrashLoopBackOff":
             plan = Plan(
                 [
@@ -1086,6 +1472,8 @@ class PodWorker:
                 "fault",
             )
         argv = [self.map_words(expand_vars(a, c.env)) for a in plan.argv] if plan.argv else None
+        if argv is not None and self.isolated:
+            argv = [expand_vars(a, c.env) for a in plan.argv or []]
         c.container_id = (
             "containerd://"
             + hashlib.sha256(
@@ -1101,6 +1489,13 @@ class PodWorker:
                 c.runtime = await IdleRuntime.start(self.ip, c.ports(), c.log, banner)
                 self.runtimes.add(c.runtime)
                 self.kubelet.live.add(c.runtime)
+            elif self.isolated:
+                c.runtime = await NamespaceRuntime.start_in_namespace(
+                    self._container_plan(c, argv), c.log
+                )
+                self.runtimes.add(c.runtime)
+                self.kubelet.live.add(c.runtime)
+                self.kubelet.pids.add(c.runtime.pid or 0)
             else:
                 if not shutil.which(argv[0], path=c.env.get("PATH") or os.environ.get("PATH")):
                     raise FileNotFoundError(argv[0])
@@ -1112,6 +1507,13 @@ class PodWorker:
                 self.runtimes.add(c.runtime)
                 self.kubelet.live.add(c.runtime)
                 self.kubelet.pids.add(c.runtime.pid or 0)
+        except ContainerStartError as exc:
+            msg = (
+                "failed to create containerd task: failed to create shim task: OCI runtime "
+                f"create failed: {exc}"
+            )
+            self.event("Failed", f"Error: {msg}", warning=True, container=c.name)
+            return 128, "StartError", msg
         except (FileNotFoundError, PermissionError, OSError) as exc:
             what = argv[0] if argv else "listener"
             msg = (
@@ -1304,8 +1706,8 @@ class PodWorker:
                         f'Get "{url}": dial tcp {host}:{port}: connect: connection refused',
                     )
             if "exec" in probe:
-                cmd = [self.map_words(str(x)) for x in probe["exec"].get("command") or []]
-                proc = await spawn(cmd, self._process_env(c), str(self.dir))
+                cmd = [str(x) for x in probe["exec"].get("command") or []]
+                proc = await spawn(self.exec_argv(c, cmd), self.exec_env(c), str(self.dir))
                 try:
                     out, _ = await asyncio.wait_for(proc.communicate(), timeout)
                 except (TimeoutError, asyncio.CancelledError) as exc:
@@ -1451,6 +1853,12 @@ class Kubelet:
         self.root = Path(tempfile.mkdtemp(prefix="arkouda-k8s-sandbox-", dir=_tmpfs()))
         os.chmod(self.root, 0o700)
         self._stop_tasks: set[asyncio.Task[Any]] = set()
+        # Containers in their own mount namespaces over image models, or (no root) as before.
+        self.isolated = container_support() is None
+        self.layers = images.Layers(self.root / "images")
+        # The in-cluster API address (kubernetes.default.svc:443 in every pod's /etc/hosts).
+        self.api_vip: str | None = None
+        self._vip_server: asyncio.Server | None = None
 
     @property
     def api_port(self) -> int:
@@ -1476,6 +1884,9 @@ class Kubelet:
         return dict((obj.get("status") or {}).get("allocatable") or {})
 
     async def start(self) -> None:
+        if self.isolated:
+            self.api_vip = getattr(self.sandbox, "api_service_ip", None) or _allocate_ip([443])
+            self._vip_server = await asyncio.start_server(self._to_api, self.api_vip, 443)
         self._unsubscribe = self.store.subscribe(self._on_change)
         pods, _ = self.store.list("pods")
         for pod in pods:
@@ -1485,7 +1896,35 @@ class Kubelet:
         if self._unsubscribe:
             self._unsubscribe()
             self._unsubscribe = None
-        await self.shutdown()
+        try:
+            await self.shutdown()
+        finally:
+            if self._vip_server is not None:
+                self._vip_server.close()
+                self._vip_server = None
+            if self.api_vip:
+                _release_ip(self.api_vip)
+
+    async def _to_api(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """The API's service address: bytes both ways to the API server's own port."""
+        try:
+            up_r, up_w = await asyncio.open_connection("127.0.0.1", self.api_port)
+        except OSError:
+            writer.close()
+            return
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                with contextlib.suppress(Exception):
+                    dst.close()
+
+        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
 
     async def shutdown(self) -> None:
         """Stop every container now (short grace), remove every pod dir; objects stay."""
@@ -1583,10 +2022,10 @@ class Kubelet:
                 "BadRequest",
                 f'unable to upgrade connection: container not found ("{container}")',
             )
-        argv = [w.map_words(str(x)) for x in command]
-        env = w._process_env(c)
-        if not argv or not shutil.which(argv[0], path=env.get("PATH")):
-            what = argv[0] if argv else ""
+        env = w.exec_env(c)
+        argv = w.exec_argv(c, command)
+        if not command or not w.exec_program(c, str(command[0])):
+            what = str(command[0]) if command else ""
             raise ApiError(
                 500,
                 "InternalError",
@@ -1594,8 +2033,11 @@ class Kubelet:
                 "in container: OCI runtime exec failed: exec failed: unable to start container "
                 f'process: exec: "{what}": executable file not found in $PATH: unknown',
             )
-        cwd = w.dir / (c.spec.get("workingDir") or "").lstrip("/")
-        cwd.mkdir(parents=True, exist_ok=True)
+        if w.isolated:
+            cwd = Path("/")  # nsenter -w: the container's own working directory
+        else:
+            cwd = w.dir / (c.spec.get("workingDir") or "").lstrip("/")
+            cwd.mkdir(parents=True, exist_ok=True)
         proc = await asyncio.create_subprocess_exec(
             *argv,
             env=env,
@@ -1621,6 +2063,23 @@ class Kubelet:
         return proc
 
     pod_processes = processes
+
+    def container_processes(self, namespace: str, name: str, container: str) -> list[list[str]]:
+        """The command lines of every process in a running container (``ps`` inside it):
+        its own, and what came in over its sshd. Empty when containers are not isolated."""
+        w = self._worker(namespace, name)
+        c = None if w is None else (w.containers.get(container) or w.init_containers.get(container))
+        ns = getattr(c.runtime, "namespace", None) if c is not None else None
+        if not ns:
+            return []
+        found = []
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit() and _mount_namespace(int(entry.name)) == ns:
+                with contextlib.suppress(OSError):
+                    raw = Path(f"/proc/{entry.name}/cmdline").read_bytes()
+                    if raw:
+                        found.append([a.decode(errors="replace") for a in raw.split(b"\0")[:-1]])
+        return found
 
     def _log_for(
         self, namespace: str, name: str, container: str | None, previous: bool

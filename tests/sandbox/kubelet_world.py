@@ -110,6 +110,21 @@ class World:
 
         return self.call(read)
 
+    @property
+    def isolated(self) -> bool:
+        """Containers run in their own mount namespaces (root); else as local processes."""
+        return bool(self.kubelet.isolated)
+
+    def exec(self, name: str, argv: list[str], container: str = "main") -> tuple[int, bytes]:
+        """``kubectl exec`` into a running container: (exit code, stdout + stderr)."""
+
+        async def run() -> tuple[int, bytes]:
+            proc = await self.kubelet.exec_in_pod("default", name, container, argv)
+            out, err = await proc.communicate()
+            return proc.returncode or 0, out + err
+
+        return self.call(run)
+
     def events(self, name: str) -> list[dict[str, Any]]:
         return [e for e in self.list("events") if e["involvedObject"]["name"] == name]
 

@@ -522,8 +522,11 @@ def _start_server_pod(
                     {
                         "name": "arkouda-server",
                         "image": "bearsrus/arkouda-udp-server:v2023.05.05",
-                        "command": ["sh", "/opt/arkouda/start-arkouda-server.sh"],
+                        # The server program itself: these tests are about registration.
+                        "command": ["/opt/arkouda/arkouda_server_real"],
                         "args": [
+                            "-nl",
+                            "2",
                             "--ServerPort=5555",
                             "--authenticate=false",
                             "--memTrack=true",

@@ -25,6 +25,15 @@ def world():
     w.close()
 
 
+def _touch(world: World, pod: str, name: str) -> None:
+    """Create ``name`` in the container's working directory, as ``kubectl exec`` would."""
+    if world.isolated:
+        code, out = world.exec(pod, ["touch", name])
+        assert code == 0, out
+    else:  # the container's working directory is its pod dir
+        Path(world.kubelet.root, world.pod(pod)["metadata"]["uid"], name).touch()
+
+
 def _pod(name: str, command: list[str] | None, **spec) -> dict:
     container = {
         "name": spec.pop("container_name", "main"),
@@ -194,7 +203,7 @@ def test_env_and_mounted_secret_reach_the_process_and_the_pod_dir_goes_with_the_
             ],
         ),
     )
-    world.wait_pod("envpod", lambda p: b"imports" in world.log("envpod"), "output")
+    world.wait_pod("envpod", lambda p: b"imports arkouda_k8s" in world.log("envpod"), "output")
     pod = world.pod("envpod")
     out = world.call(world.kubelet.read_log, "default", "envpod").decode()
     ip = pod["status"]["podIP"]
@@ -203,6 +212,18 @@ def test_env_and_mounted_secret_reach_the_process_and_the_pod_dir_goes_with_the_
     assert "file=test-pw-1" in out and "via_env=test-pw-1" in out
     assert "from-script" in out
     assert "imports arkouda_k8s" in out
+    if world.isolated:
+        # Its own filesystem view: the mounts are where the spec puts them.
+        assert "root= cwd=/" in out
+        code, modes = world.exec(
+            "envpod", ["stat", "-c", "%a", "/etc/creds/pw", "/opt/tools/run.sh"]
+        )
+        assert (code, modes.split()) == (0, [b"400", b"755"])
+        root = str(Path(world.kubelet.root, pod["metadata"]["uid"]))
+        assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
+        world.delete("pods", "envpod")
+        world.wait("pod dir removed", lambda: not os.path.exists(root), timeout=10)
+        return
     root = out.split("root=", 1)[1].split()[0]
     assert root.startswith("/dev/shm/arkouda-k8s-sandbox-") and root.endswith(
         pod["metadata"]["uid"]
@@ -410,6 +431,8 @@ def _pgid(pid: int) -> int | None:
 
 
 def test_idle_locale_pods_are_listeners_not_processes(world):
+    if world.isolated:
+        pytest.skip("containers run over image models (tests/sandbox/test_containers.py)")
     before = set(world.call(world.kubelet.processes))
     world.create(
         "pods",
@@ -474,6 +497,8 @@ def test_image_table_and_helpers():
 
 
 def test_server_image_runs_the_stand_in_server_with_numlocales(world):
+    if world.isolated:
+        pytest.skip("containers run over image models (tests/sandbox/test_containers.py)")
     before = set(world.call(world.kubelet.processes))
     world.create(
         "pods",
@@ -536,23 +561,36 @@ def test_exec_and_http_probes(world):
     )
     assert not is_ready(pod)  # the server answers, but with 503
     for name, flag in (("httpprobe", "ready"), ("execprobe", "flag")):
-        root = Path(world.kubelet.root, world.pod(name)["metadata"]["uid"])
         assert not is_ready(world.pod(name))
-        (root / flag).touch()
+        _touch(world, name, flag)
         world.wait_pod(name, is_ready, "ready once the probe passes")
     world.delete("pods", "httpprobe")
     world.delete("pods", "execprobe")
 
 
 def test_init_containers_run_first_and_in_order(world):
-    pod = _pod("withinit", ["sh", "-c", "cat order; sleep 60"], restartPolicy="Always")
+    # Each container has its own filesystem: the order is handed over in an emptyDir.
+    shared = [{"name": "shared", "mountPath": "/shared"}]
+    pod = _pod(
+        "withinit",
+        ["sh", "-c", "cat /shared/order; sleep 60"],
+        restartPolicy="Always",
+        volumeMounts=shared,
+        volumes=[{"name": "shared", "emptyDir": {}}],
+    )
     pod["spec"]["initContainers"] = [
         {
             "name": "first",
             "image": "busybox",
-            "command": ["sh", "-c", "sleep 0.5; echo first >> order"],
+            "command": ["sh", "-c", "sleep 0.5; echo first >> /shared/order"],
+            "volumeMounts": shared,
         },
-        {"name": "second", "image": "busybox", "command": ["sh", "-c", "echo second >> order"]},
+        {
+            "name": "second",
+            "image": "busybox",
+            "command": ["sh", "-c", "echo second >> /shared/order"],
+            "volumeMounts": shared,
+        },
     ]
     world.create("pods", pod)
     early = world.wait_pod(
@@ -681,7 +719,7 @@ def test_startup_probe_gates_started_and_restarts_on_failure(world):
         "slowstart", lambda p: container_status(p).get("state", {}).get("running"), "running"
     )
     assert container_status(running)["started"] is False and not is_ready(running)
-    Path(world.kubelet.root, running["metadata"]["uid"], "booted").touch()
+    _touch(world, "slowstart", "booted")
     done = world.wait_pod("slowstart", is_ready, "ready after the startup probe passed")
     assert container_status(done)["started"] is True
     world.delete("pods", "slowstart")
@@ -747,3 +785,36 @@ def test_traversing_mount_and_item_paths_never_touch_the_host(world, tmp_path):
         world.delete("pods", name)
     assert (victim / "keep").read_text() == "precious"
     assert not (victim / "planted").exists()
+
+
+def test_without_isolation_the_sandbox_says_so_once_and_runs_as_before(tmp_path):
+    """Not root (or isolation turned off): one warning, then today's process model."""
+    import subprocess
+
+    script = tmp_path / "fallback.py"
+    script.write_text(
+        "import logging, sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "logging.basicConfig(level=logging.WARNING, format='%(message)s')\n"
+        "from kubelet_world import World, is_ready\n"
+        "worlds = [World(), World()]\n"
+        "w = worlds[0]\n"
+        "assert not w.isolated\n"
+        "w.create('pods', {'metadata': {'name': 's'}, 'spec': {'nodeName': 'sandbox-node',\n"
+        "  'containers': [{'name': 'main', 'image': 'bearsrus/arkouda-udp-server:v2023.05.05',\n"
+        "  'command': ['sh', '/opt/arkouda/start-arkouda-server.sh'],\n"
+        "  'args': ['--authenticate=false', '--ServerPort=5555'],\n"
+        "  'env': [{'name': 'NUMLOCALES', 'value': '2'}]}]}})\n"
+        "w.wait_pod('s', lambda p: b'server listening' in w.log('s'), 'stand-in server')\n"
+        "for x in worlds: x.close()\n"
+        "print('ok')\n"
+    )
+    env = {**os.environ, "ARKOUDA_K8S_SANDBOX_ISOLATION": "off"}
+    proc = subprocess.run(
+        [PY, str(script)], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "ok"
+    said = [ln for ln in proc.stderr.splitlines() if "without their own filesystem view" in ln]
+    assert len(said) == 1, proc.stderr  # once per process, however many kubelets
+    assert "ARKOUDA_K8S_SANDBOX_ISOLATION=off" in said[0]
