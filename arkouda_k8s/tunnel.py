@@ -819,11 +819,16 @@ class _Core:
         # the native pump for data connections (TLS only; probes keep the asyncio path)
         self.native = self.tls and _native_pump_usable()
         self.host = url.hostname or "127.0.0.1"
-        # what the certificate is checked against (kubeconfig tls-server-name, or host)
-        self.server_name = tunnel.endpoint.server_name or self.host
         self.port = url.port or (443 if self.tls else 80)
         self.base_path = url.path.rstrip("/")
         self.host_header = url.netloc
+
+    @property
+    def server_name(self) -> str:
+        """What the API server's certificate is checked against on every dial: the
+        kubeconfig's tls-server-name, else the server's host (read at each dial: the
+        endpoint is replaced when credentials are refreshed)."""
+        return self.t.endpoint.server_name or self.host
 
     # lifecycle
     async def serve(self, started: threading.Event) -> None:
