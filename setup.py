@@ -5,6 +5,20 @@ bytes with its asyncio path (slower: see benchmarks/tunnel.py)."""
 import sys
 
 from setuptools import Extension, setup
+from setuptools.command.editable_wheel import editable_wheel
+
+
+class _EditableWithData(editable_wheel):
+    """``pip install -e`` installs the data files too (pyproject's data-files: the file
+    that enables the Jupyter server extension). setuptools looks for ``has_data`` where
+    the distribution has ``has_data_files``, so an editable install skips them."""
+
+    def _run_install(self, category: str) -> None:
+        if category == "data" and self.distribution.has_data_files():
+            self.run_command("install_data")
+            return
+        super()._run_install(category)
+
 
 ext_modules = []
 if sys.platform.startswith("linux") and sys.implementation.name == "cpython":
@@ -18,4 +32,4 @@ if sys.platform.startswith("linux") and sys.implementation.name == "cpython":
         )
     )
 
-setup(ext_modules=ext_modules)
+setup(ext_modules=ext_modules, cmdclass={"editable_wheel": _EditableWithData})

@@ -29,6 +29,14 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'arkouda_k8s' has no attribute {name!r}")
 
 
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    """The Jupyter server extension (arkouda_k8s/jupyter_extension.py), enabled on
+    install by jupyter-config/jupyter_server_config.d/arkouda_k8s.json."""
+    from .jupyter_extension import ArkoudaK8s
+
+    return [{"module": "arkouda_k8s.jupyter_extension", "app": ArkoudaK8s}]
+
+
 def load_ipython_extension(ipython: Any) -> None:
     from .magics import load_ipython_extension as _load
 

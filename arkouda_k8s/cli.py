@@ -48,11 +48,20 @@ def _add_namespace_options(p: Any) -> None:
         action="store_true",
         help="create the namespace if it does not exist (like Helm's; teardown never deletes it)",
     )
+    p.add_argument(
+        "--ephemeral",
+        action="store_true",
+        help="mark the deployment for teardown when the Jupyter server holding it stops "
+        "(the arkouda_k8s server extension); otherwise its time-to-live applies",
+    )
 
 
 def deploy_options(args: argparse.Namespace) -> dict[str, Any]:
     """ArkoudaCluster keyword arguments from the namespace options."""
-    return {"create_namespace": bool(getattr(args, "create_namespace", False))}
+    return {
+        "create_namespace": bool(getattr(args, "create_namespace", False)),
+        "ephemeral": bool(getattr(args, "ephemeral", False)),
+    }
 
 
 def timeouts_from_args(args: argparse.Namespace) -> Any:

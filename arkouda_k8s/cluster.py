@@ -43,6 +43,7 @@ from .errors import (
     KubeError,
     PermissionsMissing,
     PreflightError,
+    SpecConflict,
     StageTimeout,
     TunnelError,
     UnschedulableError,
@@ -57,6 +58,9 @@ log = logging.getLogger(__name__)
 ANNOTATION_PREFIX = "arkouda-k8s.dev/"
 HEARTBEAT_ANNOTATION = "arkouda-k8s.dev/heartbeat"
 TTL_ANNOTATION = "arkouda-k8s.dev/ttl-seconds"
+# Deployed with --ephemeral: the process that holds it (the Jupyter server extension)
+# tears it down when it stops, instead of leaving it to its time-to-live.
+EPHEMERAL_ANNOTATION = "arkouda-k8s.dev/ephemeral"
 SPEC_ANNOTATION = manifests.SPEC_ANNOTATION
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=arkouda-k8s"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
@@ -351,6 +355,7 @@ class ArkoudaCluster:
         teardown_on_exit: bool = False,
         local_port: int = 0,
         create_namespace: bool = False,
+        ephemeral: bool = False,
     ) -> None:
         self.kube = kube or Kube.connect(kubeconfig, context, spec.namespace)
         self.spec = spec if spec.namespace else spec.with_namespace(self.kube.namespace)
@@ -375,6 +380,7 @@ class ArkoudaCluster:
         # Helm's --create-namespace: created by deploy() only when missing, and never
         # deleted by teardown (other things may live in it).
         self.create_namespace = create_namespace
+        self.ephemeral = ephemeral  # recorded on the state ConfigMap by a deploy that creates
         self.namespace_missing = False
         self.warnings: list[str] = []  # what preflight found worth saying, not fatal
         self._unschedulable_since: dict[str, float] = {}
@@ -1288,6 +1294,24 @@ class ArkoudaCluster:
     def _tunnel_key(self) -> tuple[str, str, str]:
         return (self.kube.server, self.namespace, self.name)
 
+    def use_tunnel(self, address: tuple[str, int], token: str | None) -> None:
+        """Reach the server through a tunnel another process holds (the Jupyter server's).
+
+        ``connect()`` binds through it; ``close()`` leaves it running for its holder.
+        ``token`` is the deployment's token, so nothing is read from the cluster here.
+        """
+        self._stop_tunnel()
+        self._stop_heartbeat()  # the holder renews it
+        self.tunnel = _BorrowedTunnel(address)
+        if token is not None:
+            self._token = token
+
+    def marked_ephemeral(self, deadline: float | None = None) -> bool:
+        """Whether the deployment was made with ``ephemeral`` (its state ConfigMap says)."""
+        state = self._state_configmap(deadline) or {}
+        annotations = (state.get("metadata") or {}).get("annotations") or {}
+        return annotations.get(EPHEMERAL_ANNOTATION) == "true"
+
     def _stop_tunnel(self) -> None:
         if _HELD_TUNNELS.get(self._tunnel_key()) is self:
             del _HELD_TUNNELS[self._tunnel_key()]
@@ -1635,6 +1659,8 @@ class ArkoudaCluster:
         }
         if self.spec.ttl_seconds:
             annotations[TTL_ANNOTATION] = str(self.spec.ttl_seconds)
+        if self.ephemeral:
+            annotations[EPHEMERAL_ANNOTATION] = "true"
         return {
             "apiVersion": "v1",
             "kind": "ConfigMap",
@@ -2007,6 +2033,18 @@ def _forget_tunnel(key: tuple[str, str, str]) -> None:
             os.unlink(os.path.join(folder, f"{_record_prefix(key)}{os.getpid()}.json"))
 
 
+class _BorrowedTunnel:
+    """The tunnel of another process, as ``ArkoudaCluster.tunnel`` (``use_tunnel``)."""
+
+    state = "shared"
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.local_address = (str(address[0]), int(address[1]))
+
+    def stop(self) -> None:
+        """Its holder stops it, not a borrower."""
+
+
 class _Heartbeat(threading.Thread):
     """Renews the heartbeat annotation while the cluster object is open."""
 
@@ -2201,7 +2239,7 @@ def teardown_expired(
             continue
         cluster = ArkoudaCluster(
             ClusterSpec(name=info.name, namespace=info.namespace),
-            kube=_kube_in(kube, info.namespace),
+            kube=kube_in(kube, info.namespace),
             on_progress=on_progress,
             timeouts=timeouts,
         )
@@ -2225,7 +2263,7 @@ def teardown_all(
     for info in list_clusters(namespace=namespace, kube=kube):
         if ArkoudaCluster(
             ClusterSpec(name=info.name, namespace=info.namespace),
-            kube=_kube_in(kube, info.namespace),
+            kube=kube_in(kube, info.namespace),
             on_progress=on_progress,
             timeouts=timeouts,
         ).teardown():  # nothing deleted: labels without a state of ours
@@ -2233,7 +2271,9 @@ def teardown_all(
     return removed
 
 
-def _kube_in(kube: Kube, namespace: str) -> Kube:
+def kube_in(kube: Kube, namespace: str) -> Kube:
+    """``kube`` acting in ``namespace`` (a copy when it differs: an ArkoudaCluster sets
+    its Kube's namespace, so clusters of several namespaces never share one)."""
     if kube.namespace == namespace:
         return kube
     other = Kube(
@@ -2391,7 +2431,7 @@ def _check_same_spec(existing: ClusterSpec, wanted: ClusterSpec) -> None:
         return
     what = "; ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items())
     recreate = sorted({_RECREATE.get(k, "every object") for k in changes})
-    raise UsageError(
+    raise SpecConflict(
         f"deployment {existing.name!r} exists with different settings ({what}); "
         f"applying them means recreating {', '.join(recreate)}",
         f"tear it down first (`arkouda-k8s teardown {existing.name}`) and deploy again, "

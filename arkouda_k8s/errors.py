@@ -49,6 +49,10 @@ class UsageError(ArkoudaK8sError):
     exit_code = 2
 
 
+class SpecConflict(UsageError):
+    """A deployment of that name exists with other settings (a REST client gets 409)."""
+
+
 class KubeError(ArkoudaK8sError):
     """The Kubernetes API refused or failed a request."""
 

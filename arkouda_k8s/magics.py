@@ -370,6 +370,16 @@ class ArkoudaMagics(Magics, Configurable):
             )
         if name in self.clusters:
             return self.clusters[name]
+        if connect and self._server_tunnels(args):
+            from . import jupyter_link
+
+            options = self.cluster_options(args)
+            held = jupyter_link.connect_through_server(
+                name, getattr(args, "namespace", None) or self.namespace, **options
+            )
+            if held is not None:  # the Jupyter server's tunnel: live across kernel restarts
+                self.clusters[name] = held
+                return held
         from .cluster import ArkoudaCluster
 
         cluster = ArkoudaCluster.from_name(
@@ -381,6 +391,11 @@ class ArkoudaMagics(Magics, Configurable):
         if connect:
             self.clusters[name] = cluster
         return cluster
+
+    def _server_tunnels(self, args: Any = None) -> bool:
+        """Whether to use the Jupyter server's tunnels (jupyter_link): not for this
+        kernel's own sandbox, which the server cannot reach."""
+        return self.sandbox is None and not getattr(args, "sandbox", False)
 
     def bind(self, cluster: ArkoudaCluster) -> Any:
         """Tunnel + session for ``cluster``; ``ak`` in the user namespace; it becomes current."""
@@ -509,6 +524,7 @@ class ArkoudaMagics(Magics, Configurable):
         progress: Any = None,
         timeouts: Any = None,
         create_namespace: bool = False,
+        ephemeral: bool = False,
     ) -> Any:
         from .cluster import ArkoudaCluster
 
@@ -524,12 +540,17 @@ class ArkoudaMagics(Magics, Configurable):
             on_progress=progress.update,
             timeouts=timeouts,
             create_namespace=create_namespace,
+            ephemeral=ephemeral,
         )
         try:
             cluster.deploy(wait=True)
         except BaseException as exc:
             progress.finish(False, exc.one_line() if isinstance(exc, ArkoudaK8sError) else "")
             raise
+        if self._server_tunnels():
+            from . import jupyter_link
+
+            jupyter_link.through_server(cluster)  # the server holds tunnel and heartbeat
         progress.finish(True, f"{spec.name} is ready")
         self.clusters[spec.name] = cluster
         self.bind(cluster)

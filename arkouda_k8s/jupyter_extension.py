@@ -1,0 +1,517 @@
+"""The Jupyter server extension ``arkouda_k8s``: the server owns clusters and tunnels.
+
+Kernels die and restart; the Jupyter server lives on. The extension holds one
+:class:`~arkouda_k8s.cluster.ArkoudaCluster` per deployment it was asked about: its
+tunnel (one per cluster, shared by every kernel of this server) and its heartbeat. At
+shutdown it tears down the deployments marked ephemeral and leaves the others to their
+time-to-live. A thin front end like the CLI: no Kubernetes logic here, every blocking
+library call runs off the event loop.
+
+REST, JSON, under ``{base_url}arkouda-k8s/api/`` (authenticated and XSRF-protected like
+every Jupyter API)::
+
+    GET    clusters[?namespace=N | ?all_namespaces=1]   the deployments visible
+    POST   clusters          {"spec": {...}, "ephemeral": false}  -> 202 + an operation
+    GET    operations/{id}   a deploy's progress, error, final status
+    GET    clusters/{ns}/{name}          status
+    POST   clusters/{ns}/{name}/tunnel   open (or return) the server-owned tunnel
+    DELETE clusters/{ns}/{name}          teardown
+
+Errors are ``{"message", "hint", "error"}`` with the CLI's one line, status 400 (bad
+spec or input), 403 (refused by Kubernetes or by ``allow_deploy``), 404 (no such
+deployment), 409 (exists with other settings). Settings: ``c.ArkoudaK8s.kubeconfig``,
+``context``, ``namespace``, ``allow_deploy``, ``heartbeat_interval``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.utils import url_path_join
+from tornado import web
+from traitlets import Bool, Float, Unicode
+
+from .errors import (
+    ArkoudaK8sError,
+    ClusterNotFound,
+    KubeError,
+    PermissionsMissing,
+    SpecConflict,
+    SpecError,
+    UsageError,
+)
+
+API = "arkouda-k8s/api"
+# The tunnel answer carries the deployment's token (the kernel binds its client with it);
+# a client tells the extension's own JSON from another handler's page by this field.
+API_VERSION = "arkouda-k8s.dev/v1"
+# Finished operations kept for polling, oldest dropped first.
+KEEP_OPERATIONS = 50
+
+R = TypeVar("R")
+
+
+class OtherApiServer(ArkoudaK8sError):
+    """A kernel asked about a deployment on another Kubernetes API than the server's."""
+
+
+class Operation:
+    """One deploy started by ``POST clusters``, polled at ``operations/{id}``."""
+
+    def __init__(self, namespace: str, name: str) -> None:
+        self.id = secrets.token_hex(8)
+        self.namespace = namespace
+        self.name = name
+        self.state = "running"  # running | succeeded | failed
+        self.progress: list[dict[str, Any]] = []
+        self.error: dict[str, Any] | None = None
+        self.status: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+
+    def on_progress(self, event: Any) -> None:
+        with self._lock:
+            self.progress.append(
+                {
+                    "stage": event.stage,
+                    "done": event.done,
+                    "total": event.total,
+                    "message": event.message,
+                }
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "apiVersion": API_VERSION,
+                "kind": "Operation",
+                "id": self.id,
+                "namespace": self.namespace,
+                "name": self.name,
+                "state": self.state,
+                "progress": list(self.progress),
+                "error": self.error,
+                "status": self.status,
+            }
+
+
+class HeldClusters:
+    """The deployments this server holds: a tunnel and a heartbeat each.
+
+    All methods block (Kubernetes calls): the handlers run them in ``executor``.
+    """
+
+    def __init__(self, app: ArkoudaK8s) -> None:
+        self.app = app
+        self.clusters: dict[tuple[str, str], Any] = {}
+        self.ephemeral: set[tuple[str, str]] = set()
+        self.operations: dict[str, Operation] = {}
+        self._lock = threading.Lock()
+        self._key_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._kube: Any = None
+        self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="arkouda-k8s")
+
+    # -- Kubernetes access ------------------------------------------------------------
+
+    def kube(self, namespace: str | None = None) -> Any:
+        from .cluster import kube_in
+        from .kube import Kube
+
+        with self._lock:
+            if self._kube is None:
+                self._kube = Kube.connect(
+                    self.app.kubeconfig or None,
+                    self.app.context or None,
+                    self.app.namespace or None,
+                )
+            kube = self._kube
+        return kube_in(kube, namespace) if namespace else kube
+
+    def default_namespace(self) -> str:
+        return str(self.kube().namespace)
+
+    def _key_lock(self, key: tuple[str, str]) -> threading.Lock:
+        with self._lock:
+            return self._key_locks.setdefault(key, threading.Lock())
+
+    def held(self, namespace: str, name: str) -> Any:
+        return self.clusters.get((namespace, name))
+
+    def _options(self) -> dict[str, Any]:
+        interval = self.app.heartbeat_interval
+        return {"heartbeat_interval": interval} if interval else {}
+
+    # -- what the handlers ask --------------------------------------------------------
+
+    def listing(self, namespace: str | None, all_namespaces: bool) -> dict[str, Any]:
+        from .cluster import cluster_list_dict, list_clusters
+
+        kube = self.kube()
+        items = list_clusters(
+            namespace=namespace or kube.namespace, all_namespaces=all_namespaces, kube=kube
+        )
+        doc = cluster_list_dict(items)
+        now = time.time()
+        for item, info in zip(doc["items"], items, strict=True):
+            key = (info.namespace, info.name)
+            item["heartbeatAgeSeconds"] = (
+                int(now - info.heartbeat.timestamp()) if info.heartbeat else None
+            )
+            item["heldByServer"] = key in self.clusters
+            item["ephemeral"] = key in self.ephemeral
+            cluster = self.clusters.get(key)
+            if cluster is not None and cluster.address is not None:
+                item["tunnel"] = _tunnel(cluster)
+        return doc
+
+    def status(self, namespace: str, name: str) -> dict[str, Any]:
+        from .cluster import ArkoudaCluster
+
+        cluster = self.held(namespace, name)
+        if cluster is None:
+            cluster = ArkoudaCluster.from_name(
+                name, namespace, kube=self.kube(namespace), connect=False
+            )
+        doc = cluster.status().to_dict()
+        doc["heldByServer"] = (namespace, name) in self.clusters
+        doc["ephemeral"] = (namespace, name) in self.ephemeral
+        return doc
+
+    def tunnel(self, namespace: str, name: str, api_server: str | None) -> dict[str, Any]:
+        """Open the tunnel (attach, handshake, heartbeat) or return the one held."""
+        from .cluster import ArkoudaCluster
+
+        if api_server and api_server != self.kube().server:
+            raise OtherApiServer(
+                f"this Jupyter server reaches {self.kube().server}, not {api_server}",
+                "the kernel opens its own tunnel",
+            )
+        key = (namespace, name)
+        with self._key_lock(key):  # two kernels asking at once get one tunnel
+            cluster = self.held(namespace, name)
+            if cluster is None:
+                cluster = ArkoudaCluster.from_name(
+                    name, namespace, kube=self.kube(namespace), connect=True, **self._options()
+                )
+                if cluster.marked_ephemeral():
+                    self.ephemeral.add(key)
+                self.clusters[key] = cluster
+            else:
+                cluster.start_tunnel()  # the one held, restarted if it had stopped
+        return {
+            "apiVersion": API_VERSION,
+            "kind": "Tunnel",
+            "name": name,
+            "namespace": namespace,
+            "apiServer": cluster.kube.server,
+            "address": list(cluster.address),
+            "token": cluster.token(),
+            "spec": cluster.spec.to_dict(),
+        }
+
+    def check_deploy(self, spec: Any) -> None:
+        """Refuse at once what the deploy would refuse later: another spec under that name."""
+        from .cluster import ArkoudaCluster, spec_changes
+
+        probe = ArkoudaCluster(spec, kube=self.kube(spec.namespace))
+        existing = probe._existing_spec()
+        if existing is not None and spec_changes(existing, spec):
+            from .cluster import _check_same_spec
+
+            _check_same_spec(existing, spec)
+
+    def deploy(self, op: Operation, spec: Any, ephemeral: bool) -> None:
+        from .cluster import ArkoudaCluster
+
+        key = (spec.namespace, spec.name)
+        try:
+            with self._key_lock(key):
+                cluster = ArkoudaCluster(
+                    spec,
+                    kube=self.kube(spec.namespace),
+                    on_progress=op.on_progress,
+                    ephemeral=ephemeral,
+                    **self._options(),
+                )
+                cluster.deploy(wait=True)
+                if ephemeral or cluster.marked_ephemeral():
+                    self.ephemeral.add(key)
+                old = self.clusters.get(key)
+                self.clusters[key] = cluster
+                if old is not None and old is not cluster:
+                    old.close()
+            op.status = cluster.status(probe=False).to_dict()
+            op.state = "succeeded"
+        except Exception as exc:
+            op.error = _error_body(exc)
+            op.state = "failed"
+
+    def add_operation(self, op: Operation) -> None:
+        with self._lock:
+            self.operations[op.id] = op
+            done = [k for k, o in self.operations.items() if o.state != "running"]
+            for k in done[: max(0, len(self.operations) - KEEP_OPERATIONS)]:
+                del self.operations[k]
+
+    def teardown(self, namespace: str, name: str) -> dict[str, Any]:
+        from .cluster import ArkoudaCluster
+
+        key = (namespace, name)
+        with self._key_lock(key):
+            cluster = self.clusters.pop(key, None)
+            self.ephemeral.discard(key)
+            if cluster is None:
+                cluster = ArkoudaCluster.from_name(
+                    name, namespace, kube=self.kube(namespace), connect=False
+                )
+            deleted = cluster.teardown()
+        return {
+            "apiVersion": API_VERSION,
+            "kind": "Teardown",
+            "name": name,
+            "namespace": namespace,
+            "deleted": [f"{kind}/{obj}" for kind, obj in deleted],
+        }
+
+    def shutdown(self) -> list[str]:
+        """Server stop: ephemeral deployments torn down, the others closed (TTL applies)."""
+        removed = []
+        for key, cluster in list(self.clusters.items()):
+            try:
+                if key in self.ephemeral:
+                    cluster.teardown()
+                    removed.append(f"{key[0]}/{key[1]}")
+                else:
+                    cluster.close()
+            except Exception as exc:  # keep going: the others still need closing
+                self.app.log.warning(
+                    "arkouda-k8s: %s/%s at shutdown: %s", key[0], key[1], _one_line(exc)
+                )
+        self.clusters.clear()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        return removed
+
+
+def _tunnel(cluster: Any) -> dict[str, Any]:
+    host, port = cluster.address
+    state = getattr(cluster.tunnel, "state", None)
+    return {"state": str(getattr(state, "value", state)), "address": f"{host}:{port}"}
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, ArkoudaK8sError):
+        return exc.one_line()
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
+def http_status(exc: BaseException) -> int:
+    """The HTTP status of a library error (the CLI's exit code has the same split)."""
+    if isinstance(exc, SpecConflict | OtherApiServer):
+        return 409
+    if isinstance(exc, SpecError | UsageError):
+        return 400
+    if isinstance(exc, PermissionsMissing):
+        return 403
+    if isinstance(exc, ClusterNotFound):
+        return 404
+    if isinstance(exc, KubeError) and exc.status in (400, 403, 404, 409, 422):
+        return 400 if exc.status == 422 else int(exc.status)
+    return 500
+
+
+def _error_body(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, ArkoudaK8sError):
+        return {
+            "message": " ".join(exc.message.split()),
+            "hint": exc.hint,
+            "error": exc.one_line(),
+            "kind": type(exc).__name__,
+        }
+    return {"message": _one_line(exc), "hint": None, "error": _one_line(exc), "kind": "Error"}
+
+
+class _Handler(APIHandler):
+    """Shared by the extension's handlers: JSON answers, library errors as statuses."""
+
+    @property
+    def held(self) -> HeldClusters:
+        return self.settings["arkouda_k8s"]  # type: ignore[no-any-return]
+
+    async def blocking(self, fn: Callable[..., R], *args: Any) -> R:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.held.executor, fn, *args)
+
+    def answer(self, doc: dict[str, Any], status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(doc))
+
+    def fail(self, exc: BaseException) -> None:
+        status = http_status(exc)
+        if status == 500:
+            self.log.warning("arkouda-k8s: %s", _one_line(exc))
+        self.answer(_error_body(exc), status)
+
+    def refuse_unless_allowed(self, what: str) -> bool:
+        if self.held.app.allow_deploy:
+            return False
+        self.answer(
+            {
+                "message": f"{what} is turned off on this Jupyter server",
+                "hint": "ask its operator (c.ArkoudaK8s.allow_deploy = True)",
+                "error": f"{what} is turned off on this Jupyter server (hint: ask its "
+                "operator: c.ArkoudaK8s.allow_deploy = True)",
+                "kind": "Forbidden",
+            },
+            403,
+        )
+        return True
+
+    def json_body(self) -> dict[str, Any]:
+        if not self.request.body:
+            return {}
+        try:
+            body = json.loads(self.request.body)
+        except ValueError as exc:
+            raise UsageError(f"request body: not JSON ({exc})", "send a JSON object") from None
+        if not isinstance(body, dict):
+            raise UsageError("request body: not a JSON object", 'send {"spec": {...}}')
+        return body
+
+
+class ClustersHandler(_Handler):
+    @web.authenticated
+    async def get(self) -> None:
+        namespace = self.get_query_argument("namespace", None)
+        every = self.get_query_argument("all_namespaces", "") in ("1", "true", "yes")
+        try:
+            self.answer(await self.blocking(self.held.listing, namespace, every))
+        except Exception as exc:
+            self.fail(exc)
+
+    @web.authenticated
+    async def post(self) -> None:
+        from .spec import ClusterSpec
+
+        if self.refuse_unless_allowed("deploying"):
+            return
+        try:
+            body = self.json_body()
+            unknown = sorted(set(body) - {"spec", "ephemeral"})
+            if unknown:
+                raise UsageError(
+                    f"request body: unknown field {unknown[0]!r}", "give spec and ephemeral"
+                )
+            ephemeral = body.get("ephemeral", False)
+            if not isinstance(ephemeral, bool):
+                raise UsageError(f"ephemeral: {ephemeral!r} is not true or false")
+            spec = ClusterSpec.from_dict(body.get("spec") or {})
+            if spec.namespace is None:
+                spec = spec.with_namespace(await self.blocking(self.held.default_namespace))
+            await self.blocking(self.held.check_deploy, spec)
+        except Exception as exc:
+            self.fail(exc)
+            return
+        op = Operation(str(spec.namespace), spec.name)
+        self.held.add_operation(op)
+        asyncio.get_running_loop().run_in_executor(
+            self.held.executor, self.held.deploy, op, spec, ephemeral
+        )
+        url = url_path_join(self.base_url, API, "operations", op.id)
+        self.set_header("Location", url)
+        self.answer(op.to_dict(), 202)
+
+
+class OperationHandler(_Handler):
+    @web.authenticated
+    async def get(self, op_id: str) -> None:
+        op = self.held.operations.get(op_id)
+        if op is None:
+            self.fail(ClusterNotFound(f"no operation {op_id!r} on this server"))
+            return
+        self.answer(op.to_dict())
+
+
+class ClusterHandler(_Handler):
+    @web.authenticated
+    async def get(self, namespace: str, name: str) -> None:
+        try:
+            self.answer(await self.blocking(self.held.status, namespace, name))
+        except Exception as exc:
+            self.fail(exc)
+
+    @web.authenticated
+    async def delete(self, namespace: str, name: str) -> None:
+        if self.refuse_unless_allowed("teardown"):
+            return
+        try:
+            self.answer(await self.blocking(self.held.teardown, namespace, name))
+        except Exception as exc:
+            self.fail(exc)
+
+
+class TunnelHandler(_Handler):
+    @web.authenticated
+    async def post(self, namespace: str, name: str) -> None:
+        try:
+            api_server = self.json_body().get("apiServer")
+            self.answer(await self.blocking(self.held.tunnel, namespace, name, api_server))
+        except Exception as exc:
+            self.fail(exc)
+
+
+# A Kubernetes object name (DNS label): also what keeps ".." and "/" out of the path.
+_NAME = r"([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)"
+
+
+class ArkoudaK8s(ExtensionApp):
+    """Clusters and tunnels owned by the Jupyter server (see the module docstring)."""
+
+    name = "arkouda_k8s"
+    load_other_extensions = True
+
+    kubeconfig = Unicode(
+        "", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)"
+    ).tag(config=True)
+    context = Unicode("", help="kubeconfig context (default: the current one)").tag(config=True)
+    namespace = Unicode(
+        "", help="namespace when a request names none (default: the context's)"
+    ).tag(config=True)
+    allow_deploy = Bool(
+        True, help="allow deploy and teardown through the REST API (False: list, status, tunnel)"
+    ).tag(config=True)
+    heartbeat_interval = Float(
+        0.0, help="seconds between heartbeats of held deployments (0: the library's default)"
+    ).tag(config=True)
+
+    def initialize_settings(self) -> None:
+        self.held = HeldClusters(self)
+        self.settings["arkouda_k8s"] = self.held
+
+    def initialize_handlers(self) -> None:
+        one = rf"/{API}/clusters/{_NAME}/{_NAME}"
+        self.handlers.extend(
+            [
+                (rf"/{API}/clusters", ClustersHandler),
+                (rf"/{API}/operations/([0-9a-f]+)", OperationHandler),
+                (one, ClusterHandler),
+                (rf"{one}/tunnel", TunnelHandler),
+            ]
+        )
+
+    async def stop_extension(self) -> None:
+        held = getattr(self, "held", None)
+        if held is None:
+            return
+        loop = asyncio.get_running_loop()
+        removed = await loop.run_in_executor(None, held.shutdown)
+        for item in removed:
+            self.log.info("arkouda-k8s: %s (ephemeral) deleted at shutdown", item)

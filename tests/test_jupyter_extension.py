@@ -1,0 +1,224 @@
+"""The Jupyter server extension (arkouda_k8s/jupyter_extension.py) in a real jupyter_server
+on 127.0.0.1 over the sandbox: REST list/status/deploy/teardown, one server-owned tunnel
+shared by two kernels and kept across a kernel restart, authentication and XSRF, the
+heartbeat of held deployments and the teardown of ephemeral ones at shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jupyter_support import JupyterServer
+from lifecycle_support import labelled
+
+from arkouda_k8s.cluster import HEARTBEAT_ANNOTATION
+
+pytest.importorskip("jupyter_server")
+
+API = "arkouda-k8s/api"
+SMALL = {"cpu": "100m", "memory": "256Mi", "locales": 2, "namespace": "default"}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def server(sb: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
+    srv = JupyterServer(
+        tmp_path_factory.mktemp("jupyter"), sb.kubeconfig_path, "--ArkoudaK8s.heartbeat_interval=1"
+    )
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def _connect_code(name: str) -> str:
+    return (
+        "%load_ext arkouda_k8s\n"
+        f"%arkouda_connect {name}\n"
+        "from arkouda_k8s.magics import _LOADED\n"
+        f"c = next(iter(_LOADED.values())).clusters[{name!r}]\n"
+        "print('ADDRESS', c.address, type(c.tunnel).__name__)\n"
+        "print('SUM', ak.arange(0, 10, 1).sum())\n"
+    )
+
+
+def _address(output: str) -> str:
+    line = next(ln for ln in output.splitlines() if ln.startswith("ADDRESS"))
+    return line.split(" ", 1)[1]
+
+
+def test_installing_the_package_enables_the_extension(tmp_path: Path) -> None:
+    # this environment's install (pip install -e, as the README says) placed the file
+    installed = Path(sys.prefix, "etc/jupyter/jupyter_server_config.d/arkouda_k8s.json")
+    assert json.loads(installed.read_text())["ServerApp"]["jpserver_extensions"] == {
+        "arkouda_k8s": True
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "jupyter_server", "extension", "list"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path), "NO_COLOR": "1"},
+    )
+    text = out.stdout + out.stderr
+    assert "arkouda_k8s" in text and "arkouda_k8s 0.1.0" in text, text
+    # a normal install: the wheel carries the same file into etc/jupyter
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        check=True,
+        timeout=600,
+        capture_output=True,
+    )
+    wheel = next(tmp_path.glob("arkouda_k8s-*.whl"))
+    with zipfile.ZipFile(wheel) as zf:
+        assert (
+            "arkouda_k8s-0.1.0.data/data/etc/jupyter/jupyter_server_config.d/arkouda_k8s.json"
+            in zf.namelist()
+        )
+
+
+def test_unauthenticated_and_cross_origin_requests_are_refused(server: JupyterServer) -> None:
+    status, _ = server.request("GET", f"{API}/clusters", token=False)
+    assert status == 403
+    status, _ = server.request("POST", f"{API}/clusters", {"spec": {"name": "nope"}}, token=False)
+    assert status == 403
+    # A browser holding the user's login cookie, posting without the _xsrf token: from
+    # another site (Jupyter's origin check answers 404, "Blocking Cross Origin API
+    # request"), and even from the same origin (the XSRF check: 403)
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+    opener.open(f"{server.url}api/status?token={server.token}", timeout=30).read()
+    for origin, refusal in (("http://evil.example", 404), (server.url.rstrip("/"), 403)):
+        req = urllib.request.Request(
+            f"{server.url}{API}/clusters",
+            data=json.dumps({"spec": {"name": "csrf", **SMALL}}).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json", "Origin": origin},
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            opener.open(req, timeout=30)
+        assert refused.value.code == refusal, origin
+    assert "Blocking Cross Origin API request" in server.log_text()
+    # the same cookie does read (a GET needs no XSRF token): the refusals were the checks
+    ok = opener.open(f"{server.url}{API}/clusters", timeout=30)
+    assert ok.status == 200
+    status, doc = server.request("GET", f"{API}/clusters")
+    assert "csrf" not in [i["name"] for i in doc["items"]]
+
+
+def test_rest_deploy_list_status_errors_teardown(server: JupyterServer, kube: Any) -> None:
+    name = "jx-rest"
+    op = server.deploy({"name": name, **SMALL})
+    assert op["state"] == "succeeded", op
+    stages = [p["stage"] for p in op["progress"]]
+    assert "handshake" in stages and stages[-1] == "ready", stages
+    assert op["status"]["stage"] == "Ready"
+
+    status, doc = server.request("GET", f"{API}/clusters")
+    assert status == 200
+    item = next(i for i in doc["items"] if i["name"] == name)
+    assert item["stage"] == "Ready" and item["localePods"] == {"ready": 1, "total": 1}
+    assert item["heldByServer"] is True and item["tunnel"]["address"].startswith("127.0.0.1:")
+    assert item["heartbeatAgeSeconds"] is not None and item["expiresAt"] is None
+
+    status, doc = server.request("GET", f"{API}/clusters/default/{name}")
+    assert status == 200 and doc["kind"] == "ClusterStatus" and doc["stage"] == "Ready", doc
+    assert doc["arkoudaVersion"]
+
+    # errors: the CLI's one line and hint, with HTTP statuses
+    status, doc = server.request("POST", f"{API}/clusters", {"spec": {"name": "x", "locales": 0}})
+    assert status == 400 and doc["message"].startswith("locales:"), doc
+    status, doc = server.request(
+        "POST", f"{API}/clusters", {"spec": {"name": name, **SMALL, "locales": 3}}
+    )
+    assert status == 409 and "exists with different settings" in doc["message"], doc
+    assert "teardown" in doc["hint"]
+    status, doc = server.request("GET", f"{API}/clusters/default/jx-none")
+    assert status == 404 and doc["kind"] == "ClusterNotFound" and doc["hint"], doc
+    status, doc = server.request("POST", f"{API}/clusters/default/jx-none/tunnel")
+    assert status == 404, doc
+
+    status, doc = server.request("DELETE", f"{API}/clusters/default/{name}")
+    assert status == 200 and any(d.startswith("Pod/") for d in doc["deleted"]), doc
+    assert labelled(kube, name) == []
+    status, doc = server.request("GET", f"{API}/clusters/default/{name}")
+    assert status == 404
+
+
+def test_two_kernels_share_one_tunnel_and_a_restart_reattaches_through_it(
+    server: JupyterServer, kube: Any
+) -> None:
+    name = "jx-shared"
+    # no token: the installable 2020 client cannot send one
+    assert server.deploy({"name": name, **SMALL, "authenticate": False})["state"] == "succeeded"
+    first, second = server.start_kernel(), server.start_kernel()
+    try:
+        out1 = first.run(_connect_code(name))
+        out2 = second.run(_connect_code(name))
+        status, doc = server.request("GET", f"{API}/clusters/default/{name}")
+        held = "('{}', {})".format(*doc["tunnel"]["address"].rsplit(":", 1))
+        assert _address(out1) == _address(out2) == f"{held} _BorrowedTunnel", (out1, out2)
+        assert "SUM 45" in out1 and "SUM 45" in out2
+
+        first.restart()
+        out = first.run(_connect_code(name))
+        assert _address(out) == f"{held} _BorrowedTunnel" and "SUM 45" in out, out
+        # the other kernel kept computing through the same tunnel meanwhile
+        assert "45" in second.run("print(ak.arange(0, 10, 1).sum())")
+
+        # the server renews the heartbeat of what it holds (interval 1 s here)
+        def beat() -> str:
+            cm = kube.get("ConfigMap", f"{name}-state", "default")
+            return str(cm["metadata"]["annotations"][HEARTBEAT_ANNOTATION])
+
+        before, deadline = beat(), time.monotonic() + 30
+        while beat() == before:
+            assert time.monotonic() < deadline, "no heartbeat renewal"
+            time.sleep(0.2)
+    finally:
+        first.shutdown()
+        second.shutdown()
+        server.request("DELETE", f"{API}/clusters/default/{name}")
+
+
+def test_shutdown_tears_down_ephemeral_deployments_and_leaves_the_others(
+    sb: Any, kube: Any, tmp_path: Path
+) -> None:
+    srv = JupyterServer(tmp_path, sb.kubeconfig_path)
+    try:
+        assert srv.deploy({"name": "jx-eph", **SMALL}, ephemeral=True)["state"] == "succeeded"
+        assert srv.deploy({"name": "jx-kept", **SMALL})["state"] == "succeeded"
+        status, doc = srv.request("GET", f"{API}/clusters")
+        marks = {i["name"]: i["ephemeral"] for i in doc["items"]}
+        assert marks["jx-eph"] is True and marks["jx-kept"] is False
+    finally:
+        srv.stop()  # SIGTERM, as a service manager stops it
+    try:
+        assert srv.process.returncode is not None
+        assert labelled(kube, "jx-eph") == [], srv.log_text()[-3000:]
+        assert any(x.startswith("Pod/") for x in labelled(kube, "jx-kept"))
+    finally:
+        from arkouda_k8s.cluster import ArkoudaCluster
+
+        ArkoudaCluster.from_name("jx-kept", "default", kube=kube, connect=False).teardown()
+
+
+def test_allow_deploy_false_refuses_deploy_and_teardown(sb: Any, tmp_path: Path) -> None:
+    srv = JupyterServer(tmp_path, sb.kubeconfig_path, "--ArkoudaK8s.allow_deploy=False")
+    try:
+        status, doc = srv.request("POST", f"{API}/clusters", {"spec": {"name": "jx-no", **SMALL}})
+        assert status == 403 and "allow_deploy" in doc["hint"], doc
+        status, doc = srv.request("DELETE", f"{API}/clusters/default/jx-no")
+        assert status == 403
+        assert srv.request("GET", f"{API}/clusters")[0] == 200
+    finally:
+        srv.stop()
