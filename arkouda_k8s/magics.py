@@ -20,6 +20,10 @@ A thin skin over :class:`~arkouda_k8s.cluster.ArkoudaCluster` (no Kubernetes log
     A status card; the server's (or the locales') log, secrets masked.
 ``%arkouda_connect NAME``
     Reattach to a running deployment (after a kernel restart): tunnel, session, ``ak``.
+    Under a Jupyter server with the ``arkouda_k8s`` extension, the server's tunnel (live
+    across kernel restarts, shared by its kernels; ``jupyter_link.py``); ``%arkouda_deploy``
+    hands its tunnel to that server, and ``--ephemeral`` has the server delete the
+    deployment when it stops.
 ``%arkouda_list [--all-namespaces]``, ``%arkouda_teardown [NAME | --all | --expired]``
     The arkouda-k8s deployments visible; delete one (default: the current) or several.
 ``%arkouda_sandbox``

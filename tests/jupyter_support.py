@@ -170,12 +170,20 @@ class Kernel:
         while not path.exists():
             assert time.monotonic() < deadline, f"no connection file {path}"
             time.sleep(0.05)
-        if self.client is not None:
-            self.client.stop_channels()
-        self.client = BlockingKernelClient(connection_file=str(path))
-        self.client.load_connection_file()
-        self.client.start_channels()
-        self.client.wait_for_ready(timeout=60)
+        while True:
+            if self.client is not None:
+                self.client.stop_channels()
+            self.client = BlockingKernelClient(connection_file=str(path))
+            self.client.load_connection_file()
+            self.client.start_channels()
+            try:
+                self.client.wait_for_ready(timeout=60)
+                return
+            except RuntimeError:
+                # "died before replying": a client that does not own the kernel judges
+                # by heartbeats, which a kernel just restarted has not sent yet
+                if time.monotonic() > deadline + 60:
+                    raise
 
     def run(self, code: str, timeout: float = 180) -> str:
         """Run ``code``; its printed output (an error fails the test with the traceback)."""
