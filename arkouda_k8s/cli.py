@@ -238,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--kubeconfig-out", metavar="FILE", help="where to write the sandbox's kubeconfig"
     )
+    p.add_argument(
+        "--api-latency",
+        metavar="DELAY",
+        help="answer every API request this much later (e.g. 30ms: a distant cluster)",
+    )
 
     p = sub.add_parser(
         "render",
@@ -491,9 +496,10 @@ def _cmd_completion(args: argparse.Namespace) -> int:
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:
-    from .sandbox.__main__ import run_foreground
+    from .sandbox.__main__ import parse_latency, run_foreground
 
-    return run_foreground(args.port, args.kubeconfig_out)
+    latency = parse_latency(args.api_latency) if args.api_latency else 0.0
+    return run_foreground(args.port, args.kubeconfig_out, api_latency=latency)
 
 
 def _cmd_render(args: argparse.Namespace) -> int:

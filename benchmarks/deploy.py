@@ -22,12 +22,13 @@ extra time to Ready is printed next to it.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 
 from arkouda_k8s.cluster import ArkoudaCluster, Timeouts
+from arkouda_k8s.errors import UsageError
 from arkouda_k8s.sandbox import Sandbox
+from arkouda_k8s.sandbox.__main__ import parse_latency
 from arkouda_k8s.spec import ClusterSpec
 
 
@@ -67,11 +68,11 @@ def run_one(sb: Sandbox, locales: int, mode: str) -> dict[str, object]:
 
 
 def latency(text: str) -> float:
-    """'30ms', '0.03s', '0.03' -> seconds."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s)?\s*", text)
-    if not m:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a latency (use e.g. 30ms)")
-    return float(m.group(1)) / (1000 if m.group(2) == "ms" else 1)
+    """'30ms', '0.03s', '0.03' -> seconds (the sandbox's own parser)."""
+    try:
+        return parse_latency(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
 
 
 def main(argv: list[str] | None = None) -> int:

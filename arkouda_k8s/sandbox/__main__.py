@@ -1,7 +1,9 @@
 """``python -m arkouda_k8s.sandbox``: run the simulated cluster in the foreground.
 
-Same as ``arkouda-k8s sandbox [--port P] [--kubeconfig-out FILE]``: prints the API URL
-and the ``export KUBECONFIG=...`` line, then serves until Ctrl-C or SIGTERM.
+Same as ``arkouda-k8s sandbox [--port P] [--kubeconfig-out FILE] [--api-latency 30ms]``:
+prints the API URL and the ``export KUBECONFIG=...`` line, then serves until Ctrl-C or
+SIGTERM. ``--api-latency`` answers every API request that much later, as a cluster far
+away would.
 """
 
 from __future__ import annotations
@@ -35,8 +37,23 @@ def write_private(path: str, data: bytes) -> None:
         raise
 
 
+def parse_latency(text: str, option: str = "--api-latency") -> float:
+    """'30ms', '0.03s', '0.03' -> seconds; a UsageError naming ``option`` otherwise."""
+    import re
+
+    from ..errors import UsageError
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s)?\s*", text or "")
+    if not m:
+        raise UsageError(f"{option}: {text!r} is not a latency", "use e.g. 30ms or 0.03s")
+    return float(m.group(1)) / (1000 if m.group(2) == "ms" else 1)
+
+
 def run_foreground(
-    port: int = 0, kubeconfig_out: str | None = None, out: TextIO | None = None
+    port: int = 0,
+    kubeconfig_out: str | None = None,
+    out: TextIO | None = None,
+    api_latency: float = 0.0,
 ) -> int:
     """Start a Sandbox, say how to use it, serve until Ctrl-C/SIGTERM; exit code."""
     from . import Sandbox
@@ -50,7 +67,7 @@ def run_foreground(
     previous = signal.signal(signal.SIGTERM, on_signal)
     written: str | None = None
     try:
-        with Sandbox(port=port) as sb:
+        with Sandbox(port=port, api_latency=api_latency) as sb:
             path = sb.kubeconfig_path
             if kubeconfig_out:
                 written = os.path.abspath(kubeconfig_out)
@@ -86,8 +103,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=int, default=0, help="API port on 127.0.0.1")
     parser.add_argument("--kubeconfig-out", metavar="FILE", help="also write the kubeconfig here")
+    parser.add_argument(
+        "--api-latency",
+        metavar="DELAY",
+        help="answer every API request this much later (e.g. 30ms: a distant cluster)",
+    )
     args = parser.parse_args(argv)
-    return run_foreground(args.port, args.kubeconfig_out)
+    latency = parse_latency(args.api_latency) if args.api_latency else 0.0
+    return run_foreground(args.port, args.kubeconfig_out, api_latency=latency)
 
 
 if __name__ == "__main__":

@@ -59,3 +59,22 @@ def test_sandbox_command_serves_until_sigterm(tmp_path: Path, existing: bool) ->
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_api_latency_delays_every_request_and_bad_values_are_exit_2(capsys) -> None:
+    """`--api-latency 30ms` (a distant cluster): every API answer comes that much later."""
+    from arkouda_k8s.cli import main
+    from arkouda_k8s.kube import Kube
+    from arkouda_k8s.sandbox import Sandbox
+    from arkouda_k8s.sandbox.__main__ import parse_latency
+
+    assert parse_latency("30ms") == 0.03 and parse_latency("0.2s") == 0.2
+    with Sandbox(kubelet=False, controllers=False, api_latency=parse_latency("200ms")) as sb:
+        kube = Kube.from_kubeconfig(sb.kubeconfig_path)
+        kube.get("Namespace", "default")  # the connection is open: only the delay remains
+        start = time.monotonic()
+        for _ in range(3):
+            kube.get("Namespace", "default")
+        assert time.monotonic() - start >= 3 * 0.2
+    assert main(["sandbox", "--api-latency", "soon"]) == 2
+    assert "--api-latency" in capsys.readouterr().err
