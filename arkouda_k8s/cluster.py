@@ -508,6 +508,12 @@ class ArkoudaCluster:
         self._judge(_result(found_out[0]))
         taken = _result(found_out[1])
         if taken is not None:
+            # Another session deploying this same name may have created its state
+            # ConfigMap (always its first object) between our existence probes and the
+            # name lookup: that is its deploy under way, to be joined, not a stranger's.
+            state = self._state_configmap(deadline)
+            if state is not None and _looks_ours(state, self.name):
+                return self._join(wait)
             raise self._foreign(*taken)
         if self.create_namespace and self.namespace_missing:
             self._create_namespace(deadline)

@@ -416,6 +416,27 @@ def test_two_sessions_deploying_one_name_share_one_deployment(sb, kube):
     assert labelled(kube, "c-race") == []
 
 
+def test_a_deploy_whose_probes_missed_a_concurrent_one_joins_it(sb, kube):
+    """The losing session of a race saw no deployment in its existence probes, and then
+    found the names taken by the winner's state ConfigMap: it joins that deploy instead
+    of calling the winner's objects foreign (1 run in 4 of the race test did)."""
+    s = spec("c-late", locales=2)
+    first = cluster(sb, s)
+    first.deploy()
+    late = cluster(sb, s)
+    # the probes ran before the first session's state ConfigMap existed
+    late._existing_spec = lambda deadline=None: None  # type: ignore[method-assign]
+    late._instance_exists = lambda deadline=None: False  # type: ignore[method-assign]
+    try:
+        late.deploy()
+        assert late.created is False
+        assert late.token() == first.token()
+    finally:
+        late.close()
+        first.teardown()
+    assert labelled(kube, "c-late") == []
+
+
 def test_context_manager(sb, kube):
     with cluster(sb, spec("c-with", mode="smp", locales=2), teardown_on_exit=True) as c:
         assert c.address is not None and c.status().stage == "Ready"
