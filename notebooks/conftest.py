@@ -25,3 +25,19 @@ def pytest_configure(config: pytest.Config) -> None:
     bin_dir = str(Path(sys.executable).parent)
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """After a failed comparison: how to store new outputs when the change is intended."""
+    failed = {
+        report.nodeid.split("::")[0]
+        for report in terminalreporter.stats.get("failed", [])
+        if report.nodeid.endswith(".ipynb") or ".ipynb::" in report.nodeid
+    }
+    if failed:
+        terminalreporter.write_line(
+            "A tutorial's output changed. If your change meant it (a command now prints "
+            "something else), store the new outputs and commit them with your change:\n"
+            f"    python scripts/regenerate_notebooks.py {' '.join(sorted(failed))}\n"
+            "and read the diff (docs/tutorials.md)."
+        )

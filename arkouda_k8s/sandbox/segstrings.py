@@ -263,8 +263,20 @@ def unique(s: SegString) -> tuple[SegString, np.ndarray]:
     return take(s, order[segments]), counts
 
 
+# Up to this many distinct strings on the right, in1d compares each one (a pass over the
+# left per string) instead of sorting both sides together.
+_IN1D_SCAN = 32
+
+
 def in1d(s: SegString, t: SegString) -> np.ndarray:
     """Rows of ``s`` that equal some row of ``t``."""
+    if t.size <= 4 * _IN1D_SCAN:
+        wanted = set(to_list(t))
+        if len(wanted) <= _IN1D_SCAN:
+            found = np.zeros(s.size, dtype=np.bool_)
+            for text in wanted:
+                found |= equals_scalar(s, text)
+            return found
     _, _, ids = group_ids(concatenate([s, t]))
     return np.isin(ids[: s.size], ids[s.size :])
 

@@ -83,8 +83,10 @@ def test_strings_with_the_2020_client_match_numpy(client):
     want_sums = [amounts[want == k].sum() for k in nvalues]
     np.testing.assert_array_equal(sums.to_ndarray(), want_sums)
 
-    wanted = np.array(["api", "a b", "nowhere"])
+    wanted = np.array(["api", "a b", "nowhere"])  # a few strings: compared one by one
     np.testing.assert_array_equal(ak.in1d(s, ak.array(wanted)).to_ndarray(), np.isin(want, wanted))
+    many = np.array([f"w{i}" for i in range(200)] + ["web", "ap"])  # many: sorted together
+    np.testing.assert_array_equal(ak.in1d(s, ak.array(many)).to_ndarray(), np.isin(want, many))
 
 
 def test_in1d_and_histogram_with_the_2020_client_match_numpy(client):
