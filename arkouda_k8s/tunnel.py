@@ -495,6 +495,10 @@ class _SpdyUpstream(_Upstream, asyncio.BufferedProtocol):
             self.local.transport.resume_reading()
 
     def _refuse(self, status: int, message: str) -> None:
+        # No stream ever lived on a refused upgrade: its connection_lost is no drop. (It
+        # runs after the dialer has recorded the refusal on 3.12+, whose wait_for takes
+        # fewer loop turns, and would replace the API's reason by "dropped".)
+        self.done = True
         if not self.upgraded.done():
             self.upgraded.set_exception(_Refused(status, message, self.protocol))
         if self.transport is not None:

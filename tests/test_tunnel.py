@@ -460,11 +460,13 @@ def test_health_failing_past_reconnect_timeout_is_failed(world: World, echo: str
         until("ready again", lambda: t.state == "ready", 5)
 
 
-def test_start_fails_clearly_without_permission(world: World, echo: str) -> None:
+# Both pumps: the asyncio one is what CPython 3.14 gets (the native one is not built there).
+@pytest.mark.parametrize("pump", PUMPS)
+def test_start_fails_clearly_without_permission(world: World, echo: str, pump: str) -> None:
     path = world.sb.kubeconfig_for_user(f"nobody-{uuid.uuid4().hex[:6]}")
     endpoint = Kube.from_kubeconfig(path).endpoint()
     tunnel = Tunnel(endpoint, "default", echo, ECHO_PORT)
-    with pytest.raises(TunnelError) as info:
+    with pump_chosen(pump), pytest.raises(TunnelError) as info:
         tunnel.start(timeout=10)
     message = info.value.one_line()
     assert "forbidden" in message.lower() and "pods/portforward" in message
@@ -490,10 +492,11 @@ def test_expired_credentials_are_refreshed_from_a_callable_endpoint(
         Tunnel(expired, "default", echo, ECHO_PORT).start(timeout=5)
 
 
-def test_missing_pod_times_out_with_the_api_reason(world: World) -> None:
+@pytest.mark.parametrize("pump", PUMPS)
+def test_missing_pod_times_out_with_the_api_reason(world: World, pump: str) -> None:
     tunnel = Tunnel(world.endpoint(), "default", "no-such-pod", ECHO_PORT)
     started = time.monotonic()
-    with pytest.raises(TunnelError) as info:
+    with pump_chosen(pump), pytest.raises(TunnelError) as info:
         tunnel.start(timeout=2)
     assert time.monotonic() - started < 5
     assert "not found" in info.value.one_line()
