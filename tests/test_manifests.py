@@ -5,12 +5,9 @@ models of the real images (tests/pod_root.py, from sandbox/image_facts.yaml)."""
 from __future__ import annotations
 
 import base64
-import datetime
-import ipaddress
 import json
 import os
 import shutil
-import ssl
 import subprocess
 import tempfile
 import threading
@@ -23,8 +20,6 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from arkouda_k8s import manifests
@@ -32,6 +27,7 @@ from arkouda_k8s.credentials import Credentials
 from arkouda_k8s.errors import SpecError
 from arkouda_k8s.manifests import PLACEHOLDER, names, render, selector
 from arkouda_k8s.sandbox import image_facts
+from arkouda_k8s.sandbox.auth import CertificateAuthority
 from arkouda_k8s.spec import ClusterSpec, Persistence, parse_quantity
 
 K8S_VERSION = kubernetes_validate.latest_version()
@@ -640,30 +636,6 @@ def test_launch_scripts_are_valid_sh():
             assert result.returncode == 0, (name, result.stderr)
 
 
-def _cert(subject: str, key, issuer_key, issuer_name=None, *, ca=False, ip=None):
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer_name or name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if ip:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), critical=False
-        )
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def _pem(cert) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
 class _FakeApi:
     """An HTTPS endpoint on 127.0.0.1, verified by a test CA, that lists locale pods (a
     Ready one, then on later calls a second Ready one among pods that do not count:
@@ -672,25 +644,15 @@ class _FakeApi:
 
     SA_TOKEN = "service-account-token-of-the-server-pod"
 
-    def __init__(self, ca_key, ca_cert, workdir: Path, *, status: int = 200) -> None:
+    def __init__(self, ca: CertificateAuthority, *, status: int = 200) -> None:
         self.selectors: list[str] = []
         self.deletes: list[str] = []
         self.users: list[str] = []
         self.status = status
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = _cert("127.0.0.1", key, ca_key, ca_cert.subject, ip="127.0.0.1")
-        (workdir / "srv.crt").write_bytes(_pem(cert))
-        (workdir / "srv.key").write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        (workdir / "ca.crt").write_bytes(_pem(ca_cert))
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(workdir / "ca.crt"))
-        ctx.verify_mode = ssl.CERT_OPTIONAL
-        ctx.load_cert_chain(str(workdir / "srv.crt"), str(workdir / "srv.key"))
+        # The sandbox CA's serving certificate: 127.0.0.1 among its names and the
+        # extensions a cluster's carries, which Python 3.13's strict verification (in the
+        # launch scripts) requires. Client certificates optional: tokens are accepted too.
+        ctx = ca.server_context()
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -765,16 +727,6 @@ def _pod(ip: str, phase: str, *, ready: bool = True, deleting: bool = False) -> 
     return {"metadata": meta, "status": {"phase": phase, "podIP": ip, "conditions": conditions}}
 
 
-class _KeyOf:
-    """Adapter: the certificate builder wants an object with public_key()."""
-
-    def __init__(self, csr: x509.CertificateSigningRequest) -> None:
-        self._csr = csr
-
-    def public_key(self):
-        return self._csr.public_key()
-
-
 FIELDS = {"status.podIP": "127.0.0.10", "metadata.namespace": "team"}
 
 
@@ -790,11 +742,10 @@ def pod_world() -> Iterator[dict]:
     work = Path(tempfile.mkdtemp(prefix="arkouda-k8s-test-", dir=shm))
     os.chmod(work, 0o700)
     try:
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_cert = _cert("test-ca", ca_key, ca_key, ca=True)
-        api = _FakeApi(ca_key, ca_cert, work)
+        ca = CertificateAuthority("test-ca")
+        api = _FakeApi(ca)
         try:
-            yield {"ca_key": ca_key, "ca_cert": ca_cert, "api": api, "work": work}
+            yield {"ca": ca, "api": api, "work": work}
         finally:
             api.close()
     finally:
@@ -805,13 +756,10 @@ def _objects(world: dict, spec: ClusterSpec) -> tuple[Credentials, dict]:
     creds = Credentials.generate(spec)
     if spec.registration == "server":
         # Sign the instance's own CSR, as the cluster would on approval.
-        csr = x509.load_pem_x509_csr(creds.csr)
-        cn = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
-        leaf = _cert(str(cn), _KeyOf(csr), world["ca_key"], world["ca_cert"].subject)
-        creds = creds.with_certificate(_pem(leaf))
+        creds = creds.with_certificate(world["ca"].sign_client_csr(creds.csr))
     objs = _by_kind(render(spec, creds))
     # The namespace's kube-root-ca.crt ConfigMap, as every cluster publishes it.
-    objs[("ConfigMap", "kube-root-ca.crt")] = {"data": {"ca.crt": _pem(world["ca_cert"]).decode()}}
+    objs[("ConfigMap", "kube-root-ca.crt")] = {"data": {"ca.crt": world["ca"].ca_pem.decode()}}
     return creds, objs
 
 
@@ -828,7 +776,7 @@ def _root(world: dict, spec: ClusterSpec, objs: dict, *, component: str = "serve
             "spec": dep["spec"]["template"]["spec"],
         }
     sa = kw.pop(
-        "service_account", {"token": _FakeApi.SA_TOKEN.encode(), "ca.crt": _pem(world["ca_cert"])}
+        "service_account", {"token": _FakeApi.SA_TOKEN.encode(), "ca.crt": world["ca"].ca_pem}
     )
     return PodRoot(
         f"{spec.mode}-server",
