@@ -61,7 +61,12 @@ venv() {
   local dir=$VENVS/$1 python=$2 extras=$3
   rm -rf "$dir"
   "$python" -m venv "$dir" >&2
-  "$dir/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[$extras]" >&2
+  # pip's full output only when it fails (it names the conflicting requirements)
+  if ! "$dir/bin/python" -m pip install --disable-pip-version-check -e ".[$extras]" \
+    >"$dir/pip.log" 2>&1; then
+    grep -v "^WARNING: Location" "$dir/pip.log" >&2
+    return 1
+  fi
   # The only installable arkouda client (2020.7.7), placed without running its build.
   "$dir/bin/python" scripts/install_arkouda_client.py >&2
   if [ "$(uname -s)" = Linux ] && command -v gcc >/dev/null 2>&1; then
