@@ -163,7 +163,9 @@ class KubectlForward:
             text=True,
         )
         self.stderr: list[str] = []
-        threading.Thread(target=self._drain_stderr, daemon=True).start()
+        self._stderr_changed = threading.Condition()
+        self._drainer = threading.Thread(target=self._drain_stderr, daemon=True)
+        self._drainer.start()
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()  # "Forwarding from 127.0.0.1:NNNN -> PORT"
         match = re.search(r"127\.0\.0\.1:(\d+)", line)
@@ -173,9 +175,28 @@ class KubectlForward:
         self.port = int(match.group(1))
 
     def _drain_stderr(self) -> None:
+        # Reads until kubectl closes its stderr (it exits), then closes our end: stop()
+        # never closes the pipe under this thread.
         assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.stderr.append(line)
+        with self.proc.stderr as pipe:
+            for line in pipe:
+                with self._stderr_changed:
+                    self.stderr.append(line)
+                    self._stderr_changed.notify_all()
+        with self._stderr_changed:
+            self._stderr_changed.notify_all()
+
+    def wait_for_stderr(self, text: str, timeout: float) -> str:
+        """kubectl's stderr once it holds ``text`` (or once it ended, or at the deadline):
+        the drain thread may not have read a line yet when the process has exited."""
+        deadline = time.monotonic() + timeout
+        with self._stderr_changed:
+            while text not in "".join(self.stderr) and self._drainer.is_alive():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._stderr_changed.wait(left)
+            return "".join(self.stderr)
 
     def connect(self) -> socket.socket:
         sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
@@ -189,9 +210,11 @@ class KubectlForward:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
-        for pipe in (self.proc.stdout, self.proc.stderr):
-            if pipe is not None:
-                pipe.close()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        # kubectl has exited: its stderr is at its end, and the drain thread with it
+        self._drainer.join(5)
+        assert not self._drainer.is_alive(), "kubectl's stderr stayed open after it exited"
 
 
 @pytest.mark.kubectl
@@ -237,10 +260,7 @@ def test_kubectl_forward_to_closed_port_shows_error_not_hang(
         with forward.connect() as sock:
             sock.settimeout(10)
             assert sock.recv(10) == b""  # kubectl closes the connection: no hang
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and "connection refused" not in "".join(forward.stderr):
-            time.sleep(0.05)
-        log = "".join(forward.stderr)
+        log = forward.wait_for_stderr("connection refused", 10)
         assert f"error forwarding port {CLOSED_PORT}" in log and "connection refused" in log
     finally:
         forward.stop()
@@ -282,7 +302,7 @@ def test_drop_all_closes_every_open_forward(
         # kubectl exits once its connection to the API server is lost
         for forward in (ws_forward, raw_forward):
             forward.proc.wait(10)
-            assert "lost connection to pod" in "".join(forward.stderr)
+            assert "lost connection to pod" in forward.wait_for_stderr("lost connection", 10)
         for sock in socks:
             sock.close()
     finally:
