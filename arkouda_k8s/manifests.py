@@ -3,7 +3,7 @@
 ``render(spec, credentials)`` returns every object in apply order, ready for
 server-side apply or ``kubectl apply``. Each object is prefixed with the instance name
 (several instances share a namespace) and carries the standard labels. The upstream
-chart traps (DESIGN.md) are fixed here: the launch scripts live beside the image's
+chart traps (docs/architecture.md) are fixed here: the launch scripts live beside the image's
 ``/opt/arkouda`` (never over it) and call its launcher by absolute path, namespaced
 objects only by default (``registration: client``: the server pod lists its locales
 with its own ServiceAccount, we create its Service), a memMax derived below the memory

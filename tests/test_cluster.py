@@ -1,6 +1,6 @@
 """The deployment lifecycle against the sandbox, through a kubeconfig: deploy to Ready
 with the handshake answered, status, idempotence, reattach from another process, the
-upstream traps of DESIGN.md, heartbeat/TTL expiry, and teardown to zero objects."""
+upstream traps of docs/architecture.md, heartbeat/TTL expiry, and teardown to zero objects."""
 
 from __future__ import annotations
 
