@@ -23,7 +23,11 @@ UNIT=(
   tests -m "not browser and not slow"
   --ignore=tests/test_browser.py --ignore=tests/test_quickstart.py
   --ignore=tests/test_cluster.py --ignore=tests/test_cluster_faults.py
-  --ignore=tests/test_cli_cluster.py --ignore=tests/test_tunnel.py
+  --ignore=tests/test_cluster_images.py --ignore=tests/test_cluster_ownership.py
+  --ignore=tests/test_namespace_admin.py --ignore=tests/test_cli_cluster.py
+  --ignore=tests/test_cli_logs.py --ignore=tests/test_cli_output.py
+  --ignore=tests/test_runner_cluster.py --ignore=tests/test_jupyter_extension.py
+  --ignore=tests/test_notebooks.py --ignore=tests/test_tunnel.py
 )
 TUNNEL=(tests/test_tunnel.py)
 
