@@ -547,6 +547,7 @@ set -eu
 install_ssh_keys
 start_sshd
 make_persistence_writable
+echo "arkouda-k8s: sshd listening on $MY_IP:22; the server's launcher starts this locale over ssh"
 sleeper=""
 # Stop at once on SIGTERM (no 30 s grace wait), taking the sleep along.
 trap '[ -n "$sleeper" ] && kill "$sleeper" 2>/dev/null; exit 0' TERM INT

@@ -213,7 +213,7 @@ def test_follow_every_locale_pod_until_ctrl_c_or_they_go(sb, kube, udp):
     try:
         lines = Lines(proc)
         for pod in pods:
-            assert lines.wait_for(f"[{pod}] sandbox: idle container started")
+            assert lines.wait_for(f"[{pod}] arkouda-k8s: sshd listening on")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0, proc.stderr.read()
     finally:

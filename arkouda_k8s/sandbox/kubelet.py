@@ -108,14 +108,28 @@ def _check_support() -> str | None:
     ]
     if missing:
         return f"{', '.join(missing)} missing (apt-get install openssh-server openssh-client sudo)"
+    # The mounts container_init.py makes, once: an overlay of this machine's root with its
+    # writable layer where the pod directories go (not every filesystem can hold one).
+    scratch = Path(tempfile.mkdtemp(prefix="arkouda-k8s-probe-", dir=_tmpfs()))
     try:
+        for d in ("layer", "upper", "work", "root"):
+            (scratch / d).mkdir()
+        options = f"lowerdir={scratch}/layer:/,upperdir={scratch}/upper,workdir={scratch}/work"
         probe = subprocess.run(
-            ["unshare", "--mount", "--uts", "true"], capture_output=True, text=True, timeout=10
+            ["unshare", "--mount", "--uts", "--propagation", "private"]
+            + ["mount", "-t", "overlay", "overlay", "-o", options, str(scratch / "root")],
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"unshare failed: {exc}"
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     if probe.returncode != 0:
-        return f"unshare --mount failed: {probe.stderr.strip() or probe.returncode}"
+        return (
+            f"no overlay mount in a new mount namespace: {probe.stderr.strip() or probe.returncode}"
+        )
     return None
 
 

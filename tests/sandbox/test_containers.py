@@ -205,9 +205,13 @@ def test_a_volume_over_opt_arkouda_hides_the_launcher(world):
 
 
 def test_a_bare_arkouda_server_is_not_found_on_the_images_path(world):
-    world.create("pods", _pod("bare", UDP, "exec arkouda_server -nl 1"))
+    script = (
+        "test -x /opt/arkouda/arkouda_server && echo launcher-present; exec arkouda_server -nl 1"
+    )
+    world.create("pods", _pod("bare", UDP, script))
     pod, out = _ended(world, "bare")
-    assert "arkouda_server: not found" in out
+    # In the image, but not on its PATH.
+    assert out.startswith("launcher-present\n") and "arkouda_server: not found" in out
     assert pod["status"]["phase"] == "Failed"
     # As the container's command (no shell): the runtime's own words.
     world.create("pods", _pod("barecmd", UDP, "", container={"command": ["arkouda_server"]}))
