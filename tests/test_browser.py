@@ -67,6 +67,23 @@ PANEL_CELLS = [
     "%arkouda_sandbox",
     f"%arkouda_deploy --name {PANEL_NAME} --no-auth --locales 2 --cpu 100m --memory 256Mi",
 ]
+# A kernel restart: the notebook reattaches through the tunnel the Jupyter server holds
+# (the arkouda_k8s server extension, on the shared test sandbox Lab was pointed at).
+RESTART_NAME = f"restart-{secrets.token_hex(3)}"
+
+
+def _restart_cells(kubeconfig: str) -> list[str]:
+    return [
+        "%load_ext arkouda_k8s",
+        f"%config ArkoudaMagics.kubeconfig = {kubeconfig!r}",
+        f"%arkouda_deploy --name {RESTART_NAME} --no-auth --locales 2 --cpu 100m --memory 256Mi",
+        "%%arkouda\nprint('sum before the restart:', ak.arange(0, 10, 1).sum())",
+        f"%arkouda_connect {RESTART_NAME}",
+        "%%arkouda\nprint('sum after the restart:', ak.arange(0, 10, 1).sum())",
+        f"%arkouda_teardown {RESTART_NAME}",
+    ]
+
+
 # The widgets tutorial, as a reader runs it in Lab (its fixed deployment name).
 WIDGETS_TUTORIAL = ROOT / "notebooks" / "03-widgets.ipynb"
 WIDGETS_NAME = "widgets-demo"
@@ -207,7 +224,9 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def lab(
+    tmp_path_factory: pytest.TempPathFactory, lifecycle_sandbox: Any
+) -> Iterator[dict[str, Any]]:
     """JupyterLab on loopback with isolated dirs; stopped, with everything below it."""
     why = _missing_tools()
     if why:
@@ -221,6 +240,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     work.mkdir()
     (work / "sandbox-tour.ipynb").write_text(json.dumps(_notebook(CELLS), indent=1))
     (work / "panel.ipynb").write_text(json.dumps(_notebook(PANEL_CELLS), indent=1))
+    restart_cells = _restart_cells(str(lifecycle_sandbox.kubeconfig_path))
+    (work / "restart.ipynb").write_text(json.dumps(_notebook(restart_cells), indent=1))
     (work / WIDGETS_TUTORIAL.name).write_text(json.dumps(_cleared(WIDGETS_TUTORIAL), indent=1))
     settings = tmp_path / "settings"
     notification = settings / "@jupyterlab" / "apputils-extension"
@@ -261,6 +282,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             "--ServerApp.jpserver_extensions={'jupyter_lsp': False}",
             f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
             f"--LabApp.user_settings_dir={settings}",
+            # the server extension holds tunnels on the shared sandbox (restart test)
+            f"--ArkoudaK8s.kubeconfig={lifecycle_sandbox.kubeconfig_path}",
         ],
         env=env,
         cwd=work,
@@ -304,7 +327,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait(timeout=10)
         log.close()
-        stray = _alive(below | _pod_processes(NAME) | _pod_processes(PANEL_NAME))
+        stray = _alive(
+            below | _pod_processes(NAME) | _pod_processes(PANEL_NAME) | _pod_processes(RESTART_NAME)
+        )
         for pid in stray:  # leave nothing running, but fail the test for it
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -580,3 +605,61 @@ def test_widgets_tutorial_renders_the_form_and_the_panel_in_jupyterlab(
     for shot in ("widgets-form.png", "widgets-panel.png"):
         assert (tmp_path / shot).stat().st_size > 5_000, shot  # a rendered picture
     print(f"screenshots: {tmp_path / 'widgets-form.png'} {tmp_path / 'widgets-panel.png'}")
+
+
+def _run_cell(page: Any, cells: Any, index: int) -> None:
+    cells.nth(index).locator(".jp-InputPrompt").click()
+    _run_menu(page, "Run Selected Cell")
+
+
+@pytest.mark.timeout(300)
+def test_restarted_kernel_computes_again_through_the_servers_tunnel(
+    lab: dict[str, Any], browser: Any, tmp_path: Path
+) -> None:
+    """Deploy, compute, restart the kernel from Lab's menu, ``%arkouda_connect``: the
+    notebook computes again through the same tunnel, held by the Jupyter server."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=STEP_TIMEOUT_MS)
+    address = re.compile(r"tunnel\s*shared (127\.0\.0\.1:\d+)")
+    with _notebook_page(browser, lab, "restart.ipynb", tmp_path / "restart.png") as page:
+        cells = page.locator(".jp-Notebook .jp-Cell")
+        expect(cells).to_have_count(7)
+        expect(page.locator("#jp-main-statusbar")).to_contain_text("| Idle")
+        cells.nth(4).locator(".jp-InputPrompt").click()
+        _run_menu(page, "Run All Above Selected Cell")
+        deployed = cells.nth(2).locator(".jp-Cell-outputArea")
+        panel = deployed.locator(".widget-html", has_text=f"Arkouda cluster {RESTART_NAME}")
+        expect(panel).to_contain_text(re.compile(r"stage\s*Ready"))
+        expect(panel).to_contain_text(address)  # handed to the server after the deploy
+        expect(cells.nth(3).locator(".jp-Cell-outputArea")).to_contain_text(
+            "sum before the restart: 45"
+        )
+        match = address.search(panel.inner_text())
+        assert match, panel.inner_text()
+        before = match.group(1)
+
+        # Kernel > Restart Kernel..., confirmed, as a user does it
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Kernel$")).click()
+        page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Restart Kernel")).first.click()
+        page.locator(".jp-Dialog-button.jp-mod-accept", has_text="Restart").click()
+        expect(page.locator("#jp-main-statusbar")).to_contain_text("| Idle")
+        for index in (0, 1, 4, 5):
+            _run_cell(page, cells, index)
+        connected = cells.nth(4).locator(".jp-Cell-outputArea")
+        live = connected.locator(".widget-html", has_text=f"Arkouda cluster {RESTART_NAME}")
+        expect(live).to_contain_text(re.compile(r"stage\s*Ready"))
+        expect(live).to_contain_text(f"shared {before}")  # the same, live tunnel
+        expect(cells.nth(5).locator(".jp-Cell-outputArea")).to_contain_text(
+            "sum after the restart: 45"
+        )
+        page.screenshot(path=str(tmp_path / "restart.png"), full_page=True)
+
+        _run_cell(page, cells, 6)
+        expect(cells.nth(6).locator(".jp-Cell-outputArea")).to_contain_text(
+            f"{RESTART_NAME}: deleted"
+        )
+        _wait_until(
+            lambda: not _pod_processes(RESTART_NAME), 60, f"the pods of {RESTART_NAME} to stop"
+        )
+        _assert_clean(page, lab)
