@@ -215,6 +215,9 @@ class HeldClusters:
             "address": list(cluster.address),
             "token": cluster.token(),
             "spec": cluster.spec.to_dict(),
+            # Arkouda's getconfig answer from the handshake: the kernel's status card
+            # needs no handshake of its own
+            "config": cluster.config,
         }
 
     def check_deploy(self, spec: Any) -> None:

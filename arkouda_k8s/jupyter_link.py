@@ -175,4 +175,6 @@ def connect_through_server(
     cluster = ArkoudaCluster(spec, kube=kube, mode=DeployMode.CONNECT_ONLY)
     host, port = doc["address"]
     cluster.use_tunnel((str(host), int(port)), doc.get("token"))
+    if isinstance(doc.get("config"), dict):
+        cluster.config = doc["config"]
     return cluster
