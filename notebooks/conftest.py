@@ -6,6 +6,7 @@ unless another is given with --nbval-sanitize-with; the kernel is this Python
 scripts (`arkouda-k8s`) first on its PATH, as in an activated virtual environment.
 """
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -15,6 +16,18 @@ import pytest
 SANITIZE = Path(__file__).with_name("nbval-sanitize.cfg")
 
 
+def warm_matplotlib() -> None:
+    """Build matplotlib's font cache now, before any kernel starts.
+
+    A kernel that builds it logs "Matplotlib is building the font cache" after 5 s (a
+    loaded machine, a fresh home): a stderr output that no stored notebook has. The
+    kernels inherit this process's environment, so they find the cache made here.
+    """
+    # without the tutorials extra there is nothing to warm: the analysis notebook says so
+    with contextlib.suppress(ImportError):
+        import matplotlib.font_manager  # noqa: F401
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     option = config.option
@@ -22,6 +35,8 @@ def pytest_configure(config: pytest.Config) -> None:
         option.nbval_sanitize_with = str(SANITIZE)
     if hasattr(option, "nbval_current_env") and not option.nbval_kernel_name:
         option.nbval_current_env = True
+    if getattr(option, "nbval", False):
+        warm_matplotlib()
     bin_dir = str(Path(sys.executable).parent)
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])

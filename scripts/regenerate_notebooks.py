@@ -33,7 +33,7 @@ def kernel_env(scratch: Path) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     # `!arkouda-k8s` in a notebook: this Python's scripts, as an activated venv has them
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    for var in ("IPYTHONDIR", "JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR", "MPLCONFIGDIR"):
+    for var in ("IPYTHONDIR", "JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR"):
         env[var] = str(scratch / var.lower())
     env["KUBECONFIG"] = str(scratch / "no-kubeconfig")
     env["ARKOUDA_K8S_CONFIG"] = str(scratch / "no-settings.toml")
@@ -100,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("notebooks", nargs="*", type=Path)
     args = parser.parse_args(argv)
     paths = args.notebooks or sorted((ROOT / "notebooks").glob("*.ipynb"))
+    sys.path.insert(0, str(ROOT / "notebooks"))
+    from conftest import warm_matplotlib  # what `pytest --nbval notebooks/` does first
+
+    warm_matplotlib()  # the kernels then find the font cache and log nothing about it
     for path in paths:
         regenerate(path.resolve())
     return 0
