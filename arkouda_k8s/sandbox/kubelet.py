@@ -1864,11 +1864,14 @@ class Kubelet:
         self.workers: dict[str, PodWorker] = {}
         self._finished: set[str] = set()  # pod uids whose worker ended (never restarted)
         self._unsubscribe: Callable[[], None] | None = None
-        self.root = Path(tempfile.mkdtemp(prefix="arkouda-k8s-sandbox-", dir=_tmpfs()))
+        self.root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX, dir=_tmpfs()))
         os.chmod(self.root, 0o700)
+        (self.root / OWNER_FILE).write_text(_process_identity(os.getpid()))
         self._stop_tasks: set[asyncio.Task[Any]] = set()
         # Containers in their own mount namespaces over image models, or (no root) as before.
         self.isolated = container_support() is None
+        if self.isolated:
+            remove_orphans(self.root.parent)
         self.layers = images.Layers(self.root / "images")
         # The in-cluster API address (kubernetes.default.svc:443 in every pod's /etc/hosts).
         self.api_vip: str | None = None
@@ -1951,9 +1954,12 @@ class Kubelet:
             if self._stop_tasks:
                 await asyncio.gather(*self._stop_tasks, return_exceptions=True)
         finally:
-            # Even when the caller's deadline cancels the orderly stop: nothing survives.
+            # Even when the caller's deadline cancels the orderly stop: nothing survives,
+            # not even what left a container's process group (a daemonized sshd).
             for runtime in list(self.live):
                 runtime.signal(signal.SIGKILL)
+                if isinstance(runtime, NamespaceRuntime) and runtime.namespace:
+                    kill_namespace(runtime.namespace)
             for w in workers:
                 w.kill_execs()
             shutil.rmtree(self.root, ignore_errors=True)
@@ -2161,6 +2167,47 @@ class Kubelet:
                 yield chunk
             if limit_bytes is not None and sent >= limit_bytes:
                 return
+
+
+ROOT_PREFIX = "arkouda-k8s-sandbox-"
+OWNER_FILE = "kubelet"
+
+
+def _process_identity(pid: int) -> str:
+    """``pid`` and its start time: a pid alone may have been reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return f"{pid} {stat.rsplit(')', 1)[1].split()[19]}"
+
+
+def remove_orphans(parent: Path) -> int:
+    """Kill the containers of kubelets that died without stopping them, remove their dirs.
+
+    A kubelet killed outright cannot sweep its containers' namespaces, and their
+    daemons (sshd) outlive it. Each kubelet's root names its process; a root whose
+    process is gone is an orphan: every process whose root directory lies inside it is
+    one of its containers. Roots without that file are left alone. Returns the count.
+    """
+    killed = 0
+    for root in parent.glob(ROOT_PREFIX + "*"):
+        try:
+            owner = (root / OWNER_FILE).read_text()
+        except OSError:
+            continue
+        pid = owner.split()[0] if owner.split() else ""
+        if not pid.isdigit() or _process_identity(int(pid)) == owner:
+            continue  # alive (or unreadable): not ours to touch
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{entry.name}/root").startswith(str(root) + "/"):
+                    os.kill(int(entry.name), signal.SIGKILL)
+                    killed += 1
+        shutil.rmtree(root, ignore_errors=True)
+    return killed
 
 
 def _tmpfs() -> str | None:

@@ -417,3 +417,62 @@ def test_the_runner_image_runs_the_projects_cli_as_its_user(world):
     pod, out = _ended(world, "runner-id")
     assert out.split() == ["10001", "/home/runner"]
     _gone(world, "runner", "runner-id")
+
+
+def _inside(root: str) -> list[int]:
+    """Pids of processes whose root directory lies in a kubelet root (its containers)."""
+    import os
+
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry}/root").startswith(root + "/"):
+                    found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def test_containers_of_a_kubelet_killed_outright_go_with_the_next_kubelet(tmp_path):
+    """A kubelet that dies without stopping its pods leaves their processes running (sshd
+    daemonized out of its container's process group); the next kubelet removes them."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from arkouda_k8s.sandbox.kubelet import remove_orphans
+
+    script = tmp_path / "kubelet.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from kubelet_world import World, is_ready\n"
+        "w = World()\n"
+        "w.create('pods', {'metadata': {'name': 'd'}, 'spec': {'nodeName': 'sandbox-node',\n"
+        f"  'containers': [{{'name': 'main', 'image': {UDP!r}, 'ports': [{{'containerPort': 22}}],\n"
+        f"  'command': ['sh', '-c', {SSHD + WAIT!r}],\n"
+        "  'readinessProbe': {'tcpSocket': {'port': 22}, 'periodSeconds': 1}}]}})\n"
+        "w.wait_pod('d', is_ready, 'sshd listening')\n"
+        "print(w.kubelet.root, flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        root = proc.stdout.readline().strip()
+        assert root, "the kubelet did not start its pod"
+    finally:
+        proc.kill()  # no shutdown: SIGKILL
+        proc.wait()
+    # Nothing stopped the pod: its script and the sshd it started are still running.
+    left = _inside(root)
+    assert any(Path(f"/proc/{p}/cmdline").read_bytes().startswith(b"sshd:") for p in left), left
+    assert remove_orphans(Path(root).parent) >= 1  # as every kubelet does when it starts
+    deadline = time.monotonic() + 10
+    while _inside(root):
+        assert time.monotonic() < deadline, "the orphaned sshd is still running"
+        time.sleep(0.1)
+    assert not os.path.exists(root)
