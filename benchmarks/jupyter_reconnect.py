@@ -23,7 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from jupyter_support import JupyterServer  # noqa: E402
+from _support.jupyter import JupyterServer  # noqa: E402
 
 from arkouda_k8s.sandbox import Sandbox  # type: ignore[attr-defined]  # noqa: E402
 

@@ -1,26 +1,3 @@
-"""An echo server for a sandbox pod, shared by the port-forward and tunnel tests.
+"""Old name of `_support.echo`, kept while branches written against it land."""
 
-It answers every connection in its own thread and half-closes after the client's EOF,
-so a transfer can be checked end to end; it prints "listening" once bound.
-"""
-
-ECHO_PORT = 7000
-
-ECHO = f"""
-import os, socket, socketserver
-class Echo(socketserver.BaseRequestHandler):
-    def handle(self):
-        buf = bytearray(1 << 18)
-        view = memoryview(buf)
-        try:
-            while n := self.request.recv_into(buf):
-                self.request.sendall(view[:n])
-            self.request.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-socketserver.ThreadingTCPServer.allow_reuse_address = True
-socketserver.ThreadingTCPServer.daemon_threads = True
-server = socketserver.ThreadingTCPServer((os.environ["SANDBOX_POD_IP"], {ECHO_PORT}), Echo)
-print("listening", flush=True)
-server.serve_forever()
-"""
+from _support.echo import *  # noqa: F403

@@ -8,8 +8,8 @@ import sys
 import time
 
 import pytest
-from lifecycle_support import cli_process, labelled, token_of
-from lifecycle_support import run_cli as run
+from _support.lifecycle import cli_process, labelled, token_of
+from _support.lifecycle import run_cli as run
 
 from arkouda_k8s.cli import main
 from arkouda_k8s.cluster import HEARTBEAT_ANNOTATION
@@ -253,7 +253,7 @@ def test_terminal_progress_draws_a_bar_on_a_tty(monkeypatch):
 
 
 def test_status_of_a_failed_deployment_says_why(sb, kube, capsys):
-    from lifecycle_support import FAULT, cluster, spec
+    from _support.lifecycle import FAULT, cluster, spec
 
     from arkouda_k8s.errors import ImagePullError
 
@@ -280,7 +280,7 @@ def test_remains_without_their_marker_go_with_it(sb, kube, capsys):
     """Every object of a deployment is owned by its state ConfigMap: with the marker
     gone (a rollback that failed half-way), the garbage collector removes the rest, and
     `teardown NAME` finds nothing of ours to delete."""
-    from lifecycle_support import FAULT, cluster, spec
+    from _support.lifecycle import FAULT, cluster, spec
 
     from arkouda_k8s.errors import ImagePullError
 

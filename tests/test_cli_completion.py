@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from lifecycle_support import dead_kubeconfig, labelled
+from _support.lifecycle import dead_kubeconfig, labelled
 
 from arkouda_k8s.cli import main
 

@@ -11,8 +11,8 @@ import re
 import jsonschema
 import pytest
 import yaml
-from lifecycle_support import FAULT, cli_process, cluster, labelled, spec, token_of
-from lifecycle_support import run_cli as run
+from _support.lifecycle import FAULT, cli_process, cluster, labelled, spec, token_of
+from _support.lifecycle import run_cli as run
 
 from arkouda_k8s.cli import main
 from arkouda_k8s.cluster import HEARTBEAT_ANNOTATION

@@ -12,7 +12,8 @@ import threading
 import time
 
 import pytest
-from lifecycle_support import FAST, Recorder, cluster, labelled, spec, wait_no_processes
+from _support import eventually
+from _support.lifecycle import FAST, Recorder, cluster, labelled, spec, wait_no_processes
 
 from arkouda_k8s import manifests
 from arkouda_k8s.cluster import (
@@ -29,12 +30,10 @@ from arkouda_k8s.protocol import ArkoudaProbe
 @pytest.mark.parametrize(
     ("mode", "locales"), [("udp", 1), ("udp", 4), ("udp", 16), ("smp", 4)], ids=str
 )
-def test_deploy_ready_status_and_teardown(sb, kube, mode, locales):
+def test_deploy_ready_status_and_teardown(sb, kube, deployed, mode, locales):
     name = f"c-{mode}-{locales}"
     rec = Recorder()
-    c = cluster(sb, spec(name, mode=mode, locales=locales), on_progress=rec)
-    try:
-        c.deploy()
+    with deployed(spec(name, mode=mode, locales=locales), on_progress=rec) as c:
         # The handshake went through the tunnel to the server itself.
         assert c.config is not None and c.config["numLocales"] == locales
         st = c.status()
@@ -55,19 +54,14 @@ def test_deploy_ready_status_and_teardown(sb, kube, mode, locales):
             assert any(
                 f"locale pods {locales - 1}/{locales - 1} running" in m for m in rec.messages()
             )
-    finally:
-        c.teardown()
     assert labelled(kube, name) == []
     assert wait_no_processes(sb) == []
 
 
-def test_progress_stages_come_in_order(sb, kube):
+def test_progress_stages_come_in_order(sb, kube, deployed):
     rec = Recorder()
-    c = cluster(sb, spec("c-order", locales=3), on_progress=rec)
-    try:
-        c.deploy()
-    finally:
-        c.teardown()
+    with deployed(spec("c-order", locales=3), on_progress=rec):
+        pass
     stages = []
     for e in rec.events:
         if not stages or stages[-1] != e.stage:
@@ -156,14 +150,21 @@ class PodRecorder:
         self.stop = threading.Event()
         self.kube = kube
         self.selector = f"app.kubernetes.io/instance={name}"
+        # Watching from the list's resourceVersion misses nothing that happens after this
+        # constructor returns, however late the thread's first request goes out.
+        self.rv = kube.list("Pod", label_selector=self.selector)["metadata"]["resourceVersion"]
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
     def run(self):
         while not self.stop.is_set():
             for etype, pod in self.kube.watch(
-                "Pod", label_selector=self.selector, deadline=time.monotonic() + 1
+                "Pod",
+                label_selector=self.selector,
+                resource_version=self.rv,
+                deadline=time.monotonic() + 1,
             ):
+                self.rv = pod["metadata"].get("resourceVersion", self.rv)
                 st = pod.get("status") or {}
                 self.events.append(
                     (etype, pod["metadata"]["name"], st.get("phase"), st.get("podIP"))
@@ -176,7 +177,6 @@ class PodRecorder:
 
 def test_trap_locales_run_before_the_server_starts(sb, kube):
     rec = PodRecorder(kube, "c-trap1")
-    time.sleep(0.2)
     c = cluster(sb, spec("c-trap1", locales=4))
     try:
         c.deploy()
@@ -242,13 +242,11 @@ def test_both_self_registered_services_are_reported_and_deleted(sb, kube):
 
 
 @pytest.mark.kubectl
-def test_trap_tunnel_targets_the_server_pod(sb, kube):
+def test_trap_tunnel_targets_the_server_pod(sb, kube, deployed):
     """The self-registered Service (registration "server") has no selector, so it cannot
     be port-forwarded (kubectl refuses it); the tunnel forwards to the server pod, found
     by label."""
-    c = cluster(sb, spec("c-trap3", locales=2, registration="server"))
-    try:
-        c.deploy()
+    with deployed(spec("c-trap3", locales=2, registration="server")) as c:
         svc = kube.get("Service", "c-trap3-arkouda")
         assert svc is not None and not svc["spec"].get("selector")
         assert c.tunnel.pod_name == "c-trap3-server"
@@ -272,31 +270,25 @@ def test_trap_tunnel_targets_the_server_pod(sb, kube):
         c._restart_server(time.monotonic() + 30)  # what a server that exited gets
         new = kube.get("Pod", "c-trap3-server")
         assert new["metadata"]["uid"] != old["metadata"]["uid"]
-        deadline = time.monotonic() + 20
-        while True:
+
+        def handshake() -> int:
             try:
                 with ArkoudaProbe(*address, token=c.token(), timeout=2) as probe:
-                    assert probe.handshake()["numLocales"] == 2
-                break
+                    return probe.handshake()["numLocales"]
             except ArkoudaK8sError:
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
+                return 0
+
+        assert eventually(handshake, timeout=20, interval=0.2) == 2
         assert c.address == address
-    finally:
-        c.teardown()
 
 
-def test_trap_mem_max_sits_below_the_limit(sb, kube):
-    c = cluster(sb, spec("c-trap5", locales=2, memory="300Mi"))
-    try:
-        c.deploy()
+def test_trap_mem_max_sits_below_the_limit(sb, kube, deployed):
+    with deployed(spec("c-trap5", locales=2, memory="300Mi")) as c:
         pod = kube.get("Pod", "c-trap5-server")
         ctr = pod["spec"]["containers"][0]
         mem_max = int(next(a for a in ctr["args"] if a.startswith("--memMax=")).split("=")[1])
         assert 0 < mem_max < 300 * 2**20
         assert c.status().memory_max == mem_max * 2
-    finally:
-        c.teardown()
 
 
 def test_heartbeat_ttl_and_expired_teardown(sb, kube):

@@ -7,7 +7,7 @@ import time
 from dataclasses import replace
 
 import pytest
-from lifecycle_support import FAULT, cluster, labelled, spec, wait_no_processes
+from _support.lifecycle import FAULT, cluster, labelled, spec, wait_no_processes
 
 from arkouda_k8s.cluster import ArkoudaCluster, Timeouts, rbac_yaml, required_access
 from arkouda_k8s.errors import (
@@ -107,7 +107,7 @@ def test_api_errors_for_a_while_are_ridden_out(sb, kube):
 
 
 def test_api_down_longer_than_the_stage_fails_within_its_deadline(sb, kube):
-    from lifecycle_support import Timeouts
+    from _support.lifecycle import Timeouts
 
     short = Timeouts(preflight=3, credentials=3, locales=3, server=3, handshake=3, teardown=10)
     c = cluster(sb, spec("f-down", locales=2), timeouts=short)
@@ -195,7 +195,7 @@ def test_real_unschedulable_when_the_node_is_full(sb, kube):
 def test_unschedulable_grace_for_an_autoscaler(sb, kube):
     """With Timeouts(unschedulable=N) a pod may wait N seconds for capacity (a cluster
     autoscaler adding a node) before the deploy fails, and the progress says so."""
-    from lifecycle_support import Recorder
+    from _support.lifecycle import Recorder
 
     rec = Recorder()
     c = cluster(

@@ -13,7 +13,7 @@ import copy
 from typing import Any
 
 import pytest
-from lifecycle_support import FAST, labelled, spec
+from _support.lifecycle import FAST, labelled, spec
 
 from arkouda_k8s import manifests
 from arkouda_k8s.cluster import ArkoudaCluster

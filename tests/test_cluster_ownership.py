@@ -12,7 +12,7 @@ import json
 import time
 
 import pytest
-from lifecycle_support import cluster, labelled, spec
+from _support.lifecycle import cluster, labelled, spec
 
 from arkouda_k8s.cli import main
 from arkouda_k8s.cluster import HEARTBEAT_ANNOTATION, TTL_ANNOTATION

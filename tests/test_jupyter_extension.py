@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jupyter_support import JupyterServer
-from lifecycle_support import labelled
+from _support.jupyter import JupyterServer
+from _support.lifecycle import labelled
 
 from arkouda_k8s.cluster import HEARTBEAT_ANNOTATION
 

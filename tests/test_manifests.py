@@ -1,6 +1,6 @@
 """manifests.render: valid Kubernetes objects, names, labels, the upstream traps fixed,
 both registration modes, and launch scripts that do what the server pod needs, run over
-models of the real images (tests/pod_root.py, from sandbox/image_facts.yaml)."""
+models of the real images (tests/_support/pod_root.py, from sandbox/image_facts.yaml)."""
 
 from __future__ import annotations
 
@@ -733,7 +733,7 @@ FIELDS = {"status.podIP": "127.0.0.10", "metadata.namespace": "team"}
 @pytest.fixture
 def pod_world() -> Iterator[dict]:
     """A fake API server and a test CA that signs it and the instance's CSR."""
-    from pod_root import available
+    from _support.pod_root import available
 
     why = available()
     if why:
@@ -764,7 +764,7 @@ def _objects(world: dict, spec: ClusterSpec) -> tuple[Credentials, dict]:
 
 
 def _root(world: dict, spec: ClusterSpec, objs: dict, *, component: str = "server", **kw):
-    from pod_root import PodRoot
+    from _support.pod_root import PodRoot
 
     n = names(spec)
     if component == "server":

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from lifecycle_support import FAST, labelled, spec, wait_no_processes
+from _support.lifecycle import FAST, labelled, spec, wait_no_processes
 
 from arkouda_k8s.cli import main
 from arkouda_k8s.cluster import ArkoudaCluster
@@ -39,12 +39,10 @@ def team_admin(sb, kube):
     return sb.kubeconfig_for_user("alice")
 
 
-def test_namespace_admin_deploys_computes_and_tears_down(sb, kube, team_admin):
+def test_namespace_admin_deploys_computes_and_tears_down(sb, kube, deployed, team_admin):
     pytest.importorskip("arkouda", reason="run scripts/install_arkouda_client.py")
     s = spec("na-udp", namespace=NS, locales=4, authenticate=False)
-    c = ArkoudaCluster(s, kubeconfig=team_admin, timeouts=FAST)
-    try:
-        c.deploy()
+    with deployed(ArkoudaCluster(s, kubeconfig=team_admin, timeouts=FAST)) as c:
         assert c.status().stage == "Ready"
         assert c.status().locales_ready == 3
         ak = c.connect()
@@ -54,9 +52,6 @@ def test_namespace_admin_deploys_computes_and_tears_down(sb, kube, team_admin):
             "na-udp" not in o["metadata"]["name"]
             for o in kube.list("CertificateSigningRequest")["items"]
         )
-    finally:
-        c.close()
-        c.teardown()
     assert labelled(kube, "na-udp", NS) == []
     assert wait_no_processes(sb) == []
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 import yaml
-from lifecycle_support import FAST, FAULT, Recorder, labelled, spec
+from _support.lifecycle import FAST, FAULT, Recorder, labelled, spec
 
 from arkouda_k8s import preflight
 from arkouda_k8s.cluster import ArkoudaCluster, required_access
@@ -112,7 +112,7 @@ def test_unapproved_csr_times_out_and_says_who_must_approve(sb, kube):
         ArkoudaCluster(s, kubeconfig=path, timeouts=FAULT).deploy()
     for doc in yaml.safe_load_all(err.value.rbac):
         kube.apply(doc)
-    from lifecycle_support import Timeouts
+    from _support.lifecycle import Timeouts
 
     short = Timeouts(preflight=20, credentials=2, locales=10, server=10, handshake=10, teardown=20)
     start = time.monotonic()

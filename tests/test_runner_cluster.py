@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from lifecycle_support import admin, cluster, spec
+from _support.lifecycle import admin, cluster, spec
 
 from arkouda_k8s import manifests
 from arkouda_k8s.errors import KubeError

@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from _support.echo import ECHO, ECHO_PORT
 from aiohttp import web
-from echo_support import ECHO, ECHO_PORT
 
 from arkouda_k8s.errors import KubeError, TunnelError
 from arkouda_k8s.kube import ApiEndpoint, Kube

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from echo_support import ECHO, ECHO_PORT
+from _support.echo import ECHO, ECHO_PORT
 
 from arkouda_k8s.sandbox import Sandbox
 
