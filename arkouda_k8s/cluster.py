@@ -1486,11 +1486,20 @@ class ArkoudaCluster:
         tunnel_state = (
             str(getattr(self.tunnel.state, "value", self.tunnel.state)) if self.tunnel else None
         )
+        stage, message = info.stage, _status_message(pods)
+        if server is None and self.address is not None and stage in ("Pending", "Locales"):
+            # This session saw the server answer: its pod was deleted, not yet to start
+            # (a bare pod is never recreated; calling it Pending hid the loss).
+            stage = "Failed"
+            message = (
+                f"{self.names.server_pod}: deleted (the server and its arrays are gone; "
+                f"`arkouda-k8s teardown {self.name}`, then deploy again)"
+            )
         return ClusterStatus(
             name=self.name,
             namespace=self.namespace,
             context=self.kube.context,
-            stage=info.stage,
+            stage=stage,
             locales_ready=info.locales_ready,
             locales_total=info.locales_total,
             server_phase=((server or {}).get("status") or {}).get("phase"),
@@ -1502,7 +1511,7 @@ class ArkoudaCluster:
             arkouda_version=version,
             age=info.age,
             expires_at=info.expires_at,
-            message=_status_message(pods),
+            message=message,
             heartbeat_expired=info.heartbeat_expired,
             locales=self.spec.locales,
             mode=self.spec.mode,

@@ -72,6 +72,9 @@ class Faults:
       Access reviews (``kubectl auth can-i``) and rules reviews report the denial too
       (a rules review keeps a rule that grants the verb through wildcard resources).
     - ``drop_portforward_streams()``: close every open port-forward now.
+    - ``reset_connections(n, when="before")``: the next ``n`` resource requests have their
+      TCP connection aborted, ``before`` the server acts on them or ``after`` (the change
+      is made, its answer lost: what a client's retry of a create runs into).
     - ``clear()``: remove every fault.
     """
 
@@ -81,6 +84,7 @@ class Faults:
         self._fail_left = 0
         self._fail_status = 500
         self._deny: list[tuple[str, str, str | None, str | None]] = []
+        self._resets: list[str] = []
 
     def fail_requests(self, n: int, status: int = 500) -> None:
         with self._lock:
@@ -92,6 +96,19 @@ class Faults:
         with self._lock:
             self._deny.append((verb, resource, user, namespace))
 
+    def reset_connections(self, n: int, when: str = "before") -> None:
+        if when not in ("before", "after"):
+            raise ValueError(f"when: {when!r} is not 'before' or 'after'")
+        with self._lock:
+            self._resets = [when] * int(n)
+
+    def take_reset(self, path: str) -> str | None:
+        """Called by the API server for each request: the reset to apply, if any."""
+        if path.count("/") < (3 if path.startswith("/api/") else 4):
+            return None  # discovery and /version, like fail_requests
+        with self._lock:
+            return self._resets.pop() if self._resets else None
+
     def drop_portforward_streams(self) -> int:
         registry = self._sandbox.portforward_registry
         return int(registry.drop_all()) if registry is not None else 0
@@ -100,6 +117,7 @@ class Faults:
         with self._lock:
             self._fail_left = 0
             self._deny.clear()
+            self._resets.clear()
 
     # called by the API server on its loop
     def check_fail(self) -> None:

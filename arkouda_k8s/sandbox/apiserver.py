@@ -175,8 +175,18 @@ class ApiServer:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if self.sb.api_latency:
             await asyncio.sleep(self.sb.api_latency)  # the simulated round trip, not a wait
+        reset = self.sb.faults.take_reset(request.path)
+        if reset == "before" and request.transport is not None:
+            # the request never reaches the server: the client sees its connection reset
+            request.transport.abort()
+            raise ConnectionResetError("sandbox fault injection: connection reset")
         try:
-            return await self._handle(request)
+            response = await self._handle(request)
+            if reset == "after" and request.transport is not None:
+                # done on the server, answer lost on the way: a retried create finds it
+                request.transport.abort()
+                raise ConnectionResetError("sandbox fault injection: answer lost")
+            return response
         except ApiError as err:
             return status_response(err)
         except web.HTTPException:
