@@ -13,7 +13,7 @@ import time
 
 import jsonschema
 import pytest
-from lifecycle_support import dead_kubeconfig, on_a_terminal
+from _support.lifecycle import dead_kubeconfig, on_a_terminal
 
 from arkouda_k8s import doctor
 
@@ -171,7 +171,7 @@ def test_client_lines(monkeypatch):
 def test_pump_and_kubectl_lines(monkeypatch):
     from arkouda_k8s import tunnel
 
-    monkeypatch.setattr(tunnel, "_native", None)
+    monkeypatch.setattr(tunnel.spdy_path, "_native", None)
     report = doctor.Report()
     doctor._pump_check(report)
     (pump,) = report.checks
