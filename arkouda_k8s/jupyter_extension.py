@@ -113,6 +113,9 @@ class HeldClusters:
         self.app = app
         self.clusters: dict[tuple[str, str], Any] = {}
         self.ephemeral: set[tuple[str, str]] = set()
+        # uid of each held deployment's state ConfigMap: a deployment deleted elsewhere (a
+        # kernel's teardown) and made again under its name is another one, not ours
+        self.uids: dict[tuple[str, str], str | None] = {}
         self.operations: dict[str, Operation] = {}
         self._lock = threading.Lock()
         self._key_locks: dict[tuple[str, str], threading.Lock] = {}
@@ -144,6 +147,25 @@ class HeldClusters:
 
     def held(self, namespace: str, name: str) -> Any:
         return self.clusters.get((namespace, name))
+
+    def _hold(self, key: tuple[str, str], cluster: Any) -> None:
+        self.uids[key] = _state_uid(cluster)
+        old = self.clusters.get(key)
+        self.clusters[key] = cluster
+        if old is not None and old is not cluster:
+            old.close()
+
+    def _replaced(self, key: tuple[str, str], cluster: Any) -> bool:
+        """Whether the held deployment is gone or was made again since it was held."""
+        uid = _state_uid(cluster)
+        return uid is None or uid != self.uids.get(key)
+
+    def _release(self, key: tuple[str, str]) -> None:
+        cluster = self.clusters.pop(key, None)
+        self.ephemeral.discard(key)
+        self.uids.pop(key, None)
+        if cluster is not None:
+            cluster.close()
 
     def _options(self) -> dict[str, Any]:
         interval = self.app.heartbeat_interval
@@ -197,13 +219,16 @@ class HeldClusters:
         key = (namespace, name)
         with self._key_lock(key):  # two kernels asking at once get one tunnel
             cluster = self.held(namespace, name)
+            if cluster is not None and self._replaced(key, cluster):
+                self._release(key)
+                cluster = None
             if cluster is None:
                 cluster = ArkoudaCluster.from_name(
                     name, namespace, kube=self.kube(namespace), connect=True, **self._options()
                 )
                 if cluster.marked_ephemeral():
                     self.ephemeral.add(key)
-                self.clusters[key] = cluster
+                self._hold(key, cluster)
             else:
                 cluster.start_tunnel()  # the one held, restarted if it had stopped
         return {
@@ -247,10 +272,7 @@ class HeldClusters:
                 cluster.deploy(wait=True)
                 if ephemeral or cluster.marked_ephemeral():
                     self.ephemeral.add(key)
-                old = self.clusters.get(key)
-                self.clusters[key] = cluster
-                if old is not None and old is not cluster:
-                    old.close()
+                self._hold(key, cluster)
             op.status = cluster.status(probe=False).to_dict()
             op.state = "succeeded"
         except Exception as exc:
@@ -271,6 +293,7 @@ class HeldClusters:
         with self._key_lock(key):
             cluster = self.clusters.pop(key, None)
             self.ephemeral.discard(key)
+            self.uids.pop(key, None)
             if cluster is None:
                 cluster = ArkoudaCluster.from_name(
                     name, namespace, kube=self.kube(namespace), connect=False
@@ -289,7 +312,7 @@ class HeldClusters:
         removed = []
         for key, cluster in list(self.clusters.items()):
             try:
-                if key in self.ephemeral:
+                if key in self.ephemeral and not self._replaced(key, cluster):
                     cluster.teardown()
                     removed.append(f"{key[0]}/{key[1]}")
                 else:
@@ -301,6 +324,11 @@ class HeldClusters:
         self.clusters.clear()
         self.executor.shutdown(wait=False, cancel_futures=True)
         return removed
+
+
+def _state_uid(cluster: Any) -> str | None:
+    state = cluster._state_configmap()
+    return None if state is None else str(state["metadata"]["uid"])
 
 
 def _tunnel(cluster: Any) -> dict[str, Any]:

@@ -42,15 +42,25 @@ class JupyterServer:
     token: str = field(default="", repr=False)
 
     def request(
-        self, method: str, path: str, body: Any = None, timeout: float = 30.0
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        timeout: float = 30.0,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
-        """(status, decoded JSON or None when the answer is not the extension's JSON)."""
+        """(status, decoded JSON or None when the answer is not JSON); ``path`` is
+        relative to the server's base URL."""
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(
-            urllib.parse.urljoin(self.url.rstrip("/") + "/", f"{API}/{path}"),
+            urllib.parse.urljoin(self.url.rstrip("/") + "/", path),
             data=data,
             method=method,
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
+            headers={
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                **(headers or {}),
+            },
         )
         if self.token:  # token auth: Jupyter skips the XSRF check for it
             req.add_header("Authorization", f"token {self.token}")
@@ -69,7 +79,7 @@ class JupyterServer:
         this server has no extension or reaches another Kubernetes API."""
         status, doc = self.request(
             "POST",
-            f"clusters/{namespace}/{name}/tunnel",
+            f"{API}/clusters/{namespace}/{name}/tunnel",
             {"apiServer": api_server},
             timeout=TUNNEL_TIMEOUT,
         )

@@ -5,6 +5,7 @@ heartbeat of held deployments and the teardown of ephemeral ones at shutdown."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -19,9 +20,10 @@ from typing import Any
 
 import pytest
 from _support.jupyter import JupyterServer
-from _support.lifecycle import labelled
+from _support.lifecycle import labelled, run_cli
 
-from arkouda_k8s.cluster import HEARTBEAT_ANNOTATION
+from arkouda_k8s.cluster import HEARTBEAT_ANNOTATION, ArkoudaCluster
+from arkouda_k8s.errors import ClusterNotFound
 
 pytest.importorskip("jupyter_server")
 
@@ -191,25 +193,45 @@ def test_two_kernels_share_one_tunnel_and_a_restart_reattaches_through_it(
 
 
 def test_shutdown_tears_down_ephemeral_deployments_and_leaves_the_others(
-    sb: Any, kube: Any, tmp_path: Path
+    sb: Any, kube: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     srv = JupyterServer(tmp_path, sb.kubeconfig_path)
+    small = ["--cpu", "100m", "--memory", "256Mi", "--locales", "2", "-n", "default"]
     try:
         assert srv.deploy({"name": "jx-eph", **SMALL}, ephemeral=True)["state"] == "succeeded"
         assert srv.deploy({"name": "jx-kept", **SMALL})["state"] == "succeeded"
+        # marked by the CLI, held by the server once a kernel (here: a request) asks
+        code, _, err = run_cli(
+            capsys, "deploy", "--name", "jx-cli", "--ephemeral", *small,
+            "--kubeconfig", sb.kubeconfig_path,
+        )  # fmt: skip
+        assert code == 0, err
+        assert srv.request("POST", f"{API}/clusters/default/jx-cli/tunnel")[0] == 200
+        # held as ephemeral, then deleted behind the server's back and made again (not
+        # ephemeral) under the same name: that one is not the server's to delete
+        assert srv.deploy({"name": "jx-again", **SMALL}, ephemeral=True)["state"] == "succeeded"
+        ArkoudaCluster.from_name("jx-again", "default", kube=kube, connect=False).teardown()
+        code, _, err = run_cli(
+            capsys, "deploy", "--name", "jx-again", *small, "--kubeconfig", sb.kubeconfig_path
+        )
+        assert code == 0, err
+        status, doc = srv.request("POST", f"{API}/clusters/default/jx-again/tunnel")
+        assert status == 200, doc
         status, doc = srv.request("GET", f"{API}/clusters")
         marks = {i["name"]: i["ephemeral"] for i in doc["items"]}
-        assert marks["jx-eph"] is True and marks["jx-kept"] is False
+        assert marks == {"jx-eph": True, "jx-kept": False, "jx-cli": True, "jx-again": False}
     finally:
         srv.stop()  # SIGTERM, as a service manager stops it
     try:
         assert srv.process.returncode is not None
         assert labelled(kube, "jx-eph") == [], srv.log_text()[-3000:]
-        assert any(x.startswith("Pod/") for x in labelled(kube, "jx-kept"))
+        assert labelled(kube, "jx-cli") == [], srv.log_text()[-3000:]
+        for name in ("jx-kept", "jx-again"):
+            assert any(x.startswith("Pod/") for x in labelled(kube, name)), name
     finally:
-        from arkouda_k8s.cluster import ArkoudaCluster
-
-        ArkoudaCluster.from_name("jx-kept", "default", kube=kube, connect=False).teardown()
+        for name in ("jx-kept", "jx-again", "jx-eph", "jx-cli"):
+            with contextlib.suppress(ClusterNotFound):
+                ArkoudaCluster.from_name(name, "default", kube=kube, connect=False).teardown()
 
 
 def test_allow_deploy_false_refuses_deploy_and_teardown(sb: Any, tmp_path: Path) -> None:

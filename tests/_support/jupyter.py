@@ -16,10 +16,10 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
+
+from arkouda_k8s import jupyter_link
 
 
 def free_port() -> int:
@@ -104,22 +104,9 @@ class JupyterServer:
         headers: dict[str, str] | None = None,
         timeout: float = 120.0,
     ) -> tuple[int, Any]:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method)
-        req.add_header("Content-Type", "application/json")
-        if token:
-            req.add_header("Authorization", f"token {self.token}")
-        for k, v in (headers or {}).items():
-            req.add_header(k, v)
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                status, raw = resp.status, resp.read()
-        except urllib.error.HTTPError as exc:
-            status, raw = exc.code, exc.read()
-        try:
-            return status, json.loads(raw)
-        except ValueError:
-            return status, raw.decode(errors="replace")
+        """(status, JSON answer or None); ``token=False``: an unauthenticated caller."""
+        client = jupyter_link.JupyterServer(self.url, self.token if token else "")
+        return client.request(method, path, body, timeout=timeout, headers=headers)
 
     def deploy(self, spec: dict[str, Any], ephemeral: bool = False, timeout: float = 240) -> Any:
         """POST clusters, then poll the operation until it ends; its final document."""
