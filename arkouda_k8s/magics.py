@@ -70,7 +70,7 @@ from IPython.core.magic_arguments import argument
 from traitlets import Bool, Int, TraitError, Unicode
 from traitlets.config import Config, Configurable
 
-from . import cli
+from . import options
 from .credentials import redact, strip_control
 from .errors import ArkoudaK8sError, SpecError
 from .errors import UsageError as ArkoudaUsageError
@@ -175,21 +175,21 @@ class _SpecOptions(magic_arguments.ArgDecorator):
     """The CLI's spec options, added by the CLI's own function so the two never drift."""
 
     def add_to_parser(self, parser: Any, group: Any) -> None:
-        cli._add_spec_options(parser)
+        options.add_spec_options(parser)
 
 
 class _WaitOptions(magic_arguments.ArgDecorator):
     """The CLI deploy's wait options (Timeouts), from the CLI's own function."""
 
     def add_to_parser(self, parser: Any, group: Any) -> None:
-        cli._add_wait_options(parser)
+        options.add_wait_options(parser)
 
 
 class _NamespaceOptions(magic_arguments.ArgDecorator):
     """The CLI deploy's namespace options (--create-namespace)."""
 
     def add_to_parser(self, parser: Any, group: Any) -> None:
-        cli._add_namespace_options(parser)
+        options.add_namespace_options(parser)
 
 
 class _ClusterOptions(magic_arguments.ArgDecorator):
@@ -197,7 +197,7 @@ class _ClusterOptions(magic_arguments.ArgDecorator):
         self.all_namespaces = all_namespaces
 
     def add_to_parser(self, parser: Any, group: Any) -> None:
-        cli._add_cluster_options(parser, all_namespaces=self.all_namespaces)
+        options.add_cluster_options(parser, all_namespaces=self.all_namespaces)
 
 
 def _settings_from_files(cwd: Path) -> dict[str, Any]:
@@ -329,7 +329,7 @@ class ArkoudaMagics(Magics, Configurable):
     def spec_from_args(self, args: Any) -> ClusterSpec:
         """The ClusterSpec of the options, the settings' defaults below them.
 
-        Built by the CLI's :func:`cli.spec_from_args` (values files, the installed
+        Built by the CLI's :func:`options.spec_from_args` (values files, the installed
         client's release when none is given); its notes and warnings are shown one line
         each. Order: options > values files > settings > the client's release > defaults.
         A ``release`` setting counts as given (no client match).
@@ -346,14 +346,14 @@ class ArkoudaMagics(Magics, Configurable):
         if defaults and merged.values:
             # the files' own release and locales win over the settings: keep only the
             # settings the files leave at the spec's default
-            from_files, _ = cli.spec_from_args(merged)
+            from_files, _ = options.spec_from_args(merged)
             base = ClusterSpec()
             defaults = {
                 k: v for k, v in defaults.items() if getattr(from_files, k) == getattr(base, k)
             }
         for key, value in defaults.items():
             setattr(merged, key, value)
-        spec, notes = cli.spec_from_args(merged, match_client=True)
+        spec, notes = options.spec_from_args(merged, match_client=True)
         for note in notes:
             print(f"arkouda-k8s: {note}")
         return cast("ClusterSpec", spec)
@@ -497,11 +497,11 @@ class ArkoudaMagics(Magics, Configurable):
         if not line.strip() and self.use_widgets():
             return self.show_form()
         spec = self.spec_from_args(args)
-        timeouts = cli.timeouts_from_args(args)
+        timeouts = options.timeouts_from_args(args)
         if args.dry_run:
             return self.dry_run(spec)
         return self.deploy(
-            spec, timeouts=timeouts, **cli.deploy_options(args), **self.cluster_options(args)
+            spec, timeouts=timeouts, **options.deploy_options(args), **self.cluster_options(args)
         )
 
     def dry_run(self, spec: ClusterSpec) -> Any:
@@ -587,7 +587,7 @@ class ArkoudaMagics(Magics, Configurable):
         return defaults
 
     def _deploy_from_form(self, form: Any, spec: ClusterSpec, context: str | None) -> None:
-        if not spec.authenticate:  # the form builds its spec without cli.spec_from_args
+        if not spec.authenticate:  # the form builds its spec without options.spec_from_args
             from .spec import NO_AUTH_WARNING
 
             print(f"arkouda-k8s: {NO_AUTH_WARNING}")
@@ -694,8 +694,9 @@ class ArkoudaMagics(Magics, Configurable):
         if args.tail is not None and args.tail < 1:
             raise UsageError(f"argument --tail: {args.tail} is not a positive number of lines")
         cluster = self.cluster(args.name, args)
-        # a terminal IPython shows the pod's bytes as they are: no escape sequences
-        print(strip_control(redact(cluster.logs(args.component, args.tail))))
+        # masked by the cluster (ArkoudaCluster.logs); a terminal IPython shows the pod's
+        # bytes as they are: no escape sequences
+        print(strip_control(cluster.logs(args.component, args.tail)))
 
     @line_magic
     @_front_end("arkouda_connect")

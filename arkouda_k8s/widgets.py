@@ -395,7 +395,8 @@ class ClusterPanel(_Card, w.VBox):
                 self._say_done(f"{what} failed: {exc.one_line()}", ok=False)
 
     def show_logs(self, tail: int = 50) -> None:
-        self._act("logs", lambda: _say(self.output, redact(self.cluster.logs("server", tail))))
+        # masked by the cluster (ArkoudaCluster.logs)
+        self._act("logs", lambda: _say(self.output, self.cluster.logs("server", tail)))
 
     def reconnect(self) -> None:
         def run() -> None:

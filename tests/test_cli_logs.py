@@ -16,11 +16,12 @@ import uuid
 
 import pytest
 import zmq
-from lifecycle_support import cli_process, labelled, on_a_terminal, token_of
-from lifecycle_support import run_cli as run
+from _support.lifecycle import cli_process, labelled, on_a_terminal, token_of
+from _support.lifecycle import run_cli as run
 
 from arkouda_k8s.cli import main
 from arkouda_k8s.cluster import ArkoudaCluster
+from arkouda_k8s.credentials import MASK
 
 SMALL = ["--cpu", "100m", "--memory", "256Mi", "--release", "v2023.05.05"]
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z ")
@@ -193,6 +194,32 @@ def test_a_terminal_gets_no_control_characters(sb, kube, udp):
     assert "\x1b" not in screen and "\x07" not in screen
     # The pty turns each newline into \r\n; no other carriage return reaches it.
     assert "\r" not in screen.replace("\r\n", "\n")
+
+
+def test_logs_mask_pem_blocks_and_tokens_like_the_magics(sb, kube, udp, capsys):
+    """A PEM block and a token a pod prints are masked by `arkouda-k8s logs`, printed at
+    once or followed, with the masks %arkouda_logs shows (ArkoudaCluster.logs masks)."""
+    kind = "PRIVATE " + "KEY"  # assembled here: no key-shaped text in the repository
+    body = "MIIEvQIBADANBgkq" + uuid.uuid4().hex
+    secret = "s" + uuid.uuid4().hex
+    proc = cli_process("logs", udp, "-f", "--tail", "1", "--kubeconfig", sb.kubeconfig_path)
+    try:
+        lines = Lines(proc)
+        lines.wait_for("")  # the follow is streaming before the line is written
+        marker = f"leak-{uuid.uuid4().hex[:8]}"
+        pem = f"-----BEGIN {kind}-----\n{body}\n-----END {kind}-----"
+        send_command(sb, kube, udp, f"{marker} token={secret} {pem}")
+        masked = f">>> {marker} token={MASK} -----BEGIN {kind}----- {MASK}"
+        assert lines.wait_for(marker).endswith(masked)
+        code, out, err = run(capsys, "logs", udp, "--kubeconfig", sb.kubeconfig_path)
+        assert code == 0, err
+        assert masked in out
+        followed = "\n".join(lines.seen)
+        for shown in (out, followed):
+            assert body not in shown and secret not in shown
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_follow_every_locale_pod_until_ctrl_c_or_they_go(sb, kube, udp):

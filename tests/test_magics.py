@@ -357,7 +357,10 @@ class StubCluster:
     def logs(self, component: str, tail: int | None) -> str:
         if self.fail_logs is not None:
             raise self.fail_logs
-        return f"listening on tcp://10.0.0.5:5555?token=0123456789abcdef ({component}, {tail})"
+        # masked, as ArkoudaCluster.logs returns it (the magics mask nothing themselves)
+        return redact(
+            f"listening on tcp://10.0.0.5:5555?token=0123456789abcdef ({component}, {tail})"
+        )
 
     def connect(self) -> Any:
         return self.ak
@@ -602,7 +605,7 @@ def secret_material(sb: Any, name: str, namespace: str = "default") -> list[str]
     """Every piece of secret material of a deployment, as it could leak into an output."""
     import base64
 
-    from lifecycle_support import admin
+    from _support.lifecycle import admin
 
     kube = admin(sb, namespace)
     pieces: list[str] = []
@@ -637,7 +640,7 @@ def sandbox_ip(
 
 
 def instance_objects(sb: Any, name: str) -> list[str]:
-    from lifecycle_support import admin, labelled
+    from _support.lifecycle import admin, labelled
 
     return labelled(admin(sb), name)
 
@@ -787,7 +790,7 @@ def test_token_auth_with_the_2020_client_is_one_line(
 def test_deploy_waits_for_capacity_when_asked(sandbox_ip: tuple[InteractiveShell, Any]) -> None:
     """--unschedulable-wait, as in the CLI: a pod may wait for a cluster autoscaler to add
     a node, the progress says so, and the failure after the wait is one line."""
-    from lifecycle_support import cluster, spec
+    from _support.lifecycle import cluster, spec
 
     ip, sb = sandbox_ip
     run_ok(ip, "%config ArkoudaMagics.short_errors = True")
@@ -883,7 +886,7 @@ def test_create_namespace_from_the_magic_and_the_form(
 ) -> None:
     """--create-namespace in %arkouda_deploy and its box in the form: the namespace is
     made when missing, and teardown leaves it."""
-    from lifecycle_support import admin, labelled
+    from _support.lifecycle import admin, labelled
 
     ip, sb = sandbox_ip
     kube = admin(sb)
@@ -990,7 +993,7 @@ def test_quickstart_notebook_runs_in_a_shell(ip: InteractiveShell) -> None:
 def test_expired_deployments_are_announced_at_load_and_removed(
     lifecycle_sandbox: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
-    from lifecycle_support import admin, cluster, spec
+    from _support.lifecycle import admin, cluster, spec
 
     from arkouda_k8s.cluster import HEARTBEAT_ANNOTATION
 
