@@ -6,9 +6,52 @@ and the Arkouda client load only when a deployment is touched.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+# The errors are cheap (no imports of their own): a caller catches them by the package.
+from .errors import (
+    ArkoudaK8sError,
+    ClusterNotFound,
+    DeployError,
+    KubeError,
+    PermissionsMissing,
+    PreflightError,
+    ServerNotAnswering,
+    SessionError,
+    SpecError,
+    TunnelError,
+    UsageError,
+)
+
+if TYPE_CHECKING:  # what the lazy names below are, for type checkers and editors
+    from .cluster import ArkoudaCluster, DeployMode, list_clusters
+    from .sandbox import Sandbox
+    from .spec import ClusterSpec
+    from .tunnel import Tunnel, TunnelState
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "ArkoudaCluster",
+    "ArkoudaK8sError",
+    "ClusterNotFound",
+    "ClusterSpec",
+    "DeployError",
+    "DeployMode",
+    "KubeError",
+    "PermissionsMissing",
+    "PreflightError",
+    "Sandbox",
+    "ServerNotAnswering",
+    "SessionError",
+    "SpecError",
+    "Tunnel",
+    "TunnelError",
+    "TunnelState",
+    "UsageError",
+    "__version__",
+    "list_clusters",
+]
 
 _LAZY = {
     "ClusterSpec": ("arkouda_k8s.spec", "ClusterSpec"),
@@ -16,6 +59,7 @@ _LAZY = {
     "DeployMode": ("arkouda_k8s.cluster", "DeployMode"),
     "list_clusters": ("arkouda_k8s.cluster", "list_clusters"),
     "Tunnel": ("arkouda_k8s.tunnel", "Tunnel"),
+    "TunnelState": ("arkouda_k8s.tunnel.state", "TunnelState"),
     "Sandbox": ("arkouda_k8s.sandbox", "Sandbox"),
 }
 

@@ -55,6 +55,17 @@ from .spec import ClusterSpec, format_bytes
 
 log = logging.getLogger(__name__)
 
+
+@contextlib.contextmanager
+def _logged(what: str) -> Iterator[None]:
+    """Swallow an exception that must not stop the caller (a best-effort close or a
+    status extra), with a debug log line so that it is not lost."""
+    try:
+        yield
+    except Exception as exc:
+        log.debug("%s failed: %s", what, exc, exc_info=True)
+
+
 ANNOTATION_PREFIX = "arkouda-k8s.dev/"
 HEARTBEAT_ANNOTATION = "arkouda-k8s.dev/heartbeat"
 TTL_ANNOTATION = "arkouda-k8s.dev/ttl-seconds"
@@ -392,7 +403,6 @@ class ArkoudaCluster:
         # The Ready server pod a wait just saw: the tunnel's first target, without a list.
         self._server_pod_hint: str | None = None
         self._heartbeat: _Heartbeat | None = None
-        self._closed = False
 
     def __repr__(self) -> str:
         return (
@@ -459,7 +469,6 @@ class ArkoudaCluster:
         ``wait=False`` returns once the server pod is created (the locale pods must be
         Running before it is, so that part is still awaited).
         """
-        self._closed = False
         self._progress("preflight", 0, 1, f"using {self.kube.describe()}")
         deadline = time.monotonic() + self.timeouts.preflight
         creating = self.mode is not DeployMode.CONNECT_ONLY
@@ -1272,11 +1281,10 @@ class ArkoudaCluster:
 
     def start_tunnel(self, timeout: float = 30.0) -> tuple[str, int]:
         """Start (or restart) the port-forward to the server pod; returns its address."""
-        from .tunnel import Tunnel
+        from .tunnel import Tunnel, TunnelState
 
         if self.tunnel is not None:
-            state = str(getattr(self.tunnel.state, "value", self.tunnel.state))
-            if state.lower() not in ("closed", "stopped", "failed"):
+            if self.tunnel.state not in (TunnelState.CLOSED, TunnelState.FAILED):
                 addr = self.address
                 if addr:
                     return addr
@@ -1324,7 +1332,7 @@ class ArkoudaCluster:
             _forget_tunnel(self._tunnel_key())
         tunnel, self.tunnel = self.tunnel, None
         if tunnel is not None:
-            with contextlib.suppress(Exception):
+            with _logged("stopping the tunnel"):
                 tunnel.stop()
 
     def handshake(self, deadline: float | None = None) -> dict[str, Any]:
@@ -1437,7 +1445,7 @@ class ArkoudaCluster:
 
         host, port = self.start_tunnel()
         if self.session is not None:
-            with contextlib.suppress(Exception):
+            with _logged("closing the previous session"):
                 self.session.close()
         self.session = Session.bind(
             host, port, token=self.token(), timeout=timeout, server_version=self.spec.release
@@ -1464,13 +1472,13 @@ class ArkoudaCluster:
         memory_used = None
         version = (self.config or {}).get("arkoudaVersion")
         if probe and self.address is not None and info.stage == "Ready":
-            with contextlib.suppress(Exception):
+            with _logged("reading the server's memory use for status"):
                 memory_used = self.memory_used()
             if version is None:
                 from .protocol import ArkoudaProbe
 
                 with (
-                    contextlib.suppress(Exception),
+                    _logged("the handshake for status"),
                     ArkoudaProbe(*self.address, token=self.token()) as p,
                 ):
                     self.config = p.handshake()
@@ -1483,9 +1491,7 @@ class ArkoudaCluster:
             ),
             None,
         )
-        tunnel_state = (
-            str(getattr(self.tunnel.state, "value", self.tunnel.state)) if self.tunnel else None
-        )
+        tunnel_state = self.tunnel.state.value if self.tunnel else None
         stage, message = info.stage, _status_message(pods)
         if server is None and self.address is not None and stage in ("Pending", "Locales"):
             # This session saw the server answer: its pod was deleted, not yet to start
@@ -1797,12 +1803,11 @@ class ArkoudaCluster:
     def close(self) -> None:
         """Close the session, the tunnel and the heartbeat; the deployment keeps running."""
         if self.session is not None:
-            with contextlib.suppress(Exception):
+            with _logged("closing the session"):
                 self.session.close()
             self.session = None
         self._stop_tunnel()
         self._stop_heartbeat()
-        self._closed = True
 
     def teardown(self, wait: bool = True) -> list[tuple[str, str]]:
         """Delete every object of the deployment and (with ``wait``) wait until gone."""

@@ -16,6 +16,7 @@ import base64
 import builtins
 import functools
 import json
+import logging
 import os
 import random
 import re
@@ -28,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .errors import KubeError, UsageError
+
+log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "arkouda-k8s"
 # Status codes worth another try: throttling and the API server's own trouble.
@@ -458,6 +461,10 @@ class Kube:
                     status=last_status,
                     reason="Unavailable",
                 )
+            # otherwise invisible: a slow deploy shows its retries at INFO (no headers logged)
+            log.info(
+                "%s %s: %s (attempt %d), retrying in %.2fs", method, path, problem, attempt, pause
+            )
             time.sleep(pause)
 
     def _error(self, method: str, path: str, status: int, data: bytes) -> KubeError:
