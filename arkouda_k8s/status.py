@@ -1,0 +1,224 @@
+"""What a user is told about a deployment: ``ClusterStatus`` (one deployment, as
+``arkouda-k8s status`` and the notebook show it) and ``ClusterInfo`` (one row of
+``list_clusters()``), their text rows and their versioned documents (``-o json|yaml``).
+Pure: no I/O; the lifecycle (cluster.py) fills them in."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from .spec import format_bytes
+
+# The version of the documents ``to_dict()`` returns (docs/cli-output.md; the JSON Schema
+# is docs/cli-output.schema.json). A field is only ever added within a version; removing
+# or changing one makes v2.
+OUTPUT_API_VERSION = "arkouda-k8s.dev/v1"
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    """What a user wants to know about a deployment; never holds secret material."""
+
+    name: str
+    namespace: str
+    context: str | None
+    stage: str  # Pending | Locales | Server | Ready | Failed | Gone
+    locales_ready: int
+    locales_total: int
+    server_phase: str | None
+    server_ready: bool
+    address: tuple[str, int] | None
+    tunnel_state: str | None
+    memory_used: int | None
+    memory_max: int | None
+    arkouda_version: str | None
+    age: float | None  # seconds since the deployment was created
+    expires_at: datetime | None
+    message: str = ""
+    heartbeat_expired: bool = False
+    locales: int | None = None  # Arkouda locales in all (udp: server pod + locale pods)
+    mode: str | None = None
+
+    # Names the notebook front end reads (docs/internals.md).
+    @property
+    def tunnel(self) -> str | None:
+        return self.tunnel_state
+
+    @property
+    def mem_max(self) -> int | None:
+        return self.memory_max
+
+    @property
+    def server_version(self) -> str | None:
+        return self.arkouda_version
+
+    def _locales_text(self) -> str:
+        pods = f"{self.locales_ready}/{self.locales_total} locale pods running"
+        if self.mode == "smp":
+            return f"{self.locales} in the server pod (smp)"
+        if self.locales is None:
+            return pods
+        return f"{self.locales}: 1 in the server pod + {pods}"
+
+    def to_text(self) -> str:
+        """A few aligned lines, as `arkouda-k8s status` prints them."""
+        rows = [
+            ("name", f"{self.name} (namespace {self.namespace}, context {self.context or '-'})"),
+            ("stage", self.stage + (f": {self.message}" if self.message else "")),
+            ("locales", self._locales_text()),
+            (
+                "server",
+                f"{self.server_phase or 'absent'}, {'ready' if self.server_ready else 'not ready'}",
+            ),
+            ("version", self.arkouda_version or "-"),
+            ("memory", _memory_text(self.memory_used, self.memory_max)),
+            (
+                "tunnel",
+                f"{self.tunnel_state} at {self.address[0]}:{self.address[1]}"
+                if self.address and self.tunnel_state
+                else (self.tunnel_state or "none"),
+            ),
+            ("age", duration(self.age) if self.age is not None else "-"),
+            (
+                "expires",
+                (self.expires_at.strftime("%Y-%m-%d %H:%M:%S UTC") if self.expires_at else "never")
+                + (" (expired)" if self.heartbeat_expired else ""),
+            ),
+        ]
+        return "\n".join(f"{k:<8} {v}" for k, v in rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The versioned document ``arkouda-k8s status -o json`` prints (kind ClusterStatus)."""
+        return {
+            "apiVersion": OUTPUT_API_VERSION,
+            "kind": "ClusterStatus",
+            "name": self.name,
+            "namespace": self.namespace,
+            "context": self.context,
+            "stage": self.stage,
+            "message": self.message,
+            "expired": self.heartbeat_expired,
+            "mode": self.mode,
+            "locales": self.locales,
+            "localePods": {"ready": self.locales_ready, "total": self.locales_total},
+            "server": {"phase": self.server_phase, "ready": self.server_ready},
+            "arkoudaVersion": self.arkouda_version,
+            "memory": {"usedBytes": self.memory_used, "maxBytes": self.memory_max},
+            "tunnel": _tunnel_dict(self.tunnel_state, self.address),
+            "ageSeconds": _whole_seconds(self.age),
+            "expiresAt": _rfc3339(self.expires_at),
+        }
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """One deployment in ``list_clusters()``."""
+
+    name: str
+    namespace: str
+    stage: str
+    locales_ready: int
+    locales_total: int
+    mode: str | None
+    release: str | None
+    age: float | None
+    heartbeat: datetime | None
+    expires_at: datetime | None
+    heartbeat_expired: bool
+    context: str | None = None
+    server_pod: str | None = None
+    memory: str | None = None  # per pod, the Kubernetes quantity of the spec
+    memory_max: int | None = None  # bytes: memMax x locales
+    # (host, port) of a tunnel to this deployment held by this process or by an
+    # `arkouda-k8s forward` on this machine
+    tunnel_address: tuple[str, int] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """One item of ``arkouda-k8s list -o json`` (kind ClusterInfo)."""
+        return {
+            "apiVersion": OUTPUT_API_VERSION,
+            "kind": "ClusterInfo",
+            "name": self.name,
+            "namespace": self.namespace,
+            "context": self.context,
+            "stage": self.stage,
+            "expired": self.heartbeat_expired,
+            "mode": self.mode,
+            "release": self.release,
+            "localePods": {"ready": self.locales_ready, "total": self.locales_total},
+            "serverPod": self.server_pod,
+            "memory": {"perPod": self.memory, "maxBytes": self.memory_max},
+            "tunnel": _tunnel_dict("held", self.tunnel_address) if self.tunnel_address else None,
+            "ageSeconds": _whole_seconds(self.age),
+            "heartbeat": _rfc3339(self.heartbeat),
+            "expiresAt": _rfc3339(self.expires_at),
+        }
+
+    def to_wide_row(self) -> list[str]:
+        """``to_row()`` and the columns of ``list -o wide``."""
+        tunnel = self.tunnel_address
+        return self.to_row() + [
+            self.context or "-",
+            self.server_pod or "-",
+            f"{tunnel[0]}:{tunnel[1]}" if tunnel else "-",
+            f"{self.memory}/pod" if self.memory else "-",
+        ]
+
+    def to_row(self) -> list[str]:
+        return [
+            self.namespace,
+            self.name,
+            self.stage,
+            f"{self.locales_ready}/{self.locales_total}",
+            self.mode or "-",
+            self.release or "-",
+            duration(self.age) if self.age is not None else "-",
+            "expired"
+            if self.heartbeat_expired
+            else (self.expires_at.strftime("%H:%M:%S") if self.expires_at else "-"),
+        ]
+
+
+def duration(seconds: float) -> str:
+    s = int(max(0, seconds))
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    if s < 172800:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d"
+
+
+def cluster_list_dict(items: Iterable[ClusterInfo]) -> dict[str, Any]:
+    """The document ``arkouda-k8s list -o json`` prints (kind ClusterList)."""
+    return {
+        "apiVersion": OUTPUT_API_VERSION,
+        "kind": "ClusterList",
+        "items": [i.to_dict() for i in items],
+    }
+
+
+def _rfc3339(when: datetime | None) -> str | None:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if when else None
+
+
+def _whole_seconds(seconds: float | None) -> int | None:
+    return int(max(0, seconds)) if seconds is not None else None
+
+
+def _tunnel_dict(state: str | None, address: tuple[str, int] | None) -> dict[str, Any] | None:
+    if state is None and address is None:
+        return None
+    return {"state": state, "address": f"{address[0]}:{address[1]}" if address else None}
+
+
+def _memory_text(used: int | None, cap: int | None) -> str:
+    if used is None and cap is None:
+        return "-"
+    u = format_bytes(used) if used is not None else "?"
+    c = format_bytes(cap) if cap is not None else "?"
+    return f"{u} used of {c} (memMax x locales)"
