@@ -1329,7 +1329,8 @@ class ArkoudaCluster:
             ),
             None,
         )
-        tunnel_state = self.tunnel.state.value if self.tunnel else None
+        # a TunnelState, or "shared" for a tunnel borrowed from another process
+        tunnel_state = str(self.tunnel.state) if self.tunnel else None
         stage, message = info.stage, _status_message(pods)
         if server is None and self.address is not None and stage in ("Pending", "Locales"):
             # This session saw the server answer: its pod was deleted, not yet to start

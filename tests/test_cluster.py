@@ -434,3 +434,17 @@ def test_context_manager(sb, kube):
         assert c.address is not None and c.status().stage == "Ready"
     assert c.tunnel is None
     assert labelled(kube, "c-with") == []
+
+
+def test_status_through_a_tunnel_borrowed_from_another_process(sb, deployed):
+    """A kernel reaches a deployment through the Jupyter server's tunnel (use_tunnel):
+    its status names that tunnel "shared", at the holder's address."""
+    with deployed(spec("c-borrow", mode="smp", locales=1)) as c:
+        other = ArkoudaCluster.from_name("c-borrow", kubeconfig=sb.kubeconfig_path, connect=False)
+        try:
+            other.use_tunnel(c.address, c.token())
+            st = other.status()
+            assert st.tunnel_state == "shared" and st.address == c.address
+            assert f"shared at {c.address[0]}:{c.address[1]}" in st.to_text()
+        finally:
+            other.close()
