@@ -19,17 +19,13 @@ import enum
 import functools
 import json
 import logging
-import os
 import queue
 import re
 import secrets
-import tempfile
 import threading
 import time
-import weakref
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from . import manifests, preflight
@@ -43,11 +39,43 @@ from .errors import (
     KubeError,
     PermissionsMissing,
     PreflightError,
-    SpecConflict,
     StageTimeout,
     TunnelError,
     UnschedulableError,
     UsageError,
+)
+from .inventory import (  # noqa: F401 (re-export: callers and tests name them here)
+    _HELD_TUNNELS,
+    _RECREATE,
+    ANNOTATION_PREFIX,
+    COMPONENT_LABEL,
+    DELETED_KINDS,
+    EPHEMERAL_ANNOTATION,
+    HEARTBEAT_ANNOTATION,
+    IMAGE_PULL_REASONS,
+    INSTANCE_ID_LABEL,
+    INSTANCE_LABEL,
+    MANAGED_BY_LABEL,
+    MANAGED_SELECTOR,
+    OWNED_KINDS,
+    SPEC_ANNOTATION,
+    TTL_ANNOTATION,
+    _check_same_spec,
+    _forget_tunnel,
+    _looks_ours,
+    _now_text,
+    _parse_time,
+    _ready,
+    _record_prefix,
+    _record_tunnel,
+    _running_with_ip,
+    _spec_of,
+    _summarize,
+    _Summary,
+    _tunnel_records,
+    held_tunnel,
+    list_clusters,
+    spec_changes,
 )
 from .kube import Access, Kube, WatchDeadline, list_contexts, log_lines  # noqa: F401 (re-export)
 from .preflight import Findings, rbac_yaml, required_access  # noqa: F401 (re-export)
@@ -72,43 +100,6 @@ def _logged(what: str) -> Iterator[None]:
         log.debug("%s failed: %s", what, exc, exc_info=True)
 
 
-ANNOTATION_PREFIX = "arkouda-k8s.dev/"
-HEARTBEAT_ANNOTATION = "arkouda-k8s.dev/heartbeat"
-TTL_ANNOTATION = "arkouda-k8s.dev/ttl-seconds"
-# Deployed with --ephemeral: the process that holds it (the Jupyter server extension)
-# tears it down when it stops, instead of leaving it to its time-to-live.
-EPHEMERAL_ANNOTATION = "arkouda-k8s.dev/ephemeral"
-SPEC_ANNOTATION = manifests.SPEC_ANNOTATION
-MANAGED_SELECTOR = "app.kubernetes.io/managed-by=arkouda-k8s"
-INSTANCE_LABEL = "app.kubernetes.io/instance"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-# A random id per deployment, on every object it creates: with the owner reference to
-# the state ConfigMap, what tells our objects from ones that merely copy our labels.
-INSTANCE_ID_LABEL = "arkouda-k8s.dev/instance-id"
-COMPONENT_LABEL = "app.kubernetes.io/component"
-# Kinds an instance may own, deleted (and waited for) on teardown; the ReplicaSets
-# carry the locale template's labels, so they count as labelled objects too.
-OWNED_KINDS = (
-    "Pod",
-    "Deployment",
-    "ReplicaSet",
-    "Service",
-    "Endpoints",
-    "ConfigMap",
-    "Secret",
-    "NetworkPolicy",
-    "RoleBinding",
-    "Role",
-    "ServiceAccount",
-)
-# The ReplicaSets go with their Deployment (garbage collector): not deleted directly, so
-# the deployer needs no delete right on them, but waited for.
-# The Deployment goes first: deleting its pods first would only make its ReplicaSet
-# create new ones.
-DELETED_KINDS = ("Deployment",) + tuple(
-    k for k in OWNED_KINDS if k not in ("ReplicaSet", "Deployment")
-)
-IMAGE_PULL_REASONS = {"ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 CONFIG_REASONS = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
 LOG_TAIL_LINES = 20
 # Starts of a freshly created server that exited on a passing API error (5xx, 429,
@@ -1809,89 +1800,6 @@ class ArkoudaCluster:
 
 # Clusters of this process that hold a tunnel, by (API server, namespace, name): what
 # `list_clusters()` shows as the tunnel address. Weak: a dropped cluster is no holder.
-_HELD_TUNNELS: weakref.WeakValueDictionary[tuple[str, str, str], ArkoudaCluster] = (
-    weakref.WeakValueDictionary()
-)
-
-
-def held_tunnel(server: str, namespace: str, name: str) -> tuple[str, int] | None:
-    """The local address of a tunnel to that deployment held by this process or by
-    another one of this user on this machine (`arkouda-k8s forward` in another
-    terminal, a notebook's kernel), if any."""
-    cluster = _HELD_TUNNELS.get((server, namespace, name))
-    if cluster is not None and cluster.address is not None:
-        return cluster.address
-    folder = _tunnel_records()
-    if folder is None:
-        return None
-    prefix = _record_prefix((server, namespace, name))
-    with contextlib.suppress(OSError):
-        for entry in sorted(os.listdir(folder)):
-            if not entry.startswith(prefix):
-                continue
-            path = os.path.join(folder, entry)
-            try:
-                with open(path, encoding="utf-8") as fh:
-                    record = json.load(fh)
-                pid = int(record["pid"])
-                os.kill(pid, 0)  # raises when the holder is gone
-                host, port = record["address"]
-                return str(host), int(port)
-            except (OSError, ValueError, KeyError, TypeError):
-                with contextlib.suppress(OSError):
-                    os.unlink(path)  # a holder that died without cleaning up
-    return None
-
-
-# Where held tunnels are recorded for other processes of the user: a private folder
-# (0700, ours) under $XDG_RUNTIME_DIR or the temp directory. A record holds the API
-# server, namespace, name, local address and pid: nothing secret.
-def _tunnel_records() -> str | None:
-    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-    mine = os.path.join(base, f"arkouda-k8s-{os.getuid()}")
-    folder = os.path.join(mine, "tunnels")
-    try:
-        for path in (mine, folder):  # makedirs gives parents the umask's mode, not 0700
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(path, 0o700)
-        info = os.stat(mine)
-    except OSError:
-        return None
-    if info.st_uid != os.getuid() or info.st_mode & 0o077:
-        return None  # made by someone else, or readable by others: not ours to trust
-    return folder
-
-
-def _record_prefix(key: tuple[str, str, str]) -> str:
-    import hashlib
-
-    return hashlib.sha256("|".join(key).encode()).hexdigest()[:20] + "-"
-
-
-def _record_tunnel(key: tuple[str, str, str], address: tuple[str, int]) -> None:
-    folder = _tunnel_records()
-    if folder is None:
-        return
-    server, namespace, name = key
-    record = {
-        "server": server,
-        "namespace": namespace,
-        "name": name,
-        "address": list(address),
-        "pid": os.getpid(),
-    }
-    path = os.path.join(folder, f"{_record_prefix(key)}{os.getpid()}.json")
-    with contextlib.suppress(OSError), open(path, "w", encoding="utf-8") as fh:
-        json.dump(record, fh)
-
-
-def _forget_tunnel(key: tuple[str, str, str]) -> None:
-    folder = _tunnel_records()
-    if folder is not None:
-        with contextlib.suppress(OSError):
-            os.unlink(os.path.join(folder, f"{_record_prefix(key)}{os.getpid()}.json"))
-
-
 class _BorrowedTunnel:
     """The tunnel of another process, as ``ArkoudaCluster.tunnel`` (``use_tunnel``)."""
 
@@ -1992,91 +1900,6 @@ def server_address_in_cluster(
     return ServerAddress(host, int(port["port"]), token)
 
 
-def list_clusters(
-    kubeconfig: str | None = None,
-    context: str | None = None,
-    namespace: str | None = None,
-    all_namespaces: bool = False,
-    *,
-    kube: Kube | None = None,
-    timeout: float | None = None,
-) -> list[ClusterInfo]:
-    """Every arkouda-k8s deployment visible to the user (two list requests).
-
-    ``timeout`` bounds the whole call (retries included; default 30 s per request).
-    """
-    deadline = time.monotonic() + timeout if timeout is not None else None
-    kube = kube or Kube.connect(kubeconfig, context, namespace)
-    ns = None if all_namespaces else (namespace or kube.namespace)
-    pods = kube.list(
-        "Pod", ns, label_selector=MANAGED_SELECTOR, all_namespaces=all_namespaces, deadline=deadline
-    )["items"]
-    states = kube.list(
-        "ConfigMap",
-        ns,
-        label_selector=MANAGED_SELECTOR,
-        all_namespaces=all_namespaces,
-        deadline=deadline,
-    )["items"]
-    by_instance: dict[tuple[str, str], dict[str, Any]] = {}
-    for cm in states:
-        meta = cm["metadata"]
-        inst = (meta.get("labels") or {}).get(INSTANCE_LABEL)
-        if inst and SPEC_ANNOTATION in (meta.get("annotations") or {}):
-            by_instance.setdefault((meta.get("namespace", ""), inst), {"pods": [], "state": None})[
-                "state"
-            ] = cm
-    for pod in pods:
-        meta = pod["metadata"]
-        inst = (meta.get("labels") or {}).get(INSTANCE_LABEL)
-        if inst:
-            by_instance.setdefault((meta.get("namespace", ""), inst), {"pods": [], "state": None})[
-                "pods"
-            ].append(pod)
-    out = []
-    for (ns_name, inst), parts in sorted(by_instance.items()):
-        spec = _spec_of(parts["state"]) or _spec_of(
-            next(
-                (
-                    p
-                    for p in parts["pods"]
-                    if SPEC_ANNOTATION in (p["metadata"].get("annotations") or {})
-                ),
-                None,
-            )
-        )
-        info = _summarize(inst, ns_name, parts["pods"], parts["state"], spec)
-        server_pod = next(
-            (
-                p["metadata"]["name"]
-                for p in parts["pods"]
-                if (p["metadata"].get("labels") or {}).get(COMPONENT_LABEL) == "server"
-            ),
-            None,
-        )
-        out.append(
-            ClusterInfo(
-                name=inst,
-                namespace=ns_name,
-                stage=info.stage,
-                locales_ready=info.locales_ready,
-                locales_total=info.locales_total,
-                mode=spec.mode if spec else None,
-                release=spec.release if spec else None,
-                age=info.age,
-                heartbeat=info.heartbeat,
-                expires_at=info.expires_at,
-                heartbeat_expired=info.heartbeat_expired,
-                context=kube.context,
-                server_pod=server_pod,
-                memory=spec.memory if spec else None,
-                memory_max=spec.effective_mem_max * spec.locales if spec else None,
-                tunnel_address=held_tunnel(kube.server, ns_name, inst),
-            )
-        )
-    return out
-
-
 def teardown_expired(
     kubeconfig: str | None = None,
     context: str | None = None,
@@ -2149,155 +1972,6 @@ def kube_in(kube: Kube, namespace: str) -> Kube:
 # -- helpers -------------------------------------------------------------------------------
 
 
-@dataclass
-class _Summary:
-    stage: str
-    locales_ready: int
-    locales_total: int
-    age: float | None
-    heartbeat: datetime | None
-    expires_at: datetime | None
-    heartbeat_expired: bool
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _summarize(
-    name: str,
-    namespace: str,
-    pods: list[dict[str, Any]],
-    state: dict[str, Any] | None,
-    spec: ClusterSpec | None,
-) -> _Summary:
-    servers = [
-        p for p in pods if (p["metadata"].get("labels") or {}).get(COMPONENT_LABEL) == "server"
-    ]
-    locales = [
-        p for p in pods if (p["metadata"].get("labels") or {}).get(COMPONENT_LABEL) == "locale"
-    ]
-    server = servers[0] if servers else None
-    # Locale pods (udp: locales - 1; smp: none), as the front ends show them.
-    total = spec.locale_pods if spec else len(locales)
-    ready = sum(1 for p in locales if _running_with_ip(p))
-    failed = any((p.get("status") or {}).get("phase") == "Failed" for p in pods) or any(
-        ((cs.get("state") or {}).get("waiting") or {}).get("reason")
-        # ErrImagePull too: the kubelet alternates it with ImagePullBackOff, and a
-        # status taken in between must not call the deployment healthy again.
-        in IMAGE_PULL_REASONS | {"ErrImagePull", "CrashLoopBackOff"}
-        for p in pods
-        for cs in (p.get("status") or {}).get("containerStatuses") or []
-    )
-    if not pods and state is None:
-        stage = "Gone"
-    elif failed:
-        stage = "Failed"
-    elif server is not None and _ready(server):
-        stage = "Ready"
-    elif server is not None:
-        stage = "Server"
-    elif locales or (spec is not None and spec.locale_pods):
-        stage = "Locales"
-    else:
-        stage = "Pending"
-    created = _parse_time(
-        ((state or server or (pods[0] if pods else {})).get("metadata") or {}).get(
-            "creationTimestamp"
-        )
-    )
-    annotations = ((state or {}).get("metadata") or {}).get("annotations") or {}
-    heartbeat = _parse_time(annotations.get(HEARTBEAT_ANNOTATION)) or created
-    ttl = annotations.get(TTL_ANNOTATION) or (
-        str(spec.ttl_seconds) if spec and spec.ttl_seconds else None
-    )
-    expires_at = None
-    if ttl and heartbeat:
-        with contextlib.suppress(ValueError):
-            expires_at = datetime.fromtimestamp(heartbeat.timestamp() + float(ttl), UTC)
-    now = datetime.now(UTC)
-    return _Summary(
-        stage=stage,
-        locales_ready=ready,
-        locales_total=total,
-        age=(now - created).total_seconds() if created else None,
-        heartbeat=heartbeat,
-        expires_at=expires_at,
-        heartbeat_expired=bool(expires_at and expires_at <= now),
-    )
-
-
-def _looks_ours(state: dict[str, Any], name: str) -> bool:
-    """A state ConfigMap of instance ``name``: our labels and an instance id.
-
-    Labels can be planted; what they protect is narrow: deleting goes only to objects
-    whose ownerReferences name this ConfigMap's uid, which a planted one never owns.
-    """
-    labels = state["metadata"].get("labels") or {}
-    return (
-        labels.get(MANAGED_BY_LABEL) == manifests.MANAGED_BY
-        and labels.get(INSTANCE_LABEL) == name
-        and bool(labels.get(INSTANCE_ID_LABEL))
-    )
-
-
-def _spec_of(obj: dict[str, Any] | None) -> ClusterSpec | None:
-    text = ((obj or {}).get("metadata", {}).get("annotations") or {}).get(SPEC_ANNOTATION)
-    if not text:
-        return None
-    try:
-        return ClusterSpec.from_dict(json.loads(text))
-    except (ValueError, ArkoudaK8sError):
-        return None
-
-
-# Which objects a changed setting forces to be recreated.
-_RECREATE = {
-    "locales": "the locale Deployment and the server pod",
-    "mode": "every object",
-    "threads": "every pod",
-    "cpu": "every pod",
-    "memory": "every pod",
-    "mem_max": "the server pod",
-    "release": "every pod",
-    "image_repository": "every pod",
-    "pull_policy": "every pod",
-    "authenticate": "the server pod",
-    "metrics": "the server pod and its Services",
-    "log_level": "the server pod",
-    "persistence": "every pod",
-    "node_selector": "every pod",
-    "tolerations": "every pod",
-    "image_pull_secrets": "every pod",
-    "service_account": "every pod",
-    "server_port": "the server pod",
-    "annotations": "every pod",
-    "labels": "every object",
-    "network_policy": "the NetworkPolicy",
-}
-
-
-def spec_changes(old: ClusterSpec, new: ClusterSpec) -> dict[str, tuple[Any, Any]]:
-    """Settings that differ (ttl_seconds ignored: it changes nothing running)."""
-    a, b = old.to_dict(), new.to_dict()
-    return {
-        k: (a.get(k), b.get(k))
-        for k in sorted(set(a) | set(b))
-        if a.get(k) != b.get(k) and k not in ("ttl_seconds", "namespace")
-    }
-
-
-def _check_same_spec(existing: ClusterSpec, wanted: ClusterSpec) -> None:
-    changes = spec_changes(existing, wanted)
-    if not changes:
-        return
-    what = "; ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items())
-    recreate = sorted({_RECREATE.get(k, "every object") for k in changes})
-    raise SpecConflict(
-        f"deployment {existing.name!r} exists with different settings ({what}); "
-        f"applying them means recreating {', '.join(recreate)}",
-        f"tear it down first (`arkouda-k8s teardown {existing.name}`) and deploy again, "
-        "or deploy with the same settings to connect to it",
-    )
-
-
 @contextlib.contextmanager
 def _unless_forbidden(allowed: bool) -> Iterator[None]:
     """Swallow a 403 when ``allowed`` (a kind the deployment cannot have)."""
@@ -2323,26 +1997,6 @@ def _unschedulable(pod: dict[str, Any]) -> dict[str, Any] | None:
 def _passing_failure(line: str) -> bool:
     """Does an exit line name an API error that may not happen again?"""
     return bool(re.search(r"HTTP (5\d\d|429)\b", line)) or " failed: " in line
-
-
-def _running_with_ip(pod: dict[str, Any]) -> bool:
-    """Running, with an IP, and every container up (not between two crashes)."""
-    status = pod.get("status") or {}
-    return (
-        status.get("phase") == "Running"
-        and bool(status.get("podIP"))
-        and all(
-            "running" in (cs.get("state") or {}) for cs in status.get("containerStatuses") or []
-        )
-    )
-
-
-def _ready(pod: dict[str, Any]) -> bool:
-    status = pod.get("status") or {}
-    return status.get("phase") == "Running" and any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in status.get("conditions") or []
-    )
 
 
 def _pending_summary(pods: list[dict[str, Any]]) -> str:
@@ -2381,19 +2035,6 @@ def _default_heartbeat(spec: ClusterSpec) -> float:
     if spec.ttl_seconds:
         return max(5.0, min(60.0, spec.ttl_seconds / 4))
     return 60.0
-
-
-def _now_text() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_time(text: Any) -> datetime | None:
-    if not text or not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def _close_stream(resp: Any) -> None:
