@@ -41,6 +41,7 @@ from .errors import (
     PreflightError,
     StageTimeout,
     TunnelError,
+    TunnelForbidden,
     UnschedulableError,
     UsageError,
 )
@@ -1186,6 +1187,8 @@ class ArkoudaCluster:
                 self._progress("handshake", 1, 1, f"Arkouda {version} answered")
                 self._progress("ready", 1, 1, f"{self.name} ready at {host}:{port}")
                 return self.config
+            except TunnelForbidden:
+                raise  # a refused port-forward stays refused: no wait until the deadline
             except ArkoudaK8sError as exc:  # not answering yet, tunnel trouble, API trouble
                 last = exc
                 exited = self._registration_exit(

@@ -137,6 +137,10 @@ class TunnelError(ArkoudaK8sError):
     """The port-forward tunnel failed or is closed."""
 
 
+class TunnelForbidden(TunnelError):
+    """The API server refused the port-forward (401/403): waiting will not change that."""
+
+
 class ServerNotAnswering(ArkoudaK8sError):
     """The Arkouda port accepts connections but the server does not reply."""
 

@@ -11,7 +11,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-from ..errors import TunnelError
+from ..errors import TunnelError, TunnelForbidden
 from .local import Local, reset
 from .spdy_path import NativeUpstream, SpdyUpstream, dial_native, dial_spdy, native_pump_usable
 from .state import TunnelState
@@ -32,8 +32,11 @@ def as_tunnel_error(exc: BaseException | None, what: str) -> TunnelError:
     if isinstance(exc, Refused):
         hint = None
         if exc.permission_problem:
-            hint = "the user needs 'create' on pods/portforward in this namespace"
-        elif exc.pod_problem:
+            return TunnelForbidden(
+                f"{what}: the API server refused: {exc.message}",
+                "the user needs 'create' on pods/portforward in this namespace",
+            )
+        if exc.pod_problem:
             hint = "check that the server pod exists and is Running"
         return TunnelError(f"{what}: the API server refused: {exc.message}", hint)
     if isinstance(exc, asyncio.TimeoutError):
