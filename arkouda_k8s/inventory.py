@@ -134,8 +134,12 @@ def _record_tunnel(key: tuple[str, str, str], address: tuple[str, int]) -> None:
         "pid": os.getpid(),
     }
     path = os.path.join(folder, f"{_record_prefix(key)}{os.getpid()}.json")
-    with contextlib.suppress(OSError), open(path, "w", encoding="utf-8") as fh:
-        json.dump(record, fh)
+    # 0600 like every file we write (the umask gave 0644): nothing secret, still the
+    # user's own business which deployments they reach and where
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w", encoding="utf-8") as fh:
+            json.dump(record, fh)
 
 
 def _forget_tunnel(key: tuple[str, str, str]) -> None:
