@@ -1167,7 +1167,7 @@ class ArkoudaCluster:
 
     def handshake(self, deadline: float | None = None) -> dict[str, Any]:
         """Arkouda's connect + getconfig answered through the tunnel (readiness proof)."""
-        from .protocol import ArkoudaProbe
+        from .protocol import ArkoudaProbe, TokenRefused
 
         if deadline is None:
             deadline = time.monotonic() + self.timeouts.handshake
@@ -1189,6 +1189,13 @@ class ArkoudaCluster:
                 return self.config
             except TunnelForbidden:
                 raise  # a refused port-forward stays refused: no wait until the deadline
+            except TokenRefused as exc:
+                # The server's token is not the Secret's (edited by hand): stays so.
+                raise TokenRefused(
+                    f"{exc.message} (the token in Secret {self.names.token_secret} is not the "
+                    "one the server started with)",
+                    f"restore the Secret, or `arkouda-k8s teardown {self.name}` and deploy again",
+                ) from None
             except ArkoudaK8sError as exc:  # not answering yet, tunnel trouble, API trouble
                 last = exc
                 exited = self._registration_exit(

@@ -146,3 +146,27 @@ def test_files_we_write_are_private(sb: Any, deployed: Any) -> None:
     for path in [records, *records.iterdir(), *mine]:
         mode = stat.S_IMODE(path.stat().st_mode)
         assert not mode & 0o077, f"{path} is {oct(mode)}"
+
+
+def test_a_hand_edited_token_secret_is_named_at_once(sb: Any, kube: Any, deployed: Any) -> None:
+    """Someone changed the token Secret by hand: reattaching says the server refused the
+    token (and which Secret), within seconds, instead of waiting out the handshake."""
+    import base64
+    import time
+
+    from arkouda_k8s.cluster import ArkoudaCluster
+
+    name = deployed.names.token_secret
+    original = kube.get("Secret", name, "default")
+    edited = base64.b64encode(b"edited-by-hand-0123456789abcdef").decode()
+    kube.patch("Secret", name, {"data": {"token": edited}}, "default")
+    try:
+        start = time.monotonic()
+        with pytest.raises(ArkoudaK8sError) as err:
+            ArkoudaCluster.from_name(NAME, "default", kubeconfig=sb.kubeconfig_path, timeouts=FAST)
+        took = time.monotonic() - start
+    finally:
+        kube.patch("Secret", name, {"data": original["data"]}, "default")
+    line = err.value.one_line()
+    assert "token" in line.lower() and "\n" not in line
+    assert took < 20, f"{took:.0f}s to tell a refused token"
