@@ -122,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DELAY",
         help="answer every API request this much later (e.g. 30ms: a distant cluster)",
     )
+    add_node_options(p)
 
     p = sub.add_parser(
         "render",
@@ -227,6 +228,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list arkouda-k8s deployments")
     _add_output_option(p, wide=True)
     add_cluster_options(p, all_namespaces=True)
+
+    p = sub.add_parser(
+        "prepull",
+        help="pull the Arkouda image onto every (matching) node ahead of a deploy",
+        description="Runs a DaemonSet of the server image until every matching node has "
+        "pulled it, then deletes it: the next deploy on those nodes starts without a pull.",
+    )
+    p.add_argument("--release", help="Arkouda release / image tag (default: as deploy's)")
+    p.add_argument("--image-repository", help="image repository (default: bearsrus)")
+    p.add_argument("--mode", help="udp (default) or smp: which server image")
+    p.add_argument(
+        "--node-selector",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="only nodes with this label (repeatable; default: every node)",
+    )
+    p.add_argument(
+        "--timeout", type=float, default=900.0, metavar="S", help="give up after S seconds"
+    )
+    add_cluster_options(p)
 
     p = sub.add_parser("teardown", help="delete a deployment and everything it created")
     _add_name(p, nargs="?")
@@ -374,11 +396,54 @@ def _cmd_completion(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_node_options(parser: argparse.ArgumentParser) -> None:
+    """--nodes and --pull-seconds (shared with `arkouda-k8s sandbox`)."""
+    parser.add_argument(
+        "--nodes",
+        type=_positive_int,
+        default=1,
+        help="simulated nodes, each with its own allocatable and image cache (default 1)",
+    )
+    parser.add_argument(
+        "--pull-seconds",
+        type=_seconds,
+        default=0.0,
+        metavar="S",
+        help="how long an image pull takes, once per node and image (default 0)",
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
+    return value
+
+
 def _cmd_sandbox(args: argparse.Namespace) -> int:
     from .sandbox.__main__ import parse_latency, run_foreground
 
     latency = parse_latency(args.api_latency) if args.api_latency else 0.0
-    return run_foreground(args.port, args.kubeconfig_out, api_latency=latency)
+    return run_foreground(
+        args.port,
+        args.kubeconfig_out,
+        api_latency=latency,
+        nodes=args.nodes,
+        pull_seconds=args.pull_seconds,
+    )
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
@@ -635,6 +700,47 @@ def _cmd_teardown(args: argparse.Namespace) -> int:
     if not removed:
         print("nothing to delete", file=sys.stderr)
     return 0
+
+
+def _cmd_prepull(args: argparse.Namespace) -> int:
+    from .prepull import prepull
+    from .spec import ClusterSpec
+
+    selector = {}
+    for item in args.node_selector:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise UsageError(
+                f"--node-selector: {item!r} is not KEY=VALUE", "e.g. --node-selector pool=arkouda"
+            )
+        selector[key] = value
+    options: dict[str, Any] = {
+        k: v
+        for k, v in (
+            ("release", args.release or _client_release()),
+            ("image_repository", args.image_repository),
+            ("mode", args.mode),
+        )
+        if v is not None
+    }
+    kube = _kube(args)
+    spec = ClusterSpec(
+        namespace=args.namespace or kube.namespace, node_selector=selector, **options
+    )
+    progress = _TerminalProgress()
+    try:
+        nodes = prepull(kube, spec, timeout=args.timeout, on_progress=progress)
+    finally:
+        progress.close()
+    print(f"{spec.server_image} is on {nodes} node(s)")
+    return 0
+
+
+def _client_release() -> str | None:
+    """The installed client's release (deploy's default), if any."""
+    from .session import matching_release
+
+    return matching_release()
 
 
 def _cmd_forward(args: argparse.Namespace) -> int:

@@ -24,8 +24,9 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from . import manifests, preflight
@@ -101,6 +102,8 @@ def _logged(what: str) -> Iterator[None]:
         log.debug("%s failed: %s", what, exc, exc_info=True)
 
 
+# How often the progress shows a pull's seconds going on.
+PULL_TICK = 5.0
 CONFIG_REASONS = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
 LOG_TAIL_LINES = 20
 # Starts of a freshly created server that exited on a passing API error (5xx, 429,
@@ -180,6 +183,10 @@ class ArkoudaCluster:
     deployment keeps running unless ``teardown_on_exit=True``.
     """
 
+    # The ordering before issue #18 (locale pods Running before the server pod is even
+    # created, so its node pulls the image only then); kept for benchmarks/deploy.py.
+    _server_after_locales = False
+
     def __init__(
         self,
         spec: ClusterSpec,
@@ -225,6 +232,7 @@ class ArkoudaCluster:
         self.namespace_missing = False
         self.warnings: list[str] = []  # what preflight found worth saying, not fatal
         self._unschedulable_since: dict[str, float] = {}
+        self._pulls = _PullClock()
         self._token: str | None = None
         self.instance_id: str | None = None  # set by a deploy that creates, or on reattach
         self._owner: dict[str, Any] | None = None  # the state ConfigMap, once known ours
@@ -296,8 +304,8 @@ class ArkoudaCluster:
     def deploy(self, wait: bool = True) -> ArkoudaCluster:
         """Create (or attach to) the deployment; with ``wait``, until Arkouda answers.
 
-        ``wait=False`` returns once the server pod is created (the locale pods must be
-        Running before it is, so that part is still awaited).
+        ``wait=False`` returns once the server pod is created (with its locales: the
+        server's launch script waits for them inside the pod).
         """
         self._progress("preflight", 0, 1, f"using {self.kube.describe()}")
         deadline = time.monotonic() + self.timeouts.preflight
@@ -473,25 +481,38 @@ class ArkoudaCluster:
                 "rbac", len(roles), len(roles), "service account, role and binding created"
             )
 
-        # 3. Locale pods Ready before the server (upstream trap 1), watched from the
-        #    Deployment's creation on.
-        deadline = time.monotonic() + t.locales
         locales = created.get(("Deployment", self.names.locale_deployment))
-        self.wait_locales(deadline, since=_resource_version(locales))
-
+        pod = next(o for o in objects if o["kind"] == "Pod")
+        if self._server_after_locales:
+            # 3. (old ordering) Locale pods running before the server pod exists.
+            self.wait_locales(time.monotonic() + t.locales, since=_resource_version(locales))
         # 4. A Service the server registered in an earlier life makes it exit (trap 2).
         deadline = time.monotonic() + t.server
         if csr_obj is not None:
             self._remove_stale_service(deadline)
 
-        # 5. The server pod.
-        pod = next(o for o in objects if o["kind"] == "Pod")
+        # 5. The server pod, created while the locale pods still pull and start: every
+        #    node pulls the image at once. Its launch script waits for Ready locales
+        #    (upstream trap 1) with a deadline as long as our locale stage.
         pod_created = self._create_owned(pod, deadline)
         self._progress("server", 0, 1, "server pod created")
         if not wait:
             self._start_heartbeat(beat_now=False)
             return
-        self.wait_server(deadline, since=_resource_version(pod_created))
+        if self._server_after_locales or not spec.locale_pods:
+            self.wait_server(deadline, since=_resource_version(pod_created))
+        else:
+            # Both watched at once, from the Deployment's creation on: a locale that
+            # cannot start (ImagePullBackOff, Unschedulable) is the cause, reported at
+            # once, not a server that never gets Ready.
+            started = self.wait_server(
+                time.monotonic() + t.locales,
+                since=_resource_version(locales) if locales else _resource_version(pod_created),
+                with_locales=True,
+            )
+            if not _ready(started):
+                # Locales running: the server stage's own deadline starts now (one list).
+                self.wait_server(time.monotonic() + t.server)
         self.handshake()
         self._start_heartbeat(beat_now=False)
 
@@ -794,6 +815,28 @@ class ArkoudaCluster:
             self._progress("locales", 0, 0, "no locale pods (single-pod deployment)")
             return []
         last: dict[str, Any] = {"n": -1, "pods": {}}
+        check = self._locale_check(total, last)
+        ticker = self._pull_ticker(last)
+        try:
+            return self.kube.wait_for(
+                "Pod",
+                check,
+                self.namespace,
+                label_selector=manifests.selector(self.spec, "locale"),
+                deadline=deadline,
+                recheck=self._recheck(),
+                since=since,
+            )
+        except WatchDeadline:
+            raise self._locales_timeout(last) from None
+        finally:
+            ticker.stop()
+
+    def _locale_check(
+        self, total: int, last: dict[str, Any]
+    ) -> Callable[[dict[str, dict[str, Any]]], list[dict[str, Any]] | None]:
+        """A check of the locale pods for Kube.wait_for: their running ones once all
+        are, else None; a stuck pod raises its typed error; progress on every change."""
         # Every event re-checks the set; a pod is examined again only when it changed
         # (its resourceVersion), so 256 locales cost O(events), not O(events x pods).
         seen: dict[tuple[str, str], bool] = {}
@@ -809,55 +852,85 @@ class ArkoudaCluster:
             running = [p for p in pods.values() if examined(p)]
             last["pods"] = pods
             waiting = sum(1 for p in pods.values() if _unschedulable(p) is not None)
-            if (len(running), waiting) != (last["n"], last.get("waiting", 0)):
+            # the server pod pulls too when it was created with the locales
+            pulls = self._pulls.update(pulling((last.get("all") or pods).values()))
+            key = (len(running), waiting, pulls.shape())
+            if key != last.get("key"):
+                last["key"] = key
                 last["n"], last["waiting"] = len(running), waiting
-                note = (
-                    f"; {waiting} unschedulable, waiting up to "
-                    f"{self.timeouts.unschedulable:.0f}s for capacity"
-                    if waiting
-                    else ""
+                last["report"] = functools.partial(
+                    self._locale_progress, len(running), total, waiting, pulls
                 )
-                self._progress(
-                    "locales",
-                    len(running),
-                    total,
-                    f"locale pods {len(running)}/{total} running{note}",
-                )
-            return running if len(running) >= total else None
+                last["report"]()
+            if len(running) < total:
+                return None
+            self._pulls.update({})  # the ticker has nothing more to show
+            return running
 
-        try:
-            return self.kube.wait_for(
-                "Pod",
-                check,
-                self.namespace,
-                label_selector=manifests.selector(self.spec, "locale"),
-                deadline=deadline,
-                recheck=self._recheck(),
-                since=since,
-            )
-        except WatchDeadline:
-            pods = list(last["pods"].values())
-            raise StageTimeout(
-                f"locale pods {last['n']}/{total} running after {self.timeouts.locales:.0f}s"
-                + _pending_summary(pods),
-                f"see `kubectl describe pods -n {self.namespace} -l "
-                f"{manifests.selector(self.spec, 'locale')}`",
-                stage="locales",
-                reason="Timeout",
-            ) from None
+        return check
 
-    def wait_server(self, deadline: float, since: str | None = None) -> dict[str, Any]:
+    def _pull_ticker(self, last: dict[str, Any]) -> _Ticker:
+        """Shows a pull's seconds going on (every PULL_TICK s) while the watch is quiet."""
+
+        def tick() -> None:
+            if self._pulls.images and "report" in last:
+                last["report"]()
+
+        ticker = _Ticker(tick, PULL_TICK)
+        ticker.start()
+        return ticker
+
+    def _locale_progress(self, running: int, total: int, waiting: int, pulls: _PullClock) -> None:
+        note = (
+            f"; {waiting} unschedulable, waiting up to "
+            f"{self.timeouts.unschedulable:.0f}s for capacity"
+            if waiting
+            else ""
+        )
+        text = pulls.text()
+        self._progress(
+            "locales",
+            running,
+            total,
+            f"locale pods {running}/{total} running{note}" + (f"; {text}" if text else ""),
+        )
+
+    def _locales_timeout(self, last: dict[str, Any]) -> StageTimeout:
+        total = self.spec.locale_pods
+        pods = list(last["pods"].values())
+        return StageTimeout(
+            f"locale pods {max(last['n'], 0)}/{total} running after "
+            f"{self.timeouts.locales:.0f}s" + _pending_summary(pods),
+            f"see `kubectl describe pods -n {self.namespace} -l "
+            f"{manifests.selector(self.spec, 'locale')}`",
+            stage="locales",
+            reason="Timeout",
+        )
+
+    def wait_server(
+        self,
+        deadline: float,
+        since: str | None = None,
+        *,
+        with_locales: bool = False,
+    ) -> dict[str, Any]:
         """Block until the server pod is Ready; typed errors explain a stuck pod.
         ``since``: the resourceVersion of its creation (watched from there, no list).
 
         A server that exits at its self-registration (--registration server) on a passing
         API error is started again, at most SERVER_RESTARTS times; any other exit there is
         explained by its log line.
+
+        ``with_locales``: the server pod was created with its locales and waits for them
+        inside; the locale pods are watched too (same watch), each stuck one fails the
+        wait with its own reason, and not all running by ``deadline`` is the locales'
+        timeout. Returns the server pod once it is Ready or, not yet Ready, once every
+        locale runs (the server stage's own deadline starts then).
         """
         restarts = 0
         while True:
             try:
-                return self._wait_server_pod(deadline, since)
+                return self._wait_server_pod(deadline, since, with_locales)
             except CrashError as exc:
                 exited = self._registration_exit(exc.log_tail)
                 if exited is None:
@@ -869,13 +942,32 @@ class ArkoudaCluster:
                 self._replace_server_pod(deadline)
                 since = None
 
-    def _wait_server_pod(self, deadline: float, since: str | None) -> dict[str, Any]:
+    def _wait_server_pod(
+        self, deadline: float, since: str | None, with_locales: bool = False
+    ) -> dict[str, Any]:
         last: dict[str, Any] = {"pod": None, "phase": None}
         name = self.names.server_pod
+        total = self.spec.locale_pods
+        with_locales = with_locales and total > 0
+        locale_last: dict[str, Any] = {"n": -1, "pods": {}}
+        locale_check = self._locale_check(total, locale_last)
+        locales_done = {"ok": not with_locales}
 
         def check(pods: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
             pod = next((p for p in pods.values() if p["metadata"]["name"] == name), None)
             last["pod"] = pod
+            if not locales_done["ok"]:
+                locale_pods = {
+                    k: p
+                    for k, p in pods.items()
+                    if (p["metadata"].get("labels") or {}).get(COMPONENT_LABEL) == "locale"
+                }
+                locale_last["all"] = pods
+                if locale_check(locale_pods) is not None:
+                    locales_done["ok"] = True
+                    if pod is not None and not _ready(pod):
+                        self._raise_if_stuck(pod, "server")
+                        return pod  # the server stage goes on with its own deadline
             if pod is None:
                 return None
             self._raise_if_stuck(pod, "server")
@@ -899,17 +991,23 @@ class ArkoudaCluster:
                 return pod
             return None
 
+        recheck = self._recheck()
+        ticker = self._pull_ticker(locale_last)
         try:
             return self.kube.wait_for(
                 "Pod",
                 check,
                 self.namespace,
-                field_selector=f"metadata.name={name}",
+                # with the locales: every pod of the instance, in one watch
+                label_selector=manifests.selector(self.spec) if with_locales else None,
+                field_selector=None if with_locales else f"metadata.name={name}",
                 deadline=deadline,
-                recheck=self._recheck(),
+                recheck=recheck,
                 since=since,
             )
         except WatchDeadline:
+            if not locales_done["ok"]:
+                raise self._locales_timeout(locale_last) from None
             pod = last["pod"]
             if pod is None:
                 raise StageTimeout(
@@ -932,6 +1030,8 @@ class ArkoudaCluster:
                 pod=name,
                 log_tail=tail,
             ) from None
+        finally:
+            ticker.stop()
 
     def _recheck(self) -> float | None:
         """How often a wait re-examines unchanged pods (only the Unschedulable grace
@@ -954,8 +1054,7 @@ class ArkoudaCluster:
                     f"pod {name} cannot be scheduled"
                     + (f" (for {waited:.0f}s)" if grace else "")
                     + f": {msg or 'no node fits'}",
-                    f"use fewer locales or less cpu/memory (each pod asks {self.spec.cpu} cpu, "
-                    f"{self.spec.memory}), or add nodes",
+                    _unschedulable_hint(self.spec, msg or ""),
                     stage=stage,
                     reason="Unschedulable",
                     pod=name,
@@ -2004,6 +2103,19 @@ def _unschedulable(pod: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def _unschedulable_hint(spec: ClusterSpec, message: str) -> str:
+    if "anti-affinity" in message and spec.spread == "required":
+        return (
+            f"--spread required puts each of the {spec.locales} locales on its own node: add "
+            "nodes, use fewer locales, or --spread preferred (locales share nodes when "
+            "there are too few)"
+        )
+    return (
+        f"use fewer locales or less cpu/memory (each pod asks {spec.cpu} cpu, "
+        f"{spec.memory}), or add nodes"
+    )
+
+
 def _passing_failure(line: str) -> bool:
     """Does an exit line name an API error that may not happen again?"""
     return bool(re.search(r"HTTP (5\d\d|429)\b", line)) or " failed: " in line
@@ -2026,7 +2138,65 @@ def _pending_summary(pods: list[dict[str, Any]]) -> str:
     return " (" + ", ".join(f"{n} {r}" for r, n in sorted(waiting.items())) + ")"
 
 
+def pulling(pods: Iterable[dict[str, Any]]) -> dict[str, dict[str, str | None]]:
+    """Images being pulled, read from pod states: image -> {node: since}, where a pod
+    bound to the node has a container of that image still waiting in ContainerCreating
+    (on a node without the image, that is the pull; Kubernetes shows nothing finer in a
+    pod's status) and ``since`` is when the pod was scheduled (the API server's clock)."""
+    out: dict[str, dict[str, str | None]] = {}
+    for p in pods:
+        spec = p.get("spec") or {}
+        node = spec.get("nodeName")
+        status = p.get("status") or {}
+        if not node or p["metadata"].get("deletionTimestamp"):
+            continue
+        images = {
+            c.get("name"): c.get("image")
+            for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])
+        }
+        since = next(
+            (
+                c.get("lastTransitionTime")
+                for c in status.get("conditions") or []
+                if c.get("type") == "PodScheduled"
+            ),
+            None,
+        )
+        for cs in (status.get("initContainerStatuses") or []) + (
+            status.get("containerStatuses") or []
+        ):
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            image = images.get(cs.get("name")) or cs.get("image")
+            if waiting.get("reason") == "ContainerCreating" and image:
+                nodes = out.setdefault(image, {})
+                if node not in nodes or (since or "") < (nodes[node] or ""):
+                    nodes[node] = since
+    return out
+
+
+def pull_text(images: Mapping[str, Mapping[str, Any]], seconds: Mapping[str, float]) -> str:
+    """'pulling IMAGE on 3 nodes, 40 s' (one clause per image)."""
+    parts = []
+    for image in sorted(images):
+        n = len(images[image])
+        took = seconds.get(image)
+        parts.append(
+            f"pulling {image} on {n} node{'' if n == 1 else 's'}"
+            + (f", {took:.0f} s" if took is not None else "")
+        )
+    return "; ".join(parts)
+
+
 def _status_message(pods: list[dict[str, Any]]) -> str:
+    images = pulling(pods)
+    if images:
+        now = datetime.now(UTC)
+        seconds = {}
+        for image, nodes in images.items():
+            started = [t for t in map(_parse_time, nodes.values()) if t is not None]
+            if started:
+                seconds[image] = max(0.0, (now - min(started)).total_seconds())
+        return pull_text(images, seconds)
     for p in pods:
         status = p.get("status") or {}
         for cond in status.get("conditions") or []:
@@ -2109,6 +2279,47 @@ def _result(outcome: tuple[R | None, BaseException | None]) -> R:
     if exc is not None:
         raise exc
     return value  # type: ignore[return-value]
+
+
+class _PullClock:
+    """How long each image has been pulling, as this client saw it (no clock of the API
+    server needed): started at the first sight, forgotten when no node pulls it."""
+
+    def __init__(self) -> None:
+        self.images: dict[str, dict[str, Any]] = {}
+        self._since: dict[str, float] = {}
+
+    def update(self, images: dict[str, dict[str, Any]]) -> _PullClock:
+        now = time.monotonic()
+        self.images = images
+        self._since = {i: self._since.get(i, now) for i in images}
+        return self
+
+    def shape(self) -> tuple[tuple[str, int], ...]:
+        return tuple(sorted((i, len(n)) for i, n in self.images.items()))
+
+    def text(self) -> str:
+        now = time.monotonic()
+        return pull_text(self.images, {i: now - t for i, t in self._since.items()})
+
+
+class _Ticker(threading.Thread):
+    """Calls ``tick`` every ``interval`` seconds until stopped (a pull's seconds go on
+    while nothing changes in the API, so no watch event would show them)."""
+
+    def __init__(self, tick: Callable[[], None], interval: float) -> None:
+        super().__init__(daemon=True, name="arkouda-k8s-progress")
+        self._tick = tick
+        self._interval = interval
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self._interval):
+            with contextlib.suppress(Exception):  # progress must never break a deploy
+                self._tick()
+
+    def stop(self) -> None:
+        self._stop_event.set()
 
 
 class _Background(threading.Thread, Generic[R]):

@@ -90,6 +90,7 @@ _KINDS = (
     Kind("PersistentVolumeClaim", "", "v1", "persistentvolumeclaims"),
     Kind("Deployment", "apps", "v1", "deployments"),
     Kind("ReplicaSet", "apps", "v1", "replicasets"),
+    Kind("DaemonSet", "apps", "v1", "daemonsets"),
     Kind("Job", "batch", "v1", "jobs"),
     Kind("NetworkPolicy", "networking.k8s.io", "v1", "networkpolicies"),
     Kind("Role", "rbac.authorization.k8s.io", "v1", "roles"),

@@ -132,6 +132,7 @@ _OPTION_OF_FIELD = {
     "authenticate": "--no-auth",
     "metrics": "--metrics",
     "registration": "--registration",
+    "spread": "--spread",
 }
 
 
@@ -762,6 +763,57 @@ class ArkoudaMagics(Magics, Configurable):
             print(f"{cluster.name}: deleted")
         if not names:
             print("nothing to delete")
+
+    @line_magic
+    @_front_end("arkouda_prepull")
+    @magic_arguments.magic_arguments()
+    @argument("--release", help="Arkouda release / image tag (default: as %%arkouda_deploy's)")
+    @argument("--image-repository", help="image repository (default: bearsrus)")
+    @argument(
+        "--node-selector",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="only nodes with this label (repeatable; default: every node)",
+    )
+    @argument("--timeout", type=float, default=900.0, help="give up after so many seconds")
+    @_ClusterOptions()
+    def arkouda_prepull(self, line: str = "") -> Any:
+        """Pull the Arkouda image onto every (matching) node, so a deploy starts at once."""
+        from .kube import Kube
+        from .prepull import prepull
+        from .session import matching_release
+        from .spec import ClusterSpec
+
+        args = magic_arguments.parse_argstring(self.arkouda_prepull, line)
+        selector = {}
+        for item in args.node_selector:
+            key, eq, value = item.partition("=")
+            if not eq or not key:
+                raise UsageError(f"--node-selector: {item!r} is not KEY=VALUE")
+            selector[key] = value
+        options = self.cluster_options(args)
+        kube = Kube.connect(
+            options["kubeconfig"], options["context"], args.namespace or self.namespace
+        )
+        release = args.release or self.release or matching_release()
+        image: dict[str, Any] = {"release": release} if release else {}
+        if args.image_repository:
+            image["image_repository"] = args.image_repository
+        spec = ClusterSpec(
+            namespace=args.namespace or self.namespace or kube.namespace,
+            node_selector=selector,
+            **image,
+        )
+        progress = self.progress()
+        if getattr(progress, "displayable", False):
+            self._display(progress)
+        try:
+            nodes = prepull(kube, spec, timeout=args.timeout, on_progress=progress.update)
+        except BaseException as exc:
+            progress.finish(False, exc.one_line() if isinstance(exc, ArkoudaK8sError) else "")
+            raise
+        progress.finish(True, f"{spec.server_image} is on {nodes} node(s)")
 
     @line_magic
     @_front_end("arkouda_sandbox")

@@ -61,7 +61,11 @@ CA_DIR = "/etc/ssl/kubernetes-ca"
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 SSH_PORT = 22
 # How long the server's launch script waits for every locale pod to be Ready.
-LOCALE_WAIT_SECONDS = 300
+# The server pod starts with its locales (every node pulls the image at once), so this
+# covers the locales' image pulls: as long as the client's locale stage (Timeouts.locales).
+LOCALE_WAIT_SECONDS = 600
+# The node label pod anti-affinity spreads locales over.
+HOSTNAME_LABEL = "kubernetes.io/hostname"
 # The exporter imports arkouda (numpy, pandas, matplotlib: about 95 MiB resident); with
 # restartPolicy Never an OOM kill is final, so leave it room.
 EXPORTER_MEMORY = "256Mi"
@@ -525,7 +529,7 @@ if [ "$want" -gt 0 ]; then
       tail -n 1 "$errors" >&2
       exit 1
     fi
-    sleep 2
+    sleep 1
   done
   ips=$(echo $ips | tr ' ' '\\n' | head -n "$want" | tr '\\n' ' ')
 fi
@@ -705,11 +709,40 @@ def _pod_spec(
         pod["automountServiceAccountToken"] = False
     if spec.node_selector:
         pod["nodeSelector"] = dict(spec.node_selector)
+    affinity = _spread(spec)
+    if affinity:
+        pod["affinity"] = affinity
     if spec.tolerations:
         pod["tolerations"] = [dict(t) for t in spec.tolerations]
     if spec.image_pull_secrets:
         pod["imagePullSecrets"] = [{"name": s} for s in spec.image_pull_secrets]
     return pod
+
+
+def _spread(spec: ClusterSpec) -> dict[str, Any] | None:
+    """One locale per node (the server pod is locale 0): two locales on a node compete
+    for its memory and network. Pod anti-affinity on the hostname among the instance's
+    pods, a rule (required) or a wish (preferred) of the scheduler."""
+    if spec.spread == "none" or spec.mode != "udp" or spec.locales < 2:
+        return None
+    term = {
+        "labelSelector": {
+            "matchLabels": {
+                "app.kubernetes.io/name": "arkouda",
+                "app.kubernetes.io/instance": spec.name,
+            }
+        },
+        "topologyKey": HOSTNAME_LABEL,
+    }
+    if spec.spread == "required":
+        rules: dict[str, Any] = {"requiredDuringSchedulingIgnoredDuringExecution": [term]}
+    else:
+        rules = {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 100, "podAffinityTerm": term}
+            ]
+        }
+    return {"podAntiAffinity": rules}
 
 
 def _persistence_env(spec: ClusterSpec) -> list[dict[str, Any]]:
@@ -852,7 +885,9 @@ def locale_deployment(spec: ClusterSpec) -> dict[str, Any]:
         "resources": _resources(spec),
         "volumeMounts": mounts,
         # Ready = sshd listens: the server's discovery waits for this condition.
-        "readinessProbe": {"tcpSocket": {"port": SSH_PORT}, "periodSeconds": 2},
+        # Probed every second: the server's discovery (polling every second) starts the
+        # launch as soon as the last locale is Ready.
+        "readinessProbe": {"tcpSocket": {"port": SSH_PORT}, "periodSeconds": 1},
     }
     template_meta: dict[str, Any] = {
         # "app" is the label the image's own discovery helper matches (APP_NAME).

@@ -100,6 +100,12 @@ def add_spec_options(p: argparse.ArgumentParser) -> None:
         "of the cluster, or off (no NetworkPolicy); sshd and GASNet stay open only to the "
         "instance's own pods whenever a policy is rendered",
     )
+    g.add_argument(
+        "--spread",
+        choices=["preferred", "required", "none"],
+        help="one locale per node: preferred (default; shared nodes when there are too few), "
+        "required (the deploy fails when there are too few nodes) or none",
+    )
     g.add_argument("--metrics", action="store_true", help="run the Prometheus metrics exporter")
     g.add_argument(
         "--registration",
@@ -134,6 +140,7 @@ def spec_options(args: argparse.Namespace) -> dict[str, Any]:
         "pull_policy",
         "registration",
         "network_policy",
+        "spread",
     ):
         value = getattr(args, key, None)
         if value is not None:

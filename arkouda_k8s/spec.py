@@ -46,6 +46,9 @@ REGISTRATIONS = ("client", "server")
 # same namespace, any pod of the cluster, or no NetworkPolicy at all. sshd and the
 # GASNet ports are open to the instance's own pods only, whenever a policy is rendered.
 NETWORK_POLICIES = ("namespace", "cluster", "off")
+# Locale placement: one locale per node (pod anti-affinity on kubernetes.io/hostname),
+# required (unschedulable without a free node), preferred (when there is room) or none.
+SPREADS = ("preferred", "required", "none")
 NO_AUTH_WARNING = (
     "AUTHENTICATION IS OFF: anyone who can reach the Arkouda port in the cluster, or the "
     "local tunnel on this machine, can use the server and read or delete its data"
@@ -320,6 +323,7 @@ class ClusterSpec:
     ttl_seconds: int | None = None
     registration: str = "client"
     network_policy: str = "namespace"
+    spread: str = "preferred"
 
     # -- validation -------------------------------------------------------------------
 
@@ -507,6 +511,13 @@ class ClusterSpec:
                 self.network_policy,
                 "namespace (the Arkouda port open to pods of the namespace), cluster (to any "
                 "pod) or off (no NetworkPolicy)",
+            )
+        if self.spread not in SPREADS:
+            raise SpecError(
+                "spread",
+                self.spread,
+                "preferred (one locale per node when there is room), required (never two "
+                "locales on a node) or none",
             )
         if self.ttl_seconds is not None:
             _check_int("ttl_seconds", self.ttl_seconds, 60)

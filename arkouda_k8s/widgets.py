@@ -20,7 +20,15 @@ import ipywidgets as w
 
 from .credentials import redact, strip_control
 from .errors import ArkoudaK8sError, SpecError
-from .spec import LOG_LEVELS, MODES, PULL_POLICIES, REGISTRATIONS, ClusterSpec, format_bytes
+from .spec import (
+    LOG_LEVELS,
+    MODES,
+    PULL_POLICIES,
+    REGISTRATIONS,
+    SPREADS,
+    ClusterSpec,
+    format_bytes,
+)
 
 # -- cards: the same rows as text and as HTML ------------------------------------------
 
@@ -463,12 +471,18 @@ _FIELDS: dict[str, tuple[str, str, str]] = {
         "registration",
         "client: namespace permissions only; server: the charts' certificate flow",
     ),
+    "spread": (
+        "choice",
+        "spread",
+        "one locale per node: preferred (share when too few), required, or none",
+    ),
 }
 _CHOICES = {
     "mode": MODES,
     "pull_policy": PULL_POLICIES,
     "log_level": LOG_LEVELS,
     "registration": REGISTRATIONS,
+    "spread": SPREADS,
 }
 
 

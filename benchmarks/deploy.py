@@ -1,6 +1,7 @@
 """Deploy to Ready in the sandbox: API requests and wall time for 4, 64 and 256 locales.
 
     python benchmarks/deploy.py [--sizes 4 64 256] [--mode udp] [--api-latency 30ms] [--rounds 3]
+    python benchmarks/deploy.py --pull-seconds 8 --nodes 4
 
 For each size: a fresh deployment (udp, 100m cpu / 256Mi per pod), ``deploy()`` until the
 Arkouda handshake answers through the tunnel, then ``teardown()``; the fastest of
@@ -17,6 +18,14 @@ counts the round trips it waited for one after another (``Kube.round_trips``: re
 sent while none of its others was waiting, so requests sent side by side count once);
 they must stay under ``--max-round-trips`` (default 20), else the script exits 1. The
 extra time to Ready is printed next to it.
+
+``--pull-seconds 8 --nodes 4``: time to Ready of 3 locales when every node pulls the
+image for that long (once per node: each node's cache is emptied before a deploy), in
+the ordering before issue #18 (locale pods running before the server pod is created)
+and in today's (every pod created at once, the server waits inside its pod), in the
+same run. The goal is Ready within the pull time plus 3 s. Then the same deploy on
+nodes that already have the image (pulled in advance, as ``arkouda-k8s prepull`` does),
+next to one on a sandbox without any pull delay.
 """
 
 from __future__ import annotations
@@ -32,7 +41,9 @@ from arkouda_k8s.sandbox.__main__ import parse_latency
 from arkouda_k8s.spec import ClusterSpec
 
 
-def run_one(sb: Sandbox, locales: int, mode: str) -> dict[str, object]:
+def run_one(
+    sb: Sandbox, locales: int, mode: str, *, old_ordering: bool = False
+) -> dict[str, object]:
     spec = ClusterSpec(
         name=f"bench-{locales}",
         namespace="default",
@@ -46,6 +57,7 @@ def run_one(sb: Sandbox, locales: int, mode: str) -> dict[str, object]:
         kubeconfig=sb.kubeconfig_path,
         timeouts=Timeouts(locales=600, server=300, handshake=120, teardown=600),
     )
+    cluster._server_after_locales = old_ordering
     sb.stats.reset()
     start = time.perf_counter()
     cluster.deploy()
@@ -75,6 +87,39 @@ def latency(text: str) -> float:
         raise argparse.ArgumentTypeError(exc.message) from None
 
 
+def pulls(args: argparse.Namespace) -> int:
+    """Old ordering vs new with slow pulls; then warm caches vs no pull delay."""
+    n = args.pull_locales
+    rounds = max(1, args.rounds)
+
+    def best(sb: Sandbox, *, old: bool, cold: bool) -> float:
+        times = []
+        for _ in range(rounds):
+            if cold:
+                sb.pulls.forget()
+            times.append(float(run_one(sb, n, args.mode, old_ordering=old)["ready_s"]))  # type: ignore[arg-type]
+        return min(times)
+
+    with Sandbox(nodes=args.nodes, pull_seconds=args.pull_seconds) as sb:
+        old = best(sb, old=True, cold=True)
+        new = best(sb, old=False, cold=True)
+        warm = best(sb, old=False, cold=False)
+    with Sandbox(nodes=args.nodes) as sb:
+        none = best(sb, old=False, cold=False)
+    goal = args.pull_seconds + 3
+    print(
+        f"{n} locales, {args.nodes} nodes, {args.pull_seconds:g} s image pulls: ready in "
+        f"{old:.2f} s with the old ordering, {new:.2f} s with the server created with its "
+        f"locales (goal {goal:g} s: {'ok' if new <= goal else 'missed'})",
+        flush=True,
+    )
+    print(
+        f"image already on every node: ready in {warm:.2f} s; without any pull delay: {none:.2f} s",
+        flush=True,
+    )
+    return 0 if new < old else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[4, 64, 256])
@@ -100,7 +145,18 @@ def main(argv: list[str] | None = None) -> int:
         default=20,
         help="with --api-latency: allowed sequential round trips to Ready",
     )
+    parser.add_argument(
+        "--pull-seconds",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="time to Ready with image pulls this slow: old ordering vs new (see above)",
+    )
+    parser.add_argument("--nodes", type=int, default=4, help="with --pull-seconds: nodes")
+    parser.add_argument("--pull-locales", type=int, default=3, help="with --pull-seconds: locales")
     args = parser.parse_args(argv)
+    if args.pull_seconds:
+        return pulls(args)
     rows = []
     verdicts = []
     delays = [0.0, args.api_latency] if args.api_latency else [0.0]

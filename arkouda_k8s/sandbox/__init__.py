@@ -12,8 +12,10 @@ Use it as a context manager::
         print(sb.url, sb.kubeconfig_path)      # KUBECONFIG=sb.kubeconfig_path kubectl get ns
 
 or explicitly (``sb = Sandbox(port=6443); sb.start(); ...; sb.stop()``), with options
-``Sandbox(node_cpu="8", node_memory="32Gi", nodes=2)``, and ``api_latency=0.03`` to
-answer every API request 30 ms late (a remote cluster's round trip). The server listens on
+``Sandbox(node_cpu="8", node_memory="32Gi", nodes=2)``, ``api_latency=0.03`` to
+answer every API request 30 ms late (a remote cluster's round trip), and
+``pull_seconds=8`` (or ``{"image:tag": 8, "*": 1}``) for the time an image pull takes,
+once per node and image (each node has its own image cache, ``sb.pulls``). The server listens on
 127.0.0.1 only. Keys and tokens stay in memory; the kubeconfig files it writes live in
 a private directory on tmpfs (mode 0600) that ``stop()`` removes.
 """
@@ -31,7 +33,7 @@ import shutil
 import tempfile
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -49,6 +51,7 @@ from .auth import (
     aggregate,
     default_rbac,
 )
+from .pulls import Pulls
 from .store import ApiError, Store
 
 log = logging.getLogger(__name__)
@@ -239,9 +242,16 @@ class Sandbox:
         kubelet: bool = True,
         controllers: bool = True,
         api_latency: float = 0.0,
+        pull_seconds: float | Mapping[str, float] = 0.0,
     ) -> None:
         if api_latency < 0:
             raise UsageError(f"api_latency: {api_latency!r} is negative", "use 0 or more seconds")
+        if nodes < 1:
+            raise UsageError(f"nodes: {nodes!r} is less than 1", "use 1 or more nodes")
+        try:
+            self.pulls = Pulls(pull_seconds)
+        except ValueError as exc:
+            raise UsageError(str(exc), "use 0 or more seconds") from None
         self.requested_port = port
         # Seconds added to every API request (a client far from its cluster): what a
         # lifecycle costs in sequential round trips shows in time here.

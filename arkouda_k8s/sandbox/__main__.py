@@ -54,6 +54,9 @@ def run_foreground(
     kubeconfig_out: str | None = None,
     out: TextIO | None = None,
     api_latency: float = 0.0,
+    *,
+    nodes: int = 1,
+    pull_seconds: float = 0.0,
 ) -> int:
     """Start a Sandbox, say how to use it, serve until Ctrl-C/SIGTERM; exit code."""
     from . import Sandbox
@@ -67,7 +70,9 @@ def run_foreground(
     previous = signal.signal(signal.SIGTERM, on_signal)
     written: str | None = None
     try:
-        with Sandbox(port=port, api_latency=api_latency) as sb:
+        with Sandbox(
+            port=port, api_latency=api_latency, nodes=nodes, pull_seconds=pull_seconds
+        ) as sb:
             path = sb.kubeconfig_path
             if kubeconfig_out:
                 written = os.path.abspath(kubeconfig_out)
@@ -80,6 +85,11 @@ def run_foreground(
                 file=out,
             )
             print(f"API server: {sb.url}", file=out)
+            print(
+                f"nodes: {', '.join(sb.node_names)}"
+                + (f" (image pulls take {pull_seconds:g}s per node)" if pull_seconds else ""),
+                file=out,
+            )
             print(f"export KUBECONFIG={path}", file=out)
             print("Press Ctrl-C to stop (the kubeconfig stops working then).", file=out)
             out.flush()
@@ -108,9 +118,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="DELAY",
         help="answer every API request this much later (e.g. 30ms: a distant cluster)",
     )
+    from ..cli import add_node_options
+
+    add_node_options(parser)
     args = parser.parse_args(argv)
     latency = parse_latency(args.api_latency) if args.api_latency else 0.0
-    return run_foreground(args.port, args.kubeconfig_out, api_latency=latency)
+    return run_foreground(
+        args.port,
+        args.kubeconfig_out,
+        api_latency=latency,
+        nodes=args.nodes,
+        pull_seconds=args.pull_seconds,
+    )
 
 
 if __name__ == "__main__":

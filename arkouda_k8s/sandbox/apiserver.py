@@ -773,7 +773,13 @@ class ApiServer:
 
     def _pod_security(self, res: Resource, obj: dict[str, Any], warnings: list[str]) -> None:
         """Pod Security admission: enforce on pods, warn on pods and workload templates."""
-        if res.key not in ("pods", "deployments.apps", "replicasets.apps", "jobs.batch"):
+        if res.key not in (
+            "pods",
+            "deployments.apps",
+            "replicasets.apps",
+            "daemonsets.apps",
+            "jobs.batch",
+        ):
             return
         ns = self.store.get("namespaces", None, obj["metadata"].get("namespace", ""))
         if res.key == "pods":
@@ -845,7 +851,7 @@ class ApiServer:
             obj["status"] = {}
         elif key == "namespaces":
             obj.pop("status", None)
-        elif key in ("deployments.apps", "replicasets.apps"):
+        elif key in ("deployments.apps", "replicasets.apps", "daemonsets.apps"):
             obj["status"] = {}
         elif key == "jobs.batch":
             self._job_selector(obj)

@@ -2,8 +2,9 @@
 
 Deployment -> ReplicaSet -> pods (ownerReferences, scaling, status and conditions), Job
 -> pods (parallelism, completions, backoffLimit, activeDeadlineSeconds; the conditions
-Complete and Failed), a
-scheduler (node selection by resources, nodeSelector, taints; the real
+Complete and Failed), DaemonSet -> one pod per matching node, a
+scheduler (node selection by resources, nodeSelector, taints, required and preferred
+pod anti-affinity; the real
 ``FailedScheduling`` messages), Service -> Endpoints for selector services, the
 ownerReference garbage collector (background and foreground), namespace termination,
 and the Event recorder (``primitives``, shared with the kubelet). Everything is level-triggered: store changes
@@ -26,7 +27,7 @@ from typing import Any
 
 from .primitives import EventRecorder, now, parse_quantity, qos_class
 from .resources import BY_KEY
-from .store import ApiError
+from .store import ApiError, match_label_selector_obj
 
 log = logging.getLogger(__name__)
 
@@ -234,11 +235,15 @@ class Controllers:
                 self.enqueue("deployment", ns, self._uids[owner][2])
         elif resource == "jobs.batch":
             self.enqueue("job", ns, name)
+        elif resource == "daemonsets.apps":
+            self.enqueue("daemonset", ns, name)
         elif resource == "pods":
             if owner and owner in self._uids and self._uids[owner][0] == "replicasets.apps":
                 self.enqueue("replicaset", ns, self._uids[owner][2])
             if owner and owner in self._uids and self._uids[owner][0] == "jobs.batch":
                 self.enqueue("job", ns, self._uids[owner][2])
+            if owner and owner in self._uids and self._uids[owner][0] == "daemonsets.apps":
+                self.enqueue("daemonset", ns, self._uids[owner][2])
             if not deleted and not (obj.get("spec") or {}).get("nodeName"):
                 self.enqueue("schedule", ns, name)
             if deleted:
@@ -252,6 +257,8 @@ class Controllers:
         elif resource == "namespaces" and md.get("deletionTimestamp") and not deleted:
             self.enqueue("namespace", "", name)
         elif resource == "nodes":
+            for ds in self.store.iter_raw("daemonsets.apps"):
+                self.enqueue("daemonset", ds["metadata"]["namespace"], ds["metadata"]["name"])
             for p in self.store.iter_raw("pods"):
                 if not (p.get("spec") or {}).get("nodeName"):
                     self.enqueue("schedule", p["metadata"]["namespace"], p["metadata"]["name"])
@@ -271,6 +278,8 @@ class Controllers:
             self._sync_replicaset(ns, name)
         elif what == "job":
             self._sync_job(ns, name)
+        elif what == "daemonset":
+            self._sync_daemonset(ns, name)
         elif what == "schedule":
             self._schedule(ns, name)
         elif what == "endpoints":
@@ -560,11 +569,14 @@ class Controllers:
         fresh["status"] = st
         self.store.update("replicasets.apps", fresh, subresource="status")
 
-    def _new_pod(self, rs: dict[str, Any]) -> dict[str, Any]:
-        """A pod from the template of ``rs`` (a ReplicaSet, or a Job), owned by it."""
+    def _new_pod(self, rs: dict[str, Any], node: str | None = None) -> dict[str, Any]:
+        """A pod from the template of ``rs`` (a ReplicaSet, a Job, or a DaemonSet: then
+        bound to ``node``), owned by it."""
         template = copy.deepcopy((rs.get("spec") or {}).get("template") or {})
         tmd = template.get("metadata") or {}
         spec = template.get("spec") or {}
+        if node:
+            spec["nodeName"] = node
         spec.setdefault("restartPolicy", "Always")
         spec.setdefault("terminationGracePeriodSeconds", 30)
         spec.setdefault("dnsPolicy", "ClusterFirst")
@@ -592,6 +604,83 @@ class Controllers:
                 "status": {"phase": "Pending", "qosClass": _qos(spec)},
             },
         )
+
+    # -- DaemonSets ----------------------------------------------------------------------
+
+    def _sync_daemonset(self, ns: str, name: str) -> None:
+        """One pod of the template on every node it may run on (the template's
+        nodeSelector, NoSchedule/NoExecute taints it does not tolerate; a cordoned node
+        still gets one, as DaemonSet pods tolerate node.kubernetes.io/unschedulable).
+
+        The pod is bound to its node by the controller (``spec.nodeName``, as before
+        Kubernetes 1.12; the scheduler and its node affinity are skipped). A finished
+        pod (DaemonSet pods are restartPolicy Always, so only by failure) is replaced.
+        """
+        ds = self.store.get("daemonsets.apps", ns, name)
+        if ds is None or ds["metadata"].get("deletionTimestamp"):
+            return
+        spec = ds.get("spec") or {}
+        tmpl_spec = (spec.get("template") or {}).get("spec") or {}
+        uid = ds["metadata"]["uid"]
+        pods = self._owned("pods", uid)
+        by_node: dict[str, list[dict[str, Any]]] = {}
+        for p in pods:
+            if p["metadata"].get("deletionTimestamp"):
+                continue
+            if (p.get("status") or {}).get("phase") == "Failed":
+                self._delete_pod(p)
+                continue
+            by_node.setdefault((p.get("spec") or {}).get("nodeName") or "", []).append(p)
+        wanted = []
+        for node in sorted(self.store.iter_raw("nodes"), key=lambda n: n["metadata"]["name"]):
+            labels = node["metadata"].get("labels") or {}
+            selector = tmpl_spec.get("nodeSelector") or {}
+            if any(labels.get(k) != v for k, v in selector.items()):
+                continue
+            if any(
+                t.get("effect") in ("NoSchedule", "NoExecute")
+                and not _tolerated(t, tmpl_spec.get("tolerations") or [])
+                for t in (node.get("spec") or {}).get("taints") or []
+            ):
+                continue
+            wanted.append(node["metadata"]["name"])
+        for node_name in wanted:
+            if not by_node.get(node_name):
+                pod = self._new_pod(ds, node=node_name)
+                self.events.record(
+                    ds,
+                    "SuccessfulCreate",
+                    f"Created pod: {pod['metadata']['name']}",
+                    component="daemonset-controller",
+                )
+        for node_name, extra in by_node.items():
+            for p in extra if node_name not in wanted else extra[1:]:
+                self._delete_pod(p)
+        pods = [p for p in self._owned("pods", uid) if not p["metadata"].get("deletionTimestamp")]
+        on_wanted = [p for p in pods if (p.get("spec") or {}).get("nodeName") in wanted]
+        ready = [p for p in on_wanted if _pod_ready(p)]
+        fresh = self.store.get("daemonsets.apps", ns, name)
+        if fresh is None:
+            return
+        status = {
+            "currentNumberScheduled": len({(p["spec"] or {}).get("nodeName") for p in on_wanted}),
+            "desiredNumberScheduled": len(wanted),
+            "numberMisscheduled": len(pods) - len(on_wanted),
+            "numberReady": len(ready),
+            "numberAvailable": len(ready),
+            "updatedNumberScheduled": len(on_wanted),
+            "observedGeneration": fresh["metadata"].get("generation", 1),
+        }
+        if len(ready) < len(wanted):
+            status["numberUnavailable"] = len(wanted) - len(ready)
+        if fresh.get("status") != status:
+            fresh["status"] = status
+            fresh["metadata"].pop("resourceVersion", None)
+            self.store.update("daemonsets.apps", fresh, subresource="status")
+
+    def _delete_pod(self, pod: dict[str, Any]) -> None:
+        with contextlib.suppress(ApiError):
+            self.store.delete("pods", pod["metadata"]["namespace"], pod["metadata"]["name"])
 
     # -- Jobs ----------------------------------------------------------------------------
 
@@ -746,12 +835,16 @@ class Controllers:
         spec = pod.get("spec") or {}
         need = pod_requests(pod)
         reasons: dict[str, int] = {}
-        resource_only = 0
-        fits: list[tuple[Decimal, str]] = []
+        # Nodes where evicting lower-priority pods could help (resources, anti-affinity):
+        # the real scheduler says "No preemption victims found" for those.
+        preemptible = 0
+        fits: list[tuple[int, Decimal, str]] = []
         used = self._used_by_node()
+        placed = self._placed_pods(pod["metadata"].get("uid"))
+        node_labels = {n["metadata"]["name"]: n["metadata"].get("labels") or {} for n in nodes}
         for node in nodes:
             node_name = node["metadata"]["name"]
-            labels = node["metadata"].get("labels") or {}
+            labels = node_labels[node_name]
             why: list[str] = []
             if (node.get("spec") or {}).get("unschedulable"):
                 why.append("node(s) were unschedulable")
@@ -765,6 +858,9 @@ class Controllers:
                     value = f": {taint['value']}" if taint.get("value") else ""
                     why.append(f"node(s) had untolerated taint {{{taint['key']}{value}}}")
                     break
+            hard = len(why)
+            if not why:
+                why += _anti_affinity_conflicts(pod, labels, placed, node_labels)
             alloc = (node.get("status") or {}).get("allocatable") or {}
             have = used.get(
                 node_name, {"cpu": Decimal(0), "memory": Decimal(0), "pods": Decimal(0)}
@@ -779,31 +875,43 @@ class Controllers:
                     and have[res] + need[res] > parse_quantity(alloc[res])
                 ):
                     short.append(f"Insufficient {res}")
-            if not why and short:
-                resource_only += 1
             why += short
+            if why and not hard:
+                preemptible += 1
             for w in why:
                 reasons[w] = reasons.get(w, 0) + 1
             if not why:
                 free = parse_quantity(alloc.get("memory", "0")) - have["memory"]
-                fits.append((free, node_name))
+                score = _anti_affinity_score(pod, labels, placed, node_labels)
+                fits.append((score, free, node_name))
         if fits:
-            fits.sort(key=lambda x: (-x[0], x[1]))
-            return fits[0][1], ""
+            # preferred anti-affinity first, then the most free memory
+            fits.sort(key=lambda x: (-x[0], -x[1], x[2]))
+            return fits[0][2], ""
         n = len(nodes)
         if not n:
             return None, "no nodes available to schedule pods"
         parts = ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
-        other = n - resource_only
+        other = n - preemptible
         pre = []
-        if resource_only:
-            pre.append(f"{resource_only} No preemption victims found for incoming pod")
+        if preemptible:
+            pre.append(f"{preemptible} No preemption victims found for incoming pod")
         if other:
             pre.append(f"{other} Preemption is not helpful for scheduling")
         return None, (
             f"0/{n} nodes are available: {parts}. preemption: 0/{n} nodes are available: "
             f"{', '.join(pre)}."
         )
+
+    def _placed_pods(self, skip_uid: str | None) -> list[dict[str, Any]]:
+        """Pods bound to a node and not finished (what inter-pod affinity looks at)."""
+        return [
+            p
+            for p in self.store.iter_raw("pods")
+            if (p.get("spec") or {}).get("nodeName")
+            and p["metadata"].get("uid") != skip_uid
+            and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+        ]
 
     def _used_by_node(self) -> dict[str, dict[str, Decimal]]:
         used: dict[str, dict[str, Decimal]] = {}
@@ -1106,3 +1214,80 @@ def _endpoint_port(sp: dict[str, Any], pod: dict[str, Any]) -> dict[str, Any] | 
 
 def _qos(spec: dict[str, Any]) -> str:
     return qos_class({"spec": spec})
+
+
+# -- inter-pod anti-affinity (the cases arkouda-k8s uses: topologyKey, labelSelector,
+# namespaces; required and preferred) ---------------------------------------------------
+
+ANTI_AFFINITY = "node(s) didn't match pod anti-affinity rules"
+EXISTING_ANTI_AFFINITY = "node(s) didn't satisfy existing pods anti-affinity rules"
+
+
+def _anti_terms(pod: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    anti = ((pod.get("spec") or {}).get("affinity") or {}).get("podAntiAffinity") or {}
+    return list(anti.get(f"{kind}DuringSchedulingIgnoredDuringExecution") or [])
+
+
+def _term_matches(term: dict[str, Any], owner: dict[str, Any], other: dict[str, Any]) -> bool:
+    """Whether ``other`` is a pod that ``owner``'s affinity term selects."""
+    namespaces = term.get("namespaces") or [owner["metadata"].get("namespace")]
+    if other["metadata"].get("namespace") not in namespaces:
+        return False
+    return match_label_selector_obj(
+        term.get("labelSelector") or {"matchLabels": {"\0none": ""}},
+        other["metadata"].get("labels"),
+    )
+
+
+def _same_domain(
+    key: str, labels: dict[str, str], other: dict[str, Any], node_labels: dict[str, dict]
+) -> bool:
+    there = node_labels.get((other.get("spec") or {}).get("nodeName") or "") or {}
+    return key in labels and labels.get(key) == there.get(key)
+
+
+def _anti_affinity_conflicts(
+    pod: dict[str, Any],
+    labels: dict[str, str],
+    placed: list[dict[str, Any]],
+    node_labels: dict[str, dict],
+) -> list[str]:
+    """The scheduler's reasons a node fails the required anti-affinity of ``pod``, or
+    of pods already placed whose own rules select ``pod``."""
+    found: list[str] = []
+    for term in _anti_terms(pod, "required"):
+        key = term.get("topologyKey") or ""
+        if any(
+            _term_matches(term, pod, o) and _same_domain(key, labels, o, node_labels)
+            for o in placed
+        ):
+            found.append(ANTI_AFFINITY)
+            break
+    for other in placed:
+        for term in _anti_terms(other, "required"):
+            key = term.get("topologyKey") or ""
+            if _term_matches(term, other, pod) and _same_domain(key, labels, other, node_labels):
+                found.append(EXISTING_ANTI_AFFINITY)
+                return found
+    return found
+
+
+def _anti_affinity_score(
+    pod: dict[str, Any],
+    labels: dict[str, str],
+    placed: list[dict[str, Any]],
+    node_labels: dict[str, dict],
+) -> int:
+    """Preferred anti-affinity: minus the weights of the matching pods in the node's
+    topology domain (higher is better)."""
+    score = 0
+    for pref in _anti_terms(pod, "preferred"):
+        term = pref.get("podAffinityTerm") or {}
+        key = term.get("topologyKey") or ""
+        weight = int(pref.get("weight") or 0)
+        score -= weight * sum(
+            1
+            for o in placed
+            if _term_matches(term, pod, o) and _same_domain(key, labels, o, node_labels)
+        )
+    return score

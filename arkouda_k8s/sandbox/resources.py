@@ -111,6 +111,14 @@ RESOURCES: tuple[Resource, ...] = (
         subresources={"status": _STATUS, "scale": _STATUS},
     ),
     Resource(
+        "daemonsets",
+        "DaemonSet",
+        group="apps",
+        short_names=("ds",),
+        categories=("all",),
+        subresources={"status": _STATUS},
+    ),
+    Resource(
         "jobs",
         "Job",
         group="batch",

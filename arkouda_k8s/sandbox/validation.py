@@ -337,7 +337,7 @@ def semantic_check(res: Resource, obj: dict[str, Any], old: dict[str, Any] | Non
                     "previously negative)",
                 )
             )
-    elif key in ("deployments.apps", "replicasets.apps"):
+    elif key in ("deployments.apps", "replicasets.apps", "daemonsets.apps"):
         tmpl = spec.get("template") or {}
         _pod_spec_rules("spec.template.spec", tmpl.get("spec"), causes)
         _label_rules(
@@ -347,7 +347,11 @@ def semantic_check(res: Resource, obj: dict[str, Any], old: dict[str, Any] | Non
         labels = (tmpl.get("metadata") or {}).get("labels") or {}
         if not selector.get("matchLabels") and not selector.get("matchExpressions"):
             causes.append(
-                ("spec.selector", "Invalid value: empty selector is invalid for deployment")
+                (
+                    "spec.selector",
+                    "Invalid value: empty selector is invalid for "
+                    + ("daemonset" if key == "daemonsets.apps" else "deployment"),
+                )
             )
         elif not _label_selector_matches(selector, labels):
             causes.append(
@@ -598,6 +602,18 @@ def apply_defaults(res: Resource, obj: dict[str, Any]) -> None:
                 if isinstance(ru, dict):
                     ru.setdefault("maxSurge", "25%")
                     ru.setdefault("maxUnavailable", "25%")
+        tmpl = spec.get("template")
+        if isinstance(tmpl, dict):
+            tmpl.setdefault("metadata", {})
+            default_pod_spec(tmpl.get("spec"))
+    elif key == "daemonsets.apps" and isinstance(spec, dict):
+        spec.setdefault("revisionHistoryLimit", 10)
+        strategy = spec.setdefault("updateStrategy", {"type": "RollingUpdate"})
+        if isinstance(strategy, dict) and strategy.get("type") == "RollingUpdate":
+            ru = strategy.setdefault("rollingUpdate", {})
+            if isinstance(ru, dict):
+                ru.setdefault("maxUnavailable", 1)
+                ru.setdefault("maxSurge", 0)
         tmpl = spec.get("template")
         if isinstance(tmpl, dict):
             tmpl.setdefault("metadata", {})
