@@ -2188,15 +2188,7 @@ def pull_text(images: Mapping[str, Mapping[str, Any]], seconds: Mapping[str, flo
 
 
 def _status_message(pods: list[dict[str, Any]]) -> str:
-    images = pulling(pods)
-    if images:
-        now = datetime.now(UTC)
-        seconds = {}
-        for image, nodes in images.items():
-            started = [t for t in map(_parse_time, nodes.values()) if t is not None]
-            if started:
-                seconds[image] = max(0.0, (now - min(started)).total_seconds())
-        return pull_text(images, seconds)
+    # a pod that cannot progress says more than the others' pulls
     for p in pods:
         status = p.get("status") or {}
         for cond in status.get("conditions") or []:
@@ -2208,7 +2200,16 @@ def _status_message(pods: list[dict[str, Any]]) -> str:
                 return f"{p['metadata']['name']}: {waiting['reason']}"
             if (cs.get("lastState") or {}).get("terminated", {}).get("reason") == "OOMKilled":
                 return f"{p['metadata']['name']}: OOMKilled"
-    return ""
+    images = pulling(pods)
+    if not images:
+        return ""
+    now = datetime.now(UTC)
+    seconds = {}
+    for image, nodes in images.items():
+        started = [t for t in map(_parse_time, nodes.values()) if t is not None]
+        if started:
+            seconds[image] = max(0.0, (now - min(started)).total_seconds())
+    return pull_text(images, seconds)
 
 
 def _default_heartbeat(spec: ClusterSpec) -> float:

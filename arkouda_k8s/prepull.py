@@ -177,11 +177,13 @@ def _desired(
     """How many nodes the DaemonSet runs on, once its controller has counted them."""
 
     def counted(objs: dict[str, dict[str, Any]]) -> int | None:
-        ds = objs.get(name) or next(iter(objs.values()), None)
-        status = (ds or {}).get("status") or {}
-        if "desiredNumberScheduled" not in status:
+        ds = next(iter(objs.values()), None) or {}
+        status = ds.get("status") or {}
+        # counted by the controller for this very spec (the API server's zeros before)
+        generation = (ds.get("metadata") or {}).get("generation") or 1
+        if (status.get("observedGeneration") or 0) < generation:
             return None
-        return int(status["desiredNumberScheduled"])
+        return int(status.get("desiredNumberScheduled") or 0)
 
     try:
         return kube.wait_for(

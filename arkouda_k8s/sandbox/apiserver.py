@@ -851,8 +851,16 @@ class ApiServer:
             obj["status"] = {}
         elif key == "namespaces":
             obj.pop("status", None)
-        elif key in ("deployments.apps", "replicasets.apps", "daemonsets.apps"):
+        elif key in ("deployments.apps", "replicasets.apps"):
             obj["status"] = {}
+        elif key == "daemonsets.apps":
+            # required (not omitempty) in the real API: zeros until the controller counts
+            obj["status"] = {
+                "currentNumberScheduled": 0,
+                "numberMisscheduled": 0,
+                "desiredNumberScheduled": 0,
+                "numberReady": 0,
+            }
         elif key == "jobs.batch":
             self._job_selector(obj)
             obj["status"] = {}
