@@ -102,8 +102,10 @@ def _logged(what: str) -> Iterator[None]:
         log.debug("%s failed: %s", what, exc, exc_info=True)
 
 
-# How often the progress shows a pull's seconds going on.
-PULL_TICK = 5.0
+# How often the progress shows a pull's seconds going on, and after how long a pull is
+# shown at all (shorter ones: the image was there, or nearly).
+PULL_TICK = 1.0
+PULL_SHOW = 2.0
 CONFIG_REASONS = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
 LOG_TAIL_LINES = 20
 # Starts of a freshly created server that exited on a passing API error (5xx, 429,
@@ -233,6 +235,7 @@ class ArkoudaCluster:
         self.warnings: list[str] = []  # what preflight found worth saying, not fatal
         self._unschedulable_since: dict[str, float] = {}
         self._pulls = _PullClock()
+        self._locale_said = ""
         self._token: str | None = None
         self.instance_id: str | None = None  # set by a deploy that creates, or on reattach
         self._owner: dict[str, Any] | None = None  # the state ConfigMap, once known ours
@@ -874,13 +877,21 @@ class ArkoudaCluster:
 
         def tick() -> None:
             if self._pulls.images and "report" in last:
-                last["report"]()
+                last["report"](only_if_changed=True)
 
         ticker = _Ticker(tick, PULL_TICK)
         ticker.start()
         return ticker
 
-    def _locale_progress(self, running: int, total: int, waiting: int, pulls: _PullClock) -> None:
+    def _locale_progress(
+        self,
+        running: int,
+        total: int,
+        waiting: int,
+        pulls: _PullClock,
+        *,
+        only_if_changed: bool = False,
+    ) -> None:
         note = (
             f"; {waiting} unschedulable, waiting up to "
             f"{self.timeouts.unschedulable:.0f}s for capacity"
@@ -888,12 +899,11 @@ class ArkoudaCluster:
             else ""
         )
         text = pulls.text()
-        self._progress(
-            "locales",
-            running,
-            total,
-            f"locale pods {running}/{total} running{note}" + (f"; {text}" if text else ""),
-        )
+        message = f"locale pods {running}/{total} running{note}" + (f"; {text}" if text else "")
+        if only_if_changed and message == self._locale_said:
+            return
+        self._locale_said = message
+        self._progress("locales", running, total, message)
 
     def _locales_timeout(self, last: dict[str, Any]) -> StageTimeout:
         total = self.spec.locale_pods
@@ -2296,12 +2306,25 @@ class _PullClock:
         self._since = {i: self._since.get(i, now) for i in images}
         return self
 
+    def _shown(self) -> dict[str, dict[str, Any]]:
+        # an image already on its node "pulls" for a blink: not worth a line
+        now = time.monotonic()
+        return {i: n for i, n in self.images.items() if now - self._since[i] >= PULL_SHOW}
+
     def shape(self) -> tuple[tuple[str, int], ...]:
-        return tuple(sorted((i, len(n)) for i, n in self.images.items()))
+        return tuple(sorted((i, len(n)) for i, n in self._shown().items()))
 
     def text(self) -> str:
         now = time.monotonic()
-        return pull_text(self.images, {i: now - t for i, t in self._since.items()})
+        # whole seconds, then steps of 5 (a log gets a line per step, not per second)
+        return pull_text(
+            self._shown(),
+            {i: _step(now - t) for i, t in self._since.items()},
+        )
+
+
+def _step(seconds: float) -> float:
+    return float(int(seconds)) if seconds < 5 else float(int(seconds) // 5 * 5)
 
 
 class _Ticker(threading.Thread):
@@ -2315,6 +2338,10 @@ class _Ticker(threading.Thread):
         self._stop_event = threading.Event()
 
     def run(self) -> None:
+        if self._stop_event.wait(min(PULL_SHOW, self._interval)):
+            return
+        with contextlib.suppress(Exception):
+            self._tick()
         while not self._stop_event.wait(self._interval):
             with contextlib.suppress(Exception):  # progress must never break a deploy
                 self._tick()

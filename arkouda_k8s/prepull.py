@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import manifests
-from .cluster import IMAGE_PULL_REASONS, Progress, _PullClock, pulling
+from . import cluster, manifests
+from .cluster import IMAGE_PULL_REASONS, Progress, _PullClock, _Ticker, pulling
 from .errors import ImagePullError, StageTimeout
 from .kube import Kube, WatchDeadline
 from .spec import ClusterSpec
@@ -99,7 +99,16 @@ def prepull(
     report(Progress(COMPONENT, 0, 1, f"creating DaemonSet {name} to pull {image}"))
     created = kube.create(obj, deadline=deadline)
     clock = _PullClock()
-    last: dict[str, Any] = {"text": None}
+    last: dict[str, Any] = {"text": None, "running": 0, "pods": 0}
+
+    def say() -> None:
+        text = clock.text()
+        message = f"{last['running']}/{last['pods']} nodes have {image}" + (
+            f"; {text}" if text else ""
+        )
+        if message != last["text"]:
+            last["text"] = message
+            report(Progress(COMPONENT, last["running"], max(last["pods"], 1), message))
 
     def check(objs: dict[str, dict[str, Any]]) -> int | None:
         pods = list(objs.values())
@@ -121,12 +130,9 @@ def prepull(
             for p in pods
             if (p.get("status") or {}).get("phase") == "Running"
         }
-        total = max(len(pods), 1)
-        text = clock.update(pulling(pods)).text()
-        message = f"{len(running)}/{len(pods)} nodes have {image}" + (f"; {text}" if text else "")
-        if message != last["text"]:
-            last["text"] = message
-            report(Progress(COMPONENT, len(running), total, message))
+        clock.update(pulling(pods))
+        last["running"], last["pods"] = len(running), len(pods)
+        say()
         return len(running) if pods and len(running) >= len(pods) else None
 
     try:
@@ -141,6 +147,9 @@ def prepull(
             got = check(objs)
             return got if got is not None and got >= desired else None
 
+        # a pull's seconds go on while no pod changes: shown without requests
+        ticker = _Ticker(lambda: say() if clock.images else None, cluster.PULL_TICK)
+        ticker.start()
         try:
             done = kube.wait_for(
                 "Pod",
@@ -148,7 +157,6 @@ def prepull(
                 namespace,
                 label_selector=f"app.kubernetes.io/instance={name}",
                 deadline=deadline,
-                recheck=5.0,
             )
         except WatchDeadline:
             raise StageTimeout(
@@ -157,6 +165,8 @@ def prepull(
                 stage=COMPONENT,
                 reason="Timeout",
             ) from None
+        finally:
+            ticker.stop()
         report(Progress(COMPONENT, done, done, f"{image} is on {done} node(s)"))
         return done
     finally:

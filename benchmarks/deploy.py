@@ -23,9 +23,12 @@ extra time to Ready is printed next to it.
 image for that long (once per node: each node's cache is emptied before a deploy), in
 the ordering before issue #18 (locale pods running before the server pod is created)
 and in today's (every pod created at once, the server waits inside its pod), in the
-same run. The goal is Ready within the pull time plus 3 s. Then the same deploy on
-nodes that already have the image (pulled in advance, as ``arkouda-k8s prepull`` does),
-next to one on a sandbox without any pull delay.
+same run. The goal: the pull fully overlapped, Ready within one pull plus the time of a
+deploy without pulls (+1 s; the issue's "pull + 3 s" dates from a sandbox whose deploy
+took 2.5 s, before containers ran over image models with a real sshd). Then the same
+deploy on nodes that already have the image (``arkouda-k8s prepull`` done first), next
+to one on a sandbox without any pull delay: within 1 s of it. Exits 1 when a goal is
+missed.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ import time
 
 from arkouda_k8s.cluster import ArkoudaCluster, Timeouts
 from arkouda_k8s.errors import UsageError
+from arkouda_k8s.kube import Kube
+from arkouda_k8s.prepull import prepull
 from arkouda_k8s.sandbox import Sandbox
 from arkouda_k8s.sandbox.__main__ import parse_latency
 from arkouda_k8s.spec import ClusterSpec
@@ -103,21 +108,35 @@ def pulls(args: argparse.Namespace) -> int:
     with Sandbox(nodes=args.nodes, pull_seconds=args.pull_seconds) as sb:
         old = best(sb, old=True, cold=True)
         new = best(sb, old=False, cold=True)
+        sb.pulls.forget()
+        started = time.perf_counter()
+        nodes = prepull(
+            Kube.from_kubeconfig(sb.kubeconfig_path, namespace="default"),
+            ClusterSpec(namespace="default"),
+        )
+        print(
+            f"prepull: the image on {nodes} nodes in {time.perf_counter() - started:.2f} s",
+            flush=True,
+        )
         warm = best(sb, old=False, cold=False)
     with Sandbox(nodes=args.nodes) as sb:
         none = best(sb, old=False, cold=False)
     goal = args.pull_seconds + 3
+    hidden = args.pull_seconds + none + 1  # the pull fully overlapped, 1 s of slack
     print(
         f"{n} locales, {args.nodes} nodes, {args.pull_seconds:g} s image pulls: ready in "
         f"{old:.2f} s with the old ordering, {new:.2f} s with the server created with its "
-        f"locales (goal {goal:g} s: {'ok' if new <= goal else 'missed'})",
+        f"locales (issue's goal: pull + 3 s = {goal:g} s, {'met' if new <= goal else 'missed'};"
+        f" one pull plus the deploy without pulls = {hidden - 1:.2f} s, "
+        f"{'ok' if new <= hidden else 'FAIL'})",
         flush=True,
     )
     print(
-        f"image already on every node: ready in {warm:.2f} s; without any pull delay: {none:.2f} s",
+        f"image already on every node: ready in {warm:.2f} s; without any pull delay: "
+        f"{none:.2f} s ({'ok' if warm <= none + 1 else 'FAIL'}: within 1 s)",
         flush=True,
     )
-    return 0 if new < old else 1
+    return 0 if new < old and new <= hidden and warm <= none + 1 else 1
 
 
 def main(argv: list[str] | None = None) -> int:

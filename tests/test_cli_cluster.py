@@ -268,7 +268,8 @@ def test_status_of_a_failed_deployment_says_why(sb, kube, capsys):
         assert "stage    Failed: cli-bad-locale-" in out
         # The kubelet alternates the two reasons while it retries the pull.
         assert "ImagePullBackOff" in out or "ErrImagePull" in out
-        assert "0/1 locale pods running" in out and "server   absent" in out
+        # the server pod, created with its locale, cannot pull either
+        assert "0/1 locale pods running" in out and "server   Pending, not ready" in out
         code, out, err = run(capsys, "list", "--kubeconfig", sb.kubeconfig_path)
         assert any(r.split()[1:3] == ["cli-bad", "Failed"] for r in out.splitlines()[1:])
     finally:

@@ -66,8 +66,18 @@ def test_progress_stages_come_in_order(sb, kube, deployed):
     for e in rec.events:
         if not stages or stages[-1] != e.stage:
             stages.append(e.stage)
-    want = ["preflight", "credentials", "rbac", "locales", "server", "handshake", "ready"]
-    assert [s for s in stages if s in want] == want
+    # the server pod is created with its locales: its stage starts before theirs ends
+    want = ["preflight", "credentials", "rbac", "server", "locales", "handshake", "ready"]
+    firsts = list(dict.fromkeys(s for s in stages if s in want))
+    assert firsts == want, stages
+    messages = rec.messages()
+    assert messages.index("server: server pod created") < messages.index(
+        "locales: locale pods 0/2 running"
+    )
+    # ... and gets Ready only after every locale runs
+    assert messages.index("locales: locale pods 2/2 running") < messages.index(
+        "server: server pod ready"
+    )
     assert rec.events[0].message.startswith("using context sandbox")
     assert any(m == "locales: locale pods 2/2 running" for m in rec.messages())
 
@@ -176,10 +186,18 @@ class PodRecorder:
 
 
 def test_trap_locales_run_before_the_server_starts(sb, kube):
+    # The server pod is created with its locales (every node pulls the image at once);
+    # its launch script starts Arkouda only once every locale pod is Ready, so the
+    # launch names all of them.
     rec = PodRecorder(kube, "c-trap1")
     c = cluster(sb, spec("c-trap1", locales=4))
     try:
         c.deploy()
+        log = c.logs("server")
+        ips = {
+            p["status"]["podIP"]
+            for p in kube.list("Pod", label_selector="app.kubernetes.io/instance=c-trap1")["items"]
+        }
     finally:
         rec.close()
         c.teardown()
@@ -189,7 +207,9 @@ def test_trap_locales_run_before_the_server_starts(sb, kube):
         for e in rec.events[:first_server]
         if e[2] == "Running" and e[3] and e[1] != "c-trap1-server"
     }
-    assert len(running_before) == 3, rec.events[: first_server + 1]
+    assert len(running_before) < 3, "the server pod was created only after its locales ran"
+    launch = next(line for line in log.splitlines() if "starting 4 locale(s) on" in line)
+    assert set(launch.split(" on ", 1)[1].split()) == ips, (launch, ips)
 
 
 def test_trap_a_leftover_self_registered_service_is_named_not_removed(sb, kube):

@@ -9,7 +9,8 @@ import time
 from dataclasses import replace
 
 import pytest
-from lifecycle_support import FAST, Recorder, admin, cluster, labelled, spec, wait_no_processes
+from _support import settled
+from _support.lifecycle import FAST, Recorder, admin, cluster, labelled, spec, wait_no_processes
 
 from arkouda_k8s.errors import ImagePullError, UnschedulableError
 from arkouda_k8s.sandbox import Sandbox
@@ -262,9 +263,7 @@ def test_progress_and_status_show_which_image_pulls_on_how_many_nodes_for_how_lo
         c.teardown()
     # the deploy's progress: the image, the nodes, the seconds going on (once the
     # pulls of the deploy above, which go on without their pods, are over)
-    end = time.monotonic() + 30
-    while nodes4.pulls.under_way() and time.monotonic() < end:
-        time.sleep(0.1)
+    assert not settled(nodes4.pulls.under_way, timeout=30)
     nodes4.pulls.forget()
     rec = Recorder()
     c = cluster(nodes4, spec("ttr-pull", locales=3), on_progress=rec)
@@ -277,7 +276,7 @@ def test_progress_and_status_show_which_image_pulls_on_how_many_nodes_for_how_lo
 
 
 def test_prepull_puts_the_image_on_every_node_and_the_next_deploy_pulls_nothing(nodes4, capsys):
-    from lifecycle_support import run_cli
+    from _support.lifecycle import run_cli
 
     kube = admin(nodes4)
     nodes4.pulls.forget()
@@ -298,9 +297,7 @@ def test_prepull_puts_the_image_on_every_node_and_the_next_deploy_pulls_nothing(
     assert all(nodes4.pulls.present(n, image) for n in nodes4.node_names)
     # removed when done, its pods with it
     assert kube.list("DaemonSet", "default")["items"] == []
-    end = time.monotonic() + 30
-    while _pods(kube, None) and time.monotonic() < end:
-        time.sleep(0.1)
+    assert settled(lambda: _pods(kube, None), timeout=30) == []
     c = cluster(nodes4, spec("ttr-warm", locales=3))
     start = time.monotonic()
     c.deploy()
@@ -316,7 +313,7 @@ def test_prepull_puts_the_image_on_every_node_and_the_next_deploy_pulls_nothing(
 
 
 def test_prepull_only_on_nodes_of_the_selector_and_a_bad_selector_is_one_line(nodes4, capsys):
-    from lifecycle_support import run_cli
+    from _support.lifecycle import run_cli
 
     nodes4.pulls.forget()
     common = ["--kubeconfig", nodes4.kubeconfig_path, "-n", "default"]

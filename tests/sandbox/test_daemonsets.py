@@ -4,11 +4,11 @@ counts in status, a node that starts to match gets its pod, deletion takes the p
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _support import eventually as _eventually
 from api_support import api_client_for
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -22,15 +22,8 @@ def three_nodes() -> Iterator[Sandbox]:
         yield sb
 
 
-def _until(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+def eventually(probe: Any) -> Any:
+    return _eventually(probe, timeout=60)
 
 
 def _ds(name: str, **pod: Any) -> dict[str, Any]:
@@ -70,15 +63,15 @@ def test_one_pod_per_allowed_node_with_counts_and_gone_with_the_daemonset(three_
     try:
         created = apps.create_namespaced_daemon_set("default", _ds("everywhere"))
         assert created.spec.update_strategy.type == "RollingUpdate"
-        assert _until(
-            "two pods", lambda: _nodes_of(core, "everywhere") == ["sandbox-node", "sandbox-node-2"]
+        assert eventually(
+            lambda: _nodes_of(core, "everywhere") == ["sandbox-node", "sandbox-node-2"]
         )
 
         def counted() -> Any:
             st = apps.read_namespaced_daemon_set("everywhere", "default").status
             return st if st.number_ready == 2 else None
 
-        st = _until("two ready", counted)
+        st = eventually(counted)
         assert (st.desired_number_scheduled, st.current_number_scheduled) == (2, 2)
         assert st.number_available == 2 and not st.number_misscheduled
         # the taint tolerated: the third node gets its pod too
@@ -89,11 +82,10 @@ def test_one_pod_per_allowed_node_with_counts_and_gone_with_the_daemonset(three_
                 tolerations=[{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
             ),
         )
-        assert _until("three pods", lambda: len(_nodes_of(core, "tolerant")) == 3)
+        assert eventually(lambda: len(_nodes_of(core, "tolerant")) == 3)
         apps.delete_namespaced_daemon_set("everywhere", "default")
         apps.delete_namespaced_daemon_set("tolerant", "default")
-        assert _until(
-            "pods gone",
+        assert eventually(
             lambda: not _nodes_of(core, "everywhere") and not _nodes_of(core, "tolerant"),
         )
     finally:
@@ -107,8 +99,7 @@ def test_node_selector_and_a_node_that_starts_to_match(three_nodes):
     apps.create_namespaced_daemon_set("default", _ds("pool", node_selector={"pool": "ak"}))
     try:
         # nothing matches yet: the count says so
-        st = _until(
-            "counted",
+        st = eventually(
             lambda: apps.read_namespaced_daemon_set("pool", "default").status.observed_generation,
         )
         assert (
@@ -117,9 +108,7 @@ def test_node_selector_and_a_node_that_starts_to_match(three_nodes):
             == 0
         )
         core.patch_node("sandbox-node-3", {"metadata": {"labels": {"pool": "ak"}}})
-        assert _until(
-            "a pod on the labelled node", lambda: _nodes_of(core, "pool") == ["sandbox-node-3"]
-        )
+        assert eventually(lambda: _nodes_of(core, "pool") == ["sandbox-node-3"])
     finally:
         core.patch_node("sandbox-node-3", {"metadata": {"labels": {"pool": None}}})
         apps.delete_namespaced_daemon_set("pool", "default")
