@@ -53,6 +53,7 @@ from .inventory import (  # noqa: F401 (re-export: callers and tests name them h
     COMPONENT_LABEL,
     DELETED_KINDS,
     EPHEMERAL_ANNOTATION,
+    FAILED_ANNOTATION,
     HEARTBEAT_ANNOTATION,
     IMAGE_PULL_REASONS,
     INSTANCE_ID_LABEL,
@@ -389,6 +390,7 @@ class ArkoudaCluster:
         except BaseException as exc:
             self._stop_tunnel()
             if self.keep_on_failure:
+                self._mark_failed(exc)
                 if isinstance(exc, ArkoudaK8sError):
                     exc.hint = _join(
                         exc.hint,
@@ -634,6 +636,8 @@ class ArkoudaCluster:
         """Connect to an existing deployment: no object is written."""
         self._progress("preflight", 1, 1, f"found deployment {self.name}")
         if self.kube.get("Pod", self.names.server_pod, self.namespace) is None:
+            if self._creation_under_way():
+                return self._join(wait)
             raise DeployError(
                 f"deployment {self.name!r} in namespace {self.namespace} has no server pod "
                 "(the remains of a failed deploy kept for debugging, or a teardown under way)",
@@ -648,6 +652,35 @@ class ArkoudaCluster:
             self.handshake()
         self._start_heartbeat()
         return self
+
+    def _creation_under_way(self) -> bool:
+        """Whether the session that made this deployment's state ConfigMap may still be
+        creating the rest: the ConfigMap is ours, younger than a create's deadlines and
+        not marked failed. (Another session's existence probe can land between the state
+        ConfigMap, made first, and the server pod.)"""
+        state = self._state_configmap()
+        if state is None or not _looks_ours(state, self.name):
+            return False
+        if FAILED_ANNOTATION in (state["metadata"].get("annotations") or {}):
+            return False
+        born = _parse_time(state["metadata"].get("creationTimestamp"))
+        if born is None:
+            return False
+        age = (datetime.now(UTC) - born).total_seconds()
+        return age < self.timeouts.credentials + self.timeouts.locales
+
+    def _mark_failed(self, exc: BaseException) -> None:
+        """Mark a failed deploy kept for debugging, so a later deploy of the name says so
+        at once instead of waiting for it as for a deploy under way."""
+        try:
+            self.kube.patch(
+                "ConfigMap",
+                self._state_name(),
+                {"metadata": {"annotations": {FAILED_ANNOTATION: _one_line(exc)[:200]}}},
+                self.namespace,
+            )
+        except Exception as mark_exc:  # the deploy's own error is what the user needs
+            log.debug("could not mark %s failed: %s", self._state_name(), mark_exc)
 
     # -- preflight ---------------------------------------------------------------------------
 

@@ -30,6 +30,8 @@ TTL_ANNOTATION = "arkouda-k8s.dev/ttl-seconds"
 # Deployed with --ephemeral: the process that holds it (the Jupyter server extension)
 # tears it down when it stops, instead of leaving it to its time-to-live.
 EPHEMERAL_ANNOTATION = "arkouda-k8s.dev/ephemeral"
+# A failed deploy kept for debugging (--keep-on-failure): its one-line reason.
+FAILED_ANNOTATION = "arkouda-k8s.dev/failed"
 SPEC_ANNOTATION = manifests.SPEC_ANNOTATION
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=arkouda-k8s"
 INSTANCE_LABEL = "app.kubernetes.io/instance"

@@ -449,6 +449,56 @@ def test_a_deploy_whose_probes_missed_a_concurrent_one_joins_it(sb, kube):
     assert labelled(kube, "c-late") == []
 
 
+def test_a_deploy_that_finds_another_under_way_before_its_server_pod_waits_for_it(sb, kube):
+    """A session probes while another has made its state ConfigMap but not yet its server
+    pod: it waits for that deploy and connects, instead of calling it a failed one."""
+    s = spec("c-midway", locales=2)
+    first = cluster(sb, s)
+    made_state = threading.Event()
+    go_on = threading.Event()
+    real_create = first._create
+
+    def paused_create(wait):
+        made_state.set()
+        assert go_on.wait(30)
+        return real_create(wait)
+
+    first._create = paused_create  # type: ignore[method-assign]
+    errors: list[BaseException] = []
+
+    def run(c):
+        try:
+            c.deploy()
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    late = cluster(sb, s)
+    t_first = threading.Thread(target=run, args=(first,))
+    t_first.start()
+    try:
+        assert made_state.wait(30)
+        t_late = threading.Thread(target=run, args=(late,))
+        t_late.start()
+        # the late session is waiting (not failed) while the first is still paused
+        assert not eventually_dead(t_late, 2.0)
+        go_on.set()
+        t_first.join(90)
+        t_late.join(90)
+        assert errors == []
+        assert (first.created, late.created) == (True, False)
+        assert late.token() == first.token()
+    finally:
+        go_on.set()
+        late.close()
+        first.teardown()
+    assert labelled(kube, "c-midway") == []
+
+
+def eventually_dead(thread: threading.Thread, seconds: float) -> bool:
+    thread.join(seconds)
+    return not thread.is_alive()
+
+
 def test_context_manager(sb, kube):
     with cluster(sb, spec("c-with", mode="smp", locales=2), teardown_on_exit=True) as c:
         assert c.address is not None and c.status().stage == "Ready"
