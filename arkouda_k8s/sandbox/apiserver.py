@@ -34,6 +34,7 @@ from .auth import (
     ANONYMOUS_USER,
     CLIENT_SIGNER,
     Attributes,
+    CertificateExpired,
     UserInfo,
     aggregate,
     authorize,
@@ -209,7 +210,11 @@ class ApiServer:
             return user
         transport = request.transport
         peercert = transport.get_extra_info("peercert") if transport is not None else None
-        user = self.sb.authenticator.from_peercert(peercert)
+        try:
+            user = self.sb.authenticator.from_peercert(peercert)
+        except CertificateExpired:
+            # kube-apiserver: "x509: certificate has expired or is not yet valid" -> 401
+            raise status_error(401, "Unauthorized") from None
         return user or ANONYMOUS_USER
 
     def _impersonate(self, request: web.Request, user: UserInfo) -> UserInfo:
