@@ -546,15 +546,16 @@ _LOCALE_SCRIPT = f"""#!/bin/sh
 # start-arkouda-locale.sh (arkouda-k8s): a GASNet/UDP locale pod. The server starts
 # the Arkouda process here over SSH; this script only runs sshd and waits.
 set -eu
+sleeper=""
+# Stop at once on SIGTERM (no 30 s grace wait), taking the sleep along; set first, so
+# a pod deleted while it is still starting sshd stops cleanly too.
+trap '[ -n "$sleeper" ] && kill "$sleeper" 2>/dev/null; exit 0' TERM INT
 {_COMMON}
 {_INSTALL_KEYS}
 install_ssh_keys
 start_sshd
 make_persistence_writable
 echo "arkouda-k8s: sshd listening on $MY_IP:22; the server's launcher starts this locale over ssh"
-sleeper=""
-# Stop at once on SIGTERM (no 30 s grace wait), taking the sleep along.
-trap '[ -n "$sleeper" ] && kill "$sleeper" 2>/dev/null; exit 0' TERM INT
 while :; do
   sleep 3600 &
   sleeper=$!

@@ -50,7 +50,19 @@ INSTALL_HINT = (
 def import_client() -> ModuleType:
     """The installed ``arkouda`` module; :class:`ClientMissing` if there is none."""
     try:
-        return importlib.import_module("arkouda")
+        with warnings.catch_warnings():
+            # The 2020.7.7 client imports pkg_resources, which setuptools 80 (what a new
+            # Python 3.12+ venv gets) announces as deprecated on every import: noise on
+            # the user's stderr that says nothing about their code.
+            warnings.filterwarnings(
+                "ignore", message="pkg_resources is deprecated", category=UserWarning
+            )
+            # Its docstrings hold backslashes that Python 3.12+ reports when it first
+            # compiles them (a fresh install): the client's text, not the user's code.
+            warnings.filterwarnings(
+                "ignore", message="invalid escape sequence", category=SyntaxWarning
+            )
+            return importlib.import_module("arkouda")
     except ImportError as exc:
         raise ClientMissing(f"the arkouda client is not installed ({exc})", INSTALL_HINT) from None
 
