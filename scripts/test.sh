@@ -28,6 +28,7 @@ UNIT=(
   --ignore=tests/test_cli_logs.py --ignore=tests/test_cli_output.py
   --ignore=tests/test_runner_cluster.py --ignore=tests/test_jupyter_extension.py
   --ignore=tests/test_notebooks.py --ignore=tests/test_tunnel.py
+  --ignore=tests/test_time_to_ready.py --ignore=tests/reliability
 )
 TUNNEL=(tests/test_tunnel.py)
 
