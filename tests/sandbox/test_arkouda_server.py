@@ -344,7 +344,10 @@ def test_mem_max_refuses_and_keeps_serving():
             assert str(err.value) == (
                 "Error: Operation would exceed memory limit (1600000,1000000)"
             )
-            assert "Operation would exceed memory limit" in srv.output
+            # logged by the server; its reader thread may not have read it yet
+            assert "Operation would exceed memory limit" in srv.wait_for(
+                "Operation would exceed memory limit", 10
+            )
             # Still serving, and the refused array left no trace.
             assert first.sum() == np.arange(200_000).sum()
             assert ak.get_mem_used() == 1_600_000
