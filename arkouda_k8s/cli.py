@@ -434,16 +434,9 @@ def _seconds(text: str) -> float:
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:
-    from .sandbox.__main__ import parse_latency, run_foreground
+    from .sandbox.__main__ import run_from_args
 
-    latency = parse_latency(args.api_latency) if args.api_latency else 0.0
-    return run_foreground(
-        args.port,
-        args.kubeconfig_out,
-        api_latency=latency,
-        nodes=args.nodes,
-        pull_seconds=args.pull_seconds,
-    )
+    return run_from_args(args)
 
 
 def _cmd_render(args: argparse.Namespace) -> int:

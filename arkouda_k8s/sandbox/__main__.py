@@ -121,7 +121,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..cli import add_node_options
 
     add_node_options(parser)
-    args = parser.parse_args(argv)
+    return run_from_args(parser.parse_args(argv))
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """``run_foreground`` with the options of ``arkouda-k8s sandbox`` (and of this
+    module's own command line)."""
     latency = parse_latency(args.api_latency) if args.api_latency else 0.0
     return run_foreground(
         args.port,
