@@ -15,11 +15,6 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
-
 from .errors import SpecError
 
 # The image's sshd and the launch scripts expect id_rsa; 3072 bits is today's minimum
@@ -126,6 +121,13 @@ class Credentials:
     @classmethod
     def generate(cls, spec: Any, *, ssh_key_bits: int = SSH_KEY_BITS) -> Credentials:
         """Fresh SSH key pair, TLS key + CSR for ``spec``'s user, and a server token."""
+        # Imported here: the masking above is what front ends load (`%load_ext` has a
+        # 0.3 s budget), and cryptography's x509 alone takes ~150 ms to import.
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec, rsa
+        from cryptography.x509.oid import NameOID
+
         user = cls.user_for(spec)
         ssh_key = rsa.generate_private_key(public_exponent=65537, key_size=ssh_key_bits)
         ssh_private = ssh_key.private_bytes(
