@@ -24,6 +24,7 @@ from .errors import ArkoudaK8sError, UsageError
 from .options import (
     add_cluster_options,
     add_namespace_options,
+    add_sandbox_options,
     add_spec_options,
     add_wait_options,
     deploy_options,
@@ -111,18 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "sandbox", help="run the simulated Kubernetes cluster (a test world, not Kubernetes)"
     )
-    p.add_argument(
-        "--port", type=int, default=0, help="API port on 127.0.0.1 (default: a free one)"
-    )
-    p.add_argument(
-        "--kubeconfig-out", metavar="FILE", help="where to write the sandbox's kubeconfig"
-    )
-    p.add_argument(
-        "--api-latency",
-        metavar="DELAY",
-        help="answer every API request this much later (e.g. 30ms: a distant cluster)",
-    )
-    add_node_options(p)
+    add_sandbox_options(p)
 
     p = sub.add_parser(
         "render",
@@ -394,43 +384,6 @@ def _cmd_completion(args: argparse.Namespace) -> int:
 
     sys.stdout.write(argcomplete.shellcode(["arkouda-k8s"], shell=args.shell))
     return 0
-
-
-def add_node_options(parser: argparse.ArgumentParser) -> None:
-    """--nodes and --pull-seconds (shared with `arkouda-k8s sandbox`)."""
-    parser.add_argument(
-        "--nodes",
-        type=_positive_int,
-        default=1,
-        help="simulated nodes, each with its own allocatable and image cache (default 1)",
-    )
-    parser.add_argument(
-        "--pull-seconds",
-        type=_seconds,
-        default=0.0,
-        metavar="S",
-        help="how long an image pull takes, once per node and image (default 0)",
-    )
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
-    return value
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:

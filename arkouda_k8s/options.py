@@ -124,6 +124,54 @@ def add_spec_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_sandbox_options(p: argparse.ArgumentParser) -> None:
+    """The options of ``arkouda-k8s sandbox`` and ``python -m arkouda_k8s.sandbox``."""
+    p.add_argument(
+        "--port", type=int, default=0, help="API port on 127.0.0.1 (default: a free one)"
+    )
+    p.add_argument(
+        "--kubeconfig-out", metavar="FILE", help="where to write the sandbox's kubeconfig"
+    )
+    p.add_argument(
+        "--api-latency",
+        metavar="DELAY",
+        help="answer every API request this much later (e.g. 30ms: a distant cluster)",
+    )
+    p.add_argument(
+        "--nodes",
+        type=_positive_int,
+        default=1,
+        help="simulated nodes, each with its own allocatable and image cache (default 1)",
+    )
+    p.add_argument(
+        "--pull-seconds",
+        type=_seconds,
+        default=0.0,
+        metavar="S",
+        help="how long an image pull takes, once per node and image (default 0)",
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
+    return value
+
+
 def spec_options(args: argparse.Namespace) -> dict[str, Any]:
     """The spec options the user gave, as ClusterSpec keyword arguments."""
     out: dict[str, Any] = {}

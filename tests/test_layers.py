@@ -18,11 +18,11 @@ FRONT_ENDS = {
 }
 
 
-def _modules() -> dict[str, Path]:
+def _modules(sandbox: bool = False) -> dict[str, Path]:
     out = {}
     for path in PACKAGE.rglob("*.py"):
         parts = path.relative_to(PACKAGE).with_suffix("").parts
-        if parts[0] == "sandbox":  # the test world, layered on its own
+        if parts[0] == "sandbox" and not sandbox:  # the test world, layered on its own
             continue
         name = ".".join(p for p in parts if p != "__init__")
         out[name] = path
@@ -30,17 +30,24 @@ def _modules() -> dict[str, Path]:
 
 
 MODULES = _modules()
+# The sandbox too: the test world is below every front end (it imports none of them).
+EVERY_MODULE = _modules(sandbox=True)
 
 
 def _imports(name: str) -> tuple[set[str], set[str]]:
     """(imported at load time, imported inside a function) of the package's modules."""
-    path = MODULES[name]
-    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    path = EVERY_MODULE[name]
+    return _imports_in(path.read_text(encoding="utf-8"), name, path.name == "__init__.py")
+
+
+def _imports_in(source: str, name: str, is_package: bool) -> tuple[set[str], set[str]]:
+    """What ``source``, the text of module ``name``, imports of the package."""
+    package = name.split(".") if is_package else name.split(".")[:-1]
     if name == "":
         package = []
     top: set[str] = set()
     lazy: set[str] = set()
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    tree = ast.parse(source)
     in_type_checking = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
@@ -65,7 +72,7 @@ def _imports(name: str) -> tuple[set[str], set[str]]:
                 if a.name.startswith("arkouda_k8s")
             ]
         for target in found:
-            if target in MODULES and target != name:
+            if target in EVERY_MODULE and target != name:
                 (top if node.col_offset == 0 else lazy).add(target)
     return top, lazy
 
@@ -74,19 +81,53 @@ def _front_end_of(name: str) -> str | None:
     return next((fe for fe, mods in FRONT_ENDS.items() if name in mods), None)
 
 
-def test_front_ends_are_siblings_and_the_library_imports_none():
+def _crossings(imports: dict[str, set[str]]) -> list[str]:
+    """Each import of a front end's module by another front end or by the library."""
     crossings = []
-    for name in MODULES:
-        top, lazy = _imports(name)
+    for name, targets in imports.items():
         mine = _front_end_of(name)
-        for target in top | lazy:
+        for target in targets:
             theirs = _front_end_of(target)
             if theirs is not None and theirs != mine:
                 crossings.append(f"{name or '__init__'} -> {target} ({theirs})")
     # the package's own hooks (`%load_ext arkouda_k8s`, the server extension's entry
     # point) name the front end they start: that is their job
-    crossings = [c for c in crossings if not c.startswith("__init__ ->")]
-    assert crossings == []
+    return sorted(c for c in crossings if not c.startswith("__init__ ->"))
+
+
+def _all_imports(name: str, source: str | None = None) -> set[str]:
+    path = EVERY_MODULE[name]
+    if source is None:
+        source = path.read_text(encoding="utf-8")
+    top, lazy = _imports_in(source, name, path.name == "__init__.py")
+    return top | lazy
+
+
+def test_front_ends_are_siblings_and_the_library_imports_none():
+    assert _crossings({name: _all_imports(name) for name in EVERY_MODULE}) == []
+
+
+def test_a_sideways_import_is_caught():
+    """The check above fails on an import planted in a front end, in the library or in
+    the sandbox, at load time or inside a function (else it could pass empty)."""
+    planted = {
+        "magics": "def f():\n    from .cli import main\n",  # notebook -> CLI
+        "cli": "from . import jupyter_extension\n",  # CLI -> Jupyter server
+        "runner": "from .widgets import StatusCard\n",  # CLI's run -> notebook
+        "status": "from .magics import ArkoudaMagics\n",  # library -> notebook
+        "sandbox.__main__": "from ..cli import build_parser\n",  # test world -> CLI
+    }
+    imports = {name: _all_imports(name) for name in EVERY_MODULE}
+    for name, line in planted.items():
+        source = EVERY_MODULE[name].read_text(encoding="utf-8") + line
+        imports[name] = _all_imports(name, source)
+    assert _crossings(imports) == [
+        "cli -> jupyter_extension (jupyter server)",
+        "magics -> cli (cli)",
+        "runner -> widgets (notebook)",
+        "sandbox.__main__ -> cli (cli)",
+        "status -> magics (notebook)",
+    ]
 
 
 def test_no_import_cycle_at_load_time():

@@ -18,6 +18,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from ..options import add_sandbox_options
+
 
 def write_private(path: str, data: bytes) -> None:
     """Replace ``path`` with a file only its owner can read, holding ``data``.
@@ -111,16 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m arkouda_k8s.sandbox",
         description="Run the arkouda-k8s sandbox: a simulated Kubernetes cluster (not Kubernetes).",
     )
-    parser.add_argument("--port", type=int, default=0, help="API port on 127.0.0.1")
-    parser.add_argument("--kubeconfig-out", metavar="FILE", help="also write the kubeconfig here")
-    parser.add_argument(
-        "--api-latency",
-        metavar="DELAY",
-        help="answer every API request this much later (e.g. 30ms: a distant cluster)",
-    )
-    from ..cli import add_node_options
-
-    add_node_options(parser)
+    add_sandbox_options(parser)
     return run_from_args(parser.parse_args(argv))
 
 
