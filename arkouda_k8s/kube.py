@@ -12,23 +12,50 @@ that importing arkouda_k8s stays fast.
 
 from __future__ import annotations
 
-import base64
 import builtins
 import functools
 import json
 import logging
-import os
 import random
-import re
-import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .errors import KubeError, UsageError
+from . import kube_certificates, kube_watch
+from .errors import KubeError
+from .kube_errors import api_error, connection_problem, is_tls_failure, tls_error, transient_reason
+from .kube_kinds import KINDS, Access, Kind, kind_of
+from .kube_watch import WATCH_CHUNK, WatchDeadline, log_lines
+from .kubeconfig import (
+    SERVICE_ACCOUNT_DIR,
+    ApiEndpoint,
+    LoadedConfig,
+    default_kubeconfig,
+    endpoint_of,
+    list_contexts,
+    load_in_cluster,
+    load_kubeconfig,
+    wants_kubeconfig,
+)
+
+# The names the layers above import from here (the parts live in the modules above).
+__all__ = [
+    "FIELD_MANAGER",
+    "KINDS",
+    "SERVICE_ACCOUNT_DIR",
+    "WATCH_CHUNK",
+    "Access",
+    "ApiEndpoint",
+    "Kind",
+    "Kube",
+    "WatchDeadline",
+    "default_kubeconfig",
+    "kind_of",
+    "list_contexts",
+    "log_lines",
+]
 
 log = logging.getLogger(__name__)
 
@@ -38,156 +65,13 @@ TRANSIENT = frozenset({429, 500, 502, 503, 504})
 # Budget for a single request made without a caller's deadline.
 DEFAULT_REQUEST_WINDOW = 30.0
 CONNECT_TIMEOUT = 5.0
-# A watch is re-opened at least this often, so a silent stream cannot hang a wait.
-WATCH_CHUNK = 60.0
 # A followed log may stay silent for as long as the server computes: like kubectl, no
 # practical read timeout (the reader stops it, or the server ends it with the pod).
 FOLLOW_READ_TIMEOUT = 7 * 86400.0
 # Requests in flight at once from one Kube (the client's connection pool holds more).
 MAX_PARALLEL = 16
-CSR_SIGNER = "kubernetes.io/kube-apiserver-client"
-SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Kind:
-    """Where a kind lives in the API: enough to build its URLs without discovery."""
-
-    kind: str
-    group: str
-    version: str
-    plural: str
-    namespaced: bool = True
-
-    @property
-    def api_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-    def path(self, namespace: str | None = None, name: str | None = None) -> str:
-        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
-        if self.namespaced and namespace:
-            base += f"/namespaces/{namespace}"
-        base += f"/{self.plural}"
-        if name:
-            base += f"/{name}"
-        return base
-
-
-_KINDS = (
-    Kind("Namespace", "", "v1", "namespaces", False),
-    Kind("Node", "", "v1", "nodes", False),
-    Kind("Pod", "", "v1", "pods"),
-    Kind("Service", "", "v1", "services"),
-    Kind("Endpoints", "", "v1", "endpoints"),
-    Kind("ConfigMap", "", "v1", "configmaps"),
-    Kind("Secret", "", "v1", "secrets"),
-    Kind("ServiceAccount", "", "v1", "serviceaccounts"),
-    Kind("Event", "", "v1", "events"),
-    Kind("ResourceQuota", "", "v1", "resourcequotas"),
-    Kind("LimitRange", "", "v1", "limitranges"),
-    Kind("PersistentVolumeClaim", "", "v1", "persistentvolumeclaims"),
-    Kind("Deployment", "apps", "v1", "deployments"),
-    Kind("ReplicaSet", "apps", "v1", "replicasets"),
-    Kind("DaemonSet", "apps", "v1", "daemonsets"),
-    Kind("Job", "batch", "v1", "jobs"),
-    Kind("NetworkPolicy", "networking.k8s.io", "v1", "networkpolicies"),
-    Kind("Role", "rbac.authorization.k8s.io", "v1", "roles"),
-    Kind("RoleBinding", "rbac.authorization.k8s.io", "v1", "rolebindings"),
-    Kind("ClusterRole", "rbac.authorization.k8s.io", "v1", "clusterroles", False),
-    Kind("ClusterRoleBinding", "rbac.authorization.k8s.io", "v1", "clusterrolebindings", False),
-    Kind(
-        "CertificateSigningRequest",
-        "certificates.k8s.io",
-        "v1",
-        "certificatesigningrequests",
-        False,
-    ),
-    Kind(
-        "SelfSubjectAccessReview", "authorization.k8s.io", "v1", "selfsubjectaccessreviews", False
-    ),
-    Kind("SelfSubjectRulesReview", "authorization.k8s.io", "v1", "selfsubjectrulesreviews", False),
-)
-KINDS: dict[str, Kind] = {k.kind: k for k in _KINDS}
-
-
-def kind_of(kind: str) -> Kind:
-    try:
-        return KINDS[kind]
-    except KeyError:
-        raise KubeError(f"kind {kind!r} is not known to arkouda-k8s") from None
-
-
-@dataclass
-class ApiEndpoint:
-    """How to reach the API server with a plain HTTP client (aiohttp): the tunnel uses it."""
-
-    server: str
-    ssl_context: ssl.SSLContext | None
-    headers: dict[str, str] = field(default_factory=dict, repr=False)
-    # The name the server's certificate must carry and the SNI to send: the kubeconfig's
-    # tls-server-name, else the server URL's host. Every dial passes it as
-    # server_hostname, with the context's hostname check on.
-    server_name: str | None = None
-
-    def __repr__(self) -> str:  # never show the Authorization header
-        return f"ApiEndpoint(server={self.server!r})"
-
-
-@dataclass(frozen=True)
-class Access:
-    """One permission: ``verb`` on ``resource[/subresource]`` of ``group``, in a namespace."""
-
-    verb: str
-    resource: str
-    group: str = ""
-    subresource: str = ""
-    namespaced: bool = True
-    name: str = ""
-
-    def __str__(self) -> str:
-        res = self.resource + (f"/{self.subresource}" if self.subresource else "")
-        if self.group:
-            res += f".{self.group}"
-        return f"{self.verb} {res}"
-
-
-def default_kubeconfig() -> str:
-    """$KUBECONFIG (first entry), else ~/.kube/config."""
-    env = os.environ.get("KUBECONFIG")
-    if env:
-        return env.split(os.pathsep)[0]
-    return os.path.expanduser("~/.kube/config")
-
-
-def list_contexts(path: str | None = None) -> tuple[list[tuple[str, str]], str | None]:
-    """([(context, namespace)], current context) of a kubeconfig, for pickers.
-
-    Reads the file only (no API call); an absent file gives ([], None).
-    """
-    from kubernetes import config
-
-    path = path or default_kubeconfig()
-    if not os.path.exists(path):
-        return [], None
-    try:
-        contexts, current = config.list_kube_config_contexts(config_file=path)
-    except Exception as exc:  # the loader raises plain exceptions for bad files
-        raise UsageError(f"kubeconfig: cannot read {path}: {exc}") from None
-    out = [
-        (str(c["name"]), str((c.get("context") or {}).get("namespace") or "default"))
-        for c in contexts
-    ]
-    return out, (current or {}).get("name")
-
-
-def _remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else deadline - time.monotonic()
-
-
-class WatchDeadline(Exception):
-    """Internal: a wait ran out of time; the caller turns it into its own error."""
 
 
 class Kube:
@@ -250,51 +134,24 @@ class Kube:
             f"user {self.user or '?'}), namespace {self.namespace}"
         )
 
-    # -- construction ---------------------------------------------------------------
+    # -- construction (kubeconfig.py reads the configuration) ------------------------
+
+    @classmethod
+    def _of(cls, loaded: LoadedConfig) -> Kube:
+        return cls(
+            loaded.configuration,
+            namespace=loaded.namespace,
+            context=loaded.context,
+            user=loaded.user,
+            cluster=loaded.cluster,
+            source=loaded.source,
+        )
 
     @classmethod
     def from_kubeconfig(
         cls, path: str | None = None, context: str | None = None, namespace: str | None = None
     ) -> Kube:
-        from kubernetes import client, config
-
-        path = path or default_kubeconfig()
-        if not os.path.exists(path):
-            raise UsageError(
-                f"kubeconfig: file {path} does not exist",
-                "pass --kubeconfig FILE, set $KUBECONFIG, or start a sandbox with `arkouda-k8s sandbox`",
-            )
-        try:
-            contexts, current = config.list_kube_config_contexts(config_file=path)
-        except Exception as exc:  # the loader raises plain exceptions for bad files
-            raise UsageError(f"kubeconfig: cannot read {path}: {exc}") from None
-        names = [c["name"] for c in contexts]
-        if context is not None and context not in names:
-            raise UsageError(
-                f"context: {context!r} is not in {path}", f"choose one of: {', '.join(names)}"
-            )
-        active = next(c for c in contexts if c["name"] == context) if context else current
-        ctx = (active or {}).get("context", {}) or {}
-        configuration = client.Configuration()
-        try:
-            config.load_kube_config(
-                config_file=path,
-                context=context,
-                client_configuration=configuration,
-                persist_config=False,
-            )
-        except Exception as exc:
-            raise KubeError(
-                f"kubeconfig: cannot load context {context or (active or {}).get('name')}: {exc}"
-            ) from None
-        return cls(
-            configuration,
-            namespace=namespace or ctx.get("namespace") or "default",
-            context=(active or {}).get("name"),
-            user=ctx.get("user"),
-            cluster=ctx.get("cluster"),
-            source=path,
-        )
+        return cls._of(load_kubeconfig(path, context, namespace))
 
     @classmethod
     def in_cluster(
@@ -305,70 +162,20 @@ class Kube:
         environ: Mapping[str, str] | None = None,
     ) -> Kube:
         """The pod's own service account (token, CA, namespace under ``root``)."""
-        from kubernetes import client
-        from kubernetes.config.incluster_config import InClusterConfigLoader
-
-        configuration = client.Configuration()
-        try:
-            InClusterConfigLoader(
-                token_filename=os.path.join(root, "token"),
-                cert_filename=os.path.join(root, "ca.crt"),
-                environ=dict(os.environ if environ is None else environ),
-            ).load_and_set(configuration)
-        except Exception as exc:
-            raise UsageError(
-                f"in-cluster config: {exc}", "outside a pod, pass --kubeconfig FILE"
-            ) from None
-        ns_file = os.path.join(root, "namespace")
-        if namespace is None and os.path.exists(ns_file):
-            with open(ns_file) as fh:
-                namespace = fh.read().strip()
-        return cls(
-            configuration,
-            namespace=namespace or "default",
-            context=None,
-            user="serviceaccount",
-            cluster="in-cluster",
-            source="in-cluster",
-        )
+        return cls._of(load_in_cluster(namespace, root=root, environ=environ))
 
     @classmethod
     def connect(
         cls, kubeconfig: str | None = None, context: str | None = None, namespace: str | None = None
     ) -> Kube:
         """A kubeconfig when one exists (or was named), else the in-cluster config."""
-        path = kubeconfig or default_kubeconfig()
-        if (
-            kubeconfig
-            or context
-            or os.path.exists(path)
-            or "KUBERNETES_SERVICE_HOST" not in os.environ
-        ):
+        if wants_kubeconfig(kubeconfig, context):
             return cls.from_kubeconfig(kubeconfig, context, namespace)
         return cls.in_cluster(namespace)
 
     def endpoint(self) -> ApiEndpoint:
         """The server URL, TLS context and auth headers, for clients other than ``kubernetes``."""
-        cfg = self.configuration
-        headers: dict[str, str] = {}
-        # get_api_key_with_prefix runs the refresh hook, so exec-auth tokens are fresh.
-        token = cfg.get_api_key_with_prefix("BearerToken", alias="authorization")
-        if token:
-            headers["Authorization"] = token if " " in token else f"Bearer {token}"
-        elif cfg.username and cfg.password:
-            headers["Authorization"] = cfg.get_basic_auth_token()
-        ctx: ssl.SSLContext | None = None
-        if cfg.host.startswith("https"):
-            ctx = (
-                ssl.create_default_context(cafile=cfg.ssl_ca_cert)
-                if cfg.verify_ssl
-                else ssl._create_unverified_context()
-            )
-            if cfg.cert_file and cfg.key_file:
-                ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
-        # tls-server-name replaces the host in the certificate check, as kubectl does; it
-        # never turns the check off.
-        return ApiEndpoint(cfg.host, ctx, headers, server_name=cfg.tls_server_name or None)
+        return endpoint_of(self.configuration)
 
     # -- raw requests ---------------------------------------------------------------
 
@@ -426,15 +233,10 @@ class Kube:
                     with self._lock:
                         self._in_flight -= 1
             except (urllib3.exceptions.HTTPError, ConnectionError, ApiException) as exc:
-                problem = _connection_problem(exc)
-                if _is_tls_failure(exc):
+                problem = connection_problem(exc)
+                if is_tls_failure(exc):
                     # A certificate problem does not heal by retrying.
-                    raise KubeError(
-                        f"cannot talk TLS to the Kubernetes API {self.server}: {_tls_reason(exc)}",
-                        "check the cluster's certificate-authority in the kubeconfig "
-                        f"({self.source or 'in-cluster'})",
-                        reason="TLSError",
-                    ) from None
+                    raise tls_error(exc, self.server, self.source) from None
             else:
                 status = resp.status
                 if 200 <= status < 300:
@@ -447,12 +249,18 @@ class Kube:
                 data = resp.read()
                 if status not in TRANSIENT:
                     raise self._error(method, path, status, data)
-                problem = f"HTTP {status}"
+                problem = transient_reason(status, data)
                 last_status = status
                 try:
                     retry_after = float(resp.headers.get("Retry-After") or 0)
                 except ValueError:
-                    retry_after = 0.0
+                    # an HTTP date instead of seconds: our own backoff decides the wait
+                    log.debug(
+                        "%s %s: Retry-After %r is not a number of seconds",
+                        method,
+                        path,
+                        resp.headers.get("Retry-After"),
+                    )
             pause = max(retry_after, min(1.0, 0.05 * 2**attempt)) * (0.8 + 0.4 * random.random())
             if time.monotonic() + pause >= deadline:
                 raise KubeError(
@@ -462,42 +270,25 @@ class Kube:
                     status=last_status,
                     reason="Unavailable",
                 )
-            # otherwise invisible: a slow deploy shows its retries at INFO (no headers logged)
+            # Otherwise invisible: a slow deploy shows its retries at INFO. One line each:
+            # what, why, which attempt, how long the wait; never headers or credentials.
             log.info(
-                "%s %s: %s (attempt %d), retrying in %.2fs", method, path, problem, attempt, pause
+                "%s %s failed: %s; attempt %d, retrying in %.2fs",
+                method,
+                path,
+                problem,
+                attempt,
+                pause,
             )
             time.sleep(pause)
 
     def _error(self, method: str, path: str, status: int, data: bytes) -> KubeError:
-        try:
-            doc = json.loads(data)
-        except ValueError:
-            doc = {}
-        if not isinstance(doc, dict):
-            doc = {}
-        text = str(doc.get("message") or data[:200].decode("utf-8", "replace")).strip()
-        reason = str(doc.get("reason") or "")
-        if status == 403:
-            who = f"user {self.user}" if self.user else "the current user"
-            return KubeError(
-                f"forbidden: {text or f'{method} {path}'}",
-                f"{who} lacks this permission; ask an administrator to grant it "
-                "(`arkouda-k8s deploy --print-rbac` prints every rule the deploy needs)",
-                status=403,
-                reason=reason or "Forbidden",
-            )
-        if status == 401:
-            return KubeError(
-                f"unauthorized at {self.server}: {text}",
-                "the kubeconfig's credentials were refused; log in again or pick another context",
-                status=401,
-                reason=reason or "Unauthorized",
-            )
-        return KubeError(f"{method} {path}: {text} (HTTP {status})", status=status, reason=reason)
+        return api_error(method, path, status, data, user=self.user, server=self.server)
 
     # -- objects --------------------------------------------------------------------
 
-    def _ns(self, kind: Kind, namespace: str | None) -> str | None:
+    def namespace_of(self, kind: Kind, namespace: str | None) -> str | None:
+        """The namespace a request about ``kind`` goes to (None: cluster-scoped)."""
         return (namespace or self.namespace) if kind.namespaced else None
 
     def get(
@@ -507,10 +298,11 @@ class Kube:
         k = kind_of(kind)
         try:
             obj: dict[str, Any] = self.request(
-                "GET", k.path(self._ns(k, namespace), name), deadline=deadline
+                "GET", k.path(self.namespace_of(k, namespace), name), deadline=deadline
             )
         except KubeError as exc:
             if exc.status == 404:
+                log.debug("%s %s not found", kind, name)
                 return None
             raise
         return obj
@@ -527,7 +319,7 @@ class Kube:
     ) -> dict[str, Any]:
         """The List object (``items`` and ``metadata.resourceVersion``)."""
         k = kind_of(kind)
-        ns = None if all_namespaces else self._ns(k, namespace)
+        ns = None if all_namespaces else self.namespace_of(k, namespace)
         out: dict[str, Any] = self.request(
             "GET",
             k.path(ns),
@@ -549,7 +341,7 @@ class Kube:
         """
         k = kind_of(obj["kind"])
         meta = obj.get("metadata", {})
-        ns = self._ns(k, meta.get("namespace"))
+        ns = self.namespace_of(k, meta.get("namespace"))
         if k.namespaced:
             obj = {**obj, "metadata": {**meta, "namespace": ns}}
         out: dict[str, Any] = self.request(
@@ -567,7 +359,7 @@ class Kube:
 
     def create(self, obj: dict[str, Any], *, deadline: float | None = None) -> dict[str, Any]:
         k = kind_of(obj["kind"])
-        ns = self._ns(k, obj.get("metadata", {}).get("namespace"))
+        ns = self.namespace_of(k, obj.get("metadata", {}).get("namespace"))
         out: dict[str, Any] = self.request(
             "POST",
             k.path(ns),
@@ -590,7 +382,7 @@ class Kube:
         k = kind_of(kind)
         out: dict[str, Any] = self.request(
             "PATCH",
-            k.path(self._ns(k, namespace), name),
+            k.path(self.namespace_of(k, namespace), name),
             body=patch,
             content_type="application/merge-patch+json",
             deadline=deadline,
@@ -617,7 +409,7 @@ class Kube:
         try:
             self.request(
                 "DELETE",
-                k.path(self._ns(k, namespace), name),
+                k.path(self.namespace_of(k, namespace), name),
                 query=[
                     ("propagationPolicy", propagation),
                     ("gracePeriodSeconds", grace_seconds),
@@ -631,6 +423,8 @@ class Kube:
             )
         except KubeError as exc:
             if exc.status == 404 or (exc.status == 409 and "recondition" in str(exc)):
+                # gone already, or the name holds another object now: not ours to delete
+                log.debug("%s %s not deleted: %s", kind, name, exc.message)
                 return False
             raise
         return True
@@ -707,144 +501,10 @@ class Kube:
                 reason="Timeout",
             ) from None
 
-    # -- watch ----------------------------------------------------------------------
+    # -- watch (kube_watch.py): the functions are this class's methods ----------------
 
-    def watch(
-        self,
-        kind: str,
-        namespace: str | None = None,
-        *,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-        resource_version: str | None = None,
-        deadline: float,
-        all_namespaces: bool = False,
-    ) -> Iterator[tuple[str, dict[str, Any]]]:
-        """(type, object) events from ``resource_version`` on, until ``deadline``.
-
-        Re-opens the stream when the server ends it; an ``ERROR`` event (410 Gone) is
-        passed on to the caller, who must re-list.
-        """
-        k = kind_of(kind)
-        ns = None if all_namespaces else self._ns(k, namespace)
-        rv = resource_version
-        while True:
-            left = _remaining(deadline)
-            if left is None or left <= 0:
-                return
-            chunk = max(1, int(min(left, WATCH_CHUNK)) + 1)
-            resp = self.request(
-                "GET",
-                k.path(ns),
-                query=[
-                    ("watch", "true"),
-                    ("labelSelector", label_selector),
-                    ("fieldSelector", field_selector),
-                    ("resourceVersion", rv),
-                    ("allowWatchBookmarks", "true"),
-                    ("timeoutSeconds", chunk),
-                ],
-                deadline=deadline,
-                read_timeout=max(0.05, min(left, WATCH_CHUNK + 5)),
-                stream=True,
-            )
-            complete = False
-            try:
-                for event in _json_lines(resp):
-                    etype = event.get("type", "")
-                    obj = event.get("object") or {}
-                    if etype == "ERROR":
-                        yield etype, obj
-                        return
-                    new_rv = (obj.get("metadata") or {}).get("resourceVersion")
-                    if new_rv:
-                        rv = new_rv
-                    if etype == "BOOKMARK":
-                        continue
-                    obj.setdefault("kind", k.kind)
-                    obj.setdefault("apiVersion", k.api_version)
-                    yield etype, obj
-                complete = True
-            except _StreamBroken:
-                pass  # read timeout at the deadline, or a dropped stream: re-open or stop
-            finally:
-                if not complete:
-                    # Unread watch data must not reach the next request on this
-                    # connection: close it instead of returning it to the pool.
-                    resp.close()
-                resp.release_conn()
-
-    def wait_for(
-        self,
-        kind: str,
-        check: Callable[[dict[str, dict[str, Any]]], T | None],
-        namespace: str | None = None,
-        *,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-        deadline: float,
-        all_namespaces: bool = False,
-        recheck: float | None = None,
-        since: str | None = None,
-    ) -> T:
-        """List, then watch, calling ``check(objects by key)`` after every change.
-
-        Returns the first non-None result of ``check``; exceptions from ``check`` (the
-        caller's typed errors) propagate. ``recheck``: also call it every so many seconds
-        without a change (for conditions that depend on time). Raises WatchDeadline at
-        the deadline. The number of requests does not grow with the number of objects.
-        ``since``: a resourceVersion at which no object matched yet (the answer to the
-        create that makes them): watch from there, without the list's round trip.
-        """
-        while True:
-            if since is not None:
-                objs: dict[str, dict[str, Any]] = {}
-                rv: str | None = since
-                since = None  # a 410 Gone below re-lists
-            else:
-                listed = self.list(
-                    kind,
-                    namespace,
-                    label_selector=label_selector,
-                    field_selector=field_selector,
-                    all_namespaces=all_namespaces,
-                    deadline=deadline,
-                )
-                objs = {_key(o): o for o in listed["items"]}
-                rv = listed.get("metadata", {}).get("resourceVersion")
-            result = check(objs)
-            if result is not None:
-                return result
-            expired = False
-            while not expired:
-                now = time.monotonic()
-                if now >= deadline:
-                    raise WatchDeadline(kind)
-                until = deadline if recheck is None else min(deadline, now + recheck)
-                for etype, obj in self.watch(
-                    kind,
-                    namespace,
-                    label_selector=label_selector,
-                    field_selector=field_selector,
-                    resource_version=rv,
-                    deadline=until,
-                    all_namespaces=all_namespaces,
-                ):
-                    if etype == "ERROR":
-                        expired = True  # 410 Gone: our resourceVersion is too old; re-list
-                        break
-                    rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
-                    if etype == "DELETED":
-                        objs.pop(_key(obj), None)
-                    else:
-                        objs[_key(obj)] = obj
-                    result = check(objs)
-                    if result is not None:
-                        return result
-                if recheck is not None and not expired:
-                    result = check(objs)
-                    if result is not None:
-                        return result
+    watch = kube_watch.watch
+    wait_for = kube_watch.wait_for
 
     # -- pods -----------------------------------------------------------------------
 
@@ -923,112 +583,11 @@ class Kube:
             read_timeout=FOLLOW_READ_TIMEOUT,
         )
 
-    # -- certificates ---------------------------------------------------------------
+    # -- certificates (kube_certificates.py), likewise --------------------------------
 
-    def create_csr(self, obj: dict[str, Any], *, deadline: float | None = None) -> dict[str, Any]:
-        """Create a CertificateSigningRequest, replacing a leftover of the same name."""
-        name = obj["metadata"]["name"]
-        try:
-            return self.create(obj, deadline=deadline)
-        except KubeError as exc:
-            if exc.status != 409:
-                raise
-        current = self.get("CertificateSigningRequest", name, deadline=deadline)
-        if (
-            current is not None
-            and (current.get("spec") or {}).get("request") == obj["spec"]["request"]
-        ):
-            return current  # a create retried after a lost answer found its first attempt
-        # A CSR's request is immutable: a leftover from an earlier attempt must go first,
-        # but only one that is ours (same managed-by and instance labels).
-        if current is not None:
-            theirs = (current["metadata"].get("labels") or {}).items()
-            if not set((obj["metadata"].get("labels") or {}).items()) <= set(theirs):
-                raise KubeError(
-                    f"CertificateSigningRequest {name} already exists and was not made by "
-                    "this deployment: refusing to replace it",
-                    "choose another name, or delete that request yourself if it is a leftover",
-                    status=409,
-                    reason="AlreadyExists",
-                )
-            self.delete(
-                "CertificateSigningRequest", name, uid=current["metadata"]["uid"], deadline=deadline
-            )
-        self.wait_gone(
-            "CertificateSigningRequest", field_selector=f"metadata.name={name}", deadline=deadline
-        )
-        return self.create(obj, deadline=deadline)
-
-    def approve_csr(
-        self,
-        name: str,
-        *,
-        reason: str = "ArkoudaK8sApprove",
-        message: str = "approved by arkouda-k8s for its own Arkouda server",
-        current: dict[str, Any] | None = None,
-        deadline: float | None = None,
-    ) -> dict[str, Any]:
-        """Approve; ``current``: the CSR as just created (saves reading it first)."""
-        k = KINDS["CertificateSigningRequest"]
-        csr = current or self.request("GET", k.path(None, name), deadline=deadline)
-        csr = {**csr, "status": dict(csr.get("status") or {})}
-        conditions = [
-            c
-            for c in (csr.get("status") or {}).get("conditions") or []
-            if c.get("type") != "Approved"
-        ]
-        conditions.append(
-            {
-                "type": "Approved",
-                "status": "True",
-                "reason": reason,
-                "message": message,
-                "lastUpdateTime": _now_rfc3339(),
-            }
-        )
-        csr["status"]["conditions"] = conditions
-        try:
-            out: dict[str, Any] = self.request(
-                "PUT", k.path(None, name) + "/approval", body=csr, deadline=deadline
-            )
-        except KubeError as exc:
-            if exc.status != 409 or current is None:
-                raise
-            # changed since it was created (by whom?): approve what is there now
-            return self.approve_csr(name, reason=reason, message=message, deadline=deadline)
-        return out
-
-    def wait_for_certificate(self, name: str, *, deadline: float) -> bytes:
-        """The signed certificate (PEM) once the CSR is approved and issued.
-
-        Raises KubeError when the CSR is denied or failed, WatchDeadline at the deadline.
-        """
-
-        def issued(objs: dict[str, dict[str, Any]]) -> bytes | None:
-            csr = objs.get(name)
-            if csr is None:
-                return None
-            status = csr.get("status") or {}
-            for cond in status.get("conditions") or []:
-                if (
-                    cond.get("type") in ("Denied", "Failed")
-                    and cond.get("status", "True") == "True"
-                ):
-                    raise KubeError(
-                        f"certificate request {name} was {cond['type'].lower()}: "
-                        f"{cond.get('message') or cond.get('reason') or 'no reason given'}",
-                        "ask an administrator why, then deploy again",
-                        reason=cond["type"],
-                    )
-            cert = status.get("certificate")
-            return base64.b64decode(cert) if cert else None
-
-        return self.wait_for(
-            "CertificateSigningRequest",
-            issued,
-            field_selector=f"metadata.name={name}",
-            deadline=deadline,
-        )
+    create_csr = kube_certificates.create_csr
+    approve_csr = kube_certificates.approve_csr
+    wait_for_certificate = kube_certificates.wait_for_certificate
 
     # -- access reviews ---------------------------------------------------------------
 
@@ -1119,69 +678,6 @@ class Kube:
         )
 
 
-def _connection_problem(exc: BaseException) -> str:
-    """The innermost cause of a failed connection, without urllib3's wrapping."""
-    reason = getattr(exc, "reason", None)
-    inner = reason if isinstance(reason, BaseException) else exc
-    text = " ".join(str(inner).split())
-    # "HTTPSConnection(host=..., port=...): Failed to establish ...: [Errno 111] ..."
-    text = re.sub(r"^\S*Connection\(host=[^)]*\): ", "", text)
-    text = re.sub(r"^<[^>]*>: ", "", text)
-    return text[:200] or type(exc).__name__
-
-
-def _is_tls_failure(exc: BaseException) -> bool:
-    import urllib3
-
-    reason = getattr(exc, "reason", None)
-    if isinstance(exc, urllib3.exceptions.SSLError) or isinstance(
-        reason, urllib3.exceptions.SSLError | ssl.SSLError
-    ):
-        return True
-    # The client turns urllib3's SSLError into ApiException(status=0, "SSLError\n...").
-    return getattr(exc, "status", None) == 0 and "SSLError" in str(reason or "")
-
-
-def _tls_reason(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", None) or exc
-    inner = getattr(reason, "args", None)
-    text = str(inner[0] if inner else reason)
-    return " ".join(text.split())[:200]
-
-
-class _StreamBroken(Exception):
-    pass
-
-
-def _lines(resp: Any) -> Iterator[bytes]:
-    """Lines (without the newline) of a streaming urllib3 response as they arrive, the
-    last one even without a newline; _StreamBroken when the stream breaks or is closed
-    under the reader (urllib3 then drops the response's file object: AttributeError)."""
-    import urllib3
-
-    buf = b""
-    try:
-        for chunk in resp.stream(65536, decode_content=True):
-            buf += chunk
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                yield line
-    except (urllib3.exceptions.HTTPError, OSError, ValueError, AttributeError) as exc:
-        raise _StreamBroken(str(exc)) from None
-    if buf:
-        yield buf
-
-
-def _json_lines(resp: Any) -> Iterator[dict[str, Any]]:
-    """JSON objects, one per line, from a streaming urllib3 response."""
-    for line in _lines(resp):
-        if line.strip():
-            try:
-                yield json.loads(line)
-            except ValueError as exc:
-                raise _StreamBroken(str(exc)) from None
-
-
 def _log_query(
     container: str | None,
     tail: int | None,
@@ -1196,26 +692,3 @@ def _log_query(
         ("sinceSeconds", since_seconds),
         ("timestamps", "true" if timestamps else None),
     ]
-
-
-def log_lines(resp: Any) -> Iterator[str]:
-    """Lines (without their newline) of a followed log, as they arrive; a last line
-    without a newline is given when the stream ends. Ends quietly when the stream is
-    closed from another thread (the reader stopped following)."""
-    try:
-        for line in _lines(resp):
-            yield line.decode("utf-8", "replace")
-    except _StreamBroken:
-        pass  # a reset, or the reader closed it: the log ends here either way
-    finally:
-        resp.release_conn()
-
-
-def _key(obj: dict[str, Any]) -> str:
-    meta = obj.get("metadata") or {}
-    ns = meta.get("namespace")
-    return f"{ns}/{meta.get('name')}" if ns else str(meta.get("name"))
-
-
-def _now_rfc3339() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

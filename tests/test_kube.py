@@ -3,7 +3,9 @@ delete by label, retries, 403s, events, logs, CSRs and access reviews."""
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import threading
 import time
 
@@ -123,6 +125,29 @@ def test_transient_errors_are_retried(kube, sb):
     got = kube.get("ConfigMap", "kube-retry")
     assert got["data"] == {"a": "b"}
     kube.delete("ConfigMap", "kube-retry", uid=got["metadata"]["uid"])
+
+
+def test_each_retry_is_logged_with_its_reason_and_no_credentials(kube, sb, caplog):
+    kube.apply(cm("kube-retry-log"))
+    caplog.set_level(logging.INFO, logger="arkouda_k8s.kube")
+    sb.faults.fail_requests(2, status=503)
+    got = kube.get("ConfigMap", "kube-retry-log")
+    assert got is not None
+    retries = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "arkouda_k8s.kube" and "retrying" in r.getMessage()
+    ]
+    assert retries, "a retried request left no log line"
+    for n, line in enumerate(retries, start=1):
+        # what, why (the API server's own reason), which attempt, how long the wait
+        assert line.startswith("GET /api/v1/namespaces/default/configmaps/kube-retry-log")
+        assert "HTTP 503" in line and "sandbox fault injection" in line
+        assert f"attempt {n}," in line and re.search(r"retrying in \d+\.\d\ds$", line)
+    token = kube.endpoint().headers["Authorization"].split()[1]
+    for record in caplog.records:
+        assert token not in record.getMessage() and "Authorization" not in record.getMessage()
+    kube.delete("ConfigMap", "kube-retry-log", uid=got["metadata"]["uid"])
 
 
 def test_lasting_failure_gives_up_at_the_deadline(kube, sb):
