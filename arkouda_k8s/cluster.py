@@ -19,7 +19,6 @@ import enum
 import functools
 import json
 import logging
-import queue
 import re
 import secrets
 import threading
@@ -30,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from . import manifests, preflight
-from .credentials import Credentials, LineRedactor, redact, strip_control
+from .credentials import Credentials, redact, strip_control
 from .errors import (
     ArkoudaK8sError,
     ClusterNotFound,
@@ -80,7 +79,8 @@ from .inventory import (  # noqa: F401 (re-export: callers and tests name them h
     list_clusters,
     spec_changes,
 )
-from .kube import Access, Kube, WatchDeadline, list_contexts, log_lines  # noqa: F401 (re-export)
+from .kube import Access, Kube, WatchDeadline, list_contexts  # noqa: F401 (re-export)
+from .podlogs import PodLogs
 from .preflight import Findings, rbac_yaml, required_access  # noqa: F401 (re-export)
 from .spec import ClusterSpec
 from .status import (  # noqa: F401 (re-export: the status types are the lifecycle's answers)
@@ -1505,49 +1505,13 @@ class ArkoudaCluster:
             mode=self.spec.mode,
         )
 
-    def _log_pods(self, component: str, locale: int | None) -> list[tuple[str, str]]:
-        """(pod, container) whose logs ``logs()`` reads: the component's pods by name,
-        or the one pod that runs Arkouda locale ``locale``."""
-        if component not in ("server", "locale"):
-            raise UsageError(f"component: {component!r}", "use server or locale")
-        containers = {"server": "arkouda-server", "locale": "arkouda-locale"}
-        if locale is not None:
-            return [self.locale_pod(locale)]
-        pods = self.kube.list(
-            "Pod", self.namespace, label_selector=manifests.selector(self.spec, component)
-        )["items"]
-        if not pods:
-            raise ClusterNotFound(
-                f"no {component} pod of {self.name} in namespace {self.namespace}",
-                f"check `arkouda-k8s status {self.name}`",
-            )
-        names = sorted(p["metadata"]["name"] for p in pods)
-        return [(n, containers[component]) for n in names]
+    def _pod_logs(self) -> PodLogs:
+        return PodLogs(self.kube, self.spec, self.namespace, self._secrets_to_mask())
 
     def locale_pod(self, locale: int) -> tuple[str, str]:
-        """(pod, container) of Arkouda locale ``locale``, numbered as the launch script hands the
-        hosts to the launcher: 0 is the server pod, then the locale pods by IP (smp:
-        every locale runs in the server pod)."""
-        if not 0 <= locale < self.spec.locales:
-            raise UsageError(
-                f"--locale: {locale} is not a locale of {self.name}",
-                f"give 0 (the server pod) to {self.spec.locales - 1}",
-            )
-        if locale == 0 or self.spec.mode == "smp":
-            return self.names.server_pod, "arkouda-server"
-        pods = self.kube.list(
-            "Pod", self.namespace, label_selector=manifests.selector(self.spec, "locale")
-        )["items"]
-        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
-        live.sort(
-            key=lambda p: ((p.get("status") or {}).get("podIP") or "~", p["metadata"]["name"])
-        )
-        if locale > len(live):
-            raise ClusterNotFound(
-                f"locale {locale} of {self.name} has no pod yet ({len(live)} locale pods)",
-                f"check `arkouda-k8s status {self.name}`",
-            )
-        return live[locale - 1]["metadata"]["name"], "arkouda-locale"
+        """(pod, container) of Arkouda locale ``locale``: 0 is the server pod, then the
+        locale pods in the launcher's order (``PodLogs.locale_pod``)."""
+        return PodLogs(self.kube, self.spec, self.namespace).locale_pod(locale)
 
     def _secrets_to_mask(self) -> tuple[str, ...]:
         if self.spec.authenticate and self._token is None:
@@ -1567,27 +1531,15 @@ class ArkoudaCluster:
         locale: int | None = None,
     ) -> str:
         """Logs of the server (or every locale pod, each headed by its name, or the pod
-        of one Arkouda ``locale``); secrets masked.
+        of one Arkouda ``locale``); tokens, PEM blocks and the server token masked.
 
         ``since``: only lines of the last so many seconds; ``previous``: the container
         that ran before the last restart; ``timestamps``: each line starts with its
         RFC 3339 time.
         """
-        pods = self._log_pods(component, locale)
-        secrets = self._secrets_to_mask()
-        parts = []
-        for pod, container in pods:
-            text = self.kube.logs(
-                pod,
-                self.namespace,
-                container=container,
-                tail=tail,
-                previous=previous,
-                since_seconds=since,
-                timestamps=timestamps,
-            )
-            parts.append(text if len(pods) == 1 else f"==> {pod} <==\n{text}")
-        return redact("\n".join(parts), secrets)
+        return self._pod_logs().read(
+            component, tail, since=since, timestamps=timestamps, previous=previous, locale=locale
+        )
 
     def follow_logs(
         self,
@@ -1598,56 +1550,14 @@ class ArkoudaCluster:
         timestamps: bool = False,
         locale: int | None = None,
     ) -> Generator[str, None, None]:
-        """Lines of the logs as they are written (secrets masked), until every followed
-        container ends or its pod is deleted; close the iterator to stop early.
+        """Lines of the logs as they are written (masked like ``logs()``), until every
+        followed container ends or its pod is deleted; close the iterator to stop early.
 
         With several pods (``component="locale"``) each line starts with ``[pod] ``.
         """
-        pods = self._log_pods(component, locale)
-        secrets = self._secrets_to_mask()
-        lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
-        streams: list[Any] = []
-        stop = threading.Event()
-
-        def read(pod: str, container: str, resp: Any) -> None:
-            try:
-                for line in log_lines(resp):
-                    if stop.is_set():
-                        break
-                    lines.put((pod, line))
-            finally:
-                lines.put((pod, None))
-
-        try:
-            for pod, container in pods:
-                streams.append(
-                    self.kube.follow_logs(
-                        pod,
-                        self.namespace,
-                        container=container,
-                        tail=tail,
-                        since_seconds=since,
-                        timestamps=timestamps,
-                    )
-                )
-            for (pod, container), resp in zip(pods, streams, strict=True):
-                threading.Thread(
-                    target=read, args=(pod, container, resp), name=f"logs {pod}", daemon=True
-                ).start()
-            maskers = {pod: LineRedactor(secrets) for pod, _ in pods}
-            open_streams = len(pods)
-            while open_streams:
-                pod, line = lines.get()
-                if line is None:
-                    open_streams -= 1
-                    continue
-                shown = maskers[pod](line)
-                if shown is not None:
-                    yield shown if len(pods) == 1 else f"[{pod}] {shown}"
-        finally:
-            stop.set()
-            for resp in streams:
-                _close_stream(resp)
+        return self._pod_logs().follow(
+            component, tail, since=since, timestamps=timestamps, locale=locale
+        )
 
     # -- heartbeat ------------------------------------------------------------------------
 
@@ -2259,19 +2169,6 @@ def _default_heartbeat(spec: ClusterSpec) -> float:
     if spec.ttl_seconds:
         return max(5.0, min(60.0, spec.ttl_seconds / 4))
     return 60.0
-
-
-def _close_stream(resp: Any) -> None:
-    """End a streaming response now, also for the thread blocked reading it: shut the
-    socket down (a plain close does not wake a blocked recv)."""
-    import socket
-
-    with contextlib.suppress(Exception):
-        sock = getattr(getattr(resp, "connection", None), "sock", None)
-        if sock is not None:
-            sock.shutdown(socket.SHUT_RDWR)
-    with contextlib.suppress(Exception):
-        resp.close()
 
 
 def _join(a: str | None, b: str) -> str:

@@ -197,26 +197,31 @@ def test_a_terminal_gets_no_control_characters(sb, kube, udp):
 
 
 def test_logs_mask_pem_blocks_and_tokens_like_the_magics(sb, kube, udp, capsys):
-    """A PEM block and a token a pod prints are masked by `arkouda-k8s logs`, printed at
-    once or followed, with the masks %arkouda_logs shows (ArkoudaCluster.logs masks)."""
+    """A PEM block, a token and a Bearer credential a pod prints are masked by
+    `arkouda-k8s logs`, printed at once or followed, with the masks %arkouda_logs shows
+    (ArkoudaCluster.logs masks)."""
     kind = "PRIVATE " + "KEY"  # assembled here: no key-shaped text in the repository
     body = "MIIEvQIBADANBgkq" + uuid.uuid4().hex
     secret = "s" + uuid.uuid4().hex
+    bearer = "b" + uuid.uuid4().hex
     proc = cli_process("logs", udp, "-f", "--tail", "1", "--kubeconfig", sb.kubeconfig_path)
     try:
         lines = Lines(proc)
         lines.wait_for("")  # the follow is streaming before the line is written
         marker = f"leak-{uuid.uuid4().hex[:8]}"
         pem = f"-----BEGIN {kind}-----\n{body}\n-----END {kind}-----"
-        send_command(sb, kube, udp, f"{marker} token={secret} {pem}")
-        masked = f">>> {marker} token={MASK} -----BEGIN {kind}----- {MASK}"
+        said = f"{marker} token={secret} Authorization: Bearer {bearer} {pem}"
+        send_command(sb, kube, udp, said)
+        masked = (
+            f">>> {marker} token={MASK} Authorization: Bearer {MASK} -----BEGIN {kind}----- {MASK}"
+        )
         assert lines.wait_for(marker).endswith(masked)
         code, out, err = run(capsys, "logs", udp, "--kubeconfig", sb.kubeconfig_path)
         assert code == 0, err
         assert masked in out
         followed = "\n".join(lines.seen)
         for shown in (out, followed):
-            assert body not in shown and secret not in shown
+            assert body not in shown and secret not in shown and bearer not in shown
     finally:
         proc.kill()
         proc.wait()
