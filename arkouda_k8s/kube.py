@@ -248,7 +248,7 @@ class Kube:
                     return json.loads(data) if data else {}
                 data = resp.read()
                 if status not in TRANSIENT:
-                    raise self._error(method, path, status, data)
+                    raise api_error(method, path, status, data, user=self.user, server=self.server)
                 problem = transient_reason(status, data)
                 last_status = status
                 try:
@@ -281,9 +281,6 @@ class Kube:
                 pause,
             )
             time.sleep(pause)
-
-    def _error(self, method: str, path: str, status: int, data: bytes) -> KubeError:
-        return api_error(method, path, status, data, user=self.user, server=self.server)
 
     # -- objects --------------------------------------------------------------------
 
