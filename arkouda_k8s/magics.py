@@ -76,8 +76,11 @@ from .errors import ArkoudaK8sError, SpecError
 from .errors import UsageError as ArkoudaUsageError
 
 if TYPE_CHECKING:  # heavy modules load only when a magic runs
-    from .cluster import ArkoudaCluster
+    from .cluster import Timeouts
+    from .interfaces import NotebookCluster
+    from .sandbox import Sandbox
     from .spec import ClusterSpec
+    from .widgets import ClusterPanel, DeployForm, DeployProgress, TextProgress
 
 _Magic = TypeVar("_Magic", bound=Callable[..., Any])
 
@@ -268,11 +271,11 @@ class ArkoudaMagics(Magics, Configurable):
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
-        self.clusters: dict[str, ArkoudaCluster] = {}
+        self.clusters: dict[str, NotebookCluster] = {}
         self.current: str | None = None
-        self.sandbox: Any = None
-        self.panels: list[Any] = []
-        self.form: Any = None  # the last deploy form shown
+        self.sandbox: Sandbox | None = None
+        self.panels: list[ClusterPanel[NotebookCluster]] = []
+        self.form: DeployForm | None = None  # the last deploy form shown
         self._expired_check: threading.Thread | None = None
         self._expired_checked = False  # started once, by the first magic using a cluster
         self._expired_notice: str | None = None
@@ -316,7 +319,7 @@ class ArkoudaMagics(Magics, Configurable):
             kubeconfig, context = self.kubeconfig, self.context
         return {"kubeconfig": kubeconfig, "context": context}
 
-    def _ensure_sandbox(self) -> Any:
+    def _ensure_sandbox(self) -> Sandbox:
         if self.sandbox is None:
             from .sandbox import Sandbox  # type: ignore[attr-defined,unused-ignore]
 
@@ -361,7 +364,7 @@ class ArkoudaMagics(Magics, Configurable):
 
     def cluster(
         self, name: str | None = None, args: Any = None, *, connect: bool = False
-    ) -> ArkoudaCluster:
+    ) -> NotebookCluster:
         """A cluster of this kernel by name (default: the current), else found by name.
 
         ``connect``: a cluster found by name gets its tunnel and heartbeat (reattach);
@@ -402,7 +405,7 @@ class ArkoudaMagics(Magics, Configurable):
         kernel's own sandbox, which the server cannot reach."""
         return self.sandbox is None and not getattr(args, "sandbox", False)
 
-    def bind(self, cluster: ArkoudaCluster) -> Any:
+    def bind(self, cluster: NotebookCluster) -> Any:
         """Tunnel + session for ``cluster``; ``ak`` in the user namespace; it becomes current."""
         previous = self.clusters.get(self.current) if self.current else None
         if previous is not None and previous is not cluster:
@@ -415,12 +418,12 @@ class ArkoudaMagics(Magics, Configurable):
 
     # -- display helpers ---------------------------------------------------------------
 
-    def progress(self) -> Any:
+    def progress(self) -> DeployProgress | TextProgress:
         from . import widgets
 
         return widgets.DeployProgress() if self.use_widgets() else widgets.TextProgress()
 
-    def show_status(self, cluster: ArkoudaCluster) -> Any:
+    def show_status(self, cluster: NotebookCluster) -> Any:
         from . import widgets
 
         if self.use_widgets():
@@ -439,15 +442,15 @@ class ArkoudaMagics(Magics, Configurable):
         self._display(card)
         return card
 
-    def _release(self, cluster: ArkoudaCluster, why: str) -> None:
+    def _release(self, cluster: NotebookCluster, why: str) -> None:
         """Drop the user's arrays of ``cluster`` while its session still reaches it.
 
         The arkouda client holds one connection per process and names arrays id_1,
         id_2, ... on every server: an array of another server, garbage-collected later,
         would delete the current server's array of the same name.
         """
-        session = getattr(cluster, "session", None)
-        if session is None or getattr(session, "closed", False):
+        session = cluster.session
+        if session is None or session.closed:
             return
         ns = self.shell.user_ns
         names = [k for k, v in ns.items() if _is_arkouda_object(v)]
@@ -465,12 +468,12 @@ class ArkoudaMagics(Magics, Configurable):
                 f"{cluster.name})"
             )
 
-    def teardown_cluster(self, cluster: ArkoudaCluster) -> None:
+    def teardown_cluster(self, cluster: NotebookCluster) -> None:
         self._release(cluster, f"{cluster.name} is deleted")
         cluster.teardown()
         self._forget(cluster)
 
-    def _forget(self, cluster: ArkoudaCluster) -> None:
+    def _forget(self, cluster: NotebookCluster) -> None:
         name = cluster.name
         for panel in [p for p in self.panels if p.cluster is cluster]:
             panel.mark_deleted()  # its final state, its buttons off
@@ -526,8 +529,8 @@ class ArkoudaMagics(Magics, Configurable):
         *,
         kubeconfig: str | None = None,
         context: str | None = None,
-        progress: Any = None,
-        timeouts: Any = None,
+        progress: DeployProgress | TextProgress | None = None,
+        timeouts: Timeouts | None = None,
         create_namespace: bool = False,
         ephemeral: bool = False,
     ) -> Any:
@@ -536,7 +539,7 @@ class ArkoudaMagics(Magics, Configurable):
         self._start_expired_check()  # the form's deploy reaches the cluster too
         if progress is None:  # a form brings its own, already on screen
             progress = self.progress()
-            if getattr(progress, "displayable", False):
+            if progress.displayable:
                 self._display(progress)
         cluster = ArkoudaCluster(
             spec,
@@ -587,7 +590,7 @@ class ArkoudaMagics(Magics, Configurable):
                 defaults["release"] = release
         return defaults
 
-    def _deploy_from_form(self, form: Any, spec: ClusterSpec, context: str | None) -> None:
+    def _deploy_from_form(self, form: DeployForm, spec: ClusterSpec, context: str | None) -> None:
         if not spec.authenticate:  # the form builds its spec without options.spec_from_args
             from .spec import NO_AUTH_WARNING
 
@@ -597,9 +600,7 @@ class ArkoudaMagics(Magics, Configurable):
             kubeconfig=self.kubeconfig,
             context=context or self.context,
             progress=form.progress,
-            create_namespace=bool(
-                getattr(form, "create_namespace", None) and form.create_namespace.value
-            ),
+            create_namespace=bool(form.create_namespace.value),
         )
 
     def kube_contexts(self) -> tuple[list[tuple[str, str]], str | None]:
@@ -620,8 +621,8 @@ class ArkoudaMagics(Magics, Configurable):
         args = magic_arguments.parse_argstring(self.arkouda, line)
         cluster = self.cluster(args.cluster, connect=True)
         previous = self.clusters.get(self.current) if self.current else None
-        session = getattr(cluster, "session", None)
-        if previous is cluster and session is not None and not getattr(session, "closed", False):
+        session = cluster.session
+        if previous is cluster and session is not None and not session.closed:
             self.shell.user_ns["ak"] = session.ak  # already bound: no reconnect per cell
         else:
             self.bind(cluster)
@@ -806,7 +807,7 @@ class ArkoudaMagics(Magics, Configurable):
             **image,
         )
         progress = self.progress()
-        if getattr(progress, "displayable", False):
+        if progress.displayable:
             self._display(progress)
         try:
             nodes = prepull(kube, spec, timeout=args.timeout, on_progress=progress.update)
@@ -855,7 +856,7 @@ class ArkoudaMagics(Magics, Configurable):
             items = list_clusters(namespace=self.namespace, **self.cluster_options())
         except Exception:  # informational only: an unreachable cluster says so on use
             return
-        expired = [i for i in items if _expired(i)]
+        expired = [i for i in items if i.heartbeat_expired]
         if expired:
             names = ", ".join(sorted(i.name for i in expired))
             self._expired_notice = (
@@ -904,28 +905,16 @@ def _is_arkouda_object(value: Any) -> bool:
     return module == "arkouda" or module.startswith("arkouda.")
 
 
-def _expired(item: Any) -> bool:
-    return bool(getattr(item, "heartbeat_expired", getattr(item, "expired", False)))
-
-
-def _memory_used(cluster: Any) -> int | None:
-    probe = getattr(cluster, "memory_used", None)
+def _memory_used(cluster: NotebookCluster) -> int | None:
     try:
-        if callable(probe):
-            return int(probe())
-        value = getattr(cluster.status(), "memory_used", None)
-        return None if value is None else int(value)
+        return cluster.memory_used()
     except ArkoudaK8sError:
         return None
 
 
-def _server_time(cluster: Any) -> tuple[int, float] | None:
-    """(requests, seconds waiting on the server) so far, when the session counts them."""
-    counter = getattr(getattr(cluster, "session", None), "server_time", None)
-    if not callable(counter):
-        return None
-    requests, seconds = counter()
-    return int(requests), float(seconds)
+def _server_time(cluster: NotebookCluster) -> tuple[int, float] | None:
+    """(requests, seconds waiting on the server) so far, when a session counts them."""
+    return None if cluster.session is None else cluster.session.server_time()
 
 
 def _cell_report(

@@ -42,18 +42,30 @@ class ClusterStatus:
     locales: int | None = None  # Arkouda locales in all (udp: server pod + locale pods)
     mode: str | None = None
 
-    # Names the notebook front end reads (docs/internals.md).
-    @property
-    def tunnel(self) -> str | None:
-        return self.tunnel_state
+    def title(self) -> str:
+        """The heading of the notebook's status card."""
+        return f"Arkouda cluster {self.name}" + (
+            f" (namespace {self.namespace})" if self.namespace else ""
+        )
 
-    @property
-    def mem_max(self) -> int | None:
-        return self.memory_max
-
-    @property
-    def server_version(self) -> str | None:
-        return self.arkouda_version
+    def card_rows(self) -> list[tuple[str, str]]:
+        """The short rows of the notebook's status card (facts not known are left out);
+        ``to_text()`` has the CLI's full rows."""
+        rows = [
+            ("stage", self.stage or "unknown"),
+            ("locale pods", f"{self.locales_ready}/{self.locales_total} running"),
+        ]
+        if self.tunnel_state is not None or self.address is not None:
+            where = f" {self.address[0]}:{self.address[1]}" if self.address else ""
+            rows.append(("tunnel", f"{self.tunnel_state or 'none'}{where}"))
+        if self.memory_used is not None:
+            of = f" of {format_bytes(self.memory_max)}" if self.memory_max else ""
+            rows.append(("memory", f"{format_bytes(self.memory_used)} used{of}"))
+        if self.arkouda_version:
+            rows.append(("server", self.arkouda_version))
+        if self.heartbeat_expired:
+            rows.append(("heartbeat", "expired"))
+        return rows
 
     def _locales_text(self) -> str:
         pods = f"{self.locales_ready}/{self.locales_total} locale pods running"
@@ -156,6 +168,13 @@ class ClusterInfo:
             "heartbeat": _rfc3339(self.heartbeat),
             "expiresAt": _rfc3339(self.expires_at),
         }
+
+    def summary(self) -> str:
+        """One line of the notebook's list of deployments."""
+        facts = [self.stage, f"{self.locales_total} locale pods"]
+        if self.heartbeat_expired:
+            facts.append("heartbeat expired")
+        return ", ".join(f for f in facts if f)
 
     def to_wide_row(self) -> list[str]:
         """``to_row()`` and the columns of ``list -o wide``."""

@@ -3,9 +3,11 @@
 Every display has a text/plain and a text/html representation built from the same
 state, so a front end without widget support (nbviewer, a terminal, GitHub) shows a
 readable card instead of ``VBox(children=...)``. Nothing here talks to Kubernetes: the
-panel reads ``ArkoudaCluster.status()``, the form builds a ``ClusterSpec`` and hands it
-to a callback. No secret is ever part of a display (the status carries none; logs go
-through ``credentials.redact``).
+panel reads the cluster's ``status()`` (what it needs of a cluster is
+``interfaces.ShownCluster``), the form builds a ``ClusterSpec`` and hands it to a
+callback. The rows of a status card are ``ClusterStatus.card_rows()``. No secret is
+ever part of a display (the status carries none, ``ArkoudaCluster.logs()`` masks, and
+every card goes through ``credentials.redact`` once more).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import dataclasses
 import html
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import ipywidgets as w
 
@@ -27,8 +29,11 @@ from .spec import (
     REGISTRATIONS,
     SPREADS,
     ClusterSpec,
-    format_bytes,
 )
+
+if TYPE_CHECKING:
+    from .interfaces import ProgressEvent, ShownCluster
+    from .status import ClusterInfo, ClusterStatus
 
 # -- cards: the same rows as text and as HTML ------------------------------------------
 
@@ -56,36 +61,6 @@ def _html(title: str, rows: Iterable[tuple[str, str]], note: str = "") -> str:
     )
     extra = f"<div>{_shown(note)}</div>" if note else ""
     return f"<div class='arkouda-k8s-card'><b>{_shown(title)}</b><table>{body}</table>{extra}</div>"
-
-
-def status_rows(status: Any) -> list[tuple[str, str]]:
-    """The rows of a status card, from a ClusterStatus (missing facts are left out)."""
-
-    def get(name: str) -> Any:
-        return getattr(status, name, None)
-
-    rows = [("stage", str(get("stage") or "unknown"))]
-    ready, total = get("locales_ready"), get("locales_total")
-    if total is not None:
-        rows.append(("locale pods", f"{ready if ready is not None else '?'}/{total} running"))
-    tunnel, address = get("tunnel"), get("address")
-    if tunnel is not None or address is not None:
-        where = f" {address[0]}:{address[1]}" if address else ""
-        rows.append(("tunnel", f"{tunnel or 'none'}{where}"))
-    used, limit = get("memory_used"), get("mem_max")
-    if used is not None:
-        of = f" of {format_bytes(int(limit))}" if limit else ""
-        rows.append(("memory", f"{format_bytes(int(used))} used{of}"))
-    if get("server_version"):
-        rows.append(("server", str(get("server_version"))))
-    if get("heartbeat_expired"):
-        rows.append(("heartbeat", "expired"))
-    return rows
-
-
-def status_title(status: Any) -> str:
-    ns = getattr(status, "namespace", None)
-    return f"Arkouda cluster {getattr(status, 'name', '?')}" + (f" (namespace {ns})" if ns else "")
 
 
 class _Card:
@@ -121,11 +96,11 @@ class _Card:
 class StatusCard(_Card):
     """A cluster's status as a static card (terminals, front ends without widgets)."""
 
-    def __init__(self, status: Any) -> None:
+    def __init__(self, status: ClusterStatus) -> None:
         self.status = status
 
     def card(self) -> tuple[str, list[tuple[str, str]], str]:
-        return status_title(self.status), status_rows(self.status), _message(self.status)
+        return self.status.title(), self.status.card_rows(), self.status.message
 
 
 class TextCard(_Card):
@@ -147,19 +122,14 @@ class TextCard(_Card):
 class ClusterTable(_Card):
     """The deployments ``list_clusters`` returned, one row each."""
 
-    def __init__(self, items: Iterable[Any], current: str | None = None) -> None:
+    def __init__(self, items: Iterable[ClusterInfo], current: str | None = None) -> None:
         self.items, self.current = list(items), current
 
     def card(self) -> tuple[str, list[tuple[str, str]], str]:
         rows = []
         for item in self.items:
             mark = " (current)" if item.name == self.current else ""
-            facts = [str(getattr(item, "stage", "") or "")]
-            if getattr(item, "locales_total", None) is not None:
-                facts.append(f"{item.locales_total} locale pods")
-            if getattr(item, "heartbeat_expired", False):
-                facts.append("heartbeat expired")
-            rows.append((f"{item.namespace}/{item.name}{mark}", ", ".join(f for f in facts if f)))
+            rows.append((f"{item.namespace}/{item.name}{mark}", item.summary()))
         note = "" if rows else "no arkouda-k8s deployments"
         return "Arkouda deployments", rows, note
 
@@ -193,11 +163,6 @@ def _status_html(text: str, ok: bool = True) -> str:
     return f"<span class='arkouda-k8s-status'{color}>{_shown(text)}</span>"
 
 
-def _message(status: Any) -> str:
-    message = getattr(status, "message", "") or ""
-    return str(message)
-
-
 # -- progress -------------------------------------------------------------------------
 
 
@@ -211,7 +176,7 @@ class TextProgress:
         self.last: tuple[str, str] | None = None
         self.finished = False
 
-    def update(self, progress: Any) -> None:
+    def update(self, progress: ProgressEvent) -> None:
         if self.finished:  # the cluster keeps reporting (teardown); this was the deploy's
             return
         key = (progress.stage, progress.message)
@@ -237,7 +202,7 @@ class DeployProgress(_Card, w.VBox):
         self.stage, self.message, self.state = "", "", "waiting"
         super().__init__(children=[self.bar, self.label])
 
-    def update(self, progress: Any) -> None:
+    def update(self, progress: ProgressEvent) -> None:
         if self.state in ("ready", "failed"):  # later events (teardown) are not the deploy's
             return
         self.stage, self.message, self.state = progress.stage, redact(progress.message), "running"
@@ -268,7 +233,12 @@ class DeployProgress(_Card, w.VBox):
 # -- the live cluster panel -----------------------------------------------------------
 
 
-class ClusterPanel(_Card, w.VBox):
+# The panel's cluster: what the magics hold (a NotebookCluster) goes back to their
+# callbacks as it is.
+C = TypeVar("C", bound="ShownCluster")
+
+
+class ClusterPanel(_Card, w.VBox, Generic[C]):
     """A cluster's stage, locales, tunnel and memory, refreshed live, with actions.
 
     >>> panel = ClusterPanel(cluster)   # doctest: +SKIP
@@ -277,10 +247,10 @@ class ClusterPanel(_Card, w.VBox):
 
     def __init__(
         self,
-        cluster: Any,
+        cluster: C,
         *,
-        on_reconnect: Callable[[Any], Any] | None = None,
-        on_teardown: Callable[[Any], Any] | None = None,
+        on_reconnect: Callable[[C], object] | None = None,
+        on_teardown: Callable[[C], object] | None = None,
         interval: float = 5.0,
     ) -> None:
         # on_reconnect / on_teardown replace cluster.connect() / cluster.teardown() (the
@@ -288,8 +258,8 @@ class ClusterPanel(_Card, w.VBox):
         self.cluster = cluster
         self.on_reconnect, self.on_teardown = on_reconnect, on_teardown
         self.interval = interval
-        self.status: Any = None
-        self.tunnel_state: str | None = None
+        self.status: ClusterStatus | None = None
+        self.tunnel_state: str | None = None  # pushed by the tunnel since the last status
         self.error = ""
         self.view = w.HTML()
         self.logs_button = w.Button(description="Logs", icon="file-text")
@@ -318,19 +288,16 @@ class ClusterPanel(_Card, w.VBox):
     # state -> view
     def card(self) -> tuple[str, list[tuple[str, str]], str]:
         status = self.status
-        title = status_title(status) if status is not None else f"Arkouda cluster {self._name()}"
-        rows = status_rows(status) if status is not None else [("stage", "unknown")]
-        if self.tunnel_state is not None:
-            rows = [r for r in rows if r[0] != "tunnel"]
-            address = getattr(status, "address", None)
-            where = f" {address[0]}:{address[1]}" if address else ""
-            rows.append(("tunnel", f"{self.tunnel_state}{where}"))
-        note = self.error or (_message(status) if status is not None else "")
+        if status is None:  # no status read yet (the first read failed: see the note)
+            title, rows = f"Arkouda cluster {self.cluster.name}", [("stage", "unknown")]
+            if self.tunnel_state is not None:
+                rows.append(("tunnel", self.tunnel_state))
+        else:
+            if self.tunnel_state is not None:
+                status = dataclasses.replace(status, tunnel_state=self.tunnel_state)
+            title, rows = status.title(), status.card_rows()
+        note = self.error or (status.message if status is not None else "")
         return title, rows, "; ".join(n for n in (note, self.message) if n)
-
-    def _name(self) -> str:
-        spec = getattr(self.cluster, "spec", None)
-        return str(getattr(spec, "name", "?"))
 
     def _render(self) -> None:
         self.view.value = self.html()
@@ -345,7 +312,7 @@ class ClusterPanel(_Card, w.VBox):
             with self._lock:
                 self.status, self.error = status, ""
                 # a fresh status carries the tunnel state; drop an older pushed one
-                if getattr(status, "tunnel", None) is not None:
+                if status.tunnel_state is not None:
                     self.tunnel_state = None
         self._render()
 
@@ -357,12 +324,10 @@ class ClusterPanel(_Card, w.VBox):
 
     # live updates
     def start(self) -> None:
-        listeners = getattr(self.cluster, "on_tunnel_state", None)
-        if isinstance(listeners, list):
-            listeners.append(self.set_tunnel_state)
+        self.cluster.on_tunnel_state.append(self.set_tunnel_state)
         if self._thread is None:
             self._thread = threading.Thread(
-                target=self._poll, name=f"arkouda-panel-{self._name()}", daemon=True
+                target=self._poll, name=f"arkouda-panel-{self.cluster.name}", daemon=True
             )
             self._thread.start()
 
@@ -378,9 +343,8 @@ class ClusterPanel(_Card, w.VBox):
 
     def stop(self) -> None:
         self._stop.set()
-        listeners = getattr(self.cluster, "on_tunnel_state", None)
-        if isinstance(listeners, list) and self.set_tunnel_state in listeners:
-            listeners.remove(self.set_tunnel_state)
+        if self.set_tunnel_state in self.cluster.on_tunnel_state:
+            self.cluster.on_tunnel_state.remove(self.set_tunnel_state)
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=self.interval + 5)
         self._thread = None
@@ -436,7 +400,7 @@ class ClusterPanel(_Card, w.VBox):
                 self.refresh()  # stage Gone, no locale pods
             except Exception as exc:  # the card still says deleted below
                 self.error = " ".join(str(exc).split())
-        self._say_done(message or f"{self._name()}: deleted")
+        self._say_done(message or f"{self.cluster.name}: deleted")
 
 
 # -- the deploy form ------------------------------------------------------------------

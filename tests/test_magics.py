@@ -12,11 +12,12 @@ import re
 import textwrap
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from _support.notebook import cluster_info, cluster_status
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import CapturedIO, capture_output
@@ -24,8 +25,9 @@ from IPython.utils.capture import CapturedIO, capture_output
 from arkouda_k8s import magics as magics_module
 from arkouda_k8s.credentials import MASK, redact
 from arkouda_k8s.errors import DeployError
+from arkouda_k8s.interfaces import ClientSession, NotebookCluster
 from arkouda_k8s.magics import ArkoudaError, ArkoudaMagics
-from arkouda_k8s.spec import ClusterSpec
+from arkouda_k8s.status import ClusterStatus
 
 
 def run(ip: InteractiveShell, code: str) -> tuple[Any, CapturedIO]:
@@ -345,14 +347,19 @@ def test_deploy_spec_from_values_shows_each_warning_and_note_on_one_line(
 
 @dataclass
 class StubCluster:
-    """Stands in for ArkoudaCluster where the test is about the front end only."""
+    """Stands in for ArkoudaCluster where the test is about the front end only: what the
+    magics need of it (``NotebookCluster``)."""
 
     name: str = "demo"
-    spec: ClusterSpec = field(default_factory=lambda: ClusterSpec(name="demo"))
+    namespace: str = "default"
     fail_logs: Exception | None = None
     ak: Any = None
     memory: list[int] = field(default_factory=lambda: [1000, 5000])
-    session: Any = None
+    session: ClientSession | None = None
+    on_tunnel_state: list[Callable[[str], None]] = field(default_factory=list)
+
+    def status(self) -> ClusterStatus:
+        return cluster_status(name=self.name, namespace=self.namespace)
 
     def logs(self, component: str, tail: int | None) -> str:
         if self.fail_logs is not None:
@@ -368,8 +375,15 @@ class StubCluster:
     def memory_used(self) -> int:
         return self.memory.pop(0) if len(self.memory) > 1 else self.memory[0]
 
+    def teardown(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
+
+
+# Checked by mypy: the stand-in offers what the magics need of an ArkoudaCluster, as that does
+_A_NOTEBOOK_CLUSTER: type[NotebookCluster] = StubCluster
 
 
 @dataclass
@@ -378,15 +392,17 @@ class DeletableCluster(StubCluster):
 
     gone: bool = False
 
-    def status(self) -> Any:
-        return types.SimpleNamespace(
+    def status(self) -> ClusterStatus:
+        if not self.gone:
+            return cluster_status(name=self.name, namespace=self.namespace)
+        return cluster_status(
             name=self.name,
-            namespace="default",
-            stage="Gone" if self.gone else "Ready",
-            locales_ready=0 if self.gone else 2,
-            locales_total=2,
-            tunnel=None if self.gone else "ready",
-            address=None if self.gone else ("127.0.0.1", 40999),
+            namespace=self.namespace,
+            stage="Gone",
+            locales_ready=0,
+            tunnel_state=None,
+            address=None,
+            memory_used=None,
         )
 
     def teardown(self) -> None:
@@ -399,9 +415,9 @@ def test_magic_teardown_leaves_the_panel_showing_the_deleted_cluster(
     m = the_magics(ip)
     run_ok(ip, "%config ArkoudaMagics.widgets = True")
     cluster = DeletableCluster()
-    m.clusters["demo"] = cluster  # type: ignore[assignment]
+    m.clusters["demo"] = cluster
     m.current = "demo"
-    panel = m.show_status(cluster)  # type: ignore[arg-type]
+    panel = m.show_status(cluster)
     assert re.search(r"stage\s+Ready", panel.text()) and "2/2 running" in panel.text()
     out = run_ok(ip, "%arkouda_teardown")
     assert "demo: deleted" in out.stdout
@@ -428,7 +444,7 @@ class HostileLogsCluster(StubCluster):
 
 
 def test_arkouda_logs_prints_no_escape_sequence_of_the_pod(ip: InteractiveShell) -> None:
-    the_magics(ip).clusters["demo"] = HostileLogsCluster()  # type: ignore[assignment]
+    the_magics(ip).clusters["demo"] = HostileLogsCluster()
     out = run_ok(ip, "%arkouda_logs demo")
     assert "started" in out.stdout and "link" in out.stdout and "ready" in out.stdout
     assert not any(c in out.stdout for c in "\x1b\x07\r")
@@ -438,7 +454,7 @@ def test_arkouda_logs_prints_no_escape_sequence_of_the_pod(ip: InteractiveShell)
 def test_interactive_failure_is_one_line_with_hint_and_fails_the_cell(
     ip: InteractiveShell,
 ) -> None:
-    the_magics(ip).clusters["demo"] = StubCluster(fail_logs=FAILURE)  # type: ignore[assignment]
+    the_magics(ip).clusters["demo"] = StubCluster(fail_logs=FAILURE)
     run_ok(ip, "%config ArkoudaMagics.short_errors = True")
     error, out = run(ip, "%arkouda_logs demo")
     assert isinstance(error, ArkoudaError)
@@ -453,7 +469,7 @@ def test_interactive_failure_is_one_line_with_hint_and_fails_the_cell(
 
 def test_batch_runs_and_short_errors_false_raise_the_exception(ip: InteractiveShell) -> None:
     m = the_magics(ip)
-    m.clusters["demo"] = StubCluster(fail_logs=FAILURE)  # type: ignore[assignment]
+    m.clusters["demo"] = StubCluster(fail_logs=FAILURE)
     # a plain shell (tests, scripts) is not interactive: the exception itself
     error, _ = run(ip, "%arkouda_logs demo")
     assert error is FAILURE
@@ -474,7 +490,7 @@ def test_batch_runs_and_short_errors_false_raise_the_exception(ip: InteractiveSh
 
 
 def test_logs_are_masked(ip: InteractiveShell) -> None:
-    the_magics(ip).clusters["demo"] = StubCluster()  # type: ignore[assignment]
+    the_magics(ip).clusters["demo"] = StubCluster()
     out = run_ok(ip, "%arkouda_logs demo --component locale --tail 5")
     assert "0123456789abcdef" not in out.stdout
     assert f"token={MASK}" in out.stdout and "(locale, 5)" in out.stdout
@@ -514,7 +530,7 @@ def _fake_arkouda_client() -> types.ModuleType:
 def test_arkouda_cell_binds_ak_returns_the_last_value_and_reports(ip: InteractiveShell) -> None:
     ak = _fake_arkouda_client()
     m = the_magics(ip)
-    m.clusters["demo"] = StubCluster(ak=ak)  # type: ignore[assignment]
+    m.clusters["demo"] = StubCluster(ak=ak)
     m.current = "demo"
     error, out = run(ip, "%%arkouda\nx = ak.arange(5)\nsum(x)")
     assert error is None, error
@@ -527,12 +543,18 @@ def test_arkouda_cell_binds_ak_returns_the_last_value_and_reports(ip: Interactiv
 def test_arkouda_cell_reports_server_time_when_the_session_counts_it(
     ip: InteractiveShell,
 ) -> None:
-    counts = iter([(10, 1.0), (13, 1.25)])
-    session = types.SimpleNamespace(
-        ak=_fake_arkouda_client(), closed=False, server_time=lambda: next(counts)
-    )
+    @dataclass
+    class CountingSession:
+        ak: Any
+        closed: bool = False
+        counts: Iterator[tuple[int, float]] = iter([(10, 1.0), (13, 1.25)])
+
+        def server_time(self) -> tuple[int, float]:
+            return next(self.counts)
+
+    session = CountingSession(_fake_arkouda_client())
     m = the_magics(ip)
-    m.clusters["demo"] = StubCluster(ak=session.ak, session=session)  # type: ignore[assignment]
+    m.clusters["demo"] = StubCluster(ak=session.ak, session=session)
     m.current = "demo"
     out = run_ok(ip, "%%arkouda\nak.arange(3)")
     assert "server 0.250 s in 3 requests" in out.stdout
@@ -540,7 +562,7 @@ def test_arkouda_cell_reports_server_time_when_the_session_counts_it(
 
 def test_arkouda_cell_timeit_uses_ipythons_timeit(ip: InteractiveShell) -> None:
     m = the_magics(ip)
-    m.clusters["demo"] = StubCluster(ak=_fake_arkouda_client())  # type: ignore[assignment]
+    m.clusters["demo"] = StubCluster(ak=_fake_arkouda_client())
     m.current = "demo"
     out = run_ok(ip, "%%arkouda --timeit\nak.arange(3)")
     pattern = r"per loop \(mean (±|\+-) std\. dev\. of \d+ runs?, [\d,]+ loops? each\)"
@@ -550,7 +572,7 @@ def test_arkouda_cell_timeit_uses_ipythons_timeit(ip: InteractiveShell) -> None:
 
 def test_arkouda_server_error_becomes_one_readable_line(ip: InteractiveShell) -> None:
     m = the_magics(ip)
-    m.clusters["demo"] = StubCluster(ak=_fake_arkouda_client())  # type: ignore[assignment]
+    m.clusters["demo"] = StubCluster(ak=_fake_arkouda_client())
     m.current = "demo"
     run_ok(ip, "%config ArkoudaMagics.short_errors = True")
     error, out = run(ip, "%%arkouda\nak.fail('array index out of bounds: 10 >= 5')")
@@ -573,8 +595,8 @@ def test_expired_deployments_are_announced_once_after_load(
     monkeypatch.setenv("ARKOUDA_K8S_CONFIG", str(tmp_path / "absent.toml"))
     monkeypatch.chdir(tmp_path)
     items = [
-        types.SimpleNamespace(name="old", namespace="default", heartbeat_expired=True),
-        types.SimpleNamespace(name="live", namespace="default", heartbeat_expired=False),
+        cluster_info(name="old", namespace="default", heartbeat_expired=True),
+        cluster_info(name="live", namespace="default", heartbeat_expired=False),
     ]
     monkeypatch.setattr(arkouda_k8s.cluster, "list_clusters", lambda **kw: items)
     ip = fresh_shell()
@@ -906,6 +928,7 @@ def test_create_namespace_from_the_magic_and_the_form(
     try:
         run_ok(ip, "%arkouda_deploy")
         form = m.form
+        assert form is not None  # the deploy form, shown
         values = {"name": "m-formns", "namespace": "m-form-ns", "mode": "smp", "locales": 1}
         values |= {"authenticate": False, "cpu": "100m", "memory": "256Mi"}
         for field, value in values.items():

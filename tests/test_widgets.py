@@ -7,15 +7,19 @@ the form against the sandbox is in test_magics.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from _support.notebook import cluster_info, cluster_status
 
 from arkouda_k8s.cluster import list_contexts
 from arkouda_k8s.credentials import MASK
 from arkouda_k8s.errors import DeployError, TunnelError
+from arkouda_k8s.interfaces import ShownCluster
 from arkouda_k8s.spec import ClusterSpec
+from arkouda_k8s.status import ClusterStatus
 from arkouda_k8s.widgets import (
     ClusterPanel,
     ClusterTable,
@@ -29,22 +33,6 @@ TOKEN = "f00dfeedc0ffee1234567890abcdef00"
 
 
 @dataclass
-class FakeStatus:
-    name: str = "demo"
-    namespace: str = "team"
-    stage: str = "Ready"
-    locales_ready: int = 2
-    locales_total: int = 2
-    tunnel: str | None = "up"
-    address: tuple[str, int] | None = ("127.0.0.1", 40123)
-    memory_used: int | None = 3 * 2**20
-    mem_max: int | None = 2**30
-    server_version: str | None = "v2023.05.05"
-    message: str = ""
-    heartbeat_expired: bool = False
-
-
-@dataclass
 class FakeProgress:
     stage: str
     done: int
@@ -54,14 +42,16 @@ class FakeProgress:
 
 @dataclass
 class FakeCluster:
-    status_now: FakeStatus = field(default_factory=FakeStatus)
-    spec: ClusterSpec = field(default_factory=lambda: ClusterSpec(name="demo"))
+    """Stands in for ArkoudaCluster: what a panel needs of it (``ShownCluster``)."""
+
+    status_now: ClusterStatus = field(default_factory=cluster_status)
+    name: str = "demo"
     torn_down: bool = False
     connects: int = 0
-    on_tunnel_state: list[Any] = field(default_factory=list)
+    on_tunnel_state: list[Callable[[str], None]] = field(default_factory=list)
     fail_status: Exception | None = None
 
-    def status(self) -> FakeStatus:
+    def status(self) -> ClusterStatus:
         if self.fail_status is not None:
             raise self.fail_status
         return self.status_now
@@ -75,6 +65,10 @@ class FakeCluster:
 
     def teardown(self) -> None:
         self.torn_down = True
+
+
+# Checked by mypy: the stand-in offers what a panel needs of an ArkoudaCluster, as that does
+_A_SHOWN_CLUSTER: type[ShownCluster] = FakeCluster
 
 
 def _output_text(out: Any) -> str:
@@ -226,10 +220,12 @@ def test_form_reprs_are_readable_cards() -> None:
 
 
 def test_panel_shows_the_status_and_follows_stage_changes() -> None:
-    cluster = FakeCluster(FakeStatus(stage="Locales", locales_ready=1, tunnel=None, address=None))
+    cluster = FakeCluster(
+        cluster_status(stage="Locales", locales_ready=1, tunnel_state=None, address=None)
+    )
     panel = ClusterPanel(cluster)
     assert "Locales" in panel.text() and "1/2 running" in panel.text()
-    cluster.status_now = FakeStatus(stage="Ready", locales_ready=2)
+    cluster.status_now = cluster_status(stage="Ready", locales_ready=2)
     panel.refresh()
     text = panel.text()
     assert "Ready" in text and "2/2 running" in text
@@ -249,7 +245,7 @@ def test_panel_reflects_a_tunnel_drop_pushed_by_the_tunnel() -> None:
         assert "tunnel" in panel.text() and "reconnecting" in panel.text()
         assert "reconnecting" in panel._repr_mimebundle_()["text/html"]
         # the next status poll carries the tunnel's own state again
-        cluster.status_now = FakeStatus(tunnel="up")
+        cluster.status_now = cluster_status(tunnel_state="up")
         panel.refresh()
         assert "reconnecting" not in panel.text()
     finally:
@@ -258,11 +254,11 @@ def test_panel_reflects_a_tunnel_drop_pushed_by_the_tunnel() -> None:
 
 
 def test_panel_polls_in_the_background_until_stopped() -> None:
-    cluster = FakeCluster(FakeStatus(stage="Server"))
+    cluster = FakeCluster(cluster_status(stage="Server"))
     panel = ClusterPanel(cluster, interval=0.05)
     panel.start()
     try:
-        cluster.status_now = FakeStatus(stage="Ready")
+        cluster.status_now = cluster_status(stage="Ready")
         import time
 
         deadline = time.monotonic() + 5
@@ -330,7 +326,7 @@ def test_a_failed_panel_teardown_keeps_the_buttons_for_a_retry() -> None:
 
     cluster = FakeCluster()
     panel = ClusterPanel(cluster, on_teardown=refuse)
-    cluster.status_now = FakeStatus(stage="Locales", locales_ready=1)  # half deleted
+    cluster.status_now = cluster_status(stage="Locales", locales_ready=1)  # half deleted
     panel.teardown_button.click()
     assert "teardown failed: deleting demo-server: forbidden" in panel.status_line.value
     assert not panel.teardown_button.disabled and not panel.deleted
@@ -343,7 +339,9 @@ def test_mark_deleted_shows_the_final_state_and_turns_the_buttons_off() -> None:
     panel = ClusterPanel(cluster, interval=60)
     panel.start()
     assert "2/2 running" in panel.text()
-    cluster.status_now = FakeStatus(stage="Gone", locales_ready=0, tunnel=None, address=None)
+    cluster.status_now = cluster_status(
+        stage="Gone", locales_ready=0, tunnel_state=None, address=None
+    )
     panel.mark_deleted()
     assert panel._thread is None and cluster.on_tunnel_state == []
     text = panel.text()
@@ -356,7 +354,7 @@ def test_mark_deleted_shows_the_final_state_and_turns_the_buttons_off() -> None:
 
 
 def test_panel_and_card_reprs_carry_the_state_and_no_secret() -> None:
-    status = FakeStatus(message=f"connect with tcp://127.0.0.1:1?token={TOKEN}")
+    status = cluster_status(message=f"connect with tcp://127.0.0.1:1?token={TOKEN}")
     for display in (StatusCard(status), ClusterPanel(FakeCluster(status))):
         bundle = display._repr_mimebundle_()
         for mime in ("text/plain", "text/html"):
@@ -376,7 +374,7 @@ def test_panel_and_card_reprs_carry_the_state_and_no_secret() -> None:
 def test_every_form_of_a_token_is_masked_in_text_and_html(leak: str) -> None:
     from arkouda_k8s.widgets import TextCard
 
-    for display in (StatusCard(FakeStatus(message=leak)), TextCard("config", leak)):
+    for display in (StatusCard(cluster_status(message=leak)), TextCard("config", leak)):
         bundle = display._repr_mimebundle_()
         for mime in ("text/plain", "text/html"):
             assert TOKEN not in bundle[mime], (mime, bundle[mime])
@@ -398,7 +396,7 @@ def test_pod_logs_reach_the_output_without_escape_sequences() -> None:
 
 
 def test_cluster_table_lists_deployments() -> None:
-    items = [FakeStatus(name="a"), FakeStatus(name="b", stage="Failed", heartbeat_expired=True)]
+    items = [cluster_info(name="a"), cluster_info(name="b", stage="Failed", heartbeat_expired=True)]
     table = ClusterTable(items, current="a")
     text = table.text()
     assert "team/a (current)" in text

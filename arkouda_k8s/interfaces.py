@@ -1,0 +1,84 @@
+"""What the notebook front end needs of the library, as ``typing.Protocol``s: a
+deployment as the live panel and the magics use it, the client session bound to it,
+and a deploy's progress events.
+
+``ArkoudaCluster`` satisfies them, and so do the stand-ins of the front end's tests
+(tests/test_widgets.py, tests/test_magics.py; mypy checks those files too), so mypy
+checks the front ends against the real API rather than against whatever a stub offers.
+Below the front ends, above the lifecycle: imports only ``status`` (no I/O), at type
+checking time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .status import ClusterStatus
+
+
+class ProgressEvent(Protocol):
+    """One step of a deploy or teardown (``cluster.Progress``)."""
+
+    @property
+    def stage(self) -> str: ...
+    @property
+    def done(self) -> int: ...
+    @property
+    def total(self) -> int: ...
+    @property
+    def message(self) -> str: ...
+
+
+class ClientSession(Protocol):
+    """The user's ``arkouda`` client bound to a deployment (``session.Session``)."""
+
+    ak: Any  # the arkouda client module: its API is the client's, whatever version
+    closed: bool
+
+    def server_time(self) -> tuple[int, float]:
+        """(requests, seconds waiting on the server) so far."""
+        ...
+
+
+class ShownCluster(Protocol):
+    """A deployment as a live panel shows it: its status, its log, its two actions, and
+    the tunnel's state changes pushed to ``on_tunnel_state``'s callbacks."""
+
+    on_tunnel_state: list[Callable[[str], None]]
+
+    @property
+    def name(self) -> str: ...
+
+    def status(self) -> ClusterStatus: ...
+
+    def logs(self, component: str, tail: int | None) -> str:
+        """Masked: the front ends show it as it is."""
+        ...
+
+    def connect(self) -> Any:
+        """The bound client's ``ak`` module."""
+        ...
+
+    def teardown(self) -> object: ...
+
+
+class NotebookCluster(ShownCluster, Protocol):
+    """A deployment the magics hold: the panel's needs, its session, its memory use (the
+    ``%%arkouda`` report) and closing it at kernel exit."""
+
+    session: ClientSession | None
+
+    @property
+    def namespace(self) -> str: ...
+
+    def memory_used(self) -> int | None: ...
+
+    def close(self) -> None: ...
+
+
+if TYPE_CHECKING:  # checked by mypy: the real deployment is what the front ends expect
+    from .cluster import ArkoudaCluster
+
+    _ARKOUDA_CLUSTER: type[NotebookCluster] = ArkoudaCluster
