@@ -32,6 +32,7 @@ from .kubeconfig import (
     SERVICE_ACCOUNT_DIR,
     ApiEndpoint,
     LoadedConfig,
+    client_certificate_problem,
     default_kubeconfig,
     endpoint_of,
     list_contexts,
@@ -248,7 +249,18 @@ class Kube:
                     return json.loads(data) if data else {}
                 data = resp.read()
                 if status not in TRANSIENT:
-                    raise api_error(method, path, status, data, user=self.user, server=self.server)
+                    raise api_error(
+                        method,
+                        path,
+                        status,
+                        data,
+                        user=self.user,
+                        server=self.server,
+                        context=self.context,
+                        certificate=client_certificate_problem(self.configuration)
+                        if status == 401
+                        else None,
+                    )
                 problem = transient_reason(status, data)
                 last_status = status
                 try:

@@ -29,9 +29,22 @@ def _status_doc(data: bytes) -> dict[str, Any]:
 
 
 def api_error(
-    method: str, path: str, status: int, data: bytes, *, user: str | None, server: str
+    method: str,
+    path: str,
+    status: int,
+    data: bytes,
+    *,
+    user: str | None,
+    server: str,
+    context: str | None = None,
+    certificate: str | None = None,
 ) -> KubeError:
-    """The error of a request the API server answered with ``status`` (not 2xx)."""
+    """The error of a request the API server answered with ``status`` (not 2xx).
+
+    ``certificate``: what is wrong with the client certificate the request carried
+    ("expired at ...", see kubeconfig.client_certificate_problem), the likely cause of a
+    401 the server does not explain.
+    """
     doc = _status_doc(data)
     text = str(doc.get("message") or data[:200].decode("utf-8", "replace")).strip()
     reason = str(doc.get("reason") or "")
@@ -45,9 +58,20 @@ def api_error(
             reason=reason or "Forbidden",
         )
     if status == 401:
+        whose = f"user {user or '?'} of context {context or 'in-cluster'}"
+        if certificate:
+            return KubeError(
+                f"unauthorized at {server}: the client certificate of {whose} {certificate}",
+                "renew the credentials: log in again with the tool that wrote the kubeconfig "
+                f"(or `kubectl config set-credentials {user or 'USER'} --client-certificate=FILE "
+                "--client-key=FILE --embed-certs` with a new certificate), or pick another "
+                "context (--context)",
+                status=401,
+                reason=reason or "Unauthorized",
+            )
         return KubeError(
             f"unauthorized at {server}: {text}",
-            "the kubeconfig's credentials were refused; log in again or pick another context",
+            f"the credentials of {whose} were refused; log in again or pick another context",
             status=401,
             reason=reason or "Unauthorized",
         )

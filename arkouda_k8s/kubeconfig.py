@@ -7,6 +7,8 @@ config loaders), so importing arkouda_k8s stays fast.
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 import os
 import ssl
 from collections.abc import Mapping
@@ -14,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import KubeError, UsageError
+
+log = logging.getLogger(__name__)
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
@@ -190,3 +194,30 @@ def endpoint_of(cfg: Any) -> ApiEndpoint:
     # tls-server-name replaces the host in the certificate check, as kubectl does; it
     # never turns the check off.
     return ApiEndpoint(cfg.host, ctx, headers, server_name=cfg.tls_server_name or None)
+
+
+def client_certificate_problem(cfg: Any, now: dt.datetime | None = None) -> str | None:
+    """Why the configuration's client certificate cannot log in at ``now``: "expired at
+    <time>" / "not valid before <time>", or None (valid, or no certificate).
+
+    An API server answers such a certificate with a bare 401 "Unauthorized" (it never says
+    why), so the reason is read here, from the certificate the kubeconfig names.
+    """
+    path = getattr(cfg, "cert_file", None)
+    if not path:
+        return None
+    from cryptography import x509
+
+    try:
+        with open(path, "rb") as fh:
+            cert = x509.load_pem_x509_certificate(fh.read())
+    except (OSError, ValueError) as exc:
+        # unreadable here: the 401 keeps its general explanation
+        log.debug("client certificate %s not readable: %s", path, exc)
+        return None
+    now = now or dt.datetime.now(dt.UTC)
+    if now > cert.not_valid_after_utc:
+        return f"expired at {cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC"
+    if now < cert.not_valid_before_utc:
+        return f"is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC"
+    return None

@@ -171,6 +171,53 @@ def test_forbidden_fails_fast_and_names_the_verb(sb):
     assert "configmaps" in err.value.message and "patch" in err.value.message.lower()
 
 
+def _cert_kubeconfig(sb, tmp_path, lifetime) -> str:
+    """The sandbox admin with a client certificate of ``lifetime`` (negative: expired)."""
+    import yaml
+
+    cert, key = sb.ca.issue_client("sandbox-admin", ["system:masters"], lifetime=lifetime)
+    path = tmp_path / "cert.kubeconfig"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "w", encoding="utf-8") as fh:
+        yaml.safe_dump(sb.kubeconfig_dict(client_certificate=cert, client_key=key), fh)
+    return str(path)
+
+
+def test_expired_client_certificate_is_named_as_the_cause(sb, tmp_path):
+    import datetime
+
+    # The API answers a bare 401 "Unauthorized": the error must say why and what to do.
+    path = _cert_kubeconfig(sb, tmp_path, datetime.timedelta(minutes=-1))
+    with pytest.raises(KubeError) as err:
+        Kube.from_kubeconfig(path).list("Pod")
+    e = err.value
+    assert e.status == 401
+    assert "client certificate of user sandbox-admin of context sandbox expired at" in e.message
+    assert "refused" not in e.message + (e.hint or "")
+    assert "renew the credentials" in e.hint and "kubectl config set-credentials" in e.hint
+    # the same certificate within its validity period logs in
+    fresh = Kube.from_kubeconfig(_cert_kubeconfig(sb, tmp_path, datetime.timedelta(hours=1)))
+    assert fresh.list("Pod", "kube-system")["items"] is not None
+    # a clock behind the certificate's start is told apart from an expiry
+    from arkouda_k8s.kubeconfig import client_certificate_problem
+
+    early = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=1)
+    assert "is not valid before" in client_certificate_problem(fresh.configuration, early)
+    assert client_certificate_problem(fresh.configuration) is None
+
+
+def test_unknown_token_says_the_credentials_were_refused(sb, tmp_path):
+    import yaml
+
+    doc = sb.kubeconfig_dict(user="nobody", token="not-a-token-the-sandbox-knows")
+    path = tmp_path / "token.kubeconfig"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(KubeError) as err:
+        Kube.from_kubeconfig(str(path)).list("Pod")
+    assert err.value.status == 401 and "certificate" not in err.value.message
+    assert "credentials of user nobody of context sandbox were refused" in err.value.hint
+
+
 def test_access_reviews(sb, kube):
     assert kube.can_i(Access("create", "pods")) is True
     alice = Kube.from_kubeconfig(sb.kubeconfig_for_user("kube-bob"))

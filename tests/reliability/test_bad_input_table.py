@@ -313,12 +313,17 @@ API_SERVERS = [
     ),  # a request's 30 s window
     Case("api-unreachable-list", ["list", "--kubeconfig", "@dead"], 1, "127.0.0.1", bound_s=45),
     Case("api-wrong-ca", deploy("--kubeconfig", "@wrong-ca"), 1, "certificate"),
-    Case("client-cert-expired", deploy("--kubeconfig", "@expired"), 1, "credentials were refused"),
+    Case(
+        "client-cert-expired",
+        deploy("--kubeconfig", "@expired"),
+        1,
+        "client certificate of user sandbox-admin of context sandbox expired",
+    ),
     Case(
         "client-cert-expired-list",
         ["list", "--kubeconfig", "@expired"],
         1,
-        "credentials were refused",
+        "client certificate of user sandbox-admin of context sandbox expired",
     ),
     Case(
         "api-wrong-ca-teardown", ["teardown", NAME, "--kubeconfig", "@wrong-ca"], 1, "certificate"
