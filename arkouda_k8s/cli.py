@@ -533,17 +533,13 @@ def _found(args: argparse.Namespace) -> Any:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    import time
-
     cluster = _found(args)
     try:
-        if cluster.status(probe=False).server_ready:
-            # Memory and version come from the server itself, through a short-lived tunnel.
-            try:
-                cluster.handshake(deadline=time.monotonic() + 15)
-            except ArkoudaK8sError as exc:
-                print(f"arkouda-k8s: warning: {exc.one_line()}", file=sys.stderr)
-        _print_status(cluster.status(), args.output)
+        # Memory and version come from the server itself, through a short-lived tunnel.
+        status = cluster.status(handshake=True)
+        for warning in status.warnings:
+            print(f"arkouda-k8s: warning: {warning}", file=sys.stderr)
+        _print_status(status, args.output)
     finally:
         cluster.close()
     return 0

@@ -114,6 +114,8 @@ LOG_TAIL_LINES = 20
 SERVER_RESTARTS = 2
 # Fetching a log tail or events to explain a failure must not hold up the error long.
 DIAGNOSTIC_WINDOW = 5.0
+# How long status(handshake=True) waits for the server to answer a short-lived tunnel.
+STATUS_HANDSHAKE = 15.0
 
 
 class DeployMode(enum.Enum):
@@ -1445,9 +1447,44 @@ class ArkoudaCluster:
 
     # -- status and logs ----------------------------------------------------------------------
 
-    def status(self, probe: bool = True) -> ClusterStatus:
-        """Pods, tunnel and (when the tunnel is up and ``probe``) the server's own numbers."""
+    def status(self, probe: bool = True, *, handshake: bool = False) -> ClusterStatus:
+        """Pods, tunnel and (when the tunnel is up and ``probe``) the server's own numbers.
+
+        ``handshake``: with no tunnel held and the server pod ready, a short-lived tunnel
+        and a handshake read those numbers (memory in use, version) all the same, the way
+        every front end shows them; it is stopped before this returns. Its failure is a
+        line in ``ClusterStatus.warnings``, not an error: the pods' status still stands.
+        """
         pods = self.kube.list("Pod", self.namespace, label_selector=self.selector)["items"]
+        server = next(
+            (
+                p
+                for p in pods
+                if (p["metadata"].get("labels") or {}).get(COMPONENT_LABEL) == "server"
+            ),
+            None,
+        )
+        warnings: list[str] = []
+        short_lived = False
+        if handshake and probe and self.tunnel is None and server and _ready(server):
+            try:
+                self.handshake(deadline=time.monotonic() + STATUS_HANDSHAKE)
+            except ArkoudaK8sError as exc:
+                warnings.append(exc.one_line())
+            short_lived = self.tunnel is not None
+        try:
+            return self._status(pods, server, probe, tuple(warnings))
+        finally:
+            if short_lived:
+                self._stop_tunnel()
+
+    def _status(
+        self,
+        pods: list[dict[str, Any]],
+        server: dict[str, Any] | None,
+        probe: bool,
+        warnings: tuple[str, ...],
+    ) -> ClusterStatus:
         state = self._state_configmap()
         info = _summarize(self.name, self.namespace, pods, state, self.spec)
         memory_used = None
@@ -1464,14 +1501,6 @@ class ArkoudaCluster:
                 ):
                     self.config = p.handshake()
                     version = self.config.get("arkoudaVersion")
-        server = next(
-            (
-                p
-                for p in pods
-                if (p["metadata"].get("labels") or {}).get(COMPONENT_LABEL) == "server"
-            ),
-            None,
-        )
         # a TunnelState, or "shared" for a tunnel borrowed from another process
         tunnel_state = str(self.tunnel.state) if self.tunnel else None
         stage, message = info.stage, _status_message(pods)
@@ -1503,6 +1532,7 @@ class ArkoudaCluster:
             heartbeat_expired=info.heartbeat_expired,
             locales=self.spec.locales,
             mode=self.spec.mode,
+            warnings=warnings,
         )
 
     def _pod_logs(self) -> PodLogs:

@@ -51,7 +51,9 @@ class ShownCluster(Protocol):
     @property
     def name(self) -> str: ...
 
-    def status(self) -> ClusterStatus: ...
+    def status(self, probe: bool = True, *, handshake: bool = False) -> ClusterStatus:
+        """``handshake``: the server's memory and version also without a tunnel held."""
+        ...
 
     def logs(self, component: str, tail: int | None) -> str:
         """Masked: the front ends show it as it is."""

@@ -202,7 +202,8 @@ class HeldClusters:
             cluster = ArkoudaCluster.from_name(
                 name, namespace, kube=self.kube(namespace), connect=False
             )
-        doc = cluster.status().to_dict()
+        # one not held: memory and version through a short-lived tunnel, as the CLI shows them
+        doc = cluster.status(handshake=True).to_dict()
         doc["heldByServer"] = (namespace, name) in self.clusters
         doc["ephemeral"] = (namespace, name) in self.ephemeral
         return doc

@@ -438,7 +438,9 @@ class ArkoudaMagics(Magics, Configurable):
             panel.start()
             self._display(panel)
             return panel
-        card = widgets.StatusCard(cluster.status())
+        # memory and version from the server itself, also of a cluster this kernel holds
+        # no tunnel to (a short-lived one)
+        card = widgets.StatusCard(cluster.status(handshake=True))
         self._display(card)
         return card
 

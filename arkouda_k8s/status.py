@@ -41,6 +41,9 @@ class ClusterStatus:
     heartbeat_expired: bool = False
     locales: int | None = None  # Arkouda locales in all (udp: server pod + locale pods)
     mode: str | None = None
+    # What kept the server's own numbers out (status(handshake=True) could not reach it);
+    # front ends show them apart, the documents leave them out.
+    warnings: tuple[str, ...] = ()
 
     def title(self) -> str:
         """The heading of the notebook's status card."""

@@ -305,7 +305,8 @@ class ClusterPanel(_Card, w.VBox, Generic[C]):
     def refresh(self) -> None:
         """Read the cluster's status now and show it."""
         try:
-            status = self.cluster.status()
+            # a cluster without a tunnel of its own: the server's numbers all the same
+            status = self.cluster.status(handshake=True)
         except ArkoudaK8sError as exc:
             self.error = exc.one_line()
         else:

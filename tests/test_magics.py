@@ -358,7 +358,7 @@ class StubCluster:
     session: ClientSession | None = None
     on_tunnel_state: list[Callable[[str], None]] = field(default_factory=list)
 
-    def status(self) -> ClusterStatus:
+    def status(self, probe: bool = True, *, handshake: bool = False) -> ClusterStatus:
         return cluster_status(name=self.name, namespace=self.namespace)
 
     def logs(self, component: str, tail: int | None) -> str:
@@ -392,7 +392,7 @@ class DeletableCluster(StubCluster):
 
     gone: bool = False
 
-    def status(self) -> ClusterStatus:
+    def status(self, probe: bool = True, *, handshake: bool = False) -> ClusterStatus:
         if not self.gone:
             return cluster_status(name=self.name, namespace=self.namespace)
         return cluster_status(
@@ -1178,3 +1178,21 @@ def test_a_deploy_the_cluster_cannot_take_is_one_line_and_leaves_nothing(
     assert "Traceback" not in shown(out)
     assert instance_objects(sb, "huge") == []
     assert "huge" not in the_magics(ip).clusters and "ak" not in ip.user_ns
+
+
+def test_status_of_a_deployment_this_kernel_holds_no_tunnel_to_shows_memory_and_version(
+    sandbox_ip: tuple[InteractiveShell, Any], deployed: Any
+) -> None:
+    """`%arkouda_status NAME` of a deployment made elsewhere (the CLI, another kernel)
+    reads the server's memory and version through a short-lived tunnel, as
+    `arkouda-k8s status` does, and leaves no tunnel behind."""
+    from _support.lifecycle import spec
+
+    ip, _ = sandbox_ip
+    with deployed(spec("st-elsewhere", locales=2)) as c:
+        c.close()  # the deployment stays; this process holds no tunnel to it
+        out = run_ok(ip, "%arkouda_status st-elsewhere")
+        card = shown(out)
+        assert "Ready" in card and c.spec.release in card, card
+        assert re.search(r"\d+(\.\d+)? [KMGT]?i?B used", card), card
+        assert "st-elsewhere" not in the_magics(ip).clusters

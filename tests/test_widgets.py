@@ -51,7 +51,7 @@ class FakeCluster:
     on_tunnel_state: list[Callable[[str], None]] = field(default_factory=list)
     fail_status: Exception | None = None
 
-    def status(self) -> ClusterStatus:
+    def status(self, probe: bool = True, *, handshake: bool = False) -> ClusterStatus:
         if self.fail_status is not None:
             raise self.fail_status
         return self.status_now
