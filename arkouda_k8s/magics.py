@@ -44,22 +44,22 @@ Errors: bad arguments are one-line ``UsageError``s. Other failures show one line
 the reason and the hint and fail the cell, in an interactive front end; batch runs
 (papermill, nbval and other clients that offer no stdin, plain test shells) and
 ``short_errors = False`` get the exception itself, traceback and all.
+
+Where the parts live: the settings' sources and the options shared with the CLI in
+``magic_options``, the error policy in ``magic_errors``, what ``%%arkouda`` does around
+a cell in ``magic_cells``, the displays in ``widgets``, the Jupyter server's tunnels in
+``jupyter_link``; what they need of a cluster is ``interfaces.NotebookCluster``.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import atexit
-import functools
-import gc
 import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from IPython.core import magic as ipython_magic
@@ -68,12 +68,32 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, magics_class
 from IPython.core.magic_arguments import argument
 from traitlets import Bool, Int, TraitError, Unicode
-from traitlets.config import Config, Configurable
+from traitlets.config import Configurable
 
-from . import options
+from . import magic_cells, options
 from .credentials import redact, strip_control
-from .errors import ArkoudaK8sError, SpecError
+from .errors import ArkoudaK8sError
 from .errors import UsageError as ArkoudaUsageError
+from .magic_errors import ArkoudaError, front_end, server_errors
+from .magic_options import (
+    NOT_FROM_PROJECT,
+    SETTINGS,
+    SETTINGS_HINT,
+    ClusterOptions,
+    NamespaceOptions,
+    SpecOptions,
+    WaitOptions,
+    settings_config,
+)
+
+__all__ = [
+    "NOT_FROM_PROJECT",
+    "SETTINGS",
+    "ArkoudaError",
+    "ArkoudaMagics",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+]
 
 if TYPE_CHECKING:  # heavy modules load only when a magic runs
     from .cluster import Timeouts
@@ -96,148 +116,7 @@ def cell_magic(func: _Magic) -> _Magic:
     return cast(_Magic, ipython_magic.cell_magic(func))
 
 
-SETTINGS = ("namespace", "context", "kubeconfig", "release", "locales", "short_errors", "widgets")
-# Settings that choose credentials (a kubeconfig can name an exec plugin to run): never
-# from a project file, which arrives with any repository a user opens.
-NOT_FROM_PROJECT = ("kubeconfig", "context")
-USER_CONFIG = "~/.config/arkouda-k8s/config.toml"
 EXIT_WAIT = 3.0  # seconds the kernel's exit waits for the load-time check
-
-
-class ArkoudaError(Exception):
-    """A failure shown as one line (reason and hint) instead of a traceback.
-
-    IPython prints what ``_render_traceback_`` returns in place of the traceback, and
-    the cell still fails (Jupyter stops "run all"). The original exception is the
-    ``__cause__``; ``%config ArkoudaMagics.short_errors = False`` raises it instead.
-    """
-
-    def __init__(self, message: str, kind: str = "ArkoudaError") -> None:
-        super().__init__(message)
-        self.kind = kind
-
-    def _render_traceback_(self) -> list[str]:
-        return [f"{self.kind}: {self}"]
-
-
-# Spec fields that are command-line options, for error messages in the user's words.
-_OPTION_OF_FIELD = {
-    "name": "--name",
-    "namespace": "--namespace",
-    "mode": "--mode",
-    "locales": "--locales",
-    "threads": "--threads",
-    "cpu": "--cpu",
-    "memory": "--memory",
-    "release": "--release",
-    "image_repository": "--image-repository",
-    "pull_policy": "--pull-policy",
-    "authenticate": "--no-auth",
-    "metrics": "--metrics",
-    "registration": "--registration",
-    "spread": "--spread",
-}
-
-
-def _usage(magic: str, message: str) -> UsageError:
-    return UsageError(f"%{magic}: {message} (hint: see `%{magic}?`)")
-
-
-def _spec_error_line(exc: SpecError) -> str:
-    option = _OPTION_OF_FIELD.get(exc.field, exc.field)
-    return exc.one_line().replace(f"{exc.field}:", f"{option}:", 1)
-
-
-def _front_end(magic: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Run a magic under the error policy of the module docstring."""
-
-    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(fn)
-        def run(self: ArkoudaMagics, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return fn(self, *args, **kwargs)
-            except UsageError as exc:
-                message = str(exc)
-                if message.startswith(f"%{magic}:"):
-                    raise
-                raise _usage(magic, message) from None
-            except SpecError as exc:
-                raise _usage(magic, _spec_error_line(exc)) from None
-            except ArkoudaUsageError as exc:
-                raise UsageError(f"%{magic}: {exc.one_line()}") from None
-            except ArkoudaK8sError as exc:
-                if self.short_errors_now():
-                    raise ArkoudaError(exc.one_line(), type(exc).__name__) from exc
-                raise
-
-        return run
-
-    return wrap
-
-
-class _SpecOptions(magic_arguments.ArgDecorator):
-    """The CLI's spec options, added by the CLI's own function so the two never drift."""
-
-    def add_to_parser(self, parser: Any, group: Any) -> None:
-        options.add_spec_options(parser)
-
-
-class _WaitOptions(magic_arguments.ArgDecorator):
-    """The CLI deploy's wait options (Timeouts), from the CLI's own function."""
-
-    def add_to_parser(self, parser: Any, group: Any) -> None:
-        options.add_wait_options(parser)
-
-
-class _NamespaceOptions(magic_arguments.ArgDecorator):
-    """The CLI deploy's namespace options (--create-namespace)."""
-
-    def add_to_parser(self, parser: Any, group: Any) -> None:
-        options.add_namespace_options(parser)
-
-
-class _ClusterOptions(magic_arguments.ArgDecorator):
-    def __init__(self, all_namespaces: bool = False) -> None:
-        self.all_namespaces = all_namespaces
-
-    def add_to_parser(self, parser: Any, group: Any) -> None:
-        options.add_cluster_options(parser, all_namespaces=self.all_namespaces)
-
-
-def _settings_from_files(cwd: Path) -> dict[str, Any]:
-    """Settings from env, the nearest pyproject.toml and the user config file (that order)."""
-    import tomllib
-
-    found: dict[str, Any] = {}
-
-    def take(source: dict[str, Any], ignored: tuple[str, ...] = ()) -> None:
-        for key, value in source.items():
-            key = key.replace("-", "_")
-            if key in SETTINGS and key not in found and key not in ignored:
-                found[key] = value
-
-    for key in SETTINGS:
-        env = os.environ.get(f"ARKOUDA_K8S_{key.upper()}")
-        if env is not None and env != "":
-            found[key] = env
-    for folder in (cwd, *cwd.parents):
-        pyproject = folder / "pyproject.toml"
-        if pyproject.is_file():
-            try:
-                data = tomllib.loads(pyproject.read_text())
-            except (OSError, tomllib.TOMLDecodeError):
-                data = {}
-            take(data.get("tool", {}).get("arkouda-k8s", {}), ignored=NOT_FROM_PROJECT)
-            break
-    user = Path(os.path.expanduser(os.environ.get("ARKOUDA_K8S_CONFIG") or USER_CONFIG))
-    if user.is_file():
-        try:
-            take(tomllib.loads(user.read_text()))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ArkoudaUsageError(
-                f"config file {user}: cannot read it: {exc}", "fix or remove the file"
-            ) from None
-    return found
 
 
 @magics_class
@@ -333,7 +212,7 @@ class ArkoudaMagics(Magics, Configurable):
     def spec_from_args(self, args: Any) -> ClusterSpec:
         """The ClusterSpec of the options, the settings' defaults below them.
 
-        Built by the CLI's :func:`options.spec_from_args` (values files, the installed
+        Built by :func:`options.spec_from_args`, as the CLI's (values files, the installed
         client's release when none is given); its notes and warnings are shown one line
         each. Order: options > values files > settings > the client's release > defaults.
         A ``release`` setting counts as given (no client match).
@@ -454,21 +333,9 @@ class ArkoudaMagics(Magics, Configurable):
         session = cluster.session
         if session is None or session.closed:
             return
-        ns = self.shell.user_ns
-        names = [k for k, v in ns.items() if _is_arkouda_object(v)]
-        for key in names:
-            del ns[key]
-        out = ns.get("Out")
-        if isinstance(out, dict):
-            for key in [k for k, v in out.items() if _is_arkouda_object(v)]:
-                del out[key]
-        gc.collect()  # their deletes reach their own server now, not the next one
-        shown = [k for k in names if not k.startswith("_")]
+        shown = magic_cells.remove_arrays(self.shell.user_ns)
         if shown:
-            print(
-                f"arkouda-k8s: removed {', '.join(sorted(shown))} ({why}; arrays live on "
-                f"{cluster.name})"
-            )
+            print(f"arkouda-k8s: removed {', '.join(shown)} ({why}; arrays live on {cluster.name})")
 
     def teardown_cluster(self, cluster: NotebookCluster) -> None:
         self._release(cluster, f"{cluster.name} is deleted")
@@ -489,14 +356,14 @@ class ArkoudaMagics(Magics, Configurable):
     # -- %arkouda_deploy ---------------------------------------------------------------
 
     @line_magic
-    @_front_end("arkouda_deploy")
+    @front_end("arkouda_deploy")
     @magic_arguments.magic_arguments()
     @argument("--dry-run", action="store_true", help="show the objects, deploy nothing")
     @argument("--sandbox", action="store_true", help="deploy on this kernel's sandbox")
-    @_SpecOptions()
-    @_WaitOptions()
-    @_NamespaceOptions()
-    @_ClusterOptions()
+    @SpecOptions()
+    @WaitOptions()
+    @NamespaceOptions()
+    @ClusterOptions()
     def arkouda_deploy(self, line: str = "") -> Any:
         """Deploy an Arkouda cluster, connect to it and bind ``ak``."""
         args = magic_arguments.parse_argstring(self.arkouda_deploy, line)
@@ -614,7 +481,7 @@ class ArkoudaMagics(Magics, Configurable):
     # -- %%arkouda ---------------------------------------------------------------------
 
     @cell_magic
-    @_front_end("arkouda")
+    @front_end("arkouda")
     @magic_arguments.magic_arguments()
     @argument("--cluster", metavar="NAME", help="the cluster to run on (default: the current)")
     @argument("--timeit", action="store_true", help="time the cell with IPython's %%timeit")
@@ -628,70 +495,46 @@ class ArkoudaMagics(Magics, Configurable):
             self.shell.user_ns["ak"] = session.ak  # already bound: no reconnect per cell
         else:
             self.bind(cluster)
-        memory_before = _memory_used(cluster)
-        server_before = _server_time(cluster)
+        memory_before = magic_cells.memory_used(cluster)
+        server_before = magic_cells.server_time(cluster)
         started = time.perf_counter()
         try:
             if args.timeit:
                 result = self.shell.run_cell_magic("timeit", "", cell)
             else:
-                with self._server_errors():
-                    result = self._run(cell)
+                with server_errors(self):
+                    result = magic_cells.run_cell(self.shell, cell)
         finally:
             elapsed = time.perf_counter() - started
-            server_after = _server_time(cluster)
-            memory_after = _memory_used(cluster)
+            server_after = magic_cells.server_time(cluster)
+            memory_after = magic_cells.memory_used(cluster)
             if previous is not None and previous is not cluster:
                 self.bind(previous)  # the user's `ak` stays on their current cluster
         server = None
         if server_before is not None and server_after is not None:
             server = (server_after[0] - server_before[0], server_after[1] - server_before[1])
-        print(_cell_report(cluster.name, elapsed, server, memory_before, memory_after))
+        print(magic_cells.cell_report(cluster.name, elapsed, server, memory_before, memory_after))
         return result
-
-    @contextmanager
-    def _server_errors(self) -> Iterator[None]:
-        try:
-            yield
-        except RuntimeError as exc:
-            if not _from_arkouda_client(exc) or not self.short_errors_now():
-                raise
-            reason = " ".join(str(exc).split()).removeprefix("Error: ")
-            raise ArkoudaError(redact(reason), "ArkoudaServerError") from exc
-
-    def _run(self, cell: str) -> Any:
-        """Run code in the user namespace; the last expression's value is the result."""
-        code = self.shell.transform_cell(cell)
-        filename = self.shell.compile.cache(code, self.shell.execution_count)
-        tree = ast.parse(code, filename=filename)
-        last = None
-        if tree.body and isinstance(tree.body[-1], ast.Expr):
-            last = ast.Expression(tree.body.pop().value)
-        ns = self.shell.user_ns
-        exec(compile(tree, filename, "exec"), ns)  # noqa: S102 - running the user's cell
-        if last is not None:
-            return eval(compile(last, filename, "eval"), ns)  # noqa: S307
-        return None
 
     # -- status, logs, connect, list, teardown, sandbox --------------------------------
 
     @line_magic
-    @_front_end("arkouda_status")
+    @front_end("arkouda_status")
     @magic_arguments.magic_arguments()
     @argument("name", nargs="?", help="the cluster (default: the current)")
-    @_ClusterOptions()
+    @ClusterOptions()
     def arkouda_status(self, line: str = "") -> Any:
         """Show a cluster's status card (stage, locales, tunnel, memory)."""
         args = magic_arguments.parse_argstring(self.arkouda_status, line)
         self.show_status(self.cluster(args.name, args))
 
     @line_magic
-    @_front_end("arkouda_logs")
+    @front_end("arkouda_logs")
     @magic_arguments.magic_arguments()
     @argument("name", nargs="?", help="the cluster (default: the current)")
     @argument("--component", choices=["server", "locale"], default="server")
     @argument("--tail", type=int, metavar="N", help="the last N lines")
-    @_ClusterOptions()
+    @ClusterOptions()
     def arkouda_logs(self, line: str = "") -> Any:
         """Print a cluster's server (or locale) log; secrets are masked."""
         args = magic_arguments.parse_argstring(self.arkouda_logs, line)
@@ -703,10 +546,10 @@ class ArkoudaMagics(Magics, Configurable):
         print(strip_control(cluster.logs(args.component, args.tail)))
 
     @line_magic
-    @_front_end("arkouda_connect")
+    @front_end("arkouda_connect")
     @magic_arguments.magic_arguments()
     @argument("name", help="the deployment's name")
-    @_ClusterOptions()
+    @ClusterOptions()
     def arkouda_connect(self, line: str = "") -> Any:
         """Reattach to a running deployment: tunnel, session, ``ak``, status card."""
         args = magic_arguments.parse_argstring(self.arkouda_connect, line)
@@ -715,9 +558,9 @@ class ArkoudaMagics(Magics, Configurable):
         self.show_status(cluster)
 
     @line_magic
-    @_front_end("arkouda_list")
+    @front_end("arkouda_list")
     @magic_arguments.magic_arguments()
-    @_ClusterOptions(all_namespaces=True)
+    @ClusterOptions(all_namespaces=True)
     def arkouda_list(self, line: str = "") -> Any:
         """List the arkouda-k8s deployments visible."""
         from . import widgets
@@ -732,12 +575,12 @@ class ArkoudaMagics(Magics, Configurable):
         self._display(widgets.ClusterTable(items, current=self.current))
 
     @line_magic
-    @_front_end("arkouda_teardown")
+    @front_end("arkouda_teardown")
     @magic_arguments.magic_arguments()
     @argument("name", nargs="?", help="the cluster (default: the current)")
     @argument("--all", action="store_true", help="every arkouda-k8s deployment in the namespace")
     @argument("--expired", action="store_true", help="deployments whose heartbeat expired")
-    @_ClusterOptions()
+    @ClusterOptions()
     def arkouda_teardown(self, line: str = "") -> Any:
         """Delete a deployment and everything it created (the tunnel and session too)."""
         args = magic_arguments.parse_argstring(self.arkouda_teardown, line)
@@ -768,7 +611,7 @@ class ArkoudaMagics(Magics, Configurable):
             print("nothing to delete")
 
     @line_magic
-    @_front_end("arkouda_prepull")
+    @front_end("arkouda_prepull")
     @magic_arguments.magic_arguments()
     @argument("--release", help="Arkouda release / image tag (default: as %%arkouda_deploy's)")
     @argument("--image-repository", help="image repository (default: bearsrus)")
@@ -780,7 +623,7 @@ class ArkoudaMagics(Magics, Configurable):
         help="only nodes with this label (repeatable; default: every node)",
     )
     @argument("--timeout", type=float, default=900.0, help="give up after so many seconds")
-    @_ClusterOptions()
+    @ClusterOptions()
     def arkouda_prepull(self, line: str = "") -> Any:
         """Pull the Arkouda image onto every (matching) node, so a deploy starts at once."""
         from .kube import Kube
@@ -819,7 +662,7 @@ class ArkoudaMagics(Magics, Configurable):
         progress.finish(True, f"{spec.server_image} is on {nodes} node(s)")
 
     @line_magic
-    @_front_end("arkouda_sandbox")
+    @front_end("arkouda_sandbox")
     def arkouda_sandbox(self, line: str = "") -> Any:
         """Start the simulated Kubernetes cluster for this kernel and use it."""
         if line.strip():
@@ -898,57 +741,6 @@ class ArkoudaMagics(Magics, Configurable):
             self.sandbox = None
 
 
-# -- helpers --------------------------------------------------------------------------
-
-
-def _is_arkouda_object(value: Any) -> bool:
-    """An object of the arkouda client (pdarray, Strings, ...), found without importing it."""
-    module = type(value).__module__ or ""
-    return module == "arkouda" or module.startswith("arkouda.")
-
-
-def _memory_used(cluster: NotebookCluster) -> int | None:
-    try:
-        return cluster.memory_used()
-    except ArkoudaK8sError:
-        return None
-
-
-def _server_time(cluster: NotebookCluster) -> tuple[int, float] | None:
-    """(requests, seconds waiting on the server) so far, when a session counts them."""
-    return None if cluster.session is None else cluster.session.server_time()
-
-
-def _cell_report(
-    name: str,
-    elapsed: float,
-    server: tuple[int, float] | None,
-    before: int | None,
-    after: int | None,
-) -> str:
-    from .spec import format_bytes
-
-    text = f"[arkouda {name}] cell {elapsed:.3f} s"
-    if server is not None:
-        text += f", server {server[1]:.3f} s in {server[0]} requests"
-    if before is not None and after is not None:
-        delta = after - before
-        sign = "+" if delta >= 0 else "-"
-        text += f", server memory {sign}{format_bytes(abs(delta))} (now {format_bytes(after)})"
-    return text
-
-
-def _from_arkouda_client(exc: BaseException) -> bool:
-    """Whether the exception was raised inside the ``arkouda`` client (a server reply)."""
-    tb = exc.__traceback__
-    while tb is not None:
-        module = tb.tb_frame.f_globals.get("__name__", "")
-        if module == "arkouda" or module.startswith("arkouda."):
-            return True
-        tb = tb.tb_next
-    return False
-
-
 _LOADED: dict[int, ArkoudaMagics] = {}
 
 
@@ -956,29 +748,14 @@ def load_ipython_extension(ipython: Any) -> None:
     """Register the magics (``%load_ext arkouda_k8s``); loading twice is a no-op."""
     if id(ipython) in _LOADED:
         return
-    hint = "(hint: fix ARKOUDA_K8S_*, [tool.arkouda-k8s] or the config file)"
-    try:
-        found = _settings_from_files(Path.cwd())
-    except ArkoudaK8sError as exc:
-        raise UsageError(f"arkouda_k8s: {exc.one_line()}") from None
-    config = Config()
-    for key, value in found.items():
-        trait = ArkoudaMagics.class_traits()[key]
-        if isinstance(value, str) and not isinstance(trait, Unicode):
-            try:
-                value = trait.from_string(value)
-            except Exception:
-                raise UsageError(
-                    f"arkouda_k8s: setting {key}: invalid value {value!r} {hint}"
-                ) from None
-        config.ArkoudaMagics[key] = value
-    config.merge(ipython.config)  # %config and ipython_config.py win
+    config = settings_config("ArkoudaMagics", ArkoudaMagics.class_traits(), ipython.config)
     before = list(ipython.configurables)
     try:
         magics = ArkoudaMagics(shell=ipython, config=config)
     except TraitError as exc:
         ipython.configurables[:] = before  # Magics registers itself before validating
-        raise UsageError(f"arkouda_k8s: setting: {' '.join(str(exc).split())} {hint}") from None
+        message = " ".join(str(exc).split())
+        raise UsageError(f"arkouda_k8s: setting: {message} {SETTINGS_HINT}") from None
     ipython.register_magics(magics)
     _LOADED[id(ipython)] = magics
     magics.start()

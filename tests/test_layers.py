@@ -10,10 +10,18 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "arkouda_k8s"
 
 # Each front end with the modules that are its own parts: the CLI's subcommands `doctor`
-# and `run`; the notebook's displays and its link to the Jupyter server extension.
+# and `run`; the notebook's settings and options, error policy, %%arkouda cell, displays
+# and its link to the Jupyter server extension.
 FRONT_ENDS = {
     "cli": {"cli", "doctor", "runner"},
-    "notebook": {"magics", "widgets", "jupyter_link"},
+    "notebook": {
+        "magics",
+        "magic_options",
+        "magic_errors",
+        "magic_cells",
+        "widgets",
+        "jupyter_link",
+    },
     "jupyter server": {"jupyter_extension"},
 }
 
