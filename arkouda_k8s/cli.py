@@ -602,9 +602,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_teardown(args: argparse.Namespace) -> int:
-    from .cluster import ArkoudaCluster, teardown_all, teardown_expired
-    from .errors import ClusterNotFound
-    from .spec import ClusterSpec
+    from .cluster import teardown_all, teardown_expired, teardown_named
 
     if sum(bool(x) for x in (args.name, args.all, args.expired)) != 1:
         raise UsageError(
@@ -619,22 +617,8 @@ def _cmd_teardown(args: argparse.Namespace) -> int:
         elif args.all:
             removed = teardown_all(namespace=args.namespace, kube=kube, on_progress=progress)
         else:
-            try:
-                cluster = ArkoudaCluster.from_name(
-                    args.name, args.namespace, kube=kube, connect=False, on_progress=progress
-                )
-            except ClusterNotFound:
-                # Remains without their marker (a rollback that failed half-way) still
-                # carry our labels: remove those too.
-                cluster = ArkoudaCluster(
-                    ClusterSpec(name=args.name, namespace=args.namespace or kube.namespace),
-                    kube=kube,
-                    on_progress=progress,
-                )
-                if not cluster.leftovers():
-                    raise
-            cluster.teardown()
-            removed = [f"{cluster.namespace}/{cluster.name}"]
+            teardown_named(args.name, args.namespace, kube=kube, on_progress=progress)
+            removed = [f"{args.namespace or kube.namespace}/{args.name}"]
     finally:
         progress.close()
     for item in removed:

@@ -14,21 +14,18 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import copy
 import enum
 import functools
-import json
 import logging
 import re
 import secrets
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-from . import manifests, preflight
+from . import manifests, preflight, teardown
 from .credentials import Credentials, redact, strip_control
 from .errors import (
     ArkoudaK8sError,
@@ -62,6 +59,8 @@ from .inventory import (  # noqa: F401 (re-export: callers and tests name them h
     OWNED_KINDS,
     SPEC_ANNOTATION,
     TTL_ANNOTATION,
+    Heartbeat,
+    ServerAddress,
     _check_same_spec,
     _forget_tunnel,
     _looks_ours,
@@ -75,20 +74,30 @@ from .inventory import (  # noqa: F401 (re-export: callers and tests name them h
     _summarize,
     _Summary,
     _tunnel_records,
+    beat,
+    existing_spec,
     held_tunnel,
+    instance_exists,
+    kube_in,
     list_clusters,
+    read_state,
+    server_address_in_cluster,
     spec_changes,
 )
 from .kube import Access, Kube, WatchDeadline, list_contexts  # noqa: F401 (re-export)
+from .ownership import Ownership
+from .ownership import self_registers as _self_registers
 from .podlogs import PodLogs
 from .preflight import Findings, rbac_yaml, required_access  # noqa: F401 (re-export)
 from .spec import ClusterSpec
+from .stages import Progress, ProgressCallback, Timeouts  # noqa: F401 (re-export)
 from .status import (  # noqa: F401 (re-export: the status types are the lifecycle's answers)
     OUTPUT_API_VERSION,
     ClusterInfo,
     ClusterStatus,
     cluster_list_dict,
 )
+from .teardown import teardown_all, teardown_expired, teardown_named  # noqa: F401 (re-export)
 
 log = logging.getLogger(__name__)
 
@@ -136,39 +145,6 @@ class DeployMode(enum.Enum):
                 f"mode: {value!r} is not a deploy mode",
                 "use create, create-or-connect or connect-only",
             ) from None
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One step of a deploy or teardown, for progress bars and status lines."""
-
-    stage: str
-    done: int
-    total: int
-    message: str
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    """Deadline of each stage, in seconds; no wait in the lifecycle is unbounded."""
-
-    preflight: float = 60.0
-    # Includes waiting for an administrator to approve the CSR.
-    credentials: float = 300.0
-    locales: float = 600.0
-    server: float = 300.0
-    handshake: float = 120.0
-    teardown: float = 180.0
-    # How long a pod may stay Unschedulable before the deploy fails: 0 fails at once;
-    # on a cluster that autoscales, give the autoscaler time to add a node (e.g. 300).
-    unschedulable: float = 0.0
-    # --registration server: how long an approved CSR may wait for a signer. A signer
-    # answers within seconds; some clusters have none for this signer (EKS) and the
-    # request would wait forever.
-    signing: float = 60.0
-
-
-ProgressCallback = Callable[[Progress], None]
 
 
 # -- the lifecycle -------------------------------------------------------------------------
@@ -228,7 +204,6 @@ class ArkoudaCluster:
         self.tunnel: Any = None
         self.session: Any = None
         self.config: dict[str, Any] | None = None  # the server's getconfig answer
-        self.created = False  # this object created the deployment (rollback owns it)
         self.csr_pending_admin = False
         # Helm's --create-namespace: created by deploy() only when missing, and never
         # deleted by teardown (other things may live in it).
@@ -240,13 +215,13 @@ class ArkoudaCluster:
         self._pulls = _PullClock()
         self._locale_said = ""
         self._token: str | None = None
-        self.instance_id: str | None = None  # set by a deploy that creates, or on reattach
-        self._owner: dict[str, Any] | None = None  # the state ConfigMap, once known ours
+        # Which objects are this deployment's (its state ConfigMap and what that owns).
+        self.ownership = Ownership(self.kube, self.spec.name, self.namespace)
         self._csr_uid: str | None = None
         self._credentials: _Background[Credentials] | None = None
         # The Ready server pod a wait just saw: the tunnel's first target, without a list.
         self._server_pod_hint: str | None = None
-        self._heartbeat: _Heartbeat | None = None
+        self._heartbeat: Heartbeat | None = None
 
     def __repr__(self) -> str:
         return (
@@ -274,6 +249,16 @@ class ArkoudaCluster:
             return tuple(self.tunnel.local_address)  # type: ignore[return-value]
         except Exception:
             return None
+
+    @property
+    def created(self) -> bool:
+        """This object created the deployment (its rollback owns it)."""
+        return self.ownership.created
+
+    @property
+    def instance_id(self) -> str | None:
+        """The deployment's random id (set by a deploy that creates, or on reattach)."""
+        return self.ownership.instance_id
 
     @property
     def selector(self) -> str:
@@ -329,7 +314,7 @@ class ArkoudaCluster:
             calls.append(functools.partial(_outcome, self._preflight_findings, deadline))
             # every name the deploy would take, looked up now; it matters only if the
             # deployment turns out not to exist
-            calls.append(functools.partial(_outcome, self._taken, deadline))
+            calls.append(functools.partial(_outcome, self.ownership.taken, self.spec, deadline))
         existing_out, exists_out, *found_out = self.kube.concurrently(calls)
         for outcome in (existing_out, exists_out):
             exc = outcome[1]
@@ -364,35 +349,28 @@ class ArkoudaCluster:
             # Another session deploying this same name may have created its state
             # ConfigMap (always its first object) between our existence probes and the
             # name lookup: that is its deploy under way, to be joined, not a stranger's.
-            state = self._state_configmap(deadline)
-            if state is not None and _looks_ours(state, self.name):
+            if self.ownership.owner_object(deadline) is not None:
                 return self._join(wait)
-            raise self._foreign(*taken)
+            raise self.ownership.foreign(*taken)
         if self.create_namespace and self.namespace_missing:
             self._create_namespace(deadline)
-        # The state ConfigMap is created (not applied) first: of two sessions deploying
-        # the same name at once, one gets 409 and waits for the other's deployment
-        # instead of writing a second set of credentials over it. It owns every other
-        # object of the deployment (ownerReferences): deleting it deletes them.
-        self.instance_id = secrets.token_hex(8)
-        try:
-            self._owner = self.kube.create(
-                self._state_object(), deadline=time.monotonic() + self.timeouts.preflight
-            )
-        except KubeError as exc:
-            if exc.status != 409:
-                raise
-            found = self._state_configmap()
-            if found is None or not _looks_ours(found, self.name):
-                raise self._foreign("ConfigMap", self._state_name()) from None
+        # The state ConfigMap first: it owns every other object of the deployment
+        # (ownerReferences), and another session deploying the name meets it (join).
+        state = manifests.state_configmap(
+            self.spec,
+            secrets.token_hex(8),
+            heartbeat=_now_text(),
+            context=self.kube.context,
+            ephemeral=self.ephemeral,
+        )
+        if not self.ownership.claim(state, time.monotonic() + self.timeouts.preflight):
             return self._join(wait)
-        self.created = True
         try:
             self._create(wait)
         except BaseException as exc:
             self._stop_tunnel()
             if self.keep_on_failure:
-                self._mark_failed(exc)
+                self.ownership.mark_failed(_one_line(exc))
                 if isinstance(exc, ArkoudaK8sError):
                     exc.hint = _join(
                         exc.hint,
@@ -403,7 +381,12 @@ class ArkoudaCluster:
             else:
                 try:
                     self._progress("rollback", 0, 1, "removing what the failed deploy created")
-                    self._delete_all(deadline=time.monotonic() + self.timeouts.teardown)
+                    teardown.delete_all(
+                        self.ownership,
+                        self.spec,
+                        deadline=time.monotonic() + self.timeouts.teardown,
+                        report=self._progress,
+                    )
                     self._progress("rollback", 1, 1, "rolled back")
                     if isinstance(exc, ArkoudaK8sError):
                         exc.hint = _join(exc.hint, "everything the deploy created was removed")
@@ -453,10 +436,10 @@ class ArkoudaCluster:
         deadline = time.monotonic() + t.credentials
         self._progress("credentials", 0, 2, "creating secrets and the locale pods' objects")
         first = [o for o in objects if not later(o)]
-        answers = self._create_all_owned(first, deadline)
+        answers = self.ownership.create_all_owned(first, deadline)
         created = dict(zip(map(_ref, first), answers, strict=True))
         bindings = [o for o in objects if o["kind"] == "RoleBinding"]
-        binding_done = _in_background(self._create_all_owned, bindings, deadline)
+        binding_done = _in_background(self.ownership.create_all_owned, bindings, deadline)
 
         # 2. The server's client certificate (--registration server only): CSR,
         #    approval, certificate into the Secret.
@@ -468,7 +451,9 @@ class ArkoudaCluster:
                 for o in manifests.render(spec, creds)
                 if o["kind"] == "Secret" and o["metadata"]["name"] == self.names.tls_secret
             )
-            finish: list[Callable[[], Any]] = [functools.partial(self._create_owned, tls, deadline)]
+            finish: list[Callable[[], Any]] = [
+                functools.partial(self.ownership.create_owned, tls, deadline)
+            ]
             if self._csr_uid is not None:
                 finish.append(
                     functools.partial(
@@ -496,12 +481,12 @@ class ArkoudaCluster:
         # 4. A Service the server registered in an earlier life makes it exit (trap 2).
         deadline = time.monotonic() + t.server
         if csr_obj is not None:
-            self._remove_stale_service(deadline)
+            teardown.remove_self_registered(self.ownership, deadline, self._progress)
 
         # 5. The server pod, created while the locale pods still pull and start: every
         #    node pulls the image at once. Its launch script waits for Ready locales
         #    (upstream trap 1) with a deadline as long as our locale stage.
-        pod_created = self._create_owned(pod, deadline)
+        pod_created = self.ownership.create_owned(pod, deadline)
         self._progress("server", 0, 1, "server pod created")
         if not wait:
             self._start_heartbeat(beat_now=False)
@@ -523,97 +508,7 @@ class ArkoudaCluster:
         self.handshake()
         self._start_heartbeat(beat_now=False)
 
-    # -- ownership ---------------------------------------------------------------------------
-
-    def _foreign(self, kind: str, name: str) -> ArkoudaK8sError:
-        return ArkoudaK8sError(
-            f"{kind} {self.namespace}/{name} already exists and is not part of arkouda-k8s "
-            f"deployment {self.name!r}: refusing to replace or delete it",
-            "choose another --name, or delete that object yourself if you know it is a leftover",
-        )
-
-    def _our_names(self) -> list[tuple[str, str]]:
-        """(kind, name) of every namespaced object the deploy creates, or the server
-        registers itself."""
-        out = [
-            (o["kind"], o["metadata"]["name"])
-            for o in manifests.render(self.spec)
-            if o["kind"] != "CertificateSigningRequest"
-        ]
-        out.append(("ConfigMap", self._state_name()))
-        if _self_registers(self.spec):
-            for svc in (self.names.self_service, self.names.metrics_service):
-                out += [("Service", svc), ("Endpoints", svc)]
-        return sorted(set(out), key=out.index)
-
-    def _taken(self, deadline: float) -> tuple[str, str] | None:
-        """(kind, name) of the first name the deploy would use that is taken (every name
-        asked side by side): refused before anything is created."""
-        names = self._our_names()
-        found = self.kube.concurrently(
-            [
-                functools.partial(self.kube.get, kind, name, self.namespace, deadline=deadline)
-                for kind, name in names
-            ]
-        )
-        return next((n for n, obj in zip(names, found, strict=True) if obj is not None), None)
-
-    def _owner_uid(self, deadline: float | None = None) -> str:
-        """The uid of our state ConfigMap (loaded on first use after a reattach)."""
-        if self._owner is None:
-            self._owner = self._owner_object(deadline)
-            if self._owner is None:
-                raise self._foreign("ConfigMap", self._state_name())
-            self.instance_id = self._owner["metadata"]["labels"][INSTANCE_ID_LABEL]
-        return str(self._owner["metadata"]["uid"])
-
-    def _owns(self, obj: dict[str, Any]) -> bool:
-        uid = self._owner_uid()
-        return any(r.get("uid") == uid for r in obj["metadata"].get("ownerReferences") or [])
-
-    def _owned(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """``obj`` labelled with this deployment's id and owned by its state ConfigMap."""
-        owner_uid = self._owner_uid()
-        obj = copy.deepcopy(obj)
-        md = obj["metadata"]
-        md.setdefault("labels", {})[INSTANCE_ID_LABEL] = self.instance_id
-        if obj["kind"] == "Deployment":
-            template = obj["spec"]["template"].setdefault("metadata", {})
-            template.setdefault("labels", {})[INSTANCE_ID_LABEL] = self.instance_id
-        if obj["kind"] != "CertificateSigningRequest":  # cluster-scoped: no namespaced owner
-            md["ownerReferences"] = [
-                {
-                    "apiVersion": "v1",
-                    "kind": "ConfigMap",
-                    "name": self._state_name(),
-                    "uid": owner_uid,
-                }
-            ]
-        return obj
-
-    def _create_owned(self, obj: dict[str, Any], deadline: float) -> dict[str, Any]:
-        """Create (never apply over) one object; a name someone else took is refused."""
-        try:
-            return self.kube.create(self._owned(obj), deadline=deadline)
-        except KubeError as exc:
-            if exc.status == 409:
-                raise self._foreign(obj["kind"], obj["metadata"]["name"]) from None
-            raise
-
-    def _create_all_owned(
-        self, objs: list[dict[str, Any]], deadline: float
-    ) -> list[dict[str, Any]]:
-        """``_create_owned`` for independent objects, side by side."""
-        return self.kube.concurrently(
-            [functools.partial(self._create_owned, o, deadline) for o in objs]
-        )
-
-    def _owner_object(self, deadline: float | None = None) -> dict[str, Any] | None:
-        """The state ConfigMap, if it is ours (labels and an instance id), else None."""
-        found = self._state_configmap(deadline)
-        if found is None or not _looks_ours(found, self.name):
-            return None
-        return found
+    # -- join or attach ---------------------------------------------------------------------
 
     def _join(self, wait: bool) -> ArkoudaCluster:
         """Another session is creating this deployment right now: wait for it."""
@@ -638,7 +533,7 @@ class ArkoudaCluster:
         """Connect to an existing deployment: no object is written."""
         self._progress("preflight", 1, 1, f"found deployment {self.name}")
         if self.kube.get("Pod", self.names.server_pod, self.namespace) is None:
-            if self._creation_under_way():
+            if self.ownership.creation_under_way(self.timeouts.credentials + self.timeouts.locales):
                 return self._join(wait)
             raise DeployError(
                 f"deployment {self.name!r} in namespace {self.namespace} has no server pod "
@@ -654,35 +549,6 @@ class ArkoudaCluster:
             self.handshake()
         self._start_heartbeat()
         return self
-
-    def _creation_under_way(self) -> bool:
-        """Whether the session that made this deployment's state ConfigMap may still be
-        creating the rest: the ConfigMap is ours, younger than a create's deadlines and
-        not marked failed. (Another session's existence probe can land between the state
-        ConfigMap, made first, and the server pod.)"""
-        state = self._state_configmap()
-        if state is None or not _looks_ours(state, self.name):
-            return False
-        if FAILED_ANNOTATION in (state["metadata"].get("annotations") or {}):
-            return False
-        born = _parse_time(state["metadata"].get("creationTimestamp"))
-        if born is None:
-            return False
-        age = (datetime.now(UTC) - born).total_seconds()
-        return age < self.timeouts.credentials + self.timeouts.locales
-
-    def _mark_failed(self, exc: BaseException) -> None:
-        """Mark a failed deploy kept for debugging, so a later deploy of the name says so
-        at once instead of waiting for it as for a deploy under way."""
-        try:
-            self.kube.patch(
-                "ConfigMap",
-                self._state_name(),
-                {"metadata": {"annotations": {FAILED_ANNOTATION: _one_line(exc)[:200]}}},
-                self.namespace,
-            )
-        except Exception as mark_exc:  # the deploy's own error is what the user needs
-            log.debug("could not mark %s failed: %s", self._state_name(), mark_exc)
 
     # -- preflight ---------------------------------------------------------------------------
 
@@ -771,7 +637,7 @@ class ArkoudaCluster:
 
     def _certificate(self, csr_obj: dict[str, Any], deadline: float) -> bytes:
         name = csr_obj["metadata"]["name"]
-        created = self.kube.create_csr(self._owned(csr_obj), deadline=deadline)
+        created = self.kube.create_csr(self.ownership.owned(csr_obj), deadline=deadline)
         self._csr_uid = created["metadata"]["uid"]
         self._progress("credentials", 1, 2, f"certificate request {name} created")
         # Preflight already asked whether we may approve (one access review).
@@ -1296,7 +1162,7 @@ class ArkoudaCluster:
 
     def marked_ephemeral(self, deadline: float | None = None) -> bool:
         """Whether the deployment was made with ``ephemeral`` (its state ConfigMap says)."""
-        state = self._state_configmap(deadline) or {}
+        state = read_state(self.kube, self.name, self.namespace, deadline) or {}
         annotations = (state.get("metadata") or {}).get("annotations") or {}
         return annotations.get(EPHEMERAL_ANNOTATION) == "true"
 
@@ -1412,15 +1278,15 @@ class ArkoudaCluster:
         """Delete the server pod, clear what it registered, create it again."""
         name = self.names.server_pod
         pod = self.kube.get("Pod", name, self.namespace, deadline=deadline)
-        if pod is not None and self._owns(pod):
+        if pod is not None and self.ownership.owns(pod):
             self.kube.delete(
                 "Pod", name, self.namespace, uid=pod["metadata"]["uid"], deadline=deadline
             )
         self.kube.wait_gone(
             "Pod", self.namespace, field_selector=f"metadata.name={name}", deadline=deadline
         )
-        self._remove_stale_service(deadline)
-        self._create_owned(manifests.server_pod(self.spec), deadline)
+        teardown.remove_self_registered(self.ownership, deadline, self._progress)
+        self.ownership.create_owned(manifests.server_pod(self.spec), deadline)
 
     def connect(self, timeout: float = 10.0) -> Any:
         """The user's ``arkouda`` module, connected through the tunnel (again, after a drop)."""
@@ -1485,7 +1351,7 @@ class ArkoudaCluster:
         probe: bool,
         warnings: tuple[str, ...],
     ) -> ClusterStatus:
-        state = self._state_configmap()
+        state = read_state(self.kube, self.name, self.namespace)
         info = _summarize(self.name, self.namespace, pods, state, self.spec)
         memory_used = None
         version = (self.config or {}).get("arkoudaVersion")
@@ -1589,47 +1455,11 @@ class ArkoudaCluster:
             component, tail, since=since, timestamps=timestamps, locale=locale
         )
 
-    # -- heartbeat ------------------------------------------------------------------------
-
-    def _state_name(self) -> str:
-        return f"{self.name}-state"
-
-    def _state_object(self) -> dict[str, Any]:
-        """A small ConfigMap that marks the instance: spec, time-to-live, heartbeat."""
-        annotations = {
-            SPEC_ANNOTATION: json.dumps(self.spec.to_dict(), sort_keys=True, separators=(",", ":")),
-            HEARTBEAT_ANNOTATION: _now_text(),
-        }
-        if self.spec.ttl_seconds:
-            annotations[TTL_ANNOTATION] = str(self.spec.ttl_seconds)
-        if self.ephemeral:
-            annotations[EPHEMERAL_ANNOTATION] = "true"
-        return {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {
-                "name": self._state_name(),
-                "namespace": self.namespace,
-                "labels": {
-                    **manifests.labels(self.spec, "config"),
-                    INSTANCE_ID_LABEL: self.instance_id or "",
-                },
-                "annotations": annotations,
-            },
-            "data": {"context": self.kube.context or "", "created-by": "arkouda-k8s"},
-        }
-
-    def _state_configmap(self, deadline: float | None = None) -> dict[str, Any] | None:
-        return self.kube.get("ConfigMap", self._state_name(), self.namespace, deadline=deadline)
+    # -- heartbeat, reattach, close, teardown ------------------------------------------------
 
     def heartbeat(self) -> None:
         """Renew the heartbeat annotation now (the daemon thread calls this)."""
-        self.kube.patch(
-            "ConfigMap",
-            self._state_name(),
-            {"metadata": {"annotations": {HEARTBEAT_ANNOTATION: _now_text()}}},
-            self.namespace,
-        )
+        beat(self.kube, self.name, self.namespace)
 
     def _start_heartbeat(self, beat_now: bool = True) -> None:
         """``beat_now=False``: the state ConfigMap was just created with a fresh beat."""
@@ -1637,7 +1467,7 @@ class ArkoudaCluster:
             if beat_now:
                 with contextlib.suppress(KubeError):
                     self.heartbeat()
-            self._heartbeat = _Heartbeat(self, self.heartbeat_interval)
+            self._heartbeat = Heartbeat(self.heartbeat, self.name, self.heartbeat_interval)
             self._heartbeat.start()
 
     def _stop_heartbeat(self) -> None:
@@ -1645,49 +1475,11 @@ class ArkoudaCluster:
         if hb is not None:
             hb.stop()
 
-    # -- reattach and discovery ------------------------------------------------------------
-
     def _existing_spec(self, deadline: float | None = None) -> ClusterSpec | None:
-        """The spec this instance was deployed with, if it exists (both places that
-        record it are read side by side).
-
-        The annotation is data anyone with write access to a ConfigMap can plant: the
-        name asked for and the namespace the object lives in win, and an annotation
-        that names another instance is an error (nothing is done elsewhere because of it).
-        """
-        for obj in self.kube.concurrently(
-            [
-                functools.partial(self._state_configmap, deadline),
-                functools.partial(
-                    self.kube.get, "Pod", self.names.server_pod, self.namespace, deadline=deadline
-                ),
-            ]
-        ):
-            if obj is None:
-                continue
-            spec = _spec_of(obj)
-            if spec is None:
-                continue
-            md = obj["metadata"]
-            where = md.get("namespace") or self.namespace
-            if spec.namespace is None:
-                spec = spec.with_namespace(where)
-            if (spec.name, spec.namespace) != (self.name, where):
-                raise ArkoudaK8sError(
-                    f"{obj['kind']} {where}/{md['name']}: its {SPEC_ANNOTATION} annotation "
-                    f"names {spec.namespace}/{spec.name}, not {where}/{self.name}: refusing "
-                    "to act on it",
-                    "the annotation was edited or planted; inspect it with `kubectl get "
-                    f"{obj['kind'].lower()} {md['name']} -n {where} -o yaml`",
-                )
-            return spec
-        return None
+        return existing_spec(self.kube, self.name, self.namespace, deadline)
 
     def _instance_exists(self, deadline: float | None = None) -> bool:
-        pods = self.kube.list(
-            "Pod", self.namespace, label_selector=self.selector, deadline=deadline
-        )
-        return bool(pods["items"])
+        return instance_exists(self.kube, self.spec, self.namespace, deadline)
 
     @classmethod
     def from_name(
@@ -1709,18 +1501,15 @@ class ArkoudaCluster:
         heartbeat.
         """
         kube = kube or Kube.connect(kubeconfig, context, namespace)
-        probe = cls(ClusterSpec(name=name, namespace=namespace or kube.namespace), kube=kube)
-        spec = probe._existing_spec()
+        ns = namespace or kube.namespace
+        spec = existing_spec(kube, name, ns)
         if spec is None:
             raise ClusterNotFound(
-                f"no arkouda-k8s deployment {name!r} in namespace {probe.namespace} "
-                f"({kube.describe()})",
+                f"no arkouda-k8s deployment {name!r} in namespace {ns} ({kube.describe()})",
                 "see `arkouda-k8s list -A` for the deployments you can see",
             )
         cluster = cls(spec, kube=kube, mode=DeployMode.CONNECT_ONLY, **kwargs)
         return cluster.deploy(wait=wait) if connect else cluster
-
-    # -- close and teardown ------------------------------------------------------------------
 
     def close(self) -> None:
         """Close the session, the tunnel and the heartbeat; the deployment keeps running."""
@@ -1732,162 +1521,25 @@ class ArkoudaCluster:
         self._stop_heartbeat()
 
     def teardown(self, wait: bool = True) -> list[tuple[str, str]]:
-        """Delete every object of the deployment and (with ``wait``) wait until gone."""
+        """Delete every object of the deployment and (with ``wait``) wait until gone.
+
+        By name, without a cluster object: :func:`teardown_named`."""
         self.close()
-        deadline = time.monotonic() + self.timeouts.teardown
-        existing = self._existing_spec(deadline)
-        if existing is not None:  # a bare name (teardown --all/--expired): learn the mode
-            self.spec = existing
-        self._progress("teardown", 0, 1, f"deleting {self.name}")
-        deleted = self._delete_all(deadline=deadline, wait=wait)
-        self._progress("teardown", 1, 1, f"{self.name}: {len(deleted)} objects deleted")
+        self.spec, deleted = teardown.remove(
+            self.ownership,
+            self.spec,
+            timeout=self.timeouts.teardown,
+            report=self._progress,
+            wait=wait,
+        )
         return deleted
-
-    def _delete_all(self, *, deadline: float, wait: bool = True) -> list[tuple[str, str]]:
-        """Delete what our state ConfigMap owns, then the ConfigMap itself.
-
-        Ownership decides, never a name or labels alone: an object is deleted only if its
-        ownerReferences name our state ConfigMap's uid, and every delete carries a uid
-        precondition. Without a state ConfigMap of ours there is nothing to delete (the
-        garbage collector already removed whatever it owned).
-        """
-        deleted: list[tuple[str, str]] = []
-        owner = self._owner_object(deadline)
-        if owner is None:
-            return deleted
-        self._owner = owner
-        self.instance_id = owner["metadata"]["labels"][INSTANCE_ID_LABEL]
-        uid = owner["metadata"]["uid"]
-        selector = f"{self.selector},{INSTANCE_ID_LABEL}={self.instance_id}"
-        unused = _unused_kinds(self.spec)
-        # The server pod first (the only pod we own directly), so it stops using what
-        # goes next; the Deployment before the rest: the garbage collector removes its
-        # ReplicaSets, then their pods.
-        for kind in ("Pod", *DELETED_KINDS):
-            with _unless_forbidden(kind in unused):
-                deleted += self.kube.delete_owned(
-                    [kind], selector, uid, self.namespace, wait=False, deadline=deadline
-                )
-            if kind == "Pod":
-                # Services the server registered itself carry none of our labels; a
-                # server still starting may register one until its pod is gone.
-                self.kube.wait_gone(
-                    "Pod",
-                    self.namespace,
-                    field_selector=f"metadata.name={self.names.server_pod}",
-                    label_selector=selector,
-                    deadline=deadline,
-                )
-                if _self_registers(self.spec):
-                    deleted += self._remove_stale_service(deadline, stage="teardown")
-            if kind == "Deployment":
-                with _unless_forbidden("ReplicaSet" in unused):
-                    self.kube.wait_gone(
-                        "ReplicaSet", self.namespace, label_selector=selector, deadline=deadline
-                    )
-        if self.kube.delete(
-            "ConfigMap", self._state_name(), self.namespace, uid=uid, deadline=deadline
-        ):
-            deleted.append(("ConfigMap", self._state_name()))
-        if self.spec.mode == "udp":
-            with contextlib.suppress(KubeError):
-                csr = self.kube.get("CertificateSigningRequest", self.names.csr, deadline=deadline)
-                labels = ((csr or {}).get("metadata") or {}).get("labels") or {}
-                if (
-                    csr is not None
-                    and labels.get(INSTANCE_ID_LABEL) == self.instance_id
-                    and self.kube.delete(
-                        "CertificateSigningRequest",
-                        self.names.csr,
-                        uid=csr["metadata"]["uid"],
-                        deadline=deadline,
-                    )
-                ):
-                    deleted.append(("CertificateSigningRequest", self.names.csr))
-        if wait:
-            for kind in OWNED_KINDS:
-                with _unless_forbidden(kind in unused):
-                    self.kube.wait_gone(
-                        kind, self.namespace, label_selector=selector, deadline=deadline
-                    )
-        return list(dict.fromkeys(deleted))
 
     def leftovers(self, deadline: float | None = None) -> list[str]:
         """``Kind/name`` of every object still present that this instance owns (through
         its state ConfigMap), the ConfigMap included, and the Services + Endpoints its
         server registered itself (``{name}-arkouda``, ``{name}-metrics``); empty when it
         has no state ConfigMap."""
-        owner = self._owner_object(deadline)
-        if owner is None:
-            return []
-        instance_id = owner["metadata"]["labels"][INSTANCE_ID_LABEL]
-        selector = f"{self.selector},{INSTANCE_ID_LABEL}={instance_id}"
-        out = [f"ConfigMap/{self._state_name()}"]
-        unused = _unused_kinds(self.spec)
-        for kind in OWNED_KINDS:
-            with _unless_forbidden(kind in unused):
-                items = self.kube.list(
-                    kind, self.namespace, label_selector=selector, deadline=deadline
-                )["items"]
-                out += [f"{kind}/{o['metadata']['name']}" for o in items]
-        if _self_registers(self.spec):
-            out += [f"{o['kind']}/{o['metadata']['name']}" for o in self._self_registered(deadline)]
-        return sorted(set(out))
-
-    def _self_registered(self, deadline: float | None) -> list[dict[str, Any]]:
-        """Service/Endpoints the server registered itself (selector-less, no labels of
-        anyone's, created after our state ConfigMap): ours though unlabelled."""
-        owner = self._owner if self.created and self._owner else self._owner_object(deadline)
-        if owner is None:
-            return []
-        born = _parse_time(owner["metadata"].get("creationTimestamp"))
-        out = []
-        wanted = [
-            (kind, name)
-            for name in (self.names.self_service, self.names.metrics_service)
-            for kind in ("Service", "Endpoints")
-        ]
-        found = self.kube.concurrently(
-            [
-                functools.partial(self.kube.get, kind, name, self.namespace, deadline=deadline)
-                for kind, name in wanted
-            ]
-        )
-        for obj in found:
-            if obj is None or self._owns(obj):
-                continue  # absent, or rendered by us and owned: deleted with the rest
-            md = obj["metadata"]
-            created = _parse_time(md.get("creationTimestamp"))
-            if (
-                (obj.get("spec") or {}).get("selector")
-                or md.get("labels")
-                or md.get("ownerReferences")
-                or born is None
-                or created is None
-                or created < born
-            ):
-                continue
-            out.append(obj)
-        return out
-
-    def _remove_stale_service(
-        self, deadline: float, stage: str = "server"
-    ) -> list[tuple[str, str]]:
-        removed = []
-        for obj in self._self_registered(deadline):
-            kind, name = obj["kind"], obj["metadata"]["name"]
-            if self.kube.delete(
-                kind, name, self.namespace, uid=obj["metadata"]["uid"], deadline=deadline
-            ):
-                removed.append((kind, name))
-                self._progress(stage, 0, 1, f"removed {kind} {name} (registered by the server)")
-                self.kube.wait_gone(
-                    kind,
-                    self.namespace,
-                    field_selector=f"metadata.name={name}",
-                    deadline=deadline,
-                )
-        return removed
+        return teardown.leftovers(self.ownership, self.spec, deadline)
 
 
 # Clusters of this process that hold a tunnel, by (API server, namespace, name): what
@@ -1904,174 +1556,7 @@ class _BorrowedTunnel:
         """Its holder stops it, not a borrower."""
 
 
-class _Heartbeat(threading.Thread):
-    """Renews the heartbeat annotation while the cluster object is open."""
-
-    def __init__(self, cluster: ArkoudaCluster, interval: float) -> None:
-        super().__init__(name=f"arkouda-k8s-heartbeat-{cluster.name}", daemon=True)
-        self.cluster = cluster
-        self.interval = interval
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_event.wait(self.interval):
-            try:
-                self.cluster.heartbeat()
-            except Exception as exc:  # keep beating; the next renewal may work
-                log.debug("heartbeat of %s failed: %s", self.cluster.name, _one_line(exc))
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        if self is not threading.current_thread():
-            self.join(timeout=5)
-
-
-# -- listing and expiry ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ServerAddress:
-    """Where a deployment's Arkouda server answers from inside the cluster, and its token.
-
-    The token is held for the caller to hand to the client; it is never in the repr.
-    """
-
-    host: str
-    port: int
-    token: str | None = field(default=None, repr=False)
-
-    def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-def server_address_in_cluster(
-    name: str, namespace: str | None = None, *, kube: Kube | None = None
-) -> ServerAddress:
-    """The server of deployment ``name``, found from inside a pod with its service account.
-
-    Reads only the Service ``{name}-arkouda``, its Endpoints and the token Secret
-    ``{name}-token`` (what ``manifests.runner_rbac`` grants by name). The address is a
-    ready endpoint of that Service: a pod address, reachable from every pod, and the
-    same whether the Service has a selector or the server registered it itself.
-    :class:`ClusterNotFound` while the Service has no ready endpoint yet (the caller may
-    wait); :class:`KubeError` (403) when the pod's service account lacks the grant.
-    """
-    kube = kube or Kube.in_cluster(namespace)
-    ns = namespace or kube.namespace
-    n = manifests.names(ClusterSpec(name=name, namespace=ns))
-    where = f"in namespace {ns} ({kube.describe()})"
-    service = kube.get("Service", n.self_service, ns)
-    if service is None:
-        raise ClusterNotFound(
-            f"no Service {n.self_service} {where}: deployment {name!r} is not up (yet)",
-            f"deploy it (`arkouda-k8s deploy --name {name} --namespace {ns}`), or check "
-            f"`arkouda-k8s status {name}`",
-        )
-    endpoints = kube.get("Endpoints", n.self_service, ns) or {}
-    for subset in endpoints.get("subsets") or []:
-        ports = subset.get("ports") or []
-        addresses = subset.get("addresses") or []
-        if not ports or not addresses:
-            continue
-        port = next((p for p in ports if p.get("name") == "arkouda"), ports[0])
-        host = str(addresses[0]["ip"])
-        break
-    else:
-        raise ClusterNotFound(
-            f"Service {n.self_service} {where} has no ready endpoint: the server of "
-            f"{name!r} is not ready (yet)",
-            f"check `arkouda-k8s status {name}`",
-        )
-    secret = kube.get("Secret", n.token_secret, ns)
-    token = None
-    data = (secret or {}).get("data") or {}
-    if "token" in data:
-        import base64
-
-        token = base64.b64decode(data["token"]).decode() or None
-    return ServerAddress(host, int(port["port"]), token)
-
-
-def teardown_expired(
-    kubeconfig: str | None = None,
-    context: str | None = None,
-    namespace: str | None = None,
-    all_namespaces: bool = False,
-    *,
-    kube: Kube | None = None,
-    on_progress: ProgressCallback | None = None,
-    timeouts: Timeouts | None = None,
-) -> list[str]:
-    """Tear down every deployment whose heartbeat is older than its time-to-live.
-
-    Returns ``namespace/name`` of each one removed. Deployments without a TTL never expire.
-    """
-    kube = kube or Kube.connect(kubeconfig, context, namespace)
-    removed = []
-    for info in list_clusters(namespace=namespace, all_namespaces=all_namespaces, kube=kube):
-        if not info.heartbeat_expired:
-            continue
-        cluster = ArkoudaCluster(
-            ClusterSpec(name=info.name, namespace=info.namespace),
-            kube=kube_in(kube, info.namespace),
-            on_progress=on_progress,
-            timeouts=timeouts,
-        )
-        if cluster.teardown():  # nothing deleted: labels without a state of ours
-            removed.append(f"{info.namespace}/{info.name}")
-    return removed
-
-
-def teardown_all(
-    kubeconfig: str | None = None,
-    context: str | None = None,
-    namespace: str | None = None,
-    *,
-    kube: Kube | None = None,
-    on_progress: ProgressCallback | None = None,
-    timeouts: Timeouts | None = None,
-) -> list[str]:
-    """Tear down every arkouda-k8s deployment in the namespace."""
-    kube = kube or Kube.connect(kubeconfig, context, namespace)
-    removed = []
-    for info in list_clusters(namespace=namespace, kube=kube):
-        if ArkoudaCluster(
-            ClusterSpec(name=info.name, namespace=info.namespace),
-            kube=kube_in(kube, info.namespace),
-            on_progress=on_progress,
-            timeouts=timeouts,
-        ).teardown():  # nothing deleted: labels without a state of ours
-            removed.append(f"{info.namespace}/{info.name}")
-    return removed
-
-
-def kube_in(kube: Kube, namespace: str) -> Kube:
-    """``kube`` acting in ``namespace`` (a copy when it differs: an ArkoudaCluster sets
-    its Kube's namespace, so clusters of several namespaces never share one)."""
-    if kube.namespace == namespace:
-        return kube
-    other = Kube(
-        kube.configuration,
-        namespace=namespace,
-        context=kube.context,
-        user=kube.user,
-        cluster=kube.cluster,
-        source=kube.source,
-    )
-    return other
-
-
 # -- helpers -------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _unless_forbidden(allowed: bool) -> Iterator[None]:
-    """Swallow a 403 when ``allowed`` (a kind the deployment cannot have)."""
-    try:
-        yield
-    except KubeError as exc:
-        if not (allowed and exc.status == 403):
-            raise
 
 
 def _unschedulable(pod: dict[str, Any]) -> dict[str, Any] | None:
@@ -2203,26 +1688,6 @@ def _default_heartbeat(spec: ClusterSpec) -> float:
 
 def _join(a: str | None, b: str) -> str:
     return f"{a}; {b}" if a else b
-
-
-def _unused_kinds(spec: ClusterSpec) -> set[str]:
-    """Kinds a deployment of ``spec`` never has: a user allowed only what it needs may
-    lack the right to even list them."""
-    unused = set() if spec.mode == "udp" else {"Deployment", "ReplicaSet", "Role", "RoleBinding"}
-    rendered = {o["kind"] for o in manifests.render(spec)}
-    if "ServiceAccount" not in rendered:
-        unused.add("ServiceAccount")
-    if "CertificateSigningRequest" not in rendered:
-        # Only a self-registering server makes Endpoints we must find ourselves; those of
-        # our selector Services belong to the endpoints controller.
-        unused.add("Endpoints")
-    return unused
-
-
-def _self_registers(spec: ClusterSpec) -> bool:
-    """Does the server register its own Service (the charts' flow)? Only with a client
-    certificate, i.e. when a CSR is rendered (--registration server)."""
-    return any(o["kind"] == "CertificateSigningRequest" for o in manifests.render(spec))
 
 
 def _ref(obj: dict[str, Any]) -> tuple[str, str]:

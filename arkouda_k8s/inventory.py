@@ -1,22 +1,29 @@
 """The inventory of deployments on a cluster: the labels and annotations that mark ours,
-the one reader of a deployment's spec annotation, ``list_clusters()`` and the summary of
-each deployment's pods and state ConfigMap (stage, heartbeat, expiry), what changed
-between two specs, and the tunnels held to a deployment by this user's processes."""
+each deployment's state ConfigMap (read, and its heartbeat renewed), the one reader of a
+deployment's spec annotation, ``list_clusters()`` and the summary of each deployment's
+pods and state ConfigMap (stage, heartbeat, expiry), what changed between two specs, the
+tunnels held to a deployment by this user's processes, and where a deployment's server
+answers from inside the cluster."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import functools
 import json
+import logging
 import os
 import tempfile
+import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from . import manifests
-from .errors import ArkoudaK8sError, SpecConflict
+from .errors import ArkoudaK8sError, ClusterNotFound, SpecConflict
 from .kube import Kube
 from .spec import ClusterSpec
 from .status import ClusterInfo
@@ -25,20 +32,16 @@ if TYPE_CHECKING:
     from .cluster import ArkoudaCluster
 
 ANNOTATION_PREFIX = "arkouda-k8s.dev/"
-HEARTBEAT_ANNOTATION = "arkouda-k8s.dev/heartbeat"
-TTL_ANNOTATION = "arkouda-k8s.dev/ttl-seconds"
-# Deployed with --ephemeral: the process that holds it (the Jupyter server extension)
-# tears it down when it stops, instead of leaving it to its time-to-live.
-EPHEMERAL_ANNOTATION = "arkouda-k8s.dev/ephemeral"
+HEARTBEAT_ANNOTATION = manifests.HEARTBEAT_ANNOTATION
+TTL_ANNOTATION = manifests.TTL_ANNOTATION
+EPHEMERAL_ANNOTATION = manifests.EPHEMERAL_ANNOTATION
 # A failed deploy kept for debugging (--keep-on-failure): its one-line reason.
 FAILED_ANNOTATION = "arkouda-k8s.dev/failed"
 SPEC_ANNOTATION = manifests.SPEC_ANNOTATION
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=arkouda-k8s"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-# A random id per deployment, on every object it creates: with the owner reference to
-# the state ConfigMap, what tells our objects from ones that merely copy our labels.
-INSTANCE_ID_LABEL = "arkouda-k8s.dev/instance-id"
+INSTANCE_ID_LABEL = manifests.INSTANCE_ID_LABEL
 COMPONENT_LABEL = "app.kubernetes.io/component"
 # Kinds an instance may own, deleted (and waited for) on teardown; the ReplicaSets
 # carry the locale template's labels, so they count as labelled objects too.
@@ -63,6 +66,8 @@ DELETED_KINDS = ("Deployment",) + tuple(
     k for k in OWNED_KINDS if k not in ("ReplicaSet", "Deployment")
 )
 IMAGE_PULL_REASONS = {"ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
+
+log = logging.getLogger(__name__)
 
 _HELD_TUNNELS: weakref.WeakValueDictionary[tuple[str, str, str], ArkoudaCluster] = (
     weakref.WeakValueDictionary()
@@ -416,3 +421,172 @@ def _parse_time(text: Any) -> datetime | None:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
+
+
+# -- one deployment's state ConfigMap -------------------------------------------------------
+
+
+def read_state(
+    kube: Kube, name: str, namespace: str, deadline: float | None = None
+) -> dict[str, Any] | None:
+    """Instance ``name``'s state ConfigMap as the API has it (anyone's, if planted)."""
+    return kube.get("ConfigMap", manifests.state_name(name), namespace, deadline=deadline)
+
+
+def beat(kube: Kube, name: str, namespace: str) -> None:
+    """Renew the heartbeat annotation of instance ``name`` now."""
+    kube.patch(
+        "ConfigMap",
+        manifests.state_name(name),
+        {"metadata": {"annotations": {HEARTBEAT_ANNOTATION: _now_text()}}},
+        namespace,
+    )
+
+
+class Heartbeat(threading.Thread):
+    """Calls ``beat`` every ``interval`` seconds until stopped (while a cluster object
+    is open); a failed beat is logged and the next one tried."""
+
+    def __init__(self, beat: Callable[[], None], name: str, interval: float) -> None:
+        super().__init__(name=f"arkouda-k8s-heartbeat-{name}", daemon=True)
+        self.beat = beat
+        self.instance = name
+        self.interval = interval
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            try:
+                self.beat()
+            except Exception as exc:  # keep beating; the next renewal may work
+                log.debug("heartbeat of %s failed: %s", self.instance, exc)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        if self is not threading.current_thread():
+            self.join(timeout=5)
+
+
+def existing_spec(
+    kube: Kube, name: str, namespace: str, deadline: float | None = None
+) -> ClusterSpec | None:
+    """The spec instance ``name`` was deployed with, if it exists (both places that
+    record it, the state ConfigMap and the server pod, are read side by side).
+
+    The annotation is data anyone with write access to a ConfigMap can plant: the name
+    asked for and the namespace the object lives in win, and an annotation that names
+    another instance is an error (nothing is done elsewhere because of it).
+    """
+    server_pod = manifests.names(ClusterSpec(name=name, namespace=namespace)).server_pod
+    for obj in kube.concurrently(
+        [
+            functools.partial(read_state, kube, name, namespace, deadline),
+            functools.partial(kube.get, "Pod", server_pod, namespace, deadline=deadline),
+        ]
+    ):
+        if obj is None:
+            continue
+        spec = _spec_of(obj)
+        if spec is None:
+            continue
+        md = obj["metadata"]
+        where = md.get("namespace") or namespace
+        if spec.namespace is None:
+            spec = spec.with_namespace(where)
+        if (spec.name, spec.namespace) != (name, where):
+            raise ArkoudaK8sError(
+                f"{obj['kind']} {where}/{md['name']}: its {SPEC_ANNOTATION} annotation "
+                f"names {spec.namespace}/{spec.name}, not {where}/{name}: refusing "
+                "to act on it",
+                "the annotation was edited or planted; inspect it with `kubectl get "
+                f"{obj['kind'].lower()} {md['name']} -n {where} -o yaml`",
+            )
+        return spec
+    return None
+
+
+def instance_exists(
+    kube: Kube, spec: ClusterSpec, namespace: str, deadline: float | None = None
+) -> bool:
+    """Whether any pod carries instance ``spec.name``'s labels."""
+    pods = kube.list("Pod", namespace, label_selector=manifests.selector(spec), deadline=deadline)
+    return bool(pods["items"])
+
+
+def kube_in(kube: Kube, namespace: str) -> Kube:
+    """``kube`` acting in ``namespace`` (a copy when it differs: an ArkoudaCluster sets
+    its Kube's namespace, so clusters of several namespaces never share one)."""
+    if kube.namespace == namespace:
+        return kube
+    return Kube(
+        kube.configuration,
+        namespace=namespace,
+        context=kube.context,
+        user=kube.user,
+        cluster=kube.cluster,
+        source=kube.source,
+    )
+
+
+# -- from inside the cluster ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerAddress:
+    """Where a deployment's Arkouda server answers from inside the cluster, and its token.
+
+    The token is held for the caller to hand to the client; it is never in the repr.
+    """
+
+    host: str
+    port: int
+    token: str | None = field(default=None, repr=False)
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def server_address_in_cluster(
+    name: str, namespace: str | None = None, *, kube: Kube | None = None
+) -> ServerAddress:
+    """The server of deployment ``name``, found from inside a pod with its service account.
+
+    Reads only the Service ``{name}-arkouda``, its Endpoints and the token Secret
+    ``{name}-token`` (what ``manifests.runner_rbac`` grants by name). The address is a
+    ready endpoint of that Service: a pod address, reachable from every pod, and the
+    same whether the Service has a selector or the server registered it itself.
+    :class:`ClusterNotFound` while the Service has no ready endpoint yet (the caller may
+    wait); :class:`KubeError` (403) when the pod's service account lacks the grant.
+    """
+    kube = kube or Kube.in_cluster(namespace)
+    ns = namespace or kube.namespace
+    n = manifests.names(ClusterSpec(name=name, namespace=ns))
+    where = f"in namespace {ns} ({kube.describe()})"
+    service = kube.get("Service", n.self_service, ns)
+    if service is None:
+        raise ClusterNotFound(
+            f"no Service {n.self_service} {where}: deployment {name!r} is not up (yet)",
+            f"deploy it (`arkouda-k8s deploy --name {name} --namespace {ns}`), or check "
+            f"`arkouda-k8s status {name}`",
+        )
+    endpoints = kube.get("Endpoints", n.self_service, ns) or {}
+    for subset in endpoints.get("subsets") or []:
+        ports = subset.get("ports") or []
+        addresses = subset.get("addresses") or []
+        if not ports or not addresses:
+            continue
+        port = next((p for p in ports if p.get("name") == "arkouda"), ports[0])
+        host = str(addresses[0]["ip"])
+        break
+    else:
+        raise ClusterNotFound(
+            f"Service {n.self_service} {where} has no ready endpoint: the server of "
+            f"{name!r} is not ready (yet)",
+            f"check `arkouda-k8s status {name}`",
+        )
+    secret = kube.get("Secret", n.token_secret, ns)
+    token = None
+    data = (secret or {}).get("data") or {}
+    if "token" in data:
+        token = base64.b64decode(data["token"]).decode() or None
+    return ServerAddress(host, int(port["port"]), token)

@@ -288,7 +288,7 @@ class HeldClusters:
                 del self.operations[k]
 
     def teardown(self, namespace: str, name: str) -> dict[str, Any]:
-        from .cluster import ArkoudaCluster
+        from .cluster import teardown_named
 
         key = (namespace, name)
         with self._key_lock(key):
@@ -296,10 +296,9 @@ class HeldClusters:
             self.ephemeral.discard(key)
             self.uids.pop(key, None)
             if cluster is None:
-                cluster = ArkoudaCluster.from_name(
-                    name, namespace, kube=self.kube(namespace), connect=False
-                )
-            deleted = cluster.teardown()
+                deleted = teardown_named(name, namespace, kube=self.kube(namespace))
+            else:
+                deleted = cluster.teardown()
         return {
             "apiVersion": API_VERSION,
             "kind": "Teardown",
@@ -328,7 +327,9 @@ class HeldClusters:
 
 
 def _state_uid(cluster: Any) -> str | None:
-    state = cluster._state_configmap()
+    from .inventory import read_state
+
+    state = read_state(cluster.kube, cluster.name, cluster.namespace)
     return None if state is None else str(state["metadata"]["uid"])
 
 

@@ -602,6 +602,15 @@ class ArkoudaMagics(Magics, Configurable):
                 if cached is not None and cached.namespace == item.rpartition("/")[0]:
                     self._forget(cached)
                 print(f"{item}: deleted")
+        elif args.name and args.name not in self.clusters:
+            from .cluster import teardown_named
+
+            # by name, as the CLI does: also the remains of one whose spec is gone
+            teardown_named(
+                args.name, args.namespace or self.namespace, **self.cluster_options(args)
+            )
+            names = [args.name]
+            print(f"{args.name}: deleted")
         else:
             cluster = self.cluster(args.name, args)
             self.teardown_cluster(cluster)

@@ -15,6 +15,7 @@ are in ``sandbox/image_facts.yaml``.
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import shlex
 from dataclasses import dataclass
@@ -33,6 +34,14 @@ PLACEHOLDER = "<generated at deploy>"
 MANAGED_BY = "arkouda-k8s"
 # The spec the objects were made from, so a later session can reattach (from_name).
 SPEC_ANNOTATION = "arkouda-k8s.dev/spec"
+HEARTBEAT_ANNOTATION = "arkouda-k8s.dev/heartbeat"
+TTL_ANNOTATION = "arkouda-k8s.dev/ttl-seconds"
+# Deployed with --ephemeral: the process that holds it (the Jupyter server extension)
+# tears it down when it stops, instead of leaving it to its time-to-live.
+EPHEMERAL_ANNOTATION = "arkouda-k8s.dev/ephemeral"
+# A random id per deployment, on every object it creates: with the owner reference to
+# the state ConfigMap, what tells our objects from ones that merely copy our labels.
+INSTANCE_ID_LABEL = "arkouda-k8s.dev/instance-id"
 CSR_SIGNER = "kubernetes.io/kube-apiserver-client"
 
 # Where the images keep Arkouda: Chapel's launcher arkouda_server, the program it starts
@@ -1044,3 +1053,64 @@ def render(
         out.append(locale_deployment(spec))
     out.append(server_pod(spec))
     return out
+
+
+def state_name(name: str) -> str:
+    """The name of instance ``name``'s state ConfigMap."""
+    return f"{name}-state"
+
+
+def state_configmap(
+    spec: ClusterSpec,
+    instance_id: str | None,
+    *,
+    heartbeat: str,
+    context: str | None = None,
+    ephemeral: bool = False,
+) -> dict[str, Any]:
+    """The small ConfigMap that marks the instance and owns its other objects: the
+    spec (for reattach), the time-to-live and the heartbeat (``heartbeat``: when, as
+    ``YYYY-MM-DDTHH:MM:SSZ``)."""
+    annotations = {
+        SPEC_ANNOTATION: json.dumps(spec.to_dict(), sort_keys=True, separators=(",", ":")),
+        HEARTBEAT_ANNOTATION: heartbeat,
+    }
+    if spec.ttl_seconds:
+        annotations[TTL_ANNOTATION] = str(spec.ttl_seconds)
+    if ephemeral:
+        annotations[EPHEMERAL_ANNOTATION] = "true"
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": state_name(spec.name),
+            "namespace": _namespace(spec),
+            "labels": {**labels(spec, "config"), INSTANCE_ID_LABEL: instance_id or ""},
+            "annotations": annotations,
+        },
+        "data": {"context": context or "", "created-by": MANAGED_BY},
+    }
+
+
+def owned(obj: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``obj`` labelled with the instance id of ``state`` (the instance's
+    state ConfigMap, as created) and owned by it: deleting the ConfigMap deletes it, and
+    teardown deletes nothing that does not name that ConfigMap's uid."""
+    md_state = state["metadata"]
+    instance_id = md_state["labels"][INSTANCE_ID_LABEL]
+    obj = copy.deepcopy(obj)
+    md = obj["metadata"]
+    md.setdefault("labels", {})[INSTANCE_ID_LABEL] = instance_id
+    if obj["kind"] == "Deployment":
+        template = obj["spec"]["template"].setdefault("metadata", {})
+        template.setdefault("labels", {})[INSTANCE_ID_LABEL] = instance_id
+    if obj["kind"] != "CertificateSigningRequest":  # cluster-scoped: no namespaced owner
+        md["ownerReferences"] = [
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "name": md_state["name"],
+                "uid": str(md_state["uid"]),
+            }
+        ]
+    return obj
