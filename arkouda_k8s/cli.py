@@ -18,7 +18,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .errors import ArkoudaK8sError, UsageError
 from .options import (
@@ -32,6 +32,12 @@ from .options import (
     spec_from_args,
     timeouts_from_args,
 )
+
+if TYPE_CHECKING:  # the library loads only when a command needs it (--help stays fast)
+    from .cluster import ArkoudaCluster
+    from .interfaces import ProgressEvent
+    from .kube import Kube
+    from .status import ClusterStatus
 
 
 class _Parser(argparse.ArgumentParser):
@@ -451,7 +457,7 @@ class _TerminalProgress:
         self.stage = ""
         self.last = ""
 
-    def __call__(self, event: Any) -> None:
+    def __call__(self, event: ProgressEvent) -> None:
         from tqdm import tqdm
 
         if event.stage != self.stage:
@@ -479,7 +485,7 @@ class _TerminalProgress:
             self.bar = None
 
 
-def _kube(args: argparse.Namespace) -> Any:
+def _kube(args: argparse.Namespace) -> Kube:
     from .kube import Kube
 
     return Kube.connect(args.kubeconfig, args.context, getattr(args, "namespace", None))
@@ -519,14 +525,14 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_status(status: Any, fmt: str | None) -> None:
+def _print_status(status: ClusterStatus, fmt: str | None) -> None:
     if fmt:
         _print_document(status.to_dict(), fmt)
     else:
         print(status.to_text())
 
 
-def _found(args: argparse.Namespace) -> Any:
+def _found(args: argparse.Namespace) -> ArkoudaCluster:
     from .cluster import ArkoudaCluster
 
     return ArkoudaCluster.from_name(args.name, args.namespace, kube=_kube(args), connect=False)

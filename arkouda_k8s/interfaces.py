@@ -1,6 +1,6 @@
-"""What the notebook front end needs of the library, as ``typing.Protocol``s: a
-deployment as the live panel and the magics use it, the client session bound to it,
-and a deploy's progress events.
+"""What the front ends need of the library, as ``typing.Protocol``s: a deployment as
+the notebook's live panel and magics use it, the client session bound to it, and the
+progress events a deploy or teardown reports (the notebook's and the CLI's progress).
 
 ``ArkoudaCluster`` satisfies them, and so do the stand-ins of the front end's tests
 (tests/test_widgets.py, tests/test_magics.py; mypy checks those files too), so mypy

@@ -100,7 +100,7 @@ if TYPE_CHECKING:  # heavy modules load only when a magic runs
     from .interfaces import NotebookCluster
     from .sandbox import Sandbox
     from .spec import ClusterSpec
-    from .widgets import ClusterPanel, DeployForm, DeployProgress, TextProgress
+    from .widgets import ClusterPanel, DeployForm, DeployProgress, StatusCard, TextProgress
 
 _Magic = TypeVar("_Magic", bound=Callable[..., Any])
 
@@ -165,7 +165,7 @@ class ArkoudaMagics(Magics, Configurable):
     def short_errors_now(self) -> bool:
         if self.short_errors is not None:
             return bool(self.short_errors)
-        kernel = getattr(self.shell, "kernel", None)
+        kernel = self._kernel()
         if kernel is not None:
             # Jupyter front ends offer stdin with every execute request; batch clients
             # built on nbclient (papermill, nbconvert --execute, nbval) do not.
@@ -175,7 +175,11 @@ class ArkoudaMagics(Magics, Configurable):
     def use_widgets(self) -> bool:
         if self.widgets is not None:
             return bool(self.widgets)
-        return getattr(self.shell, "kernel", None) is not None
+        return self._kernel() is not None
+
+    def _kernel(self) -> Any:
+        """The ipykernel kernel the shell runs in, or None (a terminal, a test shell)."""
+        return getattr(self.shell, "kernel", None)
 
     def _display(self, obj: Any) -> None:
         from IPython.display import display
@@ -184,7 +188,7 @@ class ArkoudaMagics(Magics, Configurable):
 
     # -- state -------------------------------------------------------------------------
 
-    def cluster_options(self, args: Any = None) -> dict[str, Any]:
+    def cluster_options(self, args: argparse.Namespace | None = None) -> dict[str, Any]:
         """kubeconfig and context: the magic's options, else the settings, else the sandbox.
 
         Asked for by every magic that reaches a cluster: the first one also starts the
@@ -209,7 +213,7 @@ class ArkoudaMagics(Magics, Configurable):
         self.context = "sandbox"
         return self.sandbox
 
-    def spec_from_args(self, args: Any) -> ClusterSpec:
+    def spec_from_args(self, args: argparse.Namespace) -> ClusterSpec:
         """The ClusterSpec of the options, the settings' defaults below them.
 
         Built by :func:`options.spec_from_args`, as the CLI's (values files, the installed
@@ -222,7 +226,7 @@ class ArkoudaMagics(Magics, Configurable):
         merged = argparse.Namespace(**{"values": [], **vars(args)})
         if getattr(merged, "namespace", None) is None:
             merged.namespace = self.namespace
-        defaults = {k: getattr(self, k) for k in ("release", "locales")}
+        defaults: dict[str, Any] = {"release": self.release, "locales": self.locales}
         defaults = {
             k: v for k, v in defaults.items() if v is not None and getattr(merged, k, None) is None
         }
@@ -242,7 +246,11 @@ class ArkoudaMagics(Magics, Configurable):
         return cast("ClusterSpec", spec)
 
     def cluster(
-        self, name: str | None = None, args: Any = None, *, connect: bool = False
+        self,
+        name: str | None = None,
+        args: argparse.Namespace | None = None,
+        *,
+        connect: bool = False,
     ) -> NotebookCluster:
         """A cluster of this kernel by name (default: the current), else found by name.
 
@@ -261,9 +269,7 @@ class ArkoudaMagics(Magics, Configurable):
             from . import jupyter_link
 
             options = self.cluster_options(args)
-            held = jupyter_link.connect_through_server(
-                name, getattr(args, "namespace", None) or self.namespace, **options
-            )
+            held = jupyter_link.connect_through_server(name, self._namespace(args), **options)
             if held is not None:  # the Jupyter server's tunnel: live across kernel restarts
                 self.clusters[name] = held
                 return held
@@ -271,7 +277,7 @@ class ArkoudaMagics(Magics, Configurable):
 
         cluster = ArkoudaCluster.from_name(
             name,
-            namespace=getattr(args, "namespace", None) or self.namespace,
+            namespace=self._namespace(args),
             connect=connect,
             **self.cluster_options(args),
         )
@@ -279,7 +285,11 @@ class ArkoudaMagics(Magics, Configurable):
             self.clusters[name] = cluster
         return cluster
 
-    def _server_tunnels(self, args: Any = None) -> bool:
+    def _namespace(self, args: argparse.Namespace | None) -> str | None:
+        """The magic's --namespace, else the setting (else the context's: None)."""
+        return getattr(args, "namespace", None) or self.namespace
+
+    def _server_tunnels(self, args: argparse.Namespace | None = None) -> bool:
         """Whether to use the Jupyter server's tunnels (jupyter_link): not for this
         kernel's own sandbox, which the server cannot reach."""
         return self.sandbox is None and not getattr(args, "sandbox", False)
@@ -302,7 +312,7 @@ class ArkoudaMagics(Magics, Configurable):
 
         return widgets.DeployProgress() if self.use_widgets() else widgets.TextProgress()
 
-    def show_status(self, cluster: NotebookCluster) -> Any:
+    def show_status(self, cluster: NotebookCluster) -> ClusterPanel[NotebookCluster] | StatusCard:
         from . import widgets
 
         if self.use_widgets():
@@ -446,11 +456,13 @@ class ArkoudaMagics(Magics, Configurable):
         return None
 
     def _form_defaults(self) -> dict[str, Any]:
-        defaults = {
-            k: getattr(self, k)
-            for k in ("namespace", "release", "locales", "context")
-            if getattr(self, k) is not None
+        settings = {
+            "namespace": self.namespace,
+            "release": self.release,
+            "locales": self.locales,
+            "context": self.context,
         }
+        defaults: dict[str, Any] = {k: v for k, v in settings.items() if v is not None}
         if "release" not in defaults:  # as %arkouda_deploy: the installed client's release
             from .session import matching_release
 
@@ -568,7 +580,7 @@ class ArkoudaMagics(Magics, Configurable):
 
         args = magic_arguments.parse_argstring(self.arkouda_list, line)
         items = list_clusters(
-            namespace=args.namespace or self.namespace,
+            namespace=self._namespace(args),
             all_namespaces=args.all_namespaces,
             **self.cluster_options(args),
         )
@@ -589,7 +601,7 @@ class ArkoudaMagics(Magics, Configurable):
         if args.all or args.expired:
             from .cluster import teardown_all, teardown_expired
 
-            namespace = args.namespace or self.namespace
+            namespace = self._namespace(args)
             if args.all:  # ours first: their tunnels and heartbeats stop before deletion
                 for cluster in list(self.clusters.values()):
                     if namespace in (None, cluster.namespace):
@@ -648,15 +660,13 @@ class ArkoudaMagics(Magics, Configurable):
                 raise UsageError(f"--node-selector: {item!r} is not KEY=VALUE")
             selector[key] = value
         options = self.cluster_options(args)
-        kube = Kube.connect(
-            options["kubeconfig"], options["context"], args.namespace or self.namespace
-        )
+        kube = Kube.connect(options["kubeconfig"], options["context"], self._namespace(args))
         release = args.release or self.release or matching_release()
         image: dict[str, Any] = {"release": release} if release else {}
         if args.image_repository:
             image["image_repository"] = args.image_repository
         spec = ClusterSpec(
-            namespace=args.namespace or self.namespace or kube.namespace,
+            namespace=self._namespace(args) or kube.namespace,
             node_selector=selector,
             **image,
         )

@@ -7,6 +7,7 @@ end to end against the sandbox with the installable 2020.7.7 ``arkouda`` client.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import textwrap
@@ -28,6 +29,7 @@ from arkouda_k8s.errors import DeployError
 from arkouda_k8s.interfaces import ClientSession, NotebookCluster
 from arkouda_k8s.magics import ArkoudaError, ArkoudaMagics
 from arkouda_k8s.status import ClusterStatus
+from arkouda_k8s.widgets import ClusterPanel
 
 
 def run(ip: InteractiveShell, code: str) -> tuple[Any, CapturedIO]:
@@ -134,7 +136,7 @@ def test_settings_come_from_env_then_pyproject_then_config_file(
         run_ok(ip, "%config ArkoudaMagics.locales = 3")  # %config wins
         assert m.locales == 3
         # the settings are the defaults of a deploy
-        spec = m.spec_from_args(types.SimpleNamespace(values=[]))
+        spec = m.spec_from_args(argparse.Namespace(values=[]))
         assert (spec.namespace, spec.release, spec.locales) == (
             "from-pyproject",
             "v2099.09.09",
@@ -418,6 +420,7 @@ def test_magic_teardown_leaves_the_panel_showing_the_deleted_cluster(
     m.clusters["demo"] = cluster
     m.current = "demo"
     panel = m.show_status(cluster)
+    assert isinstance(panel, ClusterPanel)  # widgets on: the live panel
     assert re.search(r"stage\s+Ready", panel.text()) and "2/2 running" in panel.text()
     out = run_ok(ip, "%arkouda_teardown")
     assert "demo: deleted" in out.stdout
