@@ -142,7 +142,8 @@ def _cluster_checks(
     try:
         version = kube.request("GET", "/version", deadline=time.monotonic() + timeout)
     except KubeError as exc:
-        if exc.status in (401, 403):
+        if exc.status in (401, 403) or exc.reason == "Unreachable":
+            # refused credentials, or nothing listens there: the error says which
             fix = exc.hint or "log in again or pick another context (--context)"
             report.add("api", "problem", exc.message, fix)
         else:

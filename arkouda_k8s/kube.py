@@ -25,7 +25,15 @@ from typing import Any, TypeVar
 
 from . import kube_certificates, kube_watch
 from .errors import KubeError
-from .kube_errors import api_error, connection_problem, is_tls_failure, tls_error, transient_reason
+from .kube_errors import (
+    api_error,
+    connection_problem,
+    is_tls_failure,
+    nothing_listens,
+    tls_error,
+    transient_reason,
+    unreachable_error,
+)
 from .kube_kinds import KINDS, Access, Kind, kind_of
 from .kube_watch import WATCH_CHUNK, WatchDeadline, log_lines
 from .kubeconfig import (
@@ -66,6 +74,10 @@ TRANSIENT = frozenset({429, 500, 502, 503, 504})
 # Budget for a single request made without a caller's deadline.
 DEFAULT_REQUEST_WINDOW = 30.0
 CONNECT_TIMEOUT = 5.0
+# Attempts (about 1.5 s of backoff) at an API server that never answered this Kube and
+# refuses connections: a wrong address or a stopped cluster is told at once, not after the
+# caller's whole deadline. Once the server has answered, a refusal is a restart: retried.
+UNREACHABLE_ATTEMPTS = 5
 # A followed log may stay silent for as long as the server computes: like kubectl, no
 # practical read timeout (the reader stops it, or the server ends it with the pod).
 FOLLOW_READ_TIMEOUT = 7 * 86400.0
@@ -116,6 +128,9 @@ class Kube:
         self.round_trips = 0
         self._in_flight = 0
         self._lock = threading.Lock()
+        # The server has answered (any HTTP status): from then on it exists, and a refused
+        # connection means a restart worth waiting for.
+        self._answered = False
 
     def __repr__(self) -> str:
         return (
@@ -238,7 +253,10 @@ class Kube:
                 if is_tls_failure(exc):
                     # A certificate problem does not heal by retrying.
                     raise tls_error(exc, self.server, self.source) from None
+                if not self._answered and attempt >= UNREACHABLE_ATTEMPTS and nothing_listens(exc):
+                    raise unreachable_error(self.server, problem, attempt, self.source) from None
             else:
+                self._answered = True
                 status = resp.status
                 if 200 <= status < 300:
                     if stream:

@@ -1,7 +1,7 @@
 """What a failed Kubernetes API request means to a user: HTTP answers and broken
 connections turned into one-line ``KubeError``s with a hint (403 names the verb and
-what to ask for, 401 the credentials, TLS the certificate authority), and the short
-reason a retry is logged with. Never includes headers or credentials. Pure.
+what to ask for, 401 the credentials, TLS the certificate authority, an address where
+nothing listens the address and the kubeconfig), and the short reason a retry is logged with. Never includes headers or credentials. Pure.
 """
 
 from __future__ import annotations
@@ -96,6 +96,37 @@ def connection_problem(exc: BaseException) -> str:
     text = re.sub(r"^\S*Connection\(host=[^)]*\): ", "", text)
     text = re.sub(r"^<[^>]*>: ", "", text)
     return text[:200] or type(exc).__name__
+
+
+def nothing_listens(exc: BaseException) -> bool:
+    """The connection was refused (no process listens at the address) or the server's
+    name does not resolve: unlike a reset or a timeout, nothing is there to answer."""
+    import urllib3
+
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:  # urllib3 wraps the socket's error: MaxRetryError -> NewConnectionError
+        e = todo.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, ConnectionRefusedError | urllib3.exceptions.NameResolutionError):
+            return True
+        for inner in (getattr(e, "reason", None), e.__cause__, e.__context__):
+            if isinstance(inner, BaseException):
+                todo.append(inner)
+    return False
+
+
+def unreachable_error(server: str, problem: str, attempts: int, source: str | None) -> KubeError:
+    """Nothing answers at ``server`` (refused, or an unknown name): told at once."""
+    return KubeError(
+        f"nothing answers at the Kubernetes API {server}: {problem} ({attempts} attempts)",
+        "start the cluster, or check the server address of the context in "
+        f"{source or 'the kubeconfig'} (kubectl config view --minify) and that this machine "
+        "can reach it (VPN, proxy); or pick another context (--context)",
+        reason="Unreachable",
+    )
 
 
 def is_tls_failure(exc: BaseException) -> bool:

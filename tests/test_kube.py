@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+from _support import eventually
 from cryptography import x509
 
 from arkouda_k8s.credentials import Credentials
@@ -379,23 +380,86 @@ def test_in_cluster_config_uses_the_service_account(sb):
         Kube.in_cluster(root="/nonexistent", environ={})
 
 
-def test_unreachable_api_says_so_within_the_deadline(tmp_path):
+def _gone_kubeconfig(tmp_path, server: str) -> str:
     import yaml
 
     cfg = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "gone", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "clusters": [{"name": "gone", "cluster": {"server": server}}],
         "users": [{"name": "someone", "user": {"token": "not-a-secret"}}],
         "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "someone"}}],
         "current-context": "gone",
     }
     path = tmp_path / "gone.kubeconfig"
     path.write_text(yaml.safe_dump(cfg))
-    down = Kube.from_kubeconfig(str(path))  # nothing listens on port 1
-    start = time.monotonic()
+    return str(path)
+
+
+def test_unreachable_api_fails_after_a_few_attempts_not_at_the_deadline(tmp_path):
+    path = _gone_kubeconfig(tmp_path, "https://127.0.0.1:1")  # nothing listens on port 1
+    down = Kube.from_kubeconfig(path)
     with pytest.raises(KubeError) as err:
-        down.list("Pod", deadline=time.monotonic() + 1.5)
-    assert time.monotonic() - start < 3
-    assert "kept failing (Failed to establish a new connection" in err.value.message
-    assert "Connection refused" in err.value.message and err.value.status is None
+        # a deadline far away: a refused connection must not wait for it
+        down.list("Pod", deadline=time.monotonic() + 30)
+    e = err.value
+    assert e.reason == "Unreachable" and e.status is None
+    assert down.requests == 5  # kube.UNREACHABLE_ATTEMPTS; the deadline allowed far more
+    assert e.message.startswith("nothing answers at the Kubernetes API https://127.0.0.1:1: ")
+    assert "Connection refused (5 attempts)" in e.message and "\n" not in e.message
+    assert f"server address of the context in {path}" in e.hint
+    assert "not-a-secret" not in e.message + e.hint
+
+
+def test_a_server_that_answered_is_waited_for_while_it_refuses(tmp_path):
+    """An API server restarting refuses connections for a while: once it has answered
+    this Kube, refusals are retried (past the attempts a never-seen server gets)."""
+    import http.server
+    import json as json_
+
+    from arkouda_k8s.kube import UNREACHABLE_ATTEMPTS
+
+    class Api(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json_.dumps({"kind": "PodList", "apiVersion": "v1", "items": []}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    def serve(port):
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Api)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server
+
+    first = serve(0)
+    port = first.server_address[1]
+    try:
+        kube = Kube.from_kubeconfig(_gone_kubeconfig(tmp_path, f"http://127.0.0.1:{port}"))
+        assert kube.list("Pod")["items"] == []
+    finally:
+        first.shutdown()
+        first.server_close()
+    servers = []
+
+    def restart_later():
+        # back after more refused attempts than a server never seen would get
+        try:
+            eventually(lambda: kube.requests >= 1 + UNREACHABLE_ATTEMPTS + 2, 30, 0.01)
+        finally:
+            servers.append(serve(port))
+
+    restarter = threading.Thread(target=restart_later)
+    restarter.start()
+    try:
+        assert kube.list("Pod", deadline=time.monotonic() + 30)["items"] == []
+        assert kube.requests > 1 + UNREACHABLE_ATTEMPTS
+    finally:
+        restarter.join()
+        for server in servers:
+            server.shutdown()
+            server.server_close()

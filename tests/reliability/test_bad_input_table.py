@@ -299,19 +299,17 @@ def expired_cert(sb: Any, kube: Any, tmp_path: Any) -> str:
     return str(path)
 
 
+UNREACHABLE = "nothing answers at the Kubernetes API https://127.0.0.1:"
+
 KUBECONFIGS = {"@dead": unreachable, "@wrong-ca": wrong_ca, "@expired": expired_cert}
 
 API_SERVERS = [
-    # an API server that does not answer may be restarting: retried for the preflight's 60 s
-    Case("api-unreachable", deploy("--kubeconfig", "@dead"), 1, "127.0.0.1", bound_s=75),
-    Case(
-        "api-unreachable-status",
-        ["status", NAME, "--kubeconfig", "@dead"],
-        1,
-        "127.0.0.1",
-        bound_s=45,
-    ),  # a request's 30 s window
-    Case("api-unreachable-list", ["list", "--kubeconfig", "@dead"], 1, "127.0.0.1", bound_s=45),
+    # nothing listens at the address: told after a few refused attempts, not after the
+    # preflight's 60 s or a request's 30 s (kube.UNREACHABLE_ATTEMPTS)
+    Case("api-unreachable", deploy("--kubeconfig", "@dead"), 1, UNREACHABLE),
+    Case("api-unreachable-status", ["status", NAME, "--kubeconfig", "@dead"], 1, UNREACHABLE),
+    Case("api-unreachable-list", ["list", "--kubeconfig", "@dead"], 1, UNREACHABLE),
+    Case("api-unreachable-teardown", ["teardown", NAME, "--kubeconfig", "@dead"], 1, UNREACHABLE),
     Case("api-wrong-ca", deploy("--kubeconfig", "@wrong-ca"), 1, "certificate"),
     Case(
         "client-cert-expired",
