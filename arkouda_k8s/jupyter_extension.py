@@ -26,6 +26,7 @@ deployment), 409 (exists with other settings). Settings: ``c.ArkoudaK8s.kubeconf
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import secrets
 import threading
@@ -117,6 +118,9 @@ class HeldClusters:
         # kernel's teardown) and made again under its name is another one, not ours
         self.uids: dict[tuple[str, str], str | None] = {}
         self.operations: dict[str, Operation] = {}
+        # a kept Arkouda connection per held deployment, for its status (and its lock:
+        # a zmq socket serves one thread at a time)
+        self.probes: dict[tuple[str, str], tuple[Any, threading.Lock]] = {}
         self._lock = threading.Lock()
         self._key_locks: dict[tuple[str, str], threading.Lock] = {}
         self._kube: Any = None
@@ -160,7 +164,39 @@ class HeldClusters:
         uid = _state_uid(cluster)
         return uid is None or uid != self.uids.get(key)
 
+    def _memory_used(self, key: tuple[str, str], cluster: Any) -> int | None:
+        """getmemused of a held deployment over one kept connection: through a tunnel,
+        every new connection is a new port-forward stream (tens of ms)."""
+        from .protocol import ArkoudaProbe
+
+        address = cluster.address
+        if address is None:
+            return None
+        with self._lock:
+            probe, lock = self.probes.get(key, (None, threading.Lock()))
+            if probe is None or (probe.host, probe.port) != tuple(address):
+                if probe is not None:
+                    probe.close()
+                host, port = address
+                probe = ArkoudaProbe(host, port, token=cluster.token(), keep=True)
+                self.probes[key] = (probe, lock)
+        with lock:
+            for _ in range(2):  # a kept connection that broke is replaced once
+                try:
+                    return int(probe.getmemused())
+                except ArkoudaK8sError as exc:
+                    error = exc
+        self.app.log.debug("arkouda-k8s: memory of %s/%s: %s", *key, _one_line(error))
+        return None
+
+    def _close_probe(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            probe, _ = self.probes.pop(key, (None, None))
+        if probe is not None:
+            probe.close()
+
     def _release(self, key: tuple[str, str]) -> None:
+        self._close_probe(key)
         cluster = self.clusters.pop(key, None)
         self.ephemeral.discard(key)
         self.uids.pop(key, None)
@@ -181,6 +217,7 @@ class HeldClusters:
             namespace=namespace or kube.namespace, all_namespaces=all_namespaces, kube=kube
         )
         doc = cluster_list_dict(items)
+        doc["apiServer"] = kube.server  # a kernel's list stands for its own if the same
         now = time.time()
         for item, info in zip(doc["items"], items, strict=True):
             key = (info.namespace, info.name)
@@ -202,8 +239,19 @@ class HeldClusters:
             cluster = ArkoudaCluster.from_name(
                 name, namespace, kube=self.kube(namespace), connect=False
             )
-        # one not held: memory and version through a short-lived tunnel, as the CLI shows them
-        doc = cluster.status(handshake=True).to_dict()
+        return self._status_doc(namespace, name, cluster)
+
+    def _status_doc(self, namespace: str, name: str, cluster: Any) -> dict[str, Any]:
+        key = (namespace, name)
+        held = self.clusters.get(key) is cluster
+        if not held:
+            # memory and version through a short-lived tunnel, as the CLI shows them
+            doc: dict[str, Any] = cluster.status(handshake=True).to_dict()
+        else:  # the server's memory use over the connection kept for it
+            status = cluster.status(probe=False)
+            if status.stage == "Ready":
+                status = dataclasses.replace(status, memory_used=self._memory_used(key, cluster))
+            doc = status.to_dict()
         doc["heldByServer"] = (namespace, name) in self.clusters
         doc["ephemeral"] = (namespace, name) in self.ephemeral
         return doc
@@ -232,6 +280,13 @@ class HeldClusters:
                 self._hold(key, cluster)
             else:
                 cluster.start_tunnel()  # the one held, restarted if it had stopped
+        try:
+            # the kernel's status card: what this server's warm Kubernetes client and its
+            # own probe see, so the kernel makes no call of its own for it
+            status: dict[str, Any] | None = self._status_doc(namespace, name, cluster)
+        except Exception as exc:  # the tunnel is up: the kernel asks again for the card
+            self.app.log.debug("arkouda-k8s: status of %s/%s: %s", namespace, name, exc)
+            status = None
         return {
             "apiVersion": API_VERSION,
             "kind": "Tunnel",
@@ -244,6 +299,7 @@ class HeldClusters:
             # Arkouda's getconfig answer from the handshake: the kernel's status card
             # needs no handshake of its own
             "config": cluster.config,
+            "status": status,
         }
 
     def check_deploy(self, spec: Any) -> None:
@@ -292,6 +348,7 @@ class HeldClusters:
 
         key = (namespace, name)
         with self._key_lock(key):
+            self._close_probe(key)
             cluster = self.clusters.pop(key, None)
             self.ephemeral.discard(key)
             self.uids.pop(key, None)
@@ -311,6 +368,7 @@ class HeldClusters:
         """Server stop: ephemeral deployments torn down, the others closed (TTL applies)."""
         removed = []
         for key, cluster in list(self.clusters.items()):
+            self._close_probe(key)
             try:
                 if key in self.ephemeral and not self._replaced(key, cluster):
                     cluster.teardown()

@@ -12,6 +12,7 @@ runtime file holds its URL and token; ``JUPYTER_SERVER_URL`` and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -19,12 +20,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .cluster import ArkoudaCluster, DeployMode
 from .errors import ArkoudaK8sError, ClusterNotFound, UsageError
-
-if TYPE_CHECKING:
-    from .cluster import ArkoudaCluster
+from .spec import ClusterSpec
+from .status import ClusterInfo, ClusterStatus
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,157 @@ def through_server(cluster: ArkoudaCluster) -> bool:
     return True
 
 
+# -- where a kubeconfig points, without the kubernetes client -------------------------
+
+
+@dataclass(frozen=True)
+class ApiTarget:
+    """The API server and namespace a kubeconfig (or the pod's service account) names."""
+
+    server: str
+    namespace: str
+    context: str | None
+
+
+def api_target(
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    namespace: str | None = None,
+    environ: dict[str, str] | None = None,
+) -> ApiTarget | None:
+    """What ``Kube.connect(kubeconfig, context, namespace)`` would reach, read from the
+    file alone: the kernel asks the Jupyter server for its tunnel without importing the
+    ``kubernetes`` client (seconds of a fresh kernel's time). None when the file says
+    anything unexpected: the caller then builds a Kube, whose errors say what is wrong.
+    """
+    from .kube import SERVICE_ACCOUNT_DIR, default_kubeconfig
+
+    env = os.environ if environ is None else environ
+    path = kubeconfig or default_kubeconfig()
+    if not (kubeconfig or context or os.path.exists(path)) and env.get("KUBERNETES_SERVICE_HOST"):
+        host, port = env["KUBERNETES_SERVICE_HOST"], env.get("KUBERNETES_SERVICE_PORT", "")
+        if not port:
+            return None
+        if ":" in host or "%" in host:  # an IPv6 address, bracketed as the client does
+            host = f"[{host}]"
+        if namespace is None:
+            try:
+                with open(os.path.join(SERVICE_ACCOUNT_DIR, "namespace")) as fh:
+                    namespace = fh.read().strip()
+            except OSError:
+                namespace = None
+        return ApiTarget(f"https://{host}:{port}", namespace or "default", None)
+    try:
+        import yaml
+
+        with open(path, encoding="utf-8") as fh:
+            config = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        name = context or config["current-context"]
+        ctx = next(c for c in config["contexts"] if c["name"] == name)["context"] or {}
+        cluster = next(c for c in config["clusters"] if c["name"] == ctx["cluster"])["cluster"]
+        server = str(cluster["server"]).rstrip("/")
+    except Exception:  # noqa: BLE001 - any surprise: the kubernetes client's own reading
+        return None
+    return ApiTarget(server, namespace or ctx.get("namespace") or "default", str(name))
+
+
+class _KubeOnUse:
+    """Stands for a :class:`~arkouda_k8s.kube.Kube` that is built on first use.
+
+    A deployment reached through the Jupyter server's tunnel needs no Kubernetes call
+    from the kernel for connect and status; logs or teardown build the real one.
+    """
+
+    def __init__(self, target: ApiTarget, kubeconfig: str | None, context: str | None) -> None:
+        self.server = target.server
+        self.context = target.context
+        self._namespace = target.namespace
+        self._options = (kubeconfig, context)
+        self._kube: Any = None
+
+    @property
+    def namespace(self) -> str:
+        return str(self._kube.namespace if self._kube is not None else self._namespace)
+
+    @namespace.setter
+    def namespace(self, value: str) -> None:
+        self._namespace = value
+        if self._kube is not None:
+            self._kube.namespace = value
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "_kube":
+            raise AttributeError(name)
+        if self._kube is None:
+            from .kube import Kube
+
+            self._kube = Kube.connect(*self._options, self._namespace)
+        return getattr(self._kube, name)
+
+    def __repr__(self) -> str:
+        return (
+            f"Kube(server={self.server!r}, context={self.context!r}, "
+            f"namespace={self.namespace!r}, not built yet)"
+        )
+
+
+class ServerHeldCluster(ArkoudaCluster):
+    """A deployment whose tunnel and heartbeat the Jupyter server holds.
+
+    ``connect()`` binds through the server's tunnel and trusts the handshake the
+    server made (the client's own connect is the round trip that shows the server
+    answers); ``status()`` is the server's, whose Kubernetes client is warm.
+    """
+
+    def __init__(self, server: JupyterServer, doc: dict[str, Any], kube: Any) -> None:
+        super().__init__(
+            ClusterSpec.from_dict(doc["spec"]), kube=kube, mode=DeployMode.CONNECT_ONLY
+        )
+        self.jupyter = server
+        host, port = doc["address"]
+        self.use_tunnel((str(host), int(port)), doc.get("token"))
+        if isinstance(doc.get("config"), dict):
+            self.config = doc["config"]
+        # the status the tunnel's answer carried: the card right after connect
+        self._status_doc: dict[str, Any] | None = doc.get("status")
+
+    def connect(self, timeout: float = 10.0) -> Any:
+        from .session import Session
+
+        if self.config is None or self.address is None:
+            return super().connect(timeout)
+        if self.session is not None:
+            self.session.close()
+        host, port = self.address
+        self.session = Session.bind(
+            host,
+            port,
+            token=self.token(),
+            timeout=timeout,
+            server_version=self.spec.release,
+            config=self.config,
+        )
+        return self.session.ak
+
+    def status(self, probe: bool = True) -> ClusterStatus:
+        doc, self._status_doc = self._status_doc, None
+        if doc is None:
+            try:
+                code, doc = self.jupyter.request(
+                    "GET", f"{API}/clusters/{self.namespace}/{self.name}"
+                )
+            except OSError as exc:
+                log.debug("Jupyter server at %s: %s", self.jupyter.url, exc)
+                code = 0
+            if code != 200 or not isinstance(doc, dict):
+                return super().status(probe)  # gone, or no server: the kernel looks
+        status = ClusterStatus.from_dict(doc)
+        if self.address is None:
+            return status
+        # the kernel's view of the tunnel, as for any borrowed one: the server's
+        return dataclasses.replace(status, address=self.address, tunnel_state="shared")
+
+
 def connect_through_server(
     name: str,
     namespace: str | None = None,
@@ -168,23 +320,43 @@ def connect_through_server(
     server = this_server()
     if server is None:
         return None
-    from .cluster import ArkoudaCluster, DeployMode
-    from .kube import Kube
-    from .spec import ClusterSpec
+    target = api_target(kubeconfig, context, namespace)
+    kube: Any
+    if target is None:
+        from .kube import Kube
 
-    kube = Kube.connect(kubeconfig, context, namespace)
-    ns = namespace or kube.namespace
+        kube = Kube.connect(kubeconfig, context, namespace)
+    else:
+        kube = _KubeOnUse(target, kubeconfig, context)
     try:
-        doc = server.tunnel(ns, name, kube.server)
+        doc = server.tunnel(kube.namespace, name, kube.server)
     except OSError as exc:
         log.debug("Jupyter server at %s: %s", server.url, exc)
         return None
     if doc is None:
         return None
-    spec = ClusterSpec.from_dict(doc["spec"])
-    cluster = ArkoudaCluster(spec, kube=kube, mode=DeployMode.CONNECT_ONLY)
-    host, port = doc["address"]
-    cluster.use_tunnel((str(host), int(port)), doc.get("token"))
-    if isinstance(doc.get("config"), dict):
-        cluster.config = doc["config"]
-    return cluster
+    return ServerHeldCluster(server, doc, kube)
+
+
+def list_through_server(
+    namespace: str | None = None,
+    all_namespaces: bool = False,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+) -> list[ClusterInfo] | None:
+    """The deployments the Jupyter server lists (what ``list_clusters`` would give the
+    kernel, without its Kubernetes client), or None when there is no such server or it
+    reaches another Kubernetes API."""
+    server = this_server()
+    target = api_target(kubeconfig, context, namespace)
+    if server is None or target is None:
+        return None
+    query = "all_namespaces=1" if all_namespaces else f"namespace={target.namespace}"
+    try:
+        status, doc = server.request("GET", f"{API}/clusters?{query}")
+    except OSError as exc:
+        log.debug("Jupyter server at %s: %s", server.url, exc)
+        return None
+    if status != 200 or not isinstance(doc, dict) or doc.get("apiServer") != target.server:
+        return None
+    return [ClusterInfo.from_dict(item) for item in doc.get("items") or []]

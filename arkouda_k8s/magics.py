@@ -715,9 +715,15 @@ class ArkoudaMagics(Magics, Configurable):
         if not os.path.exists(path) and "KUBERNETES_SERVICE_HOST" not in os.environ:
             return  # nowhere to look: stay silent and cheap
         try:
-            from .cluster import list_clusters
+            items = None
+            if self._server_tunnels():  # the Jupyter server's listing: no Kubernetes client here
+                from . import jupyter_link
 
-            items = list_clusters(namespace=self.namespace, **self.cluster_options())
+                items = jupyter_link.list_through_server(self.namespace, **self.cluster_options())
+            if items is None:
+                from .cluster import list_clusters
+
+                items = list_clusters(namespace=self.namespace, **self.cluster_options())
         except Exception:  # informational only: an unreachable cluster says so on use
             return
         expired = [i for i in items if i.heartbeat_expired]

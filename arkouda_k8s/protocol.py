@@ -47,11 +47,19 @@ class ArkoudaProbe:
     """A short conversation with an Arkouda server (v2023 message format).
 
     ``token`` is sent with every request and never shown (not in ``repr`` nor errors).
-    ``timeout`` bounds each step: the TCP connect, and each send and receive.
+    ``timeout`` bounds each step: the TCP connect, and each send and receive. ``keep``:
+    one connection for every conversation until ``close()`` (through a tunnel, each new
+    connection is a new port-forward stream); after a failure the next one reconnects.
     """
 
     def __init__(
-        self, host: str, port: int, token: str | None = None, timeout: float = 5.0
+        self,
+        host: str,
+        port: int,
+        token: str | None = None,
+        timeout: float = 5.0,
+        *,
+        keep: bool = False,
     ) -> None:
         self.host = host
         self.port = int(port)
@@ -62,6 +70,8 @@ class ArkoudaProbe:
         except (KeyError, OSError):
             self.user = "arkouda-k8s"
         self._context: zmq.Context[Any] | None = zmq.Context()
+        self.keep = keep
+        self._kept: zmq.Socket[Any] | None = None
 
     def __repr__(self) -> str:
         token = "set" if self._token else "none"
@@ -103,6 +113,7 @@ class ArkoudaProbe:
         self._conversation([("shutdown", None)])
 
     def close(self) -> None:
+        self._drop_kept()
         if self._context is not None:
             self._context.destroy(linger=0)
             self._context = None
@@ -158,19 +169,23 @@ class ArkoudaProbe:
     ) -> list[str]:
         if self._context is None:
             raise ArkoudaK8sError("this ArkoudaProbe is closed")
-        self._check_tcp()
-        ms = max(1, int(self.timeout * 1000))
-        sock = self._context.socket(zmq.REQ)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.SNDTIMEO, ms)
-        sock.setsockopt(zmq.RCVTIMEO, ms)
-        # No ZMQ_IMMEDIATE: with it, the reply to `shutdown` (sent just before the server
-        # closes) was lost about one time in six; the TCP check above already tells a
-        # closed port apart from a silent server.
-        replies = []
-        try:
+        sock = self._kept
+        if sock is None:
+            self._check_tcp()
+            ms = max(1, int(self.timeout * 1000))
+            sock = self._context.socket(zmq.REQ)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.SNDTIMEO, ms)
+            sock.setsockopt(zmq.RCVTIMEO, ms)
+            # No ZMQ_IMMEDIATE: with it, the reply to `shutdown` (sent just before the
+            # server closes) was lost about one time in six; the TCP check above already
+            # tells a closed port apart from a silent server.
             sock.connect(f"tcp://{self.host}:{self.port}")
+        replies = []
+        done = False
+        try:
             for cmd, args in requests:
+                done = False
                 try:
                     sock.send_string(self._message(cmd, args))
                     raw = sock.recv_string()
@@ -181,10 +196,20 @@ class ArkoudaProbe:
                         "a busy or stuck server: read its log (`arkouda-k8s logs NAME`)",
                         "silent",
                     ) from None
+                done = True  # a reply came: the REQ socket may send again
                 replies.append(self._parse_reply(cmd, raw))
         finally:
-            sock.close(0)
+            if self.keep and done:
+                self._kept = sock
+            else:  # a REQ socket without its reply is stuck: a new one next time
+                self._kept = None
+                sock.close(0)
         return replies
+
+    def _drop_kept(self) -> None:
+        sock, self._kept = self._kept, None
+        if sock is not None:
+            sock.close(0)
 
     def _parse_reply(self, cmd: str, raw: str) -> str:
         try:

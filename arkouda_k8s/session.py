@@ -308,11 +308,14 @@ class Session:
         token: str | None = None,
         timeout: float = 10.0,
         server_version: str | None = None,
+        config: dict[str, Any] | None = None,
     ) -> Session:
         """Probe the server, then connect the installed client to it.
 
         ``server_version`` is the release the server was deployed as (for the version
-        check); default: what the server reports.
+        check); default: what the server reports. ``config``: the server's getconfig
+        answer when another process already made the handshake (the Jupyter server that
+        holds the tunnel): no probe then, the client's connect is the one round trip.
         """
         ak = import_client()
         client_module = sys.modules.get("arkouda.client") or importlib.import_module(
@@ -320,8 +323,10 @@ class Session:
         )
         client_version = str(getattr(ak, "__version__", "unknown"))
 
-        with ArkoudaProbe(host, port, token=token, timeout=timeout) as probe:
-            config = probe.handshake()
+        probed = config is None
+        if config is None:
+            with ArkoudaProbe(host, port, token=token, timeout=timeout) as probe:
+                config = probe.handshake()
         served = str(server_version or config.get("arkoudaVersion") or "unknown")
 
         if _speaks_2020_text(client_version) and not config.get("standIn"):
@@ -355,9 +360,10 @@ class Session:
             cls._reset_client(client_module)
             _remove_token_directory(token_dir)
             if type(exc).__name__ == "Again":  # zmq.error.Again: the receive timed out
+                answered = "answered the probe but not" if probed else "did not answer"
                 raise ServerNotAnswering(
-                    f"the Arkouda server at {host}:{port} answered the probe but not the "
-                    f"client's connect within {timeout:g}s",
+                    f"the Arkouda server at {host}:{port} {answered} the client's connect "
+                    f"within {timeout:g}s",
                     "retry; if it persists read the server's log (`arkouda-k8s logs NAME`)",
                 ) from None
             raise SessionError(

@@ -5,7 +5,7 @@ Pure: no I/O; the lifecycle (cluster.py) fills them in."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -127,6 +127,36 @@ class ClusterStatus:
             "expiresAt": _rfc3339(self.expires_at),
         }
 
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> ClusterStatus:
+        """The status a ``to_dict()`` document describes (a Jupyter server's answer to a
+        kernel: ``jupyter_link``); ``age`` comes back in whole seconds."""
+        tunnel = doc.get("tunnel") or {}
+        pods = doc.get("localePods") or {}
+        server = doc.get("server") or {}
+        memory = doc.get("memory") or {}
+        return cls(
+            name=str(doc["name"]),
+            namespace=str(doc["namespace"]),
+            context=doc.get("context"),
+            stage=str(doc["stage"]),
+            locales_ready=int(pods.get("ready") or 0),
+            locales_total=int(pods.get("total") or 0),
+            server_phase=server.get("phase"),
+            server_ready=bool(server.get("ready")),
+            address=_parse_address(tunnel.get("address")),
+            tunnel_state=tunnel.get("state"),
+            memory_used=memory.get("usedBytes"),
+            memory_max=memory.get("maxBytes"),
+            arkouda_version=doc.get("arkoudaVersion"),
+            age=None if doc.get("ageSeconds") is None else float(doc["ageSeconds"]),
+            expires_at=_parse_rfc3339(doc.get("expiresAt")),
+            message=str(doc.get("message") or ""),
+            heartbeat_expired=bool(doc.get("expired")),
+            locales=doc.get("locales"),
+            mode=doc.get("mode"),
+        )
+
 
 @dataclass(frozen=True)
 class ClusterInfo:
@@ -179,6 +209,31 @@ class ClusterInfo:
             facts.append("heartbeat expired")
         return ", ".join(f for f in facts if f)
 
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> ClusterInfo:
+        """The row a ``to_dict()`` document describes (a Jupyter server's listing, read by
+        a kernel); ``age`` comes back in whole seconds."""
+        pods = doc.get("localePods") or {}
+        memory = doc.get("memory") or {}
+        return cls(
+            name=str(doc["name"]),
+            namespace=str(doc["namespace"]),
+            stage=str(doc["stage"]),
+            locales_ready=int(pods.get("ready") or 0),
+            locales_total=int(pods.get("total") or 0),
+            mode=doc.get("mode"),
+            release=doc.get("release"),
+            age=None if doc.get("ageSeconds") is None else float(doc["ageSeconds"]),
+            heartbeat=_parse_rfc3339(doc.get("heartbeat")),
+            expires_at=_parse_rfc3339(doc.get("expiresAt")),
+            heartbeat_expired=bool(doc.get("expired")),
+            context=doc.get("context"),
+            server_pod=doc.get("serverPod"),
+            memory=memory.get("perPod"),
+            memory_max=memory.get("maxBytes"),
+            tunnel_address=_parse_address((doc.get("tunnel") or {}).get("address")),
+        )
+
     def to_wide_row(self) -> list[str]:
         """``to_row()`` and the columns of ``list -o wide``."""
         tunnel = self.tunnel_address
@@ -224,8 +279,22 @@ def cluster_list_dict(items: Iterable[ClusterInfo]) -> dict[str, Any]:
     }
 
 
+_RFC3339 = "%Y-%m-%dT%H:%M:%SZ"
+
+
 def _rfc3339(when: datetime | None) -> str | None:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if when else None
+    return when.astimezone(UTC).strftime(_RFC3339) if when else None
+
+
+def _parse_rfc3339(text: str | None) -> datetime | None:
+    return datetime.strptime(text, _RFC3339).replace(tzinfo=UTC) if text else None
+
+
+def _parse_address(text: str | None) -> tuple[str, int] | None:
+    if not text:
+        return None
+    host, _, port = str(text).rpartition(":")
+    return host, int(port)
 
 
 def _whole_seconds(seconds: float | None) -> int | None:

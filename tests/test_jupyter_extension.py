@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -51,6 +52,12 @@ def _connect_code(name: str) -> str:
         f"c = next(iter(_LOADED.values())).clusters[{name!r}]\n"
         "print('ADDRESS', c.address, type(c.tunnel).__name__)\n"
         "print('SUM', ak.arange(0, 10, 1).sum())\n"
+        "print(c.status().to_text())\n"
+        "m = next(iter(_LOADED.values()))\n"
+        "if m._expired_check is not None:\n"
+        "    m._expired_check.join(60)\n"
+        "import sys\n"
+        "print('KUBERNETES', 'kubernetes' in sys.modules)\n"
     )
 
 
@@ -170,6 +177,11 @@ def test_two_kernels_share_one_tunnel_and_a_restart_reattaches_through_it(
         held = "('{}', {})".format(*doc["tunnel"]["address"].rsplit(":", 1))
         assert _address(out1) == _address(out2) == f"{held} _BorrowedTunnel", (out1, out2)
         assert "SUM 45" in out1 and "SUM 45" in out2
+        # the server's status, as the kernel sees it; the kernel needed no Kubernetes
+        # client of its own (its import alone takes seconds in a fresh kernel)
+        assert "stage    Ready" in out1 and f"shared at {doc['tunnel']['address']}" in out1
+        assert re.search(r"memory +\S+ \S+ used of", out1), out1
+        assert "KUBERNETES False" in out1 and "KUBERNETES False" in out2
 
         first.restart()
         out = first.run(_connect_code(name))

@@ -251,3 +251,24 @@ def test_disconnect_and_shutdown_through_the_timed_socket():
         assert client.connected is False
         srv.wait(timeout=10)  # the server really stopped
         session.close()  # nothing left to undo, no hang
+
+
+def test_a_known_server_config_binds_without_a_probe(server, monkeypatch):
+    """The Jupyter server's handshake stands in for the probe: the client's connect is the
+    only round trip, and the config's checks still apply."""
+    from arkouda_k8s import protocol
+
+    config = protocol.ArkoudaProbe(server.host, server.port, timeout=3).__enter__().handshake()
+
+    def no_probe(self):
+        raise AssertionError("probed although the config was given")
+
+    monkeypatch.setattr(protocol.ArkoudaProbe, "handshake", no_probe)
+    session = Session.bind(server.host, server.port, timeout=3, config=config)
+    try:
+        assert session.config == config and session.ak.arange(0, 10, 1).sum() == 45
+    finally:
+        session.close()
+    real = {k: v for k, v in config.items() if k != "standIn"}
+    with pytest.raises(SessionError, match="2020 text protocol"):
+        Session.bind(server.host, server.port, timeout=3, config=real)
