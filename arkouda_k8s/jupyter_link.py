@@ -181,7 +181,7 @@ def api_target(
     ``kubernetes`` client (seconds of a fresh kernel's time). None when the file says
     anything unexpected: the caller then builds a Kube, whose errors say what is wrong.
     """
-    from .kube import SERVICE_ACCOUNT_DIR, default_kubeconfig
+    from .kubeconfig import SERVICE_ACCOUNT_DIR, default_kubeconfig
 
     env = os.environ if environ is None else environ
     path = kubeconfig or default_kubeconfig()
@@ -290,7 +290,7 @@ class ServerHeldCluster(ArkoudaCluster):
         )
         return self.session.ak
 
-    def status(self, probe: bool = True) -> ClusterStatus:
+    def status(self, probe: bool = True, *, handshake: bool = False) -> ClusterStatus:
         doc, self._status_doc = self._status_doc, None
         if doc is None:
             try:
@@ -301,7 +301,8 @@ class ServerHeldCluster(ArkoudaCluster):
                 log.debug("Jupyter server at %s: %s", self.jupyter.url, exc)
                 code = 0
             if code != 200 or not isinstance(doc, dict):
-                return super().status(probe)  # gone, or no server: the kernel looks
+                # gone, or no server: the kernel looks itself
+                return super().status(probe, handshake=handshake)
         status = ClusterStatus.from_dict(doc)
         if self.address is None:
             return status
