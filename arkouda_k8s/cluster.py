@@ -970,13 +970,13 @@ class ArkoudaCluster:
                     reason="Unschedulable",
                     pod=name,
                 )
-        statuses = (status.get("initContainerStatuses") or []) + (
-            status.get("containerStatuses") or []
-        )
-        for cs in statuses:
+        inits = status.get("initContainerStatuses") or []
+        for cs in inits + (status.get("containerStatuses") or []):
             state = cs.get("state") or {}
             waiting = state.get("waiting") or {}
             terminated = state.get("terminated") or {}
+            if cs in inits and terminated.get("exitCode") == 0:
+                continue  # an init container that did its work (persistence-owner)
             last_term = (cs.get("lastState") or {}).get("terminated") or {}
             reason = waiting.get("reason") or ""
             image = cs.get("image") or "?"

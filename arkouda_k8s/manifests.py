@@ -57,6 +57,8 @@ LOCALE_SCRIPT = "start-arkouda-locale.sh"
 # The images' user (ubuntu, uid 1000) and its home, the working directory of every
 # Arkouda process: the server creates .arkouda/ there and reads its token from it.
 IMAGE_HOME = "/home/ubuntu"
+IMAGE_UID = 1000
+IMAGE_GID = 1000
 TLS_DIR = "/etc/ssl/arkouda"
 SSH_KEYS_DIR = f"{IMAGE_HOME}/ssh-keys"
 # The token Secret, mounted read-only; the launch script copies it to the file the
@@ -80,6 +82,31 @@ HOSTNAME_LABEL = "kubernetes.io/hostname"
 EXPORTER_MEMORY = "256Mi"
 EXPORTER_CPU = "100m"
 METRICS_POLLING_SECONDS = 5
+
+# -- privileges ------------------------------------------------------------------------------
+#
+# Every container drops ALL capabilities and runs with allowPrivilegeEscalation false (so
+# the images' passwordless sudo cannot work, by design). Only two get some back, each
+# capability with its reason, also written on the pod as an annotation
+# (CAPABILITY_ANNOTATION + name) so `kubectl describe` says why:
+# - the udp containers start as root for sshd (locale discovery logs into every locale
+#   as ubuntu over ssh; only a root sshd can do that) and the launch script drops to
+#   the image's user (setpriv) for everything else: Arkouda never runs as root;
+# - the init container that hands a hostPath directory to the image's user.
+SSHD_CAPABILITIES = {
+    "SETUID": "sshd switches to its privilege-separation user and to the user it logs in "
+    "(ubuntu); the launch script switches to ubuntu for everything but sshd",
+    "SETGID": "the same switches of group and supplementary groups",
+    "SYS_CHROOT": "sshd chroots its pre-authentication process into /run/sshd "
+    "(privilege separation); CRI-O runtimes do not grant it by default",
+    "NET_BIND_SERVICE": "sshd listens on port 22, where the launcher's ssh connects",
+}
+PERSISTENCE_CAPABILITIES = {
+    "CHOWN": "the kubelet creates a missing hostPath directory root-owned; the init "
+    "container gives it to the image's user (uid 1000), which runs the server",
+}
+CAPABILITY_ANNOTATION = "capabilities.arkouda-k8s.dev/"
+PERSISTENCE_INIT = "persistence-owner"
 
 
 @dataclass(frozen=True)
@@ -380,25 +407,56 @@ def certificate_signing_request(
 
 # -- launch scripts ------------------------------------------------------------------------
 #
-# Written for arkouda-k8s (not the upstream scripts). POSIX sh, run as the image's user
-# (ubuntu, passwordless sudo); python3 is in the image (sandbox/image_facts.yaml).
+# Written for arkouda-k8s (not the upstream scripts). POSIX sh; python3 is in the image
+# (sandbox/image_facts.yaml). The udp scripts start as root with sshd's capabilities
+# only (SSHD_CAPABILITIES), start sshd and run the rest as the image's user (ubuntu);
+# the smp script runs as ubuntu throughout. No sudo: the pods forbid privilege escalation.
 
-_COMMON = """\
-fail() {
+_COMMON = f"""\
+fail() {{
   echo "arkouda-k8s: $*" >&2
   exit 1
-}
+}}
 
-make_persistence_writable() {
-  # The kubelet creates a missing hostPath directory root-owned 0755; the server and
-  # its locales run as the image's user and must write there.
-  dir="${PERSISTENCE_DIR:-}"
+check_persistence_writable() {{
+  # The init container {PERSISTENCE_INIT} gave the hostPath directory to this user.
+  dir="${{PERSISTENCE_DIR:-}}"
   [ -n "$dir" ] || return 0
-  [ -w "$dir" ] && return 0
-  sudo -n chown "$(id -u):$(id -g)" "$dir" ||
-    fail "cannot make $dir writable for $(id -un): sudo chown failed"
-}
+  [ -w "$dir" ] || fail "$dir is not writable for $(id -un) (uid $(id -u))"
+}}
 """
+
+
+# The root part of a udp script: this script again as the image's user (stage "setup":
+# the SSH keys, the persistence check), then sshd as root. setpriv keeps no capability
+# across the switch to a non-root user.
+def _root_stage(then: str) -> str:
+    as_user = f"setpriv --reuid={IMAGE_UID} --regid={IMAGE_GID} --init-groups --"
+    return f"""\
+if [ "${{ARKOUDA_K8S_STAGE:-}}" = setup ]; then
+  install_ssh_keys
+  check_persistence_writable
+  exit 0
+fi
+if [ "$(id -u)" -eq 0 ]; then
+  env ARKOUDA_K8S_STAGE=setup HOME={IMAGE_HOME} {as_user} sh "$0" || exit 1
+  start_sshd
+{then}
+elif [ "${{ARKOUDA_K8S_STAGE:-}}" != user ]; then
+  fail "started as uid $(id -u): sshd needs the container to start as root (runAsUser 0)"
+fi
+"""
+
+
+# The server: everything after sshd as the image's user (stage "user").
+_SERVER_ROOT_STAGE = _root_stage(
+    f"  exec env ARKOUDA_K8S_STAGE=user HOME={IMAGE_HOME} setpriv --reuid={IMAGE_UID} "
+    f'--regid={IMAGE_GID} --init-groups -- sh "$0" "$@"'
+)
+# A locale only waits (the launcher starts its Arkouda process over ssh, as ubuntu): it
+# stays root, so its SIGTERM trap covers the whole life of the container, and holds no
+# capability but sshd's.
+_LOCALE_ROOT_STAGE = _root_stage("  :")
 
 _INSTALL_KEYS = f"""\
 install_ssh_keys() {{
@@ -417,8 +475,8 @@ install_ssh_keys() {{
 }}
 
 start_sshd() {{
-  sudo -n mkdir -p /run/sshd
-  sudo -n /usr/sbin/sshd || fail "sshd did not start"
+  mkdir -p /run/sshd
+  /usr/sbin/sshd || fail "sshd did not start"
 }}
 """
 
@@ -516,9 +574,7 @@ set -eu
 {_COMMON}
 {_INSTALL_KEYS}
 {_INSTALL_TOKEN}
-install_ssh_keys
-start_sshd
-make_persistence_writable
+{_SERVER_ROOT_STAGE}
 
 want=$((NUMLOCALES - 1))
 ips=""
@@ -561,9 +617,7 @@ sleeper=""
 trap '[ -n "$sleeper" ] && kill "$sleeper" 2>/dev/null; exit 0' TERM INT
 {_COMMON}
 {_INSTALL_KEYS}
-install_ssh_keys
-start_sshd
-make_persistence_writable
+{_LOCALE_ROOT_STAGE}
 echo "arkouda-k8s: sshd listening on $MY_IP:22; the server's launcher starts this locale over ssh"
 while :; do
   sleep 3600 &
@@ -577,7 +631,7 @@ _SERVER_SCRIPT_SMP = f"""#!/bin/sh
 set -eu
 {_COMMON}
 {_INSTALL_TOKEN}
-make_persistence_writable
+check_persistence_writable
 install_token
 exec {ARKOUDA_SERVER} -nl "$NUMLOCALES" "$@"
 """
@@ -693,6 +747,67 @@ def _volumes(spec: ClusterSpec, component: str) -> tuple[list[dict], list[dict]]
     return volumes, mounts
 
 
+def security_context(
+    *, run_as_root: bool | None, capabilities: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """A container's securityContext: no capability but ``capabilities`` (name -> why),
+    no privilege escalation (setuid programs such as sudo gain nothing), the runtime's
+    seccomp profile; root, the images' user or (None) the image's own USER."""
+    sc: dict[str, Any] = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    if capabilities:
+        sc["capabilities"]["add"] = sorted(capabilities)
+    if run_as_root:
+        sc.update(runAsUser=0, runAsGroup=0)
+    elif run_as_root is False:
+        sc.update(runAsUser=IMAGE_UID, runAsGroup=IMAGE_GID, runAsNonRoot=True)
+    return sc
+
+
+def _main_security_context(spec: ClusterSpec) -> dict[str, Any]:
+    """udp: root with sshd's capabilities (the script drops to ubuntu for the rest);
+    smp: no sshd, the images' user throughout, nothing added."""
+    if spec.mode == "udp":
+        return security_context(run_as_root=True, capabilities=SSHD_CAPABILITIES)
+    return security_context(run_as_root=False)
+
+
+def _init_containers(spec: ClusterSpec) -> list[dict[str, Any]]:
+    """A hostPath directory the kubelet created is root's: give it to the images' user
+    before the server or a locale starts (their scripts check they can write there)."""
+    if spec.persistence is None:
+        return []
+    path = spec.persistence.mount_path
+    return [
+        {
+            "name": PERSISTENCE_INIT,
+            "image": spec.server_image,
+            "imagePullPolicy": spec.pull_policy,
+            "command": ["chown", f"{IMAGE_UID}:{IMAGE_GID}", path],
+            # As large as the main container: an init container then costs no quota.
+            "resources": _resources(spec),
+            "volumeMounts": [{"name": "arkouda-files", "mountPath": path}],
+            "securityContext": security_context(
+                run_as_root=True, capabilities=PERSISTENCE_CAPABILITIES
+            ),
+        }
+    ]
+
+
+def _capability_annotations(pod: dict[str, Any]) -> dict[str, str]:
+    """CAPABILITY_ANNOTATION + name -> why, for every capability a container of the pod
+    adds back (kubectl describe shows them with the pod)."""
+    reasons = {**SSHD_CAPABILITIES, **PERSISTENCE_CAPABILITIES}
+    out = {}
+    for c in [*pod.get("initContainers", []), *pod["containers"]]:
+        for cap in c.get("securityContext", {}).get("capabilities", {}).get("add", []):
+            out[CAPABILITY_ANNOTATION + cap] = f"{c['name']}: {reasons[cap]}"
+    return out
+
+
 def _uses_own_service_account(spec: ClusterSpec, component: str) -> bool:
     """Only the udp server pod of registration "client" talks to the API with a token."""
     return component == "server" and spec.mode == "udp" and spec.registration == "client"
@@ -702,6 +817,7 @@ def _pod_spec(
     spec: ClusterSpec, component: str, containers: list[dict], volumes: list[dict], restart: str
 ) -> dict[str, Any]:
     pod: dict[str, Any] = {
+        **({"initContainers": _init_containers(spec)} if spec.persistence else {}),
         "containers": containers,
         "volumes": volumes,
         "restartPolicy": restart,
@@ -822,6 +938,7 @@ def _server_container(spec: ClusterSpec) -> dict[str, Any]:
         "ports": ports,
         "resources": _resources(spec),
         "volumeMounts": mounts,
+        "securityContext": _main_security_context(spec),
         "readinessProbe": {
             "tcpSocket": {"port": spec.server_port},
             "periodSeconds": 2,
@@ -847,6 +964,8 @@ def _exporter_container(spec: ClusterSpec) -> dict[str, Any]:
         ],
         "ports": [{"name": "exporter", "containerPort": METRICS_EXPORTER_PORT, "protocol": "TCP"}],
         "resources": {"requests": dict(amounts), "limits": dict(amounts)},
+        # Its image's user (root) with no capability: it only reads the metrics port.
+        "securityContext": security_context(run_as_root=None),
     }
 
 
@@ -861,13 +980,13 @@ def server_pod(spec: ClusterSpec) -> dict[str, Any]:
     containers = [_server_container(spec)]
     if spec.metrics:
         containers.append(_exporter_container(spec))
+    pod = _pod_spec(spec, "server", containers, volumes, "Never")
+    annotations = {**_spec_annotation(spec), **_capability_annotations(pod)}
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": _meta(
-            spec, names(spec).server_pod, "server", annotations=_spec_annotation(spec)
-        ),
-        "spec": _pod_spec(spec, "server", containers, volumes, "Never"),
+        "metadata": _meta(spec, names(spec).server_pod, "server", annotations=annotations),
+        "spec": pod,
     }
 
 
@@ -894,17 +1013,18 @@ def locale_deployment(spec: ClusterSpec) -> dict[str, Any]:
         "ports": [{"name": "ssh", "containerPort": SSH_PORT, "protocol": "TCP"}],
         "resources": _resources(spec),
         "volumeMounts": mounts,
+        "securityContext": _main_security_context(spec),
         # Ready = sshd listens: the server's discovery waits for this condition.
         # Probed every second: the server's discovery (polling every second) starts the
         # launch as soon as the last locale is Ready.
         "readinessProbe": {"tcpSocket": {"port": SSH_PORT}, "periodSeconds": 1},
     }
+    pod = _pod_spec(spec, "locale", [container], volumes, "Always")
     template_meta: dict[str, Any] = {
         # "app" is the label the image's own discovery helper matches (APP_NAME).
         "labels": {**labels(spec, "locale"), "app": n.locale_app},
+        "annotations": {**spec.annotations, **_capability_annotations(pod)},
     }
-    if spec.annotations:
-        template_meta["annotations"] = dict(spec.annotations)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -917,7 +1037,7 @@ def locale_deployment(spec: ClusterSpec) -> dict[str, Any]:
             "strategy": {"type": "Recreate"},
             "template": {
                 "metadata": template_meta,
-                "spec": _pod_spec(spec, "locale", [container], volumes, "Always"),
+                "spec": pod,
             },
         },
     }

@@ -274,11 +274,21 @@ def _pod_security(
     labels = (ns.get("metadata") or {}).get("labels") or {}
     level = labels.get(PSA_ENFORCE)
     if level == "restricted":
-        return [
-            f"namespace {namespace} enforces the 'restricted' Pod Security level, "
-            "which rejects the Arkouda images (they run sudo and sshd); use a namespace "
-            "at 'baseline' or 'privileged', or ask an administrator to relabel it"
-        ]
+        # What of the pods 'restricted' rejects (smp without metrics and persistence
+        # passes: the images' user, no capability, no escalation).
+        blockers = []
+        if spec.mode == "udp":
+            blockers.append("udp mode (sshd runs as root with SETUID, SETGID, SYS_CHROOT)")
+        if spec.metrics:
+            blockers.append("the metrics exporter (it runs as its image's user, root)")
+        if spec.persistence is not None:
+            blockers.append("persistence (a hostPath, handed over by a root init container)")
+        if blockers:
+            return [
+                f"namespace {namespace} enforces the 'restricted' Pod Security level, "
+                f"which rejects {' and '.join(blockers)}; use a namespace at 'baseline' "
+                "or 'privileged', or ask an administrator to relabel it"
+            ]
     if spec.persistence is None:
         return []
     if level in NO_HOSTPATH_LEVELS:

@@ -498,7 +498,9 @@ def test_the_launcher_is_called_by_its_absolute_path(key):
     assert facts["arkouda_dir"] not in [p.rstrip("/") for p in facts["path"]]
     script = manifests.launch_config(spec)["data"][manifests.SERVER_SCRIPT]
     execs = [ln.strip() for ln in script.splitlines() if ln.strip().startswith("exec ")]
-    assert execs == [f'exec {facts["launcher"]} -nl "$NUMLOCALES" "$@"']
+    # (udp: the root stage re-runs the script as the image's user first)
+    assert execs[-1:] == [f'exec {facts["launcher"]} -nl "$NUMLOCALES" "$@"']
+    assert all("$0" in e for e in execs[:-1])
 
 
 def test_smp_divides_memory_and_threads_among_the_locales_of_its_pod():
@@ -763,7 +765,15 @@ def _objects(world: dict, spec: ClusterSpec) -> tuple[Credentials, dict]:
     return creds, objs
 
 
-def _root(world: dict, spec: ClusterSpec, objs: dict, *, component: str = "server", **kw):
+def _root(
+    world: dict,
+    spec: ClusterSpec,
+    objs: dict,
+    *,
+    component: str = "server",
+    container: str | None = None,
+    **kw,
+):
     from _support.pod_root import PodRoot
 
     n = names(spec)
@@ -778,10 +788,13 @@ def _root(world: dict, spec: ClusterSpec, objs: dict, *, component: str = "serve
     sa = kw.pop(
         "service_account", {"token": _FakeApi.SA_TOKEN.encode(), "ca.crt": world["ca"].ca_pem}
     )
+    every = [*pod["spec"].get("initContainers", []), *pod["spec"]["containers"]]
     return PodRoot(
         f"{spec.mode}-server",
         pod,
-        pod["spec"]["containers"][0],
+        next(c for c in every if c["name"] == container)
+        if container
+        else every[len(every) - len(pod["spec"]["containers"])],
         objs,
         field_refs=FIELDS,
         # What the kubelet puts in every container: the API server's address.
@@ -896,27 +909,48 @@ def test_smp_script_starts_every_locale_in_the_pod(pod_world):
 @pytest.mark.parametrize("component", ["server", "locale"])
 def test_a_host_path_becomes_writable_for_the_images_user(pod_world, component):
     """Item 4: the kubelet creates a hostPath directory root-owned 0755; the image's
-    user (uid 1000) runs the server and must write there (passwordless sudo)."""
+    user (uid 1000) runs the server and must write there. The pod's init container
+    (root with CHOWN only) hands it over; sudo is no longer possible in these pods."""
     spec = ClusterSpec(
         name="demo", namespace="team", locales=1, persistence=Persistence("/mnt/arkouda")
     )
     _, objs = _objects(pod_world, spec)
     if component == "locale":
         objs[("Deployment", "demo-locale")]["spec"]["replicas"] = 1
-    with _root(pod_world, spec, objs, component=component) as root:
-        proc = root.start()
-        try:
-            host = root.host_paths["/mnt/arkouda"]
-            deadline = time.monotonic() + 60
-            while os.stat(host).st_uid != UDP["uid"]:
-                assert proc.poll() is None or component == "server", proc.communicate()
-                assert time.monotonic() < deadline, "the host path stayed root-owned"
-                threading.Event().wait(0.05)
-        finally:
-            if component == "locale":
-                proc.terminate()
-            out, err = proc.communicate(timeout=30)
-        assert proc.returncode == 0, err
+    with _root(pod_world, spec, objs, component=component, container="persistence-owner") as init:
+        done = init.run(timeout=60)
+        assert done.returncode == 0, done.stderr
+        host = init.host_paths["/mnt/arkouda"]
+        assert (os.stat(host).st_uid, os.stat(host).st_gid) == (UDP["uid"], UDP["gid"])
+        with _root(pod_world, spec, objs, component=component, host_paths=init.host_paths) as root:
+            proc = root.start()
+            try:
+                if component == "locale":
+                    deadline = time.monotonic() + 60
+                    while root.read("/tmp/sshd-started") is None:
+                        assert proc.poll() is None, proc.communicate()
+                        assert time.monotonic() < deadline, "the locale did not start sshd"
+                        threading.Event().wait(0.05)
+                    proc.terminate()
+                out, err = proc.communicate(timeout=60)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+            assert proc.returncode == 0, err
+            assert "not writable" not in err
+
+
+def test_without_the_init_container_the_script_says_the_host_path_is_not_writable(pod_world):
+    """The scripts have no sudo to fall back on: they stop at once, naming the directory."""
+    spec = ClusterSpec(
+        name="demo", namespace="team", locales=1, persistence=Persistence("/mnt/arkouda")
+    )
+    _, objs = _objects(pod_world, spec)
+    with _root(pod_world, spec, objs) as root:
+        result = root.run(timeout=60)
+    assert result.returncode == 1
+    assert "/arkouda-files is not writable for ubuntu (uid 1000)" in result.stderr
+    assert root.launcher() is None
 
 
 def test_locale_script_installs_keys_and_stops_on_sigterm(pod_world):

@@ -12,8 +12,11 @@ container, minus cgroups and network namespaces:
    /etc/resolv.conf (and sshd_config for images with sshd) bound over the image's;
 4. every volume bound at its mountPath over that view, read-only when asked, so a
    volume mounted over an image directory hides it exactly as containerd would;
-5. chroot, the working directory (created if missing, as runc does), the image's user
-   and groups, then exec of the command *as given*, found through the container's PATH.
+5. chroot, the working directory (created if missing, as runc does), the capability
+   bounding set the securityContext leaves (the runtime's default set, minus ``drop``,
+   plus ``add``), the image's user and groups, no_new_privs when
+   ``allowPrivilegeEscalation`` is false (sudo then refuses, as in a real pod), then exec
+   of the command *as given*, found through the container's PATH.
 
 First the status socket carries the new mount namespace (a descriptor the kubelet keeps).
 If anything fails before the exec, the reason follows in the words of a real runtime and
@@ -42,6 +45,18 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
 _libc.unshare.argtypes = [ctypes.c_int]
 _libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_libc.prctl.argtypes = [
+    ctypes.c_int,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+]
+
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 
 def _check(ret: int, what: str) -> None:
@@ -151,6 +166,26 @@ def find_program(name, path):
     return None
 
 
+def limit_privileges(plan):
+    """The capability bounding set and no_new_privs of the plan (before the user switch:
+    dropping from the bounding set needs CAP_SETPCAP, which the switch takes away).
+
+    A root process's exec gets exactly the bounding set (its inheritable and ambient sets
+    are empty); a process of another user gets nothing, as with a real runtime (Kubernetes
+    sets no ambient capabilities).
+    """
+    keep = plan.get("capabilities")
+    if keep is not None:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            last = int(f.read())
+        _check(_libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "clear ambient")
+        for cap in range(last + 1):
+            if cap not in keep:
+                _check(_libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), f"drop capability {cap}")
+    if plan.get("no_new_privs"):
+        _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+
+
 def main():
     plan_fd = int(sys.argv[1])
     status = socket.socket(fileno=int(sys.argv[2]))
@@ -173,6 +208,7 @@ def main():
         cwd = plan["cwd"]
         if not os.path.isdir(cwd):
             os.makedirs(cwd, exist_ok=True)
+        limit_privileges(plan)
         os.setgroups(plan["groups"])
         os.setgid(plan["gid"])
         os.setuid(plan["uid"])

@@ -175,6 +175,41 @@ def _port_free(ip: str, port: int) -> bool:
     return True
 
 
+# containerd's default capability set (what a container gets when its securityContext
+# drops or adds nothing), by number (linux/capability.h).
+CAPABILITY_NUMBERS = {
+    "CHOWN": 0, "DAC_OVERRIDE": 1, "DAC_READ_SEARCH": 2, "FOWNER": 3, "FSETID": 4, "KILL": 5,
+    "SETGID": 6, "SETUID": 7, "SETPCAP": 8, "LINUX_IMMUTABLE": 9, "NET_BIND_SERVICE": 10,
+    "NET_BROADCAST": 11, "NET_ADMIN": 12, "NET_RAW": 13, "IPC_LOCK": 14, "IPC_OWNER": 15,
+    "SYS_MODULE": 16, "SYS_RAWIO": 17, "SYS_CHROOT": 18, "SYS_PTRACE": 19, "SYS_PACCT": 20,
+    "SYS_ADMIN": 21, "SYS_BOOT": 22, "SYS_NICE": 23, "SYS_RESOURCE": 24, "SYS_TIME": 25,
+    "SYS_TTY_CONFIG": 26, "MKNOD": 27, "LEASE": 28, "AUDIT_WRITE": 29, "AUDIT_CONTROL": 30,
+    "SETFCAP": 31, "MAC_OVERRIDE": 32, "MAC_ADMIN": 33, "SYSLOG": 34, "WAKE_ALARM": 35,
+    "BLOCK_SUSPEND": 36, "AUDIT_READ": 37, "PERFMON": 38, "BPF": 39, "CHECKPOINT_RESTORE": 40,
+}  # fmt: skip
+RUNTIME_DEFAULT_CAPABILITIES = (
+    "CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID",
+    "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE",
+)  # fmt: skip
+
+
+def container_privileges(sc: dict[str, Any]) -> dict[str, Any]:
+    """What a container's securityContext leaves it: the capability bounding set (by
+    number) and no_new_privs (allowPrivilegeEscalation defaults to true: only an explicit
+    false sets it)."""
+    if sc.get("privileged"):
+        return {"capabilities": sorted(CAPABILITY_NUMBERS.values()), "no_new_privs": False}
+    caps = sc.get("capabilities") or {}
+    drop = {str(x).upper().removeprefix("CAP_") for x in caps.get("drop") or []}
+    add = {str(x).upper().removeprefix("CAP_") for x in caps.get("add") or []}
+    keep = set() if "ALL" in drop else set(RUNTIME_DEFAULT_CAPABILITIES) - drop
+    keep |= set(CAPABILITY_NUMBERS) if "ALL" in add else add
+    return {
+        "capabilities": sorted(CAPABILITY_NUMBERS[k] for k in keep if k in CAPABILITY_NUMBERS),
+        "no_new_privs": sc.get("allowPrivilegeEscalation") is False,
+    }
+
+
 def rfc3339(t: float | None = None) -> str:
     return datetime.fromtimestamp(time.time() if t is None else t, UTC).strftime(
         "%Y-%m-%dT%H:%M:%SZ"
@@ -1436,6 +1471,7 @@ class PodWorker:
             "uid": uid,
             "gid": gid,
             "groups": list(model.groups) if (uid, gid) == (model.uid, model.gid) else [gid],
+            **container_privileges(c.spec.get("securityContext") or {}),
             "argv": argv,
             "env": self._isolated_env(c),
         }

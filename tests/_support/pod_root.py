@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from arkouda_k8s.sandbox import image_facts
+from arkouda_k8s.sandbox.kubelet import container_privileges as kubelet_privileges
 
 LAUNCHER_RECORD = "/tmp/arkouda-launcher.json"
 SSHD_RECORD = "/tmp/sshd-started"
@@ -79,6 +80,16 @@ for source, target, read_only in cfg["mounts"]:
         mount("-o", "remount,bind,ro", target)
 os.chroot(root)
 os.chdir(cfg["cwd"])
+# The securityContext, as the sandbox's kubelet applies it (container_init.py).
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+if cfg["capabilities"] is not None:
+    libc.prctl(47, 4, 0, 0, 0)  # PR_CAP_AMBIENT, CLEAR_ALL
+    for cap in range(int(open("/proc/sys/kernel/cap_last_cap").read()) + 1):
+        if cap not in cfg["capabilities"] and libc.prctl(24, cap, 0, 0, 0) != 0:
+            sys.exit("cannot drop capability %d" % cap)
+if cfg["no_new_privs"] and libc.prctl(38, 1, 0, 0, 0) != 0:
+    sys.exit("cannot set no_new_privs")
 os.setgroups(cfg["groups"])
 os.setgid(cfg["gid"])
 os.setuid(cfg["uid"])
@@ -109,6 +120,7 @@ class PodRoot:
         field_refs: dict[str, str] | None = None,
         extra_env: dict[str, str] | None = None,
         service_account: dict[str, bytes] | None = None,
+        host_paths: dict[str, Path] | None = None,
     ) -> None:
         self.facts = image_facts.image(image)
         self.pod = pod
@@ -121,7 +133,8 @@ class PodRoot:
         self.dir = Path(tempfile.mkdtemp(prefix="arkouda-k8s-podroot-", dir=shm))
         os.chmod(self.dir, 0o755)  # the image's user walks through the volume dirs
         self.upper = self.dir / "upper"
-        self.host_paths: dict[str, Path] = {}
+        # hostPath directories: a node's, shared with another container's PodRoot if given
+        self.host_paths: dict[str, Path] = dict(host_paths or {})
         self.proc: subprocess.Popen[str] | None = None
         self._build()
 
@@ -236,6 +249,8 @@ class PodRoot:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data[item["key"]])
                 target.chmod(item.get("mode", src.get("defaultMode", 0o644)))
+        if "hostPath" in vol and vol["hostPath"]["path"] in self.host_paths:
+            return self.host_paths[vol["hostPath"]["path"]]
         if "hostPath" in vol:
             # What the kubelet does for DirectoryOrCreate: root-owned 0755.
             host = self.dir / "hostpaths" / vol["hostPath"]["path"].strip("/").replace("/", "_")
@@ -316,15 +331,21 @@ class PodRoot:
     def start(self) -> subprocess.Popen[str]:
         """Start the container's command; its output is captured (text)."""
         f = self.facts
+        pod_sc = self.pod["spec"].get("securityContext") or {}
+        sc = self.container.get("securityContext") or {}
+        image = (f["uid"], f.get("gid", f["uid"]))
+        uid = sc.get("runAsUser", pod_sc.get("runAsUser", image[0]))
+        gid = sc.get("runAsGroup", pod_sc.get("runAsGroup", image[1]))
         cfg = {
             "root": str(self.dir / "root"),
             "upper": str(self.upper),
             "work": str(self.dir / "work"),
             "mounts": self._mounts(),
             "cwd": self.container.get("workingDir") or f["workdir"],
-            "uid": f["uid"],
-            "gid": f.get("gid", f["uid"]),
-            "groups": [f.get("gid", f["uid"]), self.sudo_gid],
+            "uid": uid,
+            "gid": gid,
+            "groups": [gid, self.sudo_gid] if (uid, gid) == image else [gid],
+            **kubelet_privileges(sc),
             "argv": [*(self.container.get("command") or []), *(self.container.get("args") or [])],
             "env": self._env(),
         }

@@ -27,12 +27,132 @@ NAME = "rel-sec"
 # locale pods of its own instance. Nothing else: no Secrets, no writes, no cluster scope.
 SERVER_NEEDS = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
 
+# What each container may do beyond an unprivileged process, and why. Every one drops
+# ALL and forbids privilege escalation (no sudo); these are the ones added back. Each
+# capability of sshd is needed: without any one of them the sandbox's deploy fails.
+SSHD = {
+    "SETUID": "sshd logs the launcher in as ubuntu; the script switches to ubuntu",
+    "SETGID": "the same switch of groups",
+    "SYS_CHROOT": "sshd's privilege separation chroots into /run/sshd",
+    "NET_BIND_SERVICE": "sshd listens on port 22",
+}
+CHOWN = {"CHOWN": "the init container gives the hostPath directory to uid 1000"}
+# (mode, container) -> (runAsUser, capabilities added)
+PRIVILEGES = {
+    ("udp", "arkouda-server"): (0, SSHD),
+    ("udp", "arkouda-locale"): (0, SSHD),
+    ("udp", "persistence-owner"): (0, CHOWN),
+    ("udp", "prometheus-arkouda-exporter"): (None, {}),
+    ("smp", "arkouda-server"): (1000, {}),
+    ("smp", "persistence-owner"): (0, CHOWN),
+    ("smp", "prometheus-arkouda-exporter"): (None, {}),
+}
+CAPABILITY_BITS = {"CHOWN": 0, "SETGID": 6, "SETUID": 7, "NET_BIND_SERVICE": 10, "SYS_CHROOT": 18}
+
 
 @pytest.fixture(scope="module")
 def deployed(sb: Any) -> Iterator[Any]:
     c = cluster(sb, spec(NAME, locales=2), timeouts=FAST).deploy()
     try:
         yield c
+    finally:
+        c.teardown()
+
+
+def _pods(spec_: Any) -> list[dict[str, Any]]:
+    locale = manifests.locale_deployment(spec_)["spec"]["template"]
+    return [manifests.server_pod(spec_)] + ([locale] if spec_.mode == "udp" else [])
+
+
+@pytest.mark.parametrize("mode", ["udp", "smp"])
+def test_containers_hold_only_what_sshd_needs_each_with_its_reason(mode: str) -> None:
+    from arkouda_k8s.spec import Persistence
+
+    s = spec(NAME, mode=mode, locales=2, metrics=True, persistence=Persistence("/mnt/ak"))
+    seen = set()
+    for pod in _pods(s):
+        annotations = pod["metadata"].get("annotations", {})
+        for c in [*pod["spec"].get("initContainers", []), *pod["spec"]["containers"]]:
+            user, caps = PRIVILEGES[(mode, c["name"])]
+            seen.add(c["name"])
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, c["name"]
+            assert sc["capabilities"]["drop"] == ["ALL"], c["name"]
+            assert sorted(sc["capabilities"].get("add", [])) == sorted(caps), c["name"]
+            assert sc.get("runAsUser") == user, c["name"]
+            assert not sc.get("privileged")
+            assert sc.get("runAsNonRoot", False) == (user is not None and user != 0)
+            for cap in caps:
+                why = annotations[manifests.CAPABILITY_ANNOTATION + cap]
+                assert why.startswith(c["name"] + ": ") and len(why) > 40, why
+        added = {k for k in annotations if k.startswith(manifests.CAPABILITY_ANNOTATION)}
+        wanted = {
+            manifests.CAPABILITY_ANNOTATION + cap
+            for c in [*pod["spec"].get("initContainers", []), *pod["spec"]["containers"]]
+            for cap in PRIVILEGES[(mode, c["name"])][1]
+        }
+        assert added == wanted
+    assert "persistence-owner" in seen
+
+
+def _status_bits(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1], 16)
+    raise AssertionError(f"{field} missing for {pid}")
+
+
+def test_arkouda_runs_as_the_images_user_and_only_sshd_holds_capabilities(
+    sb: Any, kube: Any, deployed: Any
+) -> None:
+    """On the running deployment: the rendered securityContext is what the pods got, the
+    Arkouda processes run as uid 1000 with no capability, and what runs as root (sshd, and
+    a locale's waiting shell) holds sshd's four capabilities at most."""
+    from arkouda_k8s.sandbox.kubelet import container_support
+
+    if container_support() is not None:
+        pytest.skip(f"containers are not isolated here: {container_support()}")
+    sshd_bits = sum(1 << CAPABILITY_BITS[c] for c in SSHD)
+    pods = kube.list("Pod", "default", label_selector=f"app.kubernetes.io/instance={NAME}")
+    ips = {p["status"]["podIP"]: p for p in pods["items"]}
+    assert len(ips) == 2
+    for pod in ips.values():
+        for c in pod["spec"]["containers"]:
+            assert c["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": sorted(SSHD)}
+    by_user: dict[int, set[str]] = {0: set(), 1000: set()}
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("SANDBOX_POD_IP") not in ips:
+                continue
+            uid, name, pid = proc.uids().effective, proc.name(), proc.pid
+            effective = _status_bits(pid, "CapEff")
+        except (psutil.Error, OSError):
+            continue
+        by_user.setdefault(uid, set()).add(name)
+        if uid == 0:
+            assert effective & ~sshd_bits == 0, (name, hex(effective))
+        else:
+            assert effective == 0, (name, hex(effective))
+    assert set(by_user) == {0, 1000}, by_user
+    assert by_user[0] <= {"sshd", "sh", "sleep"}, by_user
+    assert any(n.startswith("arkouda_server") for n in by_user[1000]), by_user
+
+
+def test_a_deploy_with_a_host_path_and_metrics_runs_without_sudo(sb: Any) -> None:
+    """The init container (root, CHOWN only) gives the node's directory to uid 1000; the
+    server and its locales write there with no way to escalate; the exporter runs with no
+    capability at all."""
+    from arkouda_k8s.spec import Persistence
+
+    s = spec("rel-sec-hostpath", locales=2, metrics=True, persistence=Persistence("/mnt/rel-sec"))
+    c = cluster(sb, s, timeouts=FAST).deploy()
+    try:
+        assert c.status().stage == "Ready"
+        from arkouda_k8s.sandbox.kubelet import container_support
+
+        if container_support() is None:  # isolated containers: the sandbox's node keeps it
+            node_dir = Path(sb.kubelet.root) / "node" / "mnt" / "rel-sec"
+            assert (node_dir.stat().st_uid, node_dir.stat().st_gid) == (1000, 1000)
     finally:
         c.teardown()
 

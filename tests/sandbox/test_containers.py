@@ -162,6 +162,42 @@ def test_the_container_sees_the_images_user_path_workdir_and_files(world):
     _gone(world, "view")
 
 
+@pytest.mark.parametrize(
+    ("security", "expect"),
+    [
+        # What Kubernetes gives a container that says nothing: sudo works (setuid root).
+        ({}, ["0", "CapBnd:\t00000000a80425fb"]),
+        # No privilege escalation: the setuid bit of sudo gains nothing, sudo refuses.
+        ({"allowPrivilegeEscalation": False}, ["sudo-refused"]),
+        # Root with ALL dropped and one added back: exactly that one (CHOWN is bit 0).
+        (
+            {"runAsUser": 0, "capabilities": {"drop": ["ALL"], "add": ["CHOWN"]}},
+            ["uid=0(root)", "CapEff:\t0000000000000001", "CapBnd:\t0000000000000001"],
+        ),
+    ],
+    ids=["default", "no-escalation", "root-chown-only"],
+)
+def test_the_security_context_is_what_the_process_gets(world, security, expect):
+    """Like runc: the bounding set (the runtime's defaults, minus drop, plus add) and
+    no_new_privs; so a manifest that needs a capability or sudo it forbids fails here."""
+    name = f"sc-{len(security)}-{len(str(security))}"
+    world.create(
+        "pods",
+        _pod(
+            name,
+            UDP,
+            "id; (sudo -n id -u 2>/dev/null || echo sudo-refused); grep -E '^Cap(Eff|Bnd)' "
+            "/proc/self/status",
+            container={"securityContext": security},
+        ),
+    )
+    pod, out = _ended(world, name)
+    assert pod["status"]["phase"] == "Succeeded", out
+    for line in expect:
+        assert any(got.startswith(line) for got in out.splitlines()), (line, out)
+    _gone(world, name)
+
+
 def test_a_volume_over_opt_arkouda_hides_the_launcher(world):
     world.create("configmaps", {"metadata": {"name": "launch"}, "data": {"start.sh": "echo mine"}})
     script = "ls /opt/arkouda; exec /opt/arkouda/arkouda_server -nl 1"
