@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Any
 from .errors import ArkoudaK8sError
 
 if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
     from .interfaces import NotebookCluster
 
 
-def run_cell(shell: Any, cell: str) -> Any:
+def run_cell(shell: InteractiveShell, cell: str) -> Any:
     """Run code in the user namespace; the last expression's value is the result."""
     code = shell.transform_cell(cell)
     filename = shell.compile.cache(code, shell.execution_count)

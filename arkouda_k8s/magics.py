@@ -96,6 +96,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # heavy modules load only when a magic runs
+    from IPython.core.interactiveshell import InteractiveShell
+
     from .cluster import Timeouts
     from .interfaces import NotebookCluster
     from .sandbox import Sandbox
@@ -123,7 +125,7 @@ EXIT_WAIT = 3.0  # seconds the kernel's exit waits for the load-time check
 class ArkoudaMagics(Magics, Configurable):
     """The ``%arkouda_*`` magics and the state of this kernel's deployments."""
 
-    shell: Any  # always set: the extension is loaded into a shell
+    shell: InteractiveShell  # always set: the extension is loaded into a shell
 
     namespace = Unicode(
         None, allow_none=True, help="namespace for deployments (default: the context's)"
@@ -769,7 +771,7 @@ class ArkoudaMagics(Magics, Configurable):
 _LOADED: dict[int, ArkoudaMagics] = {}
 
 
-def load_ipython_extension(ipython: Any) -> None:
+def load_ipython_extension(ipython: InteractiveShell) -> None:
     """Register the magics (``%load_ext arkouda_k8s``); loading twice is a no-op."""
     if id(ipython) in _LOADED:
         return
@@ -786,7 +788,7 @@ def load_ipython_extension(ipython: Any) -> None:
     magics.start()
 
 
-def unload_ipython_extension(ipython: Any) -> None:
+def unload_ipython_extension(ipython: InteractiveShell) -> None:
     """Unregister the magics and close what they opened (``%unload_ext arkouda_k8s``)."""
     magics = _LOADED.pop(id(ipython), None)
     if magics is None:
@@ -797,7 +799,8 @@ def unload_ipython_extension(ipython: Any) -> None:
             manager.magics[kind].pop(name, None)
     manager.registry.pop(type(magics).__name__, None)
     if magics in ipython.configurables:
-        ipython.configurables.remove(magics)
+        # IPython annotates `configurables` as a list of shells; it holds Configurables
+        ipython.configurables.remove(magics)  # type: ignore[arg-type]
     ipython.events.unregister("post_run_cell", magics._post_run_cell)
     atexit.unregister(magics.close)
     magics.close()
