@@ -50,27 +50,28 @@ def parse_quantity(text: Any) -> Decimal:
 
     Raises ValueError for anything Kubernetes would reject.
     """
+    wrong = ValueError(f"quantity {text!r} is not a Kubernetes quantity")
     if isinstance(text, bool):
-        raise ValueError("not a quantity")
-    if isinstance(text, int | float):
+        raise wrong
+    if isinstance(text, int | float | Decimal):
         text = str(text)
     if not isinstance(text, str):
-        raise ValueError("not a quantity")
+        raise wrong
     m = _QUANTITY.match(text.strip()) if text == text.strip() else None
     if not m:
-        raise ValueError("not a quantity")
+        raise wrong
     number, exponent, suffix = m.group(1), m.group(2), m.group(3) or ""
     try:
         value = Decimal(number)
     except InvalidOperation as exc:  # pragma: no cover - the regex admits only numbers
-        raise ValueError("not a quantity") from exc
+        raise wrong from exc
     if exponent:
         return value * (Decimal(10) ** int(exponent[1:]))
     if suffix in _BINARY:
         return value * _BINARY[suffix]
     if suffix in _DECIMAL:
         return value * _DECIMAL[suffix]
-    raise ValueError(f"unknown suffix {suffix!r}")
+    raise ValueError(f"quantity {text!r} is not a Kubernetes quantity (unknown suffix {suffix!r})")
 
 
 def format_bytes(n: int) -> str:

@@ -42,6 +42,7 @@ from .auth import (
     forbidden_message,
     rules_review,
 )
+from .primitives import qos_class
 from .resources import (
     BY_GVR,
     BY_KEY,
@@ -810,7 +811,7 @@ class ApiServer:
             if refusal is not None:
                 raise ApiError(403, "Forbidden", refusal)
         if key == "pods":
-            obj["status"] = {"phase": "Pending", "qosClass": _qos_class(obj.get("spec") or {})}
+            obj["status"] = {"phase": "Pending", "qosClass": qos_class(obj)}
             ns = obj["metadata"]["namespace"]
             sa = (obj.get("spec") or {}).get("serviceAccountName") or "default"
             if sa != "default" and self.store.get("serviceaccounts", ns, sa) is None:
@@ -1889,23 +1890,6 @@ def _int_param(q: Any, name: str, default: int) -> int:
         return int(value)
     except ValueError:
         raise bad_request(f'{name}: invalid value "{value}": must be an integer') from None
-
-
-def _qos_class(spec: dict[str, Any]) -> str:
-    containers = spec.get("containers") or []
-    any_set = False
-    guaranteed = True
-    for c in containers:
-        r = c.get("resources") or {}
-        req, lim = r.get("requests") or {}, r.get("limits") or {}
-        if req or lim:
-            any_set = True
-        for k in ("cpu", "memory"):
-            if k not in lim or str(req.get(k, lim.get(k))) != str(lim.get(k)):
-                guaranteed = False
-    if not any_set:
-        return "BestEffort"
-    return "Guaranteed" if guaranteed else "Burstable"
 
 
 __all__ = ["ApiServer", "Route", "status_error", "status_response"]

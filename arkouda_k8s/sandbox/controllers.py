@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from .primitives import EventRecorder, now, parse_quantity, qos_class
+from .primitives import EventRecorder, now, parse_quantity, pod_resources, qos_class
 from .resources import BY_KEY
 from .store import ApiError, match_label_selector_obj
 
@@ -76,21 +76,8 @@ def template_hash(template: dict[str, Any], collisions: int = 0) -> str:
 
 def pod_requests(pod: dict[str, Any]) -> dict[str, Decimal]:
     """cpu/memory the scheduler counts: sum over containers, max with init containers."""
-    total: dict[str, Decimal] = {"cpu": Decimal(0), "memory": Decimal(0)}
-    spec = pod.get("spec") or {}
-    for c in spec.get("containers") or []:
-        res = c.get("resources") or {}
-        req = res.get("requests") or res.get("limits") or {}
-        for k in total:
-            if k in req:
-                total[k] += parse_quantity(req[k])
-    for c in spec.get("initContainers") or []:
-        res = c.get("resources") or {}
-        req = res.get("requests") or res.get("limits") or {}
-        for k in total:
-            if k in req:
-                total[k] = max(total[k], parse_quantity(req[k]))
-    return total
+    got = pod_resources(pod)
+    return {"cpu": got["requests.cpu"], "memory": got["requests.memory"]}
 
 
 Key = tuple[str, str, str]  # (what, namespace, name)

@@ -1,7 +1,9 @@
 """What the sandbox's control plane and its kubelet share (below both).
 
-Kubernetes quantities, a pod's QoS class and the Event recorder: the controllers and the
-kubelet each need them, so they live here rather than in either.
+Kubernetes quantities (parsed by the project's own ``syntax.parse_quantity``: one parser
+for the client and the test world), what a pod requests and limits, its QoS class and the
+Event recorder: the API server, the controllers and the kubelet each need them, so they
+live here rather than in any of them.
 """
 
 from __future__ import annotations
@@ -12,47 +14,57 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from ..syntax import parse_quantity
 from .store import ApiError
 
+__all__ = ["EventRecorder", "now", "parse_quantity", "pod_resources", "qos_class"]
+
 log = logging.getLogger(__name__)
-
-_SUFFIXES: dict[str, int | Decimal] = {
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": 1,
-    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-}  # fmt: skip
-
-
-def parse_quantity(value: str | int | float) -> Decimal:
-    """A Kubernetes quantity (``500m``, ``2Gi``, ``1e3``) as a Decimal."""
-    text = str(value).strip()
-    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
-        if suffix and text.endswith(suffix):
-            number = text[: -len(suffix)]
-            break
-    else:
-        suffix, number = "", text
-    try:
-        return Decimal(number) * Decimal(_SUFFIXES[suffix])
-    except ArithmeticError:
-        raise ValueError(f"quantity {value!r} is not a Kubernetes quantity") from None
 
 
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _container_resources(c: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(requests, limits) of a container; a request left out defaults to its limit, as
+    the API server's defaulting does (so a pod counts the same whether or not it ran)."""
+    res = (c or {}).get("resources") or {}
+    limits = res.get("limits") or {}
+    return {**limits, **(res.get("requests") or {})}, limits
+
+
+def pod_resources(pod: dict[str, Any]) -> dict[str, Decimal]:
+    """``requests.cpu``, ``requests.memory``, ``limits.cpu``, ``limits.memory`` of a pod as
+    the scheduler and quota count them: containers summed, the largest init container
+    if it is larger (init containers run one at a time, before the others)."""
+    spec = pod.get("spec") or {}
+    out = {f"{kind}.{r}": Decimal(0) for kind in ("requests", "limits") for r in ("cpu", "memory")}
+    for group, combine in (("containers", Decimal.__add__), ("initContainers", max)):
+        for c in spec.get(group) or []:
+            for kind, values in zip(("requests", "limits"), _container_resources(c), strict=True):
+                for r in ("cpu", "memory"):
+                    if values.get(r) is not None:
+                        key = f"{kind}.{r}"
+                        out[key] = combine(out[key], parse_quantity(values[r]))
+    return out
+
+
 def qos_class(pod: dict[str, Any]) -> str:
-    reqs = [(c.get("resources") or {}) for c in pod["spec"].get("containers") or []]
-    if not any(r.get("requests") or r.get("limits") for r in reqs):
+    """Guaranteed (every container, init ones too, limits cpu and memory and requests the
+    same, compared
+    as quantities: "500m" is "0.5"), BestEffort (no container asks for either), else
+    Burstable."""
+    spec = pod.get("spec") or {}
+    containers = [
+        _container_resources(c)
+        for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+    ]
+    if not any(r.get(k) or lim.get(k) for r, lim in containers for k in ("cpu", "memory")):
         return "BestEffort"
-    for r in reqs:
-        lim = r.get("limits") or {}
-        req = r.get("requests") or lim
+    for requests, limits in containers:
         for k in ("cpu", "memory"):
-            if k not in lim or parse_quantity(str(req.get(k, lim[k]))) != parse_quantity(
-                str(lim[k])
-            ):
+            if k not in limits or parse_quantity(requests[k]) != parse_quantity(limits[k]):
                 return "Burstable"
     return "Guaranteed"
 

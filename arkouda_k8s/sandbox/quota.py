@@ -14,13 +14,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-_SUFFIXES: list[tuple[str, Decimal]] = [
-    ("Ki", Decimal(2**10)), ("Mi", Decimal(2**20)), ("Gi", Decimal(2**30)),
-    ("Ti", Decimal(2**40)), ("Pi", Decimal(2**50)), ("Ei", Decimal(2**60)),
-    ("n", Decimal("1e-9")), ("u", Decimal("1e-6")), ("m", Decimal("1e-3")),
-    ("k", Decimal(10**3)), ("M", Decimal(10**6)), ("G", Decimal(10**9)),
-    ("T", Decimal(10**12)), ("P", Decimal(10**15)), ("E", Decimal(10**18)),
-]  # fmt: skip
+from .primitives import parse_quantity, pod_resources
+
+# Binary suffixes for memory in status.used, largest first.
+_BINARY = [(suffix, Decimal(2) ** (10 * (6 - i))) for i, suffix in enumerate("EPTGMK")]
 
 COMPUTE = ("requests.cpu", "requests.memory", "limits.cpu", "limits.memory", "cpu", "memory")
 # quota key -> store key of the counted objects
@@ -33,21 +30,12 @@ COUNTED = {
 }
 
 
-def parse_quantity(value: Any) -> Decimal:
-    text = str(value).strip()
-    for suffix, factor in sorted(_SUFFIXES, key=lambda s: -len(s[0])):
-        if text.endswith(suffix):
-            return Decimal(text[: -len(suffix)]) * factor
-    return Decimal(text)
-
-
 def format_quantity(key: str, value: Decimal) -> str:
     """Canonical-ish form: memory in binary suffixes, cpu in millicores when fractional."""
     if "memory" in key or "storage" in key:
-        for suffix in ("Ei", "Pi", "Ti", "Gi", "Mi", "Ki"):
-            factor = dict(_SUFFIXES)[suffix]
+        for letter, factor in _BINARY:
             if value and value % factor == 0:
-                return f"{int(value / factor)}{suffix}"
+                return f"{int(value / factor)}{letter}i"
         return str(int(value))
     if value == value.to_integral_value():
         return str(int(value))
@@ -64,21 +52,7 @@ def _count_key(key: str) -> str | None:
 
 def pod_usage(pod: dict[str, Any]) -> dict[str, Decimal]:
     """What one pod charges against compute quotas (containers summed, init as max)."""
-    spec = pod.get("spec") or {}
-    out = {k: Decimal(0) for k in COMPUTE}
-
-    def charge(containers: list[dict[str, Any]], combine: Any) -> None:
-        for c in containers:
-            res = (c or {}).get("resources") or {}
-            for kind in ("requests", "limits"):
-                for r in ("cpu", "memory"):
-                    value = (res.get(kind) or {}).get(r)
-                    if value is not None:
-                        q = parse_quantity(value)
-                        out[f"{kind}.{r}"] = combine(out[f"{kind}.{r}"], q)
-
-    charge(spec.get("containers") or [], lambda a, b: a + b)
-    charge(spec.get("initContainers") or [], max)
+    out = pod_resources(pod)
     out["cpu"], out["memory"] = out["requests.cpu"], out["requests.memory"]
     return out
 

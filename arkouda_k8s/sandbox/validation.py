@@ -16,6 +16,7 @@ import importlib.resources
 import ipaddress
 import json
 import re
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
@@ -23,6 +24,7 @@ import jsonschema
 from referencing import Registry
 from referencing import Resource as RefResource
 
+from ..syntax import parse_quantity
 from .resources import Resource
 from .store import ApiError, bad_request, invalid
 
@@ -307,6 +309,53 @@ def _pod_spec_rules(where: str, spec: Any, causes: list[tuple[str, str]]) -> Non
                     )
 
 
+# What kube-apiserver's decoder says of a quantity it cannot read (a 400, not a 422).
+_QUANTITY_PATTERN = "^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+
+
+def _resource_rules(res: Resource, where: str, spec: Any, causes: list[tuple[str, str]]) -> None:
+    """Container resources: quantities the decoder reads (else 400 at once), none
+    negative, no request above its limit (422 causes), as the real API server checks."""
+    if not isinstance(spec, dict):
+        return
+    for group in ("initContainers", "containers"):
+        for i, c in enumerate(spec.get(group) or []):
+            resources = c.get("resources") if isinstance(c, dict) else None
+            if not isinstance(resources, dict):
+                continue
+            at = f"{where}.{group}[{i}].resources"
+            given: dict[str, dict[str, tuple[Any, Decimal]]] = {}
+            for kind in ("requests", "limits"):
+                values = resources.get(kind)
+                for name, value in (values if isinstance(values, dict) else {}).items():
+                    try:
+                        q = parse_quantity(value)
+                    except ValueError:
+                        raise bad_request(
+                            f'{res.kind} in version "{res.version}" cannot be handled as a '
+                            f"{res.kind}: quantities must match the regular expression "
+                            f"'{_QUANTITY_PATTERN}'"
+                        ) from None
+                    if q < 0:
+                        causes.append(
+                            (
+                                f"{at}.{kind}[{name}]",
+                                f'Invalid value: "{value}": must be greater than or equal to 0',
+                            )
+                        )
+                    given.setdefault(kind, {})[name] = (value, q)
+            limits = given.get("limits", {})
+            for name, (value, q) in given.get("requests", {}).items():
+                if name in limits and q > limits[name][1]:
+                    causes.append(
+                        (
+                            f"{at}.requests",
+                            f'Invalid value: "{value}": must be less than or equal to {name} '
+                            f"limit of {limits[name][0]}",
+                        )
+                    )
+
+
 def _label_selector_matches(selector: dict[str, Any], labels: dict[str, Any]) -> bool:
     from .store import match_label_selector_obj
 
@@ -324,6 +373,12 @@ def semantic_check(res: Resource, obj: dict[str, Any], old: dict[str, Any] | Non
     raw_spec = obj.get("spec")
     spec: dict[str, Any] = raw_spec if isinstance(raw_spec, dict) else {}
     key = res.key
+    if key == "pods":
+        _resource_rules(res, "spec", spec, causes)
+    elif key in ("deployments.apps", "replicasets.apps", "daemonsets.apps", "jobs.batch"):
+        template = spec.get("template")
+        pod_spec = template.get("spec") if isinstance(template, dict) else None
+        _resource_rules(res, "spec.template.spec", pod_spec, causes)
     if key == "pods":
         _pod_spec_rules("spec", spec, causes)
         if old is not None and _pod_spec_core(old.get("spec")) != _pod_spec_core(spec):

@@ -361,6 +361,88 @@ def test_pod_security_restricted_namespace_rejects_root_pods(raw: Raw) -> None:
     assert 'would violate PodSecurity \\"restricted:latest\\"' in headers.get("Warning", "")
 
 
+def _with_resources(name: str, resources: dict[str, Any] | None) -> dict[str, Any]:
+    c: dict[str, Any] = {"name": "c", "image": "busybox:1"}
+    if resources is not None:
+        c["resources"] = resources
+    return {**POD, "metadata": {"name": name}, "spec": {"containers": [c]}}
+
+
+def test_qos_class_compares_quantities_by_value(raw: Raw) -> None:
+    """ "500m" is "0.5" and "1Gi" is "1073741824": requests equal to limits by value make
+    a Guaranteed pod, as on a real API server (a text comparison said Burstable)."""
+    cases = {
+        "qos-same-value": (
+            {
+                "requests": {"cpu": "500m", "memory": "1Gi"},
+                "limits": {"cpu": "0.5", "memory": "1073741824"},
+            },
+            "Guaranteed",
+        ),
+        "qos-limits-only": ({"limits": {"cpu": "1", "memory": "1Gi"}}, "Guaranteed"),
+        "qos-less-cpu": (
+            {
+                "requests": {"cpu": "250m", "memory": "1Gi"},
+                "limits": {"cpu": "0.5", "memory": "1Gi"},
+            },
+            "Burstable",
+        ),
+        "qos-no-memory-limit": (
+            {"requests": {"cpu": "1"}, "limits": {"cpu": "1000m"}},
+            "Burstable",
+        ),
+        "qos-none": (None, "BestEffort"),
+    }
+    try:
+        for name, (resources, qos) in cases.items():
+            status, _, doc = raw("POST", PODS, _with_resources(name, resources))
+            assert status == 201, doc
+            assert doc["status"]["qosClass"] == qos, name
+            _, _, got = raw("GET", f"{PODS}/{name}")
+            assert got["status"]["qosClass"] == qos, name
+    finally:
+        for name in cases:
+            raw("DELETE", f"{PODS}/{name}?gracePeriodSeconds=0")
+
+
+def test_resource_quantities_are_checked_like_the_real_api_server(raw: Raw) -> None:
+    unreadable = _with_resources("q-bad", {"limits": {"cpu": "lots"}})
+    msg = assert_status(raw("POST", PODS, unreadable), 400, "BadRequest")
+    assert msg.startswith('Pod in version "v1" cannot be handled as a Pod: quantities must match')
+    over = _with_resources(
+        "q-over", {"requests": {"cpu": "2", "memory": "-1"}, "limits": {"cpu": "1500m"}}
+    )
+    status, _, doc = raw("POST", PODS, over)
+    assert status == 422, doc
+    causes = {(c["field"], c["message"]) for c in doc["details"]["causes"]}
+    assert causes == {
+        (
+            "spec.containers[0].resources.requests",
+            'Invalid value: "2": must be less than or equal to cpu limit of 1500m',
+        ),
+        (
+            "spec.containers[0].resources.requests[memory]",
+            'Invalid value: "-1": must be greater than or equal to 0',
+        ),
+    }
+    template = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "q-deploy"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "q"}},
+            "template": {
+                "metadata": {"labels": {"app": "q"}},
+                "spec": _with_resources("x", {"requests": {"memory": "4Gb"}})["spec"],
+            },
+        },
+    }
+    msg = assert_status(
+        raw("POST", "/apis/apps/v1/namespaces/default/deployments", template), 400, "BadRequest"
+    )
+    assert "quantities must match the regular expression" in msg
+
+
 def test_resource_quota_admission_and_usage(raw: Raw, sandbox: Sandbox) -> None:
     import time
 
