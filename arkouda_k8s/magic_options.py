@@ -5,15 +5,17 @@ Settings: ``ARKOUDA_K8S_<SETTING>`` in the environment, then ``[tool.arkouda-k8s
 the nearest ``pyproject.toml``, then ``$ARKOUDA_K8S_CONFIG`` or
 ``~/.config/arkouda-k8s/config.toml``; ``%config`` and ipython_config win over all. A
 project file never chooses ``kubeconfig`` or ``context``. Options: ``options.py``'s
-argparse groups, as ``magic_arguments`` decorators.
+argparse groups, as ``magic_arguments`` decorators, and the spec they build with the
+settings as defaults.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from IPython.core import magic_arguments
 from IPython.core.error import UsageError
@@ -22,6 +24,9 @@ from traitlets.config import Config
 
 from . import options
 from .errors import UsageError as ArkoudaUsageError
+
+if TYPE_CHECKING:
+    from .spec import ClusterSpec
 
 SETTINGS = ("namespace", "context", "kubeconfig", "release", "locales", "short_errors", "widgets")
 # Settings that choose credentials (a kubeconfig can name an exec plugin to run): never
@@ -91,6 +96,41 @@ def settings_config(
         config[section][key] = value
     config.merge(shell_config)  # %config and ipython_config.py win
     return config
+
+
+def spec_with_settings(
+    args: argparse.Namespace,
+    *,
+    namespace: str | None,
+    release: str | None,
+    locales: int | None,
+) -> tuple[ClusterSpec, list[str]]:
+    """(ClusterSpec, notes) of a magic's options, the settings' defaults below them.
+
+    Built by :func:`options.spec_from_args`, as the CLI's (values files, the installed
+    client's release when none is given). Order: options > values files > settings >
+    the client's release > defaults. A ``release`` setting counts as given (no client
+    match).
+    """
+    from .spec import ClusterSpec
+
+    merged = argparse.Namespace(**{"values": [], **vars(args)})
+    if getattr(merged, "namespace", None) is None:
+        merged.namespace = namespace
+    settings: dict[str, Any] = {"release": release, "locales": locales}
+    defaults = {
+        k: v for k, v in settings.items() if v is not None and getattr(merged, k, None) is None
+    }
+    if defaults and merged.values:
+        # the files' own release and locales win over the settings: keep only the
+        # settings the files leave at the spec's default
+        from_files, _ = options.spec_from_args(merged)
+        base = ClusterSpec()
+        defaults = {k: v for k, v in defaults.items() if getattr(from_files, k) == getattr(base, k)}
+    for key, value in defaults.items():
+        setattr(merged, key, value)
+    spec, notes = options.spec_from_args(merged, match_client=True)
+    return cast(ClusterSpec, spec), notes
 
 
 class SpecOptions(magic_arguments.ArgDecorator):

@@ -84,6 +84,7 @@ from .magic_options import (
     SpecOptions,
     WaitOptions,
     settings_config,
+    spec_with_settings,
 )
 
 __all__ = [
@@ -218,34 +219,15 @@ class ArkoudaMagics(Magics, Configurable):
     def spec_from_args(self, args: argparse.Namespace) -> ClusterSpec:
         """The ClusterSpec of the options, the settings' defaults below them.
 
-        Built by :func:`options.spec_from_args`, as the CLI's (values files, the installed
-        client's release when none is given); its notes and warnings are shown one line
-        each. Order: options > values files > settings > the client's release > defaults.
-        A ``release`` setting counts as given (no client match).
+        See :func:`magic_options.spec_with_settings`; its notes and warnings are shown
+        one line each.
         """
-        from .spec import ClusterSpec
-
-        merged = argparse.Namespace(**{"values": [], **vars(args)})
-        if getattr(merged, "namespace", None) is None:
-            merged.namespace = self.namespace
-        defaults: dict[str, Any] = {"release": self.release, "locales": self.locales}
-        defaults = {
-            k: v for k, v in defaults.items() if v is not None and getattr(merged, k, None) is None
-        }
-        if defaults and merged.values:
-            # the files' own release and locales win over the settings: keep only the
-            # settings the files leave at the spec's default
-            from_files, _ = options.spec_from_args(merged)
-            base = ClusterSpec()
-            defaults = {
-                k: v for k, v in defaults.items() if getattr(from_files, k) == getattr(base, k)
-            }
-        for key, value in defaults.items():
-            setattr(merged, key, value)
-        spec, notes = options.spec_from_args(merged, match_client=True)
+        spec, notes = spec_with_settings(
+            args, namespace=self.namespace, release=self.release, locales=self.locales
+        )
         for note in notes:
             print(f"arkouda-k8s: {note}")
-        return cast("ClusterSpec", spec)
+        return spec
 
     def cluster(
         self,
