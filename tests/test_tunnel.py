@@ -257,6 +257,29 @@ def test_closed_connections_release_their_streams(
         until("every stream released", lambda: registry.open_streams == 0, 5)
 
 
+@pytest.mark.parametrize(
+    "protocol, pump", [("spdy", "native"), ("spdy", "asyncio"), ("websocket", "asyncio")]
+)
+def test_a_pod_connection_reset_resets_the_local_one(
+    world: World, echo: str, protocol: str, pump: str
+) -> None:
+    """The pod resets the connection (it fails, not ends): the local client must get a
+    reset too, never a clean EOF it would take for a complete (here: empty) answer."""
+    with (
+        pump_chosen(pump),
+        Tunnel(world.endpoint(), "default", echo, ECHO_PORT, protocol=protocol) as t,
+    ):
+        with socket.create_connection(t.local_address, timeout=10) as sock:
+            sock.sendall(b"RESET")  # the echo pod resets a connection that starts so
+            with pytest.raises(ConnectionResetError):
+                while sock.recv(100):
+                    pass
+        assert "connection reset by peer" in str(t.last_error)
+        # only that connection failed: the tunnel carries the next one (v4: no half-close)
+        again = echo_through(t.local_address, b"after", half_close=protocol == "spdy")
+        assert again == b"after"
+
+
 def test_32_concurrent_connections(tunnel: Tunnel) -> None:
     payloads = [os.urandom(256 * 1024 + i) for i in range(32)]
     results: list[bytes | BaseException | None] = [None] * 32

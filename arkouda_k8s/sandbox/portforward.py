@@ -14,6 +14,11 @@ server has authenticated the request and checked that the pod is Running. It spe
 In the SPDY forms a client opens an error stream and a data stream per forwarded
 connection, paired by the ``requestid`` header. ``PortForwardRegistry`` tracks every
 open forward so that a fault can drop them all at once.
+
+Like the kubelet, a pod connection that fails (cannot be made, or is reset later) puts
+its error on the error stream/channel before the data stream ends; only a pod that
+closes its side ends the stream cleanly. A client tells the two apart that way: a reset
+must not reach the user as a complete answer.
 """
 
 from __future__ import annotations
@@ -162,17 +167,19 @@ def _pod_label(request: web.Request) -> str:
     return f"{match.group(1)}/{match.group(2)}" if match else "?"
 
 
-def _connect_error(port: int, request: web.Request, exc: BaseException) -> str:
+def _connect_error(
+    port: int, request: web.Request, exc: BaseException, during: str = "dial tcp"
+) -> str:
+    """The error-stream text of a pod connection that could not be made (``dial``) or
+    failed later (``read``/``write``), worded like the kubelet's."""
     if isinstance(exc, asyncio.TimeoutError):
         reason = f"timed out after {CONNECT_TIMEOUT:.0f}s"
     elif isinstance(exc, OSError) and exc.errno:
         reason = os.strerror(exc.errno).lower()
     else:
         reason = str(exc) or type(exc).__name__
-    return (
-        f"error forwarding port {port} to pod {_pod_label(request)}: "
-        f"dial tcp :{port}: connect: {reason}"
-    )
+    step = f"dial tcp :{port}: connect" if during == "dial tcp" else f"{during} :{port}"
+    return f"error forwarding port {port} to pod {_pod_label(request)}: {step}: {reason}"
 
 
 async def handle_portforward(
@@ -280,10 +287,20 @@ async def _serve_ws_v4(
             writer.write(chunk)
         pending[index].clear()
         try:
-            while chunk := await reader.read(READ_SIZE):
+            while True:
+                try:
+                    chunk = await reader.read(READ_SIZE)
+                except ConnectionError as exc:
+                    # the pod reset the connection: say so on the error channel, as the
+                    # kubelet does, so the client does not take it for a clean end
+                    message = _connect_error(port, request, exc, "read tcp")
+                    await ws.send_bytes(bytes((2 * index + 1,)) + message.encode())
+                    break
+                if not chunk:
+                    break
                 await ws.send_bytes(channel + chunk)
         except (ConnectionError, RuntimeError):
-            pass
+            pass  # the client's websocket went away
         finally:
             finished[index] = True
 
@@ -394,7 +411,10 @@ class _PodLink(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.session.pod_closed(self.pair)
+        if exc is not None:  # reset or broken, not closed: the client must see an error
+            self.session.pod_failed(self.pair, exc)
+        else:
+            self.session.pod_closed(self.pair)
 
     def pause_writing(self) -> None:
         self.write_blocked = True
@@ -585,6 +605,16 @@ class _SpdyForward(_Forward):
                 spdy.data_header(pair.error_id, 0, fin=True),
             )
         )
+        self._close_pair(pair, reset=False)
+
+    def pod_failed(self, pair: _Pair, exc: Exception) -> None:
+        """The pod's connection failed (a reset): the error stream says so before both
+        streams end, as the kubelet does, so the client fails its local connection
+        instead of ending it cleanly."""
+        if pair.closed:
+            return
+        self._stream_error(pair.error_id, _connect_error(pair.port, self.request, exc, "read tcp"))
+        self.write(spdy.data_header(pair.data_id, 0, fin=True))
         self._close_pair(pair, reset=False)
 
     async def _forward(self, pair: _Pair) -> None:
