@@ -1656,6 +1656,14 @@ def pull_text(images: Mapping[str, Mapping[str, Any]], seconds: Mapping[str, flo
 
 
 def _status_message(pods: list[dict[str, Any]]) -> str:
+    # A pod the node ended (Evicted under memory or disk pressure, ...) is why the
+    # deployment failed, even when a replacement locale pod is Ready: the server's
+    # launcher knew the old one.
+    for p in pods:
+        status = p.get("status") or {}
+        if status.get("phase") == "Failed" and status.get("reason"):
+            why = f"{p['metadata']['name']}: {status['reason']}"
+            return f"{why}: {status['message'].strip()}" if status.get("message") else why
     # a pod that cannot progress says more than the others' pulls
     for p in pods:
         status = p.get("status") or {}

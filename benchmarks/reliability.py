@@ -3,9 +3,11 @@
 Injects, at seeded random points: API 500/503 and connection resets (before the server
 acts, and after it acted with the answer lost) during status, tunnel start, deploy and
 teardown; port-forward streams dropped during a soak of id+checksum requests through one
-tunnel; the server pod deleted while a computation runs; the CLI SIGKILLed mid-deploy
-and mid-teardown, then torn down from a new process. Then 32 clients through one tunnel
-against a direct connection to the same stand-in server.
+tunnel; the API server restarted (every connection cut, the port closed for a moment)
+during deploy, status, teardown and under a soak through the tunnel; the server pod
+deleted, and the server or a locale pod evicted by the node, while a computation runs;
+the CLI SIGKILLed mid-deploy and mid-teardown, then torn down from a new process. Then
+32 clients through one tunnel against a direct connection to the same stand-in server.
 
     python benchmarks/reliability.py                # the full run (>= 300 faults)
     python benchmarks/reliability.py --short        # what CI runs, a few minutes
@@ -39,6 +41,9 @@ FULL = {
     "deploys": 8,
     "cli": 4,
     "kills": 2,
+    "restarts": 6,
+    "restart_requests": 3_000,
+    "evictions": 2,
     "clients": 32,
     "load_s": 60.0,
 }
@@ -49,6 +54,9 @@ SHORT = {
     "deploys": 2,
     "cli": 2,
     "kills": 1,
+    "restarts": 1,
+    "restart_requests": 600,
+    "evictions": 1,
     "clients": 32,
     "load_s": 5.0,
 }
@@ -92,6 +100,27 @@ def run(scale: dict[str, float], seed: int | None) -> faultlab.Ledger:
         faultlab.deploy_teardown_faults(sb, kube, ledger, rng, int(scale["deploys"]))
         for i in range(int(scale["kills"])):
             faultlab.server_pod_killed(sb, kube, ledger, f"rel-kill{i}")
+        faultlab.deploy_teardown_faults(
+            sb, kube, ledger, rng, int(scale["restarts"]), "rel-r", kinds=(faultlab.RESTART,)
+        )
+        restarts = faultlab.soak(
+            kube,
+            sb,
+            pod,
+            ledger,
+            rng,
+            requests=int(scale["restart_requests"]),
+            drop_every=(100, 300),
+            kind=faultlab.RESTART,
+        )
+        print(
+            f"soak under API restarts: {restarts['requests']} requests, {restarts['drops']} "
+            f"restarts, lost {restarts['lost']}, answered twice {restarts['twice']}",
+            flush=True,
+        )
+        for i in range(int(scale["evictions"])):
+            for component in ("server", "locale"):
+                faultlab.pods_evicted(sb, kube, ledger, f"rel-ev{i}-{component[0]}", component)
         faultlab.cli_killed(sb, kube, ledger, rng, int(scale["cli"]))
         print(f"faults done in {time.monotonic() - started:.0f}s", flush=True)
         figures = load(sb, int(scale["clients"]), scale["load_s"])

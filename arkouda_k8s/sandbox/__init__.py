@@ -26,6 +26,7 @@ import asyncio
 import base64
 import contextlib
 import errno
+import functools
 import inspect
 import logging
 import os
@@ -78,6 +79,14 @@ class Faults:
     - ``reset_connections(n, when="before")``: the next ``n`` resource requests have their
       TCP connection aborted, ``before`` the server acts on them or ``after`` (the change
       is made, its answer lost: what a client's retry of a create runs into).
+    - ``restart_api(down_s=1.0)``: the API server restarts: every connection (watches,
+      log streams, port-forwards, requests in flight) is cut, the port refuses
+      connections for ``down_s`` seconds, then it serves again from the same store
+      (etcd survives a restart; resourceVersions go on). The kubelet and controllers,
+      separate programs on a real cluster, keep running. Returns when it serves again.
+    - ``evict(namespace, label_selector=None, resource="memory")``: the node's kubelet
+      evicts those pods under ``resource`` pressure (Failed, reason Evicted, an Evicted
+      event; a ReplicaSet replaces its pod, a bare pod stays Failed). Returns the names.
     - ``clear()``: remove every fault.
     """
 
@@ -115,6 +124,18 @@ class Faults:
     def drop_portforward_streams(self) -> int:
         registry = self._sandbox.portforward_registry
         return int(registry.drop_all()) if registry is not None else 0
+
+    def restart_api(self, down_s: float = 1.0) -> None:
+        restart = functools.partial(self._sandbox._restart_api, down_s)
+        _ = self._sandbox.call(restart, timeout=down_s + 30)  # (awaited by call)
+
+    def evict(
+        self, namespace: str, label_selector: str | None = None, resource: str = "memory"
+    ) -> list[str]:
+        kubelet = self._sandbox.kubelet
+        if kubelet is None:
+            return []
+        return list(self._sandbox.call(lambda: kubelet.evict(namespace, label_selector, resource)))
 
     def clear(self) -> None:
         with self._lock:
@@ -281,6 +302,7 @@ class Sandbox:
         self._thread: threading.Thread | None = None
         self._runner: Any = None
         self._api: Any = None
+        self._ssl_ctx: Any = None
         self._dir: str | None = None
         self.kubeconfig_path = ""
         self._started = False
@@ -577,8 +599,6 @@ class Sandbox:
         )
 
     async def _astart(self) -> None:
-        from aiohttp import web
-
         from . import validation
         from .apiserver import ApiServer
         from .resources import RESOURCES
@@ -602,14 +622,8 @@ class Sandbox:
                 self.api_service_ip = reserve_service_address()
         ssl_ctx = self.ca.server_context((self.api_service_ip,) if self.api_service_ip else ())
         ssl_ctx.set_alpn_protocols(["http/1.1"])
-        runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        self._runner = runner
-        site = web.TCPSite(runner, "127.0.0.1", self.requested_port, ssl_context=ssl_ctx)
-        await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1]
+        self._ssl_ctx = ssl_ctx
+        await self._serve(self.requested_port)
         self._seed()
         await asyncio.sleep(0)  # let the namespace bootstrap run
         self.kubeconfig_path = self.write_kubeconfig(self.kubeconfig_dict(), "kubeconfig")
@@ -632,6 +646,32 @@ class Sandbox:
             else:
                 self.controllers = Controllers(self)
                 await self.controllers.start()
+
+    async def _serve(self, port: int) -> None:
+        from aiohttp import web
+
+        runner = web.AppRunner(self._api.app(), access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        self._runner = runner
+        site = web.TCPSite(runner, "127.0.0.1", port, ssl_context=self._ssl_ctx)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1]
+
+    async def _restart_api(self, down_s: float) -> None:
+        """Faults.restart_api on the loop: cut everything, stay down, serve again."""
+        api = self._api
+        await api.shutdown()  # watches and log streams end (their connections close)
+        if self.portforward_registry is not None:
+            self.portforward_registry.drop_all()
+        if self._runner is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._runner.cleanup(), 3.0)
+        self._runner = None
+        await asyncio.sleep(down_s)  # the simulated downtime, not a wait for a condition
+        api.resume()
+        await self._serve(self.port)
 
     async def _astop(self) -> None:
         if self._api is not None:

@@ -172,6 +172,10 @@ class ApiServer:
         for q in list(self._watch_queues):
             q.put_nowait(None)
 
+    def resume(self) -> None:
+        """Serve watches and log streams again (a restart: Faults.restart_api)."""
+        self._stopping = False
+
     # -- pipeline ----------------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:

@@ -1843,6 +1843,56 @@ class PodWorker:
         shutil.rmtree(self.dir, ignore_errors=True)
         _release_ip(self.ip)
 
+    async def evict(self, message: str) -> None:
+        """Node-pressure eviction, as a real kubelet does it: an Evicted warning, every
+        container killed at once (hard eviction: no grace), and the pod object kept,
+        phase Failed with reason Evicted and a DisruptionTarget condition (a bare pod is
+        never restarted; a ReplicaSet makes another)."""
+        self.event("Evicted", message, warning=True)
+        await self.stop(0.0, remove_object=False)
+        store = self.kubelet.store
+        cur = store.get("pods", self.namespace, self.name)
+        if cur is None or cur["metadata"]["uid"] != self.uid:
+            return
+        now = rfc3339()
+        status = cur.get("status") or {}
+        for cs in [*status.get("initContainerStatuses", []), *status.get("containerStatuses", [])]:
+            running = (cs.get("state") or {}).get("running")
+            if running is not None:
+                cs["state"] = {
+                    "terminated": {
+                        "exitCode": 137,
+                        "reason": "Error",
+                        "startedAt": running.get("startedAt"),
+                        "finishedAt": now,
+                        "containerID": cs.get("containerID"),
+                    }
+                }
+            cs["ready"] = False
+            cs["started"] = False
+        conditions = [
+            {**c, "status": "False", "lastTransitionTime": now}
+            if c.get("type") in ("Ready", "ContainersReady")
+            else c
+            for c in status.get("conditions") or []
+            if c.get("type") != "DisruptionTarget"
+        ]
+        conditions.append(
+            {
+                "type": "DisruptionTarget",
+                "status": "True",
+                "reason": "TerminationByKubelet",
+                "message": message,
+                "lastProbeTime": None,
+                "lastTransitionTime": now,
+            }
+        )
+        status.update(phase="Failed", reason="Evicted", message=message, conditions=conditions)
+        cur["status"] = status
+        cur["metadata"].pop("resourceVersion", None)
+        with contextlib.suppress(Exception):  # deleted meanwhile: nothing to report
+            store.update("pods", cur, subresource="status")
+
     def kill_execs(self) -> None:
         """Exec sessions end with their container, as on a real node."""
         for proc in list(self.execs):
@@ -2055,6 +2105,26 @@ class Kubelet:
             cur = self.store.get("pods", md.get("namespace"), md["name"])
             if cur is not None and cur["metadata"]["uid"] == md["uid"]:
                 self.store.delete("pods", md.get("namespace"), md["name"])
+
+    def evict(
+        self, namespace: str, label_selector: str | None = None, resource: str = "memory"
+    ) -> list[str]:
+        """Evict the running pods of ``namespace`` (those ``label_selector`` selects) as
+        a node under ``resource`` pressure does; returns their names. The sandbox's pods
+        share its node(s), so a test picks its own pods rather than the whole node."""
+        message = f"The node was low on resource: {resource}. "
+        picked = [
+            w
+            for w in list(self.workers.values())
+            if w.namespace == namespace
+            and not w.stopping
+            and match_labels(label_selector, w.pod["metadata"].get("labels"))
+        ]
+        for w in picked:
+            self.workers.pop(w.uid, None)
+            self._finished.add(w.uid)
+            self._spawn(w.evict(message))
+        return sorted(w.name for w in picked)
 
     # -- what the API server asks ---------------------------------------------------------
 

@@ -27,6 +27,10 @@ from arkouda_k8s.errors import ArkoudaK8sError
 from arkouda_k8s.kube import Kube
 from arkouda_k8s.tunnel import Tunnel
 
+# The API server restarted: every connection cut, the port closed for a moment, then the
+# same store served again. Injected at a random point of an operation (never before it).
+RESTART = "api-restart"
+
 # A request of the soak: id (8 bytes), payload length (4), payload, sha256 of id+payload.
 HEADER = struct.Struct("!QI")
 DIGEST = 32
@@ -158,11 +162,14 @@ def soak(
     workers: int = 4,
     drop_every: tuple[int, int] = (20, 120),
     bound_s: float = 20.0,
+    kind: str = "portforward-drop",
 ) -> dict[str, float]:
     """``requests`` echo requests over ``workers`` kept-open connections through one
     tunnel, while every ``drop_every`` (a random count in that range) completed requests
-    every port-forward stream is dropped. A request whose connection drops is sent again
-    on a new connection; each answer must carry its own id and checksum, exactly once."""
+    every port-forward stream is dropped (``kind`` "portforward-drop") or the API server
+    restarts (RESTART: it cuts the streams and refuses new ones for a moment). A request
+    whose connection drops is sent again on a new connection; each answer must carry its
+    own id and checksum, exactly once."""
     tunnel = Tunnel(kube.endpoint, "default", pod, ECHO_PORT).start()
     answered: dict[int, int] = {}
     lock = threading.Lock()
@@ -233,7 +240,11 @@ def soak(
                 count = len(answered)
             if count >= threshold:
                 threshold = count + rng.randrange(*drop_every)
-                if sb.faults.drop_portforward_streams():
+                if kind == RESTART:
+                    with lock:
+                        drops.append(time.monotonic())
+                    sb.faults.restart_api(rng.uniform(0.1, 0.5))
+                elif sb.faults.drop_portforward_streams():
                     with lock:
                         drops.append(time.monotonic())
             time.sleep(0.002)  # polls the count; the workers do the waiting
@@ -251,7 +262,9 @@ def soak(
     max_recover = max(recover, default=0.0)
     ok = lost == 0 and twice == 0 and not problems
     for _ in drops:
-        ledger.add(Fault("portforward-drop", ok, max_detect, max_recover))
+        ledger.add(
+            Fault(f"{kind} (tunnel)" if kind == RESTART else kind, ok, max_detect, max_recover)
+        )
     return {"requests": requests, "drops": len(drops), "lost": lost, "twice": twice, "s": took}
 
 
@@ -260,7 +273,13 @@ def soak(
 API_FAULTS = ("api-500", "api-503", "api-reset-before", "api-reset-after")
 
 
-def arm(sb: Any, kind: str, n: int) -> None:
+def arm(sb: Any, kind: str, n: int) -> threading.Thread | None:
+    """Arm fault ``kind`` (``n`` requests; a restart: down for ``n`` tenths of a second,
+    in a thread of its own, returned so the caller can wait for the server to be back)."""
+    if kind == RESTART:
+        t = threading.Thread(target=sb.faults.restart_api, args=(n / 10,), daemon=True)
+        t.start()
+        return t
     if kind == "api-500":
         sb.faults.fail_requests(n, 500)
     elif kind == "api-503":
@@ -271,14 +290,31 @@ def arm(sb: Any, kind: str, n: int) -> None:
         sb.faults.reset_connections(n, "after")
     else:
         raise ValueError(kind)
+    return None
 
 
-def arm_later(sb: Any, kind: str, n: int, delay: float) -> threading.Timer:
-    """Arm the fault ``delay`` seconds from now: a random point of the operation."""
-    timer = threading.Timer(delay, arm, (sb, kind, n))
-    timer.daemon = True
-    timer.start()
-    return timer
+class _Later:
+    """A fault armed ``delay`` seconds from now (a random point of the operation)."""
+
+    def __init__(self, sb: Any, kind: str, n: int, delay: float) -> None:
+        self.restart: threading.Thread | None = None
+        self._timer = threading.Timer(delay, self._fire, (sb, kind, n))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self, sb: Any, kind: str, n: int) -> None:
+        self.restart = arm(sb, kind, n)
+
+    def cancel(self) -> None:
+        """Not armed yet: never; a restart under way: wait until the server is back."""
+        self._timer.cancel()
+        self._timer.join()
+        if self.restart is not None:
+            self.restart.join(60)
+
+
+def arm_later(sb: Any, kind: str, n: int, delay: float) -> _Later:
+    return _Later(sb, kind, n, delay)
 
 
 def under_fault(
@@ -296,7 +332,7 @@ def under_fault(
     """Run ``operation`` with fault ``kind`` armed (now, or ``delay`` seconds in). It
     survives when it returns within ``bound_s`` a result ``check`` accepts, or raises an
     arkouda-k8s error with a reason (and ``check`` accepts that too)."""
-    timer = arm_later(sb, kind, n, delay) if delay else None
+    timer = arm_later(sb, kind, n, delay) if delay or kind == RESTART else None
     if timer is None:
         arm(sb, kind, n)
     start = time.monotonic()
@@ -310,6 +346,8 @@ def under_fault(
             timer.cancel()
         sb.faults.clear()
     took = time.monotonic() - start
+    if kind == RESTART and timer is not None and timer.restart is None:
+        return result  # done before the restart came: nothing was injected
     ok = took < bound_s and check(result)
     reason = f"{type(result).__name__}: {result}" if isinstance(result, BaseException) else "ok"
     ledger.add(Fault(f"{kind} ({label})", ok, took, took, reason))
@@ -471,10 +509,17 @@ def tunnel_faults(
 
 
 def deploy_teardown_faults(
-    sb: Any, kube: Kube, ledger: Ledger, rng: random.Random, rounds: int, prefix: str = "rel-d"
+    sb: Any,
+    kube: Kube,
+    ledger: Ledger,
+    rng: random.Random,
+    rounds: int,
+    prefix: str = "rel-d",
+    kinds: tuple[str, ...] = API_FAULTS,
 ) -> None:
-    """An API fault at a random point of a deploy, then another during its teardown: the
-    deploy ends Ready or with a reason (rolled back), the teardown leaves nothing."""
+    """A fault of ``kinds`` at a random point of a deploy, then of a status and of its
+    teardown: the deploy ends Ready or with a reason (rolled back), the status says
+    Ready, the teardown leaves nothing."""
     from lifecycle_support import FAST, cluster, spec
 
     from arkouda_k8s.cluster import ArkoudaCluster
@@ -482,7 +527,7 @@ def deploy_teardown_faults(
     for i in range(rounds):
         name = f"{prefix}{i}"
         c = cluster(sb, spec(name, locales=1), timeouts=FAST)
-        kind = rng.choice(API_FAULTS)
+        kind = rng.choice(kinds)
         result = under_fault(
             sb,
             ledger,
@@ -501,7 +546,19 @@ def deploy_teardown_faults(
                 ledger.notes.append(f"failed deploy {name} left {left}")
                 c.teardown()
             continue
-        kind = rng.choice(API_FAULTS)
+        kind = rng.choice(kinds)
+        under_fault(
+            sb,
+            ledger,
+            kind,
+            result.status,
+            lambda r: getattr(r, "stage", None) == "Ready",
+            label="status",
+            n=rng.randint(1, 3),
+            delay=rng.uniform(0.0, 0.03),
+            bound_s=30,
+        )
+        kind = rng.choice(kinds)
         under_fault(
             sb,
             ledger,
@@ -525,52 +582,106 @@ def deploy_teardown_faults(
             ledger.notes.append(f"teardown of {name} left {left}")
 
 
+class _Computation:
+    """A client computing (getmemused back to back) until it fails or is stopped."""
+
+    def __init__(self, cluster: Any) -> None:
+        from arkouda_k8s.protocol import ArkoudaProbe
+
+        self.errors: list[BaseException] = []
+        self._stop = threading.Event()
+        host, port = cluster.address
+        self._probe = ArkoudaProbe(host, port, token=cluster.token(), timeout=5)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with self._probe as probe:
+            while not self._stop.is_set():
+                try:
+                    probe.getmemused()
+                except ArkoudaK8sError as exc:
+                    self.errors.append(exc)
+                    return
+
+    def stop(self, wait_s: float) -> bool:
+        """Wait up to ``wait_s`` for it to fail, then stop it; whether it ended."""
+        self._thread.join(wait_s)
+        self._stop.set()
+        self._thread.join(10)
+        return not self._thread.is_alive()
+
+
+def _reported(cluster: Any, since: float, bound_s: float = 30.0) -> tuple[Any, float]:
+    """The first status that is no longer Ready (or the last one), and when it came."""
+    deadline = time.monotonic() + bound_s
+    st = cluster.status(probe=False)
+    while st.stage == "Ready" and time.monotonic() < deadline:
+        time.sleep(0.1)
+        st = cluster.status(probe=False)
+    return st, time.monotonic() - since
+
+
 def server_pod_killed(sb: Any, kube: Kube, ledger: Ledger, name: str) -> None:
     """The server pod deleted while a computation runs: the computation fails with a
     reason within its bound and status reports the missing server (not Ready)."""
     from lifecycle_support import FAST, cluster, spec
 
-    from arkouda_k8s.protocol import ArkoudaProbe
-
     c = cluster(sb, spec(name, locales=1), timeouts=FAST).deploy()
     try:
-        host, port = c.address
-        errors: list[BaseException] = []
-        stop = threading.Event()
-
-        def compute() -> None:
-            with ArkoudaProbe(host, port, token=c.token(), timeout=5) as probe:
-                while not stop.is_set():
-                    try:
-                        probe.getmemused()
-                    except ArkoudaK8sError as exc:
-                        errors.append(exc)
-                        return
-
-        t = threading.Thread(target=compute, daemon=True)
-        t.start()
+        work = _Computation(c)
         pod = kube.get("Pod", c.names.server_pod, "default")
         killed = time.monotonic()
         kube.delete("Pod", c.names.server_pod, "default", uid=pod["metadata"]["uid"])
-        t.join(30)
-        stop.set()
+        ended = work.stop(30)
         detect = time.monotonic() - killed
-        deadline = time.monotonic() + 30
-        st = c.status(probe=False)
-        while st.stage == "Ready" and time.monotonic() < deadline:
-            time.sleep(0.1)
-            st = c.status(probe=False)
-        reported = time.monotonic() - killed
+        st, reported = _reported(c, killed)
         ok = (
-            not t.is_alive()
-            and bool(errors)
+            ended
+            and bool(work.errors)
             and st.stage == "Failed"
             and f"{c.names.server_pod}: deleted" in st.message
         )
         ledger.add(Fault("server-pod-killed", ok, detect, reported, f"{st.stage}: {st.message}"))
         if not ok:
             ledger.notes.append(
-                f"server pod killed: computation errors={errors!r} status={st.stage} {st.message!r}"
+                f"server pod killed: computation errors={work.errors!r} status={st.stage} "
+                f"{st.message!r}"
+            )
+    finally:
+        c.teardown()
+    ledger.orphans += orphans_of(sb, kube, name)
+
+
+def pods_evicted(sb: Any, kube: Kube, ledger: Ledger, name: str, component: str) -> None:
+    """The node evicts the server pod or a locale pod (memory pressure) while a
+    computation runs: status says Failed with the pod's name and the node's reason, even
+    when the Deployment's replacement locale is Ready (the server lost a locale); an
+    evicted server fails the computation with a reason. Teardown leaves nothing."""
+    from lifecycle_support import FAST, cluster, spec
+
+    c = cluster(sb, spec(name, locales=2), timeouts=FAST).deploy()
+    try:
+        work = _Computation(c)
+        evicted_at = time.monotonic()
+        selector = f"app.kubernetes.io/instance={name},app.kubernetes.io/component={component}"
+        evicted = sb.faults.evict("default", selector)
+        ended = work.stop(30 if component == "server" else 0.5)
+        detect = time.monotonic() - evicted_at
+        st, reported = _reported(c, evicted_at)
+        ok = (
+            len(evicted) == 1
+            and st.stage == "Failed"
+            and f"{evicted[0]}: Evicted: The node was low on resource: memory" in st.message
+            and (component != "server" or (ended and bool(work.errors)))
+        )
+        ledger.add(
+            Fault(f"pod-evicted ({component})", ok, detect, reported, f"{st.stage}: {st.message}")
+        )
+        if not ok:
+            ledger.notes.append(
+                f"{component} pod evicted ({evicted}): computation errors={work.errors!r} "
+                f"status={st.stage} {st.message!r}"
             )
     finally:
         c.teardown()

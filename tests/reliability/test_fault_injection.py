@@ -5,6 +5,7 @@ ones are the benchmark's full sizes (benchmarks/reliability.py prints the figure
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -78,6 +79,37 @@ def test_api_faults_during_deploy_and_teardown(sb, kube, ledger, needles):
     assert_survived(ledger, needles)
 
 
+def test_api_server_restarted_during_deploy_status_and_teardown(sb, kube, ledger, needles):
+    """Clients reconnect, watches resume: each deploy ends Ready (or with a reason and
+    rolled back), status says Ready, teardown leaves nothing."""
+    faultlab.deploy_teardown_faults(
+        sb, kube, ledger, ledger.rng, rounds=2, prefix="rel-r", kinds=(faultlab.RESTART,)
+    )
+    assert any(f.kind.startswith(faultlab.RESTART) for f in ledger.faults)
+    assert_survived(ledger, needles)
+
+
+def test_api_server_restarted_under_the_tunnel_loses_nothing(sb, kube, echo, ledger, needles):
+    figures = faultlab.soak(
+        kube,
+        sb,
+        echo,
+        ledger,
+        ledger.rng,
+        requests=600,
+        drop_every=(100, 200),
+        kind=faultlab.RESTART,
+    )
+    assert figures["drops"] >= 2, figures
+    assert_survived(ledger, needles)
+
+
+@pytest.mark.parametrize("component", ["server", "locale"])
+def test_an_evicted_pod_is_reported_with_its_reason(sb, kube, ledger, needles, component):
+    faultlab.pods_evicted(sb, kube, ledger, f"rel-ev-{component[0]}", component)
+    assert_survived(ledger, needles)
+
+
 def test_server_pod_deleted_mid_computation_is_reported(sb, kube, ledger, needles):
     faultlab.server_pod_killed(sb, kube, ledger, "rel-kill")
     assert_survived(ledger, needles)
@@ -106,3 +138,48 @@ def test_a_reset_fault_aborts_the_connection(sb, kube):
     made = kube.get("ConfigMap", "rel-reset", "default")
     assert made is not None
     kube.delete("ConfigMap", "rel-reset", "default", uid=made["metadata"]["uid"])
+
+
+def test_the_api_restart_fault_cuts_watches_and_refuses_connections(sb, kube):
+    """The sandbox hook itself: an open watch ends, the port refuses connections while
+    down, then the same store is served again (objects and resourceVersions go on)."""
+    import socket
+    import threading
+
+    import kubernetes
+
+    api = kubernetes.client.CoreV1Api(kubernetes.config.new_client_from_config(sb.kubeconfig_path))
+    before = api.list_namespaced_config_map("default").metadata.resource_version
+    ended = threading.Event()
+
+    def watch() -> None:
+        w = kubernetes.watch.Watch()
+        try:
+            for _ in w.stream(
+                api.list_namespaced_config_map,
+                "default",
+                resource_version=before,
+                timeout_seconds=60,
+                _request_timeout=90,
+            ):
+                pass
+        except Exception:  # noqa: BLE001 - cut by the restart: what the test wants
+            pass
+        ended.set()
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    restart = threading.Thread(target=sb.faults.restart_api, args=(2.0,), daemon=True)
+    restart.start()
+    assert ended.wait(20), "the watch outlived the restart"
+    refused = False
+    deadline = time.monotonic() + 2.0
+    while not refused and time.monotonic() < deadline and restart.is_alive():
+        try:
+            socket.create_connection(("127.0.0.1", sb.port), timeout=1).close()
+        except ConnectionRefusedError:
+            refused = True
+    assert refused, "the API port kept accepting connections while down"
+    restart.join(30)
+    after = api.list_namespaced_config_map("default").metadata.resource_version
+    assert int(after) >= int(before)
