@@ -1,5 +1,5 @@
-"""Bad input, one table: each case is what a user types (the CLI, the runner, a magic)
-or what the cluster answers (403s, a terminating namespace, Pod Security, a quota, a
+"""Bad input, one table: each case is what a user types (the CLI, the runner, a magic,
+the notebook's deploy form) or what the cluster answers (403s, a terminating namespace, Pod Security, a quota, a
 hand-edited Secret). Each must end in one line naming the field or the problem, with
 exit code 2 for input the user can fix in the command, and nothing left on the cluster."""
 
@@ -418,3 +418,185 @@ def test_bad_input_is_one_line_and_creates_nothing(sb, kube, capsys, tmp_path, n
         assert everything(kube, case.namespace) == before
     assert labelled(kube, NAME) == []
     needles.check(out + err, "the CLI's output")
+
+
+# -- the notebook: %arkouda_deploy and the deploy form --------------------------------------
+
+
+@dataclass
+class NotebookCase:
+    id: str
+    given: str | dict[str, Any]  # the magic's options, or the form's fields
+    text: str  # what the one line must say
+    usage: bool = True  # refused before any request (UsageError / the form's error)
+    namespace: str = "default"
+    setup: Callable[[Any, Any], Any] | None = None
+    deny: tuple[str, str] | None = None
+
+
+def magic(*options: str) -> str:
+    return " ".join(["--name", NAME, *SMALL, *options])
+
+
+MAGIC = [
+    NotebookCase("magic-locales-zero", magic("--locales", "0"), "--locales"),
+    NotebookCase("magic-locales-word", magic("--locales", "two"), "--locales"),
+    NotebookCase("magic-memory-unit", magic("--memory", "4Gb"), "--memory"),
+    NotebookCase("magic-cpu-words", magic("--cpu", "lots"), "--cpu"),
+    NotebookCase("magic-name-invalid", "--name Bad_Name", "--name"),
+    NotebookCase("magic-mode", magic("--mode", "mpi"), "--mode"),
+    NotebookCase("magic-pull-policy", magic("--pull-policy", "Sometimes"), "--pull-policy"),
+    NotebookCase("magic-ttl", magic("--ttl", "2x"), "--ttl"),
+    NotebookCase("magic-unknown-option", magic("--gpus", "2"), "--gpus"),
+    NotebookCase("magic-values-missing", magic("-f", "/nonexistent/values.yaml"), "values.yaml"),
+    NotebookCase("magic-context-unknown", magic("--context", "nowhere"), "context: 'nowhere'"),
+    NotebookCase(
+        "magic-kubeconfig-missing", magic("--kubeconfig", "/nonexistent/kc"), "/nonexistent/kc"
+    ),
+    NotebookCase(
+        "magic-namespace-missing", magic("--namespace", "rel-nowhere"), "rel-nowhere", usage=False
+    ),
+    NotebookCase("magic-403-create-pods", magic(), "pods", usage=False, deny=("create", "pods")),
+    NotebookCase(
+        "magic-pod-security-restricted",
+        magic("--namespace", "rel-psa"),
+        "restricted",
+        usage=False,
+        namespace="rel-psa",
+        setup=namespace("rel-psa", {"pod-security.kubernetes.io/enforce": "restricted"}),
+    ),
+]
+
+FORM_OK = {"name": NAME, "cpu": "100m", "memory": "256Mi", "locales": 1}
+
+FORM = [
+    NotebookCase("form-name-invalid", {"name": "Bad_Name"}, "name: invalid value 'Bad_Name'"),
+    NotebookCase("form-name-empty", {"name": ""}, "name"),
+    NotebookCase("form-locales-zero", {"locales": 0}, "locales"),
+    NotebookCase("form-memory-unit", {"memory": "4Gb"}, "memory: invalid value '4Gb'"),
+    NotebookCase("form-cpu-words", {"cpu": "lots"}, "cpu: invalid value 'lots'"),
+    NotebookCase("form-threads-word", {"threads": "four"}, "threads"),
+    NotebookCase("form-mem-max-above-memory", {"mem_max": "8Gi"}, "mem_max"),
+    NotebookCase("form-namespace-invalid", {"namespace": "Bad_NS"}, "namespace"),
+    NotebookCase("form-release-space", {"release": "v2023 05"}, "release"),
+    NotebookCase("form-labels-no-equals", {"labels": "team"}, "labels"),
+    NotebookCase("form-tolerations-not-yaml", {"tolerations": "- [unclosed"}, "tolerations"),
+    NotebookCase("form-persistence-relative", {"persistence": "data/arkouda"}, "persistence"),
+    NotebookCase("form-ttl-word", {"ttl_seconds": "soon"}, "ttl_seconds"),
+    NotebookCase("form-server-port", {"server_port": 70000}, "server_port"),
+    NotebookCase(
+        "form-namespace-missing", {"namespace": "rel-nowhere"}, "rel-nowhere", usage=False
+    ),
+    NotebookCase("form-403-create-secrets", {}, "secrets", usage=False, deny=("create", "secrets")),
+]
+
+
+@pytest.fixture
+def shell(sb: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[Any]:
+    """IPython with the extension loaded, pointed at the sandbox, one-line errors."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from arkouda_k8s import magic_options
+
+    for key in magic_options.SETTINGS:
+        monkeypatch.delenv(f"ARKOUDA_K8S_{key.upper()}", raising=False)
+    monkeypatch.setenv("ARKOUDA_K8S_CONFIG", str(tmp_path / "absent.toml"))
+    monkeypatch.setenv("KUBECONFIG", sb.kubeconfig_path)
+    monkeypatch.chdir(tmp_path)
+    ip = InteractiveShell.instance()
+    ip.config.pop("ArkoudaMagics", None)
+    ip.run_line_magic("load_ext", "arkouda_k8s")
+    ip.run_line_magic("config", "ArkoudaMagics.short_errors = True")
+    ip.run_line_magic("config", "ArkoudaMagics.widgets = True")
+    try:
+        yield ip
+    finally:
+        ip.run_line_magic("unload_ext", "arkouda_k8s")
+        ip.config.pop("ArkoudaMagics", None)
+        ip.user_ns.pop("ak", None)
+
+
+def _one_line(error: BaseException) -> str:
+    """What the notebook shows for the error: a UsageError's text, or the one line an
+    ArkoudaError renders in place of a traceback."""
+    from IPython.core.error import UsageError
+
+    from arkouda_k8s.magic_errors import ArkoudaError
+
+    if type(error) is UsageError:
+        return str(error)
+    assert isinstance(error, ArkoudaError), repr(error)
+    shown = error._render_traceback_()
+    assert len(shown) == 1, shown
+    return shown[0]
+
+
+def _notebook_case(sb: Any, kube: Any, case: NotebookCase, act: Callable[[], str]) -> str:
+    if case.setup:
+        case.setup(sb, kube)
+    before = everything(kube, case.namespace) if kube.get("Namespace", case.namespace) else set()
+    if case.deny:
+        sb.faults.deny(*case.deny, user="*")
+    start = time.monotonic()
+    try:
+        line = act()
+    finally:
+        sb.faults.clear()
+    assert time.monotonic() - start < 30
+    assert "\n" not in line and line.strip(), line
+    assert case.text in line, line
+    assert "Traceback" not in line
+    if kube.get("Namespace", case.namespace):
+        assert everything(kube, case.namespace) == before
+    assert labelled(kube, NAME) == []
+    return line
+
+
+@pytest.mark.usefixtures("leave_nothing")
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in MAGIC])
+def test_magic_bad_input_is_one_line_and_creates_nothing(sb, kube, shell, needles, case):
+    from IPython.core.error import UsageError
+    from IPython.utils.capture import capture_output
+
+    def act() -> str:
+        with capture_output() as shown:
+            result = shell.run_cell(f"%arkouda_deploy {case.given}")
+        error = result.error_in_exec or result.error_before_exec
+        assert error is not None, "the magic accepted bad input"
+        assert (type(error) is UsageError) == case.usage, repr(error)
+        needles.check(shown.stdout + shown.stderr, "the notebook's output")
+        return _one_line(error)
+
+    line = _notebook_case(sb, kube, case, act)
+    needles.check(line, "the magic's error line")
+
+
+@pytest.mark.usefixtures("leave_nothing")
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in FORM])
+def test_form_bad_input_is_one_line_and_creates_nothing(sb, kube, shell, needles, case):
+    from IPython.utils.capture import capture_output
+
+    from arkouda_k8s import magics as magics_module
+
+    with capture_output():
+        shell.run_line_magic("arkouda_deploy", "")
+    form = magics_module._LOADED[id(shell)].form
+    assert form is not None, "%arkouda_deploy without options shows the form"
+
+    def act() -> str:
+        for name, value in {**FORM_OK, **case.given}.items():
+            form.fields[name].value = value
+        if case.usage:
+            # refused as typed: Deploy is disabled and pressing it does nothing
+            assert form.error and form.deploy_button.disabled, form.error
+            form.deploy()
+            assert form.state == "editing"
+            return form.error
+        assert not form.error and not form.deploy_button.disabled, form.error
+        with capture_output():
+            form.deploy()
+        assert form.state == "failed", (form.state, form.message)
+        return form.message
+
+    line = _notebook_case(sb, kube, case, act)
+    needles.check(line + form.status_line.value, "the form")
