@@ -17,29 +17,25 @@ import contextlib
 import enum
 import functools
 import logging
-import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
-from datetime import UTC, datetime
+import weakref
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
 from . import manifests, preflight, teardown
-from .credentials import Credentials, redact, strip_control
+from .credentials import Credentials
 from .errors import (
     ArkoudaK8sError,
     ClusterNotFound,
-    CrashError,
     DeployError,
-    ImagePullError,
     KubeError,
     PermissionsMissing,
     PreflightError,
     StageTimeout,
     TunnelError,
     TunnelForbidden,
-    UnschedulableError,
     UsageError,
 )
 from .inventory import (  # noqa: F401 (re-export: callers and tests name them here)
@@ -89,6 +85,7 @@ from .ownership import Ownership
 from .ownership import self_registers as _self_registers
 from .podlogs import PodLogs
 from .preflight import Findings, rbac_yaml, required_access  # noqa: F401 (re-export)
+from .readiness import Readiness, status_message
 from .spec import ClusterSpec
 from .stages import Progress, ProgressCallback, Timeouts  # noqa: F401 (re-export)
 from .status import (  # noqa: F401 (re-export: the status types are the lifecycle's answers)
@@ -112,17 +109,6 @@ def _logged(what: str) -> Iterator[None]:
         log.debug("%s failed: %s", what, exc, exc_info=True)
 
 
-# How often the progress shows a pull's seconds going on, and after how long a pull is
-# shown at all (shorter ones: the image was there, or nearly).
-PULL_TICK = 1.0
-PULL_SHOW = 2.0
-CONFIG_REASONS = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
-LOG_TAIL_LINES = 20
-# Starts of a freshly created server that exited on a passing API error (5xx, 429,
-# a dropped connection) during its self-registration.
-SERVER_RESTARTS = 2
-# Fetching a log tail or events to explain a failure must not hold up the error long.
-DIAGNOSTIC_WINDOW = 5.0
 # How long status(handshake=True) waits for the server to answer a short-lived tunnel.
 STATUS_HANDSHAKE = 15.0
 
@@ -187,7 +173,7 @@ class ArkoudaCluster:
         ephemeral: bool = False,
     ) -> None:
         self.kube = kube or Kube.connect(kubeconfig, context, spec.namespace)
-        self.spec = spec if spec.namespace else spec.with_namespace(self.kube.namespace)
+        self._spec = spec if spec.namespace else spec.with_namespace(self.kube.namespace)
         if self.kube.namespace != self.spec.namespace:
             self.kube.namespace = self.spec.namespace or self.kube.namespace
         self.mode = DeployMode.of(mode)
@@ -211,16 +197,13 @@ class ArkoudaCluster:
         self.ephemeral = ephemeral  # recorded on the state ConfigMap by a deploy that creates
         self.namespace_missing = False
         self.warnings: list[str] = []  # what preflight found worth saying, not fatal
-        self._unschedulable_since: dict[str, float] = {}
-        self._pulls = _PullClock()
-        self._locale_said = ""
         self._token: str | None = None
         # Which objects are this deployment's (its state ConfigMap and what that owns).
         self.ownership = Ownership(self.kube, self.spec.name, self.namespace)
+        # The waits: locale pods, server pod, what a stuck one is waiting for.
+        self.readiness = _readiness_of(self)
         self._csr_uid: str | None = None
         self._credentials: _Background[Credentials] | None = None
-        # The Ready server pod a wait just saw: the tunnel's first target, without a list.
-        self._server_pod_hint: str | None = None
         self._heartbeat: Heartbeat | None = None
 
     def __repr__(self) -> str:
@@ -231,6 +214,16 @@ class ArkoudaCluster:
         )
 
     # -- names the front ends use -----------------------------------------------------
+
+    @property
+    def spec(self) -> ClusterSpec:
+        return self._spec
+
+    @spec.setter
+    def spec(self, spec: ClusterSpec) -> None:
+        # attaching adopts the deployment's recorded spec: its waits go by that one too
+        self._spec = spec
+        self.readiness.spec = spec
 
     @property
     def name(self) -> str:
@@ -712,111 +705,8 @@ class ArkoudaCluster:
     # -- waiting -----------------------------------------------------------------------------
 
     def wait_locales(self, deadline: float, since: str | None = None) -> list[dict[str, Any]]:
-        """Block until every locale pod is Running with an IP (watching, not polling;
-        from resourceVersion ``since`` when no locale pod existed then)."""
-        total = self.spec.locale_pods
-        if total == 0:
-            self._progress("locales", 0, 0, "no locale pods (single-pod deployment)")
-            return []
-        last: dict[str, Any] = {"n": -1, "pods": {}}
-        check = self._locale_check(total, last)
-        ticker = self._pull_ticker(last)
-        try:
-            return self.kube.wait_for(
-                "Pod",
-                check,
-                self.namespace,
-                label_selector=manifests.selector(self.spec, "locale"),
-                deadline=deadline,
-                recheck=self._recheck(),
-                since=since,
-            )
-        except WatchDeadline:
-            raise self._locales_timeout(last) from None
-        finally:
-            ticker.stop()
-
-    def _locale_check(
-        self, total: int, last: dict[str, Any]
-    ) -> Callable[[dict[str, dict[str, Any]]], list[dict[str, Any]] | None]:
-        """A check of the locale pods for Kube.wait_for: their running ones once all
-        are, else None; a stuck pod raises its typed error; progress on every change."""
-        # Every event re-checks the set; a pod is examined again only when it changed
-        # (its resourceVersion), so 256 locales cost O(events), not O(events x pods).
-        seen: dict[tuple[str, str], bool] = {}
-
-        def examined(p: dict[str, Any]) -> bool:
-            key = (p["metadata"]["name"], str(p["metadata"].get("resourceVersion")))
-            if key not in seen or _unschedulable(p) is not None:  # that one depends on time
-                self._raise_if_stuck(p, "locales")
-                seen[key] = not p["metadata"].get("deletionTimestamp") and _running_with_ip(p)
-            return seen[key]
-
-        def check(pods: dict[str, dict[str, Any]]) -> list[dict[str, Any]] | None:
-            running = [p for p in pods.values() if examined(p)]
-            last["pods"] = pods
-            waiting = sum(1 for p in pods.values() if _unschedulable(p) is not None)
-            # the server pod pulls too when it was created with the locales
-            pulls = self._pulls.update(pulling((last.get("all") or pods).values()))
-            key = (len(running), waiting, pulls.shape())
-            if key != last.get("key"):
-                last["key"] = key
-                last["n"], last["waiting"] = len(running), waiting
-                last["report"] = functools.partial(
-                    self._locale_progress, len(running), total, waiting, pulls
-                )
-                last["report"]()
-            if len(running) < total:
-                return None
-            self._pulls.update({})  # the ticker has nothing more to show
-            return running
-
-        return check
-
-    def _pull_ticker(self, last: dict[str, Any]) -> _Ticker:
-        """Shows a pull's seconds going on (every PULL_TICK s) while the watch is quiet."""
-
-        def tick() -> None:
-            if self._pulls.images and "report" in last:
-                last["report"](only_if_changed=True)
-
-        ticker = _Ticker(tick, PULL_TICK)
-        ticker.start()
-        return ticker
-
-    def _locale_progress(
-        self,
-        running: int,
-        total: int,
-        waiting: int,
-        pulls: _PullClock,
-        *,
-        only_if_changed: bool = False,
-    ) -> None:
-        note = (
-            f"; {waiting} unschedulable, waiting up to "
-            f"{self.timeouts.unschedulable:.0f}s for capacity"
-            if waiting
-            else ""
-        )
-        text = pulls.text()
-        message = f"locale pods {running}/{total} running{note}" + (f"; {text}" if text else "")
-        if only_if_changed and message == self._locale_said:
-            return
-        self._locale_said = message
-        self._progress("locales", running, total, message)
-
-    def _locales_timeout(self, last: dict[str, Any]) -> StageTimeout:
-        total = self.spec.locale_pods
-        pods = list(last["pods"].values())
-        return StageTimeout(
-            f"locale pods {max(last['n'], 0)}/{total} running after "
-            f"{self.timeouts.locales:.0f}s" + _pending_summary(pods),
-            f"see `kubectl describe pods -n {self.namespace} -l "
-            f"{manifests.selector(self.spec, 'locale')}`",
-            stage="locales",
-            reason="Timeout",
-        )
+        """Block until every locale pod is Running with an IP (``Readiness.wait_locales``)."""
+        return self.readiness.wait_locales(deadline, since)
 
     def wait_server(
         self,
@@ -825,250 +715,9 @@ class ArkoudaCluster:
         *,
         with_locales: bool = False,
     ) -> dict[str, Any]:
-        """Block until the server pod is Ready; typed errors explain a stuck pod.
-        ``since``: the resourceVersion of its creation (watched from there, no list).
-
-        A server that exits at its self-registration (--registration server) on a passing
-        API error is started again, at most SERVER_RESTARTS times; any other exit there is
-        explained by its log line.
-
-        ``with_locales``: the server pod was created with its locales and waits for them
-        inside; the locale pods are watched too (same watch), each stuck one fails the
-        wait with its own reason, and not all running by ``deadline`` is the locales'
-        timeout. Returns the server pod once it is Ready or, not yet Ready, once every
-        locale runs (the server stage's own deadline starts then).
-        """
-        restarts = 0
-        while True:
-            try:
-                return self._wait_server_pod(deadline, since, with_locales)
-            except CrashError as exc:
-                exited = self._registration_exit(exc.log_tail)
-                if exited is None:
-                    raise
-                line, tail = exited
-                if not self._worth_a_restart(line, restarts, "server"):
-                    raise self._registration_error(line, tail, "server") from None
-                restarts += 1
-                self._replace_server_pod(deadline)
-                since = None
-
-    def _wait_server_pod(
-        self, deadline: float, since: str | None, with_locales: bool = False
-    ) -> dict[str, Any]:
-        last: dict[str, Any] = {"pod": None, "phase": None}
-        name = self.names.server_pod
-        total = self.spec.locale_pods
-        with_locales = with_locales and total > 0
-        locale_last: dict[str, Any] = {"n": -1, "pods": {}}
-        locale_check = self._locale_check(total, locale_last)
-        locales_done = {"ok": not with_locales}
-
-        def check(pods: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
-            pod = next((p for p in pods.values() if p["metadata"]["name"] == name), None)
-            last["pod"] = pod
-            if not locales_done["ok"]:
-                locale_pods = {
-                    k: p
-                    for k, p in pods.items()
-                    if (p["metadata"].get("labels") or {}).get(COMPONENT_LABEL) == "locale"
-                }
-                locale_last["all"] = pods
-                if locale_check(locale_pods) is not None:
-                    locales_done["ok"] = True
-                    if pod is not None and not _ready(pod):
-                        self._raise_if_stuck(pod, "server")
-                        return pod  # the server stage goes on with its own deadline
-            if pod is None:
-                return None
-            self._raise_if_stuck(pod, "server")
-            status = pod.get("status") or {}
-            phase = status.get("phase")
-            if phase == "Succeeded":
-                raise CrashError(
-                    f"server pod {name} exited (phase Succeeded) before it was ready",
-                    "see `arkouda-k8s logs " + self.name + "`",
-                    stage="server",
-                    reason="Completed",
-                    pod=name,
-                    log_tail=self._log_tail(name, "arkouda-server"),
-                )
-            if phase != last["phase"]:
-                last["phase"] = phase
-                self._progress("server", 0, 1, f"server pod {phase or 'pending'}")
-            if _ready(pod):
-                self._progress("server", 1, 1, "server pod ready")
-                self._server_pod_hint = name
-                return pod
-            return None
-
-        recheck = self._recheck()
-        ticker = self._pull_ticker(locale_last)
-        try:
-            return self.kube.wait_for(
-                "Pod",
-                check,
-                self.namespace,
-                # with the locales: every pod of the instance, in one watch
-                label_selector=manifests.selector(self.spec) if with_locales else None,
-                field_selector=None if with_locales else f"metadata.name={name}",
-                deadline=deadline,
-                recheck=recheck,
-                since=since,
-            )
-        except WatchDeadline:
-            if not locales_done["ok"]:
-                raise self._locales_timeout(locale_last) from None
-            pod = last["pod"]
-            if pod is None:
-                raise StageTimeout(
-                    f"server pod {name} does not exist",
-                    f"deploy again, or remove the remains with `arkouda-k8s teardown {self.name}`",
-                    stage="server",
-                    reason="Missing",
-                    pod=name,
-                ) from None
-            phase = (pod.get("status") or {}).get("phase") or "Pending"
-            why = self._events_text(name)
-            tail = self._log_tail(name, "arkouda-server") if phase == "Running" else None
-            raise StageTimeout(
-                f"server pod {name} is {phase} but not Ready after "
-                f"{self.timeouts.server:.0f}s" + (f": {why}" if why else ""),
-                f"see `arkouda-k8s logs {self.name}` and `kubectl describe pod {name} -n "
-                f"{self.namespace}`",
-                stage="server",
-                reason="NotReady",
-                pod=name,
-                log_tail=tail,
-            ) from None
-        finally:
-            ticker.stop()
-
-    def _recheck(self) -> float | None:
-        """How often a wait re-examines unchanged pods (only the Unschedulable grace
-        depends on time)."""
-        grace = self.timeouts.unschedulable
-        return max(0.5, grace / 4) if grace > 0 else None
-
-    def _raise_if_stuck(self, pod: dict[str, Any], stage: str) -> None:
-        """Turn a pod that cannot progress into its typed error (Kubernetes' reason)."""
-        name = pod["metadata"]["name"]
-        status = pod.get("status") or {}
-        cond = _unschedulable(pod)
-        if cond is not None:
-            msg = cond.get("message") or self._events_text(name, "FailedScheduling")
-            grace = self.timeouts.unschedulable
-            first = self._unschedulable_since.setdefault(name, time.monotonic())
-            waited = time.monotonic() - first
-            if waited >= grace:
-                raise UnschedulableError(
-                    f"pod {name} cannot be scheduled"
-                    + (f" (for {waited:.0f}s)" if grace else "")
-                    + f": {msg or 'no node fits'}",
-                    _unschedulable_hint(self.spec, msg or ""),
-                    stage=stage,
-                    reason="Unschedulable",
-                    pod=name,
-                )
-        inits = status.get("initContainerStatuses") or []
-        for cs in inits + (status.get("containerStatuses") or []):
-            state = cs.get("state") or {}
-            waiting = state.get("waiting") or {}
-            terminated = state.get("terminated") or {}
-            if cs in inits and terminated.get("exitCode") == 0:
-                continue  # an init container that did its work (persistence-owner)
-            last_term = (cs.get("lastState") or {}).get("terminated") or {}
-            reason = waiting.get("reason") or ""
-            image = cs.get("image") or "?"
-            if reason in IMAGE_PULL_REASONS:
-                raise ImagePullError(
-                    f"pod {name} cannot pull image {image}: {reason}"
-                    + (f": {waiting['message']}" if waiting.get("message") else ""),
-                    "check --release / --image-repository and the image pull secrets "
-                    "(imagePullSecrets) of the namespace",
-                    stage=stage,
-                    reason=reason,
-                    pod=name,
-                )
-            oom = "OOMKilled" in (terminated.get("reason"), last_term.get("reason"))
-            # restartPolicy Never: a terminated container stays so, even while another
-            # (the metrics exporter) keeps the pod Running.
-            final = (
-                status.get("phase") == "Failed"
-                or (pod.get("spec") or {}).get("restartPolicy") == "Never"
-            )
-            crashed = reason == "CrashLoopBackOff" or bool(terminated and final)
-            if oom or crashed:
-                why = "OOMKilled" if oom else (reason or terminated.get("reason") or "Error")
-                code = terminated.get("exitCode", last_term.get("exitCode"))
-                tail = self._log_tail(name, cs.get("name"))
-                hint = (
-                    f"the container used more than its memory limit {self.spec.memory}; give "
-                    "it more memory (--memory) or lower mem_max"
-                    if oom
-                    else f"see `arkouda-k8s logs {self.name}`"
-                )
-                raise CrashError(
-                    f"pod {name} container {cs.get('name')} {why}"
-                    + (f" (exit code {code})" if code is not None else "")
-                    + (f"; last log lines: {_last_lines(tail, 3)}" if tail else ""),
-                    hint,
-                    stage=stage,
-                    reason=why,
-                    pod=name,
-                    log_tail=tail,
-                )
-            if reason in CONFIG_REASONS:
-                raise DeployError(
-                    f"pod {name} container {cs.get('name')} cannot start: {reason}: "
-                    f"{waiting.get('message', '')}",
-                    f"see `kubectl describe pod {name} -n {self.namespace}`",
-                    stage=stage,
-                    reason=reason,
-                    pod=name,
-                )
-        if status.get("phase") == "Failed":
-            raise CrashError(
-                f"pod {name} failed: {status.get('reason') or ''} {status.get('message') or ''}".strip(),
-                f"see `kubectl describe pod {name} -n {self.namespace}`",
-                stage=stage,
-                reason=status.get("reason") or "Failed",
-                pod=name,
-                log_tail=self._log_tail(name, None),
-            )
-
-    def _log_tail(self, pod: str, container: str | None) -> str | None:
-        for previous in (True, False):
-            try:
-                text = self.kube.logs(
-                    pod,
-                    self.namespace,
-                    container=container,
-                    tail=LOG_TAIL_LINES,
-                    previous=previous,
-                    deadline=time.monotonic() + DIAGNOSTIC_WINDOW,
-                )
-            except KubeError:
-                continue
-            if text.strip():
-                # shown in errors on terminals: no escape sequence of the pod's
-                return strip_control(redact(text, (self._token,) if self._token else ()))
-        return None
-
-    def _events_text(self, obj_name: str, reason: str | None = None) -> str:
-        try:
-            events = self.kube.events(
-                "Pod", obj_name, self.namespace, deadline=time.monotonic() + DIAGNOSTIC_WINDOW
-            )
-        except KubeError:
-            return ""
-        if reason:
-            events = [e for e in events if e.get("reason") == reason]
-        warn = [e for e in events if e.get("type") == "Warning"] or events
-        if not warn:
-            return ""
-        e = warn[-1]
-        return strip_control(f"{e.get('reason', '')}: {e.get('message', '')}".strip(": "))
+        """Block until the server pod is Ready; typed errors explain a stuck pod
+        (``Readiness.wait_server``)."""
+        return self.readiness.wait_server(deadline, since, with_locales=with_locales)
 
     # -- tunnel, handshake, session ----------------------------------------------------------
 
@@ -1093,7 +742,7 @@ class ArkoudaCluster:
 
     def _resolve_server_pod(self) -> str:
         """The current server pod (the tunnel's target: trap 3, never the Service)."""
-        hint, self._server_pod_hint = self._server_pod_hint, None
+        hint, self.readiness.ready_server_pod = self.readiness.ready_server_pod, None
         if hint is not None:  # just seen Ready by wait_server; later dials look again
             return hint
         pods = self.kube.list(
@@ -1208,16 +857,9 @@ class ArkoudaCluster:
                 ) from None
             except ArkoudaK8sError as exc:  # not answering yet, tunnel trouble, API trouble
                 last = exc
-                exited = self._registration_exit(
-                    self._log_tail(self.names.server_pod, "arkouda-server")
-                )
-                if exited is not None:
-                    line, tail = exited
-                    if self._worth_a_restart(line, restarts, "handshake"):
-                        restarts += 1
-                        self._restart_server(deadline)
-                        continue
-                    raise self._registration_error(line, tail, "handshake") from None
+                if self.readiness.restart_if_exited_at_registration(restarts, deadline):
+                    restarts += 1
+                    continue
             time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
         raise StageTimeout(
             f"the Arkouda server of {self.name} did not answer through the tunnel within "
@@ -1232,61 +874,8 @@ class ArkoudaCluster:
             stage="handshake",
             reason="NotAnswering",
             pod=self.names.server_pod,
-            log_tail=self._log_tail(self.names.server_pod, "arkouda-server"),
+            log_tail=self.readiness.log_tail(self.names.server_pod, "arkouda-server"),
         )
-
-    @staticmethod
-    def _registration_exit(tail: str | None) -> tuple[str, str | None] | None:
-        """(the log line, the log tail) when the server exited at its self-registration
-        (its ExternalSystemError escapes main; the log is the only place that says why)."""
-        lines = [ln.strip() for ln in (tail or "").splitlines() if "ExternalSystemError" in ln]
-        return (lines[-1], tail) if lines else None
-
-    def _worth_a_restart(self, line: str, restarts: int, stage: str) -> bool:
-        """A server we just created that met a passing API error is worth one more start;
-        a refusal (409, 403) is not."""
-        if not (self.created and restarts < SERVER_RESTARTS and _passing_failure(line)):
-            return False
-        self._progress(
-            stage,
-            0,
-            1,
-            f"the server exited on a passing API error; restarting it "
-            f"({restarts + 1}/{SERVER_RESTARTS})",
-        )
-        return True
-
-    def _registration_error(self, line: str, tail: str | None, stage: str) -> DeployError:
-        return DeployError(
-            f"the Arkouda server of {self.name} exited at start: {line}",
-            f"the server exits when it cannot register its Service "
-            f"{self.names.self_service}: one left from an earlier run (teardown and deploy "
-            f"again) or RBAC missing for its certificate user {self.names.user}; the default "
-            "--registration client needs neither",
-            stage=stage,
-            reason="ExternalSystemError",
-            pod=self.names.server_pod,
-            log_tail=tail,
-        )
-
-    def _restart_server(self, deadline: float) -> None:
-        """Replace the server pod (same name) and wait for it to be Ready."""
-        self._replace_server_pod(deadline)
-        self.wait_server(deadline)
-
-    def _replace_server_pod(self, deadline: float) -> None:
-        """Delete the server pod, clear what it registered, create it again."""
-        name = self.names.server_pod
-        pod = self.kube.get("Pod", name, self.namespace, deadline=deadline)
-        if pod is not None and self.ownership.owns(pod):
-            self.kube.delete(
-                "Pod", name, self.namespace, uid=pod["metadata"]["uid"], deadline=deadline
-            )
-        self.kube.wait_gone(
-            "Pod", self.namespace, field_selector=f"metadata.name={name}", deadline=deadline
-        )
-        teardown.remove_self_registered(self.ownership, deadline, self._progress)
-        self.ownership.create_owned(manifests.server_pod(self.spec), deadline)
 
     def connect(self, timeout: float = 10.0) -> Any:
         """The user's ``arkouda`` module, connected through the tunnel (again, after a drop)."""
@@ -1369,7 +958,7 @@ class ArkoudaCluster:
                     version = self.config.get("arkoudaVersion")
         # a TunnelState, or "shared" for a tunnel borrowed from another process
         tunnel_state = str(self.tunnel.state) if self.tunnel else None
-        stage, message = info.stage, _status_message(pods)
+        stage, message = info.stage, status_message(pods)
         if server is None and self.address is not None and stage in ("Pending", "Locales"):
             # This session saw the server answer: its pod was deleted, not yet to start
             # (a bare pod is never recreated; calling it Pending hid the loss).
@@ -1559,135 +1148,6 @@ class _BorrowedTunnel:
 # -- helpers -------------------------------------------------------------------------------
 
 
-def _unschedulable(pod: dict[str, Any]) -> dict[str, Any] | None:
-    """The PodScheduled=False/Unschedulable condition, if the pod has it."""
-    for cond in (pod.get("status") or {}).get("conditions") or []:
-        if (
-            cond.get("type") == "PodScheduled"
-            and cond.get("status") == "False"
-            and cond.get("reason") == "Unschedulable"
-        ):
-            return dict(cond)
-    return None
-
-
-def _unschedulable_hint(spec: ClusterSpec, message: str) -> str:
-    if "anti-affinity" in message and spec.spread == "required":
-        return (
-            f"--spread required puts each of the {spec.locales} locales on its own node: add "
-            "nodes, use fewer locales, or --spread preferred (locales share nodes when "
-            "there are too few)"
-        )
-    return (
-        f"use fewer locales or less cpu/memory (each pod asks {spec.cpu} cpu, "
-        f"{spec.memory}), or add nodes"
-    )
-
-
-def _passing_failure(line: str) -> bool:
-    """Does an exit line name an API error that may not happen again?"""
-    return bool(re.search(r"HTTP (5\d\d|429)\b", line)) or " failed: " in line
-
-
-def _pending_summary(pods: list[dict[str, Any]]) -> str:
-    waiting: dict[str, int] = {}
-    for p in pods:
-        status = p.get("status") or {}
-        if status.get("phase") == "Running":
-            continue
-        reason = status.get("phase") or "Pending"
-        for cs in status.get("containerStatuses") or []:
-            r = ((cs.get("state") or {}).get("waiting") or {}).get("reason")
-            if r:
-                reason = r
-        waiting[reason] = waiting.get(reason, 0) + 1
-    if not waiting:
-        return ""
-    return " (" + ", ".join(f"{n} {r}" for r, n in sorted(waiting.items())) + ")"
-
-
-def pulling(pods: Iterable[dict[str, Any]]) -> dict[str, dict[str, str | None]]:
-    """Images being pulled, read from pod states: image -> {node: since}, where a pod
-    bound to the node has a container of that image still waiting in ContainerCreating
-    (on a node without the image, that is the pull; Kubernetes shows nothing finer in a
-    pod's status) and ``since`` is when the pod was scheduled (the API server's clock)."""
-    out: dict[str, dict[str, str | None]] = {}
-    for p in pods:
-        spec = p.get("spec") or {}
-        node = spec.get("nodeName")
-        status = p.get("status") or {}
-        if not node or p["metadata"].get("deletionTimestamp"):
-            continue
-        images = {
-            c.get("name"): c.get("image")
-            for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])
-        }
-        since = next(
-            (
-                c.get("lastTransitionTime")
-                for c in status.get("conditions") or []
-                if c.get("type") == "PodScheduled"
-            ),
-            None,
-        )
-        for cs in (status.get("initContainerStatuses") or []) + (
-            status.get("containerStatuses") or []
-        ):
-            waiting = (cs.get("state") or {}).get("waiting") or {}
-            image = images.get(cs.get("name")) or cs.get("image")
-            if waiting.get("reason") == "ContainerCreating" and image:
-                nodes = out.setdefault(image, {})
-                if node not in nodes or (since or "") < (nodes[node] or ""):
-                    nodes[node] = since
-    return out
-
-
-def pull_text(images: Mapping[str, Mapping[str, Any]], seconds: Mapping[str, float]) -> str:
-    """'pulling IMAGE on 3 nodes, 40 s' (one clause per image)."""
-    parts = []
-    for image in sorted(images):
-        n = len(images[image])
-        took = seconds.get(image)
-        parts.append(
-            f"pulling {image} on {n} node{'' if n == 1 else 's'}"
-            + (f", {took:.0f} s" if took is not None else "")
-        )
-    return "; ".join(parts)
-
-
-def _status_message(pods: list[dict[str, Any]]) -> str:
-    # A pod the node ended (Evicted under memory or disk pressure, ...) is why the
-    # deployment failed, even when a replacement locale pod is Ready: the server's
-    # launcher knew the old one.
-    for p in pods:
-        status = p.get("status") or {}
-        if status.get("phase") == "Failed" and status.get("reason"):
-            why = f"{p['metadata']['name']}: {status['reason']}"
-            return f"{why}: {status['message'].strip()}" if status.get("message") else why
-    # a pod that cannot progress says more than the others' pulls
-    for p in pods:
-        status = p.get("status") or {}
-        for cond in status.get("conditions") or []:
-            if cond.get("reason") == "Unschedulable":
-                return f"{p['metadata']['name']}: Unschedulable: {cond.get('message', '')}"
-        for cs in status.get("containerStatuses") or []:
-            waiting = (cs.get("state") or {}).get("waiting") or {}
-            if waiting.get("reason") and waiting["reason"] != "ContainerCreating":
-                return f"{p['metadata']['name']}: {waiting['reason']}"
-            if (cs.get("lastState") or {}).get("terminated", {}).get("reason") == "OOMKilled":
-                return f"{p['metadata']['name']}: OOMKilled"
-    images = pulling(pods)
-    if not images:
-        return ""
-    now = datetime.now(UTC)
-    seconds = {}
-    for image, nodes in images.items():
-        started = [t for t in map(_parse_time, nodes.values()) if t is not None]
-        if started:
-            seconds[image] = max(0.0, (now - min(started)).total_seconds())
-    return pull_text(images, seconds)
-
-
 def _default_heartbeat(spec: ClusterSpec) -> float:
     if spec.ttl_seconds:
         return max(5.0, min(60.0, spec.ttl_seconds / 4))
@@ -1725,62 +1185,25 @@ def _result(outcome: tuple[R | None, BaseException | None]) -> R:
     return value  # type: ignore[return-value]
 
 
-class _PullClock:
-    """How long each image has been pulling, as this client saw it (no clock of the API
-    server needed): started at the first sight, forgotten when no node pulls it."""
+def _readiness_of(cluster: ArkoudaCluster) -> Readiness:
+    """The cluster's ``Readiness``, reaching back to the cluster (its progress listeners,
+    the token to mask) through a weak reference: the cluster holds its readiness, and a
+    cluster its user drops must go at once (``_HELD_TUNNELS`` forgets it then), not at
+    the next cycle collection."""
+    ref = weakref.ref(cluster)
 
-    def __init__(self) -> None:
-        self.images: dict[str, dict[str, Any]] = {}
-        self._since: dict[str, float] = {}
+    def report(stage: str, done: int, total: int, message: str) -> None:
+        alive = ref()
+        if alive is not None:
+            alive._progress(stage, done, total, message)
 
-    def update(self, images: dict[str, dict[str, Any]]) -> _PullClock:
-        now = time.monotonic()
-        self.images = images
-        self._since = {i: self._since.get(i, now) for i in images}
-        return self
+    def secrets() -> tuple[str, ...]:
+        alive = ref()
+        return (alive._token,) if alive is not None and alive._token else ()
 
-    def _shown(self) -> dict[str, dict[str, Any]]:
-        # an image already on its node "pulls" for a blink: not worth a line
-        now = time.monotonic()
-        return {i: n for i, n in self.images.items() if now - self._since[i] >= PULL_SHOW}
-
-    def shape(self) -> tuple[tuple[str, int], ...]:
-        return tuple(sorted((i, len(n)) for i, n in self._shown().items()))
-
-    def text(self) -> str:
-        now = time.monotonic()
-        # whole seconds, then steps of 5 (a log gets a line per step, not per second)
-        return pull_text(
-            self._shown(),
-            {i: _step(now - t) for i, t in self._since.items()},
-        )
-
-
-def _step(seconds: float) -> float:
-    return float(int(seconds)) if seconds < 5 else float(int(seconds) // 5 * 5)
-
-
-class _Ticker(threading.Thread):
-    """Calls ``tick`` every ``interval`` seconds until stopped (a pull's seconds go on
-    while nothing changes in the API, so no watch event would show them)."""
-
-    def __init__(self, tick: Callable[[], None], interval: float) -> None:
-        super().__init__(daemon=True, name="arkouda-k8s-progress")
-        self._tick = tick
-        self._interval = interval
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        if self._stop_event.wait(min(PULL_SHOW, self._interval)):
-            return
-        with contextlib.suppress(Exception):
-            self._tick()
-        while not self._stop_event.wait(self._interval):
-            with contextlib.suppress(Exception):  # progress must never break a deploy
-                self._tick()
-
-    def stop(self) -> None:
-        self._stop_event.set()
+    return Readiness(
+        cluster.kube, cluster.spec, cluster.timeouts, report, cluster.ownership, secrets
+    )
 
 
 class _Background(threading.Thread, Generic[R]):
@@ -1811,10 +1234,3 @@ def _one_line(exc: BaseException | None) -> str:
     if isinstance(exc, ArkoudaK8sError):
         return exc.one_line()
     return " ".join(f"{type(exc).__name__}: {exc}".split())
-
-
-def _last_lines(text: str | None, n: int) -> str:
-    if not text:
-        return ""
-    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-    return " | ".join(lines[-n:])

@@ -18,11 +18,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import cluster, manifests
-from .cluster import IMAGE_PULL_REASONS, Progress, _PullClock, _Ticker, pulling
+from . import manifests
 from .errors import ImagePullError, StageTimeout
+from .inventory import IMAGE_PULL_REASONS
 from .kube import Kube, WatchDeadline
+from .readiness import PULL_TICK, PullClock, Ticker, pulling
 from .spec import ClusterSpec
+from .stages import Progress
 
 COMPONENT = "prepull"
 
@@ -98,7 +100,7 @@ def prepull(
     deadline = time.monotonic() + timeout
     report(Progress(COMPONENT, 0, 1, f"creating DaemonSet {name} to pull {image}"))
     created = kube.create(obj, deadline=deadline)
-    clock = _PullClock()
+    clock = PullClock()
     last: dict[str, Any] = {"text": None, "running": 0, "pods": 0}
 
     def say() -> None:
@@ -148,7 +150,7 @@ def prepull(
             return got if got is not None and got >= desired else None
 
         # a pull's seconds go on while no pod changes: shown without requests
-        ticker = _Ticker(lambda: say() if clock.images else None, cluster.PULL_TICK)
+        ticker = Ticker(lambda: say() if clock.images else None, PULL_TICK)
         ticker.start()
         try:
             done = kube.wait_for(

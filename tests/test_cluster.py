@@ -287,7 +287,7 @@ def test_trap_tunnel_targets_the_server_pod(sb, kube, deployed):
         # The server pod replaced (same name, new IP): the same tunnel reaches the new one.
         address = c.address
         old = kube.get("Pod", "c-trap3-server")
-        c._restart_server(time.monotonic() + 30)  # what a server that exited gets
+        c.readiness.restart_server(time.monotonic() + 30)  # what a server that exited gets
         new = kube.get("Pod", "c-trap3-server")
         assert new["metadata"]["uid"] != old["metadata"]["uid"]
 

@@ -227,7 +227,7 @@ def test_unschedulable_grace_for_an_autoscaler(sb, kube):
     ],
 )
 def test_which_halts_are_worth_a_restart(line, passing):
-    from arkouda_k8s.cluster import _passing_failure
+    from arkouda_k8s.readiness import _passing_failure
 
     assert _passing_failure(line) is passing
 

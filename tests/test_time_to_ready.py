@@ -246,9 +246,9 @@ def test_progress_and_status_show_which_image_pulls_on_how_many_nodes_for_how_lo
 ):
     import re
 
-    from arkouda_k8s import cluster as cluster_module
+    from arkouda_k8s import readiness
 
-    monkeypatch.setattr(cluster_module, "PULL_TICK", 1.0)
+    monkeypatch.setattr(readiness, "PULL_TICK", 1.0)
     pulling = re.compile(r"pulling bearsrus/arkouda-udp-server:v[\d.]+ on (\d) nodes?, (\d+) s")
     # the status card while the nodes pull (the deploy returned once the pods exist)
     nodes4.pulls.forget()
