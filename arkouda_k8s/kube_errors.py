@@ -62,10 +62,7 @@ def api_error(
         if certificate:
             return KubeError(
                 f"unauthorized at {server}: the client certificate of {whose} {certificate}",
-                "renew the credentials: log in again with the tool that wrote the kubeconfig "
-                f"(or `kubectl config set-credentials {user or 'USER'} --client-certificate=FILE "
-                "--client-key=FILE --embed-certs` with a new certificate), or pick another "
-                "context (--context)",
+                renew_certificate_hint(user),
                 status=401,
                 reason=reason or "Unauthorized",
             )
@@ -76,6 +73,16 @@ def api_error(
             reason=reason or "Unauthorized",
         )
     return KubeError(f"{method} {path}: {text} (HTTP {status})", status=status, reason=reason)
+
+
+def renew_certificate_hint(user: str | None) -> str:
+    """How to replace a kubeconfig's expired client certificate."""
+    return (
+        "renew the credentials: log in again with the tool that wrote the kubeconfig "
+        f"(or `kubectl config set-credentials {user or 'USER'} --client-certificate=FILE "
+        "--client-key=FILE --embed-certs` with a new certificate), or pick another "
+        "context (--context)"
+    )
 
 
 def transient_reason(status: int, data: bytes) -> str:

@@ -46,6 +46,9 @@ class ApiEndpoint:
     # tls-server-name, else the server URL's host. Every dial passes it as
     # server_hostname, with the context's hostname check on.
     server_name: str | None = None
+    # What is wrong with the client certificate when the endpoint was made ("expired at
+    # ..."; kubeconfig.client_certificate_problem), the likely cause of a bare 401.
+    certificate_problem: str | None = None
 
     def __repr__(self) -> str:  # never show the Authorization header
         return f"ApiEndpoint(server={self.server!r})"
@@ -193,7 +196,13 @@ def endpoint_of(cfg: Any) -> ApiEndpoint:
             ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
     # tls-server-name replaces the host in the certificate check, as kubectl does; it
     # never turns the check off.
-    return ApiEndpoint(cfg.host, ctx, headers, server_name=cfg.tls_server_name or None)
+    return ApiEndpoint(
+        cfg.host,
+        ctx,
+        headers,
+        server_name=cfg.tls_server_name or None,
+        certificate_problem=client_certificate_problem(cfg),
+    )
 
 
 def client_certificate_problem(cfg: Any, now: dt.datetime | None = None) -> str | None:

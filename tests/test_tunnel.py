@@ -515,6 +515,28 @@ def test_expired_credentials_are_refreshed_from_a_callable_endpoint(
         Tunnel(expired, "default", echo, ECHO_PORT).start(timeout=5)
 
 
+def test_an_expired_client_certificate_is_named(world: World, echo: str, tmp_path: Any) -> None:
+    import datetime
+
+    import yaml
+
+    cert, key = world.sb.ca.issue_client(
+        "sandbox-admin", ["system:masters"], lifetime=datetime.timedelta(minutes=-1)
+    )
+    path = tmp_path / "expired.kubeconfig"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "w", encoding="utf-8") as fh:
+        yaml.safe_dump(world.sb.kubeconfig_dict(client_certificate=cert, client_key=key), fh)
+    kube = Kube.from_kubeconfig(str(path))
+    with pytest.raises(TunnelError) as info:
+        # a callable endpoint, as the cluster hands it: fresh credentials are asked for once
+        Tunnel(kube.endpoint, "default", echo, ECHO_PORT).start(timeout=5)
+    message = info.value.one_line()
+    assert "unauthorized: the kubeconfig's client certificate expired at" in message
+    assert "renew the credentials" in message
+    assert "pods/portforward" not in message and "refused" not in message
+
+
 @pytest.mark.parametrize("pump", PUMPS)
 def test_missing_pod_times_out_with_the_api_reason(world: World, pump: str) -> None:
     tunnel = Tunnel(world.endpoint(), "default", "no-such-pod", ECHO_PORT)

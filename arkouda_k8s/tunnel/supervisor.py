@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from ..errors import TunnelError, TunnelForbidden
+from ..kube_errors import renew_certificate_hint
 from .local import Local, reset
 from .spdy_path import NativeUpstream, SpdyUpstream, dial_native, dial_spdy, native_pump_usable
 from .state import TunnelState
@@ -21,16 +22,31 @@ from .websocket import dial_ws
 if TYPE_CHECKING:
     import aiohttp
 
+    from ..kube import ApiEndpoint
     from . import Tunnel
 
 log = logging.getLogger("arkouda_k8s.tunnel")
 
 
-def as_tunnel_error(exc: BaseException | None, what: str) -> TunnelError:
+def as_tunnel_error(
+    exc: BaseException | None, what: str, endpoint: ApiEndpoint | None = None
+) -> TunnelError:
     if isinstance(exc, TunnelError):
         return exc
     if isinstance(exc, Refused):
         hint = None
+        if exc.status == 401:  # who we are was not accepted: not a missing permission
+            problem = endpoint.certificate_problem if endpoint is not None else None
+            if problem:
+                return TunnelForbidden(
+                    f"{what}: unauthorized: the kubeconfig's client certificate {problem}",
+                    renew_certificate_hint(None),
+                )
+            return TunnelForbidden(
+                f"{what}: the API server did not accept the credentials: {exc.message}",
+                "log in again (the kubeconfig's credentials are not valid), or pick another "
+                "context",
+            )
         if exc.permission_problem:
             return TunnelForbidden(
                 f"{what}: the API server refused: {exc.message}",
@@ -198,7 +214,8 @@ class Supervisor:
                 last = exc
                 if exc.permission_problem:
                     t._set_state(
-                        TunnelState.FAILED, as_tunnel_error(exc, f"port-forward to pod {self.pod}")
+                        TunnelState.FAILED,
+                        as_tunnel_error(exc, f"port-forward to pod {self.pod}", t.endpoint),
                     )
                     break
                 if exc.pod_problem:
@@ -224,7 +241,7 @@ class Supervisor:
             delay = min(delay * 2, 1.0)
         if local.closed:
             return
-        error = as_tunnel_error(last, f"port-forward to pod {self.pod}")
+        error = as_tunnel_error(last, f"port-forward to pod {self.pod}", t.endpoint)
         if t.state != TunnelState.FAILED:
             t._set_state(TunnelState.RECONNECTING, error)
             self.recover()
@@ -290,7 +307,7 @@ class Supervisor:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                error = as_tunnel_error(exc, f"port-forward to pod {self.pod or '?'}")
+                error = as_tunnel_error(exc, f"port-forward to pod {self.pod or '?'}", t.endpoint)
                 if isinstance(exc, Refused) and exc.permission_problem:
                     t._set_state(TunnelState.FAILED, error)
                     return
