@@ -31,7 +31,6 @@ from .spec import ClusterSpec, format_bytes, parse_quantity
 # What the lifecycle does to each kind it renders: create (apply), read and watch it
 # (status, waits), delete it (teardown).
 OBJECT_VERBS = ("get", "list", "watch", "create", "patch", "delete")
-RBAC_GROUP = "rbac.authorization.k8s.io"
 PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
 # Pod Security levels that reject a hostPath volume (baseline forbids them outright).
 NO_HOSTPATH_LEVELS = ("baseline", "restricted")
@@ -446,47 +445,8 @@ def rbac_yaml(spec: ClusterSpec, missing: list[Access], user: str | None) -> str
     ClusterRole + ClusterRoleBinding only for cluster-scoped ones), as YAML."""
     import yaml
 
-    subject = {"apiGroup": RBAC_GROUP, "kind": "User", "name": user or "<your user>"}
-    ns_rules = _rules([a for a in missing if a.namespaced])
-    cluster_rules = _rules([a for a in missing if not a.namespaced])
-    docs: list[dict[str, Any]] = []
-    base = f"arkouda-k8s-deployer-{spec.name}"
-    if ns_rules:
-        docs.append(
-            {
-                "apiVersion": f"{RBAC_GROUP}/v1",
-                "kind": "Role",
-                "metadata": {"name": base, "namespace": spec.namespace},
-                "rules": ns_rules,
-            }
-        )
-        docs.append(
-            {
-                "apiVersion": f"{RBAC_GROUP}/v1",
-                "kind": "RoleBinding",
-                "metadata": {"name": base, "namespace": spec.namespace},
-                "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": base},
-                "subjects": [subject],
-            }
-        )
-    if cluster_rules:
-        docs.append(
-            {
-                "apiVersion": f"{RBAC_GROUP}/v1",
-                "kind": "ClusterRole",
-                "metadata": {"name": base},
-                "rules": cluster_rules,
-            }
-        )
-        docs.append(
-            {
-                "apiVersion": f"{RBAC_GROUP}/v1",
-                "kind": "ClusterRoleBinding",
-                "metadata": {"name": base},
-                "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": base},
-                "subjects": [subject],
-            }
-        )
+    docs = manifests.deployer_rbac(spec, missing, user)
+    cluster_rules = any(d["kind"] == "ClusterRole" for d in docs)
     scope = (
         "a cluster-scoped grant (the CSR of --registration server) and namespaced ones"
         if cluster_rules
@@ -499,19 +459,3 @@ def rbac_yaml(spec: ClusterSpec, missing: list[Access], user: str | None) -> str
         "# name (an email, a cloud identity), put that name in the bindings' subjects.\n"
     )
     return header + yaml.safe_dump_all(docs, sort_keys=False)
-
-
-def _rules(accesses: list[Access]) -> list[dict[str, Any]]:
-    grouped_verbs: dict[tuple[str, str, str], list[str]] = {}
-    for a in accesses:
-        res = a.resource + (f"/{a.subresource}" if a.subresource else "")
-        verbs = grouped_verbs.setdefault((a.group, res, a.name), [])
-        if a.verb not in verbs:
-            verbs.append(a.verb)
-    rules = []
-    for (group, res, name), verbs in grouped_verbs.items():
-        rule: dict[str, Any] = {"apiGroups": [group], "resources": [res], "verbs": verbs}
-        if name:
-            rule["resourceNames"] = [name]
-        rules.append(rule)
-    return rules
