@@ -9,7 +9,7 @@ import time
 
 import pytest
 import yaml
-from _support.lifecycle import FAST, FAULT, Recorder, labelled, spec
+from _support.lifecycle import FAST, FAULT, Recorder, dead_kubeconfig, labelled, spec
 
 from arkouda_k8s import preflight
 from arkouda_k8s.cluster import ArkoudaCluster, required_access
@@ -299,3 +299,20 @@ def test_baseline_pod_security_and_hostpath_persistence(sb, kube):
     assert any(
         "forbids" in m for m in rec.messages() if m.startswith("preflight: preflight passed")
     )
+
+
+def test_deploy_where_nothing_listens_fails_after_a_few_attempts(tmp_path):
+    """No API server at the address: the deploy says so after a few refused attempts
+    (kube.UNREACHABLE_ATTEMPTS), not after the preflight's 60 s of retries."""
+    from arkouda_k8s.errors import KubeError
+
+    config, port = dead_kubeconfig(tmp_path)
+    c = ArkoudaCluster(spec("pf-nothing-listens"), kubeconfig=config)  # default timeouts
+    assert c.timeouts.preflight >= 60
+    with pytest.raises(KubeError) as err:
+        c.deploy()
+    e = err.value
+    assert e.reason == "Unreachable"
+    assert e.message.startswith(f"nothing answers at the Kubernetes API https://127.0.0.1:{port}")
+    assert "(5 attempts)" in e.message and "Connection refused" in e.message
+    assert f"check the server address of the context in {config}" in e.hint
