@@ -38,6 +38,7 @@ from .errors import (
     TunnelForbidden,
     UsageError,
 )
+from .errors import one_line as _one_line
 from .inventory import (  # noqa: F401 (re-export: callers and tests name them here)
     _HELD_TUNNELS,
     _RECREATE,
@@ -362,34 +363,14 @@ class ArkoudaCluster:
             self._create(wait)
         except BaseException as exc:
             self._stop_tunnel()
-            if self.keep_on_failure:
-                self.ownership.mark_failed(_one_line(exc))
-                if isinstance(exc, ArkoudaK8sError):
-                    exc.hint = _join(
-                        exc.hint,
-                        f"kept for debugging: inspect with `kubectl get all -n {self.namespace} "
-                        f"-l {INSTANCE_LABEL}={self.name}`, remove with "
-                        f"`arkouda-k8s teardown {self.name} -n {self.namespace}`",
-                    )
-            else:
-                try:
-                    self._progress("rollback", 0, 1, "removing what the failed deploy created")
-                    teardown.delete_all(
-                        self.ownership,
-                        self.spec,
-                        deadline=time.monotonic() + self.timeouts.teardown,
-                        report=self._progress,
-                    )
-                    self._progress("rollback", 1, 1, "rolled back")
-                    if isinstance(exc, ArkoudaK8sError):
-                        exc.hint = _join(exc.hint, "everything the deploy created was removed")
-                except Exception as rollback_exc:
-                    if isinstance(exc, ArkoudaK8sError):
-                        exc.hint = _join(
-                            exc.hint,
-                            f"rollback failed too ({_one_line(rollback_exc)}); remove the rest "
-                            f"with `arkouda-k8s teardown {self.name} -n {self.namespace}`",
-                        )
+            teardown.after_failure(
+                self.ownership,
+                self.spec,
+                exc,
+                keep=self.keep_on_failure,
+                timeout=self.timeouts.teardown,
+                report=self._progress,
+            )
             raise
         return self
 
@@ -1154,10 +1135,6 @@ def _default_heartbeat(spec: ClusterSpec) -> float:
     return 60.0
 
 
-def _join(a: str | None, b: str) -> str:
-    return f"{a}; {b}" if a else b
-
-
 def _ref(obj: dict[str, Any]) -> tuple[str, str]:
     return (obj["kind"], obj["metadata"]["name"])
 
@@ -1226,11 +1203,3 @@ def _in_background(fn: Callable[..., R], *args: Any, **kwargs: Any) -> _Backgrou
     job = _Background(fn, *args, **kwargs)
     job.start()
     return job
-
-
-def _one_line(exc: BaseException | None) -> str:
-    if exc is None:
-        return ""
-    if isinstance(exc, ArkoudaK8sError):
-        return exc.one_line()
-    return " ".join(f"{type(exc).__name__}: {exc}".split())

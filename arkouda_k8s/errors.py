@@ -31,6 +31,15 @@ class ArkoudaK8sError(Exception):
         return self.one_line()
 
 
+def one_line(exc: BaseException | None) -> str:
+    """Any exception on one line (ours with its hint), for hints and log lines."""
+    if exc is None:
+        return ""
+    if isinstance(exc, ArkoudaK8sError):
+        return exc.one_line()
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
 class SpecError(ArkoudaK8sError, ValueError):
     """A deployment setting is invalid: names the field, the value and what is allowed."""
 

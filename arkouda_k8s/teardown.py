@@ -12,10 +12,11 @@ import time
 from collections.abc import Iterator
 
 from . import manifests
-from .errors import ClusterNotFound, KubeError
+from .errors import ArkoudaK8sError, ClusterNotFound, KubeError, one_line
 from .inventory import (
     DELETED_KINDS,
     INSTANCE_ID_LABEL,
+    INSTANCE_LABEL,
     OWNED_KINDS,
     existing_spec,
     kube_in,
@@ -46,6 +47,44 @@ def remove(
     deleted = delete_all(own, spec, deadline=deadline, wait=wait, report=report)
     report("teardown", 1, 1, f"{own.name}: {len(deleted)} objects deleted")
     return spec, deleted
+
+
+def after_failure(
+    own: Ownership,
+    spec: ClusterSpec,
+    exc: BaseException,
+    *,
+    keep: bool,
+    timeout: float,
+    report: Report,
+) -> None:
+    """A deploy that created the deployment failed with ``exc``: keep what it made,
+    marked failed (``keep``: --keep-on-failure), or remove all of it. ``exc``'s hint
+    then says which, and how to remove what is left."""
+    remove_it = f"`arkouda-k8s teardown {own.name} -n {own.namespace}`"
+    if keep:
+        own.mark_failed(one_line(exc))
+        _add_hint(
+            exc,
+            f"kept for debugging: inspect with `kubectl get all -n {own.namespace} "
+            f"-l {INSTANCE_LABEL}={own.name}`, remove with {remove_it}",
+        )
+        return
+    try:
+        report("rollback", 0, 1, "removing what the failed deploy created")
+        delete_all(own, spec, deadline=time.monotonic() + timeout, report=report)
+        report("rollback", 1, 1, "rolled back")
+        _add_hint(exc, "everything the deploy created was removed")
+    except Exception as rollback_exc:
+        _add_hint(
+            exc,
+            f"rollback failed too ({one_line(rollback_exc)}); remove the rest with {remove_it}",
+        )
+
+
+def _add_hint(exc: BaseException, more: str) -> None:
+    if isinstance(exc, ArkoudaK8sError):
+        exc.hint = f"{exc.hint}; {more}" if exc.hint else more
 
 
 def delete_all(
