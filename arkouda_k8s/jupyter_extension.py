@@ -57,6 +57,8 @@ API = "arkouda-k8s/api"
 API_VERSION = "arkouda-k8s.dev/v1"
 # Finished operations kept for polling, oldest dropped first.
 KEEP_OPERATIONS = 50
+# Seconds between looks for held deployments deleted elsewhere (default: the heartbeat's).
+SWEEP_INTERVAL = 30.0
 
 R = TypeVar("R")
 
@@ -125,6 +127,11 @@ class HeldClusters:
         self._key_locks: dict[tuple[str, str], threading.Lock] = {}
         self._kube: Any = None
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="arkouda-k8s")
+        self._stopping = threading.Event()
+        self._sweeper = threading.Thread(
+            target=self._sweep_loop, name="arkouda-k8s-sweep", daemon=True
+        )
+        self._sweeper.start()
 
     # -- Kubernetes access ------------------------------------------------------------
 
@@ -202,6 +209,27 @@ class HeldClusters:
         self.uids.pop(key, None)
         if cluster is not None:
             cluster.close()
+
+    def sweep(self) -> list[str]:
+        """Drop the held deployments deleted or made again behind this server's back (a
+        kernel's teardown with its own credentials): their tunnel, heartbeat and kept
+        connection stop, and a later request finds the new one, if any."""
+        dropped = []
+        for key, cluster in list(self.clusters.items()):
+            try:
+                with self._key_lock(key):
+                    if self.clusters.get(key) is cluster and self._replaced(key, cluster):
+                        self._release(key)
+                        dropped.append(f"{key[0]}/{key[1]}")
+            except Exception as exc:  # the API may be down for a while: look again later
+                self.app.log.debug("arkouda-k8s: %s/%s: %s", *key, _one_line(exc))
+        return dropped
+
+    def _sweep_loop(self) -> None:
+        interval = self.app.heartbeat_interval or SWEEP_INTERVAL
+        while not self._stopping.wait(interval):
+            for item in self.sweep():
+                self.app.log.info("arkouda-k8s: %s was deleted elsewhere: tunnel closed", item)
 
     def _options(self) -> dict[str, Any]:
         interval = self.app.heartbeat_interval
@@ -366,6 +394,7 @@ class HeldClusters:
 
     def shutdown(self) -> list[str]:
         """Server stop: ephemeral deployments torn down, the others closed (TTL applies)."""
+        self._stopping.set()
         removed = []
         for key, cluster in list(self.clusters.items()):
             self._close_probe(key)

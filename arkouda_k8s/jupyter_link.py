@@ -290,6 +290,25 @@ class ServerHeldCluster(ArkoudaCluster):
         )
         return self.session.ak
 
+    def teardown(self, wait: bool = True) -> list[tuple[str, str]]:
+        """Through the Jupyter server, which drops its tunnel and heartbeat at once; where
+        it refuses (``allow_deploy`` off) or is gone, the kernel's own teardown (the
+        server then drops them at its next look)."""
+        self.close()
+        try:
+            code, doc = self.jupyter.request(
+                "DELETE",
+                f"{API}/clusters/{self.namespace}/{self.name}",
+                timeout=self.timeouts.teardown + 30,
+            )
+        except OSError as exc:
+            log.debug("Jupyter server at %s: %s", self.jupyter.url, exc)
+            code, doc = 0, None
+        if code == 200 and isinstance(doc, dict) and doc.get("kind") == "Teardown":
+            deleted = [str(item).split("/", 1) for item in doc.get("deleted") or []]
+            return [(kind, name) for kind, name in deleted]
+        return super().teardown(wait)
+
     def status(self, probe: bool = True, *, handshake: bool = False) -> ClusterStatus:
         doc, self._status_doc = self._status_doc, None
         if doc is None:

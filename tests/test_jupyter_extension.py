@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -202,6 +203,54 @@ def test_two_kernels_share_one_tunnel_and_a_restart_reattaches_through_it(
         first.shutdown()
         second.shutdown()
         server.request("DELETE", f"{API}/clusters/default/{name}")
+
+
+def _refuses(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=5):
+            return False
+    except ConnectionRefusedError:
+        return True
+
+
+def test_a_teardown_elsewhere_closes_the_servers_tunnel(server: JupyterServer, kube: Any) -> None:
+    """A kernel's %arkouda_teardown goes through the server, which closes its tunnel at
+    once; a teardown behind its back (another client's credentials) is noticed within a
+    heartbeat interval (1 s here). Either way no listener is left for a deployment that
+    is gone, and the name can be deployed and reached again."""
+    kernel = server.start_kernel()
+    try:
+        for name in ("jx-gone-kernel", "jx-gone-elsewhere"):
+            spec = {"name": name, **SMALL, "authenticate": False}
+            assert server.deploy(spec)["state"] == "succeeded"
+            status, doc = server.request("POST", f"{API}/clusters/default/{name}/tunnel")
+            assert status == 200, doc
+            host, port = doc["address"]
+            assert not _refuses(host, port)
+            if name == "jx-gone-kernel":
+                out = kernel.run(
+                    f"%load_ext arkouda_k8s\n%arkouda_connect {name}\n%arkouda_teardown {name}"
+                )
+                assert f"{name}: deleted" in out, out
+                assert _refuses(host, port)  # at once: the server made the teardown
+            else:
+                ArkoudaCluster.from_name(name, "default", kube=kube, connect=False).teardown()
+                deadline = time.monotonic() + 30
+                while not _refuses(host, port):
+                    assert time.monotonic() < deadline, "the server kept a tunnel to nothing"
+                    time.sleep(0.2)
+            assert labelled(kube, name) == []
+            status, doc = server.request("GET", f"{API}/clusters")
+            assert name not in [i["name"] for i in doc["items"]]
+        # made again under a name the server held: a new tunnel that computes
+        name = "jx-gone-kernel"
+        assert server.deploy({"name": name, **SMALL, "authenticate": False})["state"] == "succeeded"
+        out = kernel.run(_connect_code(name))
+        assert "SUM 45" in out, out
+    finally:
+        kernel.shutdown()
+        for name in ("jx-gone-kernel", "jx-gone-elsewhere"):
+            server.request("DELETE", f"{API}/clusters/default/{name}")
 
 
 def test_shutdown_tears_down_ephemeral_deployments_and_leaves_the_others(
