@@ -91,6 +91,26 @@ def test_dead_api_address(tmp_path):
     assert "choose one of: dead" in proc.stdout and checks["api"][0] == "skipped"
 
 
+def test_expired_client_certificate_is_named(sb, tmp_path):
+    import datetime
+
+    import yaml
+
+    cert, key = sb.ca.issue_client(
+        "sandbox-admin", ["system:masters"], lifetime=datetime.timedelta(minutes=-1)
+    )
+    config = tmp_path / "expired.kubeconfig"
+    fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "w", encoding="utf-8") as fh:
+        yaml.safe_dump(sb.kubeconfig_dict(client_certificate=cert, client_key=key), fh)
+    proc = run_doctor("--kubeconfig", str(config))
+    assert proc.returncode == 1, proc.stderr
+    level, message = lines_of(proc.stdout)["api"]
+    assert level == "problem"
+    assert "the client certificate of user sandbox-admin of context sandbox expired at" in message
+    assert "fix: renew the credentials" in proc.stdout
+
+
 def test_sandbox_is_ready(sb):
     proc = run_doctor("--kubeconfig", sb.kubeconfig_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
