@@ -164,6 +164,32 @@ def test_rest_deploy_list_status_errors_teardown(server: JupyterServer, kube: An
     assert status == 404
 
 
+def test_rest_teardown_removes_remains_whose_spec_is_unreadable(
+    server: JupyterServer, sb: Any, kube: Any
+) -> None:
+    """DELETE of a deployment the server does not hold is the library's one teardown by
+    name: what a state ConfigMap of ours owns goes even when no spec can be read from it
+    (the answer was 404 and everything stayed)."""
+    from arkouda_k8s.manifests import SPEC_ANNOTATION
+    from arkouda_k8s.spec import ClusterSpec
+
+    name = "jx-unread"
+    remains = ArkoudaCluster(
+        ClusterSpec(name=name, mode="smp", **SMALL), kubeconfig=sb.kubeconfig_path
+    )
+    remains.deploy(wait=False)
+    try:
+        unread = {"metadata": {"annotations": {SPEC_ANNOTATION: None}}}
+        kube.patch("ConfigMap", f"{name}-state", unread)
+        kube.patch("Pod", f"{name}-server", unread)
+        assert f"Pod/{name}-server" in labelled(kube, name)
+        status, doc = server.request("DELETE", f"{API}/clusters/default/{name}")
+        assert status == 200 and f"Pod/{name}-server" in doc["deleted"], doc
+        assert labelled(kube, name) == []
+    finally:
+        remains.teardown()
+
+
 def test_two_kernels_share_one_tunnel_and_a_restart_reattaches_through_it(
     server: JupyterServer, kube: Any
 ) -> None:
