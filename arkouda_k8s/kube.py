@@ -505,18 +505,25 @@ class Kube:
         field_selector: str | None = None,
         deadline: float | None = None,
     ) -> None:
-        """Block until no object of ``kind`` matches (watching, not polling)."""
+        """Block until no object of ``kind`` matches (watching; polling the list when the
+        user may list but not watch, so a teardown or a rollback still completes)."""
         if deadline is None:
             deadline = time.monotonic() + DEFAULT_REQUEST_WINDOW
         try:
-            self.wait_for(
-                kind,
-                lambda objs: True if not objs else None,
-                namespace,
-                label_selector=label_selector,
-                field_selector=field_selector,
-                deadline=deadline,
-            )
+            try:
+                self.wait_for(
+                    kind,
+                    lambda objs: True if not objs else None,
+                    namespace,
+                    label_selector=label_selector,
+                    field_selector=field_selector,
+                    deadline=deadline,
+                )
+            except KubeError as exc:
+                if exc.status != 403:
+                    raise
+                log.debug("%s: watch refused (%s); polling the list", kind, exc.message)
+                self._poll_gone(kind, namespace, label_selector, field_selector, deadline)
         except WatchDeadline:
             left = self.list(
                 kind, namespace, label_selector=label_selector, field_selector=field_selector
@@ -527,6 +534,30 @@ class Kube:
                 "check finalizers and the pods' termination (kubectl describe)",
                 reason="Timeout",
             ) from None
+
+    def _poll_gone(
+        self,
+        kind: str,
+        namespace: str | None,
+        label_selector: str | None,
+        field_selector: str | None,
+        deadline: float,
+    ) -> None:
+        """wait_gone without a watch: list until empty, backing off to 1 s between lists;
+        WatchDeadline at the deadline, as the watch would."""
+        pause = 0.05
+        while self.list(
+            kind,
+            namespace,
+            label_selector=label_selector,
+            field_selector=field_selector,
+            deadline=deadline,
+        )["items"]:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WatchDeadline(kind)
+            time.sleep(min(pause, left))  # the interval of a poll with a deadline
+            pause = min(1.0, pause * 2)
 
     # -- watch (kube_watch.py): the functions are this class's methods ----------------
 
