@@ -12,7 +12,6 @@ deploy, reattach by name and the list of deployments. Everything goes through
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import enum
 import functools
@@ -24,15 +23,13 @@ import weakref
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
-from . import manifests, preflight, teardown
+from . import manifests, preflight, server_certificate, teardown
 from .credentials import Credentials
 from .errors import (
     ArkoudaK8sError,
     ClusterNotFound,
     DeployError,
     KubeError,
-    PermissionsMissing,
-    PreflightError,
     StageTimeout,
     TunnelError,
     TunnelForbidden,
@@ -203,7 +200,6 @@ class ArkoudaCluster:
         self.ownership = Ownership(self.kube, self.spec.name, self.namespace)
         # The waits: locale pods, server pod, what a stuck one is waiting for.
         self.readiness = _readiness_of(self)
-        self._csr_uid: str | None = None
         self._credentials: _Background[Credentials] | None = None
         self._heartbeat: Heartbeat | None = None
 
@@ -418,27 +414,32 @@ class ArkoudaCluster:
         # 2. The server's client certificate (--registration server only): CSR,
         #    approval, certificate into the Secret.
         if csr_obj is not None:
-            cert = self._certificate(csr_obj, deadline)
+            # Preflight already asked whether we may approve (one access review).
+            cert, csr_uid = server_certificate.obtain(
+                self.kube,
+                self.ownership.owned(csr_obj),
+                may_approve=not self.csr_pending_admin,
+                timeouts=t,
+                deadline=deadline,
+                report=self._progress,
+            )
             creds = creds.with_certificate(cert)
             tls = next(
                 o
                 for o in manifests.render(spec, creds)
                 if o["kind"] == "Secret" and o["metadata"]["name"] == self.names.tls_secret
             )
-            finish: list[Callable[[], Any]] = [
-                functools.partial(self.ownership.create_owned, tls, deadline)
+            stored: list[Callable[[], Any]] = [
+                functools.partial(self.ownership.create_owned, tls, deadline),
+                functools.partial(
+                    self.kube.delete,
+                    "CertificateSigningRequest",
+                    self.names.csr,
+                    uid=csr_uid,
+                    deadline=deadline,
+                ),
             ]
-            if self._csr_uid is not None:
-                finish.append(
-                    functools.partial(
-                        self.kube.delete,
-                        "CertificateSigningRequest",
-                        self.names.csr,
-                        uid=self._csr_uid,
-                        deadline=deadline,
-                    )
-                )
-            self.kube.concurrently(finish)
+            self.kube.concurrently(stored)
         self._progress("credentials", 2, 2, "credentials stored")
         binding_done.result()
         roles = [o for o in objects if o["kind"] in ("Role", "RoleBinding", "ServiceAccount")]
@@ -560,128 +561,14 @@ class ArkoudaCluster:
         )
 
     def _judge(self, found: Findings) -> None:
-        """Raise what the preflight found fatal; report the rest."""
+        """Keep what the preflight found that the deploy needs; raise what is fatal
+        (``preflight.judge``); report the rest."""
         self.csr_pending_admin = found.approval_by_admin
         self.namespace_missing = found.namespace_missing
         self.warnings = list(found.warnings)
-        if found.missing:
-            raise self._permissions_missing(found.missing, found.problems)
-        if found.problems:
-            raise PreflightError(
-                f"deployment {self.name!r} cannot run in namespace {self.namespace}: "
-                + "; ".join(found.problems),
-                "nothing was created; fix the problems above and deploy again",
-                problems=found.problems,
-            )
-        notes = [
-            *found.warnings,
-            *(
-                ["the CSR must be approved by an administrator (you may not approve it)"]
-                if found.approval_by_admin
-                else []
-            ),
-        ]
-        self._progress("preflight", 1, 1, "preflight passed" + "".join(f"; {n}" for n in notes))
-
-    def _permissions_missing(
-        self, missing: list[Access], problems: list[str]
-    ) -> PermissionsMissing:
-        exc = PermissionsMissing(
-            [str(a) for a in missing], self.rbac_yaml(missing), user=self.kube.user
+        self._progress(
+            "preflight", 1, 1, preflight.judge(found, self.spec, self.kube, self.namespace)
         )
-        # The same list, grouped by resource, reads better on one line.
-        exc.message = (
-            f"missing permissions for {self.kube.user or 'the current user'} (context "
-            f"{self.kube.context or 'in-cluster'}) in namespace {self.namespace}: "
-            + preflight.grouped(missing)
-        )
-        cluster_wide = [a for a in missing if not a.namespaced and a.resource != "namespaces"]
-        if self.spec.registration == "server" and cluster_wide:
-            exc.hint = (
-                "--registration server needs a cluster-scoped grant to create and approve "
-                f"{manifests.CSR_SIGNER} CSRs, which few administrators give (and EKS never "
-                "signs); deploy with the default --registration client, which needs "
-                "namespace permissions only, or ask an administrator to apply the RBAC "
-                "printed by `arkouda-k8s deploy --registration server --print-rbac`"
-            )
-        exc.problems += problems
-        return exc
-
-    # -- credentials --------------------------------------------------------------------
-
-    def _certificate(self, csr_obj: dict[str, Any], deadline: float) -> bytes:
-        name = csr_obj["metadata"]["name"]
-        created = self.kube.create_csr(self.ownership.owned(csr_obj), deadline=deadline)
-        self._csr_uid = created["metadata"]["uid"]
-        self._progress("credentials", 1, 2, f"certificate request {name} created")
-        # Preflight already asked whether we may approve (one access review).
-        may_approve = not self.csr_pending_admin
-        if may_approve:
-            self.kube.approve_csr(name, current=created, deadline=deadline)
-        else:
-            self._progress(
-                "credentials",
-                1,
-                2,
-                f"waiting for an administrator to run `kubectl certificate approve {name}`",
-            )
-        approved_at: dict[str, float] = {}
-
-        def issued(objs: dict[str, dict[str, Any]]) -> bytes | None:
-            csr = objs.get(name)
-            if csr is None:
-                return None
-            status = csr.get("status") or {}
-            cert = status.get("certificate")
-            if cert:
-                return base64.b64decode(cert)
-            for cond in status.get("conditions") or []:
-                kind = cond.get("type")
-                if kind in ("Denied", "Failed") and cond.get("status", "True") == "True":
-                    raise KubeError(
-                        f"certificate request {name} was {kind.lower()}: "
-                        f"{cond.get('message') or cond.get('reason') or 'no reason given'}",
-                        "ask an administrator why, or deploy with the default "
-                        "--registration client, which needs no certificate",
-                        reason=kind,
-                    )
-                if kind == "Approved":
-                    approved_at.setdefault("t", time.monotonic())
-            if "t" in approved_at and time.monotonic() - approved_at["t"] >= self.timeouts.signing:
-                raise StageTimeout(
-                    f"certificate request {name} was approved but no signer issued a "
-                    f"certificate within {self.timeouts.signing:.0f}s: this cluster does not "
-                    f"sign {manifests.CSR_SIGNER} requests (EKS never does)",
-                    "deploy with the default --registration client: the server then needs "
-                    "no certificate, only a namespaced Role",
-                    stage="credentials",
-                    reason="CertificateNotIssued",
-                )
-            return None
-
-        try:
-            return self.kube.wait_for(
-                "CertificateSigningRequest",
-                issued,
-                field_selector=f"metadata.name={name}",
-                deadline=deadline,
-                # time since the approval counts even when nothing changes
-                recheck=max(0.2, min(5.0, self.timeouts.signing / 4)),
-                # from its creation on: the approval (ours or an admin's) is seen
-                since=_resource_version(created),
-            )
-        except WatchDeadline:
-            raise StageTimeout(
-                f"certificate request {name} was not "
-                + ("signed" if may_approve else "approved by an administrator")
-                + f" within {self.timeouts.credentials:.0f}s",
-                f"an administrator must run `kubectl certificate approve {name}`, or deploy "
-                "with the default --registration client, which needs no certificate"
-                if not may_approve
-                else "check that the cluster's kube-apiserver-client signer is enabled",
-                stage="credentials",
-                reason="CertificatePending",
-            ) from None
 
     # -- waiting -----------------------------------------------------------------------------
 

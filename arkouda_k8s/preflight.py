@@ -3,7 +3,8 @@
 It owns the permissions a spec needs (``required_access``: derived from the objects
 ``manifests.render`` makes, so the two never drift apart), how they are checked, the
 RBAC an administrator grants when some are missing (``rbac_yaml``), and the namespace's
-own limits: existence, Pod Security, ResourceQuota, node capacity.
+own limits: existence, Pod Security, ResourceQuota, node capacity; and the verdict on
+what it found (``judge``: the error to raise, or the line saying it passed).
 
 Permissions are checked with one SelfSubjectRulesReview for the namespace (every rule
 the user holds there), not one access review per permission: against a distant API
@@ -24,7 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from . import manifests
-from .errors import KubeError
+from .errors import KubeError, PermissionsMissing, PreflightError
 from .kube import Access, Kube, kind_of
 from .spec import ClusterSpec, format_bytes, parse_quantity
 
@@ -222,6 +223,56 @@ def check(
     if nodes:
         found.problems += _capacity_problems(spec, nodes)
     return found
+
+
+def judge(found: Findings, spec: ClusterSpec, kube: Kube, namespace: str) -> str:
+    """Raise what the preflight found fatal (``PermissionsMissing``, every missing
+    permission at once with the RBAC to grant; ``PreflightError``); else the progress
+    line that says it passed, with what is worth saying."""
+    if found.missing:
+        raise permissions_missing(spec, kube, namespace, found.missing, found.problems)
+    if found.problems:
+        raise PreflightError(
+            f"deployment {spec.name!r} cannot run in namespace {namespace}: "
+            + "; ".join(found.problems),
+            "nothing was created; fix the problems above and deploy again",
+            problems=found.problems,
+        )
+    notes = [
+        *found.warnings,
+        *(
+            ["the CSR must be approved by an administrator (you may not approve it)"]
+            if found.approval_by_admin
+            else []
+        ),
+    ]
+    return "preflight passed" + "".join(f"; {n}" for n in notes)
+
+
+def permissions_missing(
+    spec: ClusterSpec, kube: Kube, namespace: str, missing: list[Access], problems: list[str]
+) -> PermissionsMissing:
+    """The error for ``missing`` permissions of the kubeconfig's user: grouped by
+    resource on one line, with the RBAC an administrator would apply."""
+    exc = PermissionsMissing(
+        [str(a) for a in missing], rbac_yaml(spec, list(missing), kube.user), user=kube.user
+    )
+    # The same list, grouped by resource, reads better on one line.
+    exc.message = (
+        f"missing permissions for {kube.user or 'the current user'} (context "
+        f"{kube.context or 'in-cluster'}) in namespace {namespace}: " + grouped(missing)
+    )
+    cluster_wide = [a for a in missing if not a.namespaced and a.resource != "namespaces"]
+    if spec.registration == "server" and cluster_wide:
+        exc.hint = (
+            "--registration server needs a cluster-scoped grant to create and approve "
+            f"{manifests.CSR_SIGNER} CSRs, which few administrators give (and EKS never "
+            "signs); deploy with the default --registration client, which needs "
+            "namespace permissions only, or ask an administrator to apply the RBAC "
+            "printed by `arkouda-k8s deploy --registration server --print-rbac`"
+        )
+    exc.problems += problems
+    return exc
 
 
 _MISSING = object()
