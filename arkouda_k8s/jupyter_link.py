@@ -13,9 +13,11 @@ runtime file holds its URL and token; ``JUPYTER_SERVER_URL`` and
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
+import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -175,11 +177,13 @@ def api_target(
     context: str | None = None,
     namespace: str | None = None,
     environ: dict[str, str] | None = None,
+    cache_dir: str | None = None,
 ) -> ApiTarget | None:
     """What ``Kube.connect(kubeconfig, context, namespace)`` would reach, read from the
     file alone: the kernel asks the Jupyter server for its tunnel without importing the
     ``kubernetes`` client (seconds of a fresh kernel's time). None when the file says
     anything unexpected: the caller then builds a Kube, whose errors say what is wrong.
+    ``cache_dir``: see :func:`_read_kubeconfig`.
     """
     from .kubeconfig import SERVICE_ACCOUNT_DIR, default_kubeconfig
 
@@ -198,18 +202,63 @@ def api_target(
             except OSError:
                 namespace = None
         return ApiTarget(f"https://{host}:{port}", namespace or "default", None)
+    found = _read_kubeconfig(path, context, cache_dir)
+    if found is None:
+        return None
+    server, name, ctx_namespace = found
+    return ApiTarget(server, namespace or ctx_namespace or "default", name)
+
+
+def _read_kubeconfig(
+    path: str, context: str | None, cache_dir: str | None
+) -> tuple[str, str, str | None] | None:
+    """(API server, context, the context's namespace) of a kubeconfig file.
+
+    With ``cache_dir`` (the Jupyter runtime folder: private to the user) the answer is
+    kept there as JSON, keyed by the file's path and the context and valid while the
+    file's inode, size and modification time stay: a restarted kernel then skips
+    importing PyYAML (tens of ms). It holds no credentials, only what ``kubectl config
+    view`` shows without them.
+    """
+    cache = None
+    try:
+        st = os.stat(path)
+        stamp = [st.st_ino, st.st_size, st.st_mtime_ns]
+    except OSError:
+        return None
+    if cache_dir:
+        key = hashlib.sha256(f"{os.path.abspath(path)}\0{context or ''}".encode()).hexdigest()
+        cache = os.path.join(cache_dir, f"arkouda-k8s-kubeconfig-{key[:24]}.json")
+        try:
+            with open(cache, encoding="utf-8") as fh:
+                kept = json.load(fh)
+            if kept["stamp"] == stamp:
+                ns = kept["namespace"]
+                return str(kept["server"]), str(kept["context"]), None if ns is None else str(ns)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # none yet, or unreadable: read the file
     try:
         import yaml
 
         with open(path, encoding="utf-8") as fh:
             config = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-        name = context or config["current-context"]
+        name = str(context or config["current-context"])
         ctx = next(c for c in config["contexts"] if c["name"] == name)["context"] or {}
         cluster = next(c for c in config["clusters"] if c["name"] == ctx["cluster"])["cluster"]
         server = str(cluster["server"]).rstrip("/")
+        ctx_namespace = None if ctx.get("namespace") is None else str(ctx["namespace"])
     except Exception:  # noqa: BLE001 - any surprise: the kubernetes client's own reading
         return None
-    return ApiTarget(server, namespace or ctx.get("namespace") or "default", str(name))
+    if cache is not None:
+        doc = {"stamp": stamp, "server": server, "context": name, "namespace": ctx_namespace}
+        try:
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(cache), suffix=".tmp")
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(doc, fh)
+            os.replace(tmp, cache)
+        except OSError as exc:  # a read-only runtime folder: read the file every time
+            log.debug("kubeconfig cache %s: %s", cache, exc)
+    return server, name, ctx_namespace
 
 
 class _KubeOnUse:
@@ -340,7 +389,7 @@ def connect_through_server(
     server = this_server()
     if server is None:
         return None
-    target = api_target(kubeconfig, context, namespace)
+    target = api_target(kubeconfig, context, namespace, cache_dir=_runtime_dir())
     kube: Any
     if target is None:
         from .kube import Kube
@@ -368,7 +417,7 @@ def list_through_server(
     kernel, without its Kubernetes client), or None when there is no such server or it
     reaches another Kubernetes API."""
     server = this_server()
-    target = api_target(kubeconfig, context, namespace)
+    target = api_target(kubeconfig, context, namespace, cache_dir=_runtime_dir())
     if server is None or target is None:
         return None
     query = "all_namespaces=1" if all_namespaces else f"namespace={target.namespace}"

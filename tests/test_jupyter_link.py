@@ -5,6 +5,7 @@ read back as what the server saw."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,18 +61,37 @@ def test_api_target_in_a_pod_and_without_any_config(
     assert jupyter_link.api_target(environ={}) is None  # the Kube says "no kubeconfig"
 
 
-def test_reading_the_kubeconfig_loads_no_kubernetes_client(sb: Any) -> None:
-    import subprocess
-
+def _target_in_a_new_process(path: Path, cache: Path) -> list[str]:
+    """api_target's answer in a fresh interpreter (a restarted kernel), and whether it
+    loaded the Kubernetes client and PyYAML."""
     code = (
         "import sys\nfrom arkouda_k8s import jupyter_link\n"
-        f"assert jupyter_link.api_target({str(sb.kubeconfig_path)!r}) is not None\n"
-        "print('kubernetes' in sys.modules)\n"
+        f"t = jupyter_link.api_target({str(path)!r}, cache_dir={str(cache)!r})\n"
+        "print(t.server, t.namespace, t.context, 'kubernetes' in sys.modules, 'yaml' in sys.modules)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
-    assert out.stdout.strip() == "False", out
+    return out.stdout.split()
+
+
+def test_a_restarted_kernel_reads_the_kubeconfig_without_loading_parsers(
+    tmp_path: Path,
+) -> None:
+    """No Kubernetes client ever; PyYAML only until the answer is kept in the (private)
+    runtime folder, and again as soon as the file changes."""
+    config, cache = tmp_path / "config", tmp_path / "runtime"
+    cache.mkdir()
+    config.write_text(TWO_CONTEXTS)
+    first = _target_in_a_new_process(config, cache)
+    assert first == ["https://10.0.0.1:6443", "default", "first", "False", "True"]
+    assert _target_in_a_new_process(config, cache) == first[:4] + ["False"]
+    kept = next(cache.glob("arkouda-k8s-kubeconfig-*.json")).read_text()
+    assert "not-read" not in kept  # the file's credentials are not copied
+    config.write_text(TWO_CONTEXTS.replace("current-context: first", "current-context: second"))
+    assert _target_in_a_new_process(config, cache) == [
+        "https://api.example.test", "team", "second", "False", "True"
+    ]  # fmt: skip
 
 
 def test_status_and_list_documents_read_back_as_sent() -> None:
