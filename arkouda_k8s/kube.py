@@ -43,6 +43,7 @@ from .kubeconfig import (
     client_certificate_problem,
     default_kubeconfig,
     endpoint_of,
+    import_kubernetes,
     list_contexts,
     load_in_cluster,
     load_kubeconfig,
@@ -107,6 +108,7 @@ class Kube:
         cluster: str | None = None,
         source: str | None = None,
     ) -> None:
+        import_kubernetes()
         from kubernetes import client
 
         self.configuration = configuration

@@ -22,6 +22,31 @@ log = logging.getLogger(__name__)
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
+def import_kubernetes() -> None:
+    """Import the ``kubernetes`` package without its optional validation.
+
+    ``import kubernetes`` loads ``kubernetes.dynamic``, which imports
+    ``kubernetes_validate`` when it is installed (the sandbox extra installs it); that
+    pulls in jsonschema's format checkers, and where Jupyter is installed too,
+    ``rfc3987_syntax``, which builds a parser at import: seconds before a CLI command's
+    or a magic's first request. Nothing here uses the dynamic client's validation, so
+    the import is made to fail for the duration; a later ``import kubernetes_validate``
+    (the sandbox's API server) works as usual.
+    """
+    import sys
+
+    if "kubernetes" in sys.modules:
+        return
+    hidden = "kubernetes_validate" not in sys.modules
+    if hidden:
+        sys.modules["kubernetes_validate"] = None  # type: ignore[assignment]
+    try:
+        import kubernetes  # noqa: F401
+    finally:
+        if hidden and sys.modules.get("kubernetes_validate", 0) is None:
+            del sys.modules["kubernetes_validate"]
+
+
 @dataclass(frozen=True)
 class LoadedConfig:
     """A ``kubernetes`` Configuration and the context it came from (what ``Kube`` needs)."""
@@ -63,6 +88,7 @@ def default_kubeconfig() -> str:
 
 
 def _contexts(path: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    import_kubernetes()
     from kubernetes import config
 
     try:
@@ -93,6 +119,7 @@ def load_kubeconfig(
 ) -> LoadedConfig:
     """A kubeconfig's context (its current one by default); bad input is a UsageError
     that names the file or the context and the choices."""
+    import_kubernetes()
     from kubernetes import client, config
 
     path = path or default_kubeconfig()
@@ -138,6 +165,7 @@ def load_in_cluster(
     environ: Mapping[str, str] | None = None,
 ) -> LoadedConfig:
     """The pod's own service account (token, CA, namespace under ``root``)."""
+    import_kubernetes()
     from kubernetes import client
     from kubernetes.config.incluster_config import InClusterConfigLoader
 

@@ -463,3 +463,33 @@ def test_a_server_that_answered_is_waited_for_while_it_refuses(tmp_path):
         for server in servers:
             server.shutdown()
             server.server_close()
+
+
+def test_first_request_does_not_load_the_dynamic_clients_validation(tmp_path):
+    """`import kubernetes` loads kubernetes_validate when it is installed (the sandbox
+    extra), and through it jsonschema's format checkers: seconds before a CLI command's
+    first request. Loading a kubeconfig and building the client must not pull them in,
+    and kubernetes_validate must still import afterwards (the sandbox needs it)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("kubernetes_validate")  # without it there is nothing to avoid
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: k, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "users: [{name: u, user: {token: abcdefgh}}]\n"
+        "contexts: [{name: c, context: {cluster: k, user: u, namespace: ns}}]\n"
+    )
+    code = (
+        "import sys\n"
+        "from arkouda_k8s.kube import Kube\n"
+        f"k = Kube.from_kubeconfig({str(kubeconfig)!r})\n"
+        "loaded = sorted(m for m in ('kubernetes_validate', 'jsonschema') if m in sys.modules)\n"
+        "import kubernetes_validate\n"
+        "print(k.namespace, loaded)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.split() == ["ns", "[]"], out.stderr
