@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 import os
 import ssl
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,11 @@ from .errors import KubeError, UsageError
 log = logging.getLogger(__name__)
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+# One kubeconfig load at a time: the kubernetes loader names the temp file of an inline
+# certificate (its cache, shared by the process) before writing it, so a second thread
+# loading at that moment got an empty CA file ("no certificate or crl found"): the
+# notebook's look for expired deployments and a magic build their Kube at once.
+_LOADING = threading.Lock()
 
 
 def import_kubernetes() -> None:
@@ -138,12 +144,13 @@ def load_kubeconfig(
     ctx = (active or {}).get("context", {}) or {}
     configuration = client.Configuration()
     try:
-        config.load_kube_config(
-            config_file=path,
-            context=context,
-            client_configuration=configuration,
-            persist_config=False,
-        )
+        with _LOADING:
+            config.load_kube_config(
+                config_file=path,
+                context=context,
+                client_configuration=configuration,
+                persist_config=False,
+            )
     except Exception as exc:
         raise KubeError(
             f"kubeconfig: cannot load context {context or (active or {}).get('name')}: {exc}"

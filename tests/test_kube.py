@@ -493,3 +493,49 @@ def test_first_request_does_not_load_the_dynamic_clients_validation(tmp_path):
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert out.stdout.split() == ["ns", "[]"], out.stderr
+
+
+def test_kubeconfigs_loaded_side_by_side_never_see_a_half_written_certificate(sb, monkeypatch):
+    """The kubernetes loader registers an inline certificate's temp file before it
+    writes it: two threads loading at once (the notebook's expired check and a magic)
+    gave one an empty CA file, `no certificate or crl found`. Loads take turns."""
+    import contextlib
+
+    from kubernetes.config import kube_config
+
+    real = kube_config._create_temp_file_with_content
+    lock, inside, most = threading.Lock(), [0], [0]
+    both = threading.Barrier(2, timeout=2)
+
+    def watched(*args, **kwargs):
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        try:
+            # two loads inside at once meet here; taking turns, the first one's wait
+            # ends at the timeout and the barrier stays open for nobody
+            with contextlib.suppress(threading.BrokenBarrierError):
+                both.wait()
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    monkeypatch.setattr(kube_config, "_create_temp_file_with_content", watched)
+    kubes, errors = [], []
+
+    def load():
+        try:
+            kubes.append(Kube.from_kubeconfig(sb.kubeconfig_path))
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == [] and len(kubes) == 2
+    assert most[0] == 1
+    for k in kubes:
+        assert k.get("Namespace", "default", None) is not None
