@@ -32,7 +32,6 @@ import faultlab  # noqa: E402
 from lifecycle_support import FAST, admin, cluster, spec  # noqa: E402
 
 from arkouda_k8s.sandbox import Sandbox  # type: ignore[attr-defined]  # noqa: E402
-from arkouda_k8s.tunnel import Tunnel  # noqa: E402
 
 FULL = {
     "requests": 10_000,
@@ -60,21 +59,6 @@ SHORT = {
     "clients": 32,
     "load_s": 5.0,
 }
-
-
-def load(sb: Sandbox, clients: int, seconds: float) -> dict[str, dict[str, float]]:
-    """The same stand-in server, through one tunnel and directly (its pod address)."""
-    kube = admin(sb)
-    c = cluster(sb, spec("rel-load", locales=1), timeouts=FAST).deploy()
-    try:
-        pod = kube.get("Pod", c.names.server_pod, "default") or {}
-        direct = (pod["status"]["podIP"], c.spec.server_port)
-        with Tunnel(kube.endpoint, "default", c.names.server_pod, c.spec.server_port) as t:
-            tunnel = faultlab.latencies(t.local_address, c.token(), clients, seconds)
-        plain = faultlab.latencies(direct, c.token(), clients, seconds)
-    finally:
-        c.teardown()
-    return {"tunnel": tunnel, "direct": plain}
 
 
 def run(scale: dict[str, float], seed: int | None) -> faultlab.Ledger:
@@ -123,7 +107,7 @@ def run(scale: dict[str, float], seed: int | None) -> faultlab.Ledger:
                 faultlab.pods_evicted(sb, kube, ledger, f"rel-ev{i}-{component[0]}", component)
         faultlab.cli_killed(sb, kube, ledger, rng, int(scale["cli"]))
         print(f"faults done in {time.monotonic() - started:.0f}s", flush=True)
-        figures = load(sb, int(scale["clients"]), scale["load_s"])
+        figures = faultlab.load(sb, int(scale["clients"]), scale["load_s"])
     print()
     print(f"load: {int(scale['clients'])} clients for {scale['load_s']:g}s (getconfig)")
     for path, f in figures.items():

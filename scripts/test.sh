@@ -3,7 +3,9 @@
 # environments in .venv-ci/ (git-ignored) and installs the project into them, so the
 # dependencies resolve exactly as a new user's `pip install` resolves them today. Passes:
 #   newest  python3 (>= 3.11), '.[dev]' at today's newest versions: ruff, mypy, the
-#           whole test suite and the tutorials (nbval).
+#           whole test suite and the tutorials (nbval). The suite includes
+#           tests/reliability: the short soak and load, the faults, every bad-input and
+#           security test (benchmarks/reliability.py is their full-size run).
 #   lower   the same Python, every dependency at the lowest version pyproject.toml
 #           claims (scripts/lower_bounds.py): the unit tests.
 #   py3.13  CPython 3.13 (on PATH or from pyenv; skipped, saying so, when missing): the

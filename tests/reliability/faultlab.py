@@ -418,6 +418,24 @@ def latencies(
     }
 
 
+def load(sb: Any, clients: int, seconds: float, name: str = "rel-load") -> dict[str, Any]:
+    """The same stand-in server, through one tunnel and directly (its pod address), each
+    for ``seconds`` with ``clients`` clients (``latencies``)."""
+    from lifecycle_support import FAST, admin, cluster, spec
+
+    kube = admin(sb)
+    c = cluster(sb, spec(name, locales=1), timeouts=FAST).deploy()
+    try:
+        pod = kube.get("Pod", c.names.server_pod, "default") or {}
+        direct = (pod["status"]["podIP"], c.spec.server_port)
+        with Tunnel(kube.endpoint, "default", c.names.server_pod, c.spec.server_port) as t:
+            tunnel = latencies(t.local_address, c.token(), clients, seconds)
+        plain = latencies(direct, c.token(), clients, seconds)
+    finally:
+        c.teardown()
+    return {"tunnel": tunnel, "direct": plain}
+
+
 # -- scenarios on deployments --------------------------------------------------------------
 
 

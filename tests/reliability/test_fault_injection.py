@@ -51,6 +51,18 @@ def test_soak_short_nothing_lost_nothing_twice(sb, kube, echo, ledger, needles):
     assert max(f.recover_s for f in ledger.faults) < 10
 
 
+def test_load_short_32_clients_through_one_tunnel(sb, kube, needles):
+    """CI's load run (benchmarks/reliability.py runs it 60 s): 32 clients, each its own
+    connection, through one tunnel and then directly: every request answered, none
+    refused, none waiting more than a few seconds."""
+    figures = faultlab.load(sb, clients=32, seconds=3.0, name="rel-load-ci")
+    for path, f in figures.items():
+        assert f["errors"] == 0, (path, f)
+        assert f["requests"] >= 32, (path, f)  # each client got answers
+        assert f["p99_ms"] < 5000, (path, f)
+    assert faultlab.orphans_of(sb, kube, "rel-load-ci") == []
+
+
 @pytest.mark.slow
 def test_soak_10000_requests_through_100_drops(sb, kube, echo, ledger, needles):
     figures = faultlab.soak(kube, sb, echo, ledger, ledger.rng, requests=10_000)
