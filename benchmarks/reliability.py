@@ -105,6 +105,7 @@ def run(scale: dict[str, float], seed: int | None) -> faultlab.Ledger:
         for i in range(int(scale["evictions"])):
             for component in ("server", "locale"):
                 faultlab.pods_evicted(sb, kube, ledger, f"rel-ev{i}-{component[0]}", component)
+            faultlab.evicted_during_deploy(sb, kube, ledger, f"rel-ev{i}-d")
         faultlab.cli_killed(sb, kube, ledger, rng, int(scale["cli"]))
         print(f"faults done in {time.monotonic() - started:.0f}s", flush=True)
         figures = faultlab.load(sb, int(scale["clients"]), scale["load_s"])

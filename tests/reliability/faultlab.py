@@ -706,6 +706,51 @@ def pods_evicted(sb: Any, kube: Kube, ledger: Ledger, name: str, component: str)
     ledger.orphans += orphans_of(sb, kube, name)
 
 
+def evicted_during_deploy(sb: Any, kube: Kube, ledger: Ledger, name: str) -> None:
+    """The instance's pods evicted while the deploy waits for them (the server's start
+    held back): the deploy fails within its bound naming the pod and the node's reason
+    (not its containers' exit code 137), and rolls back: nothing left, no process."""
+    from lifecycle_support import FAST, cluster, spec
+
+    from arkouda_k8s.errors import DeployError
+
+    hold = {"sandbox.arkouda-k8s.dev/start-delay-seconds": "30"}
+    c = cluster(sb, spec(name, locales=2, annotations=hold), timeouts=FAST)
+    failure: list[BaseException] = []
+
+    def deploy() -> None:
+        try:
+            c.deploy()
+        except BaseException as exc:  # noqa: BLE001 - judged below
+            failure.append(exc)
+
+    t = threading.Thread(target=deploy, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 30
+    evicted: list[str] = []
+    while not evicted and time.monotonic() < deadline and t.is_alive():
+        evicted = sb.faults.evict("default", f"app.kubernetes.io/instance={name}")
+        time.sleep(0.05)  # until the deploy has created its pods
+    start = time.monotonic()
+    t.join(30)
+    took = time.monotonic() - start
+    line = failure[0].one_line() if failure and isinstance(failure[0], DeployError) else ""
+    left = orphans_of(sb, kube, name)
+    ok = (
+        bool(evicted)
+        and not t.is_alive()
+        and took < 20
+        and "Evicted" in line
+        and "The node was low on resource: memory" in line
+        and "exit code" not in line
+        and not left
+    )
+    ledger.add(Fault("pod-evicted (deploy)", ok, took, took, line or repr(failure)))
+    ledger.orphans += left
+    if not ok:
+        ledger.notes.append(f"evicted during deploy ({evicted}): {failure!r} after {took:.1f}s")
+
+
 def cli(sb: Any, *argv: str, **kw: Any) -> Any:
     import subprocess
 

@@ -122,6 +122,11 @@ def test_an_evicted_pod_is_reported_with_its_reason(sb, kube, ledger, needles, c
     assert_survived(ledger, needles)
 
 
+def test_pods_evicted_during_a_deploy_fail_it_with_the_nodes_reason(sb, kube, ledger, needles):
+    faultlab.evicted_during_deploy(sb, kube, ledger, "rel-ev-deploy")
+    assert_survived(ledger, needles)
+
+
 def test_server_pod_deleted_mid_computation_is_reported(sb, kube, ledger, needles):
     faultlab.server_pod_killed(sb, kube, ledger, "rel-kill")
     assert_survived(ledger, needles)
