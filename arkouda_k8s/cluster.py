@@ -7,7 +7,8 @@ Ready -> Arkouda handshake through the tunnel), readiness that explains itself
 (progress callbacks, typed errors with the Kubernetes reason), the tunnel and session,
 status, logs, a heartbeat with an optional time-to-live, teardown, rollback of a failed
 deploy, reattach by name and the list of deployments. Everything goes through
-``kube.py``; objects come from ``manifests.py``.
+``kube.py``; objects come from ``manifests.py``; the tunnel, handshake and session are
+the ``ServerConnection`` it holds (connection.py), the pods' logs ``PodLogs`` (podlogs.py).
 """
 
 from __future__ import annotations
@@ -20,22 +21,19 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from typing import Any, Generic, TypeVar
 
 from . import manifests, preflight, server_certificate, teardown
+from .connection import ServerConnection
 from .credentials import Credentials
 from .errors import (
     ArkoudaK8sError,
     ClusterNotFound,
     DeployError,
     KubeError,
-    StageTimeout,
-    TunnelError,
-    TunnelForbidden,
     UsageError,
 )
-from .errors import one_line as _one_line
 from .inventory import (  # noqa: F401 (re-export: callers and tests name them here)
     _HELD_TUNNELS,
     _RECREATE,
@@ -85,7 +83,7 @@ from .podlogs import PodLogs
 from .preflight import Findings, rbac_yaml, required_access  # noqa: F401 (re-export)
 from .readiness import Readiness, status_message
 from .spec import ClusterSpec
-from .stages import Progress, ProgressCallback, Timeouts  # noqa: F401 (re-export)
+from .stages import Progress, ProgressCallback, Report, Timeouts  # noqa: F401 (re-export)
 from .status import (  # noqa: F401 (re-export: the status types are the lifecycle's answers)
     OUTPUT_API_VERSION,
     ClusterInfo,
@@ -95,16 +93,6 @@ from .status import (  # noqa: F401 (re-export: the status types are the lifecyc
 from .teardown import teardown_all, teardown_expired, teardown_named  # noqa: F401 (re-export)
 
 log = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def _logged(what: str) -> Iterator[None]:
-    """Swallow an exception that must not stop the caller (a best-effort close or a
-    status extra), with a debug log line so that it is not lost."""
-    try:
-        yield
-    except Exception as exc:
-        log.debug("%s failed: %s", what, exc, exc_info=True)
 
 
 # How long status(handshake=True) waits for the server to answer a short-lived tunnel.
@@ -178,16 +166,9 @@ class ArkoudaCluster:
         self.keep_on_failure = keep_on_failure
         self.timeouts = timeouts or Timeouts()
         self.names = manifests.names(self.spec)
-        self.on_tunnel_state: list[Callable[[str], None]] = []
-        if on_tunnel_state is not None:
-            self.on_tunnel_state.append(on_tunnel_state)
         self._progress_listeners: list[ProgressCallback] = [on_progress] if on_progress else []
         self.heartbeat_interval = heartbeat_interval or _default_heartbeat(self.spec)
         self.teardown_on_exit = teardown_on_exit
-        self.local_port = local_port
-        self.tunnel: Any = None
-        self.session: Any = None
-        self.config: dict[str, Any] | None = None  # the server's getconfig answer
         self.csr_pending_admin = False
         # Helm's --create-namespace: created by deploy() only when missing, and never
         # deleted by teardown (other things may live in it).
@@ -195,11 +176,21 @@ class ArkoudaCluster:
         self.ephemeral = ephemeral  # recorded on the state ConfigMap by a deploy that creates
         self.namespace_missing = False
         self.warnings: list[str] = []  # what preflight found worth saying, not fatal
-        self._token: str | None = None
         # Which objects are this deployment's (its state ConfigMap and what that owns).
         self.ownership = Ownership(self.kube, self.spec.name, self.namespace)
         # The waits: locale pods, server pod, what a stuck one is waiting for.
         self.readiness = _readiness_of(self)
+        # Token, tunnel, handshake, session; the tunnel's first target is the pod a wait
+        # saw Ready.
+        self.connection = ServerConnection(
+            self.kube,
+            self.spec,
+            local_port=local_port,
+            on_progress=_weak_report(self),
+            ready_pod=self.readiness.take_ready_server_pod,
+        )
+        if on_tunnel_state is not None:
+            self.on_tunnel_state.append(on_tunnel_state)
         self._credentials: _Background[Credentials] | None = None
         self._heartbeat: Heartbeat | None = None
 
@@ -221,6 +212,7 @@ class ArkoudaCluster:
         # attaching adopts the deployment's recorded spec: its waits go by that one too
         self._spec = spec
         self.readiness.spec = spec
+        self.connection.spec = spec
 
     @property
     def name(self) -> str:
@@ -233,12 +225,37 @@ class ArkoudaCluster:
     @property
     def address(self) -> tuple[str, int] | None:
         """(host, port) on 127.0.0.1 where the tunnel listens, once it runs."""
-        if self.tunnel is None:
-            return None
-        try:
-            return tuple(self.tunnel.local_address)  # type: ignore[return-value]
-        except Exception:
-            return None
+        return self.connection.address
+
+    # What the connection holds, under the names the front ends use.
+    @property
+    def tunnel(self) -> Any:
+        return self.connection.tunnel
+
+    @property
+    def session(self) -> Any:
+        return self.connection.session
+
+    @property
+    def config(self) -> dict[str, Any] | None:
+        """The server's getconfig answer (from the handshake)."""
+        return self.connection.config
+
+    @config.setter
+    def config(self, config: dict[str, Any] | None) -> None:
+        self.connection.config = config
+
+    @property
+    def on_tunnel_state(self) -> list[Callable[[str], None]]:
+        return self.connection.listeners
+
+    @property
+    def _token(self) -> str | None:
+        return self.connection.token_text
+
+    @_token.setter
+    def _token(self, token: str | None) -> None:
+        self.connection.token_text = token
 
     @property
     def created(self) -> bool:
@@ -358,7 +375,7 @@ class ArkoudaCluster:
         try:
             self._create(wait)
         except BaseException as exc:
-            self._stop_tunnel()
+            self.connection.stop_tunnel()
             teardown.after_failure(
                 self.ownership,
                 self.spec,
@@ -594,76 +611,11 @@ class ArkoudaCluster:
 
         Held in memory only; the front ends pass it to ak.connect and never print it.
         """
-        if not self.spec.authenticate:
-            return None
-        if self._token is None:
-            secret = self.kube.get("Secret", self.names.token_secret, self.namespace)
-            if secret is None or "token" not in (secret.get("data") or {}):
-                raise ClusterNotFound(
-                    f"secret {self.names.token_secret} with the server token is missing",
-                    f"the deployment is damaged: `arkouda-k8s teardown {self.name}` and deploy again",
-                )
-            import base64
-
-            self._token = base64.b64decode(secret["data"]["token"]).decode()
-        return self._token
-
-    def _resolve_server_pod(self) -> str:
-        """The current server pod (the tunnel's target: trap 3, never the Service)."""
-        hint, self.readiness.ready_server_pod = self.readiness.ready_server_pod, None
-        if hint is not None:  # just seen Ready by wait_server; later dials look again
-            return hint
-        pods = self.kube.list(
-            "Pod", self.namespace, label_selector=manifests.selector(self.spec, "server")
-        )["items"]
-        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
-        running = [p for p in live if (p.get("status") or {}).get("phase") == "Running"]
-        pick = running or live
-        if not pick:
-            raise TunnelError(
-                f"no server pod of {self.name} in namespace {self.namespace}",
-                f"check `arkouda-k8s status {self.name}`",
-            )
-        return str(pick[0]["metadata"]["name"])
-
-    def _tunnel_state(self, state: Any, error: BaseException | None = None) -> None:
-        text = str(getattr(state, "value", state))
-        if error is not None:
-            log.debug("tunnel of %s: %s (%s)", self.name, text, _one_line(error))
-        for cb in list(self.on_tunnel_state):
-            try:
-                cb(text)
-            except Exception:
-                log.exception("tunnel state callback failed")
+        return self.connection.token()
 
     def start_tunnel(self, timeout: float = 30.0) -> tuple[str, int]:
         """Start (or restart) the port-forward to the server pod; returns its address."""
-        from .tunnel import Tunnel, TunnelState
-
-        if self.tunnel is not None:
-            if self.tunnel.state not in (TunnelState.CLOSED, TunnelState.FAILED):
-                addr = self.address
-                if addr:
-                    return addr
-            self._stop_tunnel()
-        self.tunnel = Tunnel(
-            self.kube.endpoint,  # a callable: fresh credentials on a 401
-            self.namespace,
-            self._resolve_server_pod,
-            self.spec.server_port,
-            local_port=self.local_port,
-            on_state=self._tunnel_state,
-        )
-        self.tunnel.start(timeout=timeout)
-        addr = self.address
-        if addr is None:
-            raise TunnelError(f"the tunnel to {self.name} did not start")
-        _HELD_TUNNELS[self._tunnel_key()] = self
-        _record_tunnel(self._tunnel_key(), addr)
-        return addr
-
-    def _tunnel_key(self) -> tuple[str, str, str]:
-        return (self.kube.server, self.namespace, self.name)
+        return self.connection.start_tunnel(timeout)
 
     def use_tunnel(self, address: tuple[str, int], token: str | None) -> None:
         """Reach the server through a tunnel another process holds (the Jupyter server's).
@@ -671,11 +623,8 @@ class ArkoudaCluster:
         ``connect()`` binds through it; ``close()`` leaves it running for its holder.
         ``token`` is the deployment's token, so nothing is read from the cluster here.
         """
-        self._stop_tunnel()
         self._stop_heartbeat()  # the holder renews it
-        self.tunnel = _BorrowedTunnel(address)
-        if token is not None:
-            self._token = token
+        self.connection.use_tunnel(address, token)
 
     def marked_ephemeral(self, deadline: float | None = None) -> bool:
         """Whether the deployment was made with ``ephemeral`` (its state ConfigMap says)."""
@@ -683,90 +632,40 @@ class ArkoudaCluster:
         annotations = (state.get("metadata") or {}).get("annotations") or {}
         return annotations.get(EPHEMERAL_ANNOTATION) == "true"
 
-    def _stop_tunnel(self) -> None:
-        if _HELD_TUNNELS.get(self._tunnel_key()) is self:
-            del _HELD_TUNNELS[self._tunnel_key()]
-            _forget_tunnel(self._tunnel_key())
-        tunnel, self.tunnel = self.tunnel, None
-        if tunnel is not None:
-            with _logged("stopping the tunnel"):
-                tunnel.stop()
-
     def handshake(self, deadline: float | None = None) -> dict[str, Any]:
-        """Arkouda's connect + getconfig answered through the tunnel (readiness proof)."""
-        from .protocol import ArkoudaProbe, TokenRefused
-
+        """Arkouda's connect + getconfig answered through the tunnel (readiness proof); a
+        server that exited at its self-registration is started again when that may help."""
         if deadline is None:
             deadline = time.monotonic() + self.timeouts.handshake
-        self._progress("handshake", 0, 1, "connecting to Arkouda through the tunnel")
-        token = self.token()
-        last: Exception | None = None
         restarts = 0
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            try:
-                host, port = self.start_tunnel(timeout=max(1.0, left))
-                with ArkoudaProbe(host, port, token=token, timeout=max(0.5, min(5.0, left))) as p:
-                    self.config = p.handshake()
-                version = self.config.get("arkoudaVersion", "?")
-                self._progress("handshake", 1, 1, f"Arkouda {version} answered")
-                self._progress("ready", 1, 1, f"{self.name} ready at {host}:{port}")
-                return self.config
-            except TunnelForbidden:
-                raise  # a refused port-forward stays refused: no wait until the deadline
-            except TokenRefused as exc:
-                # The server's token is not the Secret's (edited by hand): stays so.
-                raise TokenRefused(
-                    f"{exc.message} (the token in Secret {self.names.token_secret} is not the "
-                    "one the server started with)",
-                    f"restore the Secret, or `arkouda-k8s teardown {self.name}` and deploy again",
-                ) from None
-            except ArkoudaK8sError as exc:  # not answering yet, tunnel trouble, API trouble
-                last = exc
-                if self.readiness.restart_if_exited_at_registration(restarts, deadline):
-                    restarts += 1
-                    continue
-            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
-        raise StageTimeout(
-            f"the Arkouda server of {self.name} did not answer through the tunnel within "
-            f"{self.timeouts.handshake:.0f}s: {_one_line(last) if last else 'no attempt'}",
-            f"see `arkouda-k8s logs {self.name}`"
-            + (
+
+        def retry(deadline: float) -> bool:
+            nonlocal restarts
+            if not self.readiness.restart_if_exited_at_registration(restarts, deadline):
+                return False
+            restarts += 1
+            return True
+
+        return self.connection.handshake(
+            deadline,
+            within=self.timeouts.handshake,
+            retry=retry,
+            log_tail=lambda: self.readiness.log_tail(self.names.server_pod, "arkouda-server"),
+            hint=(
                 f" (with --registration server, a leftover Service {self.names.self_service} "
                 "or missing RBAC makes the server exit right after it opens its port)"
                 if _self_registers(self.spec)
                 else ""
             ),
-            stage="handshake",
-            reason="NotAnswering",
-            pod=self.names.server_pod,
-            log_tail=self.readiness.log_tail(self.names.server_pod, "arkouda-server"),
         )
 
     def connect(self, timeout: float = 10.0) -> Any:
         """The user's ``arkouda`` module, connected through the tunnel (again, after a drop)."""
-        from .session import Session
-
-        host, port = self.start_tunnel()
-        if self.session is not None:
-            with _logged("closing the previous session"):
-                self.session.close()
-        self.session = Session.bind(
-            host, port, token=self.token(), timeout=timeout, server_version=self.spec.release
-        )
-        return self.session.ak
+        return self.connection.connect(timeout)
 
     def memory_used(self) -> int | None:
         """Bytes the server reports in use (getmemused), through our own probe socket."""
-        from .protocol import ArkoudaProbe
-
-        if self.address is None:
-            return None
-        host, port = self.address
-        with ArkoudaProbe(host, port, token=self.token(), timeout=5.0) as probe:
-            return int(probe.getmemused())
+        return self.connection.memory_used()
 
     # -- status and logs ----------------------------------------------------------------------
 
@@ -799,7 +698,7 @@ class ArkoudaCluster:
             return self._status(pods, server, probe, tuple(warnings))
         finally:
             if short_lived:
-                self._stop_tunnel()
+                self.connection.stop_tunnel()
 
     def _status(
         self,
@@ -810,20 +709,9 @@ class ArkoudaCluster:
     ) -> ClusterStatus:
         state = read_state(self.kube, self.name, self.namespace)
         info = _summarize(self.name, self.namespace, pods, state, self.spec)
-        memory_used = None
-        version = (self.config or {}).get("arkoudaVersion")
+        memory_used, version = None, (self.config or {}).get("arkoudaVersion")
         if probe and self.address is not None and info.stage == "Ready":
-            with _logged("reading the server's memory use for status"):
-                memory_used = self.memory_used()
-            if version is None:
-                from .protocol import ArkoudaProbe
-
-                with (
-                    _logged("the handshake for status"),
-                    ArkoudaProbe(*self.address, token=self.token()) as p,
-                ):
-                    self.config = p.handshake()
-                    version = self.config.get("arkoudaVersion")
+            memory_used, version = self.connection.numbers()
         # a TunnelState, or "shared" for a tunnel borrowed from another process
         tunnel_state = str(self.tunnel.state) if self.tunnel else None
         stage, message = info.stage, status_message(pods)
@@ -970,11 +858,7 @@ class ArkoudaCluster:
 
     def close(self) -> None:
         """Close the session, the tunnel and the heartbeat; the deployment keeps running."""
-        if self.session is not None:
-            with _logged("closing the session"):
-                self.session.close()
-            self.session = None
-        self._stop_tunnel()
+        self.connection.close()
         self._stop_heartbeat()
 
     def teardown(self, wait: bool = True) -> list[tuple[str, str]]:
@@ -997,20 +881,6 @@ class ArkoudaCluster:
         server registered itself (``{name}-arkouda``, ``{name}-metrics``); empty when it
         has no state ConfigMap."""
         return teardown.leftovers(self.ownership, self.spec, deadline)
-
-
-# Clusters of this process that hold a tunnel, by (API server, namespace, name): what
-# `list_clusters()` shows as the tunnel address. Weak: a dropped cluster is no holder.
-class _BorrowedTunnel:
-    """The tunnel of another process, as ``ArkoudaCluster.tunnel`` (``use_tunnel``)."""
-
-    state = "shared"
-
-    def __init__(self, address: tuple[str, int]) -> None:
-        self.local_address = (str(address[0]), int(address[1]))
-
-    def stop(self) -> None:
-        """Its holder stops it, not a borrower."""
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -1056,18 +926,31 @@ def _readiness_of(cluster: ArkoudaCluster) -> Readiness:
     the next cycle collection."""
     ref = weakref.ref(cluster)
 
-    def report(stage: str, done: int, total: int, message: str) -> None:
-        alive = ref()
-        if alive is not None:
-            alive._progress(stage, done, total, message)
-
     def secrets() -> tuple[str, ...]:
         alive = ref()
         return (alive._token,) if alive is not None and alive._token else ()
 
     return Readiness(
-        cluster.kube, cluster.spec, cluster.timeouts, report, cluster.ownership, secrets
+        cluster.kube,
+        cluster.spec,
+        cluster.timeouts,
+        _weak_report(cluster),
+        cluster.ownership,
+        secrets,
     )
+
+
+def _weak_report(cluster: ArkoudaCluster) -> Report:
+    """The cluster's progress report through a weak reference, for the parts it holds
+    (they must not keep a cluster its user dropped alive)."""
+    ref = weakref.ref(cluster)
+
+    def report(stage: str, done: int, total: int, message: str) -> None:
+        alive = ref()
+        if alive is not None:
+            alive._progress(stage, done, total, message)
+
+    return report
 
 
 class _Background(threading.Thread, Generic[R]):

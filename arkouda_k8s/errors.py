@@ -7,6 +7,9 @@ notebook, exit code 1 or 2 from the CLI); the library never prints them itself.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -167,3 +170,13 @@ class SessionError(ArkoudaK8sError):
 
 class ClientMissing(SessionError):
     """The ``arkouda`` client package is not installed."""
+
+
+@contextlib.contextmanager
+def logged(log: logging.Logger, what: str) -> Iterator[None]:
+    """Swallow an exception that must not stop the caller (a best-effort close or a
+    status extra), with a debug line on ``log`` so that it is not lost."""
+    try:
+        yield
+    except Exception as exc:
+        log.debug("%s failed: %s", what, exc, exc_info=True)

@@ -46,7 +46,8 @@ class ShownCluster(Protocol):
     """A deployment as a live panel shows it: its status, its log, its two actions, and
     the tunnel's state changes pushed to ``on_tunnel_state``'s callbacks."""
 
-    on_tunnel_state: list[Callable[[str], None]]
+    @property
+    def on_tunnel_state(self) -> list[Callable[[str], None]]: ...
 
     @property
     def name(self) -> str: ...
@@ -70,7 +71,8 @@ class NotebookCluster(ShownCluster, Protocol):
     """A deployment the magics hold: the panel's needs, its session, its memory use (the
     ``%%arkouda`` report) and closing it at kernel exit."""
 
-    session: ClientSession | None
+    @property
+    def session(self) -> ClientSession | None: ...
 
     @property
     def namespace(self) -> str: ...

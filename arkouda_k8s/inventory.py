@@ -29,7 +29,7 @@ from .spec import ClusterSpec
 from .status import ClusterInfo
 
 if TYPE_CHECKING:
-    from .cluster import ArkoudaCluster
+    from .connection import ServerConnection
 
 ANNOTATION_PREFIX = "arkouda-k8s.dev/"
 HEARTBEAT_ANNOTATION = manifests.HEARTBEAT_ANNOTATION
@@ -69,7 +69,9 @@ IMAGE_PULL_REASONS = {"ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull
 
 log = logging.getLogger(__name__)
 
-_HELD_TUNNELS: weakref.WeakValueDictionary[tuple[str, str, str], ArkoudaCluster] = (
+# The connections of this process that hold a tunnel, by (API server, namespace, name):
+# what `list_clusters()` shows as the tunnel address. Weak: a dropped one holds nothing.
+_HELD_TUNNELS: weakref.WeakValueDictionary[tuple[str, str, str], ServerConnection] = (
     weakref.WeakValueDictionary()
 )
 
@@ -78,9 +80,9 @@ def held_tunnel(server: str, namespace: str, name: str) -> tuple[str, int] | Non
     """The local address of a tunnel to that deployment held by this process or by
     another one of this user on this machine (`arkouda-k8s forward` in another
     terminal, a notebook's kernel), if any."""
-    cluster = _HELD_TUNNELS.get((server, namespace, name))
-    if cluster is not None and cluster.address is not None:
-        return cluster.address
+    held = _HELD_TUNNELS.get((server, namespace, name))
+    if held is not None and held.address is not None:
+        return held.address
     folder = _tunnel_records()
     if folder is None:
         return None

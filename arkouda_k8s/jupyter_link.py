@@ -322,22 +322,9 @@ class ServerHeldCluster(ArkoudaCluster):
         self._status_doc: dict[str, Any] | None = doc.get("status")
 
     def connect(self, timeout: float = 10.0) -> Any:
-        from .session import Session
-
         if self.config is None or self.address is None:
             return super().connect(timeout)
-        if self.session is not None:
-            self.session.close()
-        host, port = self.address
-        self.session = Session.bind(
-            host,
-            port,
-            token=self.token(),
-            timeout=timeout,
-            server_version=self.spec.release,
-            config=self.config,
-        )
-        return self.session.ak
+        return self.connection.connect(timeout, config=self.config)
 
     def teardown(self, wait: bool = True) -> list[tuple[str, str]]:
         """Through the Jupyter server, which drops its tunnel and heartbeat at once; where

@@ -98,6 +98,11 @@ class Readiness:
     def namespace(self) -> str:
         return self.spec.namespace or self.kube.namespace
 
+    def take_ready_server_pod(self) -> str | None:
+        """The server pod a wait last saw Ready, once (later dials look again)."""
+        pod, self.ready_server_pod = self.ready_server_pod, None
+        return pod
+
     @property
     def names(self) -> manifests.Names:
         return manifests.names(self.spec)

@@ -1,0 +1,323 @@
+"""The way from this process to one deployment's Arkouda server: its token (read from
+the deployment's Secret, held in memory only), the supervised tunnel to the server pod
+(started, restarted, borrowed from another process, stopped, and registered so that
+``list_clusters()`` shows it), the handshake that proves the server answers, the user's
+``arkouda`` session through it and the server's own numbers for status.
+
+``ArkoudaCluster`` holds one and delegates to it; what a failed handshake means for the
+deployment (a server that exited at its registration, worth a restart or not) stays
+with the lifecycle, which hands it in as ``retry``.
+
+>>> conn = ServerConnection(kube, spec)                              # doctest: +SKIP
+>>> conn.handshake(time.monotonic() + 60, within=60)["arkoudaVersion"]  # doctest: +SKIP
+>>> ak = conn.connect()                                              # doctest: +SKIP
+>>> conn.close()                                                     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import manifests
+from .errors import (
+    ArkoudaK8sError,
+    ClusterNotFound,
+    StageTimeout,
+    TunnelError,
+    TunnelForbidden,
+    logged,
+)
+from .inventory import _HELD_TUNNELS, _forget_tunnel, _record_tunnel
+from .kube import Kube
+from .spec import ClusterSpec
+from .stages import Report
+
+log = logging.getLogger(__name__)
+
+
+class ServerConnection:
+    """Token, tunnel, handshake and session of the deployment of ``spec``.
+
+    ``spec`` may be replaced (the lifecycle learns the deployed one on attach); the
+    tunnel listens on 127.0.0.1 (``local_port``, 0: any free port) and tells each of
+    ``listeners`` its state as text; ``ready_pod()`` names the server pod a wait just saw
+    Ready, once.
+    """
+
+    def __init__(
+        self,
+        kube: Kube,
+        spec: ClusterSpec,
+        *,
+        local_port: int = 0,
+        on_progress: Report | None = None,
+        ready_pod: Callable[[], str | None] | None = None,
+    ) -> None:
+        self.kube = kube
+        self.spec = spec
+        self.local_port = local_port
+        self.listeners: list[Callable[[str], None]] = []
+        self.tunnel: Any = None  # a Tunnel, or a _BorrowedTunnel (use_tunnel)
+        self.session: Any = None
+        self.config: dict[str, Any] | None = None  # the server's getconfig answer
+        self.token_text: str | None = None
+        # The server pod a wait just saw Ready (once): the tunnel's first target, no list.
+        self._ready_pod = ready_pod
+        self._on_progress = on_progress
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def namespace(self) -> str:
+        return self.spec.namespace or self.kube.namespace
+
+    @property
+    def names(self) -> manifests.Names:
+        return manifests.names(self.spec)
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """(host, port) on 127.0.0.1 where the tunnel listens, once it runs."""
+        if self.tunnel is None:
+            return None
+        try:
+            return tuple(self.tunnel.local_address)  # type: ignore[return-value]
+        except Exception:
+            return None
+
+    def token(self) -> str | None:
+        """The server token, read from its Secret (None when authentication is off).
+
+        Held in memory only; the front ends pass it to ak.connect and never print it.
+        """
+        if not self.spec.authenticate:
+            return None
+        if self.token_text is None:
+            secret = self.kube.get("Secret", self.names.token_secret, self.namespace)
+            if secret is None or "token" not in (secret.get("data") or {}):
+                raise ClusterNotFound(
+                    f"secret {self.names.token_secret} with the server token is missing",
+                    f"the deployment is damaged: `arkouda-k8s teardown {self.name}` and deploy again",
+                )
+            self.token_text = base64.b64decode(secret["data"]["token"]).decode()
+        return self.token_text
+
+    # -- the tunnel -------------------------------------------------------------------
+
+    def start_tunnel(self, timeout: float = 30.0) -> tuple[str, int]:
+        """Start (or restart) the port-forward to the server pod; returns its address."""
+        from .tunnel import Tunnel, TunnelState
+
+        if self.tunnel is not None:
+            if self.tunnel.state not in (TunnelState.CLOSED, TunnelState.FAILED):
+                addr = self.address
+                if addr:
+                    return addr
+            self.stop_tunnel()
+        self.tunnel = Tunnel(
+            self.kube.endpoint,  # a callable: fresh credentials on a 401
+            self.namespace,
+            self._server_pod,
+            self.spec.server_port,
+            local_port=self.local_port,
+            on_state=self._tunnel_state,
+        )
+        self.tunnel.start(timeout=timeout)
+        addr = self.address
+        if addr is None:
+            raise TunnelError(f"the tunnel to {self.name} did not start")
+        _HELD_TUNNELS[self._key()] = self
+        _record_tunnel(self._key(), addr)
+        return addr
+
+    def use_tunnel(self, address: tuple[str, int], token: str | None) -> None:
+        """Reach the server through a tunnel another process holds (the Jupyter server's);
+        ``stop_tunnel()`` leaves it running for its holder. ``token`` is the deployment's
+        token, so nothing is read from the cluster here."""
+        self.stop_tunnel()
+        self.tunnel = _BorrowedTunnel(address)
+        if token is not None:
+            self.token_text = token
+
+    def stop_tunnel(self) -> None:
+        if _HELD_TUNNELS.get(self._key()) is self:
+            del _HELD_TUNNELS[self._key()]
+            _forget_tunnel(self._key())
+        tunnel, self.tunnel = self.tunnel, None
+        if tunnel is not None:
+            with logged(log, "stopping the tunnel"):
+                tunnel.stop()
+
+    def _key(self) -> tuple[str, str, str]:
+        return (self.kube.server, self.namespace, self.name)
+
+    def _server_pod(self) -> str:
+        """The current server pod (the tunnel's target: trap 3, never the Service)."""
+        hint = self._ready_pod() if self._ready_pod is not None else None
+        if hint is not None:  # just seen Ready by a wait; later dials look again
+            return hint
+        pods = self.kube.list(
+            "Pod", self.namespace, label_selector=manifests.selector(self.spec, "server")
+        )["items"]
+        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+        running = [p for p in live if (p.get("status") or {}).get("phase") == "Running"]
+        pick = running or live
+        if not pick:
+            raise TunnelError(
+                f"no server pod of {self.name} in namespace {self.namespace}",
+                f"check `arkouda-k8s status {self.name}`",
+            )
+        return str(pick[0]["metadata"]["name"])
+
+    def _tunnel_state(self, state: Any, error: BaseException | None = None) -> None:
+        text = str(getattr(state, "value", state))
+        if error is not None:
+            why = " ".join(f"{type(error).__name__}: {error}".split())
+            log.debug("tunnel of %s: %s (%s)", self.name, text, why)
+        for cb in list(self.listeners):
+            try:
+                cb(text)
+            except Exception:
+                log.exception("tunnel state callback failed")
+
+    # -- the server through it --------------------------------------------------------
+
+    def handshake(
+        self,
+        deadline: float,
+        *,
+        within: float,
+        retry: Callable[[float], bool] | None = None,
+        log_tail: Callable[[], str | None] | None = None,
+        hint: str = "",
+    ) -> dict[str, Any]:
+        """Arkouda's connect + getconfig answered through the tunnel (readiness proof),
+        tried until ``deadline`` (``within``: those seconds, as the timeout says).
+
+        After each failed try, ``retry(deadline)`` may raise (the server will never
+        answer) or return True to try again at once (it restarted the server). The
+        timeout carries ``log_tail()`` and ``hint`` after the logs advice.
+        """
+        from .protocol import ArkoudaProbe, TokenRefused
+
+        self._progress("handshake", 0, 1, "connecting to Arkouda through the tunnel")
+        token = self.token()
+        last: ArkoudaK8sError | None = None
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                host, port = self.start_tunnel(timeout=max(1.0, left))
+                with ArkoudaProbe(host, port, token=token, timeout=max(0.5, min(5.0, left))) as p:
+                    config = p.handshake()
+                self.config = config
+                version = config.get("arkoudaVersion", "?")
+                self._progress("handshake", 1, 1, f"Arkouda {version} answered")
+                self._progress("ready", 1, 1, f"{self.name} ready at {host}:{port}")
+                return config
+            except TunnelForbidden:
+                raise  # a refused port-forward stays refused: no wait until the deadline
+            except TokenRefused as exc:
+                # The server's token is not the Secret's (edited by hand): stays so.
+                raise TokenRefused(
+                    f"{exc.message} (the token in Secret {self.names.token_secret} is not the "
+                    "one the server started with)",
+                    f"restore the Secret, or `arkouda-k8s teardown {self.name}` and deploy again",
+                ) from None
+            except ArkoudaK8sError as exc:  # not answering yet, tunnel trouble, API trouble
+                last = exc
+            # outside the except: what retry raises is not "during" the last failure
+            if retry is not None and retry(deadline):
+                continue
+            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+        raise StageTimeout(
+            f"the Arkouda server of {self.name} did not answer through the tunnel within "
+            f"{within:.0f}s: {last.one_line() if last else 'no attempt'}",
+            f"see `arkouda-k8s logs {self.name}`{hint}",
+            stage="handshake",
+            reason="NotAnswering",
+            pod=self.names.server_pod,
+            log_tail=log_tail() if log_tail else None,
+        )
+
+    def connect(self, timeout: float = 10.0, *, config: dict[str, Any] | None = None) -> Any:
+        """The user's ``arkouda`` module, connected through the tunnel (again, after a drop).
+
+        ``config``: the getconfig answer of a handshake another process made (the Jupyter
+        server that holds the tunnel): the client's connect is then the one round trip.
+        """
+        from .session import Session
+
+        host, port = self.start_tunnel()
+        self.close_session()
+        self.session = Session.bind(
+            host,
+            port,
+            token=self.token(),
+            timeout=timeout,
+            server_version=self.spec.release,
+            config=config,
+        )
+        return self.session.ak
+
+    def memory_used(self) -> int | None:
+        """Bytes the server reports in use (getmemused), through our own probe socket."""
+        from .protocol import ArkoudaProbe
+
+        if self.address is None:
+            return None
+        host, port = self.address
+        with ArkoudaProbe(host, port, token=self.token(), timeout=5.0) as probe:
+            return int(probe.getmemused())
+
+    def numbers(self) -> tuple[int | None, str | None]:
+        """(bytes in use, Arkouda version) asked of the server through the tunnel held;
+        what it cannot say is None (status shows it as unknown, not as an error)."""
+        memory_used = None
+        with logged(log, "reading the server's memory use for status"):
+            memory_used = self.memory_used()
+        version = (self.config or {}).get("arkoudaVersion")
+        if version is None and self.address is not None:
+            from .protocol import ArkoudaProbe
+
+            with (
+                logged(log, "the handshake for status"),
+                ArkoudaProbe(*self.address, token=self.token()) as p,
+            ):
+                self.config = p.handshake()
+                version = self.config.get("arkoudaVersion")
+        return memory_used, version
+
+    def close_session(self) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            with logged(log, "closing the session"):
+                session.close()
+
+    def close(self) -> None:
+        """The session and the tunnel (a borrowed one stays with its holder)."""
+        self.close_session()
+        self.stop_tunnel()
+
+    def _progress(self, stage: str, done: int, total: int, message: str) -> None:
+        if self._on_progress is not None:
+            self._on_progress(stage, done, total, message)
+
+
+class _BorrowedTunnel:
+    """The tunnel of another process, as ``ServerConnection.tunnel`` (``use_tunnel``)."""
+
+    state = "shared"
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.local_address = (str(address[0]), int(address[1]))
+
+    def stop(self) -> None:
+        """Its holder stops it, not a borrower."""
