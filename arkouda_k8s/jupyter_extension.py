@@ -165,6 +165,8 @@ class HeldClusters:
         self.clusters[key] = cluster
         if old is not None and old is not cluster:
             old.close()
+        # the kept connection for its status, opened now rather than by the first kernel
+        self.executor.submit(self._memory_used, key, cluster)
 
     def _replaced(self, key: tuple[str, str], cluster: Any) -> bool:
         """Whether the held deployment is gone or was made again since it was held."""
