@@ -157,6 +157,31 @@ def test_a_deploy_with_a_host_path_and_metrics_runs_without_sudo(sb: Any) -> Non
         c.teardown()
 
 
+@pytest.mark.parametrize("missing", ["SYS_CHROOT", "SETUID"])
+def test_without_one_of_sshds_capabilities_the_deploy_fails(
+    sb: Any, kube: Any, monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    """The list is not longer than needed, and the sandbox holds pods to it: without
+    SYS_CHROOT sshd's privilege separation cannot log the launcher in; without SETUID
+    nothing can switch to ubuntu. (NET_BIND_SERVICE and SETGID fail the same way: sshd
+    cannot bind port 22, setpriv cannot set the group.)"""
+    from arkouda_k8s.errors import DeployError
+    from arkouda_k8s.sandbox.kubelet import container_support
+
+    if container_support() is not None:
+        pytest.skip(f"containers are not isolated here: {container_support()}")
+    fewer = {k: v for k, v in manifests.SSHD_CAPABILITIES.items() if k != missing}
+    monkeypatch.setattr(manifests, "SSHD_CAPABILITIES", fewer)
+    name = f"rel-sec-no-{missing.lower().replace('_', '')}"
+    with pytest.raises(DeployError) as failed:
+        cluster(sb, spec(name, locales=2), timeouts=FAST).deploy()
+    line = failed.value.one_line()
+    assert "ssh" in line or "setresuid" in line, line
+    from lifecycle_support import labelled
+
+    assert labelled(kube, name) == []
+
+
 def test_every_listener_of_ours_is_loopback(deployed: Any) -> None:
     listening = [
         conn.laddr
