@@ -13,6 +13,7 @@ every Jupyter API)::
     GET    clusters[?namespace=N | ?all_namespaces=1]   the deployments visible
     POST   clusters          {"spec": {...}, "ephemeral": false}  -> 202 + an operation
     GET    operations/{id}   a deploy's progress, error, final status
+    GET    operations/{id}/events   the same as server-sent events, until it ends
     GET    clusters/{ns}/{name}          status
     POST   clusters/{ns}/{name}/tunnel   open (or return) the server-owned tunnel
     DELETE clusters/{ns}/{name}          teardown
@@ -39,6 +40,7 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from tornado import web
+from tornado.iostream import StreamClosedError
 from traitlets import Bool, Float, Unicode
 
 from .errors import (
@@ -57,6 +59,8 @@ API = "arkouda-k8s/api"
 API_VERSION = "arkouda-k8s.dev/v1"
 # Finished operations kept for polling, oldest dropped first.
 KEEP_OPERATIONS = 50
+# Seconds of silence after which a stream of events/ says it is still there.
+SSE_KEEPALIVE = 15.0
 # Seconds between looks for held deployments deleted elsewhere (default: the heartbeat's).
 SWEEP_INTERVAL = 30.0
 
@@ -79,6 +83,8 @@ class Operation:
         self.error: dict[str, Any] | None = None
         self.status: dict[str, Any] | None = None
         self._lock = threading.Lock()
+        # (loop, event) of each stream of events/: set on every change, from any thread
+        self._watchers: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
 
     def on_progress(self, event: Any) -> None:
         with self._lock:
@@ -90,6 +96,35 @@ class Operation:
                     "message": event.message,
                 }
             )
+        self._notify()
+
+    def finish(
+        self,
+        state: str,
+        status: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> None:
+        with self._lock:
+            self.state, self.status, self.error = state, status, error
+        self._notify()
+
+    def watch(self, loop: asyncio.AbstractEventLoop) -> asyncio.Event:
+        """An event set (in ``loop``) whenever the operation changes."""
+        event = asyncio.Event()
+        with self._lock:
+            self._watchers.append((loop, event))
+        return event
+
+    def unwatch(self, event: asyncio.Event) -> None:
+        with self._lock:
+            self._watchers = [(lp, ev) for lp, ev in self._watchers if ev is not event]
+
+    def _notify(self) -> None:
+        with self._lock:
+            watchers = list(self._watchers)
+        for loop, event in watchers:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(event.set)
 
     def to_dict(self) -> dict[str, Any]:
         with self._lock:
@@ -360,11 +395,9 @@ class HeldClusters:
                 if ephemeral or cluster.marked_ephemeral():
                     self.ephemeral.add(key)
                 self._hold(key, cluster)
-            op.status = cluster.status(probe=False).to_dict()
-            op.state = "succeeded"
+            op.finish("succeeded", status=cluster.status(probe=False).to_dict())
         except Exception as exc:
-            op.error = _error_body(exc)
-            op.state = "failed"
+            op.finish("failed", error=_error_body(exc))
 
     def add_operation(self, op: Operation) -> None:
         with self._lock:
@@ -562,6 +595,47 @@ class OperationHandler(_Handler):
         self.answer(op.to_dict())
 
 
+def _sse(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
+class OperationEventsHandler(_Handler):
+    """A deploy's progress as server-sent events: ``progress`` per step (what the
+    operation's ``progress`` list gains), then one ``succeeded`` or ``failed`` with the
+    whole operation, and the stream ends; a finished operation streams all of it."""
+
+    @web.authenticated
+    async def get(self, op_id: str) -> None:
+        op = self.held.operations.get(op_id)
+        if op is None:
+            self.fail(ClusterNotFound(f"no operation {op_id!r} on this server"))
+            return
+        self.set_header("Content-Type", "text/event-stream")
+        self.set_header("Cache-Control", "no-cache")
+        wake = op.watch(asyncio.get_running_loop())
+        sent = 0
+        try:
+            while True:
+                wake.clear()  # before reading: a change after the read wakes the wait
+                doc = op.to_dict()
+                for step in doc["progress"][sent:]:
+                    self.write(_sse("progress", step))
+                sent = len(doc["progress"])
+                if doc["state"] != "running":
+                    self.write(_sse(doc["state"], doc))
+                    break
+                await self.flush()
+                try:
+                    await asyncio.wait_for(wake.wait(), SSE_KEEPALIVE)
+                except TimeoutError:
+                    self.write(": still running\n\n")  # proxies keep an idle stream open
+        except StreamClosedError:
+            return  # the client went away
+        finally:
+            op.unwatch(wake)
+        self.finish(set_content_type="text/event-stream")
+
+
 class ClusterHandler(_Handler):
     @web.authenticated
     async def get(self, namespace: str, name: str) -> None:
@@ -624,6 +698,7 @@ class ArkoudaK8s(ExtensionApp):
             [
                 (rf"/{API}/clusters", ClustersHandler),
                 (rf"/{API}/operations/([0-9a-f]+)", OperationHandler),
+                (rf"/{API}/operations/([0-9a-f]+)/events", OperationEventsHandler),
                 (one, ClusterHandler),
                 (rf"{one}/tunnel", TunnelHandler),
             ]

@@ -231,6 +231,47 @@ def test_two_kernels_share_one_tunnel_and_a_restart_reattaches_through_it(
         server.request("DELETE", f"{API}/clusters/default/{name}")
 
 
+def _events(server: JupyterServer, op_id: str, token: bool = True) -> list[tuple[str, Any]]:
+    """The server-sent events of operation ``op_id``, read until the stream ends."""
+    req = urllib.request.Request(
+        f"{server.url}{API}/operations/{op_id}/events",
+        headers={"Accept": "text/event-stream"},
+    )
+    if token:
+        req.add_header("Authorization", f"token {server.token}")
+    events, name = [], ""
+    with urllib.request.urlopen(req, timeout=120) as resp:
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+        for raw in resp:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                name = line[len("event: ") :]
+            elif line.startswith("data: "):
+                events.append((name, json.loads(line[len("data: ") :])))
+    return events
+
+
+def test_deploy_progress_streams_as_server_sent_events(server: JupyterServer) -> None:
+    name = "jx-events"
+    status, op = server.request("POST", f"{API}/clusters", {"spec": {"name": name, **SMALL}})
+    assert status == 202, op
+    try:
+        events = _events(server, op["id"])  # while it deploys, until it ends
+        stages = [data["stage"] for kind, data in events if kind == "progress"]
+        assert "handshake" in stages and stages[-1] == "ready", events
+        kind, final = events[-1]
+        assert kind == "succeeded" and final["status"]["stage"] == "Ready", events
+        assert final["progress"] == [data for kind, data in events if kind == "progress"]
+        # the polled operation tells the same story; a finished one streams it all at once
+        assert server.request("GET", f"{API}/operations/{op['id']}")[1] == final
+        assert _events(server, op["id"]) == events
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _events(server, op["id"], token=False)
+        assert refused.value.code == 403
+    finally:
+        server.request("DELETE", f"{API}/clusters/default/{name}")
+
+
 def _refuses(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=5):
