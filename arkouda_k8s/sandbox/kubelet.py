@@ -1366,6 +1366,7 @@ class PodWorker:
         while not self.stopping:
             # Configuration errors (a missing Secret behind an env var) block the start.
             try:
+                self._check_non_root(c)
                 c.env = self._build_env(c)
             except ConfigError as exc:
                 c.state = {"waiting": {"reason": "CreateContainerConfigError", "message": str(exc)}}
@@ -1475,6 +1476,17 @@ class PodWorker:
             "argv": argv,
             "env": self._isolated_env(c),
         }
+
+    def _check_non_root(self, c: Container) -> None:
+        """runAsNonRoot (container over pod) refuses a container that would run as uid 0,
+        as the kubelet does before it creates the container."""
+        pod_sc = self.pod["spec"].get("securityContext") or {}
+        sc = c.spec.get("securityContext") or {}
+        if sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) and self._run_as(c)[0] == 0:
+            raise ConfigError(
+                "container has runAsNonRoot and image will run as root "
+                f'(pod: "{self.name}_{self.namespace}({self.uid})", container: {c.name})'
+            )
 
     def _run_as(self, c: Container) -> tuple[int, int]:
         """securityContext runAsUser/runAsGroup (container over pod) over the image's USER."""

@@ -198,6 +198,31 @@ def test_the_security_context_is_what_the_process_gets(world, security, expect):
     _gone(world, name)
 
 
+def test_run_as_non_root_refuses_a_container_that_would_run_as_root(world):
+    """The kubelet's check before it creates the container (the image's user, or
+    runAsUser, decides): CreateContainerConfigError, the process never starts."""
+    world.create(
+        "pods",
+        _pod(
+            "nonroot",
+            UDP,
+            "touch /tmp/started; sleep 30",
+            container={"securityContext": {"runAsNonRoot": True, "runAsUser": 0}},
+        ),
+    )
+    pod = world.wait_pod(
+        "nonroot",
+        lambda p: any(
+            (cs.get("state") or {}).get("waiting", {}).get("reason") == "CreateContainerConfigError"
+            for cs in p["status"].get("containerStatuses") or []
+        ),
+        "refused",
+    )
+    waiting = pod["status"]["containerStatuses"][0]["state"]["waiting"]
+    assert "runAsNonRoot and image will run as root" in waiting["message"]
+    _gone(world, "nonroot")
+
+
 def test_a_volume_over_opt_arkouda_hides_the_launcher(world):
     world.create("configmaps", {"metadata": {"name": "launch"}, "data": {"start.sh": "echo mine"}})
     script = "ls /opt/arkouda; exec /opt/arkouda/arkouda_server -nl 1"
