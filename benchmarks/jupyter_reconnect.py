@@ -12,7 +12,7 @@ computes a sum through it. The fresh-tunnel path is the kernel without the serve
 session); it also needs the Kubernetes client, imported before the timing (its import
 is shown apart too), while the server's path must not load it at all (checked).
 
-    python benchmarks/jupyter_reconnect.py [--rounds 5]
+    python benchmarks/jupyter_reconnect.py [--rounds 5] [--widgets]
 
 The goal: the whole magic under 100 ms through the server's tunnel (exit status 1
 otherwise), against seconds for a fresh tunnel to a remote cluster.
@@ -79,9 +79,9 @@ class Round:
         self.kubernetes_loaded = bool(values[6])
 
 
-def one(kernel: Any, fresh: bool) -> Round:
+def one(kernel: Any, fresh: bool, widgets: bool = False) -> Round:
     kernel.restart()
-    kernel.run("%load_ext arkouda_k8s\n%config ArkoudaMagics.widgets = False")
+    kernel.run(f"%load_ext arkouda_k8s\n%config ArkoudaMagics.widgets = {widgets}")
     env = "os.environ['ARKOUDA_K8S_SERVER_TUNNEL'] = '0'" if fresh else ""
     out = kernel.run(TIMED.format(env=env, name=NAME, fresh=fresh))
     return Round(next(ln for ln in out.splitlines() if ln.startswith("TIMES")))
@@ -129,6 +129,11 @@ def report(held: list[Round], fresh: list[Round]) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--widgets",
+        action="store_true",
+        help="the live panel (a notebook's default) instead of the text card",
+    )
     args = parser.parse_args()
     with Sandbox() as sb, tempfile.TemporaryDirectory() as tmp:
         server = JupyterServer(Path(tmp), sb.kubeconfig_path)
@@ -140,13 +145,13 @@ def main() -> int:
             kernel = server.start_kernel()
             # the scenario is a reconnect: a kernel has used the deployment before (the
             # server's first connect of its life is not timed, in either path)
-            one(kernel, fresh=False)
-            one(kernel, fresh=True)
+            one(kernel, fresh=False, widgets=args.widgets)
+            one(kernel, fresh=True, widgets=args.widgets)
             held: list[Round] = []
             fresh: list[Round] = []
             for _ in range(args.rounds):
-                held.append(one(kernel, fresh=False))
-                fresh.append(one(kernel, fresh=True))
+                held.append(one(kernel, fresh=False, widgets=args.widgets))
+                fresh.append(one(kernel, fresh=True, widgets=args.widgets))
             return 0 if report(held, fresh) else 1
         finally:
             if kernel is not None:
