@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from _support.lifecycle import admin, cluster, labelled
+from _support.lifecycle import admin, cluster, deployment
 
 from arkouda_k8s.cluster import ArkoudaCluster
 from arkouda_k8s.sandbox import Sandbox
@@ -44,7 +44,7 @@ def kube(sb: Sandbox) -> Any:
 
 
 @pytest.fixture
-def deployed(sb: Sandbox, kube: Any) -> Iterator[Callable[..., Any]]:
+def deployed(sb: Sandbox) -> Iterator[Callable[..., Any]]:
     """``with deployed(spec_or_cluster, deploy=True, **cluster_kw) as c:``.
 
     The block gets the cluster deployed (``deploy=False``: not yet); at its end the
@@ -59,14 +59,8 @@ def deployed(sb: Sandbox, kube: Any) -> Iterator[Callable[..., Any]]:
     ) -> Iterator[ArkoudaCluster]:
         c = target if isinstance(target, ArkoudaCluster) else cluster(sb, target, **kw)
         made.append(c)
-        try:
-            if deploy:
-                c.deploy()
+        with deployment(sb, c, deploy) as c:
             yield c
-        finally:
-            c.close()
-            c.teardown()
-        assert labelled(kube, c.spec.name, c.spec.namespace) == []
 
     yield deploy
     for c in made:  # a block left by an exception already tore down: this is a no-op

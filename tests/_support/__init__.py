@@ -24,16 +24,19 @@ def eventually(
     timeout: float = 10.0,
     interval: float = 0.05,
     message: str | Callable[[], str] = "",
+    until: Callable[[T], object] = bool,
 ) -> T:
-    """``probe()``'s first truthy answer, polled until ``timeout`` seconds have passed.
+    """``probe()``'s first answer that ``until`` accepts (by default: a truthy one),
+    polled every ``interval`` seconds until ``timeout`` seconds have passed.
 
-    Fails the test with ``message`` (and the last answer) when the deadline passes; an
-    exception from ``probe`` is not retried (it is a failure, not a "not yet").
+    When the deadline passes the test fails with ``message`` (what was awaited; a
+    callable is asked then, so it can describe the state at that moment) and the last
+    answer. An exception from ``probe`` is not retried (it is a failure, not a "not yet").
     """
     end = time.monotonic() + timeout
     while True:
         got = probe()
-        if got:
+        if until(got):
             return got
         if time.monotonic() > end:
             text = message() if callable(message) else message
@@ -41,15 +44,21 @@ def eventually(
         time.sleep(interval)
 
 
-def settled(probe: Callable[[], T], timeout: float = 10.0, interval: float = 0.05) -> T:
-    """``probe()``'s answer once it is falsy, or its last answer after ``timeout`` seconds.
+def settled(
+    probe: Callable[[], T],
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    until: Callable[[T], object] = lambda got: not got,
+) -> T:
+    """``probe()``'s answer once ``until`` accepts it (by default: once it is falsy), or
+    its last answer after ``timeout`` seconds.
 
-    For "nothing left" checks: the caller asserts on what is returned, so a failure shows
-    what was still there.
+    For "nothing left" checks and for measurements: the caller asserts on (or records)
+    what is returned, so a failure shows what was still there.
     """
     end = time.monotonic() + timeout
     while True:
         got = probe()
-        if not got or time.monotonic() > end:
+        if until(got) or time.monotonic() > end:
             return got
         time.sleep(interval)

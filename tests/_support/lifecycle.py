@@ -6,6 +6,8 @@ kubeconfig file and the official client.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from arkouda_k8s.cluster import OWNED_KINDS, ArkoudaCluster, Progress, Timeouts
@@ -45,6 +47,43 @@ def labelled(kube: Kube, name: str, namespace: str = "default") -> list[str]:
     return out
 
 
+@contextlib.contextmanager
+def torn_down(
+    kube: Kube, name: str, teardown: Callable[[], object], namespace: str = "default"
+) -> Iterator[None]:
+    """``with torn_down(kube, name, teardown):``: at the end of the block, even when it
+    failed, ``teardown()`` runs, and then nothing labelled with ``name`` may be left.
+
+    For deployments a front end made and tears down (a magic, the CLI); the ``deployed``
+    fixture (conftest.py) does the same for an ``ArkoudaCluster``.
+    """
+    try:
+        yield
+    finally:
+        teardown()
+    assert labelled(kube, name, namespace) == [], f"{namespace}/{name} left objects behind"
+
+
+@contextlib.contextmanager
+def deployment(
+    sb: Any, target: ClusterSpec | ArkoudaCluster, deploy: bool = True, **kw: Any
+) -> Iterator[ArkoudaCluster]:
+    """``with deployment(sb, spec_or_cluster) as c:`` on any sandbox: ``c`` deployed
+    (``deploy=False``: not yet), closed and torn down at the end of the block even when it
+    failed, and then nothing of it left. The ``deployed`` fixture is this on the shared
+    sandbox."""
+    c = target if isinstance(target, ArkoudaCluster) else cluster(sb, target, **kw)
+
+    def close_and_teardown() -> None:
+        c.close()
+        c.teardown()
+
+    with torn_down(admin(sb), c.spec.name, close_and_teardown, c.spec.namespace):
+        if deploy:
+            c.deploy()
+        yield c
+
+
 def wait_no_processes(sb: Any, deadline: float = 10.0) -> list[int]:
     """The pod processes still alive after up to ``deadline`` seconds."""
     return settled(lambda: list(sb.pod_processes()), deadline, interval=0.1)
@@ -78,6 +117,19 @@ def run_cli(capsys: Any, *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+def cli_torn_down(sb: Any, capsys: Any, name: str, namespace: str = "default") -> Any:
+    """``torn_down`` for a deployment the CLI made: `arkouda-k8s teardown NAME`, which
+    must exit 0, at the end of the block, and then nothing of it left."""
+
+    def teardown() -> None:
+        code, _, err = run_cli(
+            capsys, "teardown", name, "-n", namespace, "--kubeconfig", sb.kubeconfig_path
+        )
+        assert code == 0, err
+
+    return torn_down(admin(sb), name, teardown, namespace)
 
 
 def token_of(kube: Kube, name: str, namespace: str = "default") -> str:
