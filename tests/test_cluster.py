@@ -4,6 +4,7 @@ upstream traps of docs/architecture.md, heartbeat/TTL expiry, and teardown to ze
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -82,11 +83,9 @@ def test_progress_stages_come_in_order(sb, kube, deployed):
     assert any(m == "locales: locale pods 2/2 running" for m in rec.messages())
 
 
-def test_redeploy_of_the_same_spec_changes_nothing(sb, kube):
+def test_redeploy_of_the_same_spec_changes_nothing(sb, kube, deployed):
     s = spec("c-idem", locales=3)
-    first = cluster(sb, s)
-    first.deploy()
-    try:
+    with deployed(s):
         before = {
             (o["kind"], o["metadata"]["name"]): o["metadata"]["resourceVersion"]
             for kind in ("Pod", "Deployment", "Secret", "Service", "Role", "RoleBinding")
@@ -110,8 +109,6 @@ def test_redeploy_of_the_same_spec_changes_nothing(sb, kube):
         assert "recreating" in msg and "teardown c-idem" in msg
         with pytest.raises(ArkoudaK8sError, match="already exists"):
             cluster(sb, s, mode=DeployMode.CREATE).deploy()
-    finally:
-        first.teardown()
     assert labelled(kube, "c-idem") == []
 
 
@@ -122,10 +119,7 @@ def test_connect_only_fails_for_an_unknown_name(sb):
         ArkoudaCluster.from_name("c-nothing", kubeconfig=sb.kubeconfig_path)
 
 
-def test_reattach_from_another_process(sb, kube):
-    c = cluster(sb, spec("c-reattach", locales=2))
-    c.deploy()
-    c.close()  # like a kernel that died: the deployment keeps running
+def test_reattach_from_another_process(sb, kube, deployed):
     code = (
         "import json, sys\n"
         "from arkouda_k8s.cluster import ArkoudaCluster\n"
@@ -135,7 +129,8 @@ def test_reattach_from_another_process(sb, kube):
         " 'address': list(c.address), 'locales': c.config['numLocales']}))\n"
         "c.close()\n"
     )
-    try:
+    with deployed(spec("c-reattach", locales=2)) as c:
+        c.close()  # like a kernel that died: the deployment keeps running
         out = subprocess.run(
             [sys.executable, "-c", code, sb.kubeconfig_path],
             capture_output=True,
@@ -148,8 +143,6 @@ def test_reattach_from_another_process(sb, kube):
         assert got["stage"] == "Ready" and got["version"] == "v2023.05.05"
         assert got["locales"] == 2 and got["address"][0] == "127.0.0.1"
         assert c.token() not in out.stdout + out.stderr
-    finally:
-        c.teardown()
 
 
 class PodRecorder:
@@ -185,22 +178,19 @@ class PodRecorder:
         self.thread.join(5)
 
 
-def test_trap_locales_run_before_the_server_starts(sb, kube):
+def test_trap_locales_run_before_the_server_starts(sb, kube, deployed):
     # The server pod is created with its locales (every node pulls the image at once);
     # its launch script starts Arkouda only once every locale pod is Ready, so the
     # launch names all of them.
     rec = PodRecorder(kube, "c-trap1")
-    c = cluster(sb, spec("c-trap1", locales=4))
-    try:
+    # the recorder stops before the teardown, so its events end with the deployment's
+    with deployed(spec("c-trap1", locales=4), deploy=False) as c, contextlib.closing(rec):
         c.deploy()
         log = c.logs("server")
         ips = {
             p["status"]["podIP"]
             for p in kube.list("Pod", label_selector="app.kubernetes.io/instance=c-trap1")["items"]
         }
-    finally:
-        rec.close()
-        c.teardown()
     first_server = next(i for i, e in enumerate(rec.events) if e[1] == "c-trap1-server")
     running_before = {
         e[1]
@@ -242,6 +232,7 @@ def test_both_self_registered_services_are_reported_and_deleted(sb, kube):
         for svc in ("arkouda", "metrics")
         for kind in ("Service", "Endpoints")
     }
+    # Explicit teardown, not the deployed fixture: the test asserts on what it reports.
     try:
         c.deploy()
         for item in pairs:
@@ -311,24 +302,19 @@ def test_trap_mem_max_sits_below_the_limit(sb, kube, deployed):
         assert c.status().memory_max == mem_max * 2
 
 
-def test_heartbeat_ttl_and_expired_teardown(sb, kube):
+def test_heartbeat_ttl_and_expired_teardown(sb, kube, deployed):
     live = cluster(sb, spec("c-live", locales=1, ttl_seconds=60), heartbeat_interval=0.3)
     dead = cluster(sb, spec("c-dead", locales=1, ttl_seconds=60))
-    live.deploy()
-    dead.deploy()
-    try:
-        first = kube.get("ConfigMap", "c-live-state")["metadata"]["annotations"][
-            HEARTBEAT_ANNOTATION
-        ]
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            now = kube.get("ConfigMap", "c-live-state")["metadata"]["annotations"][
+    with deployed(live), deployed(dead):
+
+        def beat():
+            return kube.get("ConfigMap", "c-live-state")["metadata"]["annotations"][
                 HEARTBEAT_ANNOTATION
             ]
-            if now != first:
-                break
-            time.sleep(0.2)
-        assert now != first  # renewed while the cluster object is open
+
+        first = beat()
+        # renewed while the cluster object is open
+        eventually(lambda: beat() != first, 5, 0.2, "c-live's heartbeat annotation renewed")
         dead.close()
         # The notebook holding "c-dead" died two minutes ago.
         kube.patch(
@@ -343,12 +329,9 @@ def test_heartbeat_ttl_and_expired_teardown(sb, kube):
         assert removed == ["default/c-dead"]
         assert labelled(kube, "c-dead") == []
         assert kube.get("Pod", "c-live-server") is not None
-    finally:
-        live.teardown()
-        dead.teardown()
 
 
-def test_list_clusters_across_namespaces(sb, kube):
+def test_list_clusters_across_namespaces(sb, kube, deployed):
     kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-b"}})
     a = cluster(sb, spec("c-list-a", locales=1))
     b = ArkoudaCluster(
@@ -356,9 +339,9 @@ def test_list_clusters_across_namespaces(sb, kube):
         kubeconfig=sb.kubeconfig_path,
         timeouts=FAST,
     )
-    a.deploy(wait=False)
-    b.deploy(wait=False)
-    try:
+    with deployed(a, deploy=False), deployed(b, deploy=False):
+        a.deploy(wait=False)
+        b.deploy(wait=False)
         here = {(i.namespace, i.name) for i in list_clusters(kubeconfig=sb.kubeconfig_path)}
         assert ("default", "c-list-a") in here and ("team-b", "c-list-b") not in here
         every = {
@@ -367,34 +350,31 @@ def test_list_clusters_across_namespaces(sb, kube):
         }
         assert ("team-b", "c-list-b") in every
         assert every[("team-b", "c-list-b")].mode == "smp"
-    finally:
-        a.teardown()
-        b.teardown()
     assert labelled(kube, "c-list-b", "team-b") == []
 
 
-def test_connect_binds_the_client_and_recovers_after_a_tunnel_drop(sb, kube):
+def test_connect_binds_the_client_and_recovers_after_a_tunnel_drop(sb, kube, deployed):
     states = []
     c = cluster(sb, spec("c-connect", locales=2, authenticate=False))
     c.add_tunnel_listener(states.append)
-    try:
-        c.deploy()
-        ak = c.connect()
-        assert int(ak.arange(0, 10, 1).sum()) == 45
-        assert "ready" in states
-        sb.faults.drop_portforward_streams()
-        ak = c.connect()  # what the panel's Reconnect does
-        assert int(ak.arange(0, 5, 1).sum()) == 10
-        assert c.memory_used() is not None
-    finally:
-        c.close()
-        c.close()  # idempotent
-        assert states[-1] == "closed"
-        c.teardown()
+    with deployed(c, deploy=False):
+        try:
+            c.deploy()
+            ak = c.connect()
+            assert int(ak.arange(0, 10, 1).sum()) == 45
+            assert "ready" in states
+            sb.faults.drop_portforward_streams()
+            ak = c.connect()  # what the panel's Reconnect does
+            assert int(ak.arange(0, 5, 1).sum()) == 10
+            assert c.memory_used() is not None
+        finally:
+            c.close()
+            c.close()  # idempotent
+            assert states[-1] == "closed"
     assert labelled(kube, "c-connect") == []
 
 
-def test_two_sessions_deploying_one_name_share_one_deployment(sb, kube):
+def test_two_sessions_deploying_one_name_share_one_deployment(sb, kube, deployed):
     """Two notebooks run the same deploy at once: one creates, the other waits for it
     and connects; there is one set of credentials and both answer."""
     s = spec("c-race", locales=2)
@@ -408,11 +388,12 @@ def test_two_sessions_deploying_one_name_share_one_deployment(sb, kube):
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(c,)) for c in clusters]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    try:
+    # the first session only closes, the second tears the shared deployment down
+    with deployed(clusters[1], deploy=False), contextlib.closing(clusters[0]):
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
         assert errors == []
         assert sorted(c.created for c in clusters) == [False, True]
         assert clusters[0].token() == clusters[1].token()
@@ -422,34 +403,28 @@ def test_two_sessions_deploying_one_name_share_one_deployment(sb, kube):
         # One set of credentials: the SSH and token Secrets (no TLS one by default).
         secrets = kube.list("Secret", label_selector=manifests.selector(s))["items"]
         assert sorted(x["metadata"]["name"] for x in secrets) == ["c-race-ssh", "c-race-token"]
-    finally:
-        clusters[0].close()
-        clusters[1].teardown()
     assert labelled(kube, "c-race") == []
 
 
-def test_a_deploy_whose_probes_missed_a_concurrent_one_joins_it(sb, kube):
+def test_a_deploy_whose_probes_missed_a_concurrent_one_joins_it(sb, kube, deployed):
     """The losing session of a race saw no deployment in its existence probes, and then
     found the names taken by the winner's state ConfigMap: it joins that deploy instead
     of calling the winner's objects foreign (1 run in 4 of the race test did)."""
     s = spec("c-late", locales=2)
-    first = cluster(sb, s)
-    first.deploy()
     late = cluster(sb, s)
     # the probes ran before the first session's state ConfigMap existed
     late._existing_spec = lambda deadline=None: None  # type: ignore[method-assign]
     late._instance_exists = lambda deadline=None: False  # type: ignore[method-assign]
-    try:
+    with deployed(s) as first, contextlib.closing(late):
         late.deploy()
         assert late.created is False
         assert late.token() == first.token()
-    finally:
-        late.close()
-        first.teardown()
     assert labelled(kube, "c-late") == []
 
 
-def test_a_deploy_that_finds_another_under_way_before_its_server_pod_waits_for_it(sb, kube):
+def test_a_deploy_that_finds_another_under_way_before_its_server_pod_waits_for_it(
+    sb, kube, deployed
+):
     """A session probes while another has made its state ConfigMap but not yet its server
     pod: it waits for that deploy and connects, instead of calling it a failed one."""
     s = spec("c-midway", locales=2)
@@ -474,23 +449,22 @@ def test_a_deploy_that_finds_another_under_way_before_its_server_pod_waits_for_i
 
     late = cluster(sb, s)
     t_first = threading.Thread(target=run, args=(first,))
-    t_first.start()
-    try:
-        assert made_state.wait(30)
-        t_late = threading.Thread(target=run, args=(late,))
-        t_late.start()
-        # the late session is waiting (not failed) while the first is still paused
-        assert not eventually_dead(t_late, 2.0)
-        go_on.set()
-        t_first.join(90)
-        t_late.join(90)
-        assert errors == []
-        assert (first.created, late.created) == (True, False)
-        assert late.token() == first.token()
-    finally:
-        go_on.set()
-        late.close()
-        first.teardown()
+    with deployed(first, deploy=False), contextlib.closing(late):
+        t_first.start()
+        try:
+            assert made_state.wait(30)
+            t_late = threading.Thread(target=run, args=(late,))
+            t_late.start()
+            # the late session is waiting (not failed) while the first is still paused
+            assert not eventually_dead(t_late, 2.0)
+            go_on.set()
+            t_first.join(90)
+            t_late.join(90)
+            assert errors == []
+            assert (first.created, late.created) == (True, False)
+            assert late.token() == first.token()
+        finally:
+            go_on.set()
     assert labelled(kube, "c-midway") == []
 
 
