@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from _support import eventually, settled
+from _support.lifecycle import admin, labelled, torn_down
 from _support.notebook import cluster_info, cluster_status
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
@@ -630,8 +632,6 @@ def secret_material(sb: Any, name: str, namespace: str = "default") -> list[str]
     """Every piece of secret material of a deployment, as it could leak into an output."""
     import base64
 
-    from _support.lifecycle import admin
-
     kube = admin(sb, namespace)
     pieces: list[str] = []
     for suffix in ("ssh", "tls", "token"):
@@ -665,8 +665,6 @@ def sandbox_ip(
 
 
 def instance_objects(sb: Any, name: str) -> list[str]:
-    from _support.lifecycle import admin, labelled
-
     return labelled(admin(sb), name)
 
 
@@ -756,7 +754,7 @@ def test_connect_from_a_fresh_shell_reattaches(sandbox_ip: tuple[InteractiveShel
 
     ip, sb = sandbox_ip
     run_ok(ip, f"%arkouda_deploy --name reattach --no-auth --locales 2 {E2E_SIZE}")
-    try:
+    with torn_down(admin(sb), "reattach", lambda: run_ok(ip, "%arkouda_teardown reattach")):
         run_ok(ip, "%%arkouda\nkept = ak.arange(0, 5, 1)")
         # a new interpreter stands for the restarted kernel
         child = textwrap.dedent(
@@ -789,8 +787,6 @@ def test_connect_from_a_fresh_shell_reattaches(sandbox_ip: tuple[InteractiveShel
         # the first kernel's session still works
         out = run_ok(ip, "%%arkouda\nint(kept.sum())")
         assert out.result == 10  # type: ignore[attr-defined]
-    finally:
-        run_ok(ip, "%arkouda_teardown reattach")
     assert instance_objects(sb, "reattach") == []
 
 
@@ -825,7 +821,7 @@ def test_token_auth_with_the_2020_client_is_one_line(
 ) -> None:
     ip, sb = sandbox_ip
     run_ok(ip, "%config ArkoudaMagics.short_errors = True")
-    try:
+    with torn_down(admin(sb), "authed", lambda: run_ok(ip, "%arkouda_teardown authed")):
         error, out = run(ip, f"%arkouda_deploy --name authed --locales 1 {E2E_SIZE}")
         assert isinstance(error, ArkoudaError), error
         (line,) = error._render_traceback_()
@@ -833,12 +829,12 @@ def test_token_auth_with_the_2020_client_is_one_line(
         assert "--no-auth" in line
         assert "Traceback" not in shown(out)
         assert_no_secrets([out], secret_material(sb, "authed"))
-    finally:
-        run_ok(ip, "%arkouda_teardown authed")
     assert instance_objects(sb, "authed") == []
 
 
-def test_deploy_waits_for_capacity_when_asked(sandbox_ip: tuple[InteractiveShell, Any]) -> None:
+def test_deploy_waits_for_capacity_when_asked(
+    sandbox_ip: tuple[InteractiveShell, Any], deployed: Any
+) -> None:
     """--unschedulable-wait, as in the CLI: a pod may wait for a cluster autoscaler to add
     a node, the progress says so, and the failure after the wait is one line."""
     from _support.lifecycle import cluster, spec
@@ -846,8 +842,8 @@ def test_deploy_waits_for_capacity_when_asked(sandbox_ip: tuple[InteractiveShell
     ip, sb = sandbox_ip
     run_ok(ip, "%config ArkoudaMagics.short_errors = True")
     full = cluster(sb, spec("m-full", locales=2, memory="100Gi"))
-    full.deploy(wait=False)
-    try:
+    with deployed(full, deploy=False):
+        full.deploy(wait=False)
         started = time.monotonic()
         error, out = run(
             ip, "%arkouda_deploy --name m-late --locales 2 --memory 100Gi --unschedulable-wait 3s"
@@ -859,8 +855,6 @@ def test_deploy_waits_for_capacity_when_asked(sandbox_ip: tuple[InteractiveShell
         assert "waiting up to 3s for capacity" in shown(out)
         assert waited >= 3
         assert instance_objects(sb, "m-late") == []
-    finally:
-        full.teardown()
     assert instance_objects(sb, "m-full") == []
 
 
@@ -884,7 +878,12 @@ def test_deploy_form_and_live_panel(sandbox_ip: tuple[InteractiveShell, Any]) ->
     form.fields["memory"].value = "256Mi"
     assert not form.deploy_button.disabled
     outputs = [out]
-    try:
+
+    def teardown_unless_done() -> None:  # the panel's button tears down when all went well
+        if "formed" in m.clusters:
+            run_ok(ip, "%arkouda_teardown formed")
+
+    with torn_down(admin(sb), "formed", teardown_unless_done):
         with capture_output() as shown_by_deploy:
             form.deploy_button.click()
         outputs.append(shown_by_deploy)
@@ -901,9 +900,11 @@ def test_deploy_form_and_live_panel(sandbox_ip: tuple[InteractiveShell, Any]) ->
         sb.faults.deny("*", "pods/portforward", user="*")
         try:
             assert sb.faults.drop_portforward_streams() >= 1
-            deadline = time.monotonic() + 20
-            while "failed" not in panel.text() and time.monotonic() < deadline:
-                time.sleep(0.05)
+            eventually(
+                lambda: "failed" in panel.text(),
+                20,
+                message=lambda: f"the panel to show the tunnel failed; it shows {panel.text()!r}",
+            )
             assert "failed" in seen
             assert "tunnel       failed" in panel.text()
             assert "failed" in panel._repr_mimebundle_()["text/html"]
@@ -926,9 +927,6 @@ def test_deploy_form_and_live_panel(sandbox_ip: tuple[InteractiveShell, Any]) ->
         assert re.search(r"stage\s+Gone", panel.text()), panel.text()
         assert panel.teardown_button.disabled
         assert "formed" not in m.clusters and "ak" not in ip.user_ns
-    finally:
-        if "formed" in m.clusters:
-            run_ok(ip, "%arkouda_teardown formed")
     assert instance_objects(sb, "formed") == []
 
 
@@ -937,24 +935,28 @@ def test_create_namespace_from_the_magic_and_the_form(
 ) -> None:
     """--create-namespace in %arkouda_deploy and its box in the form: the namespace is
     made when missing, and teardown leaves it."""
-    from _support.lifecycle import admin, labelled
+    from _support.lifecycle import labelled
 
     ip, sb = sandbox_ip
     kube = admin(sb)
     run_ok(ip, "%config ArkoudaMagics.short_errors = True")
     line = f"--mode smp --locales 1 --no-auth {E2E_SIZE}"
-    try:
+    with torn_down(kube, "m-ns", lambda: run_ok(ip, "%arkouda_teardown m-ns"), "m-made-ns"):
         run_ok(ip, f"%arkouda_deploy --name m-ns {line} -n m-made-ns --create-namespace")
         assert kube.get("Namespace", "m-made-ns") is not None
-    finally:
-        run_ok(ip, "%arkouda_teardown m-ns")
     assert labelled(kube, "m-ns", "m-made-ns") == []
     assert kube.get("Namespace", "m-made-ns") is not None
 
     m = the_magics(ip)
     run_ok(ip, "%config ArkoudaMagics.widgets = True")
     run_ok(ip, "%config ArkoudaMagics.context = 'sandbox'")
-    try:
+
+    def widgets_off_and_teardown() -> None:
+        run_ok(ip, "%config ArkoudaMagics.widgets = False")
+        if "m-formns" in m.clusters:
+            run_ok(ip, "%arkouda_teardown m-formns")
+
+    with torn_down(kube, "m-formns", widgets_off_and_teardown, "m-form-ns"):
         run_ok(ip, "%arkouda_deploy")
         form = m.form
         assert form is not None  # the deploy form, shown
@@ -967,10 +969,6 @@ def test_create_namespace_from_the_magic_and_the_form(
             form.deploy_button.click()
         assert form.state == "deployed", form.message
         assert kube.get("Namespace", "m-form-ns") is not None
-    finally:
-        run_ok(ip, "%config ArkoudaMagics.widgets = False")
-        if "m-formns" in m.clusters:
-            run_ok(ip, "%arkouda_teardown m-formns")
     assert kube.get("Namespace", "m-form-ns") is not None
 
 
@@ -1002,10 +1000,7 @@ def test_arkouda_sandbox_magic_runs_a_sandbox_for_the_kernel(ip: InteractiveShel
     # kernel shutdown (here: unloading the extension) closes the tunnel and the sandbox
     ip.run_line_magic("unload_ext", "arkouda_k8s")
     assert m.sandbox is None and m.clusters == {}
-    deadline = time.monotonic() + 10
-    while alive(pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert alive(pids) == []
+    assert settled(lambda: alive(pids), 10) == []
     ip.run_line_magic("load_ext", "arkouda_k8s")  # the fixture unloads it
 
 
@@ -1043,22 +1038,21 @@ def test_quickstart_notebook_runs_in_a_shell(ip: InteractiveShell) -> None:
 
 
 def test_expired_deployments_are_announced_at_load_and_removed(
-    lifecycle_sandbox: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+    lifecycle_sandbox: Any, deployed: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
-    from _support.lifecycle import admin, cluster, spec
+    from _support.lifecycle import spec
 
     from arkouda_k8s.cluster import HEARTBEAT_ANNOTATION
 
     sb = lifecycle_sandbox
-    stale = cluster(sb, spec("stale", locales=1, ttl_seconds=60, authenticate=False))
-    stale.deploy()
-    stale.close()  # the kernel that held it died...
-    admin(sb).patch(  # ...long ago
-        "ConfigMap",
-        "stale-state",
-        {"metadata": {"annotations": {HEARTBEAT_ANNOTATION: "2020-01-01T00:00:00Z"}}},
-    )
-    try:
+    # the fixture's teardown is for when the magic failed to
+    with deployed(spec("stale", locales=1, ttl_seconds=60, authenticate=False)) as stale:
+        stale.close()  # the kernel that held it died...
+        admin(sb).patch(  # ...long ago
+            "ConfigMap",
+            "stale-state",
+            {"metadata": {"annotations": {HEARTBEAT_ANNOTATION: "2020-01-01T00:00:00Z"}}},
+        )
         monkeypatch.setenv("KUBECONFIG", sb.kubeconfig_path)
         monkeypatch.setenv("ARKOUDA_K8S_CONFIG", str(tmp_path / "absent.toml"))
         monkeypatch.chdir(tmp_path)
@@ -1080,8 +1074,6 @@ def test_expired_deployments_are_announced_at_load_and_removed(
         finally:
             ip.run_line_magic("unload_ext", "arkouda_k8s")
         assert instance_objects(sb, "stale") == []
-    finally:
-        stale.teardown()  # when the magic failed to
 
 
 # == in a real Jupyter kernel ============================================================
