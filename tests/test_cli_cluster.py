@@ -8,7 +8,8 @@ import sys
 import time
 
 import pytest
-from _support.lifecycle import cli_process, labelled, token_of
+from _support import settled
+from _support.lifecycle import cli_process, cli_torn_down, labelled, token_of, torn_down
 from _support.lifecycle import run_cli as run
 
 from arkouda_k8s.cli import main
@@ -16,7 +17,7 @@ from arkouda_k8s.cluster import HEARTBEAT_ANNOTATION
 
 
 @pytest.fixture(scope="module")
-def deployed(sb, kube):
+def cli_made(sb, kube):
     """One deployment made with `arkouda-k8s deploy`, shared by the read-only commands."""
     code = main(
         [
@@ -38,8 +39,10 @@ def deployed(sb, kube):
         ]
     )
     assert code == 0
-    yield "cli-a"
-    main(["teardown", "cli-a", "--kubeconfig", sb.kubeconfig_path])
+    with torn_down(
+        kube, "cli-a", lambda: main(["teardown", "cli-a", "--kubeconfig", sb.kubeconfig_path])
+    ):
+        yield "cli-a"
 
 
 def test_deploy_prints_progress_and_status(sb, kube, capsys):
@@ -61,6 +64,7 @@ def test_deploy_prints_progress_and_status(sb, kube, capsys):
         "--kubeconfig",
         sb.kubeconfig_path,
     )
+    # An explicit teardown, not cli_torn_down: the test asserts on what it prints.
     try:
         assert code == 0, err
         assert "preflight: using context sandbox" in err
@@ -73,25 +77,25 @@ def test_deploy_prints_progress_and_status(sb, kube, capsys):
     assert labelled(kube, "cli-d") == []
 
 
-def test_status_shows_locales_memory_version(sb, kube, deployed, capsys):
-    code, out, err = run(capsys, "status", deployed, "--kubeconfig", sb.kubeconfig_path)
+def test_status_shows_locales_memory_version(sb, kube, cli_made, capsys):
+    code, out, err = run(capsys, "status", cli_made, "--kubeconfig", sb.kubeconfig_path)
     assert code == 0, err
     assert "locales  3: 1 in the server pod + 2/2 locale pods running" in out
     assert "version  v2023.05.05" in out
     assert "used of" in out and "memMax" in out
     assert "expires" in out and "never" not in out.split("expires")[1]
-    assert token_of(kube, deployed) not in out + err
+    assert token_of(kube, cli_made) not in out + err
 
 
-def test_logs_mask_the_token(sb, kube, deployed, capsys):
-    code, out, err = run(capsys, "logs", deployed, "--kubeconfig", sb.kubeconfig_path)
+def test_logs_mask_the_token(sb, kube, cli_made, capsys):
+    code, out, err = run(capsys, "logs", cli_made, "--kubeconfig", sb.kubeconfig_path)
     assert code == 0, err
     assert "server listening on" in out
-    assert token_of(kube, deployed) not in out
+    assert token_of(kube, cli_made) not in out
     code, out, err = run(
         capsys,
         "logs",
-        deployed,
+        cli_made,
         "--component",
         "locale",
         "--tail",
@@ -102,12 +106,12 @@ def test_logs_mask_the_token(sb, kube, deployed, capsys):
     assert code == 0 and "==> cli-a-locale-" in out
 
 
-def test_list_shows_the_deployment(sb, deployed, capsys):
+def test_list_shows_the_deployment(sb, cli_made, capsys):
     code, out, err = run(capsys, "list", "--kubeconfig", sb.kubeconfig_path)
     assert code == 0
     header, *rows = out.strip().splitlines()
     assert header.split()[:4] == ["NAMESPACE", "NAME", "STAGE", "LOCALE-PODS"]
-    row = next(r.split() for r in rows if r.split()[1] == deployed)
+    row = next(r.split() for r in rows if r.split()[1] == cli_made)
     assert row[0] == "default" and row[2] == "Ready" and row[3] == "2/2" and row[4] == "udp"
 
 
@@ -123,11 +127,10 @@ def test_unknown_name_exits_1_and_bad_input_exits_2(sb, capsys):
 def test_deploy_waits_for_capacity_only_when_asked(sb, kube, capsys):
     """--unschedulable-wait gives a cluster autoscaler time to add a node; without it a
     pod the scheduler cannot place fails the deploy at once. Both roll back."""
-    import time
 
     base = ["--locales", "2", "--memory", "100Gi", "--kubeconfig", sb.kubeconfig_path]
     assert main(["deploy", "--name", "cli-full", *base, "--no-wait"]) == 0
-    try:
+    with cli_torn_down(sb, capsys, "cli-full"):
         started = time.monotonic()
         code, out, err = run(capsys, "deploy", "--name", "cli-late", *base)
         at_once = time.monotonic() - started
@@ -141,8 +144,6 @@ def test_deploy_waits_for_capacity_only_when_asked(sb, kube, capsys):
         assert "waiting up to 3s for capacity" in err
         assert waited >= 3 and waited > at_once
         assert labelled(kube, "cli-late") == []
-    finally:
-        assert main(["teardown", "cli-full", "--kubeconfig", sb.kubeconfig_path]) == 0
     code, out, err = run(
         capsys, "deploy", "--name", "x", "--unschedulable-wait", "later", *base[-2:]
     )
@@ -173,14 +174,14 @@ def test_print_rbac(sb, capsys):
     assert "kind: ClusterRole" in out and "certificatesigningrequests" in out
 
 
-def test_forward_holds_a_tunnel_and_prints_a_connect_line(sb, kube, deployed):
+def test_forward_holds_a_tunnel_and_prints_a_connect_line(sb, kube, cli_made):
     import socket
 
     with socket.socket() as s:  # a free port for --local-port
         s.bind(("127.0.0.1", 0))
         wanted = s.getsockname()[1]
     proc = cli_process(
-        "forward", deployed, "--local-port", str(wanted), "--kubeconfig", sb.kubeconfig_path
+        "forward", cli_made, "--local-port", str(wanted), "--kubeconfig", sb.kubeconfig_path
     )
     try:
         first = proc.stdout.readline()
@@ -192,7 +193,7 @@ def test_forward_holds_a_tunnel_and_prints_a_connect_line(sb, kube, deployed):
         assert port == wanted
         assert "kubectl get secret cli-a-token" in lines[1]
         assert f'ak.connect("127.0.0.1", {port}' in lines[2]
-        token = token_of(kube, deployed)
+        token = token_of(kube, cli_made)
         assert token not in "".join(lines)
         # The address answers Arkouda's protocol, with the token from the Secret.
         from arkouda_k8s.protocol import ArkoudaProbe
@@ -262,7 +263,7 @@ def test_status_of_a_failed_deployment_says_why(sb, kube, capsys):
     )
     with pytest.raises(ImagePullError):
         cluster(sb, s, timeouts=FAULT, keep_on_failure=True).deploy()
-    try:
+    with cli_torn_down(sb, capsys, "cli-bad"):
         code, out, err = run(capsys, "status", "cli-bad", "--kubeconfig", sb.kubeconfig_path)
         assert code == 0, err
         assert "stage    Failed: cli-bad-locale-" in out
@@ -272,8 +273,6 @@ def test_status_of_a_failed_deployment_says_why(sb, kube, capsys):
         assert "0/1 locale pods running" in out and "server   Pending, not ready" in out
         code, out, err = run(capsys, "list", "--kubeconfig", sb.kubeconfig_path)
         assert any(r.split()[1:3] == ["cli-bad", "Failed"] for r in out.splitlines()[1:])
-    finally:
-        assert main(["teardown", "cli-bad", "--kubeconfig", sb.kubeconfig_path]) == 0
     assert labelled(kube, "cli-bad") == []
 
 
@@ -292,10 +291,7 @@ def test_remains_without_their_marker_go_with_it(sb, kube, capsys):
         cluster(sb, s, timeouts=FAULT, keep_on_failure=True).deploy()
     state = kube.get("ConfigMap", "cli-rem-state")
     kube.delete("ConfigMap", "cli-rem-state", uid=state["metadata"]["uid"])
-    deadline = time.monotonic() + 30
-    while labelled(kube, "cli-rem") and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert labelled(kube, "cli-rem") == []
+    assert settled(lambda: labelled(kube, "cli-rem"), 30, 0.2) == []
     code, out, err = run(capsys, "teardown", "cli-rem", "--kubeconfig", sb.kubeconfig_path)
     assert code == 1 and "no arkouda-k8s deployment 'cli-rem'" in err
 
@@ -318,15 +314,13 @@ def test_deploy_without_release_matches_the_installed_client(sb, kube, capsys):
         "--kubeconfig",
         sb.kubeconfig_path,
     )
-    try:
+    with cli_torn_down(sb, capsys, "cli-rel"):
         assert code == 0, err
         assert f"release: {release}, the release of the installed arkouda client" in err
         pod = kube.get("Pod", "cli-rel-server", "default")
         images = [c["image"] for c in pod["spec"]["containers"]]
         assert images == [f"bearsrus/arkouda-smp-server:{release}"]
         assert f"version  {release}" in out  # the stand-in serves the release it was given
-    finally:
-        run(capsys, "teardown", "cli-rel", "--kubeconfig", sb.kubeconfig_path)
     # An explicit release wins and no note is printed.
     code, out, err = run(capsys, "render", *args, "--release", "v2023.05.05")
     assert code == 0 and "arkouda-smp-server:v2023.05.05" in out

@@ -11,7 +11,7 @@ import re
 import jsonschema
 import pytest
 import yaml
-from _support.lifecycle import FAULT, cli_process, cluster, labelled, spec, token_of
+from _support.lifecycle import FAULT, cli_process, cli_torn_down, cluster, labelled, spec, token_of
 from _support.lifecycle import run_cli as run
 
 from arkouda_k8s.cli import main
@@ -232,15 +232,13 @@ def test_deploy_json_prints_only_the_final_status(sb, kube, schema, capsys):
         "--kubeconfig",
         sb.kubeconfig_path,
     )
-    try:
+    with cli_torn_down(sb, capsys, "out-dep"):
         assert code == 0, err
         doc = validate(schema, json.loads(out))  # stdout is one document, nothing else
         assert doc["stage"] == "Ready" and doc["mode"] == "smp" and doc["locales"] == 2
         assert doc["arkoudaVersion"] == "v2023.05.05"
         assert "preflight:" in err  # progress still goes to stderr
         assert token_of(kube, "out-dep") not in out + err
-    finally:
-        assert main(["teardown", "out-dep", "--kubeconfig", sb.kubeconfig_path]) == 0
 
 
 def test_list_json_with_nothing_is_an_empty_list(sb, kube, schema, capsys):
