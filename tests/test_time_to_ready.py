@@ -10,7 +10,16 @@ from dataclasses import replace
 
 import pytest
 from _support import settled
-from _support.lifecycle import FAST, Recorder, admin, cluster, labelled, spec, wait_no_processes
+from _support.lifecycle import (
+    FAST,
+    Recorder,
+    admin,
+    cluster,
+    deployment,
+    labelled,
+    spec,
+    wait_no_processes,
+)
 
 from arkouda_k8s.errors import ImagePullError, UnschedulableError
 from arkouda_k8s.sandbox import Sandbox
@@ -39,13 +48,11 @@ def _events(kube, pod):
 
 def _time_to_ready(sb, name, *, old_ordering=False):
     sb.pulls.forget()  # every node without the image
-    c = cluster(sb, spec(name, locales=3))
-    c._server_after_locales = old_ordering
-    start = time.monotonic()
-    c.deploy()
-    took = time.monotonic() - start
-    c.teardown()
-    return took
+    with deployment(sb, spec(name, locales=3), deploy=False) as c:
+        c._server_after_locales = old_ordering
+        start = time.monotonic()
+        c.deploy()
+        return time.monotonic() - start
 
 
 def test_the_server_pull_overlaps_the_locales_pulls(nodes4):
@@ -63,9 +70,7 @@ def test_the_server_pull_overlaps_the_locales_pulls(nodes4):
 def test_server_pulls_while_its_locales_pull(nodes4):
     kube = admin(nodes4)
     nodes4.pulls.forget()
-    c = cluster(nodes4, spec("ttr-new", locales=3))
-    c.deploy()
-    try:
+    with deployment(nodes4, spec("ttr-new", locales=3)):
         pods = _pods(kube, "ttr-new")
         server = next(p for p in pods if p["metadata"]["name"].endswith("-server"))
         # every pod on a node that had no image: each pulled for a whole pull time
@@ -90,8 +95,6 @@ def test_server_pulls_while_its_locales_pull(nodes4):
             if e["reason"] == "Pulled"
         )
         assert server_pulling < locale_pulled
-    finally:
-        c.teardown()
 
 
 def test_locale_image_pull_backoff_is_the_cause_while_the_server_waits(nodes4):
@@ -148,13 +151,11 @@ def test_four_locales_land_on_four_nodes(nodes4):
             },
         },
     )
-    c = cluster(nodes4, spec("ttr-four", locales=4))
     try:
-        c.deploy()
-        on = _nodes_of(kube, "ttr-four")
-        assert len(set(on)) == 4, on
+        with deployment(nodes4, spec("ttr-four", locales=4)):
+            on = _nodes_of(kube, "ttr-four")
+            assert len(set(on)) == 4, on
     finally:
-        c.teardown()
         kube.delete("Pod", "ttr-filler", "default", uid=filler["metadata"]["uid"])
 
 
@@ -172,13 +173,9 @@ def two_nodes(nodes4):
 
 def test_preferred_spread_on_two_nodes_still_deploys(two_nodes):
     kube = admin(two_nodes)
-    c = cluster(two_nodes, spec("ttr-pref", locales=4))
-    try:
-        c.deploy()
+    with deployment(two_nodes, spec("ttr-pref", locales=4)):
         on = _nodes_of(kube, "ttr-pref")
         assert len(on) == 4 and set(on) == {"sandbox-node", "sandbox-node-2"}, on
-    finally:
-        c.teardown()
 
 
 def test_required_spread_on_two_nodes_fails_at_once_with_the_reason(two_nodes):
@@ -252,23 +249,19 @@ def test_progress_and_status_show_which_image_pulls_on_how_many_nodes_for_how_lo
     pulling = re.compile(r"pulling bearsrus/arkouda-udp-server:v[\d.]+ on (\d) nodes?, (\d+) s")
     # the status card while the nodes pull (the deploy returned once the pods exist)
     nodes4.pulls.forget()
-    c = cluster(nodes4, spec("ttr-pst", locales=3))
-    c.deploy(wait=False)
-    try:
+    with deployment(nodes4, spec("ttr-pst", locales=3), deploy=False) as c:
+        c.deploy(wait=False)
         message = c.status(probe=False).message
         assert re.search(
             r"pulling bearsrus/arkouda-udp-server:v[\d.]+ on 3 nodes, \d+ s", message
         ), message
-    finally:
-        c.teardown()
     # the deploy's progress: the image, the nodes, the seconds going on (once the
     # pulls of the deploy above, which go on without their pods, are over)
     assert not settled(nodes4.pulls.under_way, timeout=30)
     nodes4.pulls.forget()
     rec = Recorder()
-    c = cluster(nodes4, spec("ttr-pull", locales=3), on_progress=rec)
-    c.deploy()
-    c.teardown()
+    with deployment(nodes4, spec("ttr-pull", locales=3), on_progress=rec):
+        pass
     seen = [m for m in map(pulling.search, rec.messages()) if m]
     assert seen, rec.messages()
     assert max(int(m.group(1)) for m in seen) == 3  # server and both locales: 3 nodes
@@ -298,18 +291,15 @@ def test_prepull_puts_the_image_on_every_node_and_the_next_deploy_pulls_nothing(
     # removed when done, its pods with it
     assert kube.list("DaemonSet", "default")["items"] == []
     assert settled(lambda: _pods(kube, None), timeout=30) == []
-    c = cluster(nodes4, spec("ttr-warm", locales=3))
-    start = time.monotonic()
-    c.deploy()
-    took = time.monotonic() - start
-    try:
+    with deployment(nodes4, spec("ttr-warm", locales=3), deploy=False) as c:
+        start = time.monotonic()
+        c.deploy()
+        took = time.monotonic() - start
         for p in _pods(kube, "ttr-warm"):
             reasons = [(e["reason"], e["message"]) for e in _events(kube, p["metadata"]["name"])]
             assert ("Pulling", f'Pulling image "{image}"') not in reasons, reasons
             assert any("already present on machine" in m for r, m in reasons), reasons
         assert took < 2 * PULL, took
-    finally:
-        c.teardown()
 
 
 def test_prepull_only_on_nodes_of_the_selector_and_a_bad_selector_is_one_line(nodes4, capsys):
