@@ -69,24 +69,24 @@ def test_crash_error_carries_the_log_tail(sb, kube):
     assert "sandbox fault CrashLoopBackOff" in (err.value.log_tail or "")
 
 
-def test_keep_on_failure_keeps_the_objects(sb, kube):
+def test_keep_on_failure_keeps_the_objects(sb, kube, deployed):
     c = cluster(sb, faulty("f-keep", "ImagePullBackOff"), timeouts=FAULT, keep_on_failure=True)
-    with pytest.raises(ImagePullError) as err:
-        c.deploy()
-    assert "kept for debugging" in err.value.hint and "teardown f-keep" in err.value.hint
-    left = labelled(kube, "f-keep")
-    assert "Deployment/f-keep-locale" in left and "Secret/f-keep-token" in left
-    # Deploying the same name again says what is there instead of waiting for it (the
-    # server pod, created with its locales, cannot pull either).
-    start = time.monotonic()
-    with pytest.raises(ImagePullError) as again:
-        cluster(sb, faulty("f-keep", "ImagePullBackOff"), timeouts=FAULT).deploy()
-    assert again.value.pod == "f-keep-server" and time.monotonic() - start < 3
-    c.teardown()
+    with deployed(c, deploy=False):
+        with pytest.raises(ImagePullError) as err:
+            c.deploy()
+        assert "kept for debugging" in err.value.hint and "teardown f-keep" in err.value.hint
+        left = labelled(kube, "f-keep")
+        assert "Deployment/f-keep-locale" in left and "Secret/f-keep-token" in left
+        # Deploying the same name again says what is there instead of waiting for it (the
+        # server pod, created with its locales, cannot pull either).
+        start = time.monotonic()
+        with pytest.raises(ImagePullError) as again:
+            cluster(sb, faulty("f-keep", "ImagePullBackOff"), timeouts=FAULT).deploy()
+        assert again.value.pod == "f-keep-server" and time.monotonic() - start < 3
     assert labelled(kube, "f-keep") == []
 
 
-def test_api_errors_for_a_while_are_ridden_out(sb, kube):
+def test_api_errors_for_a_while_are_ridden_out(sb, kube, deployed):
     """Bursts of 500/503 at the start and in the middle of the waits (lists, watches,
     the handshake's pod lookup) are retried within the stage deadlines."""
     bursts = {"locales": (3, 503), "server": (3, 500), "handshake": (3, 503)}
@@ -96,36 +96,36 @@ def test_api_errors_for_a_while_are_ridden_out(sb, kube):
             sb.faults.fail_requests(*bursts.pop(event.stage))
 
     c = cluster(sb, spec("f-flaky", locales=3), timeouts=FAULT, on_progress=inject)
-    sb.faults.fail_requests(6, status=500)
-    try:
-        c.deploy()
-        assert c.status().stage == "Ready"
-        assert bursts == {}  # every burst was injected
-    finally:
-        sb.faults.fail_requests(0)
-        c.teardown()
+    with deployed(c, deploy=False):
+        sb.faults.fail_requests(6, status=500)
+        try:
+            c.deploy()
+            assert c.status().stage == "Ready"
+            assert bursts == {}  # every burst was injected
+        finally:
+            sb.faults.fail_requests(0)
     assert labelled(kube, "f-flaky") == []
 
 
-def test_api_down_longer_than_the_stage_fails_within_its_deadline(sb, kube):
+def test_api_down_longer_than_the_stage_fails_within_its_deadline(sb, kube, deployed):
     from _support.lifecycle import Timeouts
 
     short = Timeouts(preflight=3, credentials=3, locales=3, server=3, handshake=3, teardown=10)
     c = cluster(sb, spec("f-down", locales=2), timeouts=short)
-    sb.faults.fail_requests(100_000, status=503)
-    start = time.monotonic()
-    try:
-        with pytest.raises(KubeError, match="kept failing") as err:
-            c.deploy()
-        assert time.monotonic() - start < 3 + 3 + 2
-        assert err.value.status == 503
-    finally:
-        sb.faults.fail_requests(0)
-    c.teardown()
+    with deployed(c, deploy=False):
+        sb.faults.fail_requests(100_000, status=503)
+        start = time.monotonic()
+        try:
+            with pytest.raises(KubeError, match="kept failing") as err:
+                c.deploy()
+            assert time.monotonic() - start < 3 + 3 + 2
+            assert err.value.status == 503
+        finally:
+            sb.faults.fail_requests(0)
     assert labelled(kube, "f-down") == []
 
 
-def test_permission_denied_on_one_verb(sb, kube):
+def test_permission_denied_on_one_verb(sb, kube, deployed):
     """A user granted exactly the printed RBAC, then denied one verb: preflight names
     that verb alone, fast, and nothing is created."""
     import yaml
@@ -148,11 +148,8 @@ def test_permission_denied_on_one_verb(sb, kube):
     assert "resources:\n  - pods/portforward" in err.value.rbac
     assert labelled(kube, "f-denied") == []
     # Without the fault the same user deploys (the CSR approval is in the RBAC too).
-    try:
-        c.deploy()
+    with deployed(c):
         assert c.status().stage == "Ready"
-    finally:
-        c.teardown()
     assert labelled(kube, "f-denied") == []
 
 
@@ -177,20 +174,18 @@ def test_server_that_exits_at_registration_is_explained_before_the_deadline(sb, 
     assert labelled(kube, "f-halt") == []
 
 
-def test_real_unschedulable_when_the_node_is_full(sb, kube):
+def test_real_unschedulable_when_the_node_is_full(sb, kube, deployed):
     """Preflight compares with allocatable capacity; what other pods hold shows up only
     at scheduling: the scheduler's own message is in the error."""
     first = cluster(sb, spec("f-full-a", locales=2, memory="100Gi"), timeouts=FAULT)
-    first.deploy(wait=False)
-    try:
+    with deployed(first, deploy=False):
+        first.deploy(wait=False)
         second = cluster(sb, spec("f-full-b", locales=2, memory="100Gi"), timeouts=FAULT)
         with pytest.raises(UnschedulableError) as err:
             second.deploy()
         assert "Insufficient memory" in err.value.message
         assert err.value.stage in ("locales", "server")
         assert labelled(kube, "f-full-b") == []
-    finally:
-        first.teardown()
 
 
 def test_unschedulable_grace_for_an_autoscaler(sb, kube):
