@@ -75,10 +75,9 @@ def _processes(sb: Any, pod: str, container: str) -> list[list[str]]:
     return sb.call(lambda: sb.kubelet.container_processes("default", pod, container))
 
 
-def test_as_rendered_the_udp_deploy_runs_a_locale_on_every_host_over_ssh(sb, kube):
+def test_as_rendered_the_udp_deploy_runs_a_locale_on_every_host_over_ssh(sb, kube, deployed):
     c = ArkoudaCluster(spec("img-ok", locales=3), kubeconfig=sb.kubeconfig_path, timeouts=FAST)
-    try:
-        c.deploy()
+    with deployed(c):
         assert c.config is not None and c.config["numLocales"] == 3
         pods = kube.list("Pod", "default", label_selector=manifests.selector(c.spec))["items"]
         seen = {}
@@ -97,8 +96,6 @@ def test_as_rendered_the_udp_deploy_runs_a_locale_on_every_host_over_ssh(sb, kub
             next(x for x in v[0] if x.startswith("--sandbox-locale=")) for v in seen.values()
         )
         assert ranks == [f"--sandbox-locale={i}/3" for i in range(3)]
-    finally:
-        c.teardown()
     assert labelled(kube, "img-ok") == []
 
 
