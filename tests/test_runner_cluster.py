@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from _support import eventually
 from _support.lifecycle import admin, cluster, spec
 
 from arkouda_k8s import manifests
@@ -37,7 +38,7 @@ def _as_service_account(sb: Any, account: str, namespace: str = NS) -> Kube:
 
 
 @pytest.fixture(scope="module")
-def deployed(sb):
+def pipeline_deployments(sb):
     """Deployment `arkouda` (no token: the installed 2020 client cannot send one) and
     `locked` (token on) in namespace `pipeline`, with the runner RBAC of `arkouda`."""
     kube = admin(sb)
@@ -45,6 +46,8 @@ def deployed(sb):
     release = matching_release() or "v2023.05.05"
     open_ = cluster(sb, spec(NAME, namespace=NS, authenticate=False, release=release))
     locked = cluster(sb, spec("locked", namespace=NS, authenticate=True))
+    # Explicit teardown, not the deployed fixture: the runner RBAC applied here outlives
+    # a teardown by design (manifests.runner_rbac), so "nothing left" does not hold.
     try:
         open_.deploy()
         locked.deploy()
@@ -56,8 +59,8 @@ def deployed(sb):
         locked.teardown()
 
 
-def test_runner_rbac_grants_the_lookup_and_nothing_else(sb, deployed):
-    open_, _ = deployed
+def test_runner_rbac_grants_the_lookup_and_nothing_else(sb, pipeline_deployments):
+    open_, _ = pipeline_deployments
     kube = _as_service_account(sb, f"{NAME}-runner")
     # What --in-cluster reads: allowed, by name.
     assert kube.get("Service", f"{NAME}-arkouda", NS) is not None
@@ -81,7 +84,9 @@ def test_runner_rbac_grants_the_lookup_and_nothing_else(sb, deployed):
         assert labels["app.kubernetes.io/instance"] == NAME
 
 
-def test_in_cluster_run_computes_with_the_service_account(sb, deployed, capsys, tmp_path):
+def test_in_cluster_run_computes_with_the_service_account(
+    sb, pipeline_deployments, capsys, tmp_path
+):
     kube = _as_service_account(sb, f"{NAME}-runner")
     out = tmp_path / "out"
     out.mkdir()
@@ -91,8 +96,10 @@ def test_in_cluster_run_computes_with_the_service_account(sb, deployed, capsys, 
     assert capsys.readouterr().out.splitlines()[-1] == "ok"
 
 
-def test_in_cluster_token_comes_from_the_secret_and_is_never_shown(sb, deployed, capsys):
-    _, locked = deployed
+def test_in_cluster_token_comes_from_the_secret_and_is_never_shown(
+    sb, pipeline_deployments, capsys
+):
+    _, locked = pipeline_deployments
     kube = _as_service_account(sb, "locked-runner")
     token = locked.token()
     assert token
@@ -105,7 +112,7 @@ def test_in_cluster_token_comes_from_the_secret_and_is_never_shown(sb, deployed,
     assert token not in str(err.value) + repr(err.value) + captured.out + captured.err
 
 
-def test_in_cluster_without_the_grant_fails_with_the_fix(sb, deployed):
+def test_in_cluster_without_the_grant_fails_with_the_fix(sb, pipeline_deployments):
     kube = _as_service_account(sb, "default")
     with pytest.raises(KubeError) as err:
         run_step(Step(code="pass", in_cluster=NAME, namespace=NS, kube=kube, connect_timeout=5))
@@ -113,7 +120,7 @@ def test_in_cluster_without_the_grant_fails_with_the_fix(sb, deployed):
     assert f"arkouda-k8s render --runner-rbac {NAME} --namespace {NS}" in err.value.one_line()
 
 
-def test_in_cluster_waits_for_a_deployment_then_exits_3(sb, deployed):
+def test_in_cluster_waits_for_a_deployment_then_exits_3(sb, pipeline_deployments):
     # The pipeline's grant exists before its deployment does (set up once, deploy later).
     for obj in manifests.runner_rbac(spec("absent", namespace=NS)):
         admin(sb).apply(obj)
@@ -148,19 +155,20 @@ def _pods_see_their_service_account(kube: Kube) -> bool:
         },
     }
     uid = kube.apply(pod)["metadata"]["uid"]
-    deadline = time.monotonic() + 60
     try:
-        while time.monotonic() < deadline:
-            phase = ((kube.get("Pod", "sa-probe", NS) or {}).get("status") or {}).get("phase")
-            if phase in ("Succeeded", "Failed"):
-                return phase == "Succeeded"
-            time.sleep(0.2)
-        raise AssertionError("the service-account probe pod did not finish in 60 s")
+        phase = eventually(
+            lambda: ((kube.get("Pod", "sa-probe", NS) or {}).get("status") or {}).get("phase"),
+            60,
+            0.2,
+            "the service-account probe pod's phase Succeeded or Failed",
+            until=lambda phase: phase in ("Succeeded", "Failed"),
+        )
+        return phase == "Succeeded"
     finally:
         kube.delete("Pod", "sa-probe", NS, uid=uid)
 
 
-def test_the_job_example_completes_in_a_sandbox_pod(sb, deployed):
+def test_the_job_example_completes_in_a_sandbox_pod(sb, pipeline_deployments):
     # The sandbox's model of the runner image puts this environment's console scripts
     # on the container's PATH, as the image puts its venv's.
     kube = admin(sb, NS)
@@ -174,17 +182,28 @@ def test_the_job_example_completes_in_a_sandbox_pod(sb, deployed):
     job["metadata"]["namespace"] = NS
     uid = kube.apply(job)["metadata"]["uid"]
     name = job["metadata"]["name"]
-    deadline = time.monotonic() + 120
+
+    def job_status() -> dict[str, Any]:
+        return (kube.get("Job", name, NS) or {}).get("status") or {}
+
+    def pod_logs() -> dict[str, str]:
+        pods = kube.list("Pod", NS, label_selector=f"job-name={name}")["items"]
+        return {p["metadata"]["name"]: kube.logs(p["metadata"]["name"], NS) for p in pods}
+
     try:
-        while True:
-            current = kube.get("Job", name, NS) or {}
-            conds = {c["type"]: c for c in (current.get("status") or {}).get("conditions") or []}
-            if "Complete" in conds or "Failed" in conds or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+        status = eventually(
+            job_status,
+            120,
+            0.2,
+            lambda: f"Job {name} Complete or Failed; its pods' logs: {pod_logs()}",
+            until=lambda st: (
+                {c["type"] for c in st.get("conditions") or []} & {"Complete", "Failed"}
+            ),
+        )
+        conds = {c["type"]: c for c in status.get("conditions") or []}
         pods = kube.list("Pod", NS, label_selector=f"job-name={name}")["items"]
         logs = {p["metadata"]["name"]: kube.logs(p["metadata"]["name"], NS) for p in pods}
-        assert "Complete" in conds, f"{current.get('status')}\n{logs}"
+        assert "Complete" in conds, f"{status}\n{logs}"
         assert conds["Complete"]["status"] == "True"
         (log,) = [text for text in logs.values()]
         assert "sum of squares 332833500" in log
