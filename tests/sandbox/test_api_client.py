@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _support import eventually, settled
 from api_support import api_client_for
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -231,17 +232,18 @@ def test_namespace_delete_terminates_and_removes_its_content(admin_api: Any) -> 
     core.create_namespaced_config_map("short-lived", {"metadata": {"name": "c"}})
     assert core.read_namespace("short-lived").status.phase == "Active"
     core.delete_namespace("short-lived")
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
+
+    def phase() -> str:
+        """The namespace's phase while it terminates, "gone" once it is."""
         try:
             ns = core.read_namespace("short-lived")
         except ApiException as exc:
             assert exc.status == 404
-            break
+            return "gone"
         assert ns.status.phase == "Terminating" and ns.metadata.deletion_timestamp
-        time.sleep(0.05)
-    else:
-        pytest.fail("the namespace was not removed within 15 s")
+        return str(ns.status.phase)
+
+    eventually(phase, 15, message="namespace short-lived removed", until=lambda p: p == "gone")
     assert [
         c
         for c in core.list_config_map_for_all_namespaces().items
@@ -273,16 +275,16 @@ def test_delete_propagation_orphan_keeps_dependents_background_removes_them(
 
     owner_and_dependent("b")
     core.delete_namespaced_config_map("owner-b", ns, propagation_policy="Background")
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+
+    def dependent_gone() -> bool:
         try:
             core.read_namespaced_config_map("dependent-b", ns)
         except ApiException as exc:
             assert exc.status == 404
-            break
-        time.sleep(0.05)
-    else:
-        pytest.fail("the garbage collector left the dependent of a deleted owner")
+            return True
+        return False
+
+    eventually(dependent_gone, 10, message="the garbage collector removed dependent-b of owner-b")
 
 
 def test_server_side_apply_creates_then_updates_and_drops_removed_fields(
@@ -384,6 +386,7 @@ def test_watch_with_selector_timeout_and_replay(admin_api: Any, ns: str) -> None
 
     # a live watch sees a change made while it runs
     got: list[tuple[str, str]] = []
+    watching = threading.Event()
 
     def consume() -> None:
         for e in watch.Watch().stream(
@@ -391,14 +394,20 @@ def test_watch_with_selector_timeout_and_replay(admin_api: Any, ns: str) -> None
             ns,
             field_selector="metadata.name=w3",
             timeout_seconds=5,
+            # the bookmark that ends the (empty) initial state says the watch is on
+            send_initial_events=True,
+            allow_watch_bookmarks=True,
         ):
+            if e["type"] == "BOOKMARK":
+                watching.set()
+                continue
             got.append((e["type"], e["object"].metadata.name))
             if e["type"] == "DELETED":
                 return
 
     t = threading.Thread(target=consume)
     t.start()
-    time.sleep(0.5)
+    assert watching.wait(10), "the watch did not start within 10 s"
     core.create_namespaced_config_map(ns, {"metadata": {"name": "w3"}})
     core.delete_namespaced_config_map("w3", ns)
     t.join(10)
@@ -526,12 +535,11 @@ def test_csr_approval_issues_a_certificate_that_authenticates_per_its_role(
         ]
     )
     certs.replace_certificate_signing_request_approval(name, created)
-    deadline = time.monotonic() + 10
-    cert_b64 = None
-    while time.monotonic() < deadline and not cert_b64:
-        cert_b64 = certs.read_certificate_signing_request(name).status.certificate
-        time.sleep(0.05)
-    assert cert_b64, "the approved CSR got no certificate within 10 s"
+    cert_b64 = eventually(
+        lambda: certs.read_certificate_signing_request(name).status.certificate,
+        10,
+        message="a certificate in the approved CSR's status",
+    )
     cert_pem = base64.b64decode(cert_b64)
     cert = x509.load_pem_x509_certificate(cert_pem)
     assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == user
@@ -604,12 +612,13 @@ def test_an_approved_csr_the_signer_cannot_honour_gets_a_failed_condition(
         ]
     )
     certs.replace_certificate_signing_request_approval("csr-server-auth", created)
-    deadline = time.monotonic() + 10
-    conditions: dict[str, Any] = {}
-    while time.monotonic() < deadline and "Failed" not in conditions:
-        status = certs.read_certificate_signing_request("csr-server-auth").status
-        conditions = {c.type: c for c in status.conditions or []}
-        time.sleep(0.05)
+    status = eventually(
+        lambda: certs.read_certificate_signing_request("csr-server-auth").status,
+        10,
+        message="a Failed condition on the CSR",
+        until=lambda st: any(c.type == "Failed" for c in st.conditions or []),
+    )
+    conditions = {c.type: c for c in status.conditions or []}
     assert "Failed" in conditions and status.certificate is None
     assert "client auth" in conditions["Failed"].message
 
@@ -652,11 +661,7 @@ def test_stop_within_five_seconds_leaves_no_thread_or_socket() -> None:
             },
         },
     )
-    deadline = time.monotonic() + 20
-    while not sb.pod_processes() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    pids = sb.pod_processes()
-    assert pids, "the pod's process did not start within 20 s"
+    pids = eventually(sb.pod_processes, 20, message="the pod's process started")
     # leave a watch open: stop must end it
     w = watch.Watch()
     stream = w.stream(client.CoreV1Api(api).list_namespace, timeout_seconds=60)
@@ -668,12 +673,12 @@ def test_stop_within_five_seconds_leaves_no_thread_or_socket() -> None:
     stream.close()  # the client side of the watch (this test's, not the sandbox's)
     api.close()
     gc.collect()
-    deadline = time.monotonic() + 2
-    while time.monotonic() < deadline:
-        extra = [t for t in threading.enumerate() if t.ident not in threads_before and t.is_alive()]
-        if not extra:
-            break
-        time.sleep(0.05)
+    extra = settled(
+        lambda: [
+            t for t in threading.enumerate() if t.ident not in threads_before and t.is_alive()
+        ],
+        2,
+    )
     assert not extra, f"threads left behind: {[t.name for t in extra]}"
     assert not os.path.exists(kubeconfig)
     for pid in pids:
