@@ -7,6 +7,7 @@ import subprocess
 import time
 
 import pytest
+from _support import eventually, settled
 from kubelet_world import alive
 
 pytestmark = pytest.mark.kubectl
@@ -45,10 +46,13 @@ def test_wait_logs_and_delete_with_garbage_collection(sandbox, kubectl, kubectl_
     k("apply", "-f", "-", stdin=DEPLOYMENT.format(u=unique))
     selector = f"app=ticker-{unique}"
     # kubectl wait needs the pods to exist first; then it watches their Ready condition.
-    deadline = time.monotonic() + 20
-    while len(k("get", "pods", "-l", selector, "-o", "name").split()) < 2:
-        assert time.monotonic() < deadline, "the Deployment's pods were not created"
-        time.sleep(0.1)
+    eventually(
+        lambda: k("get", "pods", "-l", selector, "-o", "name").split(),
+        20,
+        0.1,
+        "the Deployment's 2 pods created",
+        until=lambda pods: len(pods) >= 2,
+    )
     out = k("wait", "--for=condition=Ready", "pod", "-l", selector, "--timeout=30s")
     assert out.count("condition met") == 2
     rollout = k("rollout", "status", f"deployment/ticker-{unique}", "--timeout=30s")
@@ -58,8 +62,13 @@ def test_wait_logs_and_delete_with_garbage_collection(sandbox, kubectl, kubectl_
     ips = k("get", "pods", "-l", selector, "-o", "jsonpath={.items[*].status.podIP}").split()
     assert len(set(ips)) == 2 and all(ip.startswith("127.") for ip in ips)
 
-    time.sleep(0.5)  # let a few ticks accumulate
-    logs = k("logs", pods[0]).splitlines()
+    logs = eventually(  # a few ticks
+        lambda: k("logs", pods[0]).splitlines(),
+        20,
+        0.1,
+        f"3 lines in the log of {pods[0]}",
+        until=lambda lines: len(lines) >= 3,
+    )
     assert len(logs) >= 3 and logs[0] == "tick 0" and logs[1] == "tick 1"
     tail = k("logs", "--tail=2", pods[0]).splitlines()
     assert len(tail) == 2 and all(line.startswith("tick ") for line in tail)
@@ -74,14 +83,11 @@ def test_wait_logs_and_delete_with_garbage_collection(sandbox, kubectl, kubectl_
     pids = sandbox.pod_processes()
     assert len(pids) == 3 and all(alive(p) for p in pids)
     k("delete", "deployment", f"ticker-{unique}")
-    deadline = time.monotonic() + 20
-    while k("get", "pods,replicasets", "-l", selector, "-o", "name").strip():
-        assert time.monotonic() < deadline, "the Deployment's pods were not garbage-collected"
-        time.sleep(0.1)
-    deadline = time.monotonic() + 10
-    while any(alive(p) for p in pids):
-        assert time.monotonic() < deadline, "pod processes outlived their pods"
-        time.sleep(0.1)
+    left = settled(lambda: k("get", "pods,replicasets", "-l", selector, "-o", "name").strip(), 20)
+    assert not left, "the Deployment's pods were not garbage-collected"
+    assert settled(lambda: [p for p in pids if alive(p)], 10) == [], (
+        "pod processes outlived their pods"
+    )
 
 
 CRASHER = """
@@ -101,15 +107,14 @@ def test_logs_previous_and_timestamps(kubectl, kubectl_env, unique):
     k = lambda *a, **kw: _run(kubectl, kubectl_env, *a, **kw)  # noqa: E731
     k("apply", "-f", "-", stdin=CRASHER.format(u=unique))
     name = f"crasher-{unique}"
-    deadline = time.monotonic() + 20
-    while (
-        int(
+    eventually(
+        lambda: int(
             k("get", "pod", name, "-o", "jsonpath={.status.containerStatuses[0].restartCount}") or 0
-        )
-        < 1
-    ):
-        assert time.monotonic() < deadline, "the crashing container was not restarted"
-        time.sleep(0.1)
+        ),
+        20,
+        0.1,
+        "the crashing container restarted (restartCount >= 1)",
+    )
     assert k("logs", name, "--previous") == "run-started\n"
     stamped = k("logs", name, "--previous", "--timestamps").splitlines()
     assert len(stamped) == 1
@@ -133,44 +138,55 @@ def test_foreground_cascade_holds_the_deployment_until_its_pods_are_gone(
     k = lambda *a, **kw: _run(kubectl, kubectl_env, *a, **kw)  # noqa: E731
     k("apply", "-f", "-", stdin=DEPLOYMENT.format(u=unique))
     selector = f"app=ticker-{unique}"
-    deadline = time.monotonic() + 20
-    while len(pods := k("get", "pods", "-l", selector, "-o", "name").split()) < 2:
-        assert time.monotonic() < deadline, "the Deployment's pods were not created"
-        time.sleep(0.1)
+    pods = eventually(
+        lambda: k("get", "pods", "-l", selector, "-o", "name").split(),
+        20,
+        0.1,
+        "the Deployment's 2 pods created",
+        until=lambda pods: len(pods) >= 2,
+    )
     # A finalizer on one pod keeps it (deletionTimestamp set) until it is removed.
     held = pods[0]
     k("patch", held, "--type=merge", "-p", '{"metadata":{"finalizers":["example.com/hold"]}}')
     deployment = f"deployment/ticker-{unique}"
     k("delete", deployment, "--cascade=foreground", "--wait=false")
-    deadline = time.monotonic() + 20
-    while (left := k("get", "pods", "-l", selector, "-o", "name").split()) != [held]:
-        assert time.monotonic() < deadline, f"the unheld pod was not deleted: {left}"
-        time.sleep(0.1)
-    time.sleep(0.5)
+    eventually(
+        lambda: k("get", "pods", "-l", selector, "-o", "name").split(),
+        20,
+        0.1,
+        f"only the held pod {held} left",
+        until=lambda left: left == [held],
+    )
+    # The unheld pod is gone: the garbage collector has worked through the cascade, and
+    # what is left now stays for the finalizer.
     # Foreground: the Deployment waits, marked for deletion, for its last pod.
     finalizers = k("get", deployment, "-o", "jsonpath={.metadata.finalizers}")
     assert "foregroundDeletion" in finalizers, k("get", deployment, "-o", "yaml")
     assert k("get", deployment, "-o", "jsonpath={.metadata.deletionTimestamp}")
     assert k("get", held, "-o", "jsonpath={.metadata.deletionTimestamp}")
     k("patch", held, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
-    deadline = time.monotonic() + 20
-    while left := k("get", "deployments,replicasets,pods", "-l", selector, "-o", "name").strip():
-        assert time.monotonic() < deadline, f"not deleted after the pods: {left}"
-        time.sleep(0.1)
+    deadline = time.monotonic() + 20  # for both waits below
+    left = settled(
+        lambda: k("get", "deployments,replicasets,pods", "-l", selector, "-o", "name").strip(),
+        20,
+        0.1,
+    )
+    assert not left, f"not deleted after the pods: {left}"
     # the Deployment has no labels: the garbage collector removes it once its dependents
     # are gone, a moment after the listing above comes back empty
-    while True:
-        proc = subprocess.run(
+    proc = settled(
+        lambda: subprocess.run(
             [kubectl, "get", deployment],
             env=kubectl_env,
             capture_output=True,
             text=True,
             timeout=60,
-        )
-        if proc.returncode != 0 or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert proc.returncode != 0 and "NotFound" in proc.stderr
+        ),
+        max(0.0, deadline - time.monotonic()),
+        0.1,
+        until=lambda proc: proc.returncode != 0,
+    )
+    assert proc.returncode != 0 and "NotFound" in proc.stderr, proc.stdout
 
 
 def test_logs_follow_streams_until_the_container_ends(kubectl, kubectl_env, unique):
@@ -187,10 +203,12 @@ def test_logs_follow_streams_until_the_container_ends(kubectl, kubectl_env, uniq
         "-c",
         "for i in 1 2 3; do echo n$i; sleep 0.4; done",
     )
-    deadline = time.monotonic() + 20
-    while k("get", "pod", name, "-o", "jsonpath={.status.phase}") == "Pending":
-        assert time.monotonic() < deadline, "the pod did not start"
-        time.sleep(0.05)
+    eventually(
+        lambda: k("get", "pod", name, "-o", "jsonpath={.status.phase}"),
+        20,
+        message=f"pod {name} started (not Pending)",
+        until=lambda phase: phase != "Pending",
+    )
     t0 = time.monotonic()
     out = k("logs", "-f", name)
     assert out == "n1\nn2\nn3\n"
