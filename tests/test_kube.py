@@ -67,16 +67,22 @@ def test_server_side_apply_is_idempotent_and_owned(kube):
 
 
 def test_wait_for_sees_a_change_made_later(kube):
+    listed = threading.Event()  # the wait's first check ran: it listed and found nothing
+
     def later():
-        time.sleep(0.3)
-        kube.apply(cm("kube-later", labels={"test": "later"}, x="y"))
+        if listed.wait(10):
+            kube.apply(cm("kube-later", labels={"test": "later"}, x="y"))
+
+    def check(objs):
+        listed.set()
+        return next(iter(objs.values())) if objs else None
 
     t = threading.Thread(target=later)
     t.start()
     start = time.monotonic()
     found = kube.wait_for(
         "ConfigMap",
-        lambda objs: next(iter(objs.values())) if objs else None,
+        check,
         label_selector="test=later",
         deadline=time.monotonic() + 10,
     )
@@ -268,12 +274,13 @@ def test_logs_and_events_of_a_pod(kube):
             label_selector="test=logs",
             deadline=time.monotonic() + 10,
         )
-        deadline = time.monotonic() + 5
-        text = ""
-        while "hello-from-pod" not in text and time.monotonic() < deadline:
-            text = kube.logs("kube-logs", container="c", tail=5)
-            time.sleep(0.1)
-        assert "hello-from-pod" in text
+        eventually(
+            lambda: kube.logs("kube-logs", container="c", tail=5),
+            5,
+            0.1,
+            "hello-from-pod in the pod's log",
+            until=lambda text: "hello-from-pod" in text,
+        )
         reasons = {e.get("reason") for e in kube.events("Pod", "kube-logs")}
         assert reasons & {"Scheduled", "Started", "Pulled", "Created"}
     finally:
