@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
+
+from _support import eventually
 
 from arkouda_k8s.sandbox.controllers import Controllers
 from arkouda_k8s.sandbox.kubelet import Kubelet
@@ -77,14 +78,7 @@ class World:
 
     def wait(self, what: str, pred: Callable[[], Any], timeout: float = 20) -> Any:
         """Poll ``pred`` (run on the loop thread) until it returns something truthy."""
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            last = self.call(pred)
-            if last:
-                return last
-            time.sleep(0.05)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+        return eventually(lambda: self.call(pred), timeout, 0.05, what)
 
     def pod(self, name: str) -> dict[str, Any] | None:
         return self.get("pods", name)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import base64
 import socket
-import time
 
 import pytest
+from _support import settled
 from kubelet_world import World, container_status, is_ready
 
 from arkouda_k8s.credentials import Credentials
@@ -315,13 +315,16 @@ def test_udp_launcher_starts_one_process_per_locale_host_over_ssh(world):
         assert f"stand-in locale {i} of 3 running on {pod} as uid 1000" in log
     # Deleting the server pod ends the locale processes with it.
     _gone(world, "srv")
-    deadline = time.monotonic() + 20
-    while any(
-        "--sandbox-locale=1/3" in " ".join(a)
-        for a in world.call(world.kubelet.container_processes, "default", "loc-1", "main")
-    ):
-        assert time.monotonic() < deadline, "the locale process outlived its server"
-        time.sleep(0.1)
+    left = settled(
+        lambda: [
+            a
+            for a in world.call(world.kubelet.container_processes, "default", "loc-1", "main")
+            if "--sandbox-locale=1/3" in " ".join(a)
+        ],
+        20,
+        0.1,
+    )
+    assert left == [], "the locale process outlived its server"
     _gone(world, "loc-1", "loc-2")
 
 
@@ -508,7 +511,8 @@ def test_containers_of_a_kubelet_killed_outright_go_with_the_next_kubelet(tmp_pa
     script = tmp_path / "kubelet.py"
     script.write_text(
         "import sys\n"
-        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        # kubelet_world (tests/sandbox) and the _support it uses (tests)
+        f"sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path(__file__).parents[1])!r}]\n"
         "from kubelet_world import World, is_ready\n"
         "w = World()\n"
         "w.create('pods', {'metadata': {'name': 'd'}, 'spec': {'nodeName': 'sandbox-node',\n"
@@ -532,8 +536,5 @@ def test_containers_of_a_kubelet_killed_outright_go_with_the_next_kubelet(tmp_pa
     left = _inside(root)
     assert any(Path(f"/proc/{p}/cmdline").read_bytes().startswith(b"sshd:") for p in left), left
     assert remove_orphans(Path(root).parent) >= 1  # as every kubelet does when it starts
-    deadline = time.monotonic() + 10
-    while _inside(root):
-        assert time.monotonic() < deadline, "the orphaned sshd is still running"
-        time.sleep(0.1)
+    assert settled(lambda: _inside(root), 10, 0.1) == [], "the orphaned sshd is still running"
     assert not os.path.exists(root)

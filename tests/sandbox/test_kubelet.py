@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _support import settled
 from kubelet_world import World, alive, condition, container_status, descendants, is_ready
 
 from arkouda_k8s.sandbox.kubelet import expand_vars, normalise_image, plan_container
@@ -638,10 +639,8 @@ def test_deleting_pods_while_they_start_leaves_no_process(world):
                 pass
         return out
 
-    deadline = time.monotonic() + 10
-    while marked():
-        assert time.monotonic() < deadline, f"processes outlived their pods: {marked()}"
-        time.sleep(0.1)
+    left = settled(marked, 10, 0.1)
+    assert left == [], f"processes outlived their pods: {left}"
     # The kubelet forgets a pid once it has reaped the process, a moment after it died.
     world.wait("the kubelet's process table empty", lambda: not world.kubelet.processes(), 10)
 
@@ -794,7 +793,8 @@ def test_without_isolation_the_sandbox_says_so_once_and_runs_as_before(tmp_path)
     script = tmp_path / "fallback.py"
     script.write_text(
         "import logging, sys\n"
-        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        # kubelet_world (tests/sandbox) and the _support it uses (tests)
+        f"sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path(__file__).parents[1])!r}]\n"
         "logging.basicConfig(level=logging.WARNING, format='%(message)s')\n"
         "from kubelet_world import World, is_ready\n"
         "worlds = [World(), World()]\n"
