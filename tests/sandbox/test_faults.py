@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from _support import eventually
 from kubelet_world import alive, descendants
 
 from arkouda_k8s.sandbox import Sandbox
@@ -57,15 +58,13 @@ def _create(
 
 
 def _until(api, name: str, pred: Callable[[Any], Any], what: str, timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    pod = None
-    while time.monotonic() < deadline:
-        pod = api.read_namespaced_pod(name, "default")
-        if pred(pod):
-            return pod
-        time.sleep(0.1)
-    raise AssertionError(
-        f"pod {name}: timed out waiting for {what}; status: {pod.status if pod else None}"
+    """Pod ``name`` once ``pred`` holds (a failure shows the pod as last read)."""
+    return eventually(
+        lambda: api.read_namespaced_pod(name, "default"),
+        timeout,
+        0.1,
+        f"pod {name}: {what}",
+        until=pred,
     )
 
 
@@ -80,6 +79,11 @@ def _waiting(pod) -> str | None:
 
 def _events(api, name: str) -> list[Any]:
     return api.list_namespaced_event("default", field_selector=f"involvedObject.name={name}").items
+
+
+def _probe_failures(api, name: str) -> int:
+    """How many probes of pod ``name`` failed (repeated events are folded into a count)."""
+    return sum(e.count or 1 for e in _events(api, name) if e.reason == "Unhealthy")
 
 
 def _cond(pod, ctype: str) -> Any:
@@ -179,7 +183,15 @@ def test_never_ready(api):
         ),
         "Running with Unhealthy events",
     )
-    time.sleep(1.5)  # a few probe periods: it must still not be ready
+    # a few probe periods later (two more failed probes) it must still not be ready
+    failed = _probe_failures(api, "f-never")
+    eventually(
+        lambda: _probe_failures(api, "f-never"),
+        20,
+        0.1,
+        "two more failed readiness probes of f-never",
+        until=lambda n: n >= failed + 2,
+    )
     pod = api.read_namespaced_pod("f-never", "default")
     cs = _cs(pod)
     assert cs.state.running is not None and not cs.ready and cs.restart_count == 0
@@ -233,10 +245,13 @@ def test_sandbox_stop_leaves_no_process_behind():
                 {},
                 command=["sh", "-c", "sleep 60 & sleep 60 & trap '' TERM; wait"],
             )
-        deadline = time.monotonic() + 20
-        while len(sandbox.pod_processes()) < 3 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        pids = sandbox.pod_processes()
+        pids = eventually(
+            sandbox.pod_processes,
+            20,
+            0.1,
+            "3 pod processes started",
+            until=lambda pids: len(pids) >= 3,
+        )
         assert len(pids) == 3 and all(alive(p) for p in pids)
         started = set(descendants()) - before
         assert len(started) >= 9  # three shells with two sleeps each
