@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import urllib3
+from _support import eventually
 
 from arkouda_k8s.sandbox import Sandbox
 
@@ -444,7 +445,6 @@ def test_resource_quantities_are_checked_like_the_real_api_server(raw: Raw) -> N
 
 
 def test_resource_quota_admission_and_usage(raw: Raw, sandbox: Sandbox) -> None:
-    import time
 
     raw("POST", "/api/v1/namespaces", {"metadata": {"name": "quota-tests"}})
     base = "/api/v1/namespaces/quota-tests"
@@ -473,22 +473,24 @@ def test_resource_quota_admission_and_usage(raw: Raw, sandbox: Sandbox) -> None:
         'pods "c" is forbidden: exceeded quota: small, requested: pods=1,requests.memory=512Mi, '
         "used: pods=2,requests.memory=1Gi, limited: pods=2,requests.memory=1Gi"
     )
-    deadline = time.monotonic() + 10
-    used: dict[str, str] = {}
-    while time.monotonic() < deadline:
-        _, _, q = raw("GET", base + "/resourcequotas/small")
-        used = (q.get("status") or {}).get("used") or {}
-        if used == {"pods": "2", "requests.memory": "1Gi"}:
-            break
-        time.sleep(0.05)
+    used = eventually(
+        lambda: (
+            (raw("GET", base + "/resourcequotas/small")[2].get("status") or {}).get("used") or {}
+        ),
+        10,
+        message="the quota's status.used counting pods a and b",
+        until=lambda used: used == {"pods": "2", "requests.memory": "1Gi"},
+    )
     assert used == {"pods": "2", "requests.memory": "1Gi"}
     raw("DELETE", base + "/pods/a?gracePeriodSeconds=0")
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        status, _, doc = raw("POST", base + "/pods", pod("c", "512Mi"))
-        if status == 201:
-            break
-        time.sleep(0.1)
+    # retried: the quota's usage follows the delete a moment later
+    status, _, doc = eventually(
+        lambda: raw("POST", base + "/pods", pod("c", "512Mi")),
+        10,
+        0.1,
+        "pod c admitted (201) once pod a's share of the quota is freed",
+        until=lambda answer: answer[0] == 201,
+    )
     assert status == 201, doc
 
 
