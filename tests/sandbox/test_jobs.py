@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from _support import eventually
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -40,14 +41,7 @@ def _job(name: str, code: str, *, restart: str = "Never", **spec: Any) -> dict[s
 
 
 def _until(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+    return eventually(check, timeout, 0.1, what)
 
 
 def _condition(job: Any, ctype: str) -> Any:
