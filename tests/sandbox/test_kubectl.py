@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from _support import eventually
 
 pytestmark = pytest.mark.kubectl
 
@@ -363,7 +364,6 @@ def test_certificate_approve_and_a_kubeconfig_with_the_issued_certificate(
 ) -> None:
     import base64
     import json
-    import time
 
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -395,18 +395,21 @@ def test_certificate_approve_and_a_kubeconfig_with_the_issued_certificate(
     assert "Pending" in pending
     approved = run(kubectl, kubectl_env, "certificate", "approve", "kubectl-csr")
     assert "approved" in approved.stdout
-    cert_b64 = ""
-    deadline = time.monotonic() + 10
-    while not cert_b64 and time.monotonic() < deadline:
-        cert_b64 = run(
-            kubectl,
-            kubectl_env,
-            "get",
-            "csr",
-            "kubectl-csr",
-            "-o",
-            "jsonpath={.status.certificate}",
-        ).stdout
+    cert_b64 = eventually(
+        lambda: (
+            run(
+                kubectl,
+                kubectl_env,
+                "get",
+                "csr",
+                "kubectl-csr",
+                "-o",
+                "jsonpath={.status.certificate}",
+            ).stdout
+        ),
+        10,
+        message="a certificate issued for the approved CSR",
+    )
     assert cert_b64, "no certificate was issued within 10 s of approval"
     assert "Approved,Issued" in run(kubectl, kubectl_env, "get", "csr", "kubectl-csr").stdout
 
