@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _support import eventually, settled
 from _support.echo import ECHO, ECHO_PORT
 
 from arkouda_k8s.sandbox import Sandbox
@@ -58,14 +59,17 @@ def echo_pod(core: Any) -> str:
             },
         },
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        pod = core.read_namespaced_pod(name, "default")
-        conditions = {c.type: c.status for c in pod.status.conditions or []}
-        if pod.status.phase == "Running" and conditions.get("Ready") == "True":
-            return name
-        time.sleep(0.2)
-    raise AssertionError(f"echo pod not ready: phase {pod.status.phase}")
+    eventually(
+        lambda: core.read_namespaced_pod(name, "default").status,
+        30,
+        0.2,
+        f"echo pod {name} Running and Ready",
+        until=lambda st: (
+            st.phase == "Running"
+            and {c.type: c.status for c in st.conditions or []}.get("Ready") == "True"
+        ),
+    )
+    return name
 
 
 def _echo_through(sock: socket.socket, payload: bytes, half_close: bool = True) -> bytes:
@@ -330,10 +334,9 @@ def test_forwards_closed_at_once_release_their_pod_connections(
             header=[f"Authorization: Bearer {sandbox.admin_token}"],
         )
         ws.close()
-    deadline = time.monotonic() + 5
-    while registry.open_streams and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert registry.open_streams == 0, f"{registry.open_streams} pod connections left open"
+    assert settled(lambda: registry.open_streams, 5) == 0, (
+        f"{registry.open_streams} pod connections left open"
+    )
 
 
 def _raw_request(sandbox: Sandbox, head: str) -> tuple[int, str]:
