@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _support import settled
 from api_support import api_client_for
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -294,15 +294,15 @@ def test_a_labelled_cluster_role_widens_view_edit_and_admin(
             "rules": [{"apiGroups": [f"{unique}.io"], "resources": ["widgets"], "verbs": ["get"]}],
         }
     )
-    deadline = time.monotonic() + 10
-    while True:  # the aggregation runs after the write, as a controller's would
-        widened = [
+    # the aggregation runs after the write, as a controller's would
+    widened = settled(
+        lambda: [
             _grants(rbac.read_cluster_role(n).rules, "get", "widgets", f"{unique}.io")
             for n in ("view", "edit", "admin")
-        ]
-        if all(widened) or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
+        ],
+        10,
+        until=all,
+    )
     assert widened == [True, True, True]
     rbac.delete_cluster_role(f"widgets-{unique}")
 
