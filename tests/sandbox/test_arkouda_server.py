@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 import pytest
 import zmq
+from _support import eventually
 
 from arkouda_k8s.sandbox.arkouda_server import StandInProcess
 
@@ -394,16 +395,7 @@ def _key_and_csr(user: str) -> tuple[bytes, bytes]:
 
 
 def _wait(what, fn, timeout=60.0):
-    import time
-
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+    return eventually(fn, timeout, 0.2, what)
 
 
 def _tls_secret_for(admin_api, namespace: str, user: str, secret: str) -> None:
