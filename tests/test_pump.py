@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from _support import eventually, settled
 
 from arkouda_k8s.sandbox.auth import CertificateAuthority
 
@@ -129,10 +130,9 @@ class Peer:
         return b"".join(p for kind, sid, _, p in self.seen() if kind == "data" and sid == DATA)
 
     def wait_for(self, frame: tuple[str, int, int, bytes], timeout: float = 10) -> None:
-        deadline = time.monotonic() + timeout
-        while frame not in self.seen():
-            assert time.monotonic() < deadline, f"{frame!r} not received"
-            time.sleep(0.02)
+        eventually(
+            self.seen, timeout, 0.02, f"{frame!r} received", until=lambda seen: frame in seen
+        )
 
 
 @dataclass
@@ -239,12 +239,11 @@ def test_pings_are_answered_among_thousands_of_control_frames(wiring: Wiring) ->
     burst = b"".join(ping(2 * i) for i in range(30_000))
     wiring.peer.send(burst + data_frame(DATA, b"after the pings", fin=True))
     assert wiring.app_reads_all() == b"after the pings"
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        answers = [f for f in wiring.peer.seen() if f[0] == "control" and f[1] == 6]
-        if len(answers) == 30_000:
-            break
-        time.sleep(0.05)
+    answers = settled(
+        lambda: [f for f in wiring.peer.seen() if f[0] == "control" and f[1] == 6],
+        10,
+        until=lambda answers: len(answers) == 30_000,
+    )
     assert [struct.unpack(">I", p)[0] for *_, p in answers] == [2 * i for i in range(30_000)]
 
 
@@ -252,16 +251,14 @@ def test_our_pings_use_odd_ids_and_answers_are_counted(wiring: Wiring) -> None:
     wiring.start()
     wiring.pump.ping()
     wiring.pump.ping()
-    deadline = time.monotonic() + 5
-    while len(wiring.peer.seen()) < 2 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    deadline = time.monotonic() + 5  # for both waits
+    settled(wiring.peer.seen, 5, 0.02, until=lambda seen: len(seen) >= 2)
     ids = [struct.unpack(">I", p)[0] for kind, t, _, p in wiring.peer.seen() if t == 6]
     assert ids == [1, 3]
     for ping_id in ids:
         wiring.peer.send(ping(ping_id))
-    while wiring.pump.pongs < 2 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert wiring.pump.pongs == 2
+    left = max(0.0, deadline - time.monotonic())
+    assert settled(lambda: wiring.pump.pongs, left, 0.02, until=lambda n: n >= 2) == 2
 
 
 def test_error_stream_text_fails_the_connection_with_that_text(wiring: Wiring) -> None:
@@ -301,7 +298,9 @@ def test_a_local_client_that_resets_ends_the_pump(wiring: Wiring) -> None:
 
 def test_stop_returns_at_once(wiring: Wiring) -> None:
     wiring.start()
-    time.sleep(0.1)
+    wiring.peer.send(data_frame(DATA, b"up"))
+    wiring.app.settimeout(10)
+    assert wiring.app.recv(16) == b"up"  # the pump is in its loop
     started = time.monotonic()
     wiring.pump.stop()
     assert wiring.outcome()[0] == "stopped"
