@@ -29,7 +29,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE / "reliability"))
 
 import faultlab  # noqa: E402
-from lifecycle_support import FAST, admin, cluster, spec  # noqa: E402
+from _support.lifecycle import FAST, admin, cluster, spec  # noqa: E402
 
 from arkouda_k8s.sandbox import Sandbox  # type: ignore[attr-defined]  # noqa: E402
 

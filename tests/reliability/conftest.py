@@ -11,14 +11,10 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, os.path.dirname(__file__))
 
 
 class Needles:

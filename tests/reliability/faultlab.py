@@ -21,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from echo_support import ECHO, ECHO_PORT
+from _support import settled
+from _support.echo import ECHO, ECHO_PORT
 
 from arkouda_k8s.errors import ArkoudaK8sError
 from arkouda_k8s.kube import Kube
@@ -459,19 +460,11 @@ def stray_processes(sb: Any, name: str) -> list[int]:
 
 def orphans_of(sb: Any, kube: Kube, name: str, wait_s: float = 15.0) -> list[str]:
     """Objects of ``name`` and pod processes still there after up to ``wait_s`` seconds."""
-    from lifecycle_support import labelled
+    from _support.lifecycle import labelled
 
-    end = time.monotonic() + wait_s
-    while True:
-        left = labelled(kube, name)
-        if not left or time.monotonic() > end:
-            break
-        time.sleep(0.1)
-    while True:
-        procs = stray_processes(sb, name)
-        if not procs or time.monotonic() > end:
-            break
-        time.sleep(0.1)
+    end = time.monotonic() + wait_s  # one deadline for both
+    left = settled(lambda: labelled(kube, name), wait_s, 0.1)
+    procs = settled(lambda: stray_processes(sb, name), max(0.0, end - time.monotonic()), 0.1)
     return left + [f"process/{pid}" for pid in procs]
 
 
@@ -538,7 +531,7 @@ def deploy_teardown_faults(
     """A fault of ``kinds`` at a random point of a deploy, then of a status and of its
     teardown: the deploy ends Ready or with a reason (rolled back), the status says
     Ready, the teardown leaves nothing."""
-    from lifecycle_support import FAST, cluster, spec
+    from _support.lifecycle import FAST, cluster, spec
 
     from arkouda_k8s.cluster import ArkoudaCluster
 
@@ -632,20 +625,20 @@ class _Computation:
 
 def _reported(cluster: Any, since: float, bound_s: float = 30.0) -> tuple[Any, float]:
     """The first status that is no longer Ready (or the last one), and when it came."""
-    deadline = time.monotonic() + bound_s
-    st = cluster.status(probe=False)
-    while st.stage == "Ready" and time.monotonic() < deadline:
-        time.sleep(0.1)
-        st = cluster.status(probe=False)
+    st = settled(
+        lambda: cluster.status(probe=False), bound_s, 0.1, until=lambda st: st.stage != "Ready"
+    )
     return st, time.monotonic() - since
 
 
 def server_pod_killed(sb: Any, kube: Kube, ledger: Ledger, name: str) -> None:
     """The server pod deleted while a computation runs: the computation fails with a
     reason within its bound and status reports the missing server (not Ready)."""
-    from lifecycle_support import FAST, cluster, spec
+    from _support.lifecycle import FAST, cluster, spec
 
     c = cluster(sb, spec(name, locales=1), timeouts=FAST).deploy()
+    # An explicit teardown, not _support.lifecycle.deployment: what it leaves is counted
+    # in the ledger (orphans_of), a figure of the benchmark, instead of failing at once.
     try:
         work = _Computation(c)
         pod = kube.get("Pod", c.names.server_pod, "default")
@@ -676,10 +669,10 @@ def pods_evicted(sb: Any, kube: Kube, ledger: Ledger, name: str, component: str)
     computation runs: status says Failed with the pod's name and the node's reason, even
     when the Deployment's replacement locale is Ready (the server lost a locale); an
     evicted server fails the computation with a reason. Teardown leaves nothing."""
-    from lifecycle_support import FAST, cluster, spec
+    from _support.lifecycle import FAST, cluster, spec
 
     c = cluster(sb, spec(name, locales=2), timeouts=FAST).deploy()
-    try:
+    try:  # explicit teardown: what it leaves is a ledger figure (as in server_pod_killed)
         work = _Computation(c)
         evicted_at = time.monotonic()
         selector = f"app.kubernetes.io/instance={name},app.kubernetes.io/component={component}"

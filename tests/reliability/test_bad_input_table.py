@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from lifecycle_support import dead_kubeconfig, labelled, run_cli
+from _support.lifecycle import dead_kubeconfig, labelled, run_cli
 
 NAME = "rel-bad"
 SMALL = ["--cpu", "100m", "--memory", "256Mi", "--locales", "1"]

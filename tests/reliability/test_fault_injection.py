@@ -5,13 +5,13 @@ ones are the benchmark's full sizes (benchmarks/reliability.py prints the figure
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import faultlab
 import pytest
-from lifecycle_support import FAST, cluster, spec
+from _support import settled
+from _support.lifecycle import FAST, spec
 
 
 def seeded() -> tuple[Any, int]:
@@ -76,12 +76,9 @@ def test_api_faults_while_a_tunnel_starts(sb, kube, echo, ledger, needles):
     assert_survived(ledger, needles)
 
 
-def test_api_faults_during_status_are_retried(sb, kube, ledger, needles):
-    c = cluster(sb, spec("rel-st", locales=1), timeouts=FAST).deploy()
-    try:
+def test_api_faults_during_status_are_retried(sb, kube, deployed, ledger, needles):
+    with deployed(spec("rel-st", locales=1), timeouts=FAST) as c:
         faultlab.status_faults(sb, c, ledger, ledger.rng, rounds=20)
-    finally:
-        c.teardown()
     ledger.orphans += faultlab.orphans_of(sb, kube, "rel-st")
     assert_survived(ledger, needles)
 
@@ -189,14 +186,17 @@ def test_the_api_restart_fault_cuts_watches_and_refuses_connections(sb, kube):
     restart = threading.Thread(target=sb.faults.restart_api, args=(2.0,), daemon=True)
     restart.start()
     assert ended.wait(20), "the watch outlived the restart"
-    refused = False
-    deadline = time.monotonic() + 2.0
-    while not refused and time.monotonic() < deadline and restart.is_alive():
+
+    def refused() -> bool:
         try:
             socket.create_connection(("127.0.0.1", sb.port), timeout=1).close()
         except ConnectionRefusedError:
-            refused = True
-    assert refused, "the API port kept accepting connections while down"
+            return True
+        return False
+
+    # retried back to back while the restart lasts (up to 2 s)
+    down = settled(refused, 2.0, 0.0, until=lambda r: r or not restart.is_alive())
+    assert down, "the API port kept accepting connections while down"
     restart.join(30)
     after = api.list_namespaced_config_map("default").metadata.resource_version
     assert int(after) >= int(before)

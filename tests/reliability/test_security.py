@@ -15,7 +15,7 @@ from typing import Any
 
 import psutil
 import pytest
-from lifecycle_support import FAST, cluster, spec
+from _support.lifecycle import FAST, cluster, deployment, labelled, spec
 
 from arkouda_k8s import manifests
 from arkouda_k8s.errors import ArkoudaK8sError
@@ -51,12 +51,11 @@ CAPABILITY_BITS = {"CHOWN": 0, "SETGID": 6, "SETUID": 7, "NET_BIND_SERVICE": 10,
 
 
 @pytest.fixture(scope="module")
-def deployed(sb: Any) -> Iterator[Any]:
-    c = cluster(sb, spec(NAME, locales=2), timeouts=FAST).deploy()
-    try:
+def rel_sec(sb: Any) -> Iterator[Any]:
+    """One deployment for the module (the deployed fixture is per test): torn down at the
+    end, with nothing of it left."""
+    with deployment(sb, spec(NAME, locales=2), timeouts=FAST) as c:
         yield c
-    finally:
-        c.teardown()
 
 
 def _pods(spec_: Any) -> list[dict[str, Any]]:
@@ -103,7 +102,7 @@ def _status_bits(pid: int, field: str) -> int:
 
 
 def test_arkouda_runs_as_the_images_user_and_only_sshd_holds_capabilities(
-    sb: Any, kube: Any, deployed: Any
+    sb: Any, kube: Any, rel_sec: Any
 ) -> None:
     """On the running deployment: the rendered securityContext is what the pods got, the
     Arkouda processes run as uid 1000 with no capability, and what runs as root (sshd, and
@@ -138,23 +137,20 @@ def test_arkouda_runs_as_the_images_user_and_only_sshd_holds_capabilities(
     assert any(n.startswith("arkouda_server") for n in by_user[1000]), by_user
 
 
-def test_a_deploy_with_a_host_path_and_metrics_runs_without_sudo(sb: Any) -> None:
+def test_a_deploy_with_a_host_path_and_metrics_runs_without_sudo(sb: Any, deployed: Any) -> None:
     """The init container (root, CHOWN only) gives the node's directory to uid 1000; the
     server and its locales write there with no way to escalate; the exporter runs with no
     capability at all."""
     from arkouda_k8s.spec import Persistence
 
     s = spec("rel-sec-hostpath", locales=2, metrics=True, persistence=Persistence("/mnt/rel-sec"))
-    c = cluster(sb, s, timeouts=FAST).deploy()
-    try:
+    with deployed(s, timeouts=FAST) as c:
         assert c.status().stage == "Ready"
         from arkouda_k8s.sandbox.kubelet import container_support
 
         if container_support() is None:  # isolated containers: the sandbox's node keeps it
             node_dir = Path(sb.kubelet.root) / "node" / "mnt" / "rel-sec"
             assert (node_dir.stat().st_uid, node_dir.stat().st_gid) == (1000, 1000)
-    finally:
-        c.teardown()
 
 
 @pytest.mark.parametrize("missing", ["SYS_CHROOT", "SETUID"])
@@ -177,25 +173,23 @@ def test_without_one_of_sshds_capabilities_the_deploy_fails(
         cluster(sb, spec(name, locales=2), timeouts=FAST).deploy()
     line = failed.value.one_line()
     assert "ssh" in line or "setresuid" in line, line
-    from lifecycle_support import labelled
-
     assert labelled(kube, name) == []
 
 
-def test_every_listener_of_ours_is_loopback(deployed: Any) -> None:
+def test_every_listener_of_ours_is_loopback(rel_sec: Any) -> None:
     listening = [
         conn.laddr
         for conn in psutil.Process().net_connections(kind="inet")
         if conn.status == psutil.CONN_LISTEN
     ]
-    assert deployed.address in [(a.ip, a.port) for a in listening]
+    assert rel_sec.address in [(a.ip, a.port) for a in listening]
     for addr in listening:
         assert ipaddress.ip_address(addr.ip).is_loopback, f"listening on {addr.ip}:{addr.port}"
 
 
-def test_authentication_is_on_by_default(deployed: Any, needles: Any) -> None:
-    host, port = deployed.address
-    with ArkoudaProbe(host, port, token=deployed.token(), timeout=5) as probe:
+def test_authentication_is_on_by_default(rel_sec: Any, needles: Any) -> None:
+    host, port = rel_sec.address
+    with ArkoudaProbe(host, port, token=rel_sec.token(), timeout=5) as probe:
         assert probe.handshake()
     for token in (None, "not-the-token-0123456789"):
         with (
@@ -207,8 +201,8 @@ def test_authentication_is_on_by_default(deployed: Any, needles: Any) -> None:
         needles.check(f"{refused.value} {refused.value.hint or ''} {probe!r}", "the refusal")
 
 
-def test_the_servers_role_grants_exactly_what_it_needs(deployed: Any, kube: Any) -> None:
-    rendered = [o for o in manifests.rbac(deployed.spec) if o["kind"] == "Role"]
+def test_the_servers_role_grants_exactly_what_it_needs(rel_sec: Any, kube: Any) -> None:
+    rendered = [o for o in manifests.rbac(rel_sec.spec) if o["kind"] == "Role"]
     assert [r["rules"] for r in rendered] == [SERVER_NEEDS]
     live = kube.get("Role", rendered[0]["metadata"]["name"], "default")
     assert live["rules"] == SERVER_NEEDS
@@ -221,7 +215,7 @@ def test_the_servers_role_grants_exactly_what_it_needs(deployed: Any, kube: Any)
 
 
 def test_private_keys_only_in_the_pods_own_directories(
-    sb: Any, kube: Any, deployed: Any, needles: Any
+    sb: Any, kube: Any, rel_sec: Any, needles: Any
 ) -> None:
     pod_root = Path(sb.kubelet.root)
     uids = {p["metadata"]["uid"] for p in kube.list("Pod", "default")["items"]}
@@ -271,16 +265,15 @@ def _files(place: Path, skip: Path, limit: int = 20_000) -> Iterator[Path]:
             yield path
 
 
-def test_a_pods_directory_is_removed_with_the_pod(sb: Any, kube: Any) -> None:
-    c = cluster(sb, spec("rel-sec-gone", locales=1), timeouts=FAST).deploy()
-    server = kube.get("Pod", c.names.server_pod, "default")
-    where = Path(sb.kubelet.root) / server["metadata"]["uid"]
-    assert where.is_dir() and stat.S_IMODE(where.stat().st_mode) == 0o700
-    c.teardown()
-    assert not where.exists()
+def test_a_pods_directory_is_removed_with_the_pod(sb: Any, kube: Any, deployed: Any) -> None:
+    with deployed(spec("rel-sec-gone", locales=1), timeouts=FAST) as c:
+        server = kube.get("Pod", c.names.server_pod, "default")
+        where = Path(sb.kubelet.root) / server["metadata"]["uid"]
+        assert where.is_dir() and stat.S_IMODE(where.stat().st_mode) == 0o700
+    assert not where.exists()  # the block's end tore the deployment down
 
 
-def test_files_we_write_are_private(sb: Any, deployed: Any) -> None:
+def test_files_we_write_are_private(sb: Any, rel_sec: Any) -> None:
     assert stat.S_IMODE(os.stat(sb.kubeconfig_path).st_mode) == 0o600
     base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
     records = Path(base, f"arkouda-k8s-{os.getuid()}")
@@ -293,7 +286,7 @@ def test_files_we_write_are_private(sb: Any, deployed: Any) -> None:
         assert not mode & 0o077, f"{path} is {oct(mode)}"
 
 
-def test_a_hand_edited_token_secret_is_named_at_once(sb: Any, kube: Any, deployed: Any) -> None:
+def test_a_hand_edited_token_secret_is_named_at_once(sb: Any, kube: Any, rel_sec: Any) -> None:
     """Someone changed the token Secret by hand: reattaching says the server refused the
     token (and which Secret), within seconds, instead of waiting out the handshake."""
     import base64
@@ -301,7 +294,7 @@ def test_a_hand_edited_token_secret_is_named_at_once(sb: Any, kube: Any, deploye
 
     from arkouda_k8s.cluster import ArkoudaCluster
 
-    name = deployed.names.token_secret
+    name = rel_sec.names.token_secret
     original = kube.get("Secret", name, "default")
     edited = base64.b64encode(b"edited-by-hand-0123456789abcdef").decode()
     kube.patch("Secret", name, {"data": {"token": edited}}, "default")
