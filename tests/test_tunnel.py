@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from _support import eventually
 from _support.echo import ECHO, ECHO_PORT
 from aiohttp import web
 
@@ -74,14 +75,16 @@ class World:
         return name
 
     def wait_ready(self, name: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            pod = self.core.read_namespaced_pod(name, "default")
-            ready = {c.type: c.status for c in pod.status.conditions or []}.get("Ready")
-            if pod.status.phase == "Running" and ready == "True":
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"pod {name} not ready within {timeout}s")
+        eventually(
+            lambda: self.core.read_namespaced_pod(name, "default").status,
+            timeout,
+            0.1,
+            f"pod {name} Running and Ready",
+            until=lambda st: (
+                st.phase == "Running"
+                and {c.type: c.status for c in st.conditions or []}.get("Ready") == "True"
+            ),
+        )
 
     def running_pod(self, selector: str) -> str:
         """A resolver: the Running, not-terminating pod with these labels."""
@@ -183,17 +186,19 @@ def sha(data: bytes) -> str:
 
 
 def until(what: str, check: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while time.monotonic() < deadline:
+    """eventually(), where a connection error or a failed assertion is a "not yet"."""
+    errors: list[BaseException] = []
+
+    def attempt() -> Any:
         try:
-            result = check()
-            if result:
-                return result
+            return check()
         except (OSError, AssertionError) as exc:
-            last = exc
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not within {timeout}s (last error: {last!r})")
+            errors.append(exc)
+            return None
+
+    return eventually(
+        attempt, timeout, 0.05, lambda: f"{what} (last error: {errors[-1] if errors else None!r})"
+    )
 
 
 # --- bytes ------------------------------------------------------------------------------
@@ -630,7 +635,7 @@ def test_a_client_that_resets_mid_transfer_leaves_the_tunnel_working(
 
 
 EXIT_WITH_A_LIVE_TRANSFER = """
-import os, socket, sys, threading, time
+import os, socket, sys, threading
 from arkouda_k8s.kube import Kube
 from arkouda_k8s.tunnel import Tunnel
 kubeconfig, pod, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -644,15 +649,16 @@ def send():
             sock.sendall(block)
     except OSError:
         pass
+echoed = threading.Event()
 def drain():
     try:
         while sock.recv(1 << 20):
-            pass
+            echoed.set()
     except OSError:
         pass
 threading.Thread(target=send, daemon=True).start()
 threading.Thread(target=drain, daemon=True).start()
-time.sleep(0.5)
+assert echoed.wait(30), "no byte came back through the tunnel"  # the transfer is under way
 print("leaving with the transfer running", flush=True)
 """
 
