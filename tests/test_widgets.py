@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from _support import eventually
 from _support.notebook import cluster_info, cluster_status
 
 from arkouda_k8s.cluster import list_contexts
@@ -259,11 +260,13 @@ def test_panel_polls_in_the_background_until_stopped() -> None:
     panel.start()
     try:
         cluster.status_now = cluster_status(stage="Ready")
-        import time
-
-        deadline = time.monotonic() + 5
-        while "Ready" not in panel.view.value and time.monotonic() < deadline:
-            time.sleep(0.02)
+        eventually(
+            lambda: panel.view.value,
+            5,
+            0.02,
+            "the panel showing Ready",
+            until=lambda text: "Ready" in text,
+        )
         assert "Ready" in panel.view.value
     finally:
         panel.stop()
