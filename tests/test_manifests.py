@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import time
 import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import kubernetes_validate
 import pytest
+from _support import eventually
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
@@ -926,11 +926,12 @@ def test_a_host_path_becomes_writable_for_the_images_user(pod_world, component):
             proc = root.start()
             try:
                 if component == "locale":
-                    deadline = time.monotonic() + 60
-                    while root.read("/tmp/sshd-started") is None:
+
+                    def sshd_started() -> bool:
                         assert proc.poll() is None, proc.communicate()
-                        assert time.monotonic() < deadline, "the locale did not start sshd"
-                        threading.Event().wait(0.05)
+                        return root.read("/tmp/sshd-started") is not None
+
+                    eventually(sshd_started, 60, message="the locale started sshd")
                     proc.terminate()
                 out, err = proc.communicate(timeout=60)
             finally:
@@ -958,11 +959,12 @@ def test_locale_script_installs_keys_and_stops_on_sigterm(pod_world):
     creds, objs = _objects(pod_world, spec)
     with _root(pod_world, spec, objs, component="locale") as root:
         proc = root.start()
-        deadline = time.monotonic() + 30
-        while root.read("/tmp/sshd-started") is None:
-            assert time.monotonic() < deadline, "locale script did not start sshd"
+
+        def sshd_started() -> bool:
             assert proc.poll() is None, proc.communicate()
-            threading.Event().wait(0.05)
+            return root.read("/tmp/sshd-started") is not None
+
+        eventually(sshd_started, 30, message="the locale script started sshd")
         assert root.read(UDP["home"] + "/.ssh/authorized_keys") == creds.ssh_public_key
         proc.terminate()
         proc.communicate(timeout=10)
