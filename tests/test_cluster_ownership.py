@@ -92,7 +92,7 @@ def test_deploy_never_merges_into_a_service_of_that_name(sb, kube):
     try:
         with pytest.raises(ArkoudaK8sError, match="Service default/own-svc-server already"):
             c.deploy()
-        c.teardown()
+        c.teardown()  # explicit: what is asserted is that it leaves their Service alone
         after = kube.get("Service", "own-svc-server")
         assert after["metadata"]["uid"] == before["metadata"]["uid"]
         assert after["spec"]["selector"] == {"app": "theirs"}
@@ -159,27 +159,33 @@ def test_a_planted_state_configmap_makes_expired_delete_nothing_of_anyone(sb, ku
         _remove(kube, "ConfigMap", "own-db-state")
 
 
-def test_a_spec_annotation_naming_another_namespace_is_refused(sb, kube, capsys):
+def test_a_spec_annotation_naming_another_namespace_is_refused(sb, kube, capsys, deployed):
     kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "own-team-b"}})
     victim = cluster(sb, spec("own-victim", mode="smp", locales=1, namespace="own-team-b"))
-    victim.deploy(wait=False)
-    try:
-        there = labelled(kube, "own-victim", "own-team-b")
-        assert "Pod/own-victim-server" in there
-        kube.create(_planted_state("own-foo", {"name": "own-victim", "namespace": "own-team-b"}))
-        code = main(["teardown", "own-foo", "-n", "default", "--kubeconfig", sb.kubeconfig_path])
-        err = capsys.readouterr().err
-        assert code == 1
-        assert "ConfigMap default/own-foo-state" in err and "own-team-b/own-victim" in err
-        code = main(["teardown", "--expired", "-n", "default", "--kubeconfig", sb.kubeconfig_path])
-        capsys.readouterr()
-        deadline = time.monotonic() + 2  # a deletion would show within this
-        while time.monotonic() < deadline:
-            assert labelled(kube, "own-victim", "own-team-b") == there
-            time.sleep(0.2)
-    finally:
-        _remove(kube, "ConfigMap", "own-foo-state")
-        victim.teardown()
+    with deployed(victim, deploy=False):
+        victim.deploy(wait=False)
+        try:
+            there = labelled(kube, "own-victim", "own-team-b")
+            assert "Pod/own-victim-server" in there
+            kube.create(
+                _planted_state("own-foo", {"name": "own-victim", "namespace": "own-team-b"})
+            )
+            code = main(
+                ["teardown", "own-foo", "-n", "default", "--kubeconfig", sb.kubeconfig_path]
+            )
+            err = capsys.readouterr().err
+            assert code == 1
+            assert "ConfigMap default/own-foo-state" in err and "own-team-b/own-victim" in err
+            code = main(
+                ["teardown", "--expired", "-n", "default", "--kubeconfig", sb.kubeconfig_path]
+            )
+            capsys.readouterr()
+            deadline = time.monotonic() + 2  # a deletion would show within this
+            while time.monotonic() < deadline:
+                assert labelled(kube, "own-victim", "own-team-b") == there
+                time.sleep(0.2)
+        finally:
+            _remove(kube, "ConfigMap", "own-foo-state")
     assert labelled(kube, "own-victim", "own-team-b") == []
 
 
@@ -198,5 +204,5 @@ def test_teardown_deletes_what_it_owns_through_the_state_configmap(sb, kube):
         md = kube.get(kind, name)["metadata"]
         assert md["labels"][INSTANCE_ID_LABEL] == iid
         assert [r["uid"] for r in md["ownerReferences"]] == [uid]
-    c.teardown()
+    c.teardown()  # explicit: the teardown is what this test is about
     assert labelled(kube, "own-mine") == []
