@@ -16,6 +16,7 @@ import uuid
 
 import pytest
 import zmq
+from _support import eventually
 from _support.lifecycle import cli_process, labelled, on_a_terminal, token_of
 from _support.lifecycle import run_cli as run
 
@@ -132,9 +133,13 @@ def test_since_selects_the_recent_lines(sb, kube, udp, capsys):
     assert RFC3339.match(banner), banner
     # The banner must be well older than the window asked for below.
     written = time.mktime(time.strptime(banner[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
-    deadline = time.monotonic() + 30
-    while time.time() - written < 6 and time.monotonic() < deadline:
-        time.sleep(0.2)
+    eventually(
+        lambda: time.time() - written,
+        30,
+        0.2,
+        "the banner 6 s old",
+        until=lambda age: age >= 6,
+    )
     marker = f"marker-{uuid.uuid4().hex[:8]}"
     send_command(sb, kube, udp, marker)
     code, out, err = run(capsys, "logs", udp, "--since", "4s", *where)
