@@ -9,6 +9,7 @@ import time
 
 import pytest
 import yaml
+from _support import settled
 from _support.lifecycle import FAST, FAULT, Recorder, dead_kubeconfig, labelled, spec
 
 from arkouda_k8s import preflight
@@ -68,7 +69,7 @@ def test_restricted_user_gets_every_missing_permission_and_nothing_is_created(
     assert labelled(kube, "p-user") == []  # nothing created, not even the state ConfigMap
 
 
-def test_granting_the_printed_rbac_is_enough_and_an_admin_approves_the_csr(sb, kube):
+def test_granting_the_printed_rbac_is_enough_and_an_admin_approves_the_csr(sb, kube, deployed):
     s = spec("p-granted", locales=2, registration="server")
     path = sb.kubeconfig_for_user("p-dave")
     with pytest.raises(PermissionsMissing) as err:
@@ -80,28 +81,31 @@ def test_granting_the_printed_rbac_is_enough_and_an_admin_approves_the_csr(sb, k
     approved = threading.Event()
 
     def administrator():
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not approved.is_set():
-            if kube.get("CertificateSigningRequest", csr) is not None:
-                kube.approve_csr(csr, message="approved by the test's administrator")
-                approved.set()
-                return
-            time.sleep(0.1)
+        # a thread: the test asserts on `approved`, and sets it to stop the thread
+        made = settled(
+            lambda: kube.get("CertificateSigningRequest", csr),
+            30,
+            0.1,
+            until=lambda obj: obj is not None or approved.is_set(),
+        )
+        if made is not None and not approved.is_set():
+            kube.approve_csr(csr, message="approved by the test's administrator")
+            approved.set()
 
     rec = Recorder()
     admin_thread = threading.Thread(target=administrator, daemon=True)
     admin_thread.start()
     c = ArkoudaCluster(s, kubeconfig=path, timeouts=FAST, on_progress=rec)
-    try:
-        c.deploy()
-        assert approved.is_set()
-        assert any(f"kubectl certificate approve {csr}" in m for m in rec.messages())
-        assert c.status().stage == "Ready"
-        assert kube.get("CertificateSigningRequest", csr) is None  # deleted once stored
-    finally:
-        approved.set()
-        admin_thread.join(5)
-        c.teardown()
+    with deployed(c, deploy=False):
+        try:
+            c.deploy()
+            assert approved.is_set()
+            assert any(f"kubectl certificate approve {csr}" in m for m in rec.messages())
+            assert c.status().stage == "Ready"
+            assert kube.get("CertificateSigningRequest", csr) is None  # deleted once stored
+        finally:
+            approved.set()
+            admin_thread.join(5)
     assert labelled(kube, "p-granted") == []
 
 
