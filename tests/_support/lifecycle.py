@@ -78,7 +78,7 @@ def deployment(
         c.close()
         c.teardown()
 
-    with torn_down(admin(sb), c.spec.name, close_and_teardown, c.spec.namespace):
+    with torn_down(admin(sb), c.spec.name, close_and_teardown, c.namespace):
         if deploy:
             c.deploy()
         yield c
