@@ -21,6 +21,8 @@ from typing import Any
 
 from arkouda_k8s import jupyter_link
 
+from . import eventually
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -79,16 +81,20 @@ class JupyterServer:
         self._wait_up(time.monotonic() + 60)
 
     def _wait_up(self, deadline: float) -> None:
-        while time.monotonic() < deadline:
+        def answers() -> bool:
             if self.process.poll() is not None:
                 raise RuntimeError(f"jupyter server exited: {self.log_text()[-2000:]}")
             try:
-                if self.request("GET", "api/status")[0] == 200:
-                    return
+                return self.request("GET", "api/status")[0] == 200
             except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"jupyter server did not start: {self.log_text()[-2000:]}")
+                return False  # not listening yet
+
+        eventually(
+            answers,
+            deadline - time.monotonic(),
+            0.1,
+            lambda: f"jupyter server answering api/status; its log: {self.log_text()[-2000:]}",
+        )
 
     def log_text(self) -> str:
         self.log.flush()
@@ -114,13 +120,21 @@ class JupyterServer:
             "POST", "arkouda-k8s/api/clusters", {"spec": spec, "ephemeral": ephemeral}
         )
         assert status == 202, (status, op)
-        deadline = time.monotonic() + timeout
-        while op["state"] == "running":
-            assert time.monotonic() < deadline, op
-            time.sleep(0.2)
-            status, op = self.request("GET", f"arkouda-k8s/api/operations/{op['id']}")
-            assert status == 200, op
-        return op
+
+        def current() -> Any:
+            status, doc = self.request("GET", f"arkouda-k8s/api/operations/{op['id']}")
+            assert status == 200, doc
+            return doc
+
+        if op["state"] != "running":
+            return op
+        return eventually(
+            current,
+            timeout,
+            0.2,
+            f"operation {op['id']} ended",
+            until=lambda doc: doc["state"] != "running",
+        )
 
     # -- kernels ------------------------------------------------------------------------
 
@@ -154,9 +168,7 @@ class Kernel:
 
         path = Path(self.server.env["JUPYTER_RUNTIME_DIR"]) / f"kernel-{self.id}.json"
         deadline = time.monotonic() + 30
-        while not path.exists():
-            assert time.monotonic() < deadline, f"no connection file {path}"
-            time.sleep(0.05)
+        eventually(path.exists, 30, message=f"the kernel's connection file {path}")
         while True:
             if self.client is not None:
                 self.client.stop_channels()
