@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _support import settled
 
 from arkouda_k8s.cli import main
 from arkouda_k8s.sandbox.arkouda_server import StandInProcess
@@ -305,9 +306,8 @@ def test_token_is_nowhere_in_output_tracebacks_or_process_arguments(server, tmp_
             text=True,
         )
         try:
-            deadline = time.monotonic() + 60
-            while not started.exists() and runner.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.05)
+            # the code has started its child, or the runner ended: what it said is shown
+            settled(lambda r=runner: started.exists() or r.poll() is not None, 60, until=bool)
             assert started.exists(), runner.communicate()[1]
             child = int(started.read_text())
             pids = [runner.pid, *_descendants(runner.pid)]
@@ -367,9 +367,7 @@ def test_sigterm_stops_the_step_and_disconnects(server, tmp_path):
         text=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        while not started.exists() and runner.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        settled(lambda: started.exists() or runner.poll() is not None, 60, until=bool)
         assert started.exists(), runner.communicate()[1]
         runner.terminate()
         _, err = runner.communicate(timeout=20)
