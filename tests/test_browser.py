@@ -27,7 +27,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 import warnings
 from collections.abc import Iterator
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _support import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -175,11 +175,7 @@ def _pod_processes(name: str) -> set[int]:
 
 
 def _wait_until(check: Any, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
-        time.sleep(0.1)
+    eventually(check, seconds, 0.1, what)
 
 
 def _notebook(cells: list[str]) -> dict[str, Any]:
