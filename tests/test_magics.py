@@ -791,20 +791,20 @@ def test_connect_from_a_fresh_shell_reattaches(sandbox_ip: tuple[InteractiveShel
 
 
 def test_teardown_by_name_removes_remains_whose_spec_is_unreadable(
-    sandbox_ip: tuple[InteractiveShell, Any],
+    sandbox_ip: tuple[InteractiveShell, Any], deployed: Any
 ) -> None:
     """`%arkouda_teardown NAME` removes what a deployment's state ConfigMap owns even when
     no spec can be read from it (its annotation removed or edited): the one teardown by
     name of the library, as the CLI's (the magic said "not found" and left it all)."""
-    from _support.lifecycle import admin, cluster, spec
+    from _support.lifecycle import cluster, spec
 
     from arkouda_k8s.manifests import SPEC_ANNOTATION
 
     ip, sb = sandbox_ip
     kube = admin(sb)
     remains = cluster(sb, spec("m-unread", mode="smp", locales=1))
-    remains.deploy(wait=False)
-    try:
+    with deployed(remains, deploy=False):  # its teardown is for when the magic failed to
+        remains.deploy(wait=False)
         unread = {"metadata": {"annotations": {SPEC_ANNOTATION: None}}}
         kube.patch("ConfigMap", "m-unread-state", unread)
         kube.patch("Pod", "m-unread-server", unread)
@@ -812,8 +812,6 @@ def test_teardown_by_name_removes_remains_whose_spec_is_unreadable(
         out = run_ok(ip, "%arkouda_teardown m-unread")
         assert "m-unread: deleted" in out.stdout
         assert instance_objects(sb, "m-unread") == []
-    finally:
-        remains.teardown()
 
 
 def test_token_auth_with_the_2020_client_is_one_line(
