@@ -61,7 +61,8 @@ def torn_down(
         yield
     finally:
         teardown()
-    assert labelled(kube, name, namespace) == [], f"{namespace}/{name} left objects behind"
+    left = labelled(kube, name, namespace)  # _support is not assertion-rewritten: say it
+    assert left == [], f"{namespace}/{name} left objects behind: {left}"
 
 
 @contextlib.contextmanager
