@@ -127,7 +127,7 @@ def test_unapproved_csr_times_out_and_says_who_must_approve(sb, kube):
     assert labelled(kube, "p-waiting") == []
 
 
-def test_restricted_pod_security_namespace_is_detected(sb, kube):
+def test_restricted_pod_security_namespace_is_detected(sb, kube, deployed):
     kube.apply(
         {
             "apiVersion": "v1",
@@ -151,11 +151,8 @@ def test_restricted_pod_security_namespace_is_detected(sb, kube):
         kubeconfig=sb.kubeconfig_path,
         timeouts=FAST,
     )
-    smp.deploy()
-    try:
+    with deployed(smp):
         assert smp.status().stage == "Ready"
-    finally:
-        smp.teardown()
     assert objects_in(kube, "p-restricted") == []
 
 
