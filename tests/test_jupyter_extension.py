@@ -165,7 +165,7 @@ def test_rest_deploy_list_status_errors_teardown(server: JupyterServer, kube: An
 
 
 def test_rest_teardown_removes_remains_whose_spec_is_unreadable(
-    server: JupyterServer, sb: Any, kube: Any
+    server: JupyterServer, sb: Any, kube: Any, deployed: Any
 ) -> None:
     """DELETE of a deployment the server does not hold is the library's one teardown by
     name: what a state ConfigMap of ours owns goes even when no spec can be read from it
@@ -177,8 +177,8 @@ def test_rest_teardown_removes_remains_whose_spec_is_unreadable(
     remains = ArkoudaCluster(
         ClusterSpec(name=name, mode="smp", **SMALL), kubeconfig=sb.kubeconfig_path
     )
-    remains.deploy(wait=False)
-    try:
+    with deployed(remains, deploy=False):  # its teardown is for when the DELETE failed to
+        remains.deploy(wait=False)
         unread = {"metadata": {"annotations": {SPEC_ANNOTATION: None}}}
         kube.patch("ConfigMap", f"{name}-state", unread)
         kube.patch("Pod", f"{name}-server", unread)
@@ -186,8 +186,6 @@ def test_rest_teardown_removes_remains_whose_spec_is_unreadable(
         status, doc = server.request("DELETE", f"{API}/clusters/default/{name}")
         assert status == 200 and f"Pod/{name}-server" in doc["deleted"], doc
         assert labelled(kube, name) == []
-    finally:
-        remains.teardown()
 
 
 def test_two_kernels_share_one_tunnel_and_a_restart_reattaches_through_it(
@@ -300,10 +298,12 @@ def test_a_teardown_elsewhere_closes_the_servers_tunnel(server: JupyterServer, k
                 assert _refuses(host, port)  # at once: the server made the teardown
             else:
                 ArkoudaCluster.from_name(name, "default", kube=kube, connect=False).teardown()
-                deadline = time.monotonic() + 30
-                while not _refuses(host, port):
-                    assert time.monotonic() < deadline, "the server kept a tunnel to nothing"
-                    time.sleep(0.2)
+                eventually(
+                    lambda: _refuses(host, port),  # noqa: B023 - called at once, in this turn
+                    30,
+                    0.2,
+                    "the server closing its tunnel to a deployment torn down elsewhere",
+                )
             assert labelled(kube, name) == []
             status, doc = server.request("GET", f"{API}/clusters")
             assert name not in [i["name"] for i in doc["items"]]
