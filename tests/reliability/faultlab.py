@@ -422,11 +422,11 @@ def latencies(
 def load(sb: Any, clients: int, seconds: float, name: str = "rel-load") -> dict[str, Any]:
     """The same stand-in server, through one tunnel and directly (its pod address), each
     for ``seconds`` with ``clients`` clients (``latencies``)."""
-    from lifecycle_support import FAST, admin, cluster, spec
+    from _support.lifecycle import FAST, admin, cluster, spec
 
     kube = admin(sb)
     c = cluster(sb, spec(name, locales=1), timeouts=FAST).deploy()
-    try:
+    try:  # explicit teardown: the benchmark calls this too, outside any test
         pod = kube.get("Pod", c.names.server_pod, "default") or {}
         direct = (pod["status"]["podIP"], c.spec.server_port)
         with Tunnel(kube.endpoint, "default", c.names.server_pod, c.spec.server_port) as t:
@@ -703,7 +703,7 @@ def evicted_during_deploy(sb: Any, kube: Kube, ledger: Ledger, name: str) -> Non
     """The instance's pods evicted while the deploy waits for them (the server's start
     held back): the deploy fails within its bound naming the pod and the node's reason
     (not its containers' exit code 137), and rolls back: nothing left, no process."""
-    from lifecycle_support import FAST, cluster, spec
+    from _support.lifecycle import FAST, cluster, spec
 
     from arkouda_k8s.errors import DeployError
 
@@ -719,11 +719,12 @@ def evicted_during_deploy(sb: Any, kube: Kube, ledger: Ledger, name: str) -> Non
 
     t = threading.Thread(target=deploy, daemon=True)
     t.start()
-    deadline = time.monotonic() + 30
-    evicted: list[str] = []
-    while not evicted and time.monotonic() < deadline and t.is_alive():
-        evicted = sb.faults.evict("default", f"app.kubernetes.io/instance={name}")
-        time.sleep(0.05)  # until the deploy has created its pods
+    # evicted once the deploy has created its pods (while it waits for them)
+    evicted = settled(
+        lambda: sb.faults.evict("default", f"app.kubernetes.io/instance={name}"),
+        30,
+        until=lambda evicted: evicted or not t.is_alive(),
+    )
     start = time.monotonic()
     t.join(30)
     took = time.monotonic() - start
