@@ -18,13 +18,12 @@ import enum
 import functools
 import logging
 import secrets
-import threading
 import time
 import weakref
 from collections.abc import Callable, Generator, Iterable
-from typing import Any, Generic, TypeVar
+from typing import Any
 
-from . import manifests, preflight, server_certificate, teardown
+from . import background, manifests, preflight, server_certificate, teardown
 from .connection import ServerConnection
 from .credentials import Credentials
 from .errors import (
@@ -34,41 +33,19 @@ from .errors import (
     KubeError,
     UsageError,
 )
-from .inventory import (  # noqa: F401 (re-export: callers and tests name them here)
-    _HELD_TUNNELS,
-    _RECREATE,
-    ANNOTATION_PREFIX,
+from .inventory import (  # noqa: F401 (re-export: the names users and tests know from here)
     COMPONENT_LABEL,
-    DELETED_KINDS,
     EPHEMERAL_ANNOTATION,
-    FAILED_ANNOTATION,
     HEARTBEAT_ANNOTATION,
-    IMAGE_PULL_REASONS,
-    INSTANCE_ID_LABEL,
-    INSTANCE_LABEL,
-    MANAGED_BY_LABEL,
-    MANAGED_SELECTOR,
     OWNED_KINDS,
-    SPEC_ANNOTATION,
     TTL_ANNOTATION,
     Heartbeat,
     ServerAddress,
     _check_same_spec,
-    _forget_tunnel,
-    _looks_ours,
     _now_text,
-    _parse_time,
     _ready,
-    _record_prefix,
-    _record_tunnel,
-    _running_with_ip,
-    _spec_of,
-    _summarize,
-    _Summary,
-    _tunnel_records,
     beat,
     existing_spec,
-    held_tunnel,
     instance_exists,
     kube_in,
     list_clusters,
@@ -81,7 +58,7 @@ from .ownership import Ownership
 from .ownership import self_registers as _self_registers
 from .podlogs import PodLogs
 from .preflight import Findings, rbac_yaml, required_access  # noqa: F401 (re-export)
-from .readiness import Readiness, status_message
+from .readiness import Readiness, deployment_status
 from .spec import ClusterSpec
 from .stages import Progress, ProgressCallback, Report, Timeouts  # noqa: F401 (re-export)
 from .status import (  # noqa: F401 (re-export: the status types are the lifecycle's answers)
@@ -191,7 +168,7 @@ class ArkoudaCluster:
         )
         if on_tunnel_state is not None:
             self.on_tunnel_state.append(on_tunnel_state)
-        self._credentials: _Background[Credentials] | None = None
+        self._credentials: background.Background[Credentials] | None = None
         self._heartbeat: Heartbeat | None = None
 
     def __repr__(self) -> str:
@@ -310,24 +287,26 @@ class ArkoudaCluster:
         creating = self.mode is not DeployMode.CONNECT_ONLY
         if creating:
             # Key generation is CPU work: done while the probes below wait for the API.
-            self._credentials = _in_background(Credentials.generate, self.spec)
+            self._credentials = background.in_background(Credentials.generate, self.spec)
         # Does it exist, and (when we may create it) can it be deployed here: asked side
         # by side, one round trip. A 403 on the probes is explained by the preflight.
         calls: list[Callable[[], Any]] = [
-            functools.partial(_outcome, self._existing_spec, deadline),
-            functools.partial(_outcome, self._instance_exists, deadline),
+            functools.partial(background.outcome, self._existing_spec, deadline),
+            functools.partial(background.outcome, self._instance_exists, deadline),
         ]
         if creating:
-            calls.append(functools.partial(_outcome, self._preflight_findings, deadline))
+            calls.append(functools.partial(background.outcome, self._preflight_findings, deadline))
             # every name the deploy would take, looked up now; it matters only if the
             # deployment turns out not to exist
-            calls.append(functools.partial(_outcome, self.ownership.taken, self.spec, deadline))
+            calls.append(
+                functools.partial(background.outcome, self.ownership.taken, self.spec, deadline)
+            )
         existing_out, exists_out, *found_out = self.kube.concurrently(calls)
         for outcome in (existing_out, exists_out):
             exc = outcome[1]
             if isinstance(exc, KubeError) and exc.status == 403 and found_out:
                 # names every missing permission at once, not just this one
-                self._judge(_result(found_out[0]))
+                self._judge(background.result(found_out[0]))
             if exc is not None:
                 raise exc
         existing = existing_out[0]
@@ -350,8 +329,8 @@ class ArkoudaCluster:
                 f"({self.kube.describe()})",
                 "deploy it first, or check the name with `arkouda-k8s list -A`",
             )
-        self._judge(_result(found_out[0]))
-        taken = _result(found_out[1])
+        self._judge(background.result(found_out[0]))
+        taken = background.result(found_out[1])
         if taken is not None:
             # Another session deploying this same name may have created its state
             # ConfigMap (always its first object) between our existence probes and the
@@ -426,7 +405,7 @@ class ArkoudaCluster:
         answers = self.ownership.create_all_owned(first, deadline)
         created = dict(zip(map(_ref, first), answers, strict=True))
         bindings = [o for o in objects if o["kind"] == "RoleBinding"]
-        binding_done = _in_background(self.ownership.create_all_owned, bindings, deadline)
+        binding_done = background.in_background(self.ownership.create_all_owned, bindings, deadline)
 
         # 2. The server's client certificate (--registration server only): CSR,
         #    approval, certificate into the Secret.
@@ -707,42 +686,16 @@ class ArkoudaCluster:
         probe: bool,
         warnings: tuple[str, ...],
     ) -> ClusterStatus:
-        state = read_state(self.kube, self.name, self.namespace)
-        info = _summarize(self.name, self.namespace, pods, state, self.spec)
-        memory_used, version = None, (self.config or {}).get("arkoudaVersion")
-        if probe and self.address is not None and info.stage == "Ready":
-            memory_used, version = self.connection.numbers()
-        # a TunnelState, or "shared" for a tunnel borrowed from another process
-        tunnel_state = str(self.tunnel.state) if self.tunnel else None
-        stage, message = info.stage, status_message(pods)
-        if server is None and self.address is not None and stage in ("Pending", "Locales"):
-            # This session saw the server answer: its pod was deleted, not yet to start
-            # (a bare pod is never recreated; calling it Pending hid the loss).
-            stage = "Failed"
-            message = (
-                f"{self.names.server_pod}: deleted (the server and its arrays are gone; "
-                f"`arkouda-k8s teardown {self.name}`, then deploy again)"
-            )
-        return ClusterStatus(
-            name=self.name,
-            namespace=self.namespace,
-            context=self.kube.context,
-            stage=stage,
-            locales_ready=info.locales_ready,
-            locales_total=info.locales_total,
-            server_phase=((server or {}).get("status") or {}).get("phase"),
-            server_ready=bool(server and _ready(server)),
+        return deployment_status(
+            self.kube,
+            self.spec,
+            pods,
+            server,
             address=self.address,
-            tunnel_state=tunnel_state,
-            memory_used=memory_used,
-            memory_max=self.spec.effective_mem_max * self.spec.locales,
-            arkouda_version=version,
-            age=info.age,
-            expires_at=info.expires_at,
-            message=message,
-            heartbeat_expired=info.heartbeat_expired,
-            locales=self.spec.locales,
-            mode=self.spec.mode,
+            # a TunnelState, or "shared" for a tunnel borrowed from another process
+            tunnel_state=str(self.tunnel.state) if self.tunnel else None,
+            version=(self.config or {}).get("arkoudaVersion"),
+            numbers=self.connection.numbers if probe else None,
             warnings=warnings,
         )
 
@@ -901,24 +854,6 @@ def _resource_version(obj: dict[str, Any] | None) -> str | None:
     return str(rv) if rv else None
 
 
-R = TypeVar("R")
-
-
-def _outcome(fn: Callable[..., R], *args: Any) -> tuple[R | None, BaseException | None]:
-    """(result, None) or (None, the exception): for calls whose failure may not matter."""
-    try:
-        return fn(*args), None
-    except Exception as exc:
-        return None, exc
-
-
-def _result(outcome: tuple[R | None, BaseException | None]) -> R:
-    value, exc = outcome
-    if exc is not None:
-        raise exc
-    return value  # type: ignore[return-value]
-
-
 def _readiness_of(cluster: ArkoudaCluster) -> Readiness:
     """The cluster's ``Readiness``, reaching back to the cluster (its progress listeners,
     the token to mask) through a weak reference: the cluster holds its readiness, and a
@@ -951,25 +886,3 @@ def _weak_report(cluster: ArkoudaCluster) -> Report:
             alive._progress(stage, done, total, message)
 
     return report
-
-
-class _Background(threading.Thread, Generic[R]):
-    """One call on a daemon thread; ``result()`` waits for it and re-raises its error."""
-
-    def __init__(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> None:
-        super().__init__(name="arkouda-k8s-background", daemon=True)
-        self._call = functools.partial(fn, *args, **kwargs)
-        self._outcome: tuple[R | None, BaseException | None] = (None, None)
-
-    def run(self) -> None:
-        self._outcome = _outcome(self._call)
-
-    def result(self) -> R:
-        self.join()
-        return _result(self._outcome)
-
-
-def _in_background(fn: Callable[..., R], *args: Any, **kwargs: Any) -> _Background[R]:
-    job = _Background(fn, *args, **kwargs)
-    job.start()
-    return job

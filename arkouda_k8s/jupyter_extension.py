@@ -171,7 +171,7 @@ class HeldClusters:
     # -- Kubernetes access ------------------------------------------------------------
 
     def kube(self, namespace: str | None = None) -> Any:
-        from .cluster import kube_in
+        from .inventory import kube_in
         from .kube import Kube
 
         with self._lock:
@@ -369,12 +369,13 @@ class HeldClusters:
 
     def check_deploy(self, spec: Any) -> None:
         """Refuse at once what the deploy would refuse later: another spec under that name."""
-        from .cluster import ArkoudaCluster, spec_changes
+        from .cluster import ArkoudaCluster
+        from .inventory import spec_changes
 
         probe = ArkoudaCluster(spec, kube=self.kube(spec.namespace))
         existing = probe._existing_spec()
         if existing is not None and spec_changes(existing, spec):
-            from .cluster import _check_same_spec
+            from .inventory import _check_same_spec
 
             _check_same_spec(existing, spec)
 

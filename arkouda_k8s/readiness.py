@@ -37,11 +37,14 @@ from .inventory import (
     _parse_time,
     _ready,
     _running_with_ip,
+    _summarize,
+    read_state,
 )
 from .kube import Kube, WatchDeadline
 from .ownership import Ownership
 from .spec import ClusterSpec
 from .stages import Report, Timeouts
+from .status import ClusterStatus
 
 # How often the progress shows a pull's seconds going on, and after how long a pull is
 # shown at all (shorter ones: the image was there, or nearly).
@@ -730,3 +733,56 @@ def _last_lines(text: str | None, n: int) -> str:
         return ""
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     return " | ".join(lines[-n:])
+
+
+def deployment_status(
+    kube: Kube,
+    spec: ClusterSpec,
+    pods: list[dict[str, Any]],
+    server: dict[str, Any] | None,
+    *,
+    address: tuple[str, int] | None,
+    tunnel_state: str | None,
+    version: str | None,
+    numbers: Callable[[], tuple[int | None, str | None]] | None,
+    warnings: tuple[str, ...] = (),
+) -> ClusterStatus:
+    """The ``ClusterStatus`` of ``spec``'s deployment from its ``pods`` and state
+    ConfigMap; ``numbers`` (memory in use, version) is asked of the server through the
+    tunnel at ``address`` when the deployment is Ready (None: not asked)."""
+    name, namespace = spec.name, spec.namespace or kube.namespace
+    info = _summarize(name, namespace, pods, read_state(kube, name, namespace), spec)
+    memory_used = None
+    if numbers is not None and address is not None and info.stage == "Ready":
+        memory_used, version = numbers()
+    stage, message = info.stage, status_message(pods)
+    if server is None and address is not None and stage in ("Pending", "Locales"):
+        # This session saw the server answer: its pod was deleted, not yet to start
+        # (a bare pod is never recreated; calling it Pending hid the loss).
+        stage = "Failed"
+        message = (
+            f"{manifests.names(spec).server_pod}: deleted (the server and its arrays are "
+            f"gone; `arkouda-k8s teardown {name}`, then deploy again)"
+        )
+    return ClusterStatus(
+        name=name,
+        namespace=namespace,
+        context=kube.context,
+        stage=stage,
+        locales_ready=info.locales_ready,
+        locales_total=info.locales_total,
+        server_phase=((server or {}).get("status") or {}).get("phase"),
+        server_ready=bool(server and _ready(server)),
+        address=address,
+        tunnel_state=tunnel_state,
+        memory_used=memory_used,
+        memory_max=spec.effective_mem_max * spec.locales,
+        arkouda_version=version,
+        age=info.age,
+        expires_at=info.expires_at,
+        message=message,
+        heartbeat_expired=info.heartbeat_expired,
+        locales=spec.locales,
+        mode=spec.mode,
+        warnings=warnings,
+    )
