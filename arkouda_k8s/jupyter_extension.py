@@ -216,28 +216,31 @@ class HeldClusters:
         address = cluster.address
         if address is None:
             return None
+        token = cluster.token()
+        stale = None
         with self._lock:
             probe, lock = self.probes.get(key, (None, threading.Lock()))
             if probe is None or (probe.host, probe.port) != tuple(address):
-                if probe is not None:
-                    probe.close()
+                stale = self.probes.get(key)
                 host, port = address
-                probe = ArkoudaProbe(host, port, token=cluster.token(), keep=True)
+                probe, lock = ArkoudaProbe(host, port, token=token, keep=True), threading.Lock()
                 self.probes[key] = (probe, lock)
+        if stale is not None:
+            _close(*stale)
         with lock:
             for _ in range(2):  # a kept connection that broke is replaced once
                 try:
                     return int(probe.getmemused())
-                except ArkoudaK8sError as exc:
+                except ArkoudaK8sError as exc:  # also: closed meanwhile (a release)
                     error = exc
         self.app.log.debug("arkouda-k8s: memory of %s/%s: %s", *key, _one_line(error))
         return None
 
     def _close_probe(self, key: tuple[str, str]) -> None:
         with self._lock:
-            probe, _ = self.probes.pop(key, (None, None))
-        if probe is not None:
-            probe.close()
+            kept = self.probes.pop(key, None)
+        if kept is not None:
+            _close(*kept)
 
     def _release(self, key: tuple[str, str]) -> None:
         self._close_probe(key)
@@ -447,6 +450,13 @@ class HeldClusters:
         self.clusters.clear()
         self.executor.shutdown(wait=False, cancel_futures=True)
         return removed
+
+
+def _close(probe: Any, lock: threading.Lock) -> None:
+    """Close a kept probe once no thread uses it (a zmq socket closed under a thread
+    that waits on it hangs both)."""
+    with lock:
+        probe.close()
 
 
 def _state_uid(cluster: Any) -> str | None:

@@ -159,7 +159,8 @@ class ArkoudaMagics(Magics, Configurable):
         self.panels: list[ClusterPanel[NotebookCluster]] = []
         self.form: DeployForm | None = None  # the last deploy form shown
         self._expired_check: threading.Thread | None = None
-        self._expired_checked = False  # started once, by the first magic using a cluster
+        self._expired_wanted = False  # asked for by the first magic using a cluster
+        self._expired_checked = False  # started once, when that magic's cell ended
         self._expired_notice: str | None = None
         self._closed = False
 
@@ -684,13 +685,9 @@ class ArkoudaMagics(Magics, Configurable):
         self.shell.events.register("post_run_cell", self._post_run_cell)
 
     def _start_expired_check(self) -> None:
-        if self._expired_checked:
-            return
-        self._expired_checked = True
-        self._expired_check = threading.Thread(
-            target=self._check_expired, name="arkouda-k8s-expired-check", daemon=True
-        )
-        self._expired_check.start()
+        # started when the asking cell ends: the look (a list of every deployment, maybe
+        # the Kubernetes client's import) never competes with that cell's own magic
+        self._expired_wanted = True
 
     def _check_expired(self) -> None:
         """Look for deployments whose heartbeat expired (a kernel died without teardown)."""
@@ -719,6 +716,13 @@ class ArkoudaMagics(Magics, Configurable):
             )
 
     def _post_run_cell(self, result: Any = None) -> None:
+        if self._expired_wanted and not self._expired_checked:
+            self._expired_checked = True
+            self._expired_check = threading.Thread(
+                target=self._check_expired, name="arkouda-k8s-expired-check", daemon=True
+            )
+            self._expired_check.start()
+            return
         check = self._expired_check
         if check is None or check.is_alive():
             # not waited for: %load_ext stays instant; the notice follows a later cell
