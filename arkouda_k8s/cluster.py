@@ -7,8 +7,9 @@ Ready -> Arkouda handshake through the tunnel), readiness that explains itself
 (progress callbacks, typed errors with the Kubernetes reason), the tunnel and session,
 status, logs, a heartbeat with an optional time-to-live, teardown, rollback of a failed
 deploy, reattach by name and the list of deployments. Everything goes through
-``kube.py``; objects come from ``manifests.py``; the tunnel, handshake and session are
-the ``ServerConnection`` it holds (connection.py), the pods' logs ``PodLogs`` (podlogs.py).
+``kube.py``; objects come from ``manifests.py`` and are created in order by
+``creation.create``; the tunnel, handshake and session are the ``ServerConnection`` it
+holds (connection.py), the pods' logs ``PodLogs`` (podlogs.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import weakref
 from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
-from . import background, manifests, preflight, server_certificate, teardown
+from . import background, creation, manifests, preflight, teardown
 from .connection import ServerConnection
 from .credentials import Credentials
 from .errors import (
@@ -376,107 +377,25 @@ class ArkoudaCluster:
         self._progress("preflight", 1, 1, f"namespace {self.namespace} created")
 
     def _create(self, wait: bool) -> None:
-        """Create every object; requests that do not depend on each other go side by
-        side, and waits watch from the resourceVersion a create answered with (no list
-        first): against a distant API server a deploy costs its sequential round trips."""
-        t = self.timeouts
+        """Create every object in order (``creation.create``), then, with ``wait``,
+        handshake; the heartbeat starts either way."""
         spec = self.spec
         creds = self._credentials.result() if self._credentials else Credentials.generate(spec)
         self._token = creds.token
-        objects = manifests.render(spec, creds)
-        csr_obj = next((o for o in objects if o["kind"] == "CertificateSigningRequest"), None)
-
-        def later(o: dict[str, Any]) -> bool:
-            # The server pod waits for its locales (trap 1); the TLS Secret for its
-            # certificate; a RoleBinding for its Role (Kubernetes checks, when a user
-            # without the `bind` verb binds a role, that the role exists and that the
-            # user holds its rules).
-            return (
-                o["kind"] in ("Pod", "CertificateSigningRequest", "RoleBinding")
-                or o["metadata"]["name"] == self.names.tls_secret
-                and o["kind"] == "Secret"
-            )
-
-        # 1. Everything but those, at once: Secrets, ServiceAccount, Role, ConfigMap,
-        #    Services, the locale Deployment (whose pods start meanwhile).
-        deadline = time.monotonic() + t.credentials
-        self._progress("credentials", 0, 2, "creating secrets and the locale pods' objects")
-        first = [o for o in objects if not later(o)]
-        answers = self.ownership.create_all_owned(first, deadline)
-        created = dict(zip(map(_ref, first), answers, strict=True))
-        bindings = [o for o in objects if o["kind"] == "RoleBinding"]
-        binding_done = background.in_background(self.ownership.create_all_owned, bindings, deadline)
-
-        # 2. The server's client certificate (--registration server only): CSR,
-        #    approval, certificate into the Secret.
-        if csr_obj is not None:
-            # Preflight already asked whether we may approve (one access review).
-            cert, csr_uid = server_certificate.obtain(
-                self.kube,
-                self.ownership.owned(csr_obj),
-                may_approve=not self.csr_pending_admin,
-                timeouts=t,
-                deadline=deadline,
-                report=self._progress,
-            )
-            creds = creds.with_certificate(cert)
-            tls = next(
-                o
-                for o in manifests.render(spec, creds)
-                if o["kind"] == "Secret" and o["metadata"]["name"] == self.names.tls_secret
-            )
-            stored: list[Callable[[], Any]] = [
-                functools.partial(self.ownership.create_owned, tls, deadline),
-                functools.partial(
-                    self.kube.delete,
-                    "CertificateSigningRequest",
-                    self.names.csr,
-                    uid=csr_uid,
-                    deadline=deadline,
-                ),
-            ]
-            self.kube.concurrently(stored)
-        self._progress("credentials", 2, 2, "credentials stored")
-        binding_done.result()
-        roles = [o for o in objects if o["kind"] in ("Role", "RoleBinding", "ServiceAccount")]
-        if roles:
-            self._progress(
-                "rbac", len(roles), len(roles), "service account, role and binding created"
-            )
-
-        locales = created.get(("Deployment", self.names.locale_deployment))
-        pod = next(o for o in objects if o["kind"] == "Pod")
-        if self._server_after_locales:
-            # 3. (old ordering) Locale pods running before the server pod exists.
-            self.wait_locales(time.monotonic() + t.locales, since=_resource_version(locales))
-        # 4. A Service the server registered in an earlier life makes it exit (trap 2).
-        deadline = time.monotonic() + t.server
-        if csr_obj is not None:
-            teardown.remove_self_registered(self.ownership, deadline, self._progress)
-
-        # 5. The server pod, created while the locale pods still pull and start: every
-        #    node pulls the image at once. Its launch script waits for Ready locales
-        #    (upstream trap 1) with a deadline as long as our locale stage.
-        pod_created = self.ownership.create_owned(pod, deadline)
-        self._progress("server", 0, 1, "server pod created")
-        if not wait:
-            self._start_heartbeat(beat_now=False)
-            return
-        if self._server_after_locales or not spec.locale_pods:
-            self.wait_server(deadline, since=_resource_version(pod_created))
-        else:
-            # Both watched at once, from the Deployment's creation on: a locale that
-            # cannot start (ImagePullBackOff, Unschedulable) is the cause, reported at
-            # once, not a server that never gets Ready.
-            started = self.wait_server(
-                time.monotonic() + t.locales,
-                since=_resource_version(locales) if locales else _resource_version(pod_created),
-                with_locales=True,
-            )
-            if not _ready(started):
-                # Locales running: the server stage's own deadline starts now (one list).
-                self.wait_server(time.monotonic() + t.server)
-        self.handshake()
+        creation.create(
+            self.kube,
+            self.ownership,
+            self.readiness,
+            spec,
+            creds,
+            self.timeouts,
+            self._progress,
+            wait=wait,
+            may_approve=not self.csr_pending_admin,
+            server_after_locales=self._server_after_locales,
+        )
+        if wait:
+            self.handshake()
         self._start_heartbeat(beat_now=False)
 
     # -- join or attach ---------------------------------------------------------------------
@@ -843,15 +762,6 @@ def _default_heartbeat(spec: ClusterSpec) -> float:
     if spec.ttl_seconds:
         return max(5.0, min(60.0, spec.ttl_seconds / 4))
     return 60.0
-
-
-def _ref(obj: dict[str, Any]) -> tuple[str, str]:
-    return (obj["kind"], obj["metadata"]["name"])
-
-
-def _resource_version(obj: dict[str, Any] | None) -> str | None:
-    rv = ((obj or {}).get("metadata") or {}).get("resourceVersion")
-    return str(rv) if rv else None
 
 
 def _readiness_of(cluster: ArkoudaCluster) -> Readiness:
