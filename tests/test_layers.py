@@ -9,11 +9,11 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "arkouda_k8s"
 
-# Each front end with the modules that are its own parts: the CLI's subcommands `doctor`
-# and `run`; the notebook's settings and options, error policy, %%arkouda cell, displays
+# Each front end with the modules that are its own parts: the CLI's parser and its
+# subcommands `doctor` and `run`; the notebook's settings and options, error policy, %%arkouda cell, displays
 # and its link to the Jupyter server extension.
 FRONT_ENDS = {
-    "cli": {"cli", "doctor", "runner"},
+    "cli": {"cli", "cli_parser", "doctor", "runner"},
     "notebook": {
         "magics",
         "magic_options",
