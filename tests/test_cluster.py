@@ -183,14 +183,24 @@ def test_trap_locales_run_before_the_server_starts(sb, kube, deployed):
     # its launch script starts Arkouda only once every locale pod is Ready, so the
     # launch names all of them.
     rec = PodRecorder(kube, "c-trap1")
+    # Pulls of 2 s on nodes without the image: a locale pod cannot run within 2 s of its
+    # creation, so "running before the server pod exists" means the deploy waited for
+    # it, not that this process was slow to send its next request (a loaded machine).
+    sb.pulls.forget()
+    sb.pulls.set_pull_seconds(2.0)
     # the recorder stops before the teardown, so its events end with the deployment's
-    with deployed(spec("c-trap1", locales=4), deploy=False) as c, contextlib.closing(rec):
-        c.deploy()
-        log = c.logs("server")
-        ips = {
-            p["status"]["podIP"]
-            for p in kube.list("Pod", label_selector="app.kubernetes.io/instance=c-trap1")["items"]
-        }
+    try:
+        with deployed(spec("c-trap1", locales=4), deploy=False) as c, contextlib.closing(rec):
+            c.deploy()
+            log = c.logs("server")
+            ips = {
+                p["status"]["podIP"]
+                for p in kube.list("Pod", label_selector="app.kubernetes.io/instance=c-trap1")[
+                    "items"
+                ]
+            }
+    finally:
+        sb.pulls.set_pull_seconds(0.0)  # the shared sandbox's setting (conftest)
     first_server = next(i for i, e in enumerate(rec.events) if e[1] == "c-trap1-server")
     running_before = {
         e[1]
