@@ -15,6 +15,7 @@ holds (connection.py), the pods' logs ``PodLogs`` (podlogs.py).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import functools
 import logging
@@ -574,6 +575,8 @@ class ArkoudaCluster:
         and a handshake read those numbers (memory in use, version) all the same, the way
         every front end shows them; it is stopped before this returns. Its failure is a
         line in ``ClusterStatus.warnings``, not an error: the pods' status still stands.
+        The status names no tunnel for it (tunnel None, address None): it is a picture of
+        what is held when it returns, and a stopped tunnel's address leads nowhere.
         """
         pods = self.kube.list("Pod", self.namespace, label_selector=self.selector)["items"]
         server = next(
@@ -593,10 +596,13 @@ class ArkoudaCluster:
                 warnings.append(exc.one_line())
             short_lived = self.tunnel is not None
         try:
-            return self._status(pods, server, probe, tuple(warnings))
+            status = self._status(pods, server, probe, tuple(warnings))
         finally:
             if short_lived:
                 self.connection.stop_tunnel()
+        if short_lived:
+            status = dataclasses.replace(status, address=None, tunnel_state=None)
+        return status
 
     def _status(
         self,

@@ -41,8 +41,8 @@ class ClusterStatus:
     heartbeat_expired: bool = False
     locales: int | None = None  # Arkouda locales in all (udp: server pod + locale pods)
     mode: str | None = None
-    # What kept the server's own numbers out (status(handshake=True) could not reach it);
-    # front ends show them apart, the documents leave them out.
+    # What kept the server's own numbers out (status(handshake=True) could not reach it):
+    # a `warning` row of the card, the CLI's stderr, `warnings` in the document.
     warnings: tuple[str, ...] = ()
 
     def title(self) -> str:
@@ -68,6 +68,8 @@ class ClusterStatus:
             rows.append(("server", self.arkouda_version))
         if self.heartbeat_expired:
             rows.append(("heartbeat", "expired"))
+        # why memory and version are missing: without it the card just lacks them
+        rows += [("warning", w) for w in self.warnings]
         return rows
 
     def _locales_text(self) -> str:
@@ -125,6 +127,8 @@ class ClusterStatus:
             "tunnel": _tunnel_dict(self.tunnel_state, self.address),
             "ageSeconds": _whole_seconds(self.age),
             "expiresAt": _rfc3339(self.expires_at),
+            # added within v1 (docs/cli-output.md): what the CLI also says on stderr
+            "warnings": list(self.warnings),
         }
 
     @classmethod
@@ -155,6 +159,8 @@ class ClusterStatus:
             heartbeat_expired=bool(doc.get("expired")),
             locales=doc.get("locales"),
             mode=doc.get("mode"),
+            # absent from a document of an older arkouda-k8s
+            warnings=tuple(str(w) for w in doc.get("warnings") or ()),
         )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -30,6 +31,7 @@ from .spec import (
     SPREADS,
     ClusterSpec,
 )
+from .status import duration
 
 if TYPE_CHECKING:
     from .interfaces import ProgressEvent, ShownCluster
@@ -237,12 +239,25 @@ class DeployProgress(_Card, w.VBox):
 # callbacks as it is.
 C = TypeVar("C", bound="ShownCluster")
 
+# How often a live panel asks a server its kernel holds no tunnel to for its own numbers
+# (memory in use, version): each ask opens and closes a port-forward through the API
+# server. A kernel that computes on a deployment holds a tunnel, whose numbers every poll
+# reads anyway; without one, only other users move the memory use, and the version only
+# changes with a new server pod (which the panel sees become Ready, and asks at once).
+NUMBERS_INTERVAL = 300.0
+
 
 class ClusterPanel(_Card, w.VBox, Generic[C]):
     """A cluster's stage, locales, tunnel and memory, refreshed live, with actions.
 
     >>> panel = ClusterPanel(cluster)   # doctest: +SKIP
     >>> panel.start()                   # poll every 5 s until stop() or teardown
+
+    The first read, ``refresh()`` and the actions ask the server for its memory and
+    version also without a tunnel held (``status(handshake=True)``: a short-lived
+    port-forward); the polls ask again only when the server pod has just become Ready or
+    ``numbers_interval`` seconds have passed, and show the last answer meanwhile, its
+    memory marked with its age.
     """
 
     def __init__(
@@ -252,13 +267,18 @@ class ClusterPanel(_Card, w.VBox, Generic[C]):
         on_reconnect: Callable[[C], object] | None = None,
         on_teardown: Callable[[C], object] | None = None,
         interval: float = 5.0,
+        numbers_interval: float = NUMBERS_INTERVAL,
     ) -> None:
         # on_reconnect / on_teardown replace cluster.connect() / cluster.teardown() (the
         # magics also rebind or release `ak`)
         self.cluster = cluster
         self.on_reconnect, self.on_teardown = on_reconnect, on_teardown
-        self.interval = interval
+        self.interval, self.numbers_interval = interval, numbers_interval
         self.status: ClusterStatus | None = None
+        # the last read that asked a Ready server for its numbers (or why it could not),
+        # and when (time.monotonic())
+        self._asked: ClusterStatus | None = None
+        self._asked_at = 0.0
         self.tunnel_state: str | None = None  # pushed by the tunnel since the last status
         self.error = ""
         self.view = w.HTML()
@@ -295,23 +315,66 @@ class ClusterPanel(_Card, w.VBox, Generic[C]):
         else:
             if self.tunnel_state is not None:
                 status = dataclasses.replace(status, tunnel_state=self.tunnel_state)
+            status, read_ago = self._with_numbers(status)
             title, rows = status.title(), status.card_rows()
+            if read_ago is not None:
+                rows = [
+                    (k, f"{v} (read {duration(read_ago)} ago)" if k == "memory" else v)
+                    for k, v in rows
+                ]
         note = self.error or (status.message if status is not None else "")
         return title, rows, "; ".join(n for n in (note, self.message) if n)
 
     def _render(self) -> None:
         self.view.value = self.html()
 
+    def _with_numbers(self, status: ClusterStatus) -> tuple[ClusterStatus, float | None]:
+        """``status`` with the server's numbers of the last ask when this read did not
+        reach the server (no tunnel held, not asked), and their age in seconds (the
+        version the cluster remembers from that handshake stays its own)."""
+        asked = self._asked
+        if (
+            asked is None
+            or status is asked
+            or not status.server_ready
+            or status.memory_used is not None
+        ):
+            return status, None
+        carried = dataclasses.replace(
+            status,
+            memory_used=asked.memory_used,
+            arkouda_version=status.arkouda_version or asked.arkouda_version,
+            warnings=status.warnings or asked.warnings,
+        )
+        return carried, time.monotonic() - self._asked_at
+
+    def _numbers_due(self) -> bool:
+        """Whether a poll asks the server for its numbers (a port-forward when no tunnel
+        is held). While the server pod is not Ready asking costs nothing (there is no
+        server to ask): the first poll that finds it Ready asks."""
+        last = self.status
+        return (
+            self._asked is None
+            or last is None
+            or not last.server_ready
+            or time.monotonic() - self._asked_at >= self.numbers_interval
+        )
+
     def refresh(self) -> None:
-        """Read the cluster's status now and show it."""
+        """Read the cluster's status now, the server's memory and version included (also
+        without a tunnel held: a short-lived one), and show it."""
+        self._read(handshake=True)
+
+    def _read(self, handshake: bool) -> None:
         try:
-            # a cluster without a tunnel of its own: the server's numbers all the same
-            status = self.cluster.status(handshake=True)
+            status = self.cluster.status(handshake=handshake)
         except ArkoudaK8sError as exc:
             self.error = exc.one_line()
         else:
             with self._lock:
                 self.status, self.error = status, ""
+                if handshake and status.server_ready:
+                    self._asked, self._asked_at = status, time.monotonic()
                 # a fresh status carries the tunnel state; drop an older pushed one
                 if status.tunnel_state is not None:
                     self.tunnel_state = None
@@ -334,7 +397,7 @@ class ClusterPanel(_Card, w.VBox, Generic[C]):
 
     def _poll(self) -> None:
         while not self._stop.wait(self.interval):
-            self.refresh()
+            self._read(handshake=self._numbers_due())
 
     def freeze(self, note: str) -> None:
         """Stop live updates and say why on the card (its buttons keep working)."""

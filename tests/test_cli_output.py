@@ -107,6 +107,8 @@ def test_status_json_of_each_stage_matches_the_schema(sb, kube, stages, schema, 
     assert ready["arkoudaVersion"] == "v2023.05.05"
     assert ready["memory"]["usedBytes"] is not None and ready["memory"]["maxBytes"] > 0
     assert ready["expired"] is False and ready["expiresAt"] is None
+    # the short-lived tunnel is stopped when status prints: none is held
+    assert ready["tunnel"] is None and ready["warnings"] == []
     assert token_of(kube, "out-ready") not in json.dumps(docs)
 
     pending = docs["pending"]
@@ -129,6 +131,32 @@ def test_status_json_of_each_stage_matches_the_schema(sb, kube, stages, schema, 
     assert code == 0
     doc = validate(schema, yaml.safe_load(out))
     assert doc["stage"] == "Ready" and doc["localePods"] == ready["localePods"]
+
+
+def test_status_says_why_the_servers_numbers_are_missing(sb, stages, schema, capsys):
+    """The server pod is Ready but its short-lived port-forward is refused: the status
+    still prints (exit 0, without memory and version), and a warning line on stderr (a
+    `warnings` item of the document) names the reason."""
+    where = ["--kubeconfig", sb.kubeconfig_path]
+    sb.faults.deny("*", "pods/portforward", user="*")
+    try:
+        code, out, err = run(capsys, "status", "out-ready", *where)
+        assert code == 0, err
+        assert re.search(r"^stage\s+Ready$", out, re.M) and re.search(r"^version\s+-$", out, re.M)
+        assert re.search(r"^tunnel\s+none$", out, re.M), out
+        warnings = [line for line in err.splitlines() if line.startswith("arkouda-k8s: warning:")]
+        assert len(warnings) == 1, err
+        assert "forbidden" in warnings[0].lower() and "pods/portforward" in warnings[0], err
+
+        code, out, err = run(capsys, "status", "out-ready", "-o", "json", *where)
+        assert code == 0, err
+        doc = validate(schema, json.loads(out))
+        assert doc["stage"] == "Ready" and doc["arkoudaVersion"] is None
+        assert doc["memory"]["usedBytes"] is None
+        assert len(doc["warnings"]) == 1 and "pods/portforward" in doc["warnings"][0], doc
+        assert "arkouda-k8s: warning:" in err and "arkouda-k8s: warning:" not in out
+    finally:
+        sb.faults.clear()
 
 
 def test_list_json_and_wide(sb, kube, stages, schema, capsys):

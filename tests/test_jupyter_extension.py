@@ -172,6 +172,30 @@ def test_rest_deploy_list_status_errors_teardown(server: JupyterServer, kube: An
     assert status == 404
 
 
+def test_rest_status_of_a_deployment_not_held_carries_the_warnings(
+    server: JupyterServer, sb: Any, deployed: Any
+) -> None:
+    """The server holds no tunnel to it: GET status reads memory and version through a
+    short-lived one (not reported as a tunnel: it is stopped), and when that is refused
+    the document still answers and its `warnings` say why (the CLI's stderr lines)."""
+    from _support.lifecycle import spec
+
+    with deployed(spec("jx-warn", locales=1)) as c:
+        c.close()
+        status, doc = server.request("GET", f"{API}/clusters/default/jx-warn")
+        assert status == 200 and doc["heldByServer"] is False, doc
+        assert doc["arkoudaVersion"] and doc["memory"]["usedBytes"] is not None, doc
+        assert doc["warnings"] == [] and doc["tunnel"] is None, doc
+        sb.faults.deny("*", "pods/portforward", user="*")
+        try:
+            status, doc = server.request("GET", f"{API}/clusters/default/jx-warn")
+        finally:
+            sb.faults.clear()
+        assert status == 200 and doc["stage"] == "Ready", doc
+        assert doc["memory"]["usedBytes"] is None, doc
+        assert len(doc["warnings"]) == 1 and "pods/portforward" in doc["warnings"][0], doc
+
+
 def test_rest_teardown_removes_remains_whose_spec_is_unreadable(
     server: JupyterServer, sb: Any, kube: Any, deployed: Any
 ) -> None:

@@ -7,6 +7,8 @@ the form against the sandbox is in test_magics.py).
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,11 +53,22 @@ class FakeCluster:
     connects: int = 0
     on_tunnel_state: list[Callable[[str], None]] = field(default_factory=list)
     fail_status: Exception | None = None
+    # False: like an ArkoudaCluster whose process holds no tunnel to it, the server's
+    # numbers come only with handshake=True (a short-lived port-forward each time)
+    tunnel_held: bool = True
+    handshakes: int = 0  # statuses read with handshake=True
+    reads: int = 0
 
     def status(self, probe: bool = True, *, handshake: bool = False) -> ClusterStatus:
         if self.fail_status is not None:
             raise self.fail_status
-        return self.status_now
+        self.reads += 1
+        self.handshakes += handshake
+        if self.tunnel_held or (handshake and self.status_now.server_ready):
+            return self.status_now
+        return dataclasses.replace(
+            self.status_now, memory_used=None, arkouda_version=None, warnings=()
+        )
 
     def logs(self, component: str, tail: int | None) -> str:
         return f"arkouda server listening on tcp://10.0.0.5:5555?token={TOKEN}\nready"
@@ -273,6 +286,56 @@ def test_panel_polls_in_the_background_until_stopped() -> None:
     assert panel._thread is None
 
 
+def test_a_panel_without_a_tunnel_asks_the_server_once_not_at_every_poll() -> None:
+    """Asking a server the kernel holds no tunnel to opens a port-forward: the first read
+    asks, the polls show that answer (the memory marked with its age) and do not ask."""
+    cluster = FakeCluster(cluster_status(tunnel_state=None, address=None), tunnel_held=False)
+    panel = ClusterPanel(cluster, interval=0.01)
+    assert cluster.handshakes == 1 and "3.0 MiB used of 1.0 GiB" in panel.text()
+    panel.start()
+    try:
+        eventually(lambda: cluster.reads, 10, 0.01, "ten polls", until=lambda n: n >= 11)
+    finally:
+        panel.stop()
+    assert cluster.handshakes == 1, f"{cluster.handshakes} asks in {cluster.reads} reads"
+    text = panel.text()
+    assert re.search(r"memory\s+3\.0 MiB used of 1\.0 GiB \(read \d+s ago\)", text), text
+    assert "v2023.05.05" in text
+    panel.refresh()  # an explicit refresh asks again
+    assert cluster.handshakes == 2 and "(read" not in panel.text()
+
+
+def test_a_panel_asks_again_when_the_server_becomes_ready_and_after_its_interval() -> None:
+    cluster = FakeCluster(
+        cluster_status(stage="Server", server_ready=False, tunnel_state=None, address=None),
+        tunnel_held=False,
+    )
+    panel = ClusterPanel(cluster, interval=0.01, numbers_interval=3600)
+    assert "MiB" not in panel.text()
+    panel.start()
+    try:
+        cluster.status_now = cluster_status(tunnel_state=None, address=None)
+        eventually(panel.text, 10, 0.01, "the memory once Ready", until=lambda t: "3.0 MiB" in t)
+        asked = cluster.handshakes
+        reads = cluster.reads
+        eventually(lambda: cluster.reads, 10, 0.01, "more polls", until=lambda n: n >= reads + 5)
+        assert cluster.handshakes == asked  # once Ready and answered: no more asks
+        panel.numbers_interval = 0.05  # the slow rate: asks again now and then
+        eventually(lambda: cluster.handshakes, 10, 0.01, "another ask", until=lambda n: n > asked)
+    finally:
+        panel.stop()
+
+
+def test_the_cards_show_why_the_servers_numbers_are_missing() -> None:
+    why = "the API server refused the port-forward to demo-server: forbidden"
+    status = cluster_status(
+        tunnel_state=None, address=None, memory_used=None, arkouda_version=None, warnings=(why,)
+    )
+    for display in (StatusCard(status), ClusterPanel(FakeCluster(status))):
+        assert re.search(r"warning\s+the API server refused the port-forward", display.text())
+        assert "forbidden" in display._repr_mimebundle_()["text/html"]
+
+
 def test_a_frozen_panel_stops_polling_and_says_why() -> None:
     cluster = FakeCluster()
     panel = ClusterPanel(cluster, interval=0.05)
@@ -440,3 +503,43 @@ def test_widget_progress_bar_and_failure() -> None:
     progress.update(FakeProgress("teardown", 1, 1, "demo: 13 objects deleted"))
     assert progress.bar.bar_style == "danger" and "teardown" not in progress.text()
     assert "failed" in progress.text() and "image pull failed" in progress._repr_html_()
+
+
+# -- on the sandbox --------------------------------------------------------------------
+
+
+def test_a_live_panel_opens_no_port_forward_per_poll(sb: Any, deployed: Any) -> None:
+    """A panel of a deployment its kernel holds no tunnel to: the first read opens a
+    short-lived port-forward (the server's memory and version), the polls after it none
+    (the sandbox's API server counts the port-forwards it accepts)."""
+    from _support.lifecycle import admin, spec
+
+    from arkouda_k8s.cluster import ArkoudaCluster
+
+    with deployed(spec("panel-pf", locales=1)) as held:
+        held.close()  # the deploy's own tunnel: this process now holds none
+        shown = ArkoudaCluster.from_name("panel-pf", "default", kube=admin(sb), connect=False)
+        reads: list[bool] = []
+        status = shown.status
+
+        def counted(probe: bool = True, *, handshake: bool = False) -> ClusterStatus:
+            reads.append(handshake)
+            return status(probe, handshake=handshake)
+
+        shown.status = counted  # type: ignore[method-assign]
+        registry = sb.portforward_registry
+        before = registry.opened
+        panel = ClusterPanel(shown, interval=0.05)
+        first = registry.opened - before
+        assert first >= 1, "the first read asks the server through a short-lived tunnel"
+        assert re.search(r"memory\s+\S+ \S+ used", panel.text()), panel.text()
+        panel.start()
+        try:
+            eventually(lambda: len(reads), 60, 0.05, "six polls", until=lambda n: n >= 7)
+        finally:
+            panel.stop()
+        opened = registry.opened - before
+        assert opened == first, f"{opened - first} port-forwards in {len(reads) - 1} polls"
+        text = panel.text()
+        assert re.search(r"memory\s+.* used .*\(read \d+s ago\)", text), text
+        assert "v2023.05.05" in text and "warning" not in text

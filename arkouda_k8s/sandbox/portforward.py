@@ -89,7 +89,8 @@ class PortForwardRegistry:
     """Every open port-forward of one API server, for shutdown and fault injection.
 
     ``drop_all()`` may be called from any thread (the sandbox's fault API runs in the
-    caller's thread while the server runs its own loop).
+    caller's thread while the server runs its own loop). ``opened`` counts the forwards
+    accepted since start (``sandbox.portforward_registry.opened``).
     """
 
     def __init__(self) -> None:
@@ -97,6 +98,9 @@ class PortForwardRegistry:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self.dropped = 0
+        # upgraded client connections accepted since start (what a tunnel costs the API
+        # server: tests count the port-forwards a front end opens)
+        self.opened = 0
 
     def _add(self, forward: _Forward) -> bool:
         """Track a new forward; False (and the forward dropped) after close()."""
@@ -106,6 +110,7 @@ class PortForwardRegistry:
             forward.finish()
             return False
         self._forwards.add(forward)
+        self.opened += 1
         return True
 
     def _discard(self, forward: _Forward) -> None:
