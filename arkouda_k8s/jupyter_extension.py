@@ -526,6 +526,13 @@ class _Handler(APIHandler):
             self.log.warning("arkouda-k8s: %s", _one_line(exc))
         self.answer(_error_body(exc), status)
 
+    def operation(self, op_id: str) -> Operation | None:
+        """The operation ``op_id``, or None with a 404 answered."""
+        op = self.held.operations.get(op_id)
+        if op is None:
+            self.fail(ClusterNotFound(f"no operation {op_id!r} on this server"))
+        return op
+
     def refuse_unless_allowed(self, what: str) -> bool:
         if self.held.app.allow_deploy:
             return False
@@ -599,9 +606,8 @@ class ClustersHandler(_Handler):
 class OperationHandler(_Handler):
     @web.authenticated
     async def get(self, op_id: str) -> None:
-        op = self.held.operations.get(op_id)
+        op = self.operation(op_id)
         if op is None:
-            self.fail(ClusterNotFound(f"no operation {op_id!r} on this server"))
             return
         self.answer(op.to_dict())
 
@@ -617,9 +623,8 @@ class OperationEventsHandler(_Handler):
 
     @web.authenticated
     async def get(self, op_id: str) -> None:
-        op = self.held.operations.get(op_id)
+        op = self.operation(op_id)
         if op is None:
-            self.fail(ClusterNotFound(f"no operation {op_id!r} on this server"))
             return
         self.set_header("Content-Type", "text/event-stream")
         self.set_header("Cache-Control", "no-cache")

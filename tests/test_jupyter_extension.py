@@ -164,6 +164,9 @@ def test_rest_deploy_list_status_errors_teardown(server: JupyterServer, kube: An
     assert status == 404 and doc["kind"] == "ClusterNotFound" and doc["hint"], doc
     status, doc = server.request("POST", f"{API}/clusters/default/jx-none/tunnel")
     assert status == 404, doc
+    for path in ("operations/0badc0de", "operations/0badc0de/events"):
+        status, doc = server.request("GET", f"{API}/{path}")
+        assert status == 404 and "no operation '0badc0de'" in doc["message"], (path, doc)
 
     status, doc = server.request("DELETE", f"{API}/clusters/default/{name}")
     assert status == 200 and any(d.startswith("Pod/") for d in doc["deleted"]), doc
