@@ -686,8 +686,12 @@ def test_stop_within_five_seconds_leaves_no_thread_or_socket() -> None:
             os.kill(pid, 0)
         except ProcessLookupError:
             continue
-        with open(f"/proc/{pid}/stat") as f:  # a zombie awaiting its reaper is gone too
-            assert f.read().split(")")[-1].split()[0] == "Z", f"pod process {pid} survived stop"
+        try:
+            with open(f"/proc/{pid}/stat") as f:  # a zombie awaiting its reaper is gone too
+                state = f.read().split(")")[-1].split()[0]
+        except OSError:  # reaped between the two looks
+            continue
+        assert state == "Z", f"pod process {pid} survived stop"
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0, "the API port still accepts connections"
     assert _open_sockets() <= sockets_before, "the sandbox left sockets open in this process"

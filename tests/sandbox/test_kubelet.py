@@ -635,7 +635,7 @@ def test_deleting_pods_while_they_start_leaves_no_process(world):
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
                     if marker.encode() in f.read() and alive(pid):
                         out.append(pid)
-            except FileNotFoundError:
+            except OSError:  # gone, or exiting while we read (ESRCH)
                 pass
         return out
 
