@@ -262,9 +262,10 @@ def _descendants(pid: int) -> list[int]:
     while todo:
         parent = todo.pop()
         for task in Path(f"/proc/{parent}/task").glob("*"):
-            children = (
-                (task / "children").read_text().split() if (task / "children").exists() else []
-            )
+            try:
+                children = (task / "children").read_text().split()
+            except OSError:  # a thread or process that ended while we looked
+                children = []
             for child in map(int, children):
                 out.append(child)
                 todo.append(child)
