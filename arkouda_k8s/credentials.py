@@ -1,4 +1,5 @@
-"""The secrets of one deployment: SSH key pair, TLS client key + CSR, server token.
+"""The secrets of one deployment: SSH key pair, server token and, with registration
+"server" only, the TLS client key + CSR of the server's certificate.
 
 Everything is generated in memory with ``cryptography`` and handed to the Kubernetes
 API as Secret data; nothing is written to the local disk. ``repr``/``str`` of a
@@ -102,9 +103,11 @@ class Credentials:
     user: str
     ssh_private_key: bytes
     ssh_public_key: bytes
-    tls_key: bytes
-    csr: bytes
     token: str
+    # Registration "server" only (the chart's CSR flow); None otherwise, where nothing
+    # would use them.
+    tls_key: bytes | None = None
+    csr: bytes | None = None
     certificate: bytes | None = None
 
     @staticmethod
@@ -120,13 +123,13 @@ class Credentials:
 
     @classmethod
     def generate(cls, spec: Any, *, ssh_key_bits: int = SSH_KEY_BITS) -> Credentials:
-        """Fresh SSH key pair, TLS key + CSR for ``spec``'s user, and a server token."""
+        """Fresh SSH key pair and server token for ``spec``; a TLS key + CSR for
+        ``spec``'s user too when its registration is "server" (the server's client
+        certificate), not otherwise."""
         # Imported here: the masking above is what front ends load (`%load_ext` has a
-        # 0.3 s budget), and cryptography's x509 alone takes ~150 ms to import.
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec, rsa
-        from cryptography.x509.oid import NameOID
+        # 0.3 s budget); x509 (~150 ms to import) only where a CSR is made.
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
 
         user = cls.user_for(spec)
         ssh_key = rsa.generate_private_key(public_exponent=65537, key_size=ssh_key_bits)
@@ -141,25 +144,16 @@ class Credentials:
             )
             + f" arkouda-k8s@{spec.name}\n".encode()
         )
-        # P-256: accepted by the kube-apiserver-client signer and far quicker than RSA.
-        tls_key = ec.generate_private_key(ec.SECP256R1())
-        csr = (
-            x509.CertificateSigningRequestBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, user)]))
-            .sign(tls_key, hashes.SHA256())
-        )
-        return cls(
+        creds = cls(
             user=user,
             ssh_private_key=ssh_private,
             ssh_public_key=ssh_public,
-            tls_key=tls_key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            ),
-            csr=csr.public_bytes(serialization.Encoding.PEM),
             token=secrets.token_hex(32),
         )
+        if spec.registration == "server":
+            tls_key, csr = _tls_key_and_csr(user)
+            creds = dataclasses.replace(creds, tls_key=tls_key, csr=csr)
+        return creds
 
     def with_certificate(self, certificate: bytes) -> Credentials:
         """A copy holding the certificate the CSR was approved with (PEM)."""
@@ -168,6 +162,8 @@ class Credentials:
     @property
     def csr_base64(self) -> str:
         """The CSR as the CertificateSigningRequest's ``spec.request`` wants it."""
+        if self.csr is None:
+            raise ValueError("no CSR: credentials of a registration other than server")
         return base64.b64encode(self.csr).decode()
 
     @property
@@ -178,10 +174,31 @@ class Credentials:
         return f"SHA256:{digest}"
 
     def __repr__(self) -> str:
-        cert = "approved" if self.certificate else "pending"
-        return (
-            f"Credentials(user={self.user!r}, ssh={self.ssh_fingerprint}, "
-            f"tls=EC P-256 (certificate {cert}), token=<hidden>)"
-        )
+        tls = ""
+        if self.tls_key is not None:
+            tls = f"tls=EC P-256 (certificate {'approved' if self.certificate else 'pending'}), "
+        return f"Credentials(user={self.user!r}, ssh={self.ssh_fingerprint}, {tls}token=<hidden>)"
 
     __str__ = __repr__
+
+
+def _tls_key_and_csr(user: str) -> tuple[bytes, bytes]:
+    """A fresh TLS client key (PEM, PKCS#8) and a CSR for ``user`` signed with it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    # P-256: accepted by the kube-apiserver-client signer and far quicker than RSA.
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, user)]))
+        .sign(key, hashes.SHA256())
+    )
+    pem_key = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return pem_key, csr.public_bytes(serialization.Encoding.PEM)

@@ -198,7 +198,7 @@ def certificate_signing_request(
     """The cluster-scoped CSR for the server's client certificate (CN = the user);
     registration "server" only."""
     n = names(spec)
-    request = credentials.csr if credentials else PLACEHOLDER.encode()
+    request = credentials.csr if credentials and credentials.csr else PLACEHOLDER.encode()
     return {
         "apiVersion": "certificates.k8s.io/v1",
         "kind": "CertificateSigningRequest",

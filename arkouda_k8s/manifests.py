@@ -580,6 +580,13 @@ def render(
             credentials.user,
             f"credentials generated for {user_for(spec.name, _namespace(spec))}",
         )
+    if credentials is not None and spec.registration == "server" and credentials.csr is None:
+        raise SpecError(
+            "credentials",
+            credentials.user,
+            "credentials with a TLS key and CSR: Credentials.generate for a spec with "
+            'registration="server"',
+        )
     out: list[dict[str, Any]] = []
     if include_namespace:
         out.append(namespace(spec))

@@ -94,6 +94,8 @@ def known_creds() -> Credentials:
 def _secret_forms(creds: Credentials) -> list[str]:
     forms = [creds.token, base64.b64encode(creds.token.encode()).decode()]
     for pem in (creds.ssh_private_key, creds.tls_key):
+        if pem is None:  # no TLS key: registration client
+            continue
         forms.append(base64.b64encode(pem).decode()[:48])
         forms += [ln for ln in pem.decode().splitlines() if ln and not ln.startswith("-----")][:3]
     return forms

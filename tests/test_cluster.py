@@ -4,6 +4,7 @@ upstream traps of docs/architecture.md, heartbeat/TTL expiry, and teardown to ze
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -15,6 +16,8 @@ import time
 import pytest
 from _support import eventually
 from _support.lifecycle import FAST, Recorder, cluster, labelled, spec, wait_no_processes
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from arkouda_k8s import manifests
 from arkouda_k8s.cluster import (
@@ -24,6 +27,7 @@ from arkouda_k8s.cluster import (
     list_clusters,
     teardown_expired,
 )
+from arkouda_k8s.credentials import Credentials
 from arkouda_k8s.errors import ArkoudaK8sError, ClusterNotFound, UsageError
 from arkouda_k8s.protocol import ArkoudaProbe
 
@@ -143,6 +147,61 @@ def test_reattach_from_another_process(sb, kube, deployed):
         assert got["stage"] == "Ready" and got["version"] == "v2023.05.05"
         assert got["locales"] == 2 and got["address"][0] == "127.0.0.1"
         assert c.token() not in out.stdout + out.stderr
+
+
+def _secret_data(kube, name: str) -> dict[tuple[str, str], bytes]:
+    """(Secret name, key) -> decoded value, for every Secret of instance ``name``."""
+    sel = f"app.kubernetes.io/instance={name}"
+    return {
+        (o["metadata"]["name"], key): base64.b64decode(value)
+        for o in kube.list("Secret", label_selector=sel)["items"]
+        for key, value in (o.get("data") or {}).items()
+    }
+
+
+def _private_keys(data: dict[tuple[str, str], bytes]) -> set[tuple[str, str]]:
+    return {where for where, value in data.items() if b"PRIVATE KEY-----" in value}
+
+
+def test_registration_client_secrets_hold_no_tls_key_and_old_ones_still_attach(sb, kube, deployed):
+    """The default registration uses no client certificate: its Secrets hold the SSH key
+    and the token, and no TLS private key. A deployment made by an older arkouda-k8s
+    still has a ``{name}-tls`` Secret with a key: reattaching to it connects, and its
+    teardown removes that Secret with the rest (the fixture checks nothing is left)."""
+    with deployed(spec("c-keys", locales=2)) as c:
+        data = _secret_data(kube, "c-keys")
+        assert {secret for secret, _ in data} == {"c-keys-ssh", "c-keys-token"}
+        assert _private_keys(data) == {("c-keys-ssh", "id_rsa")}
+        assert data[("c-keys-ssh", "id_rsa")].startswith(b"-----BEGIN OPENSSH PRIVATE KEY")
+
+        # What an older version left: a TLS Secret of its own, owned like the rest.
+        old = Credentials.generate(c.spec.replace(registration="server"))
+        tls = next(
+            o
+            for o in manifests.render(c.spec.replace(registration="server"), old)
+            if o["kind"] == "Secret" and o["metadata"]["name"] == "c-keys-tls"
+        )
+        c.ownership.create_owned(tls, time.monotonic() + 10)
+        c.close()
+        again = ArkoudaCluster.from_name("c-keys", kubeconfig=sb.kubeconfig_path)
+        try:
+            assert again.config is not None and again.config["numLocales"] == 2
+            assert again.status().stage == "Ready"
+        finally:
+            again.close()
+        assert ("c-keys-tls", "tls.key") in _private_keys(_secret_data(kube, "c-keys"))
+    assert labelled(kube, "c-keys") == []
+
+
+def test_registration_server_keeps_the_tls_key_its_certificate_names(sb, kube, deployed):
+    with deployed(spec("c-tlskey", locales=2, registration="server")) as c:
+        assert c.spec.registration == "server"
+        data = _secret_data(kube, "c-tlskey")
+        assert _private_keys(data) == {("c-tlskey-ssh", "id_rsa"), ("c-tlskey-tls", "tls.key")}
+        key = serialization.load_pem_private_key(data[("c-tlskey-tls", "tls.key")], None)
+        cert = x509.load_pem_x509_certificate(data[("c-tlskey-tls", "tls.crt")])
+        assert cert.public_key().public_numbers() == key.public_key().public_numbers()
+        assert cert.subject.rfc4514_string() == "CN=arkouda-k8s:default:c-tlskey"
 
 
 class PodRecorder:

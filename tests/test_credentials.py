@@ -8,7 +8,7 @@ import re
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from arkouda_k8s.credentials import Credentials
@@ -16,11 +16,18 @@ from arkouda_k8s.errors import SpecError
 from arkouda_k8s.spec import ClusterSpec
 
 SPEC = ClusterSpec(name="demo", namespace="team")
+SERVER_SPEC = SPEC.replace(registration="server")
+
+
+@pytest.fixture(scope="module", params=["client", "server"])
+def creds(request) -> Credentials:
+    """Credentials of both registrations: what holds for both is checked on each."""
+    return Credentials.generate(SPEC.replace(registration=request.param))
 
 
 @pytest.fixture(scope="module")
-def creds() -> Credentials:
-    return Credentials.generate(SPEC)
+def server_creds() -> Credentials:
+    return Credentials.generate(SERVER_SPEC)
 
 
 def test_ssh_key_pair_is_openssh_rsa_and_matches(creds):
@@ -33,15 +40,31 @@ def test_ssh_key_pair_is_openssh_rsa_and_matches(creds):
     assert creds.ssh_public_key.startswith(b"ssh-rsa ")
 
 
-def test_csr_names_the_instance_user_and_matches_the_tls_key(creds):
-    assert creds.user == "arkouda-k8s:team:demo" == Credentials.user_for(SPEC)
+def test_csr_names_the_instance_user_and_matches_the_tls_key(server_creds):
+    creds = server_creds
+    assert creds.user == "arkouda-k8s:team:demo" == Credentials.user_for(SERVER_SPEC)
+    assert creds.csr is not None and creds.tls_key is not None
     csr = x509.load_pem_x509_csr(creds.csr)
     assert csr.is_signature_valid
     cn = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
     assert cn == creds.user
     key = serialization.load_pem_private_key(creds.tls_key, password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1"
     assert csr.public_key().public_numbers() == key.public_key().public_numbers()
     assert base64.b64decode(creds.csr_base64) == creds.csr
+
+
+def test_registration_client_gets_no_tls_key_or_csr():
+    """The default registration has no client certificate: no key is made that nothing
+    would use, and nothing claims one."""
+    creds = Credentials.generate(SPEC)
+    assert SPEC.registration == "client"
+    assert creds.tls_key is None and creds.csr is None and creds.certificate is None
+    assert "tls" not in repr(creds).lower()
+    with pytest.raises(ValueError, match="no CSR"):
+        _ = creds.csr_base64
+    # ...and what client mode does use is all there
+    assert creds.ssh_private_key and creds.ssh_public_key and creds.token
 
 
 def test_token_is_long_random_hex(creds):
@@ -49,10 +72,14 @@ def test_token_is_long_random_hex(creds):
     other = Credentials.generate(SPEC, ssh_key_bits=3072)
     assert other.token != creds.token
     assert other.ssh_private_key != creds.ssh_private_key
-    assert other.tls_key != creds.tls_key
 
 
-def test_certificate_is_added_by_copy(creds):
+def test_tls_keys_are_fresh_each_time(server_creds):
+    assert Credentials.generate(SERVER_SPEC).tls_key != server_creds.tls_key
+
+
+def test_certificate_is_added_by_copy(server_creds):
+    creds = server_creds
     assert creds.certificate is None
     with_cert = creds.with_certificate(b"-----BEGIN CERTIFICATE-----\n...")
     assert with_cert.certificate is not None
@@ -64,6 +91,8 @@ def _secret_fragments(creds: Credentials) -> list[str]:
     """Pieces of every secret, in the forms they might leak in."""
     out = [creds.token]
     for pem in (creds.ssh_private_key, creds.tls_key):
+        if pem is None:
+            continue
         body = [ln for ln in pem.decode().splitlines() if ln and not ln.startswith("-----")]
         out += body
         out.append(base64.b64encode(pem).decode()[:40])

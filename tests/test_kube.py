@@ -234,7 +234,7 @@ def test_access_reviews(sb, kube):
 
 
 def test_csr_create_approve_and_certificate(kube):
-    s = ClusterSpec(name="kubecsr", namespace="default")
+    s = ClusterSpec(name="kubecsr", namespace="default", registration="server")
     creds = Credentials.generate(s)
     obj = certificate_signing_request(s, creds)
     kube.create_csr(obj, deadline=time.monotonic() + 10)

@@ -387,6 +387,14 @@ def test_credentials_of_another_instance_are_refused(creds):
         render(SPECS["udp-2"].replace(name="other"), creds["udp-2"])
 
 
+def test_credentials_without_a_csr_are_refused_for_registration_server(creds):
+    """Credentials made for registration client hold no TLS key: rendering them for a
+    spec that needs the certificate says so, rather than a placeholder request."""
+    with pytest.raises(SpecError, match='registration="server"') as err:
+        render(SPECS["udp-2"].replace(registration="server"), creds["udp-2"])
+    assert err.value.field == "credentials"
+
+
 def test_pod_settings_reach_server_and_locale_pods():
     objs = _by_kind(render(FULL))
     pod = objs[("Pod", "full-server")]
