@@ -23,7 +23,7 @@ import secrets
 import time
 import weakref
 from collections.abc import Callable, Generator, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import background, creation, manifests, preflight, teardown
 from .connection import ServerConnection
@@ -70,6 +70,11 @@ from .status import (  # noqa: F401 (re-export: the status types are the lifecyc
     cluster_list_dict,
 )
 from .teardown import teardown_all, teardown_expired, teardown_named  # noqa: F401 (re-export)
+
+if TYPE_CHECKING:  # the tunnel and the session load when first used
+    from .connection import _BorrowedTunnel
+    from .session import Session
+    from .tunnel import Tunnel
 
 log = logging.getLogger(__name__)
 
@@ -208,11 +213,11 @@ class ArkoudaCluster:
 
     # What the connection holds, under the names the front ends use.
     @property
-    def tunnel(self) -> Any:
+    def tunnel(self) -> Tunnel | _BorrowedTunnel | None:
         return self.connection.tunnel
 
     @property
-    def session(self) -> Any:
+    def session(self) -> Session | None:
         return self.connection.session
 
     @property

@@ -20,7 +20,7 @@ import base64
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import manifests
 from .errors import (
@@ -35,6 +35,10 @@ from .inventory import _HELD_TUNNELS, _forget_tunnel, _record_tunnel
 from .kube import Kube
 from .spec import ClusterSpec
 from .stages import Report
+
+if TYPE_CHECKING:  # both imported where first used: the lifecycle loads without them
+    from .session import Session
+    from .tunnel import Tunnel
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +65,8 @@ class ServerConnection:
         self.spec = spec
         self.local_port = local_port
         self.listeners: list[Callable[[str], None]] = []
-        self.tunnel: Any = None  # a Tunnel, or a _BorrowedTunnel (use_tunnel)
-        self.session: Any = None
+        self.tunnel: Tunnel | _BorrowedTunnel | None = None  # borrowed: use_tunnel
+        self.session: Session | None = None
         self.config: dict[str, Any] | None = None  # the server's getconfig answer
         self.token_text: str | None = None
         # The server pod a wait just saw Ready (once): the tunnel's first target, no list.
@@ -87,7 +91,8 @@ class ServerConnection:
         if self.tunnel is None:
             return None
         try:
-            return tuple(self.tunnel.local_address)  # type: ignore[return-value]
+            host, port = self.tunnel.local_address
+            return (host, port)
         except Exception:
             return None
 

@@ -5,14 +5,14 @@ progress events a deploy or teardown reports (the notebook's and the CLI's progr
 ``ArkoudaCluster`` satisfies them, and so do the stand-ins of the front end's tests
 (tests/test_widgets.py, tests/test_magics.py; mypy checks those files too), so mypy
 checks the front ends against the real API rather than against whatever a stub offers.
-Below the front ends, above the lifecycle: imports only ``status`` (no I/O), at type
-checking time.
+Below the front ends, above the lifecycle: imports nothing of the package at run time;
+at type checking time ``status``, and the lifecycle for the checks at the end.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, assert_type
 
 if TYPE_CHECKING:
     from .status import ClusterStatus
@@ -84,5 +84,14 @@ class NotebookCluster(ShownCluster, Protocol):
 
 if TYPE_CHECKING:  # checked by mypy: the real deployment is what the front ends expect
     from .cluster import ArkoudaCluster
+    from .connection import _BorrowedTunnel
+    from .session import Session
+    from .tunnel import Tunnel
 
     _ARKOUDA_CLUSTER: type[NotebookCluster] = ArkoudaCluster
+    _SESSION: type[ClientSession] = Session
+
+    def _typed(cluster: ArkoudaCluster) -> None:
+        # Their real types, not Any: a front end's misuse of either fails mypy.
+        assert_type(cluster.tunnel, Tunnel | _BorrowedTunnel | None)
+        assert_type(cluster.session, Session | None)
