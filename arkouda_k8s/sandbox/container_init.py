@@ -22,6 +22,13 @@ First the status socket carries the new mount namespace (a descriptor the kubele
 If anything fails before the exec, the reason follows in the words of a real runtime and
 the process exits 128; on a successful exec the socket closes (close-on-exec), which is
 how the kubelet knows the container started.
+
+``kubectl exec`` and exec probes start here too (a plan with ``enter``: the pid of the
+container's main process, and no status socket), as ``runc exec`` runs a new process
+with the container's own process spec: the container's namespaces and root replace
+steps 1 to 4, then step 5 is the same (working directory, capabilities, no_new_privs,
+user and groups, environment). A failure before the exec is written to stderr in
+runc's words, exit code 126.
 """
 
 import ctypes
@@ -44,6 +51,7 @@ MS_PRIVATE = 1 << 18
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
 _libc.unshare.argtypes = [ctypes.c_int]
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 _libc.prctl.argtypes = [
     ctypes.c_int,
@@ -186,44 +194,78 @@ def limit_privileges(plan):
         _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
 
 
+def create_container(plan, status):
+    """Steps 1 to 4: a new mount and UTS namespace, the container's root, its mounts."""
+    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWUTS), "unshare")
+    # The kubelet holds the namespace by this descriptor until it has swept it, so
+    # its inode number (the container's identity) cannot pass to another container.
+    ns = os.open("/proc/self/ns/mnt", os.O_RDONLY)
+    socket.send_fds(status, [b"n"], [ns])
+    os.close(ns)
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    host = plan["hostname"].encode()
+    _check(_libc.sethostname(host, len(host)), "sethostname")
+    build_root(plan)
+    os.chroot(plan["root"])
+
+
+def enter_container(pid):
+    """Into the namespaces and root of a running container (its main process ``pid``)."""
+    proc = f"/proc/{pid}"
+    # Every descriptor before the first setns: /proc is this machine's only until then.
+    uts = os.open(f"{proc}/ns/uts", os.O_RDONLY)
+    mnt = os.open(f"{proc}/ns/mnt", os.O_RDONLY)
+    root = os.open(f"{proc}/root", os.O_RDONLY | os.O_DIRECTORY)
+    _check(_libc.setns(uts, CLONE_NEWUTS), "setns uts")
+    _check(_libc.setns(mnt, CLONE_NEWNS), "setns mnt")
+    os.fchdir(root)
+    os.chroot(".")
+    for fd in (uts, mnt, root):
+        os.close(fd)
+
+
+def start_process(plan):
+    """Step 5, for a container's main process and for every exec into it alike."""
+    os.chdir("/")
+    cwd = plan["cwd"]
+    if not os.path.isdir(cwd):
+        os.makedirs(cwd, exist_ok=True)
+    limit_privileges(plan)
+    os.setgroups(plan["groups"])
+    os.setgid(plan["gid"])
+    os.setuid(plan["uid"])
+    os.chdir(cwd)
+    argv = plan["argv"]
+    env = plan["env"]
+    program = find_program(argv[0], env.get("PATH", ""))
+    if program is None:
+        what = (
+            "no such file or directory" if "/" in argv[0] else "executable file not found in $PATH"
+        )
+        raise LookupError(f'exec: "{argv[0]}": {what}')
+    os.execve(program, argv, env)
+
+
 def main():
     plan_fd = int(sys.argv[1])
-    status = socket.socket(fileno=int(sys.argv[2]))
     with os.fdopen(plan_fd, "rb") as f:
         plan = json.load(f)
+    if "enter" in plan:
+        try:
+            enter_container(plan["enter"])
+            start_process(plan)
+        except Exception as exc:  # noqa: BLE001 - every failure is reported, none escapes
+            sys.stderr.write(
+                "OCI runtime exec failed: exec failed: unable to start container process: "
+                f"{exc}: unknown\n"
+            )
+            sys.stderr.flush()
+        os._exit(126)
+    status = socket.socket(fileno=int(sys.argv[2]))
     status.set_inheritable(False)
     try:
-        _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWUTS), "unshare")
-        # The kubelet holds the namespace by this descriptor until it has swept it, so
-        # its inode number (the container's identity) cannot pass to another container.
-        ns = os.open("/proc/self/ns/mnt", os.O_RDONLY)
-        socket.send_fds(status, [b"n"], [ns])
-        os.close(ns)
-        mount(None, "/", None, MS_REC | MS_PRIVATE)
-        host = plan["hostname"].encode()
-        _check(_libc.sethostname(host, len(host)), "sethostname")
-        build_root(plan)
-        os.chroot(plan["root"])
-        os.chdir("/")
-        cwd = plan["cwd"]
-        if not os.path.isdir(cwd):
-            os.makedirs(cwd, exist_ok=True)
-        limit_privileges(plan)
-        os.setgroups(plan["groups"])
-        os.setgid(plan["gid"])
-        os.setuid(plan["uid"])
-        os.chdir(cwd)
-        argv = plan["argv"]
-        env = plan["env"]
-        program = find_program(argv[0], env.get("PATH", ""))
-        if program is None:
-            what = (
-                "no such file or directory"
-                if "/" in argv[0]
-                else "executable file not found in $PATH"
-            )
-            raise LookupError(f'exec: "{argv[0]}": {what}')
-        os.execve(program, argv, env)
+        create_container(plan, status)
+        start_process(plan)
     except LookupError as exc:
         msg = f"unable to start container process: {exc}: unknown"
     except PermissionError as exc:

@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -504,6 +504,16 @@ class ProcessRuntime:
         return 128 - code if code < 0 else code
 
 
+@dataclass(frozen=True)
+class ExecCommand:
+    """A process to start in a container: argv, environment, cwd, descriptors to pass."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    pass_fds: tuple[int, ...] = ()
+
+
 class ContainerStartError(Exception):
     """The runtime could not start the container (the message is the runtime's)."""
 
@@ -564,6 +574,35 @@ def kill_namespace(ns: str) -> int:
 _reaping: set[asyncio.Future[int]] = set()
 
 
+@contextlib.contextmanager
+def plan_pipe(plan: dict[str, Any]) -> Iterator[int]:
+    """A pipe's read end holding ``plan`` for container_init.py (closed on leaving).
+
+    A pipe, not the command line: the plan holds the container's environment, which may
+    carry a Secret's value.
+    """
+    data = json.dumps(plan).encode()
+    plan_r, plan_w = os.pipe()
+    try:
+        try:
+            if len(data) > 65536:
+                fcntl.fcntl(plan_w, 1031, min(len(data) + 4096, 1 << 20))  # F_SETPIPE_SZ
+            os.write(plan_w, data)
+        finally:
+            os.close(plan_w)
+        yield plan_r
+    finally:
+        os.close(plan_r)
+
+
+def container_init_argv(*fds: int) -> list[str]:
+    return [sys.executable, "-I", "-S", _CONTAINER_INIT, *(str(fd) for fd in fds)]
+
+
+# container_init.py's own environment (the container's is in its plan).
+_INIT_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+
+
 class NamespaceRuntime(ProcessRuntime):
     """A container process in its own mount namespace over its image (container_init.py).
 
@@ -576,24 +615,15 @@ class NamespaceRuntime(ProcessRuntime):
 
     @classmethod
     async def start_in_namespace(cls, plan: dict[str, Any], logbuf: LogBuffer) -> NamespaceRuntime:
-        data = json.dumps(plan).encode()
-        plan_r, plan_w = os.pipe()
         ours, theirs = socket.socketpair()
-        try:
-            if len(data) > 65536:
-                fcntl.fcntl(plan_w, 1031, min(len(data) + 4096, 1 << 20))  # F_SETPIPE_SZ
-            os.write(plan_w, data)
-        finally:
-            os.close(plan_w)
         fd = theirs.fileno()
-        argv = [sys.executable, "-I", "-S", _CONTAINER_INIT, str(plan_r), str(fd)]
         try:
-            proc = await spawn(argv, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, "/", (plan_r, fd))
+            with plan_pipe(plan) as plan_r:
+                proc = await spawn(container_init_argv(plan_r, fd), _INIT_ENV, "/", (plan_r, fd))
         except BaseException:
             ours.close()
             raise
         finally:
-            os.close(plan_r)
             theirs.close()
         self = cls(proc, logbuf)
         try:
@@ -1460,7 +1490,6 @@ class PodWorker:
             shutil.rmtree(run, ignore_errors=True)
         for d in ("upper", "work", "root"):
             (run / d).mkdir(parents=True, mode=0o755)
-        uid, gid = self._run_as(c)
         return {
             "root": str(run / "root"),
             "upper": str(run / "upper"),
@@ -1468,6 +1497,16 @@ class PodWorker:
             "layers": [str(self.kubelet.layers.layer(model))],
             "mounts": self.container_mounts.get(c.name, []),
             "hostname": self.name[:63],
+            **self._process_spec(c, argv),
+        }
+
+    def _process_spec(self, c: Container, argv: list[str]) -> dict[str, Any]:
+        """What runc's process spec holds for container ``c``: its main process and every
+        ``runc exec`` into it get the same working directory, user and groups,
+        capabilities, no_new_privs and environment."""
+        model = c.model
+        uid, gid = self._run_as(c)
+        return {
             "cwd": c.spec.get("workingDir") or model.workdir,
             "uid": uid,
             "gid": gid,
@@ -1496,13 +1535,20 @@ class PodWorker:
         gid = sc.get("runAsGroup", pod_sc.get("runAsGroup", c.model.gid))
         return int(uid), int(gid)
 
-    def exec_argv(self, c: Container, command: list[str]) -> list[str]:
-        """``command`` run inside container ``c`` (its namespaces, root, user and cwd)."""
+    @contextlib.contextmanager
+    def exec_command(self, c: Container, command: list[str]) -> Iterator[ExecCommand]:
+        """How to start ``command`` in running container ``c``, as ``runc exec`` does:
+        inside its namespaces and root with its process spec (``_process_spec``, the one
+        its main process got). Without isolation: a local process in the pod's dir."""
+        words = [str(x) for x in command]
         if not self.isolated or not isinstance(c.runtime, NamespaceRuntime):
-            return [self.map_words(str(x)) for x in command]
-        uid, gid = self._run_as(c)
-        enter = ["nsenter", "-t", str(c.runtime.pid), "-m", "-u", "-r", "-w"]
-        return [*enter, "-S", str(uid), "-G", str(gid), "--", *(str(x) for x in command)]
+            cwd = self.dir / (c.spec.get("workingDir") or "").lstrip("/")
+            cwd.mkdir(parents=True, exist_ok=True)
+            yield ExecCommand([self.map_words(w) for w in words], self._process_env(c), str(cwd))
+            return
+        plan = {**self._process_spec(c, words), "enter": c.runtime.pid}
+        with plan_pipe(plan) as fd:
+            yield ExecCommand(container_init_argv(fd), _INIT_ENV, "/", (fd,))
 
     def exec_env(self, c: Container) -> dict[str, str]:
         return self._isolated_env(c) if self.isolated else self._process_env(c)
@@ -1777,7 +1823,8 @@ class PodWorker:
                     )
             if "exec" in probe:
                 cmd = [str(x) for x in probe["exec"].get("command") or []]
-                proc = await spawn(self.exec_argv(c, cmd), self.exec_env(c), str(self.dir))
+                with self.exec_command(c, cmd) as run:
+                    proc = await spawn(run.argv, run.env, run.cwd, run.pass_fds)
                 try:
                     out, _ = await asyncio.wait_for(proc.communicate(), timeout)
                 except (TimeoutError, asyncio.CancelledError) as exc:
@@ -2169,8 +2216,6 @@ class Kubelet:
                 "BadRequest",
                 f'unable to upgrade connection: container not found ("{container}")',
             )
-        env = w.exec_env(c)
-        argv = w.exec_argv(c, command)
         if not command or not w.exec_program(c, str(command[0])):
             what = str(command[0]) if command else ""
             raise ApiError(
@@ -2180,20 +2225,17 @@ class Kubelet:
                 "in container: OCI runtime exec failed: exec failed: unable to start container "
                 f'process: exec: "{what}": executable file not found in $PATH: unknown',
             )
-        if w.isolated:
-            cwd = Path("/")  # nsenter -w: the container's own working directory
-        else:
-            cwd = w.dir / (c.spec.get("workingDir") or "").lstrip("/")
-            cwd.mkdir(parents=True, exist_ok=True)
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            env=env,
-            cwd=str(cwd),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
+        with w.exec_command(c, command) as run:
+            proc = await asyncio.create_subprocess_exec(
+                *run.argv,
+                env=run.env,
+                cwd=run.cwd,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+                pass_fds=run.pass_fds,
+            )
         w.execs.add(proc)
         self.pids.add(proc.pid)
 
