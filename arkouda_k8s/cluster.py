@@ -747,7 +747,7 @@ class ArkoudaCluster:
     def teardown(self, wait: bool = True) -> list[tuple[str, str]]:
         """Delete every object of the deployment and (with ``wait``) wait until gone.
 
-        By name, without a cluster object: :func:`teardown_named`."""
+        By name, without a cluster object: :func:`~arkouda_k8s.teardown.teardown_named`."""
         self.close()
         self.spec, deleted = teardown.remove(
             self.ownership,

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 class ProgressEvent(Protocol):
-    """One step of a deploy or teardown (``cluster.Progress``)."""
+    """One step of a deploy or teardown (``stages.Progress``)."""
 
     @property
     def stage(self) -> str: ...

@@ -5,7 +5,7 @@ The code (``-c CODE``, a file, or ``-`` for standard input) runs with ``ak`` (th
 or None; for Pachyderm ``/pfs/<repo>`` and ``/pfs/out``) bound. The server is
 ``--server HOST:PORT`` (else ``$ARKOUDA_SERVER``) or, inside a pod, ``--in-cluster NAME``:
 the deployment's Service endpoint and token Secret, read with the pod's service account
-(:func:`arkouda_k8s.cluster.server_address_in_cluster`; the grant is
+(:func:`arkouda_k8s.inventory.server_address_in_cluster`; the grant is
 ``arkouda-k8s render --runner-rbac NAME``). Pipelines often start before the server
 answers, so the handshake is retried until ``--connect-timeout``.
 
@@ -240,7 +240,7 @@ def wait_for_server(
         try:
             token = step.token
             if step.in_cluster:
-                from .cluster import server_address_in_cluster
+                from .inventory import server_address_in_cluster
                 from .kube import Kube
 
                 if kube is None:

@@ -1,7 +1,8 @@
 """What a user is told about a deployment: ``ClusterStatus`` (one deployment, as
 ``arkouda-k8s status`` and the notebook show it) and ``ClusterInfo`` (one row of
 ``list_clusters()``), their text rows and their versioned documents (``-o json|yaml``).
-Pure: no I/O; the lifecycle (cluster.py) fills them in."""
+Pure: no I/O; the lifecycle fills them in (``readiness.deployment_status``,
+``inventory.list_clusters``)."""
 
 from __future__ import annotations
 
