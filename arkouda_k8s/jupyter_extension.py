@@ -51,6 +51,7 @@ from .errors import (
     SpecConflict,
     SpecError,
     UsageError,
+    one_line,
 )
 
 API = "arkouda-k8s/api"
@@ -233,7 +234,7 @@ class HeldClusters:
                     return int(probe.getmemused())
                 except ArkoudaK8sError as exc:  # also: closed meanwhile (a release)
                     error = exc
-        self.app.log.debug("arkouda-k8s: memory of %s/%s: %s", *key, _one_line(error))
+        self.app.log.debug("arkouda-k8s: memory of %s/%s: %s", *key, one_line(error))
         return None
 
     def _close_probe(self, key: tuple[str, str]) -> None:
@@ -262,7 +263,7 @@ class HeldClusters:
                         self._release(key)
                         dropped.append(f"{key[0]}/{key[1]}")
             except Exception as exc:  # the API may be down for a while: look again later
-                self.app.log.debug("arkouda-k8s: %s/%s: %s", *key, _one_line(exc))
+                self.app.log.debug("arkouda-k8s: %s/%s: %s", *key, one_line(exc))
         return dropped
 
     def _sweep_loop(self) -> None:
@@ -445,7 +446,7 @@ class HeldClusters:
                     cluster.close()
             except Exception as exc:  # keep going: the others still need closing
                 self.app.log.warning(
-                    "arkouda-k8s: %s/%s at shutdown: %s", key[0], key[1], _one_line(exc)
+                    "arkouda-k8s: %s/%s at shutdown: %s", key[0], key[1], one_line(exc)
                 )
         self.clusters.clear()
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -472,12 +473,6 @@ def _tunnel(cluster: Any) -> dict[str, Any]:
     return {"state": str(getattr(state, "value", state)), "address": f"{host}:{port}"}
 
 
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, ArkoudaK8sError):
-        return exc.one_line()
-    return " ".join(f"{type(exc).__name__}: {exc}".split())
-
-
 def http_status(exc: BaseException) -> int:
     """The HTTP status of a library error (the CLI's exit code has the same split)."""
     if isinstance(exc, SpecConflict | OtherApiServer):
@@ -501,7 +496,7 @@ def _error_body(exc: BaseException) -> dict[str, Any]:
             "error": exc.one_line(),
             "kind": type(exc).__name__,
         }
-    return {"message": _one_line(exc), "hint": None, "error": _one_line(exc), "kind": "Error"}
+    return {"message": one_line(exc), "hint": None, "error": one_line(exc), "kind": "Error"}
 
 
 class _Handler(APIHandler):
@@ -523,7 +518,7 @@ class _Handler(APIHandler):
     def fail(self, exc: BaseException) -> None:
         status = http_status(exc)
         if status == 500:
-            self.log.warning("arkouda-k8s: %s", _one_line(exc))
+            self.log.warning("arkouda-k8s: %s", one_line(exc))
         self.answer(_error_body(exc), status)
 
     def operation(self, op_id: str) -> Operation | None:
