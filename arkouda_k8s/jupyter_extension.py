@@ -14,14 +14,21 @@ every Jupyter API)::
     POST   clusters          {"spec": {...}, "ephemeral": false}  -> 202 + an operation
     GET    operations/{id}   a deploy's progress, error, final status
     GET    operations/{id}/events   the same as server-sent events, until it ends
-    GET    clusters/{ns}/{name}          status
+    GET    clusters/{ns}/{name}[?refresh=1]  status (a recent read shared, see below)
     POST   clusters/{ns}/{name}/tunnel   open (or return) the server-owned tunnel
     DELETE clusters/{ns}/{name}          teardown
 
 Errors are ``{"message", "hint", "error"}`` with the CLI's one line, status 400 (bad
 spec or input), 403 (refused by Kubernetes or by ``allow_deploy``), 404 (no such
 deployment), 409 (exists with other settings). Settings: ``c.ArkoudaK8s.kubeconfig``,
-``context``, ``namespace``, ``allow_deploy``, ``heartbeat_interval``.
+``context``, ``namespace``, ``allow_deploy``, ``heartbeat_interval``,
+``status_reuse_seconds``.
+
+The status of a deployment the server holds no tunnel to costs a short-lived
+port-forward and an Arkouda handshake: every panel or tab polling it shares one read
+for ``status_reuse_seconds`` (requests arriving meanwhile await the read in flight),
+``?refresh=1`` reads again, and a deploy or teardown through the server forgets it.
+``readAt`` and ``readAgeSeconds`` in the document say when it was read.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from jupyter_server.base.handlers import APIHandler
@@ -64,6 +72,11 @@ KEEP_OPERATIONS = 50
 SSE_KEEPALIVE = 15.0
 # Seconds between looks for held deployments deleted elsewhere (default: the heartbeat's).
 SWEEP_INTERVAL = 30.0
+# Seconds one status read of a deployment held by no tunnel here (a short-lived
+# port-forward and a handshake each) answers every GET of it. Below the live panel's
+# 5 s poll, so a lone poller still gets a new read at every poll; any number of tabs
+# and panels polling together cost one read per window instead of one each.
+STATUS_REUSE = 4.0
 
 R = TypeVar("R")
 
@@ -142,10 +155,23 @@ class Operation:
             }
 
 
+class StatusRead:
+    """One status document (``readAt`` in it) and when it was read, for its age."""
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.doc = doc
+        self.read = time.monotonic()
+
+    def answer(self) -> dict[str, Any]:
+        age = int(max(0.0, time.monotonic() - self.read))
+        return {**self.doc, "readAgeSeconds": age}
+
+
 class HeldClusters:
     """The deployments this server holds: a tunnel and a heartbeat each.
 
-    All methods block (Kubernetes calls): the handlers run them in ``executor``.
+    All methods but ``shared_status`` block (Kubernetes calls): the handlers run them in
+    ``executor``.
     """
 
     def __init__(self, app: ArkoudaK8s) -> None:
@@ -161,6 +187,14 @@ class HeldClusters:
         self.probes: dict[tuple[str, str], tuple[Any, threading.Lock]] = {}
         self._lock = threading.Lock()
         self._key_locks: dict[tuple[str, str], threading.Lock] = {}
+        # The last status read of each deployment held by no tunnel here, answering GETs
+        # for app.status_reuse_seconds, and a generation per deployment that a deploy or
+        # teardown through this server moves on: a read begun before is neither kept nor
+        # joined (both under _lock: the deploy and teardown run in the executor).
+        self._reads: dict[tuple[str, str], StatusRead] = {}
+        self._read_generation: dict[tuple[str, str], int] = {}
+        # the read in flight of each deployment, with its generation (event loop only)
+        self._reads_in_flight: dict[tuple[str, str], tuple[int, asyncio.Future[StatusRead]]] = {}
         self._kube: Any = None
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="arkouda-k8s")
         self._stopping = threading.Event()
@@ -196,6 +230,7 @@ class HeldClusters:
         return self.clusters.get((namespace, name))
 
     def _hold(self, key: tuple[str, str], cluster: Any) -> None:
+        self.forget_status(key)
         self.uids[key] = _state_uid(cluster)
         old = self.clusters.get(key)
         self.clusters[key] = cluster
@@ -244,6 +279,7 @@ class HeldClusters:
             _close(*kept)
 
     def _release(self, key: tuple[str, str]) -> None:
+        self.forget_status(key)
         self._close_probe(key)
         cluster = self.clusters.pop(key, None)
         self.ephemeral.discard(key)
@@ -300,6 +336,56 @@ class HeldClusters:
                 item["tunnel"] = _tunnel(cluster)
         return doc
 
+    def forget_status(self, key: tuple[str, str]) -> None:
+        """The deployment changed through this server (deploy, teardown, held or let go):
+        the next GET of its status reads it again, and no read begun before is kept."""
+        with self._lock:
+            self._read_generation[key] = self._read_generation.get(key, 0) + 1
+            self._reads.pop(key, None)
+
+    async def shared_status(self, namespace: str, name: str, refresh: bool) -> dict[str, Any]:
+        """GET status, on the event loop. A deployment held here is read each time (its
+        numbers come over the connection kept for it, no port-forward); any other one
+        costs a short-lived port-forward and a handshake per read, so the reads of every
+        tab and panel polling it share one: the last read while it is younger than
+        ``status_reuse_seconds``, else the read in flight, else a new one. ``refresh``:
+        a new read all the same (which later requests share)."""
+        key = (namespace, name)
+        loop = asyncio.get_running_loop()
+        reuse = self.app.status_reuse_seconds
+        if key in self.clusters or reuse <= 0:
+            read = await loop.run_in_executor(self.executor, self._read_status, key, None)
+            return read.answer()
+        with self._lock:
+            generation = self._read_generation.get(key, 0)
+            last = self._reads.get(key)
+        in_flight = self._reads_in_flight.get(key)
+        if not refresh:
+            if last is not None and time.monotonic() - last.read < reuse:
+                return last.answer()
+            if in_flight is not None and in_flight[0] == generation:
+                return (await asyncio.shield(in_flight[1])).answer()
+        future = loop.run_in_executor(self.executor, self._read_status, key, generation)
+        self._reads_in_flight[key] = (generation, future)
+
+        def done(_: Any) -> None:
+            if self._reads_in_flight.get(key, (0, None))[1] is future:
+                del self._reads_in_flight[key]
+
+        future.add_done_callback(done)
+        # shielded: a caller that goes away does not cancel the read the others await
+        return (await asyncio.shield(future)).answer()
+
+    def _read_status(self, key: tuple[str, str], generation: int | None) -> StatusRead:
+        read = StatusRead(self.status(*key))
+        if generation is not None:
+            with self._lock:
+                # not kept when the deployment changed through this server meanwhile, or
+                # this server holds it now (its reads are its own)
+                if self._read_generation.get(key, 0) == generation and key not in self.clusters:
+                    self._reads[key] = read
+        return read
+
     def status(self, namespace: str, name: str) -> dict[str, Any]:
         from .cluster import ArkoudaCluster
 
@@ -323,6 +409,8 @@ class HeldClusters:
             doc = status.to_dict()
         doc["heldByServer"] = (namespace, name) in self.clusters
         doc["ephemeral"] = (namespace, name) in self.ephemeral
+        doc["readAt"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        doc["readAgeSeconds"] = 0
         return doc
 
     def tunnel(self, namespace: str, name: str, api_server: str | None) -> dict[str, Any]:
@@ -387,6 +475,7 @@ class HeldClusters:
         from .cluster import ArkoudaCluster
 
         key = (spec.namespace, spec.name)
+        self.forget_status(key)
         try:
             with self._key_lock(key):
                 cluster = ArkoudaCluster(
@@ -403,6 +492,8 @@ class HeldClusters:
             op.finish("succeeded", status=cluster.status(probe=False).to_dict())
         except Exception as exc:
             op.finish("failed", error=_error_body(exc))
+        finally:  # what a status read saw during the deploy is past
+            self.forget_status(key)
 
     def add_operation(self, op: Operation) -> None:
         with self._lock:
@@ -415,15 +506,19 @@ class HeldClusters:
         from .cluster import teardown_named
 
         key = (namespace, name)
-        with self._key_lock(key):
-            self._close_probe(key)
-            cluster = self.clusters.pop(key, None)
-            self.ephemeral.discard(key)
-            self.uids.pop(key, None)
-            if cluster is None:
-                deleted = teardown_named(name, namespace, kube=self.kube(namespace))
-            else:
-                deleted = cluster.teardown()
+        self.forget_status(key)
+        try:
+            with self._key_lock(key):
+                self._close_probe(key)
+                cluster = self.clusters.pop(key, None)
+                self.ephemeral.discard(key)
+                self.uids.pop(key, None)
+                if cluster is None:
+                    deleted = teardown_named(name, namespace, kube=self.kube(namespace))
+                else:
+                    deleted = cluster.teardown()
+        finally:  # a read during the teardown saw objects going
+            self.forget_status(key)
         return {
             "apiVersion": API_VERSION,
             "kind": "Teardown",
@@ -590,6 +685,8 @@ class ClustersHandler(_Handler):
             return
         op = Operation(str(spec.namespace), spec.name)
         self.held.add_operation(op)
+        # at once, not when the deploy's thread starts: a GET right after the 202 reads anew
+        self.held.forget_status((op.namespace, op.name))
         asyncio.get_running_loop().run_in_executor(
             self.held.executor, self.held.deploy, op, spec, ephemeral
         )
@@ -650,8 +747,9 @@ class OperationEventsHandler(_Handler):
 class ClusterHandler(_Handler):
     @web.authenticated
     async def get(self, namespace: str, name: str) -> None:
+        refresh = self.get_query_argument("refresh", "") in ("1", "true", "yes")
         try:
-            self.answer(await self.blocking(self.held.status, namespace, name))
+            self.answer(await self.held.shared_status(namespace, name, refresh))
         except Exception as exc:
             self.fail(exc)
 
@@ -697,6 +795,11 @@ class ArkoudaK8s(ExtensionApp):
     ).tag(config=True)
     heartbeat_interval = Float(
         0.0, help="seconds between heartbeats of held deployments (0: the library's default)"
+    ).tag(config=True)
+    status_reuse_seconds = Float(
+        STATUS_REUSE,
+        help="seconds one status read of a deployment this server holds no tunnel to "
+        "answers every GET of it (each read is a port-forward and a handshake; 0: none)",
     ).tag(config=True)
 
     def initialize_settings(self) -> None:

@@ -190,13 +190,81 @@ def test_rest_status_of_a_deployment_not_held_carries_the_warnings(
         assert doc["arkoudaVersion"] and doc["memory"]["usedBytes"] is not None, doc
         assert doc["warnings"] == [] and doc["tunnel"] is None, doc
         sb.faults.deny("*", "pods/portforward", user="*")
-        try:
-            status, doc = server.request("GET", f"{API}/clusters/default/jx-warn")
+        try:  # a new read, not the one just made (shared for a few seconds)
+            status, doc = server.request("GET", f"{API}/clusters/default/jx-warn?refresh=1")
         finally:
             sb.faults.clear()
         assert status == 200 and doc["stage"] == "Ready", doc
         assert doc["memory"]["usedBytes"] is None, doc
         assert len(doc["warnings"]) == 1 and "pods/portforward" in doc["warnings"][0], doc
+
+
+def test_status_polls_of_a_deployment_not_held_share_one_read(
+    sb: Any, deployed: Any, tmp_path: Path
+) -> None:
+    """Every tab or panel polling GET status of a deployment the server holds no tunnel
+    to made the server open a short-lived port-forward and handshake per request (the
+    sandbox's API server counts the port-forwards it accepts). Within the reuse window
+    (600 s here, so that the test does not race it) they share one read: N requests at
+    once await the one in flight, N later ones get it with its age; `?refresh=1` reads
+    again; a deploy or teardown through the server forgets the read."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from _support.lifecycle import spec
+
+    n, name = 5, "jx-polled"
+    path = f"{API}/clusters/default/{name}"
+    registry = sb.portforward_registry
+    srv = JupyterServer(tmp_path, sb.kubeconfig_path, "--ArkoudaK8s.status_reuse_seconds=600")
+
+    def forwards(requests: Any) -> tuple[int, list[tuple[int, Any]]]:
+        before = registry.opened
+        answers = list(requests())
+        assert all(code == 200 for code, _ in answers), answers
+        return registry.opened - before, answers
+
+    try:
+        with deployed(spec(name, locales=1)) as held:
+            held.close()  # the deploy's own tunnel: nobody holds one now
+            with ThreadPoolExecutor(n) as pool:
+                at_once, first = forwards(
+                    lambda: pool.map(lambda _: srv.request("GET", path), range(n))
+                )
+            one_after_another, later = forwards(
+                lambda: (srv.request("GET", path) for _ in range(n))
+            )
+            one_read, [(_, fresh)] = forwards(lambda: [srv.request("GET", f"{path}?refresh=1")])
+            assert one_read >= 1, "a read opens a short-lived port-forward"
+            assert (at_once, one_after_another) == (one_read, 0), (
+                f"{n} GETs at once: {at_once} port-forwards, {n} after them: "
+                f"{one_after_another}; one read: {one_read}"
+            )
+            docs = [doc for _, doc in first + later]
+            assert len({doc["readAt"] for doc in docs}) == 1, docs  # the same read
+            assert all(doc["stage"] == "Ready" and doc["heldByServer"] is False for doc in docs)
+            assert all(doc["memory"]["usedBytes"] is not None for doc in docs), docs
+            assert fresh["readAgeSeconds"] == 0 and fresh["readAt"] >= docs[0]["readAt"]
+            again, [(_, shared)] = forwards(lambda: [srv.request("GET", path)])
+            assert again == 0 and shared["readAt"] == fresh["readAt"], shared
+            assert shared["readAgeSeconds"] >= 0
+
+            # a deploy through the server forgets the read: here it fails (port-forwards
+            # refused), and the next GET says why rather than repeating the read before it
+            sb.faults.deny("*", "pods/portforward", user="*")
+            try:
+                op = srv.deploy({"name": name, **SMALL, "locales": 1})
+                assert op["state"] == "failed", op
+                code, doc = srv.request("GET", path)
+            finally:
+                sb.faults.clear()
+            assert code == 200 and doc["heldByServer"] is False, doc
+            assert any("pods/portforward" in w for w in doc["warnings"]), doc
+            # a teardown through the server forgets it too: gone, not the last read
+            assert srv.request("DELETE", path)[0] == 200
+            code, doc = srv.request("GET", path)
+            assert code == 404 and doc["kind"] == "ClusterNotFound", doc
+    finally:
+        srv.stop()
 
 
 def test_rest_teardown_removes_remains_whose_spec_is_unreadable(
