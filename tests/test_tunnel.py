@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from _support import eventually
-from _support.echo import ECHO, ECHO_PORT
+from _support.echo import ECHO, ECHO_PORT, PEER_GONE, no_recorded_errors
 from aiohttp import web
 
 from arkouda_k8s.errors import KubeError, TunnelError
@@ -45,6 +45,7 @@ class World:
             config_file=self.sb.kubeconfig_path
         )
         self.core = kubernetes.client.CoreV1Api(self.api_client)
+        self.echo_pods: list[str] = []
 
     def endpoint(self) -> ApiEndpoint:
         return self.kube.endpoint()
@@ -71,8 +72,20 @@ class World:
                 },
             },
         )
+        self.echo_pods.append(name)
         self.wait_ready(name)
         return name
+
+    def echo_logs(self) -> dict[str, str]:
+        """The log of each echo pod still there (pod -> text)."""
+        logs = {}
+        for pod in self.echo_pods:
+            try:
+                logs[pod] = self.kube.logs(pod, "default")
+            except KubeError as exc:
+                if exc.status != 404:  # a pod a test deleted: its log went with it
+                    raise
+        return logs
 
     def wait_ready(self, name: str, timeout: float = 30) -> None:
         eventually(
@@ -113,6 +126,19 @@ def world() -> Iterator[World]:
 @pytest.fixture(scope="module")
 def echo(world: World) -> str:
     return world.echo_pod("tunnel-echo")
+
+
+@pytest.fixture(autouse=True)
+def echo_server_errors_fail_the_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """An error the echo server met during a test fails that test (it would otherwise
+    look like a clean end of a connection)."""
+    if "world" not in request.fixturenames:
+        yield
+        return
+    world = request.getfixturevalue("world")
+    resets = request.node.get_closest_marker("echo_resets") is not None
+    with no_recorded_errors(world.echo_logs, allow=PEER_GONE if resets else ()):
+        yield
 
 
 PUMPS = ["native", "asyncio"]
@@ -317,6 +343,7 @@ def test_listener_is_loopback_only(tunnel: Tunnel) -> None:
 # --- failures -----------------------------------------------------------------------------
 
 
+@pytest.mark.echo_resets
 def test_dropped_streams_fail_their_requests_and_the_next_succeeds(
     world: World, tunnel: Tunnel
 ) -> None:
@@ -577,6 +604,7 @@ def test_idle_connections_are_kept_alive_with_pings(world: World, echo: str, pum
         assert sock.recv(5) == b"after"
 
 
+@pytest.mark.echo_resets
 @pytest.mark.parametrize("pump", PUMPS)
 def test_stop_resets_live_transfers_and_ends_every_pump(world: World, echo: str, pump: str) -> None:
     with pump_chosen(pump):
@@ -610,6 +638,7 @@ def test_stop_resets_live_transfers_and_ends_every_pump(world: World, echo: str,
     until("every stream released", lambda: registry.open_streams == 0, 5)
 
 
+@pytest.mark.echo_resets
 @pytest.mark.parametrize("pump", PUMPS)
 def test_a_client_that_resets_mid_transfer_leaves_the_tunnel_working(
     world: World, echo: str, pump: str
@@ -663,6 +692,7 @@ print("leaving with the transfer running", flush=True)
 """
 
 
+@pytest.mark.echo_resets
 def test_a_tunnel_left_open_is_stopped_at_interpreter_exit(world: World, echo: str) -> None:
     child = subprocess.run(
         [sys.executable, "-c", EXIT_WITH_A_LIVE_TRANSFER, world.sb.kubeconfig_path, echo]

@@ -11,6 +11,7 @@ from typing import Any
 import faultlab
 import pytest
 from _support import settled
+from _support.echo import PEER_GONE, no_recorded_errors
 from _support.lifecycle import FAST, spec
 
 
@@ -38,7 +39,9 @@ def assert_survived(ledger: faultlab.Ledger, needles: Any) -> None:
 @pytest.fixture(scope="module")
 def echo(kube: Any) -> Iterator[str]:
     name = faultlab.echo_pod(kube, "rel-echo")
-    yield name
+    # Faults cut connections mid-transfer: resets are expected, any other error is not.
+    with no_recorded_errors(lambda: {name: kube.logs(name, "default")}, allow=PEER_GONE):
+        yield name
     pod = kube.get("Pod", name, "default")
     kube.delete("Pod", name, "default", uid=pod["metadata"]["uid"])
 

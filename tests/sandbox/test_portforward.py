@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from _support import eventually, settled
-from _support.echo import ECHO, ECHO_PORT
+from _support.echo import ECHO, ECHO_PORT, PEER_GONE, no_recorded_errors
 
 from arkouda_k8s.sandbox import Sandbox
 
@@ -70,6 +70,23 @@ def echo_pod(core: Any) -> str:
         ),
     )
     return name
+
+
+@pytest.fixture(autouse=True)
+def echo_server_errors_fail_the_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """An error the echo server met during a test fails that test (it would otherwise
+    look like a clean end of a connection)."""
+    if "echo_pod" not in request.fixturenames:
+        yield
+        return
+    core, pod = request.getfixturevalue("core"), request.getfixturevalue("echo_pod")
+    resets = request.node.get_closest_marker("echo_resets") is not None
+
+    def logs() -> dict[str, str]:
+        return {pod: core.read_namespaced_pod_log(pod, "default")}
+
+    with no_recorded_errors(logs, allow=PEER_GONE if resets else ()):
+        yield
 
 
 def _echo_through(sock: socket.socket, payload: bytes, half_close: bool = True) -> bytes:
