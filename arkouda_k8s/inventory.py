@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from . import manifests
+from . import failed_pods, manifests
 from .errors import ArkoudaK8sError, ClusterNotFound, SpecConflict
 from .kube import Kube
 from .spec import ClusterSpec
 from .status import ClusterInfo
+from .syntax import parse_time as _parse_time
 
 if TYPE_CHECKING:
     from .connection import ServerConnection
@@ -253,6 +254,8 @@ class _Summary:
     expires_at: datetime | None
     heartbeat_expired: bool
     extra: dict[str, Any] = field(default_factory=dict)
+    # every Failed pod, judged (which decide the stage, which were replaced)
+    failures: list[failed_pods.FailedPod] = field(default_factory=list)
 
 
 def _summarize(
@@ -272,7 +275,10 @@ def _summarize(
     # Locale pods (udp: locales - 1; smp: none), as the front ends show them.
     total = spec.locale_pods if spec else len(locales)
     ready = sum(1 for p in locales if _running_with_ip(p))
-    failed = any((p.get("status") or {}).get("phase") == "Failed" for p in pods) or any(
+    # A Failed locale pod its ReplicaSet replaced before the server started its locales
+    # is a warning, not the deployment's failure (failed_pods.py says when it is).
+    judged = failed_pods.judge(pods, total)
+    failed = any(f.counts for f in judged) or any(
         ((cs.get("state") or {}).get("waiting") or {}).get("reason")
         # ErrImagePull too: the kubelet alternates it with ImagePullBackOff, and a
         # status taken in between must not call the deployment healthy again.
@@ -315,6 +321,7 @@ def _summarize(
         heartbeat=heartbeat,
         expires_at=expires_at,
         heartbeat_expired=bool(expires_at and expires_at <= now),
+        failures=judged,
     )
 
 
@@ -414,15 +421,6 @@ def _ready(pod: dict[str, Any]) -> bool:
 
 def _now_text() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_time(text: Any) -> datetime | None:
-    if not text or not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 # -- one deployment's state ConfigMap -------------------------------------------------------

@@ -162,14 +162,15 @@ def wait_for(
     field_selector: str | None = None,
     deadline: float,
     all_namespaces: bool = False,
-    recheck: float | None = None,
+    recheck: float | Callable[[], float | None] | None = None,
     since: str | None = None,
 ) -> T:
     """List, then watch, calling ``check(objects by key)`` after every change.
 
     Returns the first non-None result of ``check``; exceptions from ``check`` (the
     caller's typed errors) propagate. ``recheck``: also call it every so many seconds
-    without a change (for conditions that depend on time). Raises WatchDeadline at
+    without a change (for conditions that depend on time; a callable is asked before
+    each watch, so a check can ask for rechecks only while it needs them). Raises WatchDeadline at
     the deadline. The number of requests does not grow with the number of objects.
     ``since``: a resourceVersion at which no object matched yet (the answer to the
     create that makes them): watch from there, without the list's round trip.
@@ -198,7 +199,8 @@ def wait_for(
             now = time.monotonic()
             if now >= deadline:
                 raise WatchDeadline(kind)
-            until = deadline if recheck is None else min(deadline, now + recheck)
+            every = recheck() if callable(recheck) else recheck
+            until = deadline if every is None else min(deadline, now + every)
             for etype, obj in watch(
                 kube,
                 kind,
@@ -220,7 +222,11 @@ def wait_for(
                 result = check(objs)
                 if result is not None:
                     return result
-            if recheck is not None and not expired:
+                if callable(recheck):
+                    sooner = recheck()
+                    if sooner is not None and (every is None or sooner < every):
+                        break  # the check now depends on time: watch again, with rechecks
+            if every is not None and not expired:
                 result = check(objs)
                 if result is not None:
                     return result

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from . import manifests, teardown
+from . import failed_pods, manifests, teardown
 from .credentials import redact, strip_control
 from .errors import (
     CrashError,
@@ -31,6 +31,7 @@ from .errors import (
     StageTimeout,
     UnschedulableError,
 )
+from .failed_pods import FailedPod
 from .inventory import (
     COMPONENT_LABEL,
     IMAGE_PULL_REASONS,
@@ -57,6 +58,10 @@ LOG_TAIL_LINES = 20
 SERVER_RESTARTS = 2
 # Fetching a log tail or events to explain a failure must not hold up the error long.
 DIAGNOSTIC_WINDOW = 5.0
+# How long a Failed locale pod (evicted, ...) may wait for its ReplicaSet's replacement
+# before it fails the deploy (a controller makes one within a second; a quota or an
+# admission refusal never lets it).
+REPLACEMENT_GRACE = 5.0
 
 
 class Readiness:
@@ -96,6 +101,8 @@ class Readiness:
         self._unschedulable_since: dict[str, float] = {}
         self._pulls = PullClock()
         self._locale_said = ""
+        # Failed locale pods without a replacement yet, since when (monotonic)
+        self._awaiting_replacement: dict[str, float] = {}
 
     @property
     def namespace(self) -> str:
@@ -147,12 +154,16 @@ class Readiness:
         def examined(p: dict[str, Any]) -> bool:
             key = (p["metadata"]["name"], str(p["metadata"].get("resourceVersion")))
             if key not in seen or _unschedulable(p) is not None:  # that one depends on time
-                self._raise_if_stuck(p, "locales")
+                # A Failed locale pod its ReplicaSet replaces is judged with the others
+                # (self._replacements), not on its own.
+                if not _replaceable(p):
+                    self._raise_if_stuck(p, "locales")
                 seen[key] = not p["metadata"].get("deletionTimestamp") and _running_with_ip(p)
             return seen[key]
 
         def check(pods: dict[str, dict[str, Any]]) -> list[dict[str, Any]] | None:
             running = [p for p in pods.values() if examined(p)]
+            self._replacements(pods.values(), total)
             last["pods"] = pods
             waiting = sum(1 for p in pods.values() if _unschedulable(p) is not None)
             # the server pod pulls too when it was created with the locales
@@ -244,13 +255,43 @@ class Readiness:
             except CrashError as exc:
                 exited = _registration_exit(exc.log_tail)
                 if exited is None:
-                    raise
+                    raise self._after_locale_loss(exc) from None
                 line, tail = exited
                 if not self._worth_a_restart(line, restarts, "server"):
                     raise self._registration_error(line, tail, "server") from None
                 restarts += 1
                 self._replace_server_pod(deadline)
                 since = None
+
+    def _after_locale_loss(self, exc: CrashError) -> CrashError:
+        """A server that exited after a locale pod failed (one it may have started
+        with): said so, since its own log only says that a locale's ssh ended."""
+        if exc.pod != self.names.server_pod or not self.spec.locale_pods:
+            return exc
+        try:
+            pods = self.kube.list(
+                "Pod",
+                self.namespace,
+                label_selector=manifests.selector(self.spec),
+                deadline=time.monotonic() + DIAGNOSTIC_WINDOW,
+            )["items"]
+        except KubeError:
+            return exc
+        lost = [
+            f
+            for f in failed_pods.judge(pods, self.spec.locale_pods)
+            if f.component == "locale" and (f.lost_by_server or f.server_starting)
+        ]
+        if not lost:
+            return exc
+        return CrashError(
+            f"{exc.message}, after locale pod {lost[-1].name} failed: {lost[-1].why}",
+            exc.hint,
+            stage=exc.stage,
+            reason=exc.reason,
+            pod=exc.pod,
+            log_tail=exc.log_tail,
+        )
 
     def _wait_server_pod(
         self, deadline: float, since: str | None, with_locales: bool = False
@@ -343,11 +384,60 @@ class Readiness:
         finally:
             ticker.stop()
 
-    def _recheck(self) -> float | None:
-        """How often a wait re-examines unchanged pods (only the Unschedulable grace
-        depends on time)."""
+    def _recheck(self) -> Callable[[], float | None]:
+        """How often a wait re-examines unchanged pods, asked again at each watch: the
+        Unschedulable grace depends on time, and so does the wait for a Failed locale
+        pod's replacement (which may never come: no event would say so)."""
         grace = self.timeouts.unschedulable
-        return max(0.5, grace / 4) if grace > 0 else None
+        every = max(0.5, grace / 4) if grace > 0 else None
+
+        def interval() -> float | None:
+            if self._awaiting_replacement:
+                return min(every or REPLACEMENT_GRACE, REPLACEMENT_GRACE / 4)
+            return every
+
+        return interval
+
+    def _replacements(self, locale_pods: Iterable[dict[str, Any]], total: int) -> None:
+        """Failed locale pods (evicted, ...) while the deployment starts: one that its
+        ReplicaSet replaced does not stop the wait (the server's launch script lists
+        Ready pods only, so it starts with the replacement); one with no replacement after
+        REPLACEMENT_GRACE s fails the wait with the pod's reason."""
+        pods = list(locale_pods)
+        live = sum(1 for p in pods if failed_pods.live(p))
+        now = time.monotonic()
+        waiting = set()
+        for p in pods:
+            if not _replaceable(p):
+                continue
+            name = p["metadata"]["name"]
+            if live >= total:
+                self._awaiting_replacement.pop(name, None)
+                continue
+            waiting.add(name)
+            first = self._awaiting_replacement.setdefault(name, now)
+            if now - first >= REPLACEMENT_GRACE:
+                raise self._not_replaced(p, live, total)
+        for name in set(self._awaiting_replacement) - waiting:
+            del self._awaiting_replacement[name]
+
+    def _not_replaced(self, pod: dict[str, Any], live: int, total: int) -> CrashError:
+        name = pod["metadata"]["name"]
+        status = pod.get("status") or {}
+        owner: dict[str, Any] = next(
+            (r for r in pod["metadata"].get("ownerReferences") or [] if r.get("controller")), {}
+        )
+        kind, owner_name = owner.get("kind") or "ReplicaSet", owner.get("name") or "?"
+        why = self._events_text(owner_name, "FailedCreate", kind=kind)
+        return CrashError(
+            f"pod {name} failed: {failed_pods.failure(pod)}; not replaced after "
+            f"{REPLACEMENT_GRACE:.0f}s ({live}/{total} locale pods left)"
+            + (f": {kind} {owner_name}: {why}" if why else ""),
+            f"see `kubectl describe {kind.lower()} {owner_name} -n {self.namespace}`",
+            stage="locales",
+            reason=status.get("reason") or "Failed",
+            pod=name,
+        )
 
     def _raise_if_stuck(self, pod: dict[str, Any], stage: str) -> None:
         """Turn a pod that cannot progress into its typed error (Kubernetes' reason)."""
@@ -369,6 +459,17 @@ class Readiness:
                     reason="Unschedulable",
                     pod=name,
                 )
+        if status.get("phase") == "Failed" and status.get("reason"):
+            # The kubelet ended the pod (Evicted under node pressure, a node shutdown):
+            # its reason is the cause, not the exit code 137 of the containers it killed.
+            raise CrashError(
+                f"pod {name} failed: {failed_pods.failure(pod)}",
+                f"see `kubectl describe pod {name} -n {self.namespace}`",
+                stage=stage,
+                reason=status["reason"],
+                pod=name,
+                log_tail=self.log_tail(name, None),
+            )
         inits = status.get("initContainerStatuses") or []
         for cs in inits + (status.get("containerStatuses") or []):
             state = cs.get("state") or {}
@@ -454,10 +555,10 @@ class Readiness:
                 return strip_control(redact(text, self._secrets()))
         return None
 
-    def _events_text(self, obj_name: str, reason: str | None = None) -> str:
+    def _events_text(self, obj_name: str, reason: str | None = None, *, kind: str = "Pod") -> str:
         try:
             events = self.kube.events(
-                "Pod", obj_name, self.namespace, deadline=time.monotonic() + DIAGNOSTIC_WINDOW
+                kind, obj_name, self.namespace, deadline=time.monotonic() + DIAGNOSTIC_WINDOW
             )
         except KubeError:
             return ""
@@ -538,6 +639,15 @@ def _registration_exit(tail: str | None) -> tuple[str, str | None] | None:
     (its ExternalSystemError escapes main; the log is the only place that says why)."""
     lines = [ln.strip() for ln in (tail or "").splitlines() if "ExternalSystemError" in ln]
     return (lines[-1], tail) if lines else None
+
+
+def _replaceable(pod: dict[str, Any]) -> bool:
+    """A Failed locale pod that its controller replaces (the server pod is bare: never)."""
+    return (
+        (pod.get("status") or {}).get("phase") == "Failed"
+        and (pod["metadata"].get("labels") or {}).get(COMPONENT_LABEL) == "locale"
+        and failed_pods.controlled(pod)
+    )
 
 
 def _unschedulable(pod: dict[str, Any]) -> dict[str, Any] | None:
@@ -636,16 +746,17 @@ def pull_text(images: Mapping[str, Mapping[str, Any]], seconds: Mapping[str, flo
     return "; ".join(parts)
 
 
-def status_message(pods: list[dict[str, Any]]) -> str:
-    """What a deployment's pods are waiting for, in one line (status shows it)."""
+def status_message(pods: list[dict[str, Any]], failures: Iterable[FailedPod] = ()) -> str:
+    """What a deployment's pods are waiting for, in one line (status shows it);
+    ``failures``: its Failed pods as ``failed_pods.judge`` sees them."""
     # A pod the node ended (Evicted under memory or disk pressure, ...) is why the
-    # deployment failed, even when a replacement locale pod is Ready: the server's
-    # launcher knew the old one.
-    for p in pods:
-        status = p.get("status") or {}
-        if status.get("phase") == "Failed" and status.get("reason"):
-            why = f"{p['metadata']['name']}: {status['reason']}"
-            return f"{why}: {status['message'].strip()}" if status.get("message") else why
+    # deployment failed, unless its ReplicaSet replaced it before the server started its
+    # locales (then it is a warning, and the live pods say the rest).
+    for f in failures:
+        if f.counts:
+            return f.message()
+    # the rest speak of the live pods only
+    pods = [p for p in pods if (p.get("status") or {}).get("phase") != "Failed"]
     # a pod that cannot progress says more than the others' pulls
     for p in pods:
         status = p.get("status") or {}
@@ -755,7 +866,9 @@ def deployment_status(
     memory_used = None
     if numbers is not None and address is not None and info.stage == "Ready":
         memory_used, version = numbers()
-    stage, message = info.stage, status_message(pods)
+    stage, message = info.stage, status_message(pods, info.failures)
+    # replaced locale pods: the stage is the live pods'; the user still hears of the loss
+    warnings = (*warnings, *(f.warning() for f in info.failures if not f.counts))
     if server is None and address is not None and stage in ("Pending", "Locales"):
         # This session saw the server answer: its pod was deleted, not yet to start
         # (a bare pod is never recreated; calling it Pending hid the loss).

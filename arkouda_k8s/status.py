@@ -42,8 +42,10 @@ class ClusterStatus:
     heartbeat_expired: bool = False
     locales: int | None = None  # Arkouda locales in all (udp: server pod + locale pods)
     mode: str | None = None
-    # What kept the server's own numbers out (status(handshake=True) could not reach it):
-    # a `warning` row of the card, the CLI's stderr, `warnings` in the document.
+    # What kept the server's own numbers out (status(handshake=True) could not reach it),
+    # and locale pods that failed but were replaced before the server started its
+    # locales (failed_pods.py): a `warning` row of the card, the CLI's stderr, `warnings`
+    # in the document.
     warnings: tuple[str, ...] = ()
 
     def title(self) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -193,3 +194,14 @@ def check_toleration(i: int, tol: Any) -> dict[str, Any]:
                 "only with effect NoExecute",
             )
     return tol
+
+
+def parse_time(text: Any) -> datetime | None:
+    """A Kubernetes timestamp (RFC 3339, ``...Z``) as an aware datetime; None when absent
+    or unreadable."""
+    if not text or not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None

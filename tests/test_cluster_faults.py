@@ -3,11 +3,13 @@ stage deadline, and the failed deploy is rolled back (or kept, when asked)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import replace
 
 import pytest
-from _support.lifecycle import FAULT, cluster, labelled, spec, wait_no_processes
+from _support import eventually, settled
+from _support.lifecycle import FAST, FAULT, cluster, labelled, spec, wait_no_processes
 
 from arkouda_k8s.cluster import ArkoudaCluster, Timeouts, rbac_yaml, required_access
 from arkouda_k8s.errors import (
@@ -19,6 +21,7 @@ from arkouda_k8s.errors import (
     StageTimeout,
     UnschedulableError,
 )
+from arkouda_k8s.readiness import REPLACEMENT_GRACE
 
 FAULT_KEY = "sandbox.arkouda-k8s.dev/fault"
 
@@ -273,3 +276,123 @@ def test_a_planted_event_reaches_the_error_without_escape_sequences(sb, kube):
     finally:
         kube.delete("Event", "f-planted-server.evil", uid=made["metadata"]["uid"])
     assert labelled(kube, "f-planted") == []
+
+
+# -- a locale pod the node evicts while the deployment starts --------------------------------
+
+LOCALE_PODS = "app.kubernetes.io/component=locale"
+
+
+def _deploy_in_background(c: ArkoudaCluster) -> tuple[threading.Thread, list[BaseException]]:
+    failure: list[BaseException] = []
+
+    def deploy() -> None:
+        try:
+            c.deploy()
+        except BaseException as exc:  # noqa: BLE001 - the test judges it
+            failure.append(exc)
+
+    t = threading.Thread(target=deploy, daemon=True)
+    t.start()
+    return t, failure
+
+
+def _held(name: str, **kw):
+    """Every pod's containers start 4 s late: the locale pod evicted before it ran is
+    one the server's launcher never listed (it lists Ready pods only)."""
+    return spec(
+        name, locales=2, annotations={"sandbox.arkouda-k8s.dev/start-delay-seconds": "4"}, **kw
+    )
+
+
+def test_a_locale_pod_evicted_and_replaced_before_the_server_starts_is_a_warning(
+    sb, kube, deployed
+):
+    """The node evicts a locale pod while the deploy waits; its ReplicaSet replaces it and
+    the server starts with the replacement: the deploy goes on to Ready (it aborted at
+    the first Failed pod before), and status says Ready with a warning naming the pod,
+    the node's reason and its replacement (it said Failed for good before: an evicted
+    pod stays in the API)."""
+    name = "f-evict-replaced"
+    c = cluster(sb, _held(name), timeouts=FAST)
+    with deployed(c, deploy=False):
+        t, failure = _deploy_in_background(c)
+        evicted = settled(
+            lambda: sb.faults.evict("default", f"app.kubernetes.io/instance={name},{LOCALE_PODS}"),
+            30,
+            until=lambda evicted: evicted or not t.is_alive(),
+        )
+        t.join(FAST.locales + FAST.server)
+        assert evicted and not t.is_alive() and failure == []
+        st = c.status(probe=False)
+        assert st.stage == "Ready" and st.locales_ready == 1 and st.message == ""
+        assert len(st.warnings) == 1, st.warnings
+        warning = st.warnings[0]
+        assert f"locale pod {evicted[0]} failed" in warning
+        assert "Evicted: The node was low on resource: memory" in warning
+        assert "replaced by" in warning and "the server started without it" in warning
+        # the document of `status -o json` carries it too
+        assert st.to_dict()["warnings"] == [warning] and st.to_dict()["stage"] == "Ready"
+
+
+def test_a_locale_pod_evicted_with_no_replacement_fails_the_deploy_with_its_reason(
+    sb, kube, deployed
+):
+    """A quota leaves the ReplicaSet no room for a replacement: the deploy fails within
+    the replacement grace (not the stage's deadline) naming the pod, the node's reason
+    and why nothing replaced it; status of the kept deployment says Failed with the same
+    reason."""
+    ns = "f-noreplace"
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    name = "f-evict-alone"
+    c = cluster(sb, _held(name, namespace=ns), timeouts=FAST, keep_on_failure=True)
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "no-more-pods", "namespace": ns},
+        "spec": {"hard": {"pods": "0"}},
+    }
+    made: list[dict] = []
+    try:
+        with deployed(c, deploy=False):
+            t, failure = _deploy_in_background(c)
+            # the quota once both pods exist (an admin tightening it), then the eviction
+            eventually(
+                lambda: (
+                    len(
+                        kube.list("Pod", ns, label_selector=f"app.kubernetes.io/instance={name}")[
+                            "items"
+                        ]
+                    )
+                    == 2
+                ),
+                30,
+            )
+            kube.create(quota)
+            evicted = settled(
+                lambda: sb.faults.evict(ns, f"app.kubernetes.io/instance={name},{LOCALE_PODS}"),
+                30,
+                until=lambda evicted: evicted or not t.is_alive(),
+            )
+            start = time.monotonic()
+            t.join(FAST.locales + FAST.server)
+            took = time.monotonic() - start
+            assert evicted and not t.is_alive()
+            assert len(failure) == 1 and isinstance(failure[0], CrashError), failure
+            err = failure[0]
+            line = err.one_line()
+            assert err.pod == evicted[0] and err.reason == "Evicted" and err.stage == "locales"
+            assert "Evicted: The node was low on resource: memory" in line
+            assert "not replaced after 5s (0/1 locale pods left)" in line
+            assert "exceeded quota" in line and "no-more-pods" in line
+            assert "exit code" not in line
+            assert took < REPLACEMENT_GRACE + 10 < FAST.locales
+            st = c.status(probe=False)
+            assert st.stage == "Failed" and st.warnings == ()
+            assert st.message.startswith(
+                f"{evicted[0]}: Evicted: The node was low on resource: memory"
+            )
+            assert "not replaced" in st.message
+    finally:
+        for q in made:
+            kube.delete("ResourceQuota", "no-more-pods", ns, uid=q["metadata"]["uid"])

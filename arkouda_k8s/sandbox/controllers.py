@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from . import quota
 from .primitives import EventRecorder, now, parse_quantity, pod_resources, qos_class
 from .resources import BY_KEY
 from .store import ApiError, match_label_selector_obj
@@ -514,6 +515,19 @@ class Controllers:
         ]
         if len(active) < want:
             for _ in range(want - len(active)):
+                # Through quota admission, as a real controller's create goes through the
+                # API: a full quota leaves a failed pod without a replacement.
+                refused = quota.check(self.store, ns, "pods", self._pod_object(rs))
+                if refused:
+                    self.events.record(
+                        rs,
+                        "FailedCreate",
+                        f'Error creating: pods "{name}-" is forbidden: {refused}',
+                        warning=True,
+                        component="replicaset-controller",
+                    )
+                    self._retry_later(("replicaset", ns, name), 1.0)
+                    break
                 pod = self._new_pod(rs)
                 self.events.record(
                     rs,
@@ -558,7 +572,11 @@ class Controllers:
 
     def _new_pod(self, rs: dict[str, Any], node: str | None = None) -> dict[str, Any]:
         """A pod from the template of ``rs`` (a ReplicaSet, a Job, or a DaemonSet: then
-        bound to ``node``), owned by it."""
+        bound to ``node``), owned by it, created."""
+        return self.store.create("pods", self._pod_object(rs, node))
+
+    def _pod_object(self, rs: dict[str, Any], node: str | None = None) -> dict[str, Any]:
+        """The pod ``_new_pod`` creates, not yet created."""
         template = copy.deepcopy((rs.get("spec") or {}).get("template") or {})
         tmd = template.get("metadata") or {}
         spec = template.get("spec") or {}
@@ -577,20 +595,17 @@ class Controllers:
             c.setdefault("terminationMessagePath", "/dev/termination-log")
             c.setdefault("terminationMessagePolicy", "File")
             c.setdefault("resources", {})
-        return self.store.create(
-            "pods",
-            {
-                "metadata": {
-                    "generateName": rs["metadata"]["name"] + "-",
-                    "namespace": rs["metadata"]["namespace"],
-                    "labels": dict(tmd.get("labels") or {}),
-                    "annotations": dict(tmd.get("annotations") or {}),
-                    "ownerReferences": [owner_ref(rs)],
-                },
-                "spec": spec,
-                "status": {"phase": "Pending", "qosClass": _qos(spec)},
+        return {
+            "metadata": {
+                "generateName": rs["metadata"]["name"] + "-",
+                "namespace": rs["metadata"]["namespace"],
+                "labels": dict(tmd.get("labels") or {}),
+                "annotations": dict(tmd.get("annotations") or {}),
+                "ownerReferences": [owner_ref(rs)],
             },
-        )
+            "spec": spec,
+            "status": {"phase": "Pending", "qosClass": _qos(spec)},
+        }
 
     # -- DaemonSets ----------------------------------------------------------------------
 

@@ -701,8 +701,10 @@ def pods_evicted(sb: Any, kube: Kube, ledger: Ledger, name: str, component: str)
 
 def evicted_during_deploy(sb: Any, kube: Kube, ledger: Ledger, name: str) -> None:
     """The instance's pods evicted while the deploy waits for them (the server's start
-    held back): the deploy fails within its bound naming the pod and the node's reason
-    (not its containers' exit code 137), and rolls back: nothing left, no process."""
+    held back), the server pod among them: the deploy fails within its bound naming the
+    pod and the node's reason (not its containers' exit code 137), and rolls back:
+    nothing left, no process. (A locale pod alone is replaced by its ReplicaSet and the
+    deploy goes on: tests/test_cluster_faults.py.)"""
     from _support.lifecycle import FAST, cluster, spec
 
     from arkouda_k8s.errors import DeployError
@@ -719,19 +721,23 @@ def evicted_during_deploy(sb: Any, kube: Kube, ledger: Ledger, name: str) -> Non
 
     t = threading.Thread(target=deploy, daemon=True)
     t.start()
-    # evicted once the deploy has created its pods (while it waits for them)
-    evicted = settled(
-        lambda: sb.faults.evict("default", f"app.kubernetes.io/instance={name}"),
-        30,
-        until=lambda evicted: evicted or not t.is_alive(),
-    )
+    # evicted once the deploy has created its pods (while it waits for them), until the
+    # bare server pod is: a locale pod's eviction alone is not the deploy's end
+    gone: set[str] = set()
+
+    def evict() -> bool:
+        gone.update(sb.faults.evict("default", f"app.kubernetes.io/instance={name}"))
+        return c.names.server_pod in gone
+
+    settled(evict, 30, until=lambda server_evicted: server_evicted or not t.is_alive())
+    evicted = sorted(gone)
     start = time.monotonic()
     t.join(30)
     took = time.monotonic() - start
     line = failure[0].one_line() if failure and isinstance(failure[0], DeployError) else ""
     left = orphans_of(sb, kube, name)
     ok = (
-        bool(evicted)
+        c.names.server_pod in evicted
         and not t.is_alive()
         and took < 20
         and "Evicted" in line

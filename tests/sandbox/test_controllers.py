@@ -124,6 +124,41 @@ def test_deployment_replicaset_pods_chain_scaling_and_status(world):
     )
 
 
+def test_a_replicaset_under_a_full_quota_reports_failed_create_until_there_is_room(world):
+    """A ReplicaSet's pods go through quota admission, as a real controller's create goes
+    through the API: no pod while the quota is full, a FailedCreate warning with the
+    API's refusal, and the pod once the quota is gone."""
+    world.create("resourcequotas", {"metadata": {"name": "full"}, "spec": {"hard": {"pods": "0"}}})
+    try:
+        world.create("deployments.apps", _deployment("capped", 1))
+        rs = world.wait(
+            "the ReplicaSet",
+            lambda: [
+                r["metadata"]["name"]
+                for r in world.store.list("replicasets.apps", "default")[0]
+                if r["metadata"]["name"].startswith("capped-")
+            ],
+        )[0]
+        (event, *_) = world.wait(
+            "FailedCreate",
+            lambda: [
+                e
+                for e in world.store.list("events", "default")[0]
+                if e["involvedObject"]["name"] == rs and e["reason"] == "FailedCreate"
+            ],
+        )
+        assert event["type"] == "Warning"
+        assert event["message"].startswith(
+            f'Error creating: pods "{rs}-" is forbidden: exceeded quota: full'
+        )
+        assert _pods(world, "capped") == []
+    finally:
+        world.delete("resourcequotas", "full")
+    _deployment_settled(world, "capped", 1)
+    world.delete("deployments.apps", "capped")
+    world.wait("GC of capped", lambda: not _pods(world, "capped"))
+
+
 def test_unschedulable_for_real_when_memory_does_not_fit(world):
     world.create("deployments.apps", _deployment("big", 1, memory="700Mi"))
     _deployment_settled(world, "big", 1)
