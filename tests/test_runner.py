@@ -278,9 +278,11 @@ def test_token_is_nowhere_in_output_tracebacks_or_process_arguments(server, tmp_
     started, go = tmp_path / "started", tmp_path / "go"
     # The code starts a child process and holds until the test has looked at both.
     code = (
-        "import os, subprocess, sys, time\n"
+        "import os, pathlib, subprocess, sys, time\n"
         "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
-        f"open({str(started)!r}, 'w').write(str(child.pid))\n"
+        # written whole, then renamed: the test reads it as soon as the name exists
+        f"pathlib.Path({str(started)!r} + '.part').write_text(str(child.pid))\n"
+        f"os.replace({str(started)!r} + '.part', {str(started)!r})\n"
         "deadline = time.monotonic() + 60\n"
         f"while not os.path.exists({str(go)!r}) and time.monotonic() < deadline:\n"
         "    time.sleep(0.05)\n"
