@@ -62,11 +62,15 @@ def _pod(name: str, command: list[str] | None, **spec) -> dict:
 
 
 def _listener(delay: float, port: int = 8080) -> list[str]:
+    # "listening" is printed just before listen(): a probe that finds the port open comes
+    # after the line is in the log, so "no such line" means "not listening yet" (printed
+    # after listen(), a probe could pass before the line was written)
     code = (
         "import os, socket, time\n"
         f"time.sleep({delay})\n"
-        "s = socket.socket(); s.bind((os.environ['SANDBOX_POD_IP'], %d)); s.listen()\n"
+        "s = socket.socket(); s.bind((os.environ['SANDBOX_POD_IP'], %d))\n"
         "print('listening', flush=True)\n"
+        "s.listen()\n"
         "while True:\n    c, _ = s.accept(); c.close()\n" % port
     )
     return [PY, "-c", code]
