@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import base64
 import logging
+import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import manifests
 from .errors import (
@@ -36,11 +37,14 @@ from .kube import Kube
 from .spec import ClusterSpec
 from .stages import Report
 
-if TYPE_CHECKING:  # both imported where first used: the lifecycle loads without them
+if TYPE_CHECKING:  # imported where first used: the lifecycle loads without them
+    from .protocol import ArkoudaProbe
     from .session import Session
     from .tunnel import Tunnel
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 class ServerConnection:
@@ -50,6 +54,11 @@ class ServerConnection:
     tunnel listens on 127.0.0.1 (``local_port``, 0: any free port) and tells each of
     ``listeners`` its state as text; ``ready_pod()`` names the server pod a wait just saw
     Ready, once.
+
+    Its own requests (the handshake, the memory read of every status) share one kept
+    connection to the tunnel, opened by the first and closed with the tunnel: through a
+    tunnel every new connection is a port-forward, so a status of a held tunnel opens
+    none, and a short-lived one only the connection its handshake needs.
     """
 
     def __init__(
@@ -69,6 +78,10 @@ class ServerConnection:
         self.session: Session | None = None
         self.config: dict[str, Any] | None = None  # the server's getconfig answer
         self.token_text: str | None = None
+        # our one kept connection to the server (see the class docstring); the lock:
+        # status polls and the lifecycle may ask from different threads
+        self._probe: ArkoudaProbe | None = None
+        self._probe_lock = threading.Lock()
         # The server pod a wait just saw Ready (once): the tunnel's first target, no list.
         self._ready_pod = ready_pod
         self._on_progress = on_progress
@@ -151,6 +164,7 @@ class ServerConnection:
             self.token_text = token
 
     def stop_tunnel(self) -> None:
+        self._close_probe()
         if _HELD_TUNNELS.get(self._key()) is self:
             del _HELD_TUNNELS[self._key()]
             _forget_tunnel(self._key())
@@ -209,10 +223,10 @@ class ServerConnection:
         answer) or return True to try again at once (it restarted the server). The
         timeout carries ``log_tail()`` and ``hint`` after the logs advice.
         """
-        from .protocol import ArkoudaProbe, TokenRefused
+        from .protocol import TokenRefused
 
         self._progress("handshake", 0, 1, "connecting to Arkouda through the tunnel")
-        token = self.token()
+        self.token()  # first: a missing token Secret says so before any tunnel starts
         last: ArkoudaK8sError | None = None
         while True:
             left = deadline - time.monotonic()
@@ -220,8 +234,8 @@ class ServerConnection:
                 break
             try:
                 host, port = self.start_tunnel(timeout=max(1.0, left))
-                with ArkoudaProbe(host, port, token=token, timeout=max(0.5, min(5.0, left))) as p:
-                    config = p.handshake()
+                config = self._ask(lambda p: p.handshake(), timeout=max(0.5, min(5.0, left)))
+                assert config is not None  # the tunnel was just started
                 self.config = config
                 version = config.get("arkoudaVersion", "?")
                 self._progress("handshake", 1, 1, f"Arkouda {version} answered")
@@ -273,14 +287,8 @@ class ServerConnection:
         return self.session.ak
 
     def memory_used(self) -> int | None:
-        """Bytes the server reports in use (getmemused), through our own probe socket."""
-        from .protocol import ArkoudaProbe
-
-        if self.address is None:
-            return None
-        host, port = self.address
-        with ArkoudaProbe(host, port, token=self.token(), timeout=5.0) as probe:
-            return int(probe.getmemused())
+        """Bytes the server reports in use (getmemused), over our kept connection."""
+        return self._ask(lambda p: int(p.getmemused()))
 
     def numbers(self) -> tuple[int | None, str | None]:
         """(bytes in use, Arkouda version) asked of the server through the tunnel held;
@@ -290,15 +298,37 @@ class ServerConnection:
             memory_used = self.memory_used()
         version = (self.config or {}).get("arkoudaVersion")
         if version is None and self.address is not None:
-            from .protocol import ArkoudaProbe
-
-            with (
-                logged(log, "the handshake for status"),
-                ArkoudaProbe(*self.address, token=self.token()) as p,
-            ):
-                self.config = p.handshake()
-                version = self.config.get("arkoudaVersion")
+            with logged(log, "the handshake for status"):
+                self.config = self._ask(lambda p: p.handshake())
+                version = (self.config or {}).get("arkoudaVersion")
         return memory_used, version
+
+    def _ask(self, question: Callable[[ArkoudaProbe], _T], timeout: float = 5.0) -> _T | None:
+        """``question`` asked of the server over the kept connection (None: no tunnel).
+
+        One connection for the tunnel's life, not one per request; it is replaced when the
+        tunnel's address changed (a restart) and, by the probe, when it broke."""
+        from .protocol import ArkoudaProbe
+
+        address = self.address
+        if address is None:
+            return None
+        token = self.token()
+        with self._probe_lock:
+            probe = self._probe
+            if probe is not None and (probe.host, probe.port) != address:
+                probe.close()
+                probe = None
+            if probe is None:
+                probe = self._probe = ArkoudaProbe(*address, token=token, keep=True)
+            probe.timeout = timeout
+            return question(probe)
+
+    def _close_probe(self) -> None:
+        with self._probe_lock:
+            probe, self._probe = self._probe, None
+        if probe is not None:
+            probe.close()
 
     def close_session(self) -> None:
         session, self.session = self.session, None

@@ -1,0 +1,78 @@
+"""ServerConnection against the shared sandbox: what a status read costs the API server
+in port-forwards (its registry counts the ones it accepts), with the same numbers shown.
+
+Through a tunnel every TCP connection is a port-forward of its own. A status read used
+to open a connection per request and one more per request for a TCP check: a status of
+a held tunnel opened 2 (the memory read), a short-lived one 5 (the tunnel's readiness
+check, then check + connection for the handshake and again for the memory read).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from _support import eventually
+from _support.lifecycle import admin, spec
+
+from arkouda_k8s.cluster import ArkoudaCluster
+
+VERSION = "v2023.05.05"
+
+
+def _forwards_of(sb: Any, read: Any) -> tuple[int, Any]:
+    """(port-forwards the API server accepted during ``read()``, its answer); and every
+    forward opened is closed again once nothing holds a tunnel."""
+    registry = sb.portforward_registry
+    before = registry.opened
+    answer = read()
+    return registry.opened - before, answer
+
+
+def test_status_of_a_held_tunnel_opens_no_port_forward(sb: Any, deployed: Any) -> None:
+    """The memory read of every status goes over the connection the handshake opened
+    (it was 2 port-forwards per status: a TCP check and the request's connection)."""
+    with deployed(spec("conn-held", locales=1)) as c:
+        for _ in range(3):
+            opened, status = _forwards_of(sb, c.status)
+            assert opened == 0, f"a status of a held tunnel opened {opened} port-forwards"
+            assert status.memory_used is not None and status.arkouda_version == VERSION
+            assert status.tunnel_state == "ready" and status.warnings == ()
+
+        # the API server drops every forward (a restart, a network cut): the kept
+        # connection is replaced by one new one, the numbers are still read
+        registry = sb.portforward_registry
+        assert registry.drop_all() >= 1, "the kept connection was not open"
+        opened, status = _forwards_of(sb, c.status)
+        assert opened == 1 and status.memory_used is not None, (opened, status)
+        opened, status = _forwards_of(sb, c.status)
+        assert opened == 0 and status.memory_used is not None, (opened, status)
+
+        c.close()  # the kept connection goes with the tunnel
+        eventually(
+            lambda: registry.open_forwards, 10, 0.05, "no open port-forward", until=lambda n: n == 0
+        )
+
+
+def test_short_lived_status_opens_two_port_forwards(sb: Any, deployed: Any) -> None:
+    """``status(handshake=True)`` with no tunnel held (`arkouda-k8s status NAME`, the
+    Jupyter server for a deployment it does not hold): it was 5 port-forwards, now the
+    tunnel's readiness check and the one connection of handshake + memory read; every
+    one is closed when the status returns."""
+    with deployed(spec("conn-short", locales=1)) as held:
+        held.close()  # the deploy's own tunnel: this process holds none now
+        registry = sb.portforward_registry
+        eventually(lambda: registry.open_forwards, 10, 0.05, until=lambda n: n == 0)
+        shown = ArkoudaCluster.from_name("conn-short", "default", kube=admin(sb), connect=False)
+        for _ in range(2):
+            opened, status = _forwards_of(sb, lambda: shown.status(handshake=True))
+            assert opened == 2, f"a short-lived status opened {opened} port-forwards"
+            assert status.warnings == (), status.warnings
+            assert status.memory_used is not None and status.arkouda_version == VERSION
+            assert status.tunnel_state is None and status.address is None
+            eventually(
+                lambda: registry.open_forwards,
+                10,
+                0.05,
+                "the short-lived tunnel's port-forwards closed",
+                until=lambda n: n == 0,
+            )
