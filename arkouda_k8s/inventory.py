@@ -98,6 +98,9 @@ def held_tunnel(server: str, namespace: str, name: str) -> tuple[str, int] | Non
                     record = json.load(fh)
                 pid = int(record["pid"])
                 os.kill(pid, 0)  # raises when the holder is gone
+                started = record.get("started")
+                if started is not None and _process_started(pid) != started:
+                    raise ValueError("the holder died and its pid was reused")
                 host, port = record["address"]
                 return str(host), int(port)
             except (OSError, ValueError, KeyError, TypeError):
@@ -131,6 +134,17 @@ def _record_prefix(key: tuple[str, str, str]) -> str:
     return hashlib.sha256("|".join(key).encode()).hexdigest()[:20] + "-"
 
 
+def _process_started(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), or None where
+    there is no /proc or no such process: with the pid, who holds a record (pids are
+    reused, after 32768 processes on many Linux machines)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 def _record_tunnel(key: tuple[str, str, str], address: tuple[str, int]) -> None:
     folder = _tunnel_records()
     if folder is None:
@@ -142,14 +156,23 @@ def _record_tunnel(key: tuple[str, str, str], address: tuple[str, int]) -> None:
         "name": name,
         "address": list(address),
         "pid": os.getpid(),
+        "started": _process_started(os.getpid()),
     }
-    path = os.path.join(folder, f"{_record_prefix(key)}{os.getpid()}.json")
+    filename = f"{_record_prefix(key)}{os.getpid()}.json"
+    path = os.path.join(folder, filename)
+    # Written whole under a name no reader looks at, then renamed: a reader in another
+    # process never sees half a record (it removes a record it cannot read as broken).
     # 0600 like every file we write (the umask gave 0644): nothing secret, still the
     # user's own business which deployments they reach and where
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    part = os.path.join(folder, f".{filename}.{threading.get_ident()}.part")
+    try:
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with open(fd, "w", encoding="utf-8") as fh:
             json.dump(record, fh)
+        os.replace(part, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(part)
 
 
 def _forget_tunnel(key: tuple[str, str, str]) -> None:
