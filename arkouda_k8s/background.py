@@ -42,6 +42,12 @@ class Background(threading.Thread, Generic[R]):
         self.join()
         return result(self._outcome)
 
+    def take(self) -> R:
+        """``result()``, once: the job forgets it (the caller becomes its only holder)."""
+        self.join()
+        done, self._outcome = self._outcome, (None, None)
+        return result(done)
+
 
 def in_background(fn: Callable[..., R], *args: Any, **kwargs: Any) -> Background[R]:
     job = Background(fn, *args, **kwargs)

@@ -175,7 +175,6 @@ class ArkoudaCluster:
         )
         if on_tunnel_state is not None:
             self.on_tunnel_state.append(on_tunnel_state)
-        self._credentials: background.Background[Credentials] | None = None
         self._heartbeat: Heartbeat | None = None
 
     def __repr__(self) -> str:
@@ -292,9 +291,12 @@ class ArkoudaCluster:
         self._progress("preflight", 0, 1, f"using {self.kube.describe()}")
         deadline = time.monotonic() + self.timeouts.preflight
         creating = self.mode is not DeployMode.CONNECT_ONLY
-        if creating:
-            # Key generation is CPU work: done while the probes below wait for the API.
-            self._credentials = background.in_background(Credentials.generate, self.spec)
+        # Key generation is CPU work: done while the probes below wait for the API. Held
+        # by this call only: an attach or join drops the keys unused, a create once
+        # their Secrets exist.
+        credentials = (
+            background.in_background(Credentials.generate, self.spec) if creating else None
+        )
         # Does it exist, and (when we may create it) can it be deployed here: asked side
         # by side, one round trip. A 403 on the probes is explained by the preflight.
         calls: list[Callable[[], Any]] = [
@@ -358,8 +360,9 @@ class ArkoudaCluster:
         )
         if not self.ownership.claim(state, time.monotonic() + self.timeouts.preflight):
             return self._join(wait)
+        assert credentials is not None  # creating
         try:
-            self._create(wait)
+            self._create(wait, credentials)
         except BaseException as exc:
             self.connection.stop_tunnel()
             teardown.after_failure(
@@ -382,18 +385,18 @@ class ArkoudaCluster:
             return
         self._progress("preflight", 1, 1, f"namespace {self.namespace} created")
 
-    def _create(self, wait: bool) -> None:
+    def _create(self, wait: bool, credentials: background.Background[Credentials]) -> None:
         """Create every object in order (``creation.create``), then, with ``wait``,
-        handshake; the heartbeat starts either way."""
-        spec = self.spec
-        creds = self._credentials.result() if self._credentials else Credentials.generate(spec)
-        self._token = creds.token
+        handshake; the heartbeat starts either way. Of ``credentials`` only the token
+        stays in this process (the session's); ``creation.create`` takes the rest and
+        lets it go once the Secrets hold it."""
+        self._token = credentials.result().token
         creation.create(
             self.kube,
             self.ownership,
             self.readiness,
-            spec,
-            creds,
+            self.spec,
+            credentials.take,
             self.timeouts,
             self._progress,
             wait=wait,

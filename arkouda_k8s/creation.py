@@ -28,7 +28,7 @@ def create(
     ownership: Ownership,
     readiness: Readiness,
     spec: ClusterSpec,
-    creds: Credentials,
+    credentials: Callable[[], Credentials],
     timeouts: Timeouts,
     report: Report,
     *,
@@ -40,6 +40,8 @@ def create(
     side, and waits watch from the resourceVersion a create answered with (no list
     first): against a distant API server a deploy costs its sequential round trips.
 
+    ``credentials`` is called once; what it returns is let go as soon as the Secrets
+    hold it (``_store_credentials``), before any wait: nothing later needs the keys.
     With ``wait``, returns once the server pod is Ready, else once it is created.
     ``may_approve``: the preflight found we may approve the server's CSR ourselves.
     ``server_after_locales``: the ordering before issue #18 (locale pods Running before
@@ -47,59 +49,11 @@ def create(
     """
     t = timeouts
     names = manifests.names(spec)
-    objects = manifests.render(spec, creds)
-    csr_obj = next((o for o in objects if o["kind"] == "CertificateSigningRequest"), None)
-
-    def later(o: dict[str, Any]) -> bool:
-        # The server pod waits for its locales (trap 1); the TLS Secret for its
-        # certificate; a RoleBinding for its Role (Kubernetes checks, when a user
-        # without the `bind` verb binds a role, that the role exists and that the
-        # user holds its rules).
-        return (
-            o["kind"] in ("Pod", "CertificateSigningRequest", "RoleBinding")
-            or o["metadata"]["name"] == names.tls_secret
-            and o["kind"] == "Secret"
-        )
-
-    # 1. Everything but those, at once: Secrets, ServiceAccount, Role, ConfigMap,
-    #    Services, the locale Deployment (whose pods start meanwhile).
     deadline = time.monotonic() + t.credentials
     report("credentials", 0, 2, "creating secrets and the locale pods' objects")
-    first = [o for o in objects if not later(o)]
-    answers = ownership.create_all_owned(first, deadline)
-    created = dict(zip(map(_ref, first), answers, strict=True))
-    bindings = [o for o in objects if o["kind"] == "RoleBinding"]
-    binding_done = background.in_background(ownership.create_all_owned, bindings, deadline)
-
-    # 2. The server's client certificate (--registration server only): CSR,
-    #    approval, certificate into the Secret.
-    if csr_obj is not None:
-        # Preflight already asked whether we may approve (one access review).
-        cert, csr_uid = server_certificate.obtain(
-            kube,
-            ownership.owned(csr_obj),
-            may_approve=may_approve,
-            timeouts=t,
-            deadline=deadline,
-            report=report,
-        )
-        creds = creds.with_certificate(cert)
-        tls = next(
-            o
-            for o in manifests.render(spec, creds)
-            if o["kind"] == "Secret" and o["metadata"]["name"] == names.tls_secret
-        )
-        stored: list[Callable[[], Any]] = [
-            functools.partial(ownership.create_owned, tls, deadline),
-            functools.partial(
-                kube.delete,
-                "CertificateSigningRequest",
-                names.csr,
-                uid=csr_uid,
-                deadline=deadline,
-            ),
-        ]
-        kube.concurrently(stored)
+    objects, created, binding_done = _store_credentials(
+        kube, ownership, spec, credentials, t, deadline, report, may_approve=may_approve
+    )
     report("credentials", 2, 2, "credentials stored")
     binding_done.result()
     roles = [o for o in objects if o["kind"] in ("Role", "RoleBinding", "ServiceAccount")]
@@ -113,7 +67,7 @@ def create(
         readiness.wait_locales(time.monotonic() + t.locales, _resource_version(locales))
     # 4. A Service the server registered in an earlier life makes it exit (trap 2).
     deadline = time.monotonic() + t.server
-    if csr_obj is not None:
+    if any(o["kind"] == "CertificateSigningRequest" for o in objects):
         teardown.remove_self_registered(ownership, deadline, report)
 
     # 5. The server pod, created while the locale pods still pull and start: every
@@ -137,6 +91,80 @@ def create(
     if not _ready(started):
         # Locales running: the server stage's own deadline starts now (one list).
         readiness.wait_server(time.monotonic() + t.server)
+
+
+def _store_credentials(
+    kube: Kube,
+    ownership: Ownership,
+    spec: ClusterSpec,
+    credentials: Callable[[], Credentials],
+    t: Timeouts,
+    deadline: float,
+    report: Report,
+    *,
+    may_approve: bool,
+) -> tuple[list[dict[str, Any]], dict[tuple[str, str], dict[str, Any]], background.Background[Any]]:
+    """Steps 1 and 2: the first objects (the Secrets among them) and the server's
+    certificate. The only place the keys are held: its frame ends once they are stored,
+    and what it returns holds no Secret (the objects still to create, the API's answers
+    and the RoleBindings under way)."""
+    creds = credentials()
+    names = manifests.names(spec)
+    objects = manifests.render(spec, creds)
+    csr_obj = next((o for o in objects if o["kind"] == "CertificateSigningRequest"), None)
+
+    def later(o: dict[str, Any]) -> bool:
+        # The server pod waits for its locales (trap 1); the TLS Secret for its
+        # certificate; a RoleBinding for its Role (Kubernetes checks, when a user
+        # without the `bind` verb binds a role, that the role exists and that the
+        # user holds its rules).
+        return (
+            o["kind"] in ("Pod", "CertificateSigningRequest", "RoleBinding")
+            or o["metadata"]["name"] == names.tls_secret
+            and o["kind"] == "Secret"
+        )
+
+    # 1. Everything but those, at once: Secrets, ServiceAccount, Role, ConfigMap,
+    #    Services, the locale Deployment (whose pods start meanwhile).
+    first = [o for o in objects if not later(o)]
+    answers = ownership.create_all_owned(first, deadline)
+    created = {
+        _ref(o): answer
+        for o, answer in zip(first, answers, strict=True)
+        if o["kind"] != "Secret"  # the API's answer holds the data
+    }
+    bindings = [o for o in objects if o["kind"] == "RoleBinding"]
+    binding_done = background.in_background(ownership.create_all_owned, bindings, deadline)
+
+    # 2. The server's client certificate (--registration server only): CSR,
+    #    approval, certificate into the Secret.
+    if csr_obj is not None:
+        # Preflight already asked whether we may approve (one access review).
+        cert, csr_uid = server_certificate.obtain(
+            kube,
+            ownership.owned(csr_obj),
+            may_approve=may_approve,
+            timeouts=t,
+            deadline=deadline,
+            report=report,
+        )
+        tls = next(
+            o
+            for o in manifests.render(spec, creds.with_certificate(cert))
+            if o["kind"] == "Secret" and o["metadata"]["name"] == names.tls_secret
+        )
+        stored: list[Callable[[], Any]] = [
+            functools.partial(ownership.create_owned, tls, deadline),
+            functools.partial(
+                kube.delete,
+                "CertificateSigningRequest",
+                names.csr,
+                uid=csr_uid,
+                deadline=deadline,
+            ),
+        ]
+        kube.concurrently(stored)
+    return [o for o in objects if o["kind"] != "Secret"], created, binding_done
 
 
 def _ref(obj: dict[str, Any]) -> tuple[str, str]:

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import gc
 import json
 import os
 import subprocess
 import sys
 import threading
 import time
+import types
 
 import pytest
 from _support import eventually
@@ -202,6 +204,89 @@ def test_registration_server_keeps_the_tls_key_its_certificate_names(sb, kube, d
         cert = x509.load_pem_x509_certificate(data[("c-tlskey-tls", "tls.crt")])
         assert cert.public_key().public_numbers() == key.public_key().public_numbers()
         assert cert.subject.rfc4514_string() == "CN=arkouda-k8s:default:c-tlskey"
+
+
+def _holding(root, needles):
+    """Paths (attribute chains) from ``root`` to a str/bytes holding one of ``needles``:
+    what a deployment object keeps reachable. The walk follows instances, containers,
+    closures, threads and frames' locals, but not modules, classes or a function's
+    globals (everything is reachable through those) nor a frame's callers (the test's
+    own frame holds the key it looks for)."""
+    module_dicts = {id(vars(m)) for m in list(sys.modules.values()) if m is not None}
+    found, seen, todo = [], set(), [(root, "cluster")]
+    while todo:
+        obj, path = todo.pop()
+        if id(obj) in seen or id(obj) in module_dicts:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, str | bytes | bytearray):
+            text = obj.decode("latin-1") if isinstance(obj, bytes | bytearray) else obj
+            if any(n in text for n in needles):
+                found.append(path)
+            continue
+        if isinstance(obj, types.ModuleType | type):
+            continue
+        if isinstance(obj, types.FunctionType):
+            cells = [c.cell_contents for c in obj.__closure__ or () if c.cell_contents is not c]
+            nexts, named = [*cells, obj.__defaults__, obj.__kwdefaults__], {}
+        elif isinstance(obj, types.FrameType):
+            nexts, named = [], {f":{k}": v for k, v in obj.f_locals.items()}
+        elif isinstance(obj, dict):
+            nexts = list(obj.keys())
+            named = {f"[{k!r}]": v for k, v in obj.items()}
+        else:
+            nexts = gc.get_referents(obj)
+            named = {f".{k}": v for k, v in getattr(obj, "__dict__", {}).items()}
+        # named ones last: taken first, so a path says which attribute holds a key
+        todo += [(v, f"{path}>{type(v).__name__}") for v in nexts]
+        todo += [(v, path + step) for step, v in named.items()]
+    return found
+
+
+# Any private key in PEM, as text or as a Secret's base64 ("-----BEGIN OPENSSH PRIVATE KEY",
+# "-----BEGIN PRIVATE KEY"): keys generated but never used have no Secret to compare with.
+KEYGEN_THREAD = "arkouda-k8s-background"  # background.Background's threads
+ANY_PRIVATE_KEY = [
+    "PRIVATE KEY-----",
+    base64.b64encode(b"-----BEGIN OPENSSH PRIVATE KEY").decode()[:36],
+    base64.b64encode(b"-----BEGIN PRIVATE KEY").decode()[:28],
+]
+
+
+@pytest.mark.parametrize("registration", ["client", "server"])
+def test_a_ready_deployment_keeps_no_private_key_in_memory(sb, kube, deployed, registration):
+    """Once the Secrets hold them, the private keys (SSH, and the TLS key of registration
+    server) are the cluster's, not this process's: nothing reachable from the deployed
+    object, nor from one that attached to it (whose deploy generated keys it never used),
+    holds a private key in any form (PEM text or bytes, a line of it, base64)."""
+    name = f"c-mem-{registration}"
+    with deployed(spec(name, locales=2, registration=registration)) as c:
+        assert c.status().stage == "Ready" and c.token()
+        data = _secret_data(kube, name)
+        keys = [data[where] for where in _private_keys(data)]
+        assert len(keys) == (2 if registration == "server" else 1)
+        needles = ANY_PRIVATE_KEY + [base64.b64encode(k).decode() for k in keys]
+        for key in keys:
+            needles += [ln for ln in key.decode().splitlines()[1:-1] if len(ln) >= 40][:3]
+        held = _holding(c, needles)
+        # The walk sees a key where one is kept (the proof that it looks), in any form.
+        for copy in (keys[-1], keys[0].decode().splitlines()[2], base64.b64encode(keys[0])):
+            kept = _holding(types.SimpleNamespace(deployment=c, copy=[{"k": copy}]), needles)
+            assert "cluster.copy>dict['k']" in kept
+        attached = cluster(sb, c.spec)
+        attached.deploy()
+        try:
+            assert not attached.created and attached.config is not None
+            # its keys generated side by side with the probes: done before they are looked for
+            eventually(
+                lambda: not [t for t in threading.enumerate() if t.name == KEYGEN_THREAD],
+                timeout=30,
+                message="the attach's key generation still running",
+            )
+            held_by_attached = _holding(attached, needles)
+        finally:
+            attached.close()
+        assert (held, held_by_attached) == ([], [])
 
 
 class PodRecorder:
@@ -502,10 +587,10 @@ def test_a_deploy_that_finds_another_under_way_before_its_server_pod_waits_for_i
     go_on = threading.Event()
     real_create = first._create
 
-    def paused_create(wait):
+    def paused_create(*args):
         made_state.set()
         assert go_on.wait(30)
-        return real_create(wait)
+        return real_create(*args)
 
     first._create = paused_create  # type: ignore[method-assign]
     errors: list[BaseException] = []
