@@ -23,7 +23,7 @@ ERROR_MARK = "echo server error: "
 PEER_GONE = ("ConnectionResetError", "BrokenPipeError")
 
 ECHO = f"""
-import os, socket, socketserver, struct, sys, traceback
+import errno, os, socket, socketserver, struct, sys, traceback
 ERROR_MARK = {ERROR_MARK!r}
 class Echo(socketserver.BaseRequestHandler):
     def handle(self):
@@ -37,7 +37,14 @@ class Echo(socketserver.BaseRequestHandler):
         while n:
             self.request.sendall(view[:n])
             n = self.request.recv_into(buf)
-        self.request.shutdown(socket.SHUT_WR)
+        try:
+            self.request.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            if exc.errno != errno.ENOTCONN:
+                raise
+            # reset after the client's end arrived (FIN, then RST before this shutdown):
+            # the peer went away, as a reset while reading says
+            raise ConnectionResetError(errno.ECONNRESET, "reset after the peer's end") from None
 class Server(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True

@@ -39,11 +39,13 @@ def assert_survived(ledger: faultlab.Ledger, needles: Any) -> None:
 @pytest.fixture(scope="module")
 def echo(kube: Any) -> Iterator[str]:
     name = faultlab.echo_pod(kube, "rel-echo")
-    # Faults cut connections mid-transfer: resets are expected, any other error is not.
-    with no_recorded_errors(lambda: {name: kube.logs(name, "default")}, allow=PEER_GONE):
-        yield name
-    pod = kube.get("Pod", name, "default")
-    kube.delete("Pod", name, "default", uid=pod["metadata"]["uid"])
+    try:
+        # Faults cut connections mid-transfer: resets are expected, any other error is not.
+        with no_recorded_errors(lambda: {name: kube.logs(name, "default")}, allow=PEER_GONE):
+            yield name
+    finally:  # also when the echo server failed: a pod left running fails later modules
+        pod = kube.get("Pod", name, "default")
+        kube.delete("Pod", name, "default", uid=pod["metadata"]["uid"])
 
 
 def test_soak_short_nothing_lost_nothing_twice(sb, kube, echo, ledger, needles):
