@@ -439,21 +439,30 @@ def confined_path(root: Path, path: str | Path) -> Path:
 
 
 async def spawn(
-    argv: list[str], env: dict[str, str], cwd: str, pass_fds: tuple[int, ...] = ()
+    argv: list[str],
+    env: dict[str, str],
+    cwd: str,
+    pass_fds: tuple[int, ...] = (),
+    *,
+    interactive: bool = False,
 ) -> asyncio.subprocess.Process:
-    """Start ``argv`` in its own process group, output piped, stdin closed.
+    """Start ``argv`` in its own process group: stdin closed, stdout and stderr piped as
+    one stream (a container's log); ``interactive`` (an exec session): stdin, stdout and
+    stderr each a pipe of its own.
 
-    A cancel can land after the fork; then the child is killed before the cancel goes
-    on, so no process outlives the pod that asked for it.
+    A cancel can land after the fork (the pod deleted, the exec's client gone); then the
+    whole group is killed before the cancel goes on, so no process outlives the pod or
+    the request that asked for it.
     """
+    pipe = asyncio.subprocess.PIPE
     started = asyncio.ensure_future(
         asyncio.create_subprocess_exec(
             *argv,
             env=env,
             cwd=cwd,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
+            stdin=pipe if interactive else asyncio.subprocess.DEVNULL,
+            stdout=pipe,
+            stderr=pipe if interactive else asyncio.subprocess.STDOUT,
             start_new_session=True,
             pass_fds=pass_fds,
         )
@@ -2226,16 +2235,8 @@ class Kubelet:
                 f'process: exec: "{what}": executable file not found in $PATH: unknown',
             )
         with w.exec_command(c, command) as run:
-            proc = await asyncio.create_subprocess_exec(
-                *run.argv,
-                env=run.env,
-                cwd=run.cwd,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
-                pass_fds=run.pass_fds,
-            )
+            # spawn: a cancel (the client gone) right after the fork kills the group
+            proc = await spawn(run.argv, run.env, run.cwd, run.pass_fds, interactive=True)
         w.execs.add(proc)
         self.pids.add(proc.pid)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import os
 import socket
@@ -647,6 +648,63 @@ def test_deleting_pods_while_they_start_leaves_no_process(world):
     assert left == [], f"processes outlived their pods: {left}"
     # The kubelet forgets a pid once it has reaped the process, a moment after it died.
     world.wait("the kubelet's process table empty", lambda: not world.kubelet.processes(), 10)
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0")[:-1]]
+    except OSError:  # gone, or exiting while we read (ESRCH)
+        return []
+
+
+def test_an_exec_cancelled_as_its_process_starts_leaves_no_process(world):
+    """A kubectl exec whose request goes away (the client hung up) while its process is
+    being started: the process has forked, its command runs (sh started a child), the
+    start has not returned yet. Every process of that exec goes, the child too, as with
+    a pod deleted while it starts."""
+    world.create("pods", _pod("exec-cancel", ["sleep", "60"]))
+    world.wait_pod("exec-cancel", lambda p: p["status"].get("phase") == "Running", "Running")
+    marker = f"exec-cancel-{os.getpid()}"
+    before = set(descendants())
+
+    def started() -> list[int]:
+        """The exec's processes, once its shell runs its child (sleep 61)."""
+        new = [p for p in descendants() if p not in before]
+        return new if any(_cmdline(p)[:2] == ["sleep", "61"] for p in new) else []
+
+    async def cancel_while_starting() -> tuple[list[int], bool, bool]:
+        task = asyncio.ensure_future(
+            world.kubelet.exec_in_pod(
+                "default", "exec-cancel", "main", ["sh", "-c", f"sleep 61; : {marker}"]
+            )
+        )
+        deadline = time.monotonic() + 20
+        # The fork happens on the loop: awaited until the first process of the exec shows.
+        while not set(descendants()) - before:
+            assert time.monotonic() < deadline and not task.done(), "the exec never forked"
+            await asyncio.sleep(0)
+        # Then the loop is held (no await) until the command runs, so the exec cannot
+        # finish starting: the cancel lands in the middle of the start.
+        while not (procs := started()):
+            assert time.monotonic() < deadline, "the exec's command never ran"
+        landed = not task.done()
+        task.cancel()
+        # bounded: a start that waits for its pipes to close waits for every process
+        await asyncio.wait({task}, timeout=10)
+        return procs, landed, task.cancelled()
+
+    procs, landed, cancelled = world.call(cancel_while_starting)
+    assert landed, "the exec had finished starting before the cancel"
+    left = settled(lambda: [p for p in procs if alive(p) and _cmdline(p)], 10, 0.1)
+    assert left == [], f"processes outlived their cancelled exec: {left}"
+    assert cancelled, "the cancelled exec did not end as cancelled"
+    world.wait(
+        "the kubelet's process table without the exec",
+        lambda: not set(procs) & set(world.kubelet.processes()),
+        10,
+    )
+    world.delete("pods", "exec-cancel")
 
 
 def test_empty_dir_is_shared_by_the_pods_containers(world):
