@@ -539,9 +539,13 @@ class ArkoudaCluster:
         annotations = (state.get("metadata") or {}).get("annotations") or {}
         return annotations.get(EPHEMERAL_ANNOTATION) == "true"
 
-    def handshake(self, deadline: float | None = None) -> dict[str, Any]:
+    def handshake(
+        self, deadline: float | None = None, *, tunnel_check: bool = True
+    ) -> dict[str, Any]:
         """Arkouda's connect + getconfig answered through the tunnel (readiness proof); a
-        server that exited at its self-registration is started again when that may help."""
+        server that exited at its self-registration is started again when that may help.
+        ``tunnel_check=False``: a tunnel started for it skips its own port-forward check
+        (the handshake's connection proves as much; ``ServerConnection.handshake``)."""
         if deadline is None:
             deadline = time.monotonic() + self.timeouts.handshake
         restarts = 0
@@ -558,6 +562,7 @@ class ArkoudaCluster:
             within=self.timeouts.handshake,
             retry=retry,
             log_tail=lambda: self.readiness.log_tail(self.names.server_pod, "arkouda-server"),
+            tunnel_check=tunnel_check,
             hint=(
                 f" (with --registration server, a leftover Service {self.names.self_service} "
                 "or missing RBAC makes the server exit right after it opens its port)"
@@ -599,7 +604,9 @@ class ArkoudaCluster:
         short_lived = False
         if handshake and probe and self.tunnel is None and server and _ready(server):
             try:
-                self.handshake(deadline=time.monotonic() + STATUS_HANDSHAKE)
+                # the handshake's one connection is the short-lived tunnel's only
+                # port-forward (no separate check first), the memory read shares it
+                self.handshake(deadline=time.monotonic() + STATUS_HANDSHAKE, tunnel_check=False)
             except ArkoudaK8sError as exc:
                 warnings.append(exc.one_line())
             short_lived = self.tunnel is not None

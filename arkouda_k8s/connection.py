@@ -128,8 +128,12 @@ class ServerConnection:
 
     # -- the tunnel -------------------------------------------------------------------
 
-    def start_tunnel(self, timeout: float = 30.0) -> tuple[str, int]:
-        """Start (or restart) the port-forward to the server pod; returns its address."""
+    def start_tunnel(self, timeout: float = 30.0, *, check: bool = True) -> tuple[str, int]:
+        """Start (or restart) the port-forward to the server pod; returns its address.
+
+        ``check=False``: a tunnel started here skips its own check that the API server
+        accepts a port-forward to the pod (a port-forward of its own); the caller's first
+        connection proves that (``Tunnel(check_on_start=False)``)."""
         from .tunnel import Tunnel, TunnelState
 
         if self.tunnel is not None:
@@ -145,6 +149,7 @@ class ServerConnection:
             self.spec.server_port,
             local_port=self.local_port,
             on_state=self._tunnel_state,
+            check_on_start=check,
         )
         self.tunnel.start(timeout=timeout)
         addr = self.address
@@ -172,6 +177,18 @@ class ServerConnection:
         if tunnel is not None:
             with logged(log, "stopping the tunnel"):
                 tunnel.stop()
+
+    def _tunnel_refused(self) -> TunnelForbidden | None:
+        """The refusal a failed tunnel met (the API server's answer to its port-forward,
+        set before the refused connection was reset), if that is why it failed."""
+        from .tunnel import Tunnel, TunnelState
+
+        tunnel = self.tunnel
+        if isinstance(tunnel, Tunnel) and tunnel.state == TunnelState.FAILED:
+            error = tunnel.last_error
+            if isinstance(error, TunnelForbidden):
+                return error
+        return None
 
     def _key(self) -> tuple[str, str, str]:
         return (self.kube.server, self.namespace, self.name)
@@ -215,9 +232,14 @@ class ServerConnection:
         retry: Callable[[float], bool] | None = None,
         log_tail: Callable[[], str | None] | None = None,
         hint: str = "",
+        tunnel_check: bool = True,
     ) -> dict[str, Any]:
         """Arkouda's connect + getconfig answered through the tunnel (readiness proof),
         tried until ``deadline`` (``within``: those seconds, as the timeout says).
+
+        ``tunnel_check=False``: a tunnel this starts skips its own port-forward check,
+        the handshake's connection is the one port-forward (a short-lived status read);
+        a refused port-forward still raises ``TunnelForbidden`` at once.
 
         After each failed try, ``retry(deadline)`` may raise (the server will never
         answer) or return True to try again at once (it restarted the server). The
@@ -233,7 +255,7 @@ class ServerConnection:
             if left <= 0:
                 break
             try:
-                host, port = self.start_tunnel(timeout=max(1.0, left))
+                host, port = self.start_tunnel(timeout=max(1.0, left), check=tunnel_check)
                 config = self._ask(lambda p: p.handshake(), timeout=max(0.5, min(5.0, left)))
                 assert config is not None  # the tunnel was just started
                 self.config = config
@@ -252,6 +274,9 @@ class ServerConnection:
                 ) from None
             except ArkoudaK8sError as exc:  # not answering yet, tunnel trouble, API trouble
                 last = exc
+            refused = self._tunnel_refused()
+            if refused is not None:  # unchecked tunnel: its first connection was refused
+                raise refused
             # outside the except: what retry raises is not "during" the last failure
             if retry is not None and retry(deadline):
                 continue

@@ -9,12 +9,13 @@ check, then check + connection for the handshake and again for the memory read).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from _support import eventually
 from _support.lifecycle import admin, spec
 
-from arkouda_k8s.cluster import ArkoudaCluster
+from arkouda_k8s.cluster import STATUS_HANDSHAKE, ArkoudaCluster
 
 VERSION = "v2023.05.05"
 
@@ -53,11 +54,12 @@ def test_status_of_a_held_tunnel_opens_no_port_forward(sb: Any, deployed: Any) -
         )
 
 
-def test_short_lived_status_opens_two_port_forwards(sb: Any, deployed: Any) -> None:
+def test_short_lived_status_opens_one_port_forward(sb: Any, deployed: Any) -> None:
     """``status(handshake=True)`` with no tunnel held (`arkouda-k8s status NAME`, the
     Jupyter server for a deployment it does not hold): it was 5 port-forwards, now the
-    tunnel's readiness check and the one connection of handshake + memory read; every
-    one is closed when the status returns."""
+    one connection of handshake + memory read (the short-lived tunnel makes no check of
+    its own first); it is closed when the status returns. A refused port-forward is
+    still the status's warning, said at once."""
     with deployed(spec("conn-short", locales=1)) as held:
         held.close()  # the deploy's own tunnel: this process holds none now
         registry = sb.portforward_registry
@@ -65,7 +67,7 @@ def test_short_lived_status_opens_two_port_forwards(sb: Any, deployed: Any) -> N
         shown = ArkoudaCluster.from_name("conn-short", "default", kube=admin(sb), connect=False)
         for _ in range(2):
             opened, status = _forwards_of(sb, lambda: shown.status(handshake=True))
-            assert opened == 2, f"a short-lived status opened {opened} port-forwards"
+            assert opened == 1, f"a short-lived status opened {opened} port-forwards"
             assert status.warnings == (), status.warnings
             assert status.memory_used is not None and status.arkouda_version == VERSION
             assert status.tunnel_state is None and status.address is None
@@ -76,3 +78,15 @@ def test_short_lived_status_opens_two_port_forwards(sb: Any, deployed: Any) -> N
                 "the short-lived tunnel's port-forwards closed",
                 until=lambda n: n == 0,
             )
+
+        sb.faults.deny("*", "pods/portforward", user="*")
+        try:
+            started = time.monotonic()
+            opened, status = _forwards_of(sb, lambda: shown.status(handshake=True))
+            took = time.monotonic() - started
+        finally:
+            sb.faults.clear()
+        assert opened == 0 and status.memory_used is None, (opened, status)
+        assert len(status.warnings) == 1 and "pods/portforward" in status.warnings[0], status
+        assert took < STATUS_HANDSHAKE / 2, f"the refusal was said after {took:.1f}s"
+        assert status.stage == "Ready" and status.tunnel_state is None

@@ -528,6 +528,36 @@ def test_start_fails_clearly_without_permission(world: World, echo: str, pump: s
     assert tunnel.state == "closed"
 
 
+@pytest.mark.parametrize("pump", PUMPS)
+def test_an_unchecked_start_costs_no_port_forward_of_its_own(
+    world: World, echo: str, pump: str
+) -> None:
+    """``check_on_start=False`` (a short-lived status read's tunnel): start opens no
+    port-forward, the first connection is the only one and makes it ready; a refused
+    first connection fails the tunnel with the API server's reason, set before the
+    connection is reset."""
+    registry = world.sb.portforward_registry
+    before = registry.opened
+    with (
+        pump_chosen(pump),
+        Tunnel(world.endpoint(), "default", echo, ECHO_PORT, check_on_start=False) as t,
+    ):
+        assert registry.opened == before and t.state == "starting"
+        assert echo_through(t.local_address, b"first") == b"first"
+        assert registry.opened == before + 1 and t.state == "ready"
+
+    path = world.sb.kubeconfig_for_user(f"nobody-{uuid.uuid4().hex[:6]}")
+    endpoint = Kube.from_kubeconfig(path).endpoint()
+    with pump_chosen(pump), Tunnel(endpoint, "default", echo, ECHO_PORT, check_on_start=False) as t:
+        with socket.create_connection(t.local_address, timeout=10) as sock:
+            sock.sendall(b"refused")
+            with contextlib.suppress(ConnectionResetError):
+                assert sock.recv(100) == b"", "bytes came through a refused port-forward"
+        assert t.state == "failed"
+        message = t.last_error.one_line() if t.last_error else ""
+        assert "forbidden" in message.lower() and "pods/portforward" in message
+
+
 def test_expired_credentials_are_refreshed_from_a_callable_endpoint(
     world: World, echo: str
 ) -> None:

@@ -124,6 +124,13 @@ class Tunnel:
             health_interval=10.0,
         )
 
+    ``check_on_start=False``: ``start()`` returns once the listener is bound, without
+    first checking that the API server accepts a port-forward to the pod (that check is
+    a port-forward of its own): for a caller whose first connection follows at once and
+    proves as much (a short-lived status read). The state stays ``starting`` until a
+    connection is forwarded (``ready``); a refusal shows as ``failed`` with its error,
+    set before the refused connection is reset.
+
     States: ``starting``, ``ready``, ``reconnecting`` (a connection or a health check
     failed; the pod is being re-resolved), ``failed`` (a permission error, or
     ``reconnect_timeout`` passed; new connections still try), ``closed``.
@@ -147,6 +154,7 @@ class Tunnel:
         reconnect_timeout: float | None = None,
         ping_interval: float | None = 30.0,
         protocol: str = "auto",
+        check_on_start: bool = True,
     ) -> None:
         if protocol not in PROTOCOLS:
             raise TunnelError(f"protocol: {protocol!r} is not one of {', '.join(PROTOCOLS)}")
@@ -170,6 +178,7 @@ class Tunnel:
         self.reconnect_timeout = reconnect_timeout
         self.ping_interval = ping_interval
         self.protocol = protocol
+        self.check_on_start = check_on_start
         self.state: TunnelState = TunnelState.CLOSED
         self.last_error: TunnelError | None = None
         self._address: tuple[str, int] | None = None
@@ -240,7 +249,8 @@ class Tunnel:
                 log.exception("tunnel on_state callback failed")
 
     def start(self, timeout: float = 30.0) -> Tunnel:
-        """Bind the listener and wait until the tunnel is ready (or raise TunnelError)."""
+        """Bind the listener and wait until the tunnel is ready (or raise TunnelError);
+        with ``check_on_start=False`` only until the listener is bound."""
         if self._thread is not None:
             raise TunnelError("the tunnel is already started")
         self._ready.clear()

@@ -121,8 +121,11 @@ class Supervisor:
         started.set()
         if t.ping_interval:
             self._spawn(self.ping_loop())
-        # the first pod resolution + probe: ready when the API accepts a forward to the pod
-        self.recover()
+        if t.check_on_start:
+            # the first pod resolution + probe: ready when the API accepts a forward to the pod
+            self.recover()
+        else:  # the first connection checks as much (attach says ready, or why not)
+            t._ready.set()
         await self.stopping.wait()
         await self.shutdown()
 
@@ -230,7 +233,7 @@ class Supervisor:
                     return
                 local.attached(upstream)
                 if (
-                    t.state in (TunnelState.RECONNECTING, TunnelState.FAILED)
+                    t.state in (TunnelState.STARTING, TunnelState.RECONNECTING, TunnelState.FAILED)
                     and t.health_check is None
                 ):
                     t._set_state(TunnelState.READY, None)
