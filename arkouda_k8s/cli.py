@@ -152,6 +152,15 @@ class _TerminalProgress:
     def __call__(self, event: ProgressEvent) -> None:
         from tqdm import tqdm
 
+        if event.note:
+            # a notice of its own (a locale pod being replaced): a line above the bar,
+            # never thinned out; the bar and its count stay as they are
+            line = f"{event.stage}: {event.message}"
+            if self.bar is not None:
+                tqdm.write(line, file=sys.stderr)
+            else:
+                print(line, file=sys.stderr, flush=True)
+            return
         if event.stage != self.stage:
             self.close()
             self.stage = event.stage

@@ -260,8 +260,10 @@ class ArkoudaCluster:
     def add_tunnel_listener(self, cb: Callable[[str], None]) -> None:
         self.on_tunnel_state.append(cb)
 
-    def _progress(self, stage: str, done: int, total: int, message: str) -> None:
-        event = Progress(stage, done, total, message)
+    def _progress(
+        self, stage: str, done: int, total: int, message: str, *, note: bool = False
+    ) -> None:
+        event = Progress(stage, done, total, message, note)
         log.debug("%s %d/%d %s", stage, done, total, message)
         for cb in list(self._progress_listeners):
             try:
@@ -811,9 +813,9 @@ def _weak_report(cluster: ArkoudaCluster) -> Report:
     (they must not keep a cluster its user dropped alive)."""
     ref = weakref.ref(cluster)
 
-    def report(stage: str, done: int, total: int, message: str) -> None:
+    def report(stage: str, done: int, total: int, message: str, *, note: bool = False) -> None:
         alive = ref()
         if alive is not None:
-            alive._progress(stage, done, total, message)
+            alive._progress(stage, done, total, message, note=note)
 
     return report

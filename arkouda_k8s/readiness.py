@@ -103,6 +103,9 @@ class Readiness:
         self._locale_said = ""
         # Failed locale pods without a replacement yet, since when (monotonic)
         self._awaiting_replacement: dict[str, float] = {}
+        # Failed locale pods the progress has named (once each: the count alone would
+        # just stall while a replacement starts)
+        self._replacement_said: set[str] = set()
 
     @property
     def namespace(self) -> str:
@@ -163,7 +166,7 @@ class Readiness:
 
         def check(pods: dict[str, dict[str, Any]]) -> list[dict[str, Any]] | None:
             running = [p for p in pods.values() if examined(p)]
-            self._replacements(pods.values(), total)
+            lost = self._replacements(pods.values(), total)
             last["pods"] = pods
             waiting = sum(1 for p in pods.values() if _unschedulable(p) is not None)
             # the server pod pulls too when it was created with the locales
@@ -176,6 +179,10 @@ class Readiness:
                     self._locale_progress, len(running), total, waiting, pulls
                 )
                 last["report"]()
+            # after the count (which the loss changed), so a bar or a label shows it
+            # while the replacement starts
+            for note in lost:
+                self._progress("locales", len(running), total, note, note=True)
             if len(running) < total:
                 return None
             self._pulls.update({})  # the ticker has nothing more to show
@@ -398,19 +405,24 @@ class Readiness:
 
         return interval
 
-    def _replacements(self, locale_pods: Iterable[dict[str, Any]], total: int) -> None:
+    def _replacements(self, locale_pods: Iterable[dict[str, Any]], total: int) -> list[str]:
         """Failed locale pods (evicted, ...) while the deployment starts: one that its
         ReplicaSet replaced does not stop the wait (the server's launch script lists
         Ready pods only, so it starts with the replacement); one with no replacement after
-        REPLACEMENT_GRACE s fails the wait with the pod's reason."""
+        REPLACEMENT_GRACE s fails the wait with the pod's reason. Returns the progress
+        notes to give: one for each such pod not named before."""
         pods = list(locale_pods)
         live = sum(1 for p in pods if failed_pods.live(p))
         now = time.monotonic()
         waiting = set()
+        notes = []
         for p in pods:
             if not _replaceable(p):
                 continue
             name = p["metadata"]["name"]
+            if name not in self._replacement_said:
+                self._replacement_said.add(name)
+                notes.append(_replacement_note(p))
             if live >= total:
                 self._awaiting_replacement.pop(name, None)
                 continue
@@ -420,6 +432,7 @@ class Readiness:
                 raise self._not_replaced(p, live, total)
         for name in set(self._awaiting_replacement) - waiting:
             del self._awaiting_replacement[name]
+        return notes
 
     def _not_replaced(self, pod: dict[str, Any], live: int, total: int) -> CrashError:
         name = pod["metadata"]["name"]
@@ -647,6 +660,20 @@ def _replaceable(pod: dict[str, Any]) -> bool:
         (pod.get("status") or {}).get("phase") == "Failed"
         and (pod["metadata"].get("labels") or {}).get(COMPONENT_LABEL) == "locale"
         and failed_pods.controlled(pod)
+    )
+
+
+def _replacement_note(pod: dict[str, Any]) -> str:
+    """The progress line of a Failed locale pod its ReplicaSet replaces: "locale pod P
+    evicted (The node was low on resource: memory.); waiting for its replacement"."""
+    status = pod.get("status") or {}
+    if status.get("reason") == "Evicted":
+        what = "evicted" + (f" ({status['message'].strip()})" if status.get("message") else "")
+    else:
+        what = f"failed ({failed_pods.failure(pod)})"
+    # the message is the node's text: shown on a terminal, so without control characters
+    return strip_control(
+        f"locale pod {pod['metadata']['name']} {what}; waiting for its replacement"
     )
 
 

@@ -7,16 +7,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(frozen=True)
 class Progress:
-    """One step of a deploy or teardown, for progress bars and status lines."""
+    """One step of a deploy or teardown, for progress bars and status lines.
+
+    ``note``: a one-off notice within the stage (a locale pod being replaced), not a
+    step of its count: a front end shows it as a line of its own, not one a later count
+    overwrites or a log thins out."""
 
     stage: str
     done: int
     total: int
     message: str
+    note: bool = False
 
 
 @dataclass(frozen=True)
@@ -40,5 +46,12 @@ class Timeouts:
 
 
 ProgressCallback = Callable[[Progress], None]
-# What the modules below the lifecycle report through: (stage, done, total, message).
-Report = Callable[[str, int, int, str], None]
+
+
+class Report(Protocol):
+    """What the modules below the lifecycle report through: (stage, done, total,
+    message), and ``note=True`` for a one-off notice (``Progress.note``)."""
+
+    def __call__(
+        self, stage: str, done: int, total: int, message: str, /, *, note: bool = False
+    ) -> None: ...

@@ -284,9 +284,9 @@ def _remove_each(
 
 
 def _reporter(on_progress: ProgressCallback | None) -> Report:
-    def report(stage: str, done: int, total: int, message: str) -> None:
+    def report(stage: str, done: int, total: int, message: str, *, note: bool = False) -> None:
         if on_progress is not None:
-            on_progress(Progress(stage, done, total, message))
+            on_progress(Progress(stage, done, total, message, note))
 
     return report
 

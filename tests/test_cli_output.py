@@ -328,3 +328,41 @@ def test_no_progress_bar_outside_a_terminal(monkeypatch, where):
     text = screen.getvalue()
     assert text.splitlines() == [f"locales: locale pods {n}/3 running" for n in range(4)]
     assert "\r" not in text and "\x1b" not in text
+
+
+@pytest.mark.parametrize("where", ["pipe", "terminal"])
+def test_a_progress_note_is_a_line_of_its_own(monkeypatch, where):
+    """A notice within a stage (a locale pod being replaced) is printed as its own line:
+    in a log, where counts of many pods are thinned to a line per tenth, and above a
+    terminal's bar, which would otherwise show it only until the next count."""
+    import io
+    import sys
+
+    from arkouda_k8s.cli import _TerminalProgress
+    from arkouda_k8s.cluster import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    screen = io.StringIO() if where == "pipe" else Tty()
+    monkeypatch.setattr(sys, "stderr", screen)
+    monkeypatch.delenv("TERM", raising=False)
+    progress = _TerminalProgress()
+    note = "locale pod p-7 evicted (The node was low on resource: memory.); waiting for its replacement"
+    for n in range(6):
+        progress(Progress("locales", n, 30, f"locale pods {n}/30 running"))
+    progress(Progress("locales", 5, 30, note, note=True))
+    progress(Progress("locales", 6, 30, "locale pods 6/30 running"))
+    progress.close()
+    lines = [line.strip() for line in screen.getvalue().replace("\r", "\n").splitlines()]
+    assert lines.count(f"locales: {note}") == 1
+    if where == "pipe":  # the counts thinned as before (a line per 3 pods of 30), the note not
+        assert lines == [
+            "locales: locale pods 0/30 running",
+            "locales: locale pods 3/30 running",
+            f"locales: {note}",
+            "locales: locale pods 6/30 running",
+        ]
+    else:  # the bar went on counting after it
+        assert "6/30" in screen.getvalue().split(note)[-1]

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 from _support import eventually, settled
-from _support.lifecycle import FAST, FAULT, cluster, labelled, spec, wait_no_processes
+from _support.lifecycle import FAST, FAULT, Recorder, cluster, labelled, spec, wait_no_processes
 
 from arkouda_k8s.cluster import ArkoudaCluster, Timeouts, rbac_yaml, required_access
 from arkouda_k8s.errors import (
@@ -320,9 +320,11 @@ def test_a_locale_pod_evicted_and_replaced_before_the_server_starts_is_a_warning
     the server starts with the replacement: the deploy goes on to Ready (it aborted at
     the first Failed pod before), and status says Ready with a warning naming the pod,
     the node's reason and its replacement (it said Failed for good before: an evicted
-    pod stays in the API)."""
+    pod stays in the API). The deploy's progress says so while it happens, once: its
+    count alone just stalled while the replacement started."""
     name = "f-evict-replaced"
-    c = cluster(sb, _held(name), timeouts=FAST)
+    rec = Recorder()
+    c = cluster(sb, _held(name), timeouts=FAST, on_progress=rec)
     with deployed(c, deploy=False):
         t, failure = _deploy_in_background(c)
         evicted = settled(
@@ -332,6 +334,18 @@ def test_a_locale_pod_evicted_and_replaced_before_the_server_starts_is_a_warning
         )
         t.join(FAST.locales + FAST.server)
         assert evicted and not t.is_alive() and failure == []
+        said = [m for m in rec.messages() if evicted[0] in m]
+        assert said == [
+            f"locales: locale pod {evicted[0]} evicted (The node was low on resource: "
+            "memory.); waiting for its replacement"
+        ]
+        # a notice of its own, not a step of the count (the CLI prints it as a line)
+        assert [e.note for e in rec.events if evicted[0] in e.message] == [True]
+        # said while the deploy still waited for its locales, before the server was Ready
+        messages = rec.messages()
+        assert messages.index(said[0]) < messages.index("server: server pod ready")
+        after = messages[messages.index(said[0]) + 1 :]
+        assert any(m.startswith("locales: locale pods 1/1 running") for m in after), messages
         st = c.status(probe=False)
         assert st.stage == "Ready" and st.locales_ready == 1 and st.message == ""
         assert len(st.warnings) == 1, st.warnings

@@ -41,6 +41,7 @@ class FakeProgress:
     done: int
     total: int
     message: str
+    note: bool = False
 
 
 @dataclass
