@@ -36,8 +36,6 @@ class JupyterServer:
     def __init__(self, folder: Path, kubeconfig: str, *options: str) -> None:
         self.folder = folder
         self.token = secrets.token_hex(16)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
         folder.mkdir(parents=True, exist_ok=True)
         config = folder / "config"
         config.mkdir(exist_ok=True)
@@ -56,6 +54,23 @@ class JupyterServer:
         }
         for key in [k for k in self.env if k.startswith(("JPY_", "JUPYTER_SERVER_"))]:
             del self.env[key]  # when the tests themselves run under a Jupyter server
+        # The port is free when chosen, and another process may take it before the
+        # server binds it (it does not retry: port_retries=0 keeps the URL known): then
+        # a new port, at most three times.
+        for attempt in range(3):
+            self.port = free_port()
+            self.url = f"http://127.0.0.1:{self.port}/"
+            self._start(kubeconfig, options)
+            try:
+                self._wait_up(time.monotonic() + 60)
+                return
+            except RuntimeError:
+                if attempt == 2 or "already in use" not in self.log_text():
+                    raise
+                self.stop()  # it says so, and may linger before it exits
+
+    def _start(self, kubeconfig: str, options: tuple[str, ...]) -> None:
+        folder = self.folder
         self.log = open(folder / "server.log", "wb")  # noqa: SIM115 - closed by stop()
         self.process = subprocess.Popen(
             [
@@ -78,16 +93,16 @@ class JupyterServer:
             start_new_session=True,
             cwd=folder,
         )
-        self._wait_up(time.monotonic() + 60)
 
     def _wait_up(self, deadline: float) -> None:
         def answers() -> bool:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"jupyter server exited: {self.log_text()[-2000:]}")
+            if self.process.poll() is not None or "could not be started" in self.log_text():
+                raise RuntimeError(f"jupyter server did not start: {self.log_text()[-2000:]}")
             try:
-                return self.request("GET", "api/status")[0] == 200
+                # short: whatever holds a taken port may never answer
+                return self.request("GET", "api/status", timeout=5)[0] == 200
             except OSError:
-                return False  # not listening yet
+                return False  # not listening yet (or slow to answer)
 
         eventually(
             answers,
