@@ -266,9 +266,11 @@ class ArkoudaProbe:
         """One request and its reply, or an error as soon as the connection ends."""
         sock, monitor = link
         try:
-            sock.send_string(message)
+            sock.send_string(message, zmq.NOBLOCK)
         except zmq.Again:
-            raise self._silent(cmd) from None
+            # a REQ socket without a connection to send on: it ended since (and is not
+            # redialed), perhaps before the monitor said so
+            raise self._closed(cmd) from None
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(monitor, zmq.POLLIN)
@@ -281,13 +283,15 @@ class ArkoudaProbe:
             if not ready:
                 raise self._silent(cmd)
             if monitor in ready and self._ended(monitor):
-                raise _not_answering(
-                    f"{self.address} closed the connection before the Arkouda server "
-                    f"answered `{cmd}`",
-                    "the server exited, or (through a tunnel) its pod does not listen on the "
-                    "port: see `arkouda-k8s status NAME`",
-                    "closed",
-                )
+                raise self._closed(cmd)
+
+    def _closed(self, cmd: str) -> ServerNotAnswering:
+        return _not_answering(
+            f"{self.address} closed the connection before the Arkouda server answered `{cmd}`",
+            "the server exited, or (through a tunnel) its pod does not listen on the port: "
+            "see `arkouda-k8s status NAME`",
+            "closed",
+        )
 
     def _silent(self, cmd: str) -> ServerNotAnswering:
         return _not_answering(

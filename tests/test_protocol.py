@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 
 import pytest
@@ -115,6 +116,40 @@ def test_silent_server_is_not_answering_and_probe_recovers(silent_server):
             assert err.value.reason == "silent"
             assert "accepts connections" in str(err.value)
             assert "log" in err.value.one_line()
+
+
+def test_a_connection_closed_before_the_reply_is_said_at_once_and_not_redialed():
+    """A port that accepts and then closes (a tunnel whose server pod does not listen,
+    a server that exits): said as such at once, on the conversation's one TCP connection;
+    ZeroMQ used to redial it every 100 ms (through a tunnel: a port-forward each) and
+    the probe then said "silent" after its whole timeout."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept_and_close() -> None:
+        conn, _ = listener.accept()
+        accepted.append(conn)
+        conn.close()
+
+    closer = threading.Thread(target=accept_and_close, daemon=True)
+    closer.start()
+    try:
+        with ArkoudaProbe(*listener.getsockname(), timeout=10) as probe:
+            t0 = time.monotonic()
+            with pytest.raises(ServerNotAnswering) as err:
+                probe.handshake()
+            assert time.monotonic() - t0 < 3
+            assert err.value.reason == "closed"
+            assert "closed the connection before the Arkouda server answered" in str(err.value)
+            closer.join(5)
+            listener.settimeout(0.5)  # ZeroMQ redialed within 0.1 s
+            with pytest.raises(TimeoutError):
+                accepted.append(listener.accept()[0])
+        assert len(accepted) == 1
+    finally:
+        for conn in accepted:
+            conn.close()
+        listener.close()
 
 
 def test_server_whose_registration_fails_exits_like_the_real_one():
