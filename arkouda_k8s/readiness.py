@@ -212,7 +212,7 @@ class Readiness:
     ) -> None:
         note = (
             f"; {waiting} unschedulable, waiting up to "
-            f"{self.timeouts.unschedulable:.0f}s for capacity"
+            f"{self.timeouts.unschedulable:g}s for capacity"
             if waiting
             else ""
         )
@@ -465,7 +465,10 @@ class Readiness:
             if waited >= grace:
                 raise UnschedulableError(
                     f"pod {name} cannot be scheduled"
-                    + (f" (for {waited:.0f}s)" if grace else "")
+                    # the wait the user gave, as the progress said it: the measured one
+                    # is later by however long the next look took (a loaded machine: 4 s
+                    # for a 3 s wait)
+                    + (f" (for {grace:g}s)" if grace else "")
                     + f": {msg or 'no node fits'}",
                     _unschedulable_hint(self.spec, msg or ""),
                     stage=stage,
