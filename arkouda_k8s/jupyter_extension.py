@@ -182,9 +182,6 @@ class HeldClusters:
         # kernel's teardown) and made again under its name is another one, not ours
         self.uids: dict[tuple[str, str], str | None] = {}
         self.operations: dict[str, Operation] = {}
-        # a kept Arkouda connection per held deployment, for its status (and its lock:
-        # a zmq socket serves one thread at a time)
-        self.probes: dict[tuple[str, str], tuple[Any, threading.Lock]] = {}
         self._lock = threading.Lock()
         self._key_locks: dict[tuple[str, str], threading.Lock] = {}
         # The last status read of each deployment held by no tunnel here, answering GETs
@@ -236,8 +233,6 @@ class HeldClusters:
         self.clusters[key] = cluster
         if old is not None and old is not cluster:
             old.close()
-        # the kept connection for its status, opened now rather than by the first kernel
-        self.executor.submit(self._memory_used, key, cluster)
 
     def _replaced(self, key: tuple[str, str], cluster: Any) -> bool:
         """Whether the held deployment is gone or was made again since it was held."""
@@ -245,42 +240,18 @@ class HeldClusters:
         return uid is None or uid != self.uids.get(key)
 
     def _memory_used(self, key: tuple[str, str], cluster: Any) -> int | None:
-        """getmemused of a held deployment over one kept connection: through a tunnel,
-        every new connection is a new port-forward stream (tens of ms)."""
-        from .protocol import ArkoudaProbe
-
-        address = cluster.address
-        if address is None:
+        """getmemused of a held deployment over the connection its handshake opened and
+        its ``ServerConnection`` keeps with the tunnel: through a tunnel, every new
+        connection is a new port-forward stream (tens of ms)."""
+        try:
+            used: int | None = cluster.memory_used()
+            return used
+        except ArkoudaK8sError as exc:
+            self.app.log.debug("arkouda-k8s: memory of %s/%s: %s", *key, one_line(exc))
             return None
-        token = cluster.token()
-        stale = None
-        with self._lock:
-            probe, lock = self.probes.get(key, (None, threading.Lock()))
-            if probe is None or (probe.host, probe.port) != tuple(address):
-                stale = self.probes.get(key)
-                host, port = address
-                probe, lock = ArkoudaProbe(host, port, token=token, keep=True), threading.Lock()
-                self.probes[key] = (probe, lock)
-        if stale is not None:
-            _close(*stale)
-        with lock:
-            for _ in range(2):  # a kept connection that broke is replaced once
-                try:
-                    return int(probe.getmemused())
-                except ArkoudaK8sError as exc:  # also: closed meanwhile (a release)
-                    error = exc
-        self.app.log.debug("arkouda-k8s: memory of %s/%s: %s", *key, one_line(error))
-        return None
-
-    def _close_probe(self, key: tuple[str, str]) -> None:
-        with self._lock:
-            kept = self.probes.pop(key, None)
-        if kept is not None:
-            _close(*kept)
 
     def _release(self, key: tuple[str, str]) -> None:
         self.forget_status(key)
-        self._close_probe(key)
         cluster = self.clusters.pop(key, None)
         self.ephemeral.discard(key)
         self.uids.pop(key, None)
@@ -509,7 +480,6 @@ class HeldClusters:
         self.forget_status(key)
         try:
             with self._key_lock(key):
-                self._close_probe(key)
                 cluster = self.clusters.pop(key, None)
                 self.ephemeral.discard(key)
                 self.uids.pop(key, None)
@@ -532,7 +502,6 @@ class HeldClusters:
         self._stopping.set()
         removed = []
         for key, cluster in list(self.clusters.items()):
-            self._close_probe(key)
             try:
                 if key in self.ephemeral and not self._replaced(key, cluster):
                     cluster.teardown()
@@ -546,13 +515,6 @@ class HeldClusters:
         self.clusters.clear()
         self.executor.shutdown(wait=False, cancel_futures=True)
         return removed
-
-
-def _close(probe: Any, lock: threading.Lock) -> None:
-    """Close a kept probe once no thread uses it (a zmq socket closed under a thread
-    that waits on it hangs both)."""
-    with lock:
-        probe.close()
 
 
 def _state_uid(cluster: Any) -> str | None:

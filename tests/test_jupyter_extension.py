@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from _support import eventually
 from _support.jupyter import JupyterServer
-from _support.lifecycle import labelled, run_cli
+from _support.lifecycle import labelled, run_cli, torn_down
 
 from arkouda_k8s.cluster import HEARTBEAT_ANNOTATION, ArkoudaCluster
 from arkouda_k8s.errors import ClusterNotFound
@@ -173,6 +173,27 @@ def test_rest_deploy_list_status_errors_teardown(server: JupyterServer, kube: An
     assert labelled(kube, name) == []
     status, doc = server.request("GET", f"{API}/clusters/default/{name}")
     assert status == 404
+
+
+def test_status_of_a_held_deployment_reads_over_its_one_kept_connection(
+    server: JupyterServer, sb: Any, kube: Any
+) -> None:
+    """A deployment the server holds: every GET status reads the server's memory over
+    the connection its deploy's handshake opened and keeps with the tunnel, so no GET
+    opens a port-forward and one forwarded connection stays open, not two (the server's
+    own kept connection used to come on top of the handshake's)."""
+    name = "jx-held"
+    registry = sb.portforward_registry
+    streams_before = registry.open_streams
+    with torn_down(kube, name, lambda: server.request("DELETE", f"{API}/clusters/default/{name}")):
+        assert server.deploy({"name": name, **SMALL})["state"] == "succeeded"
+        opened = registry.opened
+        for _ in range(3):
+            status, doc = server.request("GET", f"{API}/clusters/default/{name}")
+            assert status == 200 and doc["heldByServer"] is True, doc
+            assert doc["memory"]["usedBytes"] is not None and doc["arkoudaVersion"], doc
+        assert registry.opened == opened, f"{registry.opened - opened} port-forwards in 3 GETs"
+        assert registry.open_streams - streams_before == 1, registry.open_streams
 
 
 def test_rest_status_of_a_deployment_not_held_carries_the_warnings(
