@@ -11,10 +11,11 @@ accepted (``portforward_registry.opened``); every read must show memory and vers
     python benchmarks/status_read.py [--rounds 7]
 
 Exit status 1 when a read opened more port-forwards than GOAL says or lacked a number.
-Figures (shared 2-core machine, 9 reads each; port-forwards per read, median wall clock):
+Figures (shared 2-core machine; port-forwards per read, then the median wall clock of
+9 reads in each of 3-4 runs, which the machine's load moves):
 
-    before (e073dc7)   held tunnel  2, 19.5 ms    short-lived  5, 82.5 ms
-    after              held tunnel  0,  3.1 ms    short-lived  1, 24.4 ms
+    before (e073dc7)   held tunnel  2, 15-20 ms     short-lived  5, 40-83 ms
+    after              held tunnel  0,  3.1-3.4 ms  short-lived  1, 20-27 ms
 
 (one kept connection per tunnel for the handshake and the memory reads, one TCP
 connection per probe conversation, and no port-forward check of the short-lived tunnel's
