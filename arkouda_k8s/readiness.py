@@ -309,7 +309,8 @@ class Readiness:
         with_locales = with_locales and total > 0
         locale_last: dict[str, Any] = {"n": -1, "pods": {}}
         locale_check = self._locale_check(total, locale_last)
-        locales_done = {"ok": not with_locales}
+        # "ran": every locale pod ran; "ok": that, and the server pod seen then
+        locales_done = {"ok": not with_locales, "ran": not with_locales}
 
         def check(pods: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
             pod = next((p for p in pods.values() if p["metadata"]["name"] == name), None)
@@ -322,10 +323,15 @@ class Readiness:
                 }
                 locale_last["all"] = pods
                 if locale_check(locale_pods) is not None:
-                    locales_done["ok"] = True
-                    if pod is not None and not _ready(pod):
-                        self._raise_if_stuck(pod, "server")
-                        return pod  # the server stage goes on with its own deadline
+                    locales_done["ran"] = True
+                    # The locales may run before the server pod's creation reaches this
+                    # watch (a loaded machine): the hand-over waits for it, or the server
+                    # stage would keep the locales' deadline instead of its own.
+                    if pod is not None:
+                        locales_done["ok"] = True
+                        if not _ready(pod):
+                            self._raise_if_stuck(pod, "server")
+                            return pod  # the server stage goes on with its own deadline
             if pod is None:
                 return None
             self._raise_if_stuck(pod, "server")
@@ -364,7 +370,7 @@ class Readiness:
                 since=since,
             )
         except WatchDeadline:
-            if not locales_done["ok"]:
+            if not locales_done["ran"]:
                 raise self._locales_timeout(locale_last) from None
             pod = last["pod"]
             if pod is None:
