@@ -31,7 +31,7 @@ def kernel_env(scratch: Path) -> dict[str, str]:
     """This checkout first on the path; no user config, kubeconfig or settings leak in."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    # `!arkouda-k8s` in a notebook: this Python's scripts, as an activated venv has them
+    # `arkouda-k8s` in a notebook's %%bash cell: this Python's scripts, as an activated venv has them
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     for var in ("IPYTHONDIR", "JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR"):
         env[var] = str(scratch / var.lower())
@@ -56,6 +56,25 @@ class PlainOutputClient(NotebookClient):
 
     def remove_output_hook(self, msg_id: str, hook: Any) -> None:
         return None
+
+
+def merge_adjacent_streams(outputs: list[Any]) -> list[Any]:
+    """One output per run of same-stream chunks (a %%bash cell's reader hands them over in
+    whatever pieces its pipe gave): the order of stdout and stderr is kept, and nbval,
+    which joins each stream's chunks before comparing, sees the same text."""
+    merged: list[Any] = []
+    for out in outputs:
+        last = merged[-1] if merged else None
+        if (
+            last is not None
+            and out.get("output_type") == "stream"
+            and last.get("output_type") == "stream"
+            and out.get("name") == last.get("name")
+        ):
+            last["text"] = last["text"] + out["text"]
+        else:
+            merged.append(out)
+    return merged
 
 
 def regenerate(path: Path) -> None:
@@ -84,7 +103,7 @@ def regenerate(path: Path) -> None:
         done = next(ran)
         if cell.cell_type == "code":
             count += 1
-            cell.outputs = done.outputs
+            cell.outputs = merge_adjacent_streams(done.outputs)
             cell.execution_count = count
             for out in cell.outputs:
                 if "execution_count" in out:

@@ -121,6 +121,26 @@ def test_the_analysis_figure_is_a_rendered_image_in_the_stored_output() -> None:
     assert width >= 600 and height >= 200 and len(png) > 10_000  # a drawn figure, not a stub
 
 
+def test_shell_commands_run_in_bash_cells_whose_output_cannot_be_cut_short() -> None:
+    """IPython's `!` reads a command through a terminal (pexpect), and on Linux the last
+    line a command prints just before it exits can be lost when the machine is busy
+    (nbval then fails on a missing "exit code 1"); a `%%bash` cell reads pipes."""
+    bang, bash = [], 0
+    for path in TUTORIALS:
+        for index, cell in enumerate(_load(path)["cells"]):
+            if cell["cell_type"] != "code":
+                continue
+            source = "".join(cell["source"])
+            bash += source.startswith("%%bash")
+            bang += [
+                f"{path.name} cell {index}: {line.strip()[:60]}"
+                for line in source.splitlines()
+                if line.lstrip().startswith("!") or re.match(r"\s*\w+\s*=\s*!", line)
+            ]
+    assert bang == [], f"use a %%bash cell for: {bang}"
+    assert bash >= 10  # the render and run walk-throughs of 04 and 05
+
+
 def test_widget_outputs_keep_a_compared_text_fallback() -> None:
     widgets = [
         out["data"]
