@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,6 +60,9 @@ OOM_AFTER = 1.0  # how long an OOMKilled-fault container lives
 MOUNT_RETRY = 1.0
 NEVER_READY_PERIOD = 2.0
 LOG_RING_BYTES = 1 << 20
+# How long a stop waits for the helper tasks it cancelled (probe loops, log readers) to
+# end: a cancelled exec probe still kills and reaps its process, which takes a moment.
+CANCEL_DEADLINE = 2.0
 SA_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 _SERVER_IMAGE = re.compile(r"(^|/)arkouda-(udp|smp)-server(:|@|$)")
@@ -398,6 +401,32 @@ def _hand_over_token(env: dict[str, str], cwd: Path) -> None:
 _VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
 
+async def cancel_and_wait(
+    tasks: Iterable[asyncio.Future[Any]], deadline: float = CANCEL_DEADLINE
+) -> None:
+    """Cancel ``tasks`` and wait (up to ``deadline``) until they have ended.
+
+    A task only cancelled is still pending: if the loop stops before it has run to its
+    end, Python reports "Task was destroyed but it is pending" and the subprocess it was
+    reaping is left to a closed loop ("Event loop is closed"). Never raises for the
+    tasks; a cancel of the caller still goes through.
+    """
+    pending = [t for t in tasks if not t.done()]
+    for t in pending:
+        t.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=deadline)
+
+
+def close_process(proc: asyncio.subprocess.Process) -> None:
+    """Let go of a reaped process's pipes now, on the loop, not when it is collected:
+    a subprocess transport collected after its loop closed fails with "Event loop is
+    closed". asyncio.subprocess.Process has no public close, hence the transport."""
+    transport = getattr(proc, "_transport", None)
+    if transport is not None and proc.returncode is not None:
+        transport.close()
+
+
 def expand_vars(value: str, env: dict[str, str]) -> str:
     """Kubernetes' ``$(VAR)`` expansion: known names expand, ``$$`` escapes, others stay."""
 
@@ -509,7 +538,8 @@ class ProcessRuntime:
         self.signal(signal.SIGKILL)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._reader), 2.0)
-        self._reader.cancel()
+        await cancel_and_wait([self._reader])  # a pipe a stray process kept open
+        close_process(self.proc)
         return 128 - code if code < 0 else code
 
 
@@ -820,6 +850,8 @@ class PodWorker:
         self._conditions: dict[str, dict[str, Any]] = {}
         self._dirty = False
         self._tasks: list[asyncio.Task[Any]] = []
+        # Probe loops and fault timers of running containers: stop() awaits them too.
+        self._helpers: set[asyncio.Future[Any]] = set()
         self.runtimes: set[Runtime] = set()  # started and not yet seen to end
         self.execs: set[asyncio.subprocess.Process] = set()  # `kubectl exec` sessions
         self._main = asyncio.ensure_future(self._run())
@@ -1660,11 +1692,14 @@ class PodWorker:
             helpers.append(asyncio.ensure_future(self._oom_after(c, self.kill_after or OOM_AFTER)))
         elif self.kill_after:
             helpers.append(asyncio.ensure_future(self._kill_after(c, self.kill_after)))
+        self._helpers.update(helpers)
         try:
             code = await runtime.wait()
         finally:
-            for h in helpers:
-                h.cancel()
+            # Awaited, not only cancelled: a probe still running when the loop stops is
+            # "Task was destroyed but it is pending" (stop() waits for what is left).
+            await cancel_and_wait(helpers)
+            self._helpers.difference_update(helpers)
         # Only an ended runtime is forgotten: on cancellation stop() still owns it.
         self._forget(runtime)
         c.runtime = None
@@ -1843,6 +1878,8 @@ class PodWorker:
                     if isinstance(exc, asyncio.CancelledError):
                         raise
                     return False, f"command {shlex.join(cmd)!r} timed out"
+                finally:
+                    close_process(proc)
                 if proc.returncode == 0:
                     return True, ""
                 return False, out.decode(errors="replace").strip() or (
@@ -1865,12 +1902,14 @@ class PodWorker:
     async def _stop_runtime(runtime: Runtime, grace: float) -> None:
         runtime.signal(signal.SIGTERM)
         waiter = asyncio.ensure_future(runtime.wait())
-        done, _ = await asyncio.wait({waiter}, timeout=grace)
-        if not done:
-            runtime.signal(signal.SIGKILL)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(waiter, 5.0)
-        waiter.cancel()
+        try:
+            done, _ = await asyncio.wait({waiter}, timeout=grace)
+            if not done:
+                runtime.signal(signal.SIGKILL)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(waiter, 5.0)
+        finally:
+            await cancel_and_wait([waiter])
 
     async def stop(
         self, grace: float | None, *, remove_object: bool, announce: bool = True
@@ -1895,6 +1934,8 @@ class PodWorker:
             )
         runtimes = list(self.runtimes)
         await asyncio.gather(*(self._stop_runtime(rt, grace) for rt in runtimes))
+        # Whatever a container loop did not get to await before the deadline above.
+        await cancel_and_wait(self._helpers)
         self.kill_execs()
         for rt in runtimes:
             self._forget(rt)
@@ -2116,6 +2157,10 @@ class Kubelet:
             )
             if self._stop_tasks:
                 await asyncio.gather(*self._stop_tasks, return_exceptions=True)
+            # Reapers of containers that failed to start (killed): let them reap first.
+            if _reaping:
+                await asyncio.wait(list(_reaping), timeout=CANCEL_DEADLINE)
+                await cancel_and_wait(list(_reaping))
         finally:
             # Even when the caller's deadline cancels the orderly stop: nothing survives,
             # not even what left a container's process group (a daemonized sshd).

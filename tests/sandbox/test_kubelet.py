@@ -880,3 +880,50 @@ def test_without_isolation_the_sandbox_says_so_once_and_runs_as_before(tmp_path)
     said = [ln for ln in proc.stderr.splitlines() if "without their own filesystem view" in ln]
     assert len(said) == 1, proc.stderr  # once per process, however many kubelets
     assert "ARKOUDA_K8S_SANDBOX_ISOLATION=off" in said[0]
+
+
+def test_stopping_pods_mid_probe_leaves_no_pending_task_and_no_warning(tmp_path):
+    """A stop while exec probes run: every task the kubelet cancelled has ended when
+    the stop returns, so closing the loop right after prints no "Task was destroyed but
+    it is pending" and no "Event loop is closed". In a process of its own: asyncio says
+    so on stderr when the tasks and transports are collected, up to interpreter exit."""
+    import subprocess
+
+    script = tmp_path / "stop_mid_probe.py"
+    script.write_text(
+        "import asyncio, gc, logging, sys\n"
+        f"sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path(__file__).parents[1])!r}]\n"
+        "logging.basicConfig(level=logging.WARNING, format='%(message)s')\n"
+        "from kubelet_world import World, descendants\n"
+        "w = World()\n"
+        "names = [f'probed-{i}' for i in range(3)]\n"
+        "for name in names:\n"
+        # Idle containers (no command) stop at once: nothing else gives a slow
+        # probe time to end before the loop stops.
+        "    w.create('pods', {'metadata': {'name': name}, 'spec': {'containers': [{\n"
+        "        'name': 'main', 'image': 'busybox:1.36', 'ports': [{'containerPort': 8080}],\n"
+        "        'readinessProbe': {'exec': {'command': ['sleep', '31.5']},\n"
+        "                           'periodSeconds': 1, 'timeoutSeconds': 60},\n"
+        "        'livenessProbe': {'tcpSocket': {'port': 8080}, 'periodSeconds': 1}}]}})\n"
+        "def probing():\n"
+        "    n = 0\n"
+        "    for pid in descendants():\n"
+        "        try:\n"
+        "            n += b'31.5' in open(f'/proc/{pid}/cmdline', 'rb').read()\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "    return n == len(names)\n"
+        "w.wait('every readiness probe running', probing, timeout=60)\n"
+        "loop = w.loop\n"
+        "w.close()\n"
+        "print('pending:', [t.get_coro() for t in asyncio.all_tasks(loop)])\n"
+        "del w\n"
+        "gc.collect()\n"
+    )
+    proc = subprocess.run(
+        [PY, str(script)], capture_output=True, text=True, timeout=180, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "pending: []", proc.stdout
+    for said in ("Task was destroyed", "Event loop is closed", "is closed", "Traceback"):
+        assert said not in proc.stderr, proc.stderr[-3000:]
