@@ -296,10 +296,18 @@ class ServerConnection:
 
         ``config``: the getconfig answer of a handshake another process made (the Jupyter
         server that holds the tunnel): the client's connect is then the one round trip.
+        Without it, what our own handshake learned on this tunnel stands in for the
+        session's probe (a port-forward of its own) while the connection that learned it
+        is still open; with nothing learned yet (a reattach before any handshake) the
+        session probes the server first.
         """
         from .session import Session
 
         host, port = self.start_tunnel()
+        probed = False  # another process's answer: the client's connect is the first word
+        if config is None:
+            config = self._known_config((host, port), timeout)
+            probed = config is not None  # our handshake's, over this very tunnel
         self.close_session()
         self.session = Session.bind(
             host,
@@ -308,8 +316,26 @@ class ServerConnection:
             timeout=timeout,
             server_version=self.spec.release,
             config=config,
+            probed=probed,
         )
         return self.session.ak
+
+    def _known_config(self, address: tuple[str, int], timeout: float) -> dict[str, Any] | None:
+        """The server's getconfig answer as our kept connection to ``address`` knows it.
+
+        While the connection the handshake learned it over is open, it is the same server
+        process behind the same tunnel (a server restart or a dropped forward ends the
+        connection), so the answer stands, with no request. A kept connection that ended
+        meanwhile asks again (the one new port-forward the session's probe would have
+        opened, now kept for status). None: no kept connection (nothing learned here)."""
+        with self._probe_lock:
+            probe = self._probe
+            if probe is None or (probe.host, probe.port) != address:
+                return None
+            if self.config is not None and probe.connected():
+                return self.config
+        self.config = self._ask(lambda p: p.handshake(), timeout=timeout)
+        return self.config
 
     def memory_used(self) -> int | None:
         """Bytes the server reports in use (getmemused), over our kept connection."""

@@ -133,6 +133,17 @@ class ArkoudaProbe:
             if getattr(exc, "reason", None) != "closed":
                 raise
 
+    def connected(self) -> bool:
+        """Whether the kept connection is open (as far as its monitor has said yet); one
+        that ended is let go here, as the next conversation would."""
+        kept = self._kept
+        if kept is None:
+            return False
+        if self._ended(kept[1]):
+            self._drop_kept()
+            return False
+        return True
+
     def close(self) -> None:
         self._drop_kept()
         if self._context is not None:

@@ -309,13 +309,17 @@ class Session:
         timeout: float = 10.0,
         server_version: str | None = None,
         config: dict[str, Any] | None = None,
+        probed: bool | None = None,
     ) -> Session:
         """Probe the server, then connect the installed client to it.
 
         ``server_version`` is the release the server was deployed as (for the version
         check); default: what the server reports. ``config``: the server's getconfig
         answer when another process already made the handshake (the Jupyter server that
-        holds the tunnel): no probe then, the client's connect is the one round trip.
+        holds the tunnel, or our own handshake on the same tunnel): no probe then, the
+        client's connect is the one round trip. ``probed``: whether that answer came from
+        a probe of this very server (what a timeout of the client's connect says; default:
+        only when this probes).
         """
         ak = import_client()
         client_module = sys.modules.get("arkouda.client") or importlib.import_module(
@@ -323,8 +327,10 @@ class Session:
         )
         client_version = str(getattr(ak, "__version__", "unknown"))
 
-        probed = config is None
+        if probed is None:
+            probed = config is None
         if config is None:
+            probed = True
             with ArkoudaProbe(host, port, token=token, timeout=timeout) as probe:
                 config = probe.handshake()
         served = str(server_version or config.get("arkoudaVersion") or "unknown")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
 from _support import eventually
 from _support.lifecycle import admin, spec
 
@@ -90,3 +91,44 @@ def test_short_lived_status_opens_one_port_forward(sb: Any, deployed: Any) -> No
         assert len(status.warnings) == 1 and "pods/portforward" in status.warnings[0], status
         assert took < STATUS_HANDSHAKE / 2, f"the refusal was said after {took:.1f}s"
         assert status.stage == "Ready" and status.tunnel_state is None
+
+
+def test_connect_after_deploy_opens_only_the_clients_port_forward(sb: Any, deployed: Any) -> None:
+    """``connect()`` right after a deploy (``%arkouda_connect``): the handshake's answer,
+    learned over the kept connection still open on this tunnel, stands in for the
+    session's own probe. It was 2 port-forwards (that probe's connection, then the
+    client's), now the client's 1. With nothing learned yet (a reattach without a
+    handshake) the session still probes first; when the kept connection ended since the
+    handshake, it is asked again (and stays kept for status)."""
+    pytest.importorskip("arkouda", reason="run scripts/install_arkouda_client.py")
+    registry = sb.portforward_registry
+    with deployed(spec("conn-connect", locales=1, authenticate=False)) as c:
+        for _ in range(2):  # again: a reconnect of a held, handshaken tunnel
+            opened, ak = _forwards_of(sb, c.connect)
+            assert opened == 1, f"connect after the handshake opened {opened} port-forwards"
+            assert int(ak.arange(0, 10, 1).sum()) == 45
+            assert c.session is not None and c.session.server_version == VERSION
+        opened, status = _forwards_of(sb, c.status)
+        assert opened == 0 and status.memory_used is not None, (opened, status)
+
+        # every forward dropped: one new kept connection (asked again by the connect, or
+        # by the status when its end had not been seen yet) and the client's (the session
+        # closed first: ZeroMQ would redial its dropped connection, a forward of its own)
+        c.connection.close_session()
+        assert registry.drop_all() >= 1
+        opened, ak = _forwards_of(sb, c.connect)
+        assert int(ak.arange(0, 5, 1).sum()) == 10
+        more, status = _forwards_of(sb, c.status)
+        assert opened + more == 2 and status.memory_used is not None, (opened, more, status)
+
+        c.close()
+        eventually(lambda: registry.open_forwards, 10, 0.05, until=lambda n: n == 0)
+        # a reattach that made no handshake: nothing learned, the session probes first
+        # (the tunnel's own check, the probe's connection, the client's)
+        bare = ArkoudaCluster.from_name("conn-connect", "default", kube=admin(sb), connect=False)
+        try:
+            opened, ak = _forwards_of(sb, bare.connect)
+            assert opened == 3, f"a connect with nothing learned opened {opened} port-forwards"
+            assert int(ak.arange(0, 10, 1).sum()) == 45
+        finally:
+            bare.close()
