@@ -1751,7 +1751,13 @@ class PodWorker:
         if liveness and self.fault != "NeverReady":
             loops.append(self._probe_loop(c, liveness, "Liveness"))
         if loops:
-            await asyncio.gather(*loops)
+            # A gather cancelled ends at the first child that has ended, not the last: a
+            # readiness probe reaping its exec would outlive the stop that cancelled it.
+            tasks = [asyncio.ensure_future(coro) for coro in loops]
+            try:
+                await asyncio.gather(*tasks)
+            finally:
+                await cancel_and_wait(tasks)
 
     async def _never_ready(self, c: Container, probe: dict[str, Any] | None) -> None:
         period = min(
