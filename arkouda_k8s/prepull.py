@@ -22,7 +22,7 @@ from . import manifests
 from .errors import ImagePullError, StageTimeout
 from .inventory import IMAGE_PULL_REASONS
 from .kube import Kube, WatchDeadline
-from .readiness import PULL_TICK, PullClock, Ticker, pulling
+from .pull_clock import PULL_TICK, PullClock, Ticker, pulling
 from .spec import ClusterSpec
 from .stages import Progress
 

@@ -4,20 +4,18 @@ Owns the staged waits (every locale pod Running, the server pod Ready, both in o
 watch when they start together), the diagnosis of a pod that cannot progress
 (Unschedulable, an image that cannot be pulled, a crash, OOM, a configuration error)
 into a typed error with Kubernetes' reason, the log tails and events quoted in those
-errors, the progress of image pulls, and the restart of a server that exited at its
-self-registration on a passing API error. It reaches the cluster through ``kube.py``,
-knows the deployment by its spec and its ``Ownership``, and never imports the lifecycle
-(``cluster.py``) that holds it.
+errors, the progress of image pulls (read and clocked by ``pull_clock``), and the
+restart of a server that exited at its self-registration on a passing API error. It
+reaches the cluster through ``kube.py``, knows the deployment by its spec and its
+``Ownership``, and never imports the lifecycle (``cluster.py``) that holds it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import re
-import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,14 +41,11 @@ from .inventory import (
 )
 from .kube import Kube, WatchDeadline
 from .ownership import Ownership
+from .pull_clock import PULL_TICK, PullClock, Ticker, pull_text, pulling
 from .spec import ClusterSpec
 from .stages import Report, Timeouts
 from .status import ClusterStatus
 
-# How often the progress shows a pull's seconds going on, and after how long a pull is
-# shown at all (shorter ones: the image was there, or nearly).
-PULL_TICK = 1.0
-PULL_SHOW = 2.0
 CONFIG_REASONS = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
 LOG_TAIL_LINES = 20
 # Starts of a freshly created server that exited on a passing API error (5xx, 429,
@@ -733,55 +728,6 @@ def _pending_summary(pods: list[dict[str, Any]]) -> str:
     return " (" + ", ".join(f"{n} {r}" for r, n in sorted(waiting.items())) + ")"
 
 
-def pulling(pods: Iterable[dict[str, Any]]) -> dict[str, dict[str, str | None]]:
-    """Images being pulled, read from pod states: image -> {node: since}, where a pod
-    bound to the node has a container of that image still waiting in ContainerCreating
-    (on a node without the image, that is the pull; Kubernetes shows nothing finer in a
-    pod's status) and ``since`` is when the pod was scheduled (the API server's clock)."""
-    out: dict[str, dict[str, str | None]] = {}
-    for p in pods:
-        spec = p.get("spec") or {}
-        node = spec.get("nodeName")
-        status = p.get("status") or {}
-        if not node or p["metadata"].get("deletionTimestamp"):
-            continue
-        images = {
-            c.get("name"): c.get("image")
-            for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])
-        }
-        since = next(
-            (
-                c.get("lastTransitionTime")
-                for c in status.get("conditions") or []
-                if c.get("type") == "PodScheduled"
-            ),
-            None,
-        )
-        for cs in (status.get("initContainerStatuses") or []) + (
-            status.get("containerStatuses") or []
-        ):
-            waiting = (cs.get("state") or {}).get("waiting") or {}
-            image = images.get(cs.get("name")) or cs.get("image")
-            if waiting.get("reason") == "ContainerCreating" and image:
-                nodes = out.setdefault(image, {})
-                if node not in nodes or (since or "") < (nodes[node] or ""):
-                    nodes[node] = since
-    return out
-
-
-def pull_text(images: Mapping[str, Mapping[str, Any]], seconds: Mapping[str, float]) -> str:
-    """'pulling IMAGE on 3 nodes, 40 s' (one clause per image)."""
-    parts = []
-    for image in sorted(images):
-        n = len(images[image])
-        took = seconds.get(image)
-        parts.append(
-            f"pulling {image} on {n} node{'' if n == 1 else 's'}"
-            + (f", {took:.0f} s" if took is not None else "")
-        )
-    return "; ".join(parts)
-
-
 def status_message(pods: list[dict[str, Any]], failures: Iterable[FailedPod] = ()) -> str:
     """What a deployment's pods are waiting for, in one line (status shows it);
     ``failures``: its Failed pods as ``failed_pods.judge`` sees them."""
@@ -815,64 +761,6 @@ def status_message(pods: list[dict[str, Any]], failures: Iterable[FailedPod] = (
         if started:
             seconds[image] = max(0.0, (now - min(started)).total_seconds())
     return pull_text(images, seconds)
-
-
-class PullClock:
-    """How long each image has been pulling, as this client saw it (no clock of the API
-    server needed): started at the first sight, forgotten when no node pulls it."""
-
-    def __init__(self) -> None:
-        self.images: dict[str, dict[str, Any]] = {}
-        self._since: dict[str, float] = {}
-
-    def update(self, images: dict[str, dict[str, Any]]) -> PullClock:
-        now = time.monotonic()
-        self.images = images
-        self._since = {i: self._since.get(i, now) for i in images}
-        return self
-
-    def _shown(self) -> dict[str, dict[str, Any]]:
-        # an image already on its node "pulls" for a blink: not worth a line
-        now = time.monotonic()
-        return {i: n for i, n in self.images.items() if now - self._since[i] >= PULL_SHOW}
-
-    def shape(self) -> tuple[tuple[str, int], ...]:
-        return tuple(sorted((i, len(n)) for i, n in self._shown().items()))
-
-    def text(self) -> str:
-        now = time.monotonic()
-        # whole seconds, then steps of 5 (a log gets a line per step, not per second)
-        return pull_text(
-            self._shown(),
-            {i: _step(now - t) for i, t in self._since.items()},
-        )
-
-
-def _step(seconds: float) -> float:
-    return float(int(seconds)) if seconds < 5 else float(int(seconds) // 5 * 5)
-
-
-class Ticker(threading.Thread):
-    """Calls ``tick`` every ``interval`` seconds until stopped (a pull's seconds go on
-    while nothing changes in the API, so no watch event would show them)."""
-
-    def __init__(self, tick: Callable[[], None], interval: float) -> None:
-        super().__init__(daemon=True, name="arkouda-k8s-progress")
-        self._tick = tick
-        self._interval = interval
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        if self._stop_event.wait(min(PULL_SHOW, self._interval)):
-            return
-        with contextlib.suppress(Exception):
-            self._tick()
-        while not self._stop_event.wait(self._interval):
-            with contextlib.suppress(Exception):  # progress must never break a deploy
-                self._tick()
-
-    def stop(self) -> None:
-        self._stop_event.set()
 
 
 def _last_lines(text: str | None, n: int) -> str:
